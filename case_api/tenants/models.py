@@ -1,0 +1,46 @@
+"""Tenants: the member organisations whose logs the SOC watches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from case_api.db import Base, UTCDateTime, utcnow
+
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+
+TenantId = Annotated[
+    str,
+    Field(
+        pattern=TENANT_ID_PATTERN,
+        description="Tenant slug: lower-case letters, digits and '-', 2-63 characters",
+        examples=["northgate-hospital"],
+    ),
+]
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: TenantId
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TenantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    created_at: datetime

@@ -1,0 +1,43 @@
+"""Tenant queries. Every read takes the caller's tenant scope (``None`` = all tenants)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from case_api.errors import ConflictError, UnknownTenantError
+from case_api.tenants.models import Tenant, TenantIn
+
+
+def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
+    if session.get(Tenant, tenant_in.id) is not None:
+        raise ConflictError(f"tenant {tenant_in.id!r} already exists")
+    tenant = Tenant(id=tenant_in.id, name=tenant_in.name)
+    session.add(tenant)
+    try:
+        session.commit()
+    except IntegrityError as exc:  # created concurrently since the check above
+        session.rollback()
+        raise ConflictError(f"tenant {tenant_in.id!r} already exists") from exc
+    return tenant
+
+
+def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Tenant]:
+    query = select(Tenant).order_by(Tenant.id)
+    if scope is not None:
+        query = query.where(Tenant.id.in_(scope))
+    return list(session.scalars(query))
+
+
+def require_tenants(*, session: Session, tenant_ids: Iterable[str]) -> None:
+    """Raise :class:`UnknownTenantError` naming every tenant id that is not registered."""
+    wanted = set(tenant_ids)
+    if not wanted:
+        return
+    known = set(session.scalars(select(Tenant.id).where(Tenant.id.in_(wanted))))
+    missing = wanted - known
+    if missing:
+        raise UnknownTenantError(sorted(missing))

@@ -1,0 +1,95 @@
+"""The one documented client of the case API's HTTP contract (`/api/v1`).
+
+The correlator and the CLI talk to the case API only through this client, over HTTP. In the embedded
+default there is no server to run: the CLI hands the client an in-process transport to the same
+FastAPI application, so the contract exercised is identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from citysoc.errors import CitySocError
+
+
+class CaseApiError(CitySocError):
+    """The case API refused a request; the message carries its status and explanation."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"case API answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class CaseClient:
+    """Thin typed wrapper over `/api/v1`; every call authenticates with one API key."""
+
+    def __init__(self, http: httpx.Client, api_key: str) -> None:
+        self._http = http
+        self._http.headers["Authorization"] = f"Bearer {api_key}"
+
+    @classmethod
+    def remote(cls, base_url: str, api_key: str, *, timeout: float = 30.0) -> CaseClient:
+        return cls(httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout), api_key)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CaseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, f"/api/v1{path}", **kwargs)
+        if response.is_error:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise CaseApiError(response.status_code, str(detail))
+        return response.json() if response.content else None
+
+    # Tenants
+    def add_tenant(self, tenant_id: str, name: str) -> dict[str, Any]:
+        return self._request("POST", "/tenants", json={"id": tenant_id, "name": name})  # type: ignore[no-any-return]
+
+    def list_tenants(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/tenants")  # type: ignore[no-any-return]
+
+    def create_key(self, *, name: str, role: str, tenant_id: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "role": role, "tenant_id": tenant_id}
+        return self._request("POST", "/keys", json=body)  # type: ignore[no-any-return]
+
+    # Alerts
+    def post_alerts(self, alerts: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> dict[str, Any]:
+        """Send alerts in batches; the API is idempotent by alert id, so a retry is safe."""
+        total: dict[str, Any] = {"created": 0, "duplicates": 0, "cases": []}
+        for start in range(0, len(alerts), batch_size):
+            answer = self._request("POST", "/alerts", json={"alerts": list(alerts[start : start + batch_size])})
+            total["created"] += answer["created"]
+            total["duplicates"] += answer["duplicates"]
+            total["cases"] = sorted(set(total["cases"]) | set(answer["cases"]))
+        return total
+
+    # Cases
+    def list_cases(self, *, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[
+        dict[str, Any]
+    ]:
+        params: dict[str, Any] = {"limit": limit}
+        if tenant:
+            params["tenant"] = tenant
+        if status:
+            params["status"] = status
+        return self._request("GET", "/cases", params=params)  # type: ignore[no-any-return]
+
+    def get_case(self, case_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/cases/{case_id}")  # type: ignore[no-any-return]
+
+    def iter_cases(self, tenants: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for tenant in tenants:
+            yield from self.list_cases(tenant=tenant)

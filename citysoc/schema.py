@@ -1,0 +1,204 @@
+"""The event schema: ECS documents stored with one fixed, nested schema for every dataset.
+
+One field table drives the Arrow schema (what collectors write to Parquet), the Spark schema (what the
+correlator reads, so files written before a field existed read it as null) and the set of field
+names the Sigma field mappings may target. Free-form vendor objects (CloudTrail `requestParameters`,
+`responseElements`, `additionalEventData`, syslog structured data) are kept as JSON strings, as
+Elastic's integrations keep them in keyword fields; the rule compiler reads into them with
+`get_json_object`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+# Dotted ECS name -> storage type. Order is the column order in the files.
+FIELDS: dict[str, str] = {
+    "@timestamp": "timestamp",
+    "message": "string",
+    "tags": "list<string>",
+    "organization.id": "string",
+    "event.id": "string",
+    "event.dataset": "string",
+    "event.module": "string",
+    "event.kind": "string",
+    "event.category": "list<string>",
+    "event.type": "list<string>",
+    "event.action": "string",
+    "event.provider": "string",
+    "event.outcome": "string",
+    "event.code": "string",
+    "event.created": "timestamp",
+    "event.ingested": "timestamp",
+    "event.original": "string",
+    "host.name": "string",
+    "host.hostname": "string",
+    "process.name": "string",
+    "process.pid": "long",
+    "source.ip": "string",
+    "source.port": "long",
+    "source.address": "string",
+    "user.name": "string",
+    "user.id": "string",
+    "user_agent.original": "string",
+    "cloud.provider": "string",
+    "cloud.region": "string",
+    "cloud.account.id": "string",
+    "related.ip": "list<string>",
+    "related.user": "list<string>",
+    "error.code": "string",
+    "error.message": "string",
+    "log.file.path": "string",
+    "log.syslog.priority": "long",
+    "log.syslog.facility.code": "long",
+    "log.syslog.facility.name": "string",
+    "log.syslog.severity.code": "long",
+    "log.syslog.severity.name": "string",
+    "log.syslog.hostname": "string",
+    "log.syslog.appname": "string",
+    "log.syslog.procid": "string",
+    "log.syslog.msgid": "string",
+    "log.syslog.version": "long",
+    "log.syslog.structured_data": "json",
+    "system.auth.ssh.event": "string",
+    "system.auth.ssh.method": "string",
+    "system.auth.ssh.signature": "string",
+    "aws.cloudtrail.event_version": "string",
+    "aws.cloudtrail.event_type": "string",
+    "aws.cloudtrail.event_category": "string",
+    "aws.cloudtrail.management_event": "bool",
+    "aws.cloudtrail.read_only": "bool",
+    "aws.cloudtrail.recipient_account_id": "string",
+    "aws.cloudtrail.request_id": "string",
+    "aws.cloudtrail.shared_event_id": "string",
+    "aws.cloudtrail.vpc_endpoint_id": "string",
+    "aws.cloudtrail.error_code": "string",
+    "aws.cloudtrail.error_message": "string",
+    "aws.cloudtrail.user_identity.type": "string",
+    "aws.cloudtrail.user_identity.arn": "string",
+    "aws.cloudtrail.user_identity.principal_id": "string",
+    "aws.cloudtrail.user_identity.account_id": "string",
+    "aws.cloudtrail.user_identity.access_key_id": "string",
+    "aws.cloudtrail.user_identity.user_name": "string",
+    "aws.cloudtrail.user_identity.invoked_by": "string",
+    "aws.cloudtrail.user_identity.session_context.mfa_authenticated": "string",
+    "aws.cloudtrail.user_identity.session_context.creation_date": "string",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.type": "string",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.arn": "string",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id": "string",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.account_id": "string",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.user_name": "string",
+    "aws.cloudtrail.tls_details.tls_version": "string",
+    "aws.cloudtrail.tls_details.cipher_suite": "string",
+    "aws.cloudtrail.tls_details.client_provided_host_header": "string",
+    "aws.cloudtrail.request_parameters": "json",
+    "aws.cloudtrail.response_elements": "json",
+    "aws.cloudtrail.additional_eventdata": "json",
+    "aws.cloudtrail.service_event_details": "json",
+    "aws.cloudtrail.resources": "json",
+}
+
+# Fields holding a JSON document as a string (queried with get_json_object).
+JSON_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if kind == "json")
+
+# Datasets the collectors produce, and the Sigma log sources they serve.
+DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog")
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "json": pa.string(),
+    "long": pa.int64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "list<string>": pa.list_(pa.string()),
+}
+
+
+def _tree() -> dict[str, Any]:
+    """Nest the dotted names: {"event": {"id": "string", ...}, ...} keeping declaration order."""
+    root: dict[str, Any] = {}
+    for name, kind in FIELDS.items():
+        node = root
+        *parents, leaf = name.split(".") if name != "@timestamp" else ["@timestamp"]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = kind
+    return root
+
+
+def _arrow_fields(tree: Mapping[str, Any]) -> list[pa.Field]:
+    return [
+        pa.field(key, pa.struct(_arrow_fields(value)) if isinstance(value, dict) else _ARROW_TYPES[value])
+        for key, value in tree.items()
+    ]
+
+
+EVENT_TREE: dict[str, Any] = _tree()
+ARROW_SCHEMA: pa.Schema = pa.schema(_arrow_fields(EVENT_TREE))
+
+
+def spark_schema() -> Any:
+    """The same schema as a Spark StructType (imported lazily: collectors do not need Spark)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(ARROW_SCHEMA)
+
+
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield (dotted name, value) for every leaf of a nested document."""
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and name not in JSON_FIELDS:
+            yield from flatten(value, f"{name}.")
+        else:
+            yield name, value
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Build a nested document from dotted names (the inverse of `flatten`)."""
+    root: dict[str, Any] = {}
+    for name, value in flat.items():
+        if name == "@timestamp":
+            root[name] = value
+            continue
+        node = root
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return root
+
+
+def to_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Shape an ECS document for the Arrow schema: only known fields, structs for every level.
+
+    Unknown fields raise: a normaliser that emits a field the schema does not have is a bug that must
+    not silently lose data.
+    """
+    flat = dict(flatten(doc))
+    unknown = sorted(set(flat) - FIELDS.keys())
+    if unknown:
+        raise KeyError(f"fields not in the event schema: {', '.join(unknown)}")
+    return _fill(EVENT_TREE, flat, "")
+
+
+def _fill(tree: Mapping[str, Any], flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            row[key] = _fill(value, flat, f"{name}.")
+        else:
+            row[key] = flat.get(name)
+    return row
+
+
+def event_time(row: Mapping[str, Any]) -> datetime:
+    value = row["@timestamp"]
+    if not isinstance(value, datetime):
+        raise TypeError("@timestamp must be a timezone-aware datetime")
+    return value

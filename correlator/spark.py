@@ -1,0 +1,64 @@
+"""Building the Spark session: the one place that knows Spark's configuration knobs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from pyspark.sql import SparkSession
+
+from citysoc.errors import ConfigurationError
+
+MIN_JAVA = 17
+
+
+def java_major_version() -> int | None:
+    """Major version of the `java` Spark would start, or None when there is none."""
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    for token in out.replace('"', " ").split():
+        head = token.split(".")[0]
+        if head.isdigit() and "." in token or token.isdigit():
+            return int(head)
+    return None
+
+
+def require_java() -> None:
+    """Fail with advice when Java 17+ (the one system prerequisite) is missing."""
+    version = java_major_version()
+    if version is None:
+        raise ConfigurationError(
+            "Java was not found. CitySOC's detection runs on Apache Spark, which needs Java 17 or newer: "
+            "install it (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME."
+        )
+    if version < MIN_JAVA:
+        raise ConfigurationError(f"Java {version} found, but Spark needs Java {MIN_JAVA} or newer; set JAVA_HOME.")
+
+
+def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_name: str = "citysoc",
+                  driver_memory: str = "2g") -> SparkSession:
+    require_java()
+    # Python workers must use this interpreter, or they miss the packages of our virtualenv.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode never needs another interface
+    session = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.default.parallelism", str(shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
