@@ -1,0 +1,42 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both do all set-up on a fresh machine: check Java, create .venv, install CitySOC and its dependencies.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SOC    := $(VENV)/bin/soc
+
+.PHONY: setup demo test test-fast lint bench clean check-java
+
+setup: check-java $(VENV)/.installed
+
+check-java:
+	@v=$$( { java -version 2>&1 || true; } | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
+	if [ -z "$$v" ]; then echo "error: Java was not found. CitySOC's detection runs on Apache Spark, which needs Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)." >&2; exit 1; fi; \
+	if [ "$$v" -lt 17 ]; then echo "error: Java $$v found; Spark needs Java 17 or newer (set JAVA_HOME or install openjdk-17)." >&2; exit 1; fi
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c 'import citysoc, pyspark, sigma' || { echo "error: installing the dependencies failed (see above)" >&2; exit 1; }
+	@touch $@
+
+demo: setup
+	$(SOC) demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) -m bench.detect
+
+clean:
+	rm -rf .soc .pytest_cache .mypy_cache .ruff_cache
