@@ -55,7 +55,8 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO-8601 time, e.g. 2024-07-31 or 2024-07-31T13:00:00Z") from None
+        raise typer.BadParameter(f"{value!r} is not an ISO-8601 time, e.g. 2024-07-31 or 2024-07-31T13:00:00Z") \
+            from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -195,7 +196,7 @@ def api(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.
     from citysoc.runtime import embedded_case_app
 
     settings = _settings()
-    application, keys = embedded_case_app(settings)
+    application, _keys = embedded_case_app(settings)
     err_console.print(f"case API on http://{host}:{port}/api/v1/docs  (API keys: {settings.secrets_file})")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

@@ -46,10 +46,10 @@ def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool, con
 
     console.rule("ingest")
     scenario = CityScenario().write(settings.home / "demo-input")
-    for tenant, source, path in scenario.inputs:
-        report = ingest_paths(settings, tenant=tenant, source=source, paths=[path], year=scenario.year,
+    for tenant_id, source, path in scenario.inputs:
+        report = ingest_paths(settings, tenant=tenant_id, source=source, paths=[path], year=scenario.year,
                               console=console)
-        console.print(f"{tenant:<20} {source:<15} {report.summary()}")
+        console.print(f"{tenant_id:<20} {source:<15} {report.summary()}")
 
     extra_rules: list[Path] = []
     corpora = corpora or default_corpora()
@@ -59,9 +59,10 @@ def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool, con
             ("northgate-hospital", "syslog", corpora / "loghub" / "OpenSSH_2k.log", LOGHUB_YEAR),
             ("riverside-council", "aws.cloudtrail", corpora / "stratus", None),
         ]
-        for tenant, source, path, year in samples:
-            report = ingest_paths(settings, tenant=tenant, source=source, paths=[path], year=year, console=console)
-            console.print(f"{tenant:<20} {source:<15} {report.summary()}  ({path.name})")
+        for tenant_id, source, path, year in samples:
+            report = ingest_paths(settings, tenant=tenant_id, source=source, paths=[path], year=year,
+                                  console=console)
+            console.print(f"{tenant_id:<20} {source:<15} {report.summary()}  ({path.name})")
         extra_rules = [corpora / "sigmahq" / "rules" / "cloud" / "aws", corpora / "sigmahq" / "rules" / "linux"]
     elif use_corpora:
         console.print(f"no shared corpora at {corpora}: running on the generated scenario only")

@@ -88,12 +88,16 @@ class CityScenario:
             elif kind < 0.45:  # a typo now and then: far below any brute-force threshold
                 lines.append((at, f"sshd[{pid}]", f"Failed password for {user} from {ip} port {port} ssh2"))
             elif kind < 0.75:
-                lines.append((at, f"CRON[{pid}]", "pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)"))
-                lines.append((at + timedelta(seconds=2), f"CRON[{pid}]", "pam_unix(cron:session): session closed for user root"))
+                lines.append((at, f"CRON[{pid}]",
+                              "pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)"))
+                lines.append((at + timedelta(seconds=2), f"CRON[{pid}]",
+                              "pam_unix(cron:session): session closed for user root"))
             elif kind < 0.9:
-                lines.append((at, f"sudo[{pid}]", f"{user} : TTY=pts/0 ; PWD=/home/{user} ; USER=root ; COMMAND=/usr/bin/systemctl status nginx"))
+                lines.append((at, f"sudo[{pid}]", f"{user} : TTY=pts/0 ; PWD=/home/{user} ; USER=root ; "
+                              "COMMAND=/usr/bin/systemctl status nginx"))
             else:
-                lines.append((at, f"systemd-logind[{self.rng.randint(300, 900)}]", f"New session {self.rng.randint(100, 9999)} of user {user}."))
+                logind = f"systemd-logind[{self.rng.randint(300, 900)}]"
+                lines.append((at, logind, f"New session {self.rng.randint(100, 9999)} of user {user}."))
         return lines
 
     def _system_baseline(self, count: int) -> list[tuple[datetime, str, str]]:
@@ -121,8 +125,9 @@ class CityScenario:
             invalid = user not in {"root", "backup"}
             if invalid:
                 lines.append((at, f"sshd[{pid}]", f"Invalid user {user} from {ATTACKER_IP} port {port}"))
+            who = f"invalid user {user}" if invalid else user
             lines.append((at + timedelta(seconds=1), f"sshd[{pid}]",
-                          f"Failed password for {'invalid user ' if invalid else ''}{user} from {ATTACKER_IP} port {port} ssh2"))
+                          f"Failed password for {who} from {ATTACKER_IP} port {port} ssh2"))
             at += timedelta(seconds=self.rng.uniform(3, 7))
         if then_success:
             pid = self.rng.randint(20000, 30000)

@@ -98,7 +98,7 @@ class ParquetEventStore(EventStore):
         """Stored events, optionally for one tenant and/or dataset (from the id index)."""
         if not (self.events_dir / "_ids.sqlite").exists():
             return 0
-        query, params = "SELECT count(*) FROM stored_event WHERE 1=1", []
+        query, params = "SELECT count(*) FROM stored_event WHERE 1=1", list[str]()
         if tenant:
             query, params = query + " AND tenant = ?", [*params, tenant]
         if dataset:

@@ -1,0 +1,24 @@
+"""Collectors: parse log sources, attribute the tenant, normalise to ECS, dead-letter what cannot be parsed.
+
+Importing the package registers the in-tree parsers (`aws.cloudtrail` alias `cloudtrail`, `syslog`).
+"""
+
+from collectors.base import LogParser, ParsedEvent, ParserOptions, get_parser, parser_names, register_parser
+from collectors.cloudtrail import CloudTrailParser
+from collectors.errors import CollectorError, InputPathError, UnknownParserError, UnparsableRecordError
+from collectors.syslog import SyslogParser
+
+__all__ = [
+    "CloudTrailParser",
+    "CollectorError",
+    "InputPathError",
+    "LogParser",
+    "ParsedEvent",
+    "ParserOptions",
+    "SyslogParser",
+    "UnknownParserError",
+    "UnparsableRecordError",
+    "get_parser",
+    "parser_names",
+    "register_parser",
+]

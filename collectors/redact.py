@@ -1,0 +1,66 @@
+"""Secret redaction, applied before anything is stored (events and dead letters alike).
+
+Structured records (CloudTrail) are redacted by key: a key whose lower-cased name is in
+`SECRET_KEYS`, or any key other than the identifying ones inside a `credentials` object, has its value
+replaced by `REDACTED`. Free text (syslog messages, unparsable JSON kept as a dead letter) is redacted
+by pattern: `password=...`, `"sessionToken": "..."` and the like.
+
+Access key ids are kept: they identify a key rather than grant its use, and detections rely on them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# Lower-cased keys whose values are secrets wherever they appear.
+SECRET_KEYS: frozenset[str] = frozenset({
+    "sessiontoken", "secretaccesskey", "secretkey", "password", "newpassword", "oldpassword", "currentpassword",
+    "passworddata", "privatekey", "privatekeymaterial", "secretstring", "secretbinary", "clientsecret",
+    "accesstoken", "refreshtoken", "idtoken", "tokenvalue", "apikey", "authorization",
+})
+
+# Keys inside a `credentials` object that identify rather than grant access; everything else is redacted.
+_CREDENTIAL_PUBLIC_KEYS: frozenset[str] = frozenset({"accesskeyid", "expiration", "arn", "username"})
+
+_SECRET_KEY_ALTERNATION = "|".join(sorted(SECRET_KEYS, key=len, reverse=True))
+# "sessionToken": "..." inside JSON text (also escaped JSON inside a JSON string).
+_JSON_SECRET = re.compile(
+    rf'(?i)(\\?"(?:{_SECRET_KEY_ALTERNATION})\\?"\s*:\s*)(\\?")((?:[^"\\]|\\.)*?)(\\?")'
+)
+# password=hunter2, pass: x, token="a b" in free text.
+_TEXT_SECRET = re.compile(
+    r"(?i)\b((?:password|passwd|pass|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+)
+
+
+def redact_record(value: Any, *, in_credentials: bool = False) -> Any:
+    """A copy of a JSON value with secret values replaced by `REDACTED` (by key, at any depth)."""
+    if isinstance(value, dict):
+        redacted: dict[str, Any] = {}
+        for key, item in value.items():
+            lowered = str(key).lower()
+            if item is not None and (
+                lowered in SECRET_KEYS
+                or (in_credentials and lowered not in _CREDENTIAL_PUBLIC_KEYS and not isinstance(item, dict | list))
+            ):
+                redacted[key] = REDACTED
+            else:
+                redacted[key] = redact_record(item, in_credentials=lowered == "credentials")
+        return redacted
+    if isinstance(value, list):
+        return [redact_record(item, in_credentials=in_credentials) for item in value]
+    return value
+
+
+def redact_json_text(text: str) -> str:
+    """Redact `"secretKey": "value"` pairs in JSON text that could not be parsed."""
+    return _JSON_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(4)}", text)
+
+
+def redact_text(text: str) -> str:
+    """Redact `password=value`-style secrets in free text (syslog messages)."""
+    return _TEXT_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
