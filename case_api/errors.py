@@ -54,9 +54,7 @@ class UnknownTenantError(CaseApiError):
         ids = [tenant_ids] if isinstance(tenant_ids, str) else sorted(set(tenant_ids))
         self.tenant_ids = ids
         names = ", ".join(repr(t) for t in ids)
-        super().__init__(
-            f"unknown tenant {names}: register it first (POST /api/v1/tenants or `soc tenants add`)"
-        )
+        super().__init__(f"unknown tenant {names}: register it first (POST /api/v1/tenants or `soc tenants add`)")
 
 
 class InvalidRequestError(CaseApiError):

@@ -73,9 +73,7 @@ class ApiKeyIn(BaseModel):
         if self.role.is_tenant_bound and self.tenant_id is None:
             raise ValueError(f"role {self.role.value!r} is bound to one tenant: give tenant_id")
         if not self.role.is_tenant_bound and self.tenant_id is not None:
-            raise ValueError(
-                f"role {self.role.value!r} works across tenants: leave tenant_id out"
-            )
+            raise ValueError(f"role {self.role.value!r} works across tenants: leave tenant_id out")
         return self
 
 

@@ -23,9 +23,7 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def create_api_key(
-    *, session: Session, key_in: ApiKeyIn, secret: str | None = None
-) -> tuple[ApiKey, str]:
+def create_api_key(*, session: Session, key_in: ApiKeyIn, secret: str | None = None) -> tuple[ApiKey, str]:
     """Store a new key and return it with its secret (generated unless given)."""
     if key_in.tenant_id is not None:
         require_tenants(session=session, tenant_ids=[key_in.tenant_id])

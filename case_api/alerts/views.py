@@ -1,0 +1,46 @@
+"""Alert endpoints: the correlator posts here; analysts and tenants read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from case_api.alerts.models import AlertBatchIn, AlertBatchOut, AlertOut
+from case_api.alerts.service import list_alerts
+from case_api.auth.dependencies import TenantScope, require_roles
+from case_api.auth.models import Principal
+from case_api.auth.roles import ALERT_WRITERS, CASE_READERS
+from case_api.cases.flows import ingest_alerts
+from case_api.db import SessionDep
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+@router.post("", response_model=AlertBatchOut)
+def post_alerts(
+    batch: AlertBatchIn,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require_roles(*ALERT_WRITERS))],
+) -> AlertBatchOut:
+    """Store a batch of alerts. Idempotent by alert id; an unknown tenant rejects the batch."""
+    result = ingest_alerts(session=session, alerts=batch.alerts, actor=principal.actor)
+    return AlertBatchOut(created=result.created, duplicates=result.duplicates, cases=result.case_ids)
+
+
+@router.get(
+    "",
+    response_model=list[AlertOut],
+    dependencies=[Depends(require_roles(*CASE_READERS))],
+)
+def get_alerts(
+    session: SessionDep,
+    scope: TenantScope,
+    tenant: str | None = None,
+    case_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[AlertOut]:
+    """Newest alerts first, from the tenants the caller may see."""
+    alerts = list_alerts(session=session, scope=scope, tenant_id=tenant, case_id=case_id, limit=limit, offset=offset)
+    return [AlertOut.model_validate(a) for a in alerts]

@@ -1,0 +1,106 @@
+"""The case API application factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from case_api.alerts.views import router as alerts_router
+from case_api.auth.views import router as keys_router
+from case_api.cases.views import router as cases_router
+from case_api.db import make_engine, make_session_factory, upgrade_database
+from case_api.errors import AuthenticationError, CaseApiError
+from case_api.settings import Settings
+from case_api.tenants.views import router as tenants_router
+
+API_PREFIX = "/api/v1"
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API on ``settings`` (default: from ``SOC_`` environment variables).
+
+    Migrates the database to the newest schema before returning, so the app is ready for
+    ``TestClient(app)`` in-process as well as for uvicorn. ``app.state.engine`` is the engine to
+    dispose when done.
+    """
+    settings = settings or Settings()
+    if not settings.database_url:
+        settings.ensure_home()
+    engine = make_engine(settings.effective_database_url)
+    upgrade_database(engine)
+
+    app = FastAPI(
+        title="CitySOC case API",
+        version="1",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+
+    api = APIRouter(prefix=API_PREFIX)
+
+    @api.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in (tenants_router, keys_router, alerts_router, cases_router):
+        api.include_router(router)
+    app.include_router(api)
+    _install_error_handlers(app)
+    app.middleware("http")(_bind_request_id)
+    return app
+
+
+async def _bind_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await call_next(request)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CaseApiError)
+    async def case_api_error(_request: Request, exc: CaseApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        messages = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors]
+        return JSONResponse(
+            {
+                "detail": "invalid request: " + "; ".join(messages),
+                "errors": [_jsonable_error(error) for error in errors],
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _jsonable_error(error: Any) -> dict[str, Any]:
+    return {
+        "loc": [str(part) for part in error.get("loc", ())],
+        "msg": str(error.get("msg", "")),
+        "type": str(error.get("type", "")),
+    }

@@ -1,0 +1,63 @@
+"""FastAPI dependencies for authentication, roles and tenant scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Header
+
+from case_api.auth.models import Principal, Role
+from case_api.auth.service import authenticate, tenant_scope
+from case_api.db import SessionDep
+from case_api.errors import AuthenticationError, PermissionDeniedError
+
+
+def _presented_secret(authorization: str | None, x_api_key: str | None) -> str | None:
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+        return None
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
+    return None
+
+
+def get_principal(
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    secret = _presented_secret(authorization, x_api_key)
+    if secret is None:
+        raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    principal = authenticate(session=session, secret=secret)
+    if principal is None:
+        raise AuthenticationError("invalid or revoked API key")
+    structlog.contextvars.bind_contextvars(actor=principal.name, role=principal.role.value)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_tenant_scope(principal: CurrentPrincipal) -> frozenset[str] | None:
+    return tenant_scope(principal)
+
+
+TenantScope = Annotated[frozenset[str] | None, Depends(get_tenant_scope)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """Dependency factory: the current principal, if its role is one of ``roles``."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise PermissionDeniedError(f"role {principal.role.value!r} may not do this; allowed roles: {names}")
+        return principal
+
+    return check

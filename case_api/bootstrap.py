@@ -1,0 +1,82 @@
+"""First-run API keys for the embedded default, kept in ``{home}/secrets.json`` (mode 600)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+
+from case_api.auth.models import ApiKey, ApiKeyIn, Role
+from case_api.auth.service import create_api_key, generate_secret, hash_secret
+from case_api.db import make_engine, make_session_factory, upgrade_database, utcnow
+from case_api.settings import Settings
+
+BOOTSTRAP_ROLES = (Role.ADMIN, Role.SOC_ANALYST, Role.SERVICE)
+BOOTSTRAP_KEY_NAMES = {
+    Role.ADMIN: "bootstrap-admin",
+    Role.SOC_ANALYST: "bootstrap-analyst",
+    Role.SERVICE: "bootstrap-service",
+}
+
+
+def ensure_bootstrap_keys(settings: Settings) -> dict[str, str]:
+    """The bootstrap secrets by role (``admin``, ``soc_analyst``, ``service``).
+
+    The first call generates them, stores their hashes as API keys and the secrets in
+    ``settings.secrets_path``. Later calls read that file and re-create any key the database lost
+    (e.g. after it was reset), with the same secret. If the file is gone, old bootstrap keys are
+    revoked and new ones issued, since their secrets cannot be recovered.
+    """
+    settings.ensure_home()
+    stored = _read_secrets(settings.secrets_path)
+    secrets = {role.value: stored.get(role.value) or generate_secret() for role in BOOTSTRAP_ROLES}
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        upgrade_database(engine)
+        with make_session_factory(engine)() as session:
+            for role in BOOTSTRAP_ROLES:
+                secret = secrets[role.value]
+                active = session.scalars(
+                    select(ApiKey).where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
+                ).first()
+                if active is not None:
+                    continue
+                # Keys of this name whose secret we no longer hold are dead weight: revoke them.
+                for orphan in session.scalars(
+                    select(ApiKey).where(ApiKey.name == BOOTSTRAP_KEY_NAMES[role], ApiKey.revoked_at.is_(None))
+                ):
+                    orphan.revoked_at = utcnow()
+                create_api_key(
+                    session=session,
+                    key_in=ApiKeyIn(name=BOOTSTRAP_KEY_NAMES[role], role=role),
+                    secret=secret,
+                )
+    finally:
+        engine.dispose()
+
+    if secrets != stored:
+        _write_secrets(settings.secrets_path, secrets)
+    return secrets
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of role -> API key")
+    return {str(k): str(v) for k, v in data.items() if v}
+
+
+def _write_secrets(path: Path, secrets: dict[str, str]) -> None:
+    """Write atomically, readable by the owner only from the first byte."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(secrets, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,0 +1,151 @@
+"""Cases, their workflow and their append-only audit trail."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from case_api.db import Base, UTCDateTime, utcnow
+from case_api.tenants.models import Tenant
+
+
+class CaseStatus(enum.StrEnum):
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    ON_HOLD = "on_hold"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset({CaseStatus.RESOLVED, CaseStatus.CLOSED})
+
+# The case workflow. ``closed`` is final: new alerts for the group open a new case instead.
+# ``resolved`` may be reopened (back to ``in_progress``) while no other case is open for its group.
+ALLOWED_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
+    CaseStatus.NEW: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.ON_HOLD, CaseStatus.RESOLVED, CaseStatus.CLOSED}),
+    CaseStatus.IN_PROGRESS: frozenset({CaseStatus.ON_HOLD, CaseStatus.RESOLVED, CaseStatus.CLOSED}),
+    CaseStatus.ON_HOLD: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.RESOLVED, CaseStatus.CLOSED}),
+    CaseStatus.RESOLVED: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.CLOSED}),
+    CaseStatus.CLOSED: frozenset(),
+}
+
+
+class Severity(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_ORDER.index(self)
+
+    @classmethod
+    def from_sigma_level(cls, level: str) -> Severity:
+        """Sigma ``informational`` counts as ``low``; the other levels map by name."""
+        return cls.LOW if level == "informational" else cls(level)
+
+
+SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+OPEN_CASE_PREDICATE = text("status NOT IN ('resolved', 'closed')")
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        # At most one open case per (tenant, group): enforced by the database, so concurrent
+        # ingests cannot open twins.
+        Index(
+            "uq_cases_open_group",
+            "tenant_id",
+            "group_key",
+            unique=True,
+            postgresql_where=OPEN_CASE_PREDICATE,
+            sqlite_where=OPEN_CASE_PREDICATE,
+        ),
+        Index("ix_cases_queue", "tenant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey(Tenant.id))
+    title: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.NEW.value)
+    severity: Mapped[str] = mapped_column(String(16), default=Severity.LOW.value)
+    group_key: Mapped[str] = mapped_column(String(512))
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class CaseEvent(Base):
+    """One line of a case's audit trail. Rows are only ever inserted."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey(Case.id), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CaseAction(enum.StrEnum):
+    CREATED = "created"
+    ALERT_ADDED = "alert_added"
+    STATUS_CHANGED = "status_changed"
+    ASSIGNED = "assigned"
+
+
+class CaseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    tenant_id: str
+    title: str
+    status: CaseStatus
+    severity: Severity
+    group_key: str
+    alert_count: int
+    first_seen: datetime
+    last_seen: datetime
+    created_at: datetime
+    updated_at: datetime
+    assignee: str | None
+
+
+class CaseEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
+class CasePatch(BaseModel):
+    """Fields a responder may change. ``assignee: null`` unassigns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: CaseStatus | None = None
+    assignee: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _status_not_null(self) -> CasePatch:
+        if "status" in self.model_fields_set and self.status is None:
+            raise ValueError("status cannot be null; leave it out to keep the current status")
+        return self

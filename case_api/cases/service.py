@@ -1,0 +1,230 @@
+"""Case queries and changes. Every function reading a case takes the caller's tenant scope."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case as sql_case
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from case_api.alerts.models import Alert
+from case_api.cases.models import (
+    ALLOWED_TRANSITIONS,
+    FINISHED_STATUSES,
+    OPEN_CASE_PREDICATE,
+    SEVERITY_ORDER,
+    Case,
+    CaseAction,
+    CaseEvent,
+    CasePatch,
+    CaseStatus,
+    Severity,
+)
+from case_api.db import insert_for, utcnow
+from case_api.errors import ConflictError, InvalidTransitionError, NotFoundError
+
+_FINISHED = [s.value for s in FINISHED_STATUSES]
+
+_SEVERITY_RANK = sql_case({s.value: rank for rank, s in enumerate(SEVERITY_ORDER)}, value=Case.severity, else_=-1)
+
+
+def record_event(*, session: Session, case_id: int, actor: str, action: CaseAction, detail: dict[str, Any]) -> None:
+    """Append one line to the case's audit trail (never updated or deleted)."""
+    session.add(CaseEvent(case_id=case_id, actor=actor, action=action.value, detail=detail))
+
+
+def open_case_for_group(
+    *,
+    session: Session,
+    tenant_id: str,
+    group_key: str,
+    title: str,
+    seen_at: datetime,
+    actor: str,
+) -> Case:
+    """The open case of ``(tenant, group_key)``, created if there is none, locked for update.
+
+    Creation is ``INSERT ... ON CONFLICT DO NOTHING`` against the partial unique index of open
+    cases, so two concurrent ingests for one group end up sharing one case.
+    """
+    now = utcnow()
+    insert = insert_for(session)
+    statement = (
+        insert(Case)
+        .values(
+            tenant_id=tenant_id,
+            title=title[:512],
+            status=CaseStatus.NEW.value,
+            severity=Severity.LOW.value,
+            group_key=group_key,
+            alert_count=0,
+            first_seen=seen_at,
+            last_seen=seen_at,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "group_key"], index_where=OPEN_CASE_PREDICATE)
+        .returning(Case.id)
+    )
+    created_id = session.execute(statement).scalar_one_or_none()
+    if created_id is not None:
+        record_event(
+            session=session,
+            case_id=created_id,
+            actor=actor,
+            action=CaseAction.CREATED,
+            detail={"group_key": group_key, "title": title[:512]},
+        )
+    query = (
+        select(Case)
+        .where(
+            Case.tenant_id == tenant_id,
+            Case.group_key == group_key,
+            Case.status.not_in(_FINISHED),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one()
+
+
+def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str) -> None:
+    """Count ``alert`` into ``case``: alert count, first/last seen and maximum severity."""
+    severity = Severity.from_sigma_level(alert.rule_level)
+    previous = Severity(case.severity)
+    if case.alert_count > 0:
+        severity = max(severity, previous, key=lambda s: s.rank)
+    case.severity = severity.value
+    case.alert_count += 1
+    case.first_seen = min(case.first_seen, alert.timestamp)
+    case.last_seen = max(case.last_seen, alert.timestamp)
+    case.updated_at = utcnow()
+    alert.case_id = case.id
+    detail: dict[str, Any] = {
+        "alert_id": alert.id,
+        "rule_id": alert.rule_id,
+        "rule_level": alert.rule_level,
+    }
+    if case.alert_count > 1 and case.severity != previous.value:
+        detail["severity"] = {"from": previous.value, "to": case.severity}
+    record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.ALERT_ADDED, detail=detail)
+
+
+def list_cases(
+    *,
+    session: Session,
+    scope: Collection[str] | None,
+    tenant_id: str | None = None,
+    status: CaseStatus | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Case]:
+    """The case queue: most severe first, then most recently active."""
+    query = select(Case)
+    if scope is not None:
+        query = query.where(Case.tenant_id.in_(scope))
+    if tenant_id is not None:
+        query = query.where(Case.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(Case.status == status.value)
+    query = query.order_by(_SEVERITY_RANK.desc(), Case.last_seen.desc(), Case.id.desc())
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def get_case(*, session: Session, case_id: int, scope: Collection[str] | None, for_update: bool = False) -> Case:
+    """The case, if it exists in a tenant the caller may see.
+
+    A case of another tenant is reported as not found, so its existence is not disclosed.
+    """
+    query = select(Case).where(Case.id == case_id)
+    if scope is not None:
+        query = query.where(Case.tenant_id.in_(scope))
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    case = session.scalars(query).first()
+    if case is None:
+        raise NotFoundError(f"case {case_id} not found")
+    return case
+
+
+def case_alerts(*, session: Session, case: Case) -> list[Alert]:
+    query = select(Alert).where(Alert.case_id == case.id).order_by(Alert.timestamp, Alert.id)
+    return list(session.scalars(query))
+
+
+def case_events(*, session: Session, case: Case) -> list[CaseEvent]:
+    query = select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+    return list(session.scalars(query))
+
+
+def check_transition(current: CaseStatus, target: CaseStatus) -> None:
+    if target not in ALLOWED_TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in ALLOWED_TRANSITIONS[current])) or "none"
+        raise InvalidTransitionError(
+            f"a case cannot go from {current.value!r} to {target.value!r}; allowed from {current.value!r}: {allowed}"
+        )
+
+
+def update_case(
+    *,
+    session: Session,
+    case_id: int,
+    scope: Collection[str] | None,
+    patch: CasePatch,
+    actor: str,
+) -> Case:
+    """Apply a status and/or assignee change, writing one audit event per change."""
+    case = get_case(session=session, case_id=case_id, scope=scope, for_update=True)
+    changed = False
+    if patch.status is not None and patch.status.value != case.status:
+        current = CaseStatus(case.status)
+        check_transition(current, patch.status)
+        if not current.is_open and patch.status.is_open:
+            _ensure_group_has_no_open_case(session=session, case=case)
+        case.status = patch.status.value
+        record_event(
+            session=session,
+            case_id=case.id,
+            actor=actor,
+            action=CaseAction.STATUS_CHANGED,
+            detail={"from": current.value, "to": patch.status.value},
+        )
+        changed = True
+    if "assignee" in patch.model_fields_set and patch.assignee != case.assignee:
+        record_event(
+            session=session,
+            case_id=case.id,
+            actor=actor,
+            action=CaseAction.ASSIGNED,
+            detail={"from": case.assignee, "to": patch.assignee},
+        )
+        case.assignee = patch.assignee
+        changed = True
+    if changed:
+        case.updated_at = utcnow()
+        try:
+            session.commit()
+        except IntegrityError as exc:  # another open case appeared for the group meanwhile
+            session.rollback()
+            raise ConflictError(f"case {case_id} cannot be reopened: its group already has an open case") from exc
+    return case
+
+
+def _ensure_group_has_no_open_case(*, session: Session, case: Case) -> None:
+    other = session.scalars(
+        select(Case.id).where(
+            Case.tenant_id == case.tenant_id,
+            Case.group_key == case.group_key,
+            Case.status.not_in(_FINISHED),
+            Case.id != case.id,
+        )
+    ).first()
+    if other is not None:
+        raise ConflictError(
+            f"case {case.id} cannot be reopened: case {other} is already open for "
+            f"{case.group_key!r}; work that case instead"
+        )

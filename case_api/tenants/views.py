@@ -1,0 +1,29 @@
+"""Tenant endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from case_api.auth.dependencies import TenantScope, require_roles
+from case_api.auth.models import Principal, Role
+from case_api.db import SessionDep
+from case_api.tenants.models import TenantIn, TenantOut
+from case_api.tenants.service import create_tenant, list_tenants
+
+router = APIRouter(prefix="/tenants", tags=["tenants"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TenantOut)
+def add_tenant(
+    tenant_in: TenantIn,
+    session: SessionDep,
+    _admin: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
+) -> TenantOut:
+    return TenantOut.model_validate(create_tenant(session=session, tenant_in=tenant_in))
+
+
+@router.get("", response_model=list[TenantOut])
+def get_tenants(session: SessionDep, scope: TenantScope) -> list[TenantOut]:
+    return [TenantOut.model_validate(t) for t in list_tenants(session=session, scope=scope)]
