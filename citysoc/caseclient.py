@@ -7,9 +7,11 @@ FastAPI application, so the contract exercised is identical.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
+import anyio.from_thread
 import httpx
 
 from citysoc.errors import CitySocError
@@ -24,6 +26,39 @@ class CaseApiError(CitySocError):
         self.detail = detail
 
 
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+class InProcessTransport(httpx.BaseTransport):
+    """A synchronous httpx transport that calls an ASGI application in this process.
+
+    httpx only ships an async ASGI transport; this one runs it on an event loop in a helper thread
+    (an anyio blocking portal), so synchronous code talks to the application over real HTTP
+    semantics (routing, auth, validation, status codes) without a socket.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] = (
+            anyio.from_thread.start_blocking_portal()
+        )
+        self._portal = self._portal_cm.__enter__()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()  # a fully read body can be replayed on the portal's loop
+
+        async def call() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            response = await self._asgi.handle_async_request(request)
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
+            return response.status_code, response.headers.raw, body
+
+        status, headers, body = self._portal.call(call)
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+    def close(self) -> None:
+        self._portal_cm.__exit__(None, None, None)
+
+
 class CaseClient:
     """Thin typed wrapper over `/api/v1`; every call authenticates with one API key."""
 
@@ -34,6 +69,11 @@ class CaseClient:
     @classmethod
     def remote(cls, base_url: str, api_key: str, *, timeout: float = 30.0) -> CaseClient:
         return cls(httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout), api_key)
+
+    @classmethod
+    def in_process(cls, app: ASGIApp, api_key: str) -> CaseClient:
+        """A client of an application object in this process (the embedded default)."""
+        return cls(httpx.Client(transport=InProcessTransport(app), base_url="http://citysoc.embedded"), api_key)
 
     def close(self) -> None:
         self._http.close()

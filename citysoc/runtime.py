@@ -60,11 +60,12 @@ def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
         with CaseClient.remote(settings.api_url, settings.api_key) as client:
             yield client
         return
-    from starlette.testclient import TestClient
-
     application, keys = embedded_case_app(settings)
-    with TestClient(application, base_url="http://citysoc.embedded") as http:
-        yield CaseClient(http, keys[role])
+    try:
+        with CaseClient.in_process(application, keys[role]) as client:
+            yield client
+    finally:
+        application.state.engine.dispose()
 
 
 def require_tenant(settings: Settings, tenant: str) -> None:
