@@ -14,11 +14,15 @@ def stable_id(*parts: str) -> str:
     return digest[:32]
 
 
-def alert_id(rule_id: str, event_ids: Iterable[str]) -> str:
-    """Id of an alert raised by a detection rule on a set of events (order does not matter)."""
-    return stable_id("alert", rule_id, *sorted(event_ids))
+def alert_id(*, tenant: str, rule_id: str, event_ids: Iterable[str]) -> str:
+    """Id of an alert raised by a detection rule on a set of events of one tenant (order does not matter).
+
+    The tenant is part of the id: an event id is only unique within a tenant, and two tenants that
+    ship the same record must get two alerts.
+    """
+    return stable_id("alert", tenant, rule_id, *sorted(event_ids))
 
 
-def window_alert_id(rule_id: str, group_key: str, window_start: str) -> str:
-    """Id of an alert raised by a correlation rule for one group in one window."""
-    return stable_id("correlation", rule_id, group_key, window_start)
+def window_alert_id(*, tenant: str, rule_id: str, group_key: str, window_start: str) -> str:
+    """Id of an alert raised by a correlation rule for one group of one tenant in one window."""
+    return stable_id("correlation", tenant, rule_id, group_key, window_start)

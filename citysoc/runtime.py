@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-OWN_RULES_DIR = Path(__file__).resolve().parent.parent / "detection_rules"
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
 
 
@@ -83,7 +82,8 @@ def ingest_paths(settings: Settings, *, tenant: str, source: str, paths: Sequenc
     store = ParquetEventStore(settings.events_dir)
     dead_letters = DeadLetterStore(settings.deadletter_dir)
     with Progress(TextColumn("[bold]ingest[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True, disable=console is None) as progress:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=console is None or not console.is_terminal) as progress:
         task = progress.add_task(f"{tenant} · {source}", total=None)
         return ingest_files(tenant=tenant, source=source, paths=list(paths), store=store, dead_letters=dead_letters,
                             year=year, on_progress=lambda n: progress.update(task, completed=n))
@@ -92,26 +92,28 @@ def ingest_paths(settings: Settings, *, tenant: str, source: str, paths: Sequenc
 def run_detect(settings: Settings, *, extra_rules: Sequence[Path], since: datetime | None, until: datetime | None,
                own_rules: bool = True, console: Console) -> DetectionResult:
     """Compile the rules, run them over the lake with Spark, store alerts and send them to the case API."""
-    from correlator.compiler import RuleCompiler
+    from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
     from correlator.job import run_detection
     from correlator.spark import build_session
 
-    rule_dirs = ([OWN_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
+    rule_dirs = ([DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
     for directory in rule_dirs:
         if not directory.exists():
             raise ConfigurationError(f"rule folder {directory} does not exist")
     with console.status("starting Spark and compiling rules"):
         spark = build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
                               driver_memory=settings.spark_driver_memory)
-        rules = RuleCompiler(spark=spark).compile_dirs(rule_dirs)
+        rules = RuleCompiler(spark=spark).compile(rule_dirs)
     print_rule_report(console, rules)
     with console.status("running detection"):
         result = run_detection(spark, events_dir=settings.events_dir, alerts_dir=settings.alerts_dir, rules=rules,
                                since=since, until=until)
     with console.status("sending alerts to the case API"), case_client(settings, role="service") as client:
-        answer = client.post_alerts(result.alerts) if result.alerts else {"created": 0, "duplicates": 0, "cases": []}
+        # All alerts of the run, not only new ones: the API is idempotent by id, and this heals a
+        # previous run whose alerts were stored but not delivered.
+        answer: dict[str, Any] = client.post_alerts(result.alerts)
     console.print(
-        f"detection: {result.events_scanned} events scanned, {len(result.alerts)} alerts matched, "
+        f"detection: {sum(result.events.values())} events scanned, {len(result.alerts)} alerts matched, "
         f"{len(result.new_alerts)} new; case API: {answer['created']} alerts added to "
         f"{len(answer['cases'])} case(s), {answer['duplicates']} already known"
     )
@@ -120,9 +122,9 @@ def run_detect(settings: Settings, *, extra_rules: Sequence[Path], since: dateti
 
 def print_rule_report(console: Console, rules: Any) -> None:
     """Compiled rules per dataset, and every rule that could not be compiled with its reason."""
-    per_dataset = Counter(dataset for rule in rules.compiled for dataset in rule.datasets)
+    per_dataset = Counter(dataset for rule in rules.rules for dataset in rule.datasets)
     console.print(
-        f"rules: {len(rules.compiled)} compiled ("
+        f"rules: {len(rules.rules)} compiled ("
         + ", ".join(f"{dataset}: {count}" for dataset, count in sorted(per_dataset.items()))
         + f"), {len(rules.unsupported)} not runnable"
     )
@@ -145,5 +147,8 @@ def render_case_queue(console: Console, cases: Sequence[dict[str, Any]], *, titl
     for case in cases:
         severity = case["severity"]
         table.add_row(str(case["id"]), case["tenant_id"], f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]",
-                      case["status"], str(case["alert_count"]), str(case["last_seen"]), case["title"])
+                      case["status"], str(case["alert_count"]), str(case["last_seen"])[:16].replace("T", " "),
+                      case["title"])
+    if not cases:
+        table.add_row("-", "-", "-", "-", "0", "-", "no open cases")
     console.print(table)

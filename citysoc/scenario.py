@@ -32,6 +32,7 @@ from citysoc.ids import stable_id
 SCENARIO_START = datetime(2026, 11, 16, 7, 0, tzinfo=UTC)
 ATTACKER_IP = "203.0.113.77"  # TEST-NET-3: documentation range, never a real host
 CLOUD_ATTACKER_IP = "198.51.100.23"  # TEST-NET-2
+SERVICE_ROLES = frozenset({"deploy-bot", "finance-etl"})
 
 
 @dataclass(frozen=True)
@@ -156,13 +157,27 @@ class CityScenario:
                 region: str = "eu-west-2", request: dict[str, Any] | None = None,
                 response: dict[str, Any] | None = None, read_only: bool = True,
                 agent: str = "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0 exe/x86_64.debian.12") -> dict[str, Any]:
-        return {
-            "eventVersion": "1.09",
-            "userIdentity": {
+        if user in SERVICE_ROLES:  # workloads act through an assumed role, not a long-lived user key
+            role_id = f"AROA{self.rng.getrandbits(60):015X}"
+            identity: dict[str, Any] = {
+                "type": "AssumedRole", "principalId": f"{role_id}:{user}-session",
+                "arn": f"arn:aws:sts::{account}:assumed-role/{user}/{user}-session", "accountId": account,
+                "accessKeyId": f"ASIA{self.rng.getrandbits(60):016X}"[:20],
+                "sessionContext": {
+                    "sessionIssuer": {"type": "Role", "principalId": role_id, "userName": user, "accountId": account,
+                                      "arn": f"arn:aws:iam::{account}:role/{user}"},
+                    "attributes": {"creationDate": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "mfaAuthenticated": "false"},
+                },
+            }
+        else:
+            identity = {
                 "type": "IAMUser", "principalId": f"AIDA{self.rng.getrandbits(60):015X}",
                 "arn": f"arn:aws:iam::{account}:user/{user}", "accountId": account,
                 "accessKeyId": f"AKIA{self.rng.getrandbits(60):016X}"[:20], "userName": user,
-            },
+            }
+        return {
+            "eventVersion": "1.09",
+            "userIdentity": identity,
             "eventTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "eventSource": source,
             "eventName": name,
@@ -183,9 +198,11 @@ class CityScenario:
         }
 
     def _cloud_baseline(self, account: str, users: list[str], count: int) -> list[dict[str, Any]]:
-        calls = [
+        people = [user for user in users if user not in SERVICE_ROLES]
+        workloads = [user for user in users if user in SERVICE_ROLES]
+        Call = tuple[str, str, dict[str, Any] | None]
+        calls: list[Call] = [
             ("ec2.amazonaws.com", "DescribeInstances", {"maxResults": 100}),
-            ("s3.amazonaws.com", "ListBuckets", None),
             ("s3.amazonaws.com", "GetBucketAcl", {"bucketName": "council-records", "acl": ""}),
             ("sts.amazonaws.com", "GetCallerIdentity", None),
             ("iam.amazonaws.com", "ListUsers", None),
@@ -194,12 +211,20 @@ class CityScenario:
             ("logs.amazonaws.com", "DescribeLogGroups", None),
             ("kms.amazonaws.com", "ListKeys", None),
         ]
+        workload_calls: list[Call] = [
+            ("s3.amazonaws.com", "ListBuckets", None),
+            ("s3.amazonaws.com", "GetObject", {"bucketName": "council-records", "key": "exports/daily.csv"}),
+            ("s3.amazonaws.com", "PutObject", {"bucketName": "council-backups", "key": "db/nightly.dump"}),
+        ]
         records = []
         for at in self._times(count):
-            source, name, request = self.rng.choice(calls)
-            ip = f"81.2.69.{self.rng.randint(140, 160)}"  # the council's egress range (documentation-style)
-            records.append(self._record(at, account=account, user=self.rng.choice(users), ip=ip, source=source,
-                                        name=name, request=request))
+            ip = f"81.2.69.{self.rng.randint(140, 160)}"  # the council's egress range
+            if self.rng.random() < 0.3:  # nightly jobs: list the buckets, read objects
+                user, (source, name, request) = self.rng.choice(workloads), self.rng.choice(workload_calls)
+            else:
+                user, (source, name, request) = self.rng.choice(people), self.rng.choice(calls)
+            records.append(self._record(at, account=account, user=user, ip=ip, source=source, name=name,
+                                        request=request))
         return records
 
     @staticmethod

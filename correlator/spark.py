@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from citysoc.errors import ConfigurationError
 
 MIN_JAVA = 17
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 
 
 def java_major_version() -> int | None:
@@ -22,7 +24,7 @@ def java_major_version() -> int | None:
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     for token in out.replace('"', " ").split():
         head = token.split(".")[0]
-        if head.isdigit() and "." in token or token.isdigit():
+        if (head.isdigit() and "." in token) or token.isdigit():
             return int(head)
     return None
 
@@ -46,6 +48,11 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode never needs another interface
+    # The driver JVM starts with our log4j2 configuration (errors only) unless the user chose their own.
+    os.environ.setdefault(
+        "PYSPARK_SUBMIT_ARGS",
+        f'--driver-java-options "-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}" pyspark-shell',
+    )
     session = (
         SparkSession.builder.master(master)
         .appName(app_name)

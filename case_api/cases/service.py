@@ -93,11 +93,18 @@ def open_case_for_group(
 
 
 def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str) -> None:
-    """Count ``alert`` into ``case``: alert count, first/last seen and maximum severity."""
-    severity = Severity.from_sigma_level(alert.rule_level)
+    """Count ``alert`` into ``case``: alert count, first/last seen and maximum severity.
+
+    An alert more severe than the case so far also gives the case its title: the queue should name
+    the worst thing in a case (a stopped trail), not whatever noise happened to arrive first.
+    """
+    alert_severity = Severity.from_sigma_level(alert.rule_level)
     previous = Severity(case.severity)
+    severity = alert_severity
     if case.alert_count > 0:
-        severity = max(severity, previous, key=lambda s: s.rank)
+        severity = max(alert_severity, previous, key=lambda s: s.rank)
+        if alert_severity.rank > previous.rank:
+            case.title = f"{alert.rule_title} ({case.group_key})"
     case.severity = severity.value
     case.alert_count += 1
     case.first_seen = min(case.first_seen, alert.timestamp)

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, delete
-from starlette.testclient import TestClient
 
 from case_api.app import create_app
 from case_api.auth.models import ApiKeyIn, Role
@@ -27,6 +27,7 @@ from case_api.auth.service import create_api_key
 from case_api.db import Base, make_engine, upgrade_database
 from case_api.models import load_all_models
 from case_api.settings import Settings
+from citysoc.caseclient import InProcessTransport
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "SOC_TEST_POSTGRES_DSN",
@@ -97,15 +98,21 @@ def app(settings: Settings) -> Iterator[FastAPI]:
     app.state.engine.dispose()
 
 
+def http_client(app: FastAPI) -> httpx.Client:
+    """An HTTP client of the application in this process (the transport the CLI uses)."""
+    return httpx.Client(transport=InProcessTransport(app), base_url="http://testserver")
+
+
 @pytest.fixture
-def client(app: FastAPI) -> TestClient:
-    return TestClient(app)
+def client(app: FastAPI) -> Iterator[httpx.Client]:
+    with http_client(app) as http:
+        yield http
 
 
 class SocApi:
     """Drives the API as a given role: issues keys, registers tenants, posts alerts."""
 
-    def __init__(self, client: TestClient, app: FastAPI) -> None:
+    def __init__(self, client: httpx.Client, app: FastAPI) -> None:
         self.client = client
         self._session_factory = app.state.session_factory
         self.admin = self.headers(Role.ADMIN)
@@ -144,7 +151,7 @@ class SocApi:
 
 
 @pytest.fixture
-def soc(client: TestClient, app: FastAPI) -> SocApi:
+def soc(client: httpx.Client, app: FastAPI) -> SocApi:
     return SocApi(client, app)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 from sqlalchemy import Engine, select
-from starlette.testclient import TestClient
 
 from case_api.auth.models import ApiKey, Role
 
@@ -13,26 +13,26 @@ if TYPE_CHECKING:
     from tests.case_api.conftest import SocApi
 
 
-def test_health_needs_no_key(client: TestClient) -> None:
+def test_health_needs_no_key(client: httpx.Client) -> None:
     response = client.get("/api/v1/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_openapi_and_docs_are_published(client: TestClient) -> None:
+def test_openapi_and_docs_are_published(client: httpx.Client) -> None:
     spec = client.get("/api/v1/openapi.json").json()
     assert {"/api/v1/cases", "/api/v1/alerts", "/api/v1/tenants", "/api/v1/keys"} <= set(spec["paths"])
     assert client.get("/api/v1/docs").status_code == 200
 
 
-def test_missing_key_is_401_with_a_json_message(client: TestClient) -> None:
+def test_missing_key_is_401_with_a_json_message(client: httpx.Client) -> None:
     response = client.get("/api/v1/cases")
     assert response.status_code == 401
     assert "Authorization: Bearer" in response.json()["detail"]
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_bad_key_is_401(client: TestClient) -> None:
+def test_bad_key_is_401(client: httpx.Client) -> None:
     for headers in (
         {"Authorization": "Bearer not-a-key"},
         {"X-API-Key": "not-a-key"},

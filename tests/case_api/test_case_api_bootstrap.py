@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, select
-from starlette.testclient import TestClient
 
 from case_api.app import create_app
 from case_api.auth.models import ApiKey
 from case_api.auth.service import hash_secret
 from case_api.bootstrap import ensure_bootstrap_keys
 from case_api.settings import Settings
+from tests.case_api.conftest import http_client
 
 
 def test_bootstrap_keys_are_stored_privately_and_reused(settings: Settings, clean_db: Engine) -> None:
@@ -49,7 +49,7 @@ def test_bootstrap_recreates_keys_after_a_database_reset(settings: Settings, cle
 
     app = create_app(settings)
     try:
-        client = TestClient(app)
+        client = http_client(app)
         headers = {"Authorization": f"Bearer {secrets['admin']}"}
         created = client.post("/api/v1/tenants", json={"id": "city-council", "name": "Council"}, headers=headers)
         assert created.status_code == 201
@@ -76,7 +76,7 @@ def test_embedded_default_is_sqlite_under_home(tmp_path: Path, monkeypatch: pyte
     secrets = ensure_bootstrap_keys(settings)
     app = create_app(settings)
     try:
-        client = TestClient(app)
+        client = http_client(app)
         assert client.get("/api/v1/health").json() == {"status": "ok"}
         listed = client.get("/api/v1/cases", headers={"X-API-Key": secrets["soc_analyst"]})
         assert listed.status_code == 200 and listed.json() == []
@@ -94,7 +94,7 @@ def test_create_app_from_another_working_directory(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     app = create_app(Settings(home=Path("relative-home")))
     try:
-        assert TestClient(app).get("/api/v1/health").status_code == 200
+        assert http_client(app).get("/api/v1/health").status_code == 200
     finally:
         app.state.engine.dispose()
     assert (tmp_path / "relative-home" / "cases.db").is_file()

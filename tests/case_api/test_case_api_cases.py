@@ -75,6 +75,17 @@ def test_a_later_batch_joins_the_open_case_and_raises_its_severity(soc: SocApi, 
     assert (case["severity"], case["alert_count"]) == ("critical", 2)
 
 
+def test_a_more_severe_alert_renames_the_case_after_itself(soc: SocApi, make_alert: MakeAlert) -> None:
+    soc.add_tenant(NG)
+    soc.ingest(make_alert(NG, user="j.harris", level="low", minutes=0, rule_title="Potential Bucket Enumeration"))
+    soc.ingest(make_alert(NG, user="j.harris", level="medium", minutes=1, rule_title="Console Login Without MFA"),
+               make_alert(NG, user="j.harris", level="high", minutes=2, rule_title="CloudTrail Stopped"))
+    soc.ingest(make_alert(NG, user="j.harris", level="medium", minutes=3, rule_title="Later Noise"))
+    [case] = _cases(soc)
+    assert case["severity"] == "high"
+    assert case["title"] == "CloudTrail Stopped (user.name=j.harris)"
+
+
 @pytest.mark.parametrize("finished", ["closed", "resolved"])
 def test_new_alert_for_a_finished_case_opens_a_new_case(soc: SocApi, make_alert: MakeAlert, finished: str) -> None:
     soc.add_tenant(NG)

@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from starlette.testclient import TestClient
 from structlog.testing import capture_logs
+
+from tests.case_api.conftest import http_client
 
 if TYPE_CHECKING:
     from tests.case_api.conftest import SocApi
@@ -22,7 +23,8 @@ def test_concurrent_replays_of_one_batch_store_it_once(soc: SocApi, app: FastAPI
     batch = [make_alert(NG, user=f"user-{i % 3}", minutes=i) for i in range(12)]
 
     def post(_: int) -> dict[str, Any]:
-        response = TestClient(app).post("/api/v1/alerts", json={"alerts": batch}, headers=soc.service)
+        with http_client(app) as http:
+            response = http.post("/api/v1/alerts", json={"alerts": batch}, headers=soc.service)
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
@@ -47,7 +49,8 @@ def test_concurrent_overlapping_batches_keep_one_open_case_per_group(
     batches = [alerts[start : start + 16] for start in range(0, 40, 6)]
 
     def post(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        response = TestClient(app).post("/api/v1/alerts", json={"alerts": batch}, headers=soc.service)
+        with http_client(app) as http:
+            response = http.post("/api/v1/alerts", json={"alerts": batch}, headers=soc.service)
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result

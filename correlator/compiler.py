@@ -1,0 +1,312 @@
+"""Sigma rules -> Spark SQL, with a report of every rule that cannot run and why.
+
+`RuleCompiler(spark).compile([dir, ...])` loads every `**/*.yml` below the given paths, routes each
+rule to our datasets by its log source (`correlator.pipelines`), converts it with
+`CitySocSparkBackend`, and finally lets Spark analyse every expression against the event schema.
+Nothing is skipped silently: a rule is either a `CompiledRule` or an `UnsupportedRule` with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule, SigmaCorrelationType
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule, SigmaRuleBase
+
+from citysoc.errors import CitySocError
+from correlator.backend import CitySocSparkBackend, resolve_field
+from correlator.pipelines import LogSourceRoute, describe_logsource, route_for
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "detection_rules"
+SUPPORTED_CORRELATIONS = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT)
+# Entity fields, in the order the default group key picks the first present one.
+ENTITY_FIELDS: tuple[str, ...] = ("user.name", "source.ip", "host.name", "cloud.account.id")
+
+
+class RuleCompileError(CitySocError):
+    """A rule set cannot be compiled at all (e.g. a rule directory does not exist)."""
+
+
+@dataclass(frozen=True)
+class CorrelationSpec:
+    """What a correlation rule counts, per group of base-rule matches, within a time span."""
+
+    type: str  # "event_count" | "value_count"
+    rule_ids: tuple[str, ...]  # base detection rules
+    group_by: tuple[str, ...]  # field names as the rule writes them (used in the group key)
+    group_exprs: tuple[str, ...]  # Spark SQL for each group-by field
+    timespan_seconds: int
+    op: str  # "gte", "gt", "lte", "lt", "eq", "neq"
+    count: int
+    value_field: str | None = None  # value_count: the field whose distinct values are counted
+    value_expr: str | None = None
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready to run: a Spark SQL boolean expression (detection) or a correlation spec."""
+
+    id: str
+    title: str
+    level: str | None
+    tags: tuple[str, ...]
+    datasets: tuple[str, ...]
+    expression: str  # Spark SQL boolean over one event row ("" for correlations)
+    path: str | None
+    kind: str  # "detection" | "correlation"
+    name: str | None = None
+    generate: bool = True  # False: a correlation's base rule that raises no alert of its own
+    group_by: tuple[tuple[str, str], ...] = ()  # (field name, Spark SQL) overriding the default group key
+    correlation: CorrelationSpec | None = None
+
+
+@dataclass(frozen=True)
+class UnsupportedRule:
+    id: str | None
+    title: str | None
+    path: str | None
+    reason: str
+
+
+@dataclass
+class CompiledRuleSet:
+    rules: list[CompiledRule] = field(default_factory=list)
+    unsupported: list[UnsupportedRule] = field(default_factory=list)
+    verified: bool = False  # every expression passed Spark analysis
+
+    def detections(self, dataset: str | None = None) -> list[CompiledRule]:
+        return [r for r in self.rules if r.kind == "detection" and (dataset is None or dataset in r.datasets)]
+
+    def correlations(self) -> list[CompiledRule]:
+        return [r for r in self.rules if r.kind == "correlation"]
+
+    def by_id(self, rule_id: str) -> CompiledRule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({d for r in self.detections() for d in r.datasets})
+
+
+def _path(rule: SigmaRuleBase) -> str | None:
+    return str(rule.source.path) if rule.source is not None else None
+
+
+def _tags(rule: SigmaRuleBase) -> tuple[str, ...]:
+    return tuple(f"{tag.namespace}.{tag.name}" for tag in rule.tags)
+
+
+def _level(rule: SigmaRuleBase) -> str | None:
+    return rule.level.name.lower() if rule.level else None
+
+
+def _unsupported(rule: SigmaRuleBase, reason: str) -> UnsupportedRule:
+    return UnsupportedRule(str(rule.id) if rule.id else None, rule.title, _path(rule), reason)
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text
+
+
+class RuleCompiler:
+    """Compiles Sigma rule directories for our datasets; `spark` enables the analysis check."""
+
+    def __init__(self, spark: Any | None = None) -> None:
+        self.spark = spark
+
+    def load(self, paths: Sequence[Path | str]) -> tuple[SigmaCollection, list[UnsupportedRule]]:
+        """Parse every `**/*.yml` below `paths`; a file that is not YAML or not Sigma is reported."""
+        problems: list[UnsupportedRule] = []
+        for path in paths:
+            if not Path(path).exists():
+                raise RuleCompileError(f"rule path {path} does not exist: pass a directory or file of Sigma rules")
+
+        def check_yaml(path: Path) -> Path | None:
+            try:
+                list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
+                problems.append(UnsupportedRule(None, None, str(path), f"not valid YAML: {_error_text(exc)}"))
+                return None
+            return path
+
+        def check_collection(path: Path, collection: SigmaCollection) -> SigmaCollection:
+            attached = {id(error) for rule in collection.rules for error in rule.errors}
+            for error in collection.errors:
+                if id(error) in attached:
+                    continue  # reported with its rule below
+                problems.append(UnsupportedRule(None, None, str(path), f"not a valid Sigma rule: {error}"))
+            return collection
+
+        collection = SigmaCollection.load_ruleset(
+            [Path(p) for p in paths], collect_errors=True, on_beforeload=check_yaml, on_load=check_collection,
+            recursion_pattern="**/*.yml", resolve_references=False,
+        )
+        return collection, problems
+
+    def compile(self, paths: Sequence[Path | str]) -> CompiledRuleSet:
+        collection, problems = self.load(paths)
+        result = CompiledRuleSet(unsupported=problems)
+        detections: dict[str, tuple[CompiledRule, LogSourceRoute]] = {}
+        seen_ids: set[str] = set()
+        correlations: list[SigmaCorrelationRule] = []
+        for rule in collection.rules:
+            if rule.errors:
+                result.unsupported.append(_unsupported(rule, f"not a valid Sigma rule: {rule.errors[0]}"))
+                continue
+            if rule.id is None:
+                result.unsupported.append(_unsupported(rule, "rule has no id (alert ids are derived from it)"))
+                continue
+            if str(rule.id) in seen_ids:
+                result.unsupported.append(_unsupported(rule, f"duplicate rule id {rule.id}"))
+                continue
+            seen_ids.add(str(rule.id))
+            if isinstance(rule, SigmaCorrelationRule):
+                correlations.append(rule)
+            elif isinstance(rule, SigmaRule):
+                compiled = self._compile_detection(rule)
+                if isinstance(compiled, UnsupportedRule):
+                    result.unsupported.append(compiled)
+                else:
+                    detections[compiled[0].id] = compiled
+        names = {r.name: str(r.id) for r in collection.rules if r.name and r.id}
+        compiled_correlations: list[CompiledRule] = []
+        for corr in correlations:
+            outcome = self._compile_correlation(corr, detections, names)
+            if isinstance(outcome, UnsupportedRule):
+                result.unsupported.append(outcome)
+            else:
+                compiled_correlations.append(outcome)
+        # A base rule of a correlation without `generate: true` raises no alert of its own (Sigma semantics).
+        generating = {str(c.id) for c in correlations if c.generate}
+        silenced = {
+            rid for c in compiled_correlations if c.correlation and c.id not in generating
+            for rid in c.correlation.rule_ids
+        }
+        result.rules = [replace(rule, generate=rule.id not in silenced) for rule, _ in detections.values()]
+        result.rules += compiled_correlations
+        if self.spark is not None:
+            self._verify(result)
+        log.debug("rules compiled", compiled=len(result.rules), unsupported=len(result.unsupported))
+        return result
+
+    def _compile_detection(self, rule: SigmaRule) -> tuple[CompiledRule, LogSourceRoute] | UnsupportedRule:
+        route = route_for(rule.logsource)
+        if route is None:
+            return _unsupported(rule, f"log source {describe_logsource(rule.logsource)} is not collected")
+        backend = CitySocSparkBackend(route.pipeline(), datasets=route.datasets, raw_log_field=route.raw_field)
+        try:
+            queries = backend.convert_rule(rule)
+        except (SigmaError, NotImplementedError, ValueError, TypeError) as exc:
+            return _unsupported(rule, _error_text(exc))
+        if len(queries) != 1 or not isinstance(queries[0], str):
+            return _unsupported(rule, f"backend produced {len(queries)} queries, expected one")
+        group_by: list[tuple[str, str]] = []
+        custom = rule.custom_attributes.get("citysoc") or {}
+        for name in (custom.get("group_by") or []) if isinstance(custom, dict) else []:
+            expr = resolve_field(route.map_field(name))
+            if expr is None:
+                return _unsupported(rule, f"group_by field {name} has no source in {', '.join(route.datasets)}")
+            group_by.append((name, expr))
+        compiled = CompiledRule(
+            id=str(rule.id), title=rule.title, level=_level(rule), tags=_tags(rule), datasets=route.datasets,
+            expression=queries[0], path=_path(rule), kind="detection", name=rule.name, group_by=tuple(group_by),
+        )
+        return compiled, route
+
+    def _compile_correlation(self, corr: SigmaCorrelationRule,
+                             detections: dict[str, tuple[CompiledRule, LogSourceRoute]],
+                             names: dict[str, str]) -> CompiledRule | UnsupportedRule:
+        if corr.type not in SUPPORTED_CORRELATIONS:
+            return _unsupported(corr, f"correlation type {corr.type.name.lower()} is not supported yet")
+        condition = corr.condition
+        if not isinstance(condition, SigmaCorrelationCondition):
+            return _unsupported(corr, "extended correlation conditions are not supported yet")
+        base: list[tuple[CompiledRule, LogSourceRoute]] = []
+        for ref in corr.rules or []:
+            rule_id = names.get(ref.reference, ref.reference)
+            if rule_id not in detections:
+                return _unsupported(corr, f"references rule {ref.reference}, which is missing, unsupported "
+                                          "or itself a correlation (chained correlations are not supported yet)")
+            base.append(detections[rule_id])
+        if not base:
+            return _unsupported(corr, "correlation references no rule")
+        group_by = tuple(corr.group_by or ())
+        group_exprs: list[str] = []
+        for name in group_by:
+            exprs = {resolve_field(route.map_field(name)) for _, route in base}
+            if None in exprs or len(exprs) != 1:
+                return _unsupported(corr, f"group-by field {name} has no single source in the referenced rules")
+            group_exprs.append(exprs.pop() or "")
+        value_field = value_expr = None
+        if corr.type == SigmaCorrelationType.VALUE_COUNT:
+            fieldref = condition.fieldref
+            if not isinstance(fieldref, str):
+                return _unsupported(corr, "value_count needs exactly one field in its condition")
+            value_field = fieldref
+            exprs = {resolve_field(route.map_field(fieldref)) for _, route in base}
+            if None in exprs or len(exprs) != 1:
+                return _unsupported(corr, f"field {fieldref} has no single source in the referenced rules")
+            value_expr = exprs.pop()
+        spec = CorrelationSpec(
+            type=corr.type.name.lower(), rule_ids=tuple(rule.id for rule, _ in base), group_by=group_by,
+            group_exprs=tuple(group_exprs), timespan_seconds=corr.timespan.seconds,
+            op=condition.op.name.lower(), count=condition.count, value_field=value_field, value_expr=value_expr,
+        )
+        datasets = tuple(sorted({d for rule, _ in base for d in rule.datasets}))
+        return CompiledRule(
+            id=str(corr.id), title=corr.title, level=_level(corr), tags=_tags(corr), datasets=datasets,
+            expression="", path=_path(corr), kind="correlation", name=corr.name,
+            group_by=tuple(zip(group_by, group_exprs, strict=True)), correlation=spec,
+        )
+
+    def _verify(self, ruleset: CompiledRuleSet) -> None:
+        """Let Spark analyse every expression against the event schema (no data is read)."""
+        from pyspark.errors import PySparkException
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import BooleanType
+
+        from citysoc.schema import spark_schema
+
+        assert self.spark is not None
+        probe = self.spark.createDataFrame([], spark_schema())
+        kept: list[CompiledRule] = []
+        failed: set[str] = set()
+        for rule in ruleset.rules:
+            exprs = [e for _, e in rule.group_by]
+            if rule.expression:
+                exprs.insert(0, rule.expression)
+            if rule.correlation and rule.correlation.value_expr:
+                exprs.append(rule.correlation.value_expr)
+            try:
+                for index, expr in enumerate(exprs):
+                    data_type = probe.select(F.expr(expr)).schema.fields[0].dataType
+                    if index == 0 and rule.expression and not isinstance(data_type, BooleanType):
+                        raise ValueError(f"expression is {data_type.simpleString()}, not boolean")
+            except (PySparkException, ValueError) as exc:
+                condition = exc.getCondition() if isinstance(exc, PySparkException) else None
+                reason = f"Spark analysis failed: {condition or _error_text(exc)}"
+                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.path, reason))
+                failed.add(rule.id)
+                continue
+            kept.append(rule)
+        # A correlation whose base rule failed analysis cannot run either.
+        for rule in list(kept):
+            if rule.correlation and failed.intersection(rule.correlation.rule_ids):
+                kept.remove(rule)
+                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.path,
+                                                           "references a rule that failed Spark analysis"))
+        ruleset.rules = kept
+        ruleset.verified = True

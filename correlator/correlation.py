@@ -1,0 +1,99 @@
+"""Sigma correlation rules (event_count, value_count) as Spark window functions.
+
+Windowing semantics (deterministic for the same input; see correlator/README.md):
+1. Base-rule matches are grouped by tenant and the rule's group-by values (a match with a null
+   group-by value is not grouped).
+2. Every match at time t opens a candidate window [t, t + timespan]; the window qualifies when the
+   measure over the matches inside it (event count, or distinct values of the field) satisfies the
+   condition.
+3. Qualifying windows of one group that start within `timespan` of the previous qualifying start
+   form one burst. A burst runs from its first qualifying start to its last qualifying start +
+   timespan and raises one alert, whose window start is the first qualifying start.
+4. The alert lists the matches inside the burst, in time order (capped), and keeps their count.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from correlator.compiler import CompiledRule, CorrelationSpec
+
+MAX_EVENT_IDS = 100
+ENTITY_COLUMNS: dict[str, str] = {
+    "user.name": "_user_name", "source.ip": "_source_ip", "host.name": "_host_name",
+    "cloud.account.id": "_cloud_account_id",
+}
+_OPS = {
+    "gte": lambda m, n: m >= n, "gt": lambda m, n: m > n, "lte": lambda m, n: m <= n,
+    "lt": lambda m, n: m < n, "eq": lambda m, n: m == n, "neq": lambda m, n: m != n,
+}
+
+
+def group_key_column(names: tuple[str, ...], exprs: tuple[str, ...]) -> Column:
+    """`source.ip=10.0.0.1` (several fields joined by `,`); null when a group-by value is missing."""
+    if not names:
+        return F.lit("*")
+    parts = [F.concat(F.lit(f"{name}="), F.expr(expr).cast("string")) for name, expr in zip(names, exprs, strict=True)]
+    return F.concat_ws(",", *parts) if len(parts) > 1 else parts[0]
+
+
+def correlation_input(matches: DataFrame, rule: CompiledRule) -> DataFrame:
+    """Narrow rows of the base-rule matches of one correlation: tenant, group key, time, id, entities."""
+    spec = _spec(rule)
+    selected = matches.filter(F.col("_rule_id").isin(list(spec.rule_ids)))
+    columns = [
+        F.col("_tenant"), F.col("_event_id"), F.col("_ts_us"), F.col("_dataset"),
+        group_key_column(spec.group_by, spec.group_exprs).alias("_group_key"),
+        (F.expr(spec.value_expr).cast("string") if spec.value_expr else F.lit(None).cast("string")).alias("_value"),
+        *(F.col(column) for column in ENTITY_COLUMNS.values()),
+    ]
+    narrowed = selected.select(*columns).filter(F.col("_group_key").isNotNull())
+    if spec.value_expr:
+        narrowed = narrowed.filter(F.col("_value").isNotNull())
+    # An event matched by two base rules counts once.
+    return narrowed.dropDuplicates(["_tenant", "_dataset", "_event_id"])
+
+
+def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS) -> DataFrame:
+    """One row per burst: tenant, group key, window start/end (µs), count, event ids, datasets, entities."""
+    spec = _spec(rule)
+    span = spec.timespan_seconds * 1_000_000
+    ordered = Window.partitionBy("_tenant", "_group_key").orderBy("_ts_us")
+    ahead = ordered.rangeBetween(0, span)
+    measure = (
+        F.count(F.lit(1)).over(ahead) if spec.type == "event_count"
+        else F.size(F.collect_set("_value").over(ahead))
+    )
+    scored = inputs.withColumn("_qualifies", _OPS[spec.op](measure, F.lit(spec.count)))
+    previous_start = F.last(F.when(F.col("_qualifies"), F.col("_ts_us")), ignorenulls=True).over(
+        ordered.rowsBetween(Window.unboundedPreceding, -1))
+    scored = scored.withColumn(
+        "_new_burst", F.col("_qualifies") & (previous_start.isNull() | ((F.col("_ts_us") - previous_start) > span)))
+    scored = scored.withColumn("_burst_start", F.last(F.when(F.col("_new_burst"), F.col("_ts_us")), ignorenulls=True)
+                               .over(ordered.rowsBetween(Window.unboundedPreceding, 0)))
+    bursts = (scored.filter("_qualifies")
+              .groupBy("_tenant", "_group_key", "_burst_start")
+              .agg((F.max("_ts_us") + F.lit(span)).alias("_burst_end")))
+    joined = inputs.alias("e").join(
+        bursts.alias("b"),
+        (F.col("e._tenant") == F.col("b._tenant")) & (F.col("e._group_key") == F.col("b._group_key"))
+        & F.col("e._ts_us").between(F.col("b._burst_start"), F.col("b._burst_end")),
+    ).select("e.*", "b._burst_start", "b._burst_end")
+    events = F.sort_array(F.collect_list(F.struct("_ts_us", "_event_id")))
+    return (
+        joined.groupBy("_tenant", "_group_key", "_burst_start", "_burst_end")
+        .agg(
+            F.count(F.lit(1)).alias("_count"),
+            F.slice(events, 1, max_event_ids).alias("_events"),
+            F.sort_array(F.collect_set("_dataset")).alias("_datasets"),
+            *(F.sort_array(F.collect_set(column)).alias(column) for column in ENTITY_COLUMNS.values()),
+        )
+        .withColumn("_rule_id", F.lit(rule.id))
+    )
+
+
+def _spec(rule: CompiledRule) -> CorrelationSpec:
+    if rule.correlation is None:
+        raise ValueError(f"rule {rule.id} is not a correlation rule")
+    return rule.correlation

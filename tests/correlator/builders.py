@@ -1,0 +1,65 @@
+"""Small ECS event builders and a lake writer for correlator tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from citysoc.store.parquet import ParquetEventStore
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def cloudtrail(event_id: str, action: str, *, provider: str = "cloudtrail.amazonaws.com", at: datetime = T0,
+               tenant: str = "acme", request: Mapping[str, Any] | None = None, user: str | None = "alice",
+               user_type: str = "IAMUser", source_ip: str | None = "198.51.100.1", error_code: str | None = None,
+               account: str = "111122223333") -> dict[str, Any]:
+    return {
+        "@timestamp": at,
+        "organization": {"id": tenant},
+        "event": {"id": event_id, "dataset": "aws.cloudtrail", "action": action, "provider": provider,
+                  "original": json.dumps({"eventName": action, "eventSource": provider})},
+        "source": {"ip": source_ip, "address": source_ip},
+        "user": {"name": user},
+        "cloud": {"account": {"id": account}, "region": "eu-west-2"},
+        "aws": {"cloudtrail": {
+            "request_parameters": json.dumps(request) if request is not None else None,
+            "error_code": error_code,
+            "user_identity": {"type": user_type, "user_name": user},
+        }},
+    }
+
+
+def ssh(event_id: str, ssh_event: str, *, ip: str, user: str = "root", at: datetime = T0, tenant: str = "acme",
+        host: str = "web01") -> dict[str, Any]:
+    verb = {"Failed": "Failed password for", "Accepted": "Accepted password for"}.get(ssh_event, ssh_event)
+    return {
+        "@timestamp": at,
+        "organization": {"id": tenant},
+        "message": f"{verb} {user} from {ip} port 22 ssh2",
+        "event": {"id": event_id, "dataset": "system.auth",
+                  "outcome": "success" if ssh_event == "Accepted" else "failure"},
+        "process": {"name": "sshd"},
+        "host": {"name": host},
+        "source": {"ip": ip},
+        "user": {"name": user},
+        "system": {"auth": {"ssh": {"event": ssh_event}}},
+    }
+
+
+def failures(count: int, *, ip: str, every: timedelta, start: datetime = T0, tenant: str = "acme",
+             prefix: str = "f") -> list[dict[str, Any]]:
+    return [ssh(f"{prefix}{i}", "Failed", ip=ip, at=start + every * i, tenant=tenant) for i in range(count)]
+
+
+def write_lake(events_dir: Path, docs: Iterable[Mapping[str, Any]]) -> None:
+    """Write docs to a Parquet lake, grouped by their tenant and dataset."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for doc in docs:
+        groups.setdefault((doc["organization"]["id"], doc["event"]["dataset"]), []).append(doc)
+    store = ParquetEventStore(events_dir)
+    for (tenant, dataset), events in groups.items():
+        store.write(tenant=tenant, dataset=dataset, events=events)

@@ -1,0 +1,231 @@
+"""run_detection end to end on small Parquet lakes, through the real Spark engine."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citysoc.ids import alert_id, window_alert_id
+from correlator.alerts import read_alerts
+from correlator.compiler import DEFAULT_RULES_DIR, CompiledRuleSet, RuleCompiler
+from correlator.job import match_rules, read_events, run_detection
+from tests.correlator.builders import T0, cloudtrail, failures, ssh, write_lake
+
+pytestmark = pytest.mark.slow
+
+DISABLE_LOGGING = "4db60cc0-36fb-42b7-9b58-a5b53019fb74"
+BRUTE_FORCE = "db1db3c8-e14b-43ae-a194-b0f5242600c5"
+ROOT_ACCEPTED = "39091651-5bbd-4fb2-8262-0fa30355f092"
+OWN_RULES_JSON_CIDR = """
+title: Key created for bob
+id: 66666666-6666-4666-8666-666666666666
+logsource: {product: aws, service: cloudtrail}
+detection:
+    selection: {eventName: CreateAccessKey, requestParameters.userName: bob}
+    condition: selection
+level: low
+---
+title: SSH from the 10/8 network
+id: 77777777-7777-4777-8777-777777777777
+logsource: {product: linux, service: sshd}
+detection:
+    selection: {source.ip|cidr: 10.0.0.0/8}
+    condition: selection
+level: low
+---
+title: SSH from outside 192.168/16
+id: 88888888-8888-4888-8888-888888888888
+logsource: {product: linux, service: sshd}
+detection:
+    selection: {source.ip|cidr: 192.168.0.0/16}
+    condition: not selection
+level: low
+"""
+
+
+@pytest.fixture(scope="module")
+def own_rules(spark: Any) -> CompiledRuleSet:
+    ruleset = RuleCompiler(spark).compile([DEFAULT_RULES_DIR])
+    assert ruleset.unsupported == []
+    return ruleset
+
+
+def _ids(alerts: list[dict[str, Any]], rule_id: str) -> list[list[str]]:
+    return [a["event"]["ids"] for a in alerts if a["rule"]["id"] == rule_id]
+
+
+def test_sigmahq_disable_logging_rule_matches_stop_logging_only(spark: Any, corpora: Path, tmp_path: Path) -> None:
+    rule_file = corpora / "sigmahq/rules/cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml"
+    ruleset = RuleCompiler(spark).compile([rule_file])
+    write_lake(tmp_path / "events", [
+        cloudtrail("e-stop", "StopLogging", at=T0),
+        cloudtrail("e-describe", "DescribeTrails", at=T0 + timedelta(seconds=1)),
+    ])
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=ruleset)
+    assert result.events == {"aws.cloudtrail": 2}
+    assert result.matches == {"aws.cloudtrail": {DISABLE_LOGGING: 1}}
+    assert result.alerts == [{
+        "id": alert_id(tenant="acme", rule_id=DISABLE_LOGGING, event_ids=["e-stop"]),
+        "@timestamp": "2026-03-01T12:00:00.000Z",
+        "organization": {"id": "acme"},
+        "rule": {"id": DISABLE_LOGGING, "title": "AWS CloudTrail Important Change", "level": "medium",
+                 "tags": ["attack.defense-impairment", "attack.t1685.002"], "kind": "detection"},
+        "event": {"ids": ["e-stop"], "count": 1, "dataset": "aws.cloudtrail"},
+        "entities": {"user.name": ["alice"], "source.ip": ["198.51.100.1"], "cloud.account.id": ["111122223333"]},
+        "group_key": "user.name=alice",
+        "message": "AWS CloudTrail Important Change (user.name=alice)",
+    }]
+    assert result.new_alerts == result.alerts
+    assert read_alerts(tmp_path / "alerts") == result.alerts
+
+
+def test_rerun_adds_no_alert_and_ids_are_deterministic(spark: Any, own_rules: CompiledRuleSet,
+                                                       tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", [
+        *failures(12, ip="203.0.113.5", every=timedelta(seconds=10)),
+        ssh("ok-root", "Accepted", ip="192.0.2.1", at=T0 + timedelta(minutes=1)),
+        cloudtrail("ct-1", "StopLogging"),
+    ])
+    first = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    assert len(first.new_alerts) == 3 and first.new_alerts == first.alerts
+    second = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    assert second.new_alerts == []
+    assert [a["id"] for a in second.alerts] == [a["id"] for a in first.alerts]
+    assert len(read_alerts(tmp_path / "alerts")) == 3
+    elsewhere = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "other", rules=own_rules)
+    assert elsewhere.new_alerts == first.alerts  # same ids in a fresh store
+
+
+def test_json_fields_and_cidr_on_open_source_spark(spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "own.yml").write_text(OWN_RULES_JSON_CIDR)
+    ruleset = RuleCompiler(spark).compile([tmp_path / "rules"])
+    assert ruleset.unsupported == []
+    write_lake(tmp_path / "events", [
+        cloudtrail("k-bob", "CreateAccessKey", request={"userName": "bob"}),
+        cloudtrail("k-carol", "CreateAccessKey", request={"userName": "carol"}),
+        cloudtrail("k-none", "CreateAccessKey", request=None),
+        ssh("s-10", "Failed", ip="10.200.3.4"),
+        ssh("s-11", "Failed", ip="11.0.0.1"),
+        ssh("s-192", "Failed", ip="192.168.7.7"),
+        ssh("s-bad", "Failed", ip="10.0.0.999"),
+        ssh("s-v6", "Failed", ip="2001:db8::1"),
+    ])
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=ruleset)
+    assert _ids(result.alerts, "66666666-6666-4666-8666-666666666666") == [["k-bob"]]
+    assert _ids(result.alerts, "77777777-7777-4777-8777-777777777777") == [["s-10"]]
+    outside = sorted(i for ids in _ids(result.alerts, "88888888-8888-4888-8888-888888888888") for i in ids)
+    assert outside == ["s-10", "s-11", "s-bad", "s-v6"]  # non-IPv4 values are "not in range", also under NOT
+
+
+def test_event_count_fires_at_threshold_not_below(spark: Any, own_rules: CompiledRuleSet, tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", [
+        *failures(10, ip="203.0.113.10", every=timedelta(seconds=30), prefix="a"),  # 10 within 4.5 min
+        *failures(9, ip="203.0.113.9", every=timedelta(seconds=30), prefix="b"),  # 9
+        *failures(10, ip="203.0.113.11", every=timedelta(seconds=34), prefix="c"),  # spans 5m06s
+    ])
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    [alert] = [a for a in result.alerts if a["rule"]["id"] == BRUTE_FORCE]
+    assert alert == {
+        "id": window_alert_id(tenant="acme", rule_id=BRUTE_FORCE, group_key="source.ip=203.0.113.10",
+                              window_start="2026-03-01T12:00:00.000Z"),
+        "@timestamp": "2026-03-01T12:00:00.000Z",
+        "organization": {"id": "acme"},
+        "rule": {"id": BRUTE_FORCE, "title": "SSH Brute Force From One Source", "level": "high",
+                 "tags": ["attack.credential-access", "attack.t1110.001"], "kind": "correlation"},
+        "event": {"ids": [f"a{i}" for i in range(10)], "count": 10, "dataset": "system.auth"},
+        "entities": {"user.name": ["root"], "source.ip": ["203.0.113.10"], "host.name": ["web01"]},
+        "group_key": "source.ip=203.0.113.10",
+        "window": {"start": "2026-03-01T12:00:00.000Z", "end": "2026-03-01T12:05:00.000Z"},
+        "message": "SSH Brute Force From One Source: 10 events for source.ip=203.0.113.10 "
+                   "from 2026-03-01T12:00:00.000Z",
+    }
+    assert result.matches["system.auth"]["67e8ef0a-be01-4c25-9357-738a507ad525"] == 29
+    assert all(a["rule"]["kind"] == "correlation" for a in result.alerts)  # the base rule raises no alert
+
+
+def test_since_until_restrict_matches(spark: Any, own_rules: CompiledRuleSet, tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", [
+        ssh(f"r{hour}", "Accepted", ip="192.0.2.1", at=T0 + timedelta(hours=hour)) for hour in range(4)
+    ])
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules,
+                           since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
+    assert sorted(i for ids in _ids(result.alerts, ROOT_ACCEPTED) for i in ids) == ["r1", "r2"]
+    assert result.events == {"system.auth": 2}
+    with pytest.raises(ValueError, match="timezone-aware"):
+        run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules,
+                      since=datetime(2026, 3, 1))
+
+
+def test_tenants_never_mix(spark: Any, own_rules: CompiledRuleSet, tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", [
+        ssh("same-id", "Accepted", ip="192.0.2.1", tenant="north-school"),
+        ssh("same-id", "Accepted", ip="192.0.2.1", tenant="south-clinic"),
+        # 5 + 5 failures from one IP, split over two tenants: never one group of 10
+        *failures(5, ip="203.0.113.20", every=timedelta(seconds=5), tenant="north-school"),
+        *failures(5, ip="203.0.113.20", every=timedelta(seconds=5), tenant="south-clinic"),
+        # 10 in each tenant: one alert per tenant, different ids
+        *failures(10, ip="203.0.113.30", every=timedelta(seconds=5), tenant="north-school", prefix="x"),
+        *failures(10, ip="203.0.113.30", every=timedelta(seconds=5), tenant="south-clinic", prefix="x"),
+    ])
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    root = [a for a in result.alerts if a["rule"]["id"] == ROOT_ACCEPTED]
+    assert sorted(a["organization"]["id"] for a in root) == ["north-school", "south-clinic"]
+    assert len({a["id"] for a in root}) == 2
+    brute = [a for a in result.alerts if a["rule"]["id"] == BRUTE_FORCE]
+    assert sorted((a["organization"]["id"], a["group_key"]) for a in brute) == [
+        ("north-school", "source.ip=203.0.113.30"), ("south-clinic", "source.ip=203.0.113.30")]
+    assert len({a["id"] for a in brute}) == 2
+    assert {a["organization"]["id"] for a in read_alerts(tmp_path / "alerts", tenant="south-clinic")} == {
+        "south-clinic"}
+
+
+def test_duplicate_events_are_counted_once(spark: Any, own_rules: CompiledRuleSet, tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", failures(9, ip="203.0.113.40", every=timedelta(seconds=5)))
+    # an at-least-once replay: the same files land twice in the lake
+    part = next((tmp_path / "events").rglob("*.parquet"))
+    shutil.copy(part, part.with_name("part-replayed.parquet"))
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    assert result.events == {"system.auth": 9}
+    assert result.alerts == []
+
+
+def test_chunked_projection_matches_single_projection(spark: Any, own_rules: CompiledRuleSet,
+                                                      tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", [*failures(3, ip="203.0.113.50", every=timedelta(seconds=5)),
+                                     ssh("acc", "Accepted", ip="192.0.2.1")])
+    events = read_events(spark, tmp_path / "events", "system.auth")
+    assert events is not None
+    rules = own_rules.detections("system.auth")
+
+    def pairs(chunk_size: int) -> list[tuple[str, str]]:
+        rows = match_rules(events, rules, chunk_size=chunk_size).select("_event_id", "_rule_id").collect()
+        return sorted((r["_event_id"], r["_rule_id"]) for r in rows)
+
+    assert pairs(1) == pairs(200) and len(pairs(200)) == 4
+
+
+_FAILED = re.compile(
+    r"^(\w{3} +\d+ [\d:]{8}) (\S+) sshd\[\d+\]: Failed \S+ for (?:invalid user )?(\S+) from (\S+) port")
+
+
+def test_brute_force_fires_on_loghub_openssh(spark: Any, own_rules: CompiledRuleSet, corpora: Path,
+                                             tmp_path: Path) -> None:
+    docs = []
+    for number, line in enumerate((corpora / "loghub" / "OpenSSH_2k.log").read_text().splitlines()):
+        match = _FAILED.match(line)
+        if match:
+            at = datetime.strptime(f"2026 {match.group(1)}", "%Y %b %d %H:%M:%S").replace(tzinfo=UTC)
+            doc = ssh(f"line-{number}", "Failed", ip=match.group(4), user=match.group(3), at=at, host=match.group(2))
+            docs.append(doc)
+    write_lake(tmp_path / "events", docs)
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    brute = [a for a in result.alerts if a["rule"]["id"] == BRUTE_FORCE]
+    assert sorted({a["entities"]["source.ip"][0] for a in brute}) == sorted([
+        "103.99.0.122", "112.95.230.3", "183.62.140.253", "185.190.58.151", "187.141.143.180", "5.188.10.180"])
+    assert all(a["event"]["count"] >= 10 and len(a["event"]["ids"]) <= 100 for a in brute)
