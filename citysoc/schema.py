@@ -5,7 +5,9 @@ correlator reads, so files written before a field existed read it as null) and t
 names the Sigma field mappings may target. Free-form vendor objects (CloudTrail `requestParameters`,
 `responseElements`, `additionalEventData`, syslog structured data) are kept as JSON strings, as
 Elastic's integrations keep them in keyword fields; the rule compiler reads into them with
-`get_json_object`.
+`get_json_object`. The same holds for the records whose fields are open-ended: Sysmon's `EventData`
+(`winlog.event_data`, as Elastic's sysmon_linux integration names it) and auditd's key=value pairs
+(`auditd.log.fields`).
 """
 
 from __future__ import annotations
@@ -39,9 +41,36 @@ FIELDS: dict[str, str] = {
     "host.hostname": "string",
     "process.name": "string",
     "process.pid": "long",
+    "process.entity_id": "string",
+    "process.executable": "string",
+    "process.command_line": "string",
+    "process.args": "list<string>",
+    "process.title": "string",
+    "process.working_directory": "string",
+    "process.hash.md5": "string",
+    "process.hash.sha1": "string",
+    "process.hash.sha256": "string",
+    "process.parent.pid": "long",
+    "process.parent.entity_id": "string",
+    "process.parent.name": "string",
+    "process.parent.executable": "string",
+    "process.parent.command_line": "string",
+    "file.path": "string",
+    "file.name": "string",
+    "file.directory": "string",
+    "file.extension": "string",
     "source.ip": "string",
     "source.port": "long",
     "source.address": "string",
+    "source.domain": "string",
+    "destination.ip": "string",
+    "destination.port": "long",
+    "destination.address": "string",
+    "destination.domain": "string",
+    "network.transport": "string",
+    "network.direction": "string",
+    "network.type": "string",
+    "network.protocol": "string",
     "user.name": "string",
     "user.id": "string",
     "user_agent.original": "string",
@@ -67,6 +96,26 @@ FIELDS: dict[str, str] = {
     "system.auth.ssh.event": "string",
     "system.auth.ssh.method": "string",
     "system.auth.ssh.signature": "string",
+    "winlog.event_id": "string",
+    "winlog.record_id": "string",
+    "winlog.channel": "string",
+    "winlog.computer_name": "string",
+    "winlog.provider_name": "string",
+    "winlog.event_data": "json",
+    "auditd.log.record_type": "string",
+    "auditd.log.sequence": "long",
+    "auditd.log.fields": "json",
+    "okta": "json",
+    "o365.audit": "json",
+    "gcp.audit.method_name": "string",
+    "gcp.audit.service_name": "string",
+    "gcp.audit.resource_name": "string",
+    "azure.resource.id": "string",
+    "azure.resource.provider": "string",
+    "azure.activitylogs.operation_name": "string",
+    "azure.activitylogs.category": "string",
+    "azure.activitylogs.properties": "json",
+    "azure.identity_protection.properties.risk_event_type": "string",
     "aws.cloudtrail.event_version": "string",
     "aws.cloudtrail.event_type": "string",
     "aws.cloudtrail.event_category": "string",
@@ -106,7 +155,7 @@ FIELDS: dict[str, str] = {
 JSON_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if kind == "json")
 
 # Datasets the collectors produce, and the Sigma log sources they serve.
-DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog")
+DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog", "sysmon_linux.log", "auditd.log")
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),

@@ -1,14 +1,17 @@
 """Collectors: parse log sources, attribute the tenant, normalise to ECS, dead-letter what cannot be parsed.
 
-Importing the package registers the in-tree parsers (`aws.cloudtrail` alias `cloudtrail`, `syslog`).
+Importing the package registers the in-tree parsers (`aws.cloudtrail` alias `cloudtrail`, `syslog`,
+`auditd` alias `auditd.log`).
 """
 
+from collectors.auditd import AuditdParser
 from collectors.base import LogParser, ParsedEvent, ParserOptions, get_parser, parser_names, register_parser
 from collectors.cloudtrail import CloudTrailParser
 from collectors.errors import CollectorError, InputPathError, UnknownParserError, UnparsableRecordError
 from collectors.syslog import SyslogParser
 
 __all__ = [
+    "AuditdParser",
     "CloudTrailParser",
     "CollectorError",
     "InputPathError",

@@ -36,11 +36,15 @@ import orjson
 from citysoc.deadletter import DeadLetter
 from citysoc.ids import stable_id
 from citysoc.schema import nest
+from collectors.auditd import DATASET as AUDITD_DATASET
+from collectors.auditd import audit_fields, is_audit_record
 from collectors.auth import auth_fields, is_auth
 from collectors.base import LogParser, ParsedEvent, register_parser
 from collectors.errors import UnparsableRecordError
 from collectors.files import open_maybe_gzip
 from collectors.redact import redact_text
+from collectors.sysmon_linux import DATASET as SYSMON_DATASET
+from collectors.sysmon_linux import is_sysmon, sysmon_fields
 
 AUTH_DATASET = "system.auth"
 SYSLOG_DATASET = "system.syslog"
@@ -80,7 +84,7 @@ class SyslogParser(LogParser):
     """Syslog files (RFC 5424, RFC 3164 and the daemons' file form) into system.auth / system.syslog."""
 
     name = "syslog"
-    datasets = (AUTH_DATASET, SYSLOG_DATASET)
+    datasets = (AUTH_DATASET, SYSLOG_DATASET, SYSMON_DATASET, AUDITD_DATASET)
 
     def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
         reference = self.options.reference or datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
@@ -99,22 +103,41 @@ class SyslogParser(LogParser):
                 except UnparsableRecordError as exc:
                     yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
                     continue
-                program = fields.get("process.name")
-                message = fields.get("message", "")
-                auth = is_auth(program, message, fields.get("log.syslog.facility.code"))
-                if auth:
-                    fields.update(auth_fields(program, message))
+                try:
+                    dataset = self._classify(fields)
+                except UnparsableRecordError as exc:
+                    yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
+                    continue
+                fields.setdefault("event.module", "system")
+                fields.setdefault("event.kind", "event")
                 fields.update({
                     "organization.id": tenant,
                     "event.id": stable_id("syslog", tenant, source, line, str(seen[line])),
-                    "event.dataset": AUTH_DATASET if auth else SYSLOG_DATASET,
-                    "event.module": "system",
-                    "event.kind": "event",
+                    "event.dataset": dataset,
                     "event.ingested": self.options.ingested(),
                     "event.original": line,
                     "log.file.path": str(path),
                 })
                 yield ParsedEvent(fields["event.dataset"], nest(fields))
+
+    @staticmethod
+    def _classify(fields: dict[str, Any]) -> str:
+        """The dataset rule; adds the fields of the message's own format (Sysmon XML, audit record, auth)."""
+        program = fields.get("process.name")
+        message = fields.get("message", "")
+        if is_sysmon(program, message) or is_audit_record(message):
+            # The syslog program (sysmon, audisp-syslog) is the shipper, not the process the event is about.
+            fields.pop("process.name", None)
+            fields.pop("process.pid", None)
+            if is_sysmon(program, message):
+                fields.update(sysmon_fields(message))
+                return SYSMON_DATASET
+            fields.update(audit_fields(message))
+            return AUDITD_DATASET
+        if is_auth(program, message, fields.get("log.syslog.facility.code")):
+            fields.update(auth_fields(program, message))
+            return AUTH_DATASET
+        return SYSLOG_DATASET
 
     def parse_line(self, line: str, *, reference: datetime) -> dict[str, Any]:
         """Flat ECS fields of one (redacted) line; raises `UnparsableRecordError` when it is not syslog."""

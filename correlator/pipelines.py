@@ -13,17 +13,22 @@ failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sigma.processing.conditions import LogsourceCondition, RuleProcessingCondition
+from sigma.processing.conditions import IncludeFieldCondition, LogsourceCondition, RuleProcessingCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import (
     AddConditionTransformation,
+    ConvertTypeTransformation,
+    FieldFunctionTransformation,
     FieldMappingTransformation,
     FieldPrefixMappingTransformation,
 )
 from sigma.rule import SigmaLogSource
+
+from citysoc.schema import FIELDS, JSON_FIELDS
 
 # CloudTrail record field names (as SigmaHQ's aws rules write them) -> ECS, as Elastic's aws integration.
 CLOUDTRAIL_FIELDS: dict[str, str] = {
@@ -86,6 +91,55 @@ LINUX_SERVICE_PROGRAMS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Sysmon for Linux EventData names (every event type it writes). Those with an ECS home map there, as
+# Elastic's sysmon_linux pipeline renames them; the others are read from the JSON field winlog.event_data.
+SYSMON_ECS_FIELDS: dict[str, str] = {
+    "EventID": "event.code",
+    "Image": "process.executable",
+    "CommandLine": "process.command_line",
+    "CurrentDirectory": "process.working_directory",
+    "ProcessId": "process.pid",
+    "ProcessGuid": "process.entity_id",
+    "ParentImage": "process.parent.executable",
+    "ParentCommandLine": "process.parent.command_line",
+    "ParentProcessId": "process.parent.pid",
+    "ParentProcessGuid": "process.parent.entity_id",
+    "User": "user.name",
+    "TargetFilename": "file.path",
+    "SourceIp": "source.ip",
+    "SourcePort": "source.port",
+    "SourceHostname": "source.domain",
+    "DestinationIp": "destination.ip",
+    "DestinationPort": "destination.port",
+    "DestinationHostname": "destination.domain",
+    "Protocol": "network.transport",
+    "DestinationPortName": "network.protocol",
+}
+SYSMON_EVENT_DATA_NAMES: tuple[str, ...] = (
+    "RuleName", "UtcTime", "FileVersion", "Description", "Product", "Company", "OriginalFileName", "LogonGuid",
+    "LogonId", "TerminalSessionId", "IntegrityLevel", "Hashes", "ParentUser", "Initiated", "SourceIsIpv6",
+    "SourcePortName", "DestinationIsIpv6", "CreationUtcTime", "IsExecutable", "Archived", "Device", "State",
+    "Version", "SchemaVersion", "Configuration", "ConfigurationFileHash",
+)
+SYSMON_FIELDS: dict[str, str] = {
+    **SYSMON_ECS_FIELDS, **{name: f"winlog.event_data.{name}" for name in SYSMON_EVENT_DATA_NAMES},
+}
+# Sigma linux categories served by Sysmon for Linux, with the Sysmon event ids of each.
+SYSMON_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "process_creation": ("1",),
+    "network_connection": ("3",),
+    "process_termination": ("5",),
+    "file_event": ("11",),
+    "file_delete": ("23", "26"),
+    "raw_access_thread": ("9",),
+}
+# auditd: the record type is a column; every other name is a key of the record (open-ended, ~200 names).
+AUDITD_FIELDS: dict[str, str] = {"type": "auditd.log.record_type"}
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_\-\[\]]+$")
+# Fields below a JSON document compare as strings: a Sigma number there is matched as its text.
+_JSON_SUBFIELD = "^(?:" + "|".join(re.escape(name) for name in sorted(JSON_FIELDS)) + ")\\."
+
+
 @dataclass(frozen=True)
 class LogSourceRoute:
     """How one Sigma log source is served by our datasets."""
@@ -98,6 +152,10 @@ class LogSourceRoute:
     field_mapping: Mapping[str, str] = field(default_factory=dict)
     prefix_mapping: Mapping[str, str] = field(default_factory=dict)
     programs: tuple[str, ...] = ()  # extra condition: process.name in programs
+    category: str | None = None
+    conditions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # extra conditions: field in values
+    open_prefix: str | None = None  # any other plain name (no dot) is a key below this JSON field
+    json_numbers_as_strings: bool = False  # Sigma numbers compared with JSON sub-fields become strings
 
     def map_field(self, name: str) -> str:
         """The ECS name a Sigma field name is stored under (unmapped names pass through)."""
@@ -106,14 +164,26 @@ class LogSourceRoute:
         for prefix, target in self.prefix_mapping.items():
             if name == prefix or name.startswith(prefix + "."):
                 return target + name[len(prefix):]
-        return name
+        return self._open_name(name)
+
+    def _open_name(self, name: str | None) -> str:
+        if self.open_prefix and name and name not in FIELDS and _PLAIN_NAME.match(name):
+            return f"{self.open_prefix}.{name}"
+        return name or ""
 
     def pipeline(self) -> ProcessingPipeline:
         def condition() -> list[RuleProcessingCondition]:  # a condition object belongs to one item
-            return [LogsourceCondition(product=self.product, service=self.service)]
+            return [LogsourceCondition(product=self.product, service=self.service, category=self.category)]
 
         items: list[ProcessingItem] = []
-        if self.field_mapping:
+        if self.open_prefix:
+            open_name: Callable[[str | None], str] = self._open_name
+            items.append(ProcessingItem(
+                identifier=f"citysoc_{self.name}_fields",
+                transformation=FieldFunctionTransformation(_mapping(self.field_mapping), open_name),
+                rule_conditions=condition(),
+            ))
+        elif self.field_mapping:
             items.append(ProcessingItem(
                 identifier=f"citysoc_{self.name}_fields",
                 transformation=FieldMappingTransformation(_mapping(self.field_mapping)),
@@ -125,10 +195,20 @@ class LogSourceRoute:
                 transformation=FieldPrefixMappingTransformation(_mapping(self.prefix_mapping)),
                 rule_conditions=condition(),
             ))
-        if self.programs:
+        if self.json_numbers_as_strings:
             items.append(ProcessingItem(
-                identifier=f"citysoc_{self.name}_program",
-                transformation=AddConditionTransformation({"process.name": list(self.programs)}),
+                identifier=f"citysoc_{self.name}_json_strings",
+                transformation=ConvertTypeTransformation("str"),
+                rule_conditions=condition(),
+                field_name_conditions=[IncludeFieldCondition([_JSON_SUBFIELD], mode="re")],
+            ))
+        conditions = dict(self.conditions)
+        if self.programs:
+            conditions["process.name"] = self.programs
+        for index, (name, values) in enumerate(conditions.items()):
+            items.append(ProcessingItem(
+                identifier=f"citysoc_{self.name}_condition_{index}",
+                transformation=AddConditionTransformation({name: list(values)}),
                 rule_conditions=condition(),
             ))
         return ProcessingPipeline(name=f"CitySOC {self.name}", priority=20, items=items)
@@ -162,6 +242,21 @@ def _linux_program_route(service: str) -> LogSourceRoute:
     )
 
 
+def _sysmon_route(category: str) -> LogSourceRoute:
+    return LogSourceRoute(
+        name=f"linux_{category}", product="linux", service=None, category=category,
+        datasets=("sysmon_linux.log",), raw_field="message", field_mapping=SYSMON_FIELDS,
+        conditions={"event.code": SYSMON_CATEGORIES[category]}, json_numbers_as_strings=True,
+    )
+
+
+LINUX_AUDITD = LogSourceRoute(
+    name="linux_auditd", product="linux", service="auditd", datasets=("auditd.log",), raw_field="message",
+    field_mapping=AUDITD_FIELDS, open_prefix="auditd.log.fields", json_numbers_as_strings=True,
+)
+LINUX_SYSMON_ROUTES: dict[str, LogSourceRoute] = {category: _sysmon_route(category) for category in SYSMON_CATEGORIES}
+
+
 def describe_logsource(logsource: SigmaLogSource) -> str:
     parts = [f"{key}={value}" for key, value in
              (("product", logsource.product), ("category", logsource.category), ("service", logsource.service))
@@ -172,10 +267,16 @@ def describe_logsource(logsource: SigmaLogSource) -> str:
 def route_for(logsource: SigmaLogSource) -> LogSourceRoute | None:
     """The route serving a Sigma log source, or None when we do not collect it."""
     product, service, category = logsource.product, logsource.service, logsource.category
+    if product == "linux" and category is not None:
+        return LINUX_SYSMON_ROUTES.get(category) if service is None else None
     if category is not None:
-        return None  # process_creation, file_event, ... need an EDR/auditd source we do not collect
+        return None
     if product == "aws" and service == "cloudtrail":
         return CLOUDTRAIL
+    from correlator.cloud_routes import CLOUD_ROUTES  # here: cloud_routes builds on this module
+
+    if (product or "", service or "") in CLOUD_ROUTES:
+        return CLOUD_ROUTES[(product or "", service or "")]
     if product == "linux":
         if service is None:
             return LINUX_ANY
@@ -183,6 +284,8 @@ def route_for(logsource: SigmaLogSource) -> LogSourceRoute | None:
             return LINUX_AUTH
         if service == "syslog":
             return LINUX_SYSLOG
+        if service == "auditd":
+            return LINUX_AUDITD
         if service in LINUX_SERVICE_PROGRAMS:
             return _linux_program_route(service)
     return None
@@ -190,4 +293,5 @@ def route_for(logsource: SigmaLogSource) -> LogSourceRoute | None:
 
 ROUTES: tuple[LogSourceRoute, ...] = (
     CLOUDTRAIL, LINUX_AUTH, LINUX_SYSLOG, LINUX_ANY, *(_linux_program_route(s) for s in LINUX_SERVICE_PROGRAMS),
+    LINUX_AUDITD, *LINUX_SYSMON_ROUTES.values(),
 )

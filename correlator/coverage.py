@@ -1,0 +1,264 @@
+"""SigmaHQ coverage: which rules compile and run here, and the exact reason for every one that cannot.
+
+`sigmahq_coverage(spark, root)` compiles every rule document below the SigmaHQ folders (`rules`,
+`rules-emerging-threats`, `rules-threat-hunting`) with `RuleCompiler(spark)`, Spark analysis included,
+and accounts for every document exactly once: compiled, or unsupported with the compiler's reason.
+`write_report` renders it as `docs/coverage/sigmahq.md` (for people) and `sigmahq.json` (for tools and
+the test that keeps the committed report up to date). The output holds no time stamp and no absolute
+path, so regenerating it with unchanged code and rules gives the same bytes.
+
+    python -m correlator.coverage [--sigmahq ../shared/corpora/sigmahq] [--out docs/coverage]
+
+A compiled rule whose datasets no collector produces yet (`citysoc.schema.DATASETS`) is counted as
+compiled and marked "mapping only": it runs as soon as events of its dataset are stored.
+(Not to be confused with `correlator.rule_coverage`, the ATT&CK/tenant coverage of an active rule set.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.rule import SigmaLogSource
+
+from citysoc.schema import DATASETS
+from correlator.compiler import RuleCompiler
+from correlator.pipelines import route_for
+
+RULE_FOLDERS: tuple[str, ...] = ("rules", "rules-emerging-threats", "rules-threat-hunting")
+DEFAULT_SIGMAHQ = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "sigmahq"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "coverage"
+COLLECTED, MAPPING_ONLY, NOT_COLLECTED = "collected", "mapping only", "not collected"
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One rule document: where it is, its log source, and whether it compiled (else why not)."""
+
+    id: str | None
+    title: str | None
+    file: str  # relative to the SigmaHQ folder
+    logsource: str  # product=linux/category=process_creation
+    product: str  # product, else category, else service: the family the targets are stated for
+    compiled: bool
+    reason: str | None = None
+    datasets: tuple[str, ...] = ()
+
+
+@dataclass
+class CoverageReport:
+    rules: list[RuleOutcome] = field(default_factory=list)
+
+    def by(self, attribute: str) -> dict[str, tuple[int, int]]:
+        """{key: (compiled, total)} grouped by `product` or `logsource`, sorted by key."""
+        counts: dict[str, list[int]] = {}
+        for rule in self.rules:
+            entry = counts.setdefault(getattr(rule, attribute), [0, 0])
+            entry[0] += rule.compiled
+            entry[1] += 1
+        return {key: (value[0], value[1]) for key, value in sorted(counts.items())}
+
+    def unsupported(self) -> list[RuleOutcome]:
+        return sorted((r for r in self.rules if not r.compiled), key=lambda r: (r.logsource, r.file, r.id or ""))
+
+    def reasons(self) -> Counter[str]:
+        """Unsupported rules per reason (field names kept: they are the advice)."""
+        return Counter(r.reason or "" for r in self.rules if not r.compiled)
+
+    def collector_status(self, logsource: str) -> str:
+        """`collected` when a collector writes a dataset of the log source's route, `mapping only` when
+        the route exists but no collector feeds it yet, `not collected` when there is no route."""
+        datasets = {d for r in self.rules if r.logsource == logsource for d in r.datasets}
+        if not datasets:
+            return NOT_COLLECTED
+        return COLLECTED if datasets & set(DATASETS) else MAPPING_ONLY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "totals": {"rules": len(self.rules), "compiled": sum(r.compiled for r in self.rules)},
+            "by_product": {key: {"compiled": c, "total": t} for key, (c, t) in self.by("product").items()},
+            "by_logsource": {
+                key: {"compiled": c, "total": t, "collector": self.collector_status(key)}
+                for key, (c, t) in self.by("logsource").items()
+            },
+            "rules": [
+                {key: value for key, value in asdict(rule).items() if key != "title"}
+                for rule in sorted(self.rules, key=lambda r: (r.file, r.id or ""))
+            ],
+        }
+
+
+def _logsource_parts(doc: dict[str, Any]) -> tuple[str, str]:
+    """(`product=x/category=y/service=z`, family) of a rule document."""
+    if "correlation" in doc:
+        return "(correlation)", "(correlation)"
+    logsource = doc.get("logsource")
+    if not isinstance(logsource, dict):
+        return "(empty)", "(none)"
+    parts = [f"{key}={logsource[key]}" for key in ("product", "category", "service") if logsource.get(key)]
+    family = str(logsource.get("product") or logsource.get("category") or logsource.get("service") or "(none)")
+    return "/".join(parts) or "(empty)", family
+
+
+def _documents(root: Path, folders: Sequence[str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(file relative to `root`, document or None when unreadable) for every rule document."""
+    for folder in folders:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*.yml")):
+            relative = path.relative_to(root).as_posix()
+            try:
+                docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+            except (yaml.YAMLError, UnicodeDecodeError):
+                yield relative, None
+                continue
+            for doc in docs:
+                yield relative, doc if isinstance(doc, dict) else None
+
+
+def _route_datasets(doc: dict[str, Any]) -> tuple[str, ...]:
+    logsource = doc.get("logsource")
+    if not isinstance(logsource, dict):
+        return ()
+    route = route_for(SigmaLogSource(product=logsource.get("product"), category=logsource.get("category"),
+                                     service=logsource.get("service")))
+    return route.datasets if route else ()
+
+
+def sigmahq_coverage(spark: Any, root: Path, folders: Sequence[str] = RULE_FOLDERS) -> CoverageReport:
+    """Compile every rule document below `root/<folder>` and account for each exactly once.
+
+    Raises `ValueError` when the compiler's results and the documents on disk do not pair up one to one
+    (a rule lost or counted twice would make the report lie).
+    """
+    paths = [root / folder for folder in folders if (root / folder).is_dir()]
+    if not paths:
+        raise ValueError(f"no SigmaHQ rule folder ({', '.join(folders)}) below {root}")
+    ruleset = RuleCompiler(spark).compile(paths)
+
+    def relative(path: str | None) -> str:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix() if path else "(unknown)"
+
+    # (file, id) -> (compiled, reason, datasets); a document without a usable id is matched by file alone.
+    outcomes: dict[tuple[str, str | None], tuple[bool, str | None, tuple[str, ...]]] = {}
+
+    def record(file: str, rule_id: str | None, value: tuple[bool, str | None, tuple[str, ...]]) -> None:
+        if (file, rule_id) in outcomes:
+            raise ValueError(f"{file}: rule {rule_id} reported twice by the compiler")
+        outcomes[(file, rule_id)] = value
+
+    for rule in ruleset.rules:
+        record(relative(rule.path), rule.id, (True, None, rule.datasets))
+    for problem in ruleset.unsupported:
+        record(relative(problem.path), problem.id, (False, problem.reason, ()))
+
+    report = CoverageReport()
+    for file, doc in _documents(root, folders):
+        logsource, family = _logsource_parts(doc) if doc is not None else ("(unreadable)", "(unreadable)")
+        rule_id = str(doc["id"]) if doc is not None and doc.get("id") else None
+        key = (file, rule_id) if (file, rule_id) in outcomes else (file, None)
+        if key not in outcomes:
+            raise ValueError(f"{file}: rule {rule_id} is neither compiled nor reported unsupported")
+        compiled, reason, datasets = outcomes.pop(key)
+        report.rules.append(RuleOutcome(
+            id=rule_id, title=str(doc.get("title")) if doc is not None else None, file=file,
+            logsource=logsource, product=family, compiled=compiled, reason=reason,
+            datasets=datasets or (_route_datasets(doc) if doc is not None else ()),
+        ))
+    if outcomes:
+        raise ValueError(f"compiler results with no rule document on disk: {sorted(outcomes, key=str)[:5]}")
+    return report
+
+
+def _percent(compiled: int, total: int) -> str:
+    return f"{100 * compiled / total:.1f}%" if total else "–"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: CoverageReport) -> str:
+    """The human report: totals, per product and per log source, reasons, then every unsupported rule."""
+    total = len(report.rules)
+    compiled = sum(r.compiled for r in report.rules)
+    lines = [
+        "# SigmaHQ coverage",
+        "",
+        "Generated by `python -m correlator.coverage` from `../shared/corpora/sigmahq` "
+        f"({', '.join(f'`{f}/`' for f in RULE_FOLDERS)}); do not edit by hand. "
+        "`tests/correlator/test_coverage.py` fails when this report is out of date.",
+        "",
+        "A rule is **compiled** when it converts to Spark SQL for our event schema and passes Spark's "
+        "analysis; it then runs on every event of its datasets. **Collector**: `collected` = a CitySOC "
+        "collector writes the dataset; `mapping only` = the field mapping exists and the rule compiles, but "
+        "no collector writes the dataset yet (it runs once one does); `not collected` = no route for the "
+        "log source.",
+        "",
+        f"**{compiled} of {total} rule documents compiled ({_percent(compiled, total)}).**",
+        "",
+        "## Per product",
+        "",
+        "| product | compiled | total | % |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {key} | {c} | {t} | {_percent(c, t)} |" for key, (c, t) in report.by("product").items()]
+    lines += ["", "## Per log source", "", "| log source | datasets | collector | compiled | total | % |",
+              "|---|---|---|---:|---:|---:|"]
+    for key, (c, t) in report.by("logsource").items():
+        datasets = sorted({d for r in report.rules if r.logsource == key for d in r.datasets})
+        lines.append(f"| {key} | {', '.join(datasets) or '–'} | {report.collector_status(key)} | {c} | {t} | "
+                     f"{_percent(c, t)} |")
+    lines += ["", "## Reasons", "", "| rules | reason |", "|---:|---|"]
+    lines += [f"| {count} | {_cell(reason)} |" for reason, count in
+              sorted(report.reasons().items(), key=lambda item: (-item[1], item[0]))]
+    lines += ["", "## Unsupported rules", "", "| log source | id | file | reason |", "|---|---|---|---|"]
+    lines += [f"| {r.logsource} | {r.id or '–'} | `{r.file}` | {_cell(r.reason or '')} |"
+              for r in report.unsupported()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: CoverageReport, out: Path) -> tuple[Path, Path]:
+    """Write `sigmahq.md` and `sigmahq.json` into `out`; returns both paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, data = out / "sigmahq.md", out / "sigmahq.json"
+    markdown.write_text(render_markdown(report), encoding="utf-8")
+    data.write_text(json.dumps(report.to_json(), indent=1) + "\n", encoding="utf-8")
+    return markdown, data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m correlator.coverage",
+                                     description="Compile every SigmaHQ rule and write the coverage report.")
+    parser.add_argument("--sigmahq", type=Path, default=DEFAULT_SIGMAHQ,
+                        help="the SigmaHQ folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if not args.sigmahq.is_dir():
+        parser.error(f"{args.sigmahq} is not a directory: pass --sigmahq with the SigmaHQ release folder")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from correlator.spark import build_session
+
+    spark = build_session(master="local[2]", shuffle_partitions=2, app_name="citysoc-coverage")
+    try:
+        report = sigmahq_coverage(spark, args.sigmahq)
+    finally:
+        spark.stop()
+    markdown, data = write_report(report, args.out)
+    compiled = sum(r.compiled for r in report.rules)
+    print(f"{compiled} of {len(report.rules)} rules compiled; wrote {markdown} and {data}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
