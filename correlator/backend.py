@@ -1,32 +1,75 @@
-"""The Databricks Spark SQL backend, adapted to our event schema and to open-source Spark.
+"""Sigma -> Spark SQL for our event schema, with Sigma's matching semantics on open-source Spark.
 
-Differences from `DatabricksBackend`:
+`CitySocSparkBackend` keeps pySigma-databricks' plumbing (condition tree, precedence, quoting) and
+replaces every value comparison, so that one Sigma rule means here what the Sigma specification says:
+
 - field names resolve against `citysoc.schema`: struct fields become back-quoted struct paths, fields
-  below a JSON string field become `get_json_object(<field>, '$.<path>')`, and any other name raises
-  `SigmaFeatureNotSupportedByBackendError("field X has no source in <dataset>")` at conversion time;
-- `|cidr` becomes an IPv4 range check from Spark built-ins (`ip_cidr_contains` and `try_ip_as_binary`
-  exist only on Databricks); IPv6 networks are refused with a reason.
+  below a JSON string field `get_json_object(<field>, '$.<path>')`; any other name raises
+  `SigmaFeatureNotSupportedByBackendError("field X has no source in <dataset>")`;
+- strings match case-insensitively against a *pre-normalised* column (`lower()` computed once per row by
+  `correlator.normalize.add_normalized_columns`), the literal lower-cased at compile time; the fields a
+  rule needs normalised are collected in `normalized_fields`. `|cased`, `|re` and non-string fields
+  keep their own form;
+- wildcards `*`/`?` become `startswith`/`endswith`/`contains` or `LIKE`; escaped `\\*` stays literal;
+- every `NOT` is two-valued (`NOT coalesce(x, false)`): a condition on a field the event lacks is
+  false, so its negation is true (SQL's NULL would drop the row);
+- `|cidr` is a range check from built-ins for IPv4 and IPv6 (Databricks' `ip_cidr_contains` does not
+  exist in open-source Spark); `|lt`... compare numbers (`try_cast` on strings); list fields match if
+  any element matches (`exists`).
+
+The semantics section of `correlator/README.md` lists what each modifier compiles to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, ClassVar
 
 from sigma.backends.databricks import DatabricksBackend
-from sigma.conditions import ConditionFieldEqualsValueExpression
+from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
+from sigma.conversion.deferred import DeferredQueryExpression
 from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
-from sigma.types import SigmaCIDRExpression
+from sigma.modifiers import SigmaWideModifier, modifier_mapping
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaFieldReference,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+    TimestampPart,
+)
 
 from citysoc.schema import FIELDS, JSON_FIELDS
 
+# The Sigma specification names UTF-16LE `utf16le` (alias `wide`); pySigma 1.5 knows only `wide`.
+modifier_mapping.setdefault("utf16le", SigmaWideModifier)
+
 SCALAR_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if kind != "json")
+STRING_KINDS: frozenset[str] = frozenset({"string", "json"})  # compared through a normalised column
+NORMALIZED_PREFIX = "_lc__"
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_READABLE = re.compile(r"^[A-Za-z0-9_@.]+$")
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4_REGEX = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+_COMPARE_SQL = {CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.GT: ">",
+                CompareOperators.GTE: ">="}
+_TIME_PARTS = {TimestampPart.MINUTE: "minute", TimestampPart.HOUR: "hour", TimestampPart.DAY: "dayofmonth",
+               TimestampPart.WEEK: "weekofyear", TimestampPart.MONTH: "month", TimestampPart.YEAR: "year"}
+_REGEX_FLAGS = {SigmaRegularExpressionFlag.IGNORECASE: "iu", SigmaRegularExpressionFlag.MULTILINE: "m",
+                SigmaRegularExpressionFlag.DOTALL: "s"}
 
 
 def quote_path(name: str) -> str:
@@ -41,7 +84,9 @@ def json_path(keys: Sequence[str]) -> str:
 
 
 def sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A Spark SQL string literal (backslash and quote escaped; NUL as a unicode escape)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\x00", "\\u0000")
+    return "'" + escaped + "'"
 
 
 def resolve_field(name: str) -> str | None:
@@ -53,6 +98,21 @@ def resolve_field(name: str) -> str | None:
             keys = name[len(json_field) + 1:].split(".")
             return f"get_json_object({quote_path(json_field)}, {sql_string(json_path(keys))})"
     return None
+
+
+def field_kind(name: str) -> str | None:
+    """Storage kind of an ECS field (`string`, `long`, `bool`, `timestamp`, `list<string>`, `json`);
+    a sub-field of a JSON document is `json` (text extracted by get_json_object)."""
+    if name in FIELDS:
+        return FIELDS[name]
+    return "json" if resolve_field(name) is not None else None
+
+
+def normalized_column(name: str) -> str:
+    """Name of the top-level column holding `lower(<field>)`: readable when the name allows it."""
+    if _READABLE.match(name) and "__" not in name:
+        return NORMALIZED_PREFIX + name.replace("@", "at_").replace(".", "__")
+    return NORMALIZED_PREFIX + "h" + hashlib.sha1(name.encode()).hexdigest()[:16]
 
 
 def ipv4_number(column: str) -> str:
@@ -68,15 +128,88 @@ def ipv4_cidr_expression(column: str, network: IPv4Network) -> str:
     return f"coalesce(({ipv4_number(column)}) BETWEEN {low} AND {high}, false)"
 
 
+def ipv6_hex(column: str) -> str:
+    """An IPv6 string column as its 32 lower-case hex digits (null when it is not plain IPv6 text).
+
+    `::` is expanded with `array_repeat`; a zone index (`%eth0`) is dropped. Fixed-width hex strings
+    sort like the numbers they spell, so a network is a `BETWEEN` on strings.
+    """
+    address = f"lower(split({column}, '%')[0])"
+    halves = f"split({address}, '::', -1)"
+    head = f"CASE WHEN {halves}[0] = '' THEN array() ELSE split({halves}[0], ':') END"
+    tail = f"CASE WHEN {halves}[1] = '' THEN array() ELSE split({halves}[1], ':') END"
+    groups = (f"CASE WHEN size({halves}) = 1 THEN split({address}, ':') "
+              f"WHEN size({halves}) = 2 AND size({head}) + size({tail}) <= 7 THEN "
+              f"concat({head}, array_repeat('0', 8 - size({head}) - size({tail})), {tail}) END")
+    valid = f"(size({groups}) = 8 AND forall({groups}, g -> g rlike '^[0-9a-f]{{1,4}}$'))"
+    return f"CASE WHEN {valid} THEN array_join(transform({groups}, g -> lpad(g, 4, '0')), '') END"
+
+
+def ipv6_cidr_expression(column: str, network: IPv6Network) -> str:
+    low = f"{int(network.network_address):032x}"
+    high = f"{int(network.broadcast_address):032x}"
+    return f"coalesce(({ipv6_hex(column)}) BETWEEN '{low}' AND '{high}', false)"
+
+
+def _like_pattern(parts: Sequence[str | SpecialChars]) -> str:
+    out: list[str] = []
+    for part in parts:
+        if part == SpecialChars.WILDCARD_MULTI:
+            out.append("%")
+        elif part == SpecialChars.WILDCARD_SINGLE:
+            out.append("_")
+        else:
+            out.append(str(part).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"))
+    return "".join(out)
+
+
+def string_predicate(operand: str, parts: Sequence[str | SpecialChars], *, contains: bool = False) -> str:
+    """SQL matching `operand` against a Sigma string (literal parts and wildcards), as written.
+
+    Plain strings compare with `=`, a single leading/trailing `*` uses startswith/endswith/contains,
+    anything else `LIKE` (Spark's `%` and `_` also match line breaks). `contains` wraps the value in
+    `*...*` (keyword search).
+    """
+    merged: list[str | SpecialChars] = []
+    for part in ([SpecialChars.WILDCARD_MULTI] if contains else []) + list(parts) + \
+            ([SpecialChars.WILDCARD_MULTI] if contains else []):
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        elif not (part == SpecialChars.WILDCARD_MULTI and merged and merged[-1] == SpecialChars.WILDCARD_MULTI):
+            merged.append(part)
+    star = SpecialChars.WILDCARD_MULTI
+    literals = [p for p in merged if isinstance(p, str)]
+    specials = [p for p in merged if not isinstance(p, str)]
+    if not specials:
+        return f"{operand} = {sql_string(''.join(literals))}"
+    if merged == [star]:
+        return f"({operand} IS NOT NULL)"
+    if len(merged) == 2 and merged[1] == star and isinstance(merged[0], str):
+        return f"startswith({operand}, {sql_string(merged[0])})"
+    if len(merged) == 2 and merged[0] == star and isinstance(merged[1], str):
+        return f"endswith({operand}, {sql_string(merged[1])})"
+    if len(merged) == 3 and merged[0] == star and merged[2] == star and isinstance(merged[1], str):
+        return f"contains({operand}, {sql_string(merged[1])})"
+    return f"{operand} LIKE {sql_string(_like_pattern(merged))}"
+
+
 class CitySocSparkBackend(DatabricksBackend):
     """Spark SQL for one log source route: knows its datasets (for messages) and keyword column."""
 
     name: ClassVar[str] = "citysoc-spark"
+    optimize_or_as_regex: ClassVar[bool] = False  # ORs of contains stay `contains` on the normalised column
 
     def __init__(self, processing_pipeline: Any = None, *, datasets: Sequence[str] = (),
                  raw_log_field: str = "message", **kwargs: Any) -> None:
         super().__init__(processing_pipeline, raw_log_field=raw_log_field, **kwargs)
         self.datasets = tuple(datasets)
+        self.normalized_fields: set[str] = set()  # ECS fields the last converted rule compares via lower()
+
+    def convert_rule(self, rule: SigmaRule, output_format: str | None = None, callback: Any = None) -> list[Any]:
+        self.normalized_fields = set()
+        return super().convert_rule(rule, output_format, callback)
+
+    # --- fields -------------------------------------------------------------------------------------
 
     def escape_and_quote_field(self, field_name: str) -> str:
         resolved = resolve_field(field_name)
@@ -85,11 +218,210 @@ class CitySocSparkBackend(DatabricksBackend):
             raise SigmaFeatureNotSupportedByBackendError(f"field {field_name} has no source in {where}")
         return resolved
 
+    def _kind(self, field_name: str) -> str:
+        self.escape_and_quote_field(field_name)  # raises for an unknown field
+        return field_kind(field_name) or "string"
+
+    def _match(self, field_name: str, predicate: Any, *, lowered: bool) -> str:
+        """Apply `predicate(operand) -> sql` to a field: normalised column, cast, or every list element."""
+        kind = self._kind(field_name)
+        column = self.escape_and_quote_field(field_name)
+        if kind == "list<string>":
+            element = "lower(_e)" if lowered else "_e"
+            return f"coalesce(exists({column}, _e -> {predicate(element)}), false)"
+        if kind in STRING_KINDS:
+            if not lowered:
+                return str(predicate(column))
+            self.normalized_fields.add(field_name)
+            return str(predicate(f"`{normalized_column(field_name)}`"))
+        text = f"cast({column} as string)"
+        return str(predicate(f"lower({text})" if lowered else text))
+
+    # --- strings ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parts(value: SigmaString, *, lowered: bool) -> list[str | SpecialChars]:
+        parts: list[str | SpecialChars] = []
+        for part in value.s:
+            if isinstance(part, Placeholder):
+                raise SigmaFeatureNotSupportedByBackendError(
+                    f"placeholder %{part.name}% has no configured values (configure it with "
+                    "RuleCompiler(placeholders={...}))")
+            parts.append(part.lower() if lowered and isinstance(part, str) else part)
+        return parts
+
+    def convert_condition_field_eq_val_str(self, cond: ConditionFieldEqualsValueExpression,
+                                           state: ConversionState) -> str:
+        if not isinstance(cond.value, SigmaString):
+            raise TypeError(f"expected a string, got {type(cond.value).__name__}")
+        parts = self._parts(cond.value, lowered=True)
+        return self._match(cond.field, lambda operand: string_predicate(operand, parts), lowered=True)
+
+    def convert_condition_field_eq_val_str_case_sensitive(self, cond: ConditionFieldEqualsValueExpression,
+                                                          state: ConversionState) -> str:
+        if not isinstance(cond.value, SigmaCasedString):
+            raise TypeError(f"expected a cased string, got {type(cond.value).__name__}")
+        parts = self._parts(cond.value, lowered=False)
+        return self._match(cond.field, lambda operand: string_predicate(operand, parts), lowered=False)
+
+    def convert_condition_val_str(self, cond: Any, state: ConversionState) -> str:
+        """Keywords: a case-insensitive substring of the route's raw column (wildcards allowed inside)."""
+        value = cond.value
+        if not isinstance(value, SigmaString):
+            raise TypeError(f"expected a string keyword, got {type(value).__name__}")
+        lowered = not isinstance(value, SigmaCasedString)
+        parts = self._parts(value, lowered=lowered)
+        return self._match(self.raw_log_field, lambda operand: string_predicate(operand, parts, contains=True),
+                           lowered=lowered)
+
+    def convert_condition_val_num(self, cond: Any, state: ConversionState) -> str:
+        text = str(cond.value)
+        return self._match(self.raw_log_field, lambda operand: string_predicate(operand, [text], contains=True),
+                           lowered=True)
+
+    def convert_condition_as_in_expression(self, cond: Any, state: ConversionState) -> str:
+        raise NotImplementedError("IN lists are built by convert_condition_or")
+
+    def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
+        """Plain case-insensitive equalities on one string field become one `IN` (a hash set beyond 10)."""
+        groups: dict[str, list[str]] = {}
+        rest: list[Any] = []
+        for arg in cond.args:
+            if (isinstance(arg, ConditionFieldEqualsValueExpression) and type(arg.value) is SigmaString
+                    and not arg.value.contains_special() and not arg.value.contains_placeholder()
+                    and field_kind(arg.field) in STRING_KINDS):
+                groups.setdefault(arg.field, []).append(arg.value.to_plain().lower())
+            else:
+                rest.append(arg)
+        if not any(len(values) > 1 for values in groups.values()):
+            return super().convert_condition_or(cond, state)
+        terms: list[str] = []
+        for field_name, values in groups.items():
+            unique = list(dict.fromkeys(values))
+            if len(unique) == 1:
+                terms.append(self._match(field_name, lambda o, v=unique[0]: f"{o} = {sql_string(v)}", lowered=True))
+            else:
+                listed = ", ".join(sql_string(v) for v in unique)
+                terms.append(self._match(field_name, lambda o, s=listed: f"{o} IN ({s})", lowered=True))
+        for arg in rest:
+            converted = (self.convert_condition(arg, state) if self.compare_precedence(cond, arg)
+                         else self.convert_condition_group(arg, state))
+            if converted is not None and not isinstance(converted, DeferredQueryExpression):
+                terms.append(converted)
+        return " OR ".join(terms)
+
+    # --- other value types --------------------------------------------------------------------------
+
+    def convert_condition_field_eq_val_num(self, cond: ConditionFieldEqualsValueExpression,
+                                           state: ConversionState) -> str:
+        if not isinstance(cond.value, SigmaNumber):
+            raise TypeError(f"expected a number, got {type(cond.value).__name__}")
+        if self._kind(cond.field) == "long":
+            return f"{self.escape_and_quote_field(cond.field)} = {cond.value.number}"
+        text = str(cond.value.number)
+        return self._match(cond.field, lambda operand: f"{operand} = {sql_string(text)}", lowered=True)
+
+    def convert_condition_field_eq_val_timestamp_part(self, cond: ConditionFieldEqualsValueExpression,
+                                                      state: ConversionState) -> str:
+        """`|hour`, `|day`, ...: the part of the field's time (UTC) equals the number."""
+        value = cond.value
+        if not isinstance(value, SigmaTimestampPart):
+            raise TypeError(f"expected a timestamp part, got {type(value).__name__}")
+        column = self.escape_and_quote_field(cond.field)
+        moment = column if self._kind(cond.field) == "timestamp" else f"try_cast({column} as timestamp)"
+        return f"coalesce({_TIME_PARTS[value.timestamp_part]}({moment}) = {value.number}, false)"
+
+    def convert_condition_field_eq_val_bool(self, cond: ConditionFieldEqualsValueExpression,
+                                            state: ConversionState) -> str:
+        if not isinstance(cond.value, SigmaBool):
+            raise TypeError(f"expected a boolean, got {type(cond.value).__name__}")
+        if self._kind(cond.field) == "bool":
+            return f"{self.escape_and_quote_field(cond.field)} = {str(cond.value.boolean).lower()}"
+        text = str(cond.value.boolean).lower()
+        return self._match(cond.field, lambda operand: f"{operand} = {sql_string(text)}", lowered=True)
+
+    def convert_condition_field_eq_val_re(self, cond: ConditionFieldEqualsValueExpression,
+                                          state: ConversionState) -> str:
+        if not isinstance(cond.value, SigmaRegularExpression):
+            raise TypeError(f"expected a regular expression, got {type(cond.value).__name__}")
+        regex = sql_string(self._regex(cond.value))
+        return self._match(cond.field, lambda operand: f"{operand} rlike {regex}", lowered=False)
+
+    def convert_condition_val_re(self, cond: Any, state: ConversionState) -> str:
+        regex = sql_string(self._regex(cond.value))
+        return self._match(self.raw_log_field, lambda operand: f"{operand} rlike {regex}", lowered=False)
+
+    @staticmethod
+    def _regex(value: SigmaRegularExpression) -> str:
+        """Java regex with Sigma's flags (i also folds non-ASCII case); rlike searches, unanchored."""
+        flags = "".join(sorted(_REGEX_FLAGS[flag] for flag in value.flags))
+        return (f"(?{flags})" if flags else "") + str(value.regexp)
+
     def convert_condition_field_eq_val_cidr(self, cond: ConditionFieldEqualsValueExpression,
                                             state: ConversionState) -> str:
         cidr = cond.value
         if not isinstance(cidr, SigmaCIDRExpression):
             raise TypeError(f"expected a CIDR expression, got {type(cidr).__name__}")
-        if not isinstance(cidr.network, IPv4Network):
-            raise SigmaFeatureNotSupportedByBackendError(f"IPv6 CIDR {cidr.cidr} is not supported yet")
-        return ipv4_cidr_expression(self.escape_and_quote_field(cond.field), cidr.network)
+        network = cidr.network
+
+        def predicate(operand: str) -> str:
+            if isinstance(network, IPv4Network):
+                return ipv4_cidr_expression(operand, network)
+            return ipv6_cidr_expression(operand, network)
+        return self._match(cond.field, predicate, lowered=False)
+
+    def convert_condition_field_compare_op_val(self, cond: ConditionFieldEqualsValueExpression,
+                                               state: ConversionState) -> str:
+        """`|lt`, `|gte`, ...: numeric; a string field compares as a number, non-numbers never match."""
+        value = cond.value
+        if not isinstance(value, SigmaCompareExpression):
+            raise TypeError(f"expected a comparison, got {type(value).__name__}")
+        column = self.escape_and_quote_field(cond.field)
+        number = column if self._kind(cond.field) == "long" else f"try_cast({column} as double)"
+        return f"coalesce({number} {_COMPARE_SQL[value.op]} {value.number.number}, false)"
+
+    def convert_condition_field_eq_field(self, cond: ConditionFieldEqualsValueExpression,
+                                         state: ConversionState) -> str:
+        """`|fieldref`: the two fields' values compare like strings (case-insensitively)."""
+        ref = cond.value
+        if not isinstance(ref, SigmaFieldReference):
+            raise TypeError(f"expected a field reference, got {type(ref).__name__}")
+        if self._kind(ref.field) == "list<string>":
+            raise SigmaFeatureNotSupportedByBackendError(f"fieldref to the list field {ref.field} is not supported")
+        other = self._match(ref.field, lambda operand: operand, lowered=True)
+
+        def predicate(operand: str) -> str:
+            if ref.starts_with and ref.ends_with:
+                return f"contains({operand}, {other})"
+            if ref.starts_with:
+                return f"startswith({operand}, {other})"
+            if ref.ends_with:
+                return f"endswith({operand}, {other})"
+            return f"{operand} = {other}"
+        return self._match(cond.field, predicate, lowered=True)
+
+    def convert_condition_field_eq_val_null(self, cond: ConditionFieldEqualsValueExpression,
+                                            state: ConversionState) -> str:
+        return f"{self.escape_and_quote_field(cond.field)} IS NULL"
+
+    def convert_condition_field_exists(self, cond: ConditionFieldEqualsValueExpression,
+                                       state: ConversionState) -> str:
+        return f"{self.escape_and_quote_field(cond.field)} IS NOT NULL"
+
+    def convert_condition_field_not_exists(self, cond: ConditionFieldEqualsValueExpression,
+                                           state: ConversionState) -> str:
+        return f"{self.escape_and_quote_field(cond.field)} IS NULL"
+
+    # --- boolean structure --------------------------------------------------------------------------
+
+    def convert_condition_not(self, cond: ConditionNOT, state: ConversionState) -> Any:
+        """NOT of a condition on a missing field is true: fold SQL's NULL to false before negating."""
+        arg = cond.args[0]
+        if arg is None:
+            return None
+        expr = self.convert_condition(arg, state)
+        if isinstance(expr, DeferredQueryExpression):
+            return expr.negate()
+        if expr is None:
+            return None
+        return f"NOT coalesce(({expr}), false)"

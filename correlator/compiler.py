@@ -8,7 +8,7 @@ Nothing is skipped silently: a rule is either a `CompiledRule` or an `Unsupporte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,14 @@ import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule, SigmaCorrelationType
 from sigma.exceptions import SigmaError
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import ValueListPlaceholderTransformation
 from sigma.rule import SigmaRule, SigmaRuleBase
 
 from citysoc.errors import CitySocError
 from correlator.backend import CitySocSparkBackend, resolve_field
 from correlator.pipelines import LogSourceRoute, describe_logsource, route_for
+from correlator.routing import RouteKey, route_of
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +70,9 @@ class CompiledRule:
     generate: bool = True  # False: a correlation's base rule that raises no alert of its own
     group_by: tuple[tuple[str, str], ...] = ()  # (field name, Spark SQL) overriding the default group key
     correlation: CorrelationSpec | None = None
+    # ECS fields `expression` reads as `lower()`-ed columns: add them with `normalize.add_normalized_columns`
+    normalized_fields: frozenset[str] = frozenset()
+    routing: RouteKey | None = None  # the rule can only match events with these values (correlator.routing)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,15 @@ class CompiledRuleSet:
         return sorted({d for r in self.detections() for d in r.datasets})
 
 
+def placeholder_pipeline(values: Mapping[str, list[str]]) -> ProcessingPipeline:
+    """Replace the configured `|expand` placeholders by their value lists (others stay, and are refused)."""
+    return ProcessingPipeline(
+        name="CitySOC placeholders", priority=10, vars=dict(values),
+        items=[ProcessingItem(identifier="citysoc_placeholders",
+                              transformation=ValueListPlaceholderTransformation(include=sorted(values)))],
+    )
+
+
 def _path(rule: SigmaRuleBase) -> str | None:
     return str(rule.source.path) if rule.source is not None else None
 
@@ -122,10 +137,15 @@ def _error_text(error: BaseException) -> str:
 
 
 class RuleCompiler:
-    """Compiles Sigma rule directories for our datasets; `spark` enables the analysis check."""
+    """Compiles Sigma rule directories for our datasets; `spark` enables the analysis check.
 
-    def __init__(self, spark: Any | None = None) -> None:
+    `placeholders` gives the values of `|expand` placeholders (`%admins%` -> ["root", "admin"]); a rule
+    using a placeholder without configured values is unsupported with that reason.
+    """
+
+    def __init__(self, spark: Any | None = None, *, placeholders: Mapping[str, Sequence[str]] | None = None) -> None:
         self.spark = spark
+        self.placeholders = {name: list(values) for name, values in (placeholders or {}).items()}
 
     def load(self, paths: Sequence[Path | str]) -> tuple[SigmaCollection, list[UnsupportedRule]]:
         """Parse every `**/*.yml` below `paths`; a file that is not YAML or not Sigma is reported."""
@@ -206,7 +226,10 @@ class RuleCompiler:
         route = route_for(rule.logsource)
         if route is None:
             return _unsupported(rule, f"log source {describe_logsource(rule.logsource)} is not collected")
-        backend = CitySocSparkBackend(route.pipeline(), datasets=route.datasets, raw_log_field=route.raw_field)
+        pipeline = route.pipeline()
+        if self.placeholders:
+            pipeline = placeholder_pipeline(self.placeholders) + pipeline
+        backend = CitySocSparkBackend(pipeline, datasets=route.datasets, raw_log_field=route.raw_field)
         try:
             queries = backend.convert_rule(rule)
         except (SigmaError, NotImplementedError, ValueError, TypeError) as exc:
@@ -223,6 +246,8 @@ class RuleCompiler:
         compiled = CompiledRule(
             id=str(rule.id), title=rule.title, level=_level(rule), tags=_tags(rule), datasets=route.datasets,
             expression=queries[0], path=_path(rule), kind="detection", name=rule.name, group_by=tuple(group_by),
+            normalized_fields=frozenset(backend.normalized_fields),
+            routing=route_of(rule),  # after convert_rule: the tree carries the pipeline's ECS names
         )
         return compiled, route
 
@@ -279,9 +304,10 @@ class RuleCompiler:
         from pyspark.sql.types import BooleanType
 
         from citysoc.schema import spark_schema
+        from correlator.normalize import add_normalized_columns
 
         assert self.spark is not None
-        probe = self.spark.createDataFrame([], spark_schema())
+        empty = self.spark.createDataFrame([], spark_schema())
         kept: list[CompiledRule] = []
         failed: set[str] = set()
         for rule in ruleset.rules:
@@ -291,6 +317,7 @@ class RuleCompiler:
             if rule.correlation and rule.correlation.value_expr:
                 exprs.append(rule.correlation.value_expr)
             try:
+                probe = add_normalized_columns(empty, rule.normalized_fields)  # only what the rule declares
                 for index, expr in enumerate(exprs):
                     data_type = probe.select(F.expr(expr)).schema.fields[0].dataType
                     if index == 0 and rule.expression and not isinstance(data_type, BooleanType):
