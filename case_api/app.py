@@ -18,6 +18,7 @@ from case_api.cases.views import router as cases_router
 from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
 from case_api.settings import Settings
+from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
 
 API_PREFIX = "/api/v1"
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (tenants_router, keys_router, alerts_router, cases_router):
+    for router in (tenants_router, keys_router, alerts_router, cases_router, sources_router):
         api.include_router(router)
     app.include_router(api)
     _install_error_handlers(app)

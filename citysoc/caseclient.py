@@ -105,6 +105,15 @@ class CaseClient:
         body = {"name": name, "role": role, "tenant_id": tenant_id}
         return self._request("POST", "/keys", json=body)  # type: ignore[no-any-return]
 
+    # Sources
+    def add_source(self, *, tenant_id: str, kind: str, name: str, datasets: Sequence[str]) -> dict[str, Any]:
+        body = {"tenant_id": tenant_id, "kind": kind, "name": name, "datasets": list(datasets)}
+        return self._request("POST", "/sources", json=body)  # type: ignore[no-any-return]
+
+    def list_sources(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        params = {"tenant": tenant} if tenant else {}
+        return self._request("GET", "/sources", params=params)  # type: ignore[no-any-return]
+
     # Alerts
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> dict[str, Any]:
         """Send alerts in batches; the API is idempotent by alert id, so a retry is safe."""

@@ -18,7 +18,9 @@ from rich.table import Table
 
 from citysoc.errors import CitySocError
 from citysoc.logging import configure_logging
+from citysoc.rules_cli import rules_app
 from citysoc.settings import Settings
+from citysoc.sources_cli import sources_app
 
 app = typer.Typer(help="CitySOC: log correlation for a city-wide, multi-tenant SOC.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -30,6 +32,8 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(cases_app, name="cases")
 app.add_typer(deadletter_app, name="deadletter")
+app.add_typer(rules_app, name="rules")
+app.add_typer(sources_app, name="sources")
 
 console = Console()
 err_console = Console(stderr=True)

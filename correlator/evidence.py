@@ -1,35 +1,40 @@
 """Rule evidence: example events that must (or must not) fire a rule, checked through Spark.
 
-A rule `x.yml` has a sidecar `x.evidence.yaml` (format in detection_rules/README.md). Every case runs
-in a tenant of its own, so all cases of all rules are checked in one detection pass over one small lake
-and cannot influence each other.
+A rule `x.yml` has a sidecar `x.evidence.yaml`, or its evidence inline under `citysoc: {evidence: ...}`
+(format in detection_rules/README.md). Every case runs in a tenant of its own, so all cases of all
+rules are checked in one detection pass over one small lake and cannot influence each other.
+Every case remembers the file and line it was written at, so a failure points there.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from citysoc.errors import CitySocError
-from citysoc.schema import JSON_FIELDS, flatten, nest
-from citysoc.store.parquet import ParquetEventStore
+from citysoc.schema import ARROW_SCHEMA, JSON_FIELDS, flatten, nest, to_row
+from citysoc.store.parquet import partition_dir
 from correlator.compiler import CompiledRule, CompiledRuleSet
 from correlator.correlation import correlation_input, correlation_windows
 from correlator.job import match_rules, read_events
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
-# raw record (CloudTrail object or syslog line) + dataset -> ECS document; supplied by the collectors.
-RawParser = Callable[[str, Any], Mapping[str, Any]]
+# (dataset or source kind, raw record: a CloudTrail object or a syslog line) -> (dataset, ECS document);
+# supplied by the composition root from the collectors (`collectors.raw.parse_raw`).
+RawParser = Callable[[str, Any], tuple[str, Mapping[str, Any]]]
 
 
 class EvidenceError(CitySocError):
-    """An evidence file is malformed; the message names the file and the case."""
+    """An evidence file is malformed; the message names the file, line and case."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,35 @@ class EvidenceEvent:
 @dataclass(frozen=True)
 class EvidenceCase:
     description: str
-    expected: int  # detection: 1 (match: true) or 0; correlation: number of alerts
+    expected: int  # detection: 1 (match: true) or 0; correlation: (at least) this many alerts
     events: tuple[EvidenceEvent, ...]
     kind: str  # "example" | "sequence"
+    source: str = ""  # the file the case is written in
+    line: int = 0  # 1-based line of the case in `source`
+    expected_max: int | None = -1  # at most this many (None: no upper bound; -1: exactly `expected`)
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+    @property
+    def upper(self) -> int | None:
+        return self.expected if self.expected_max == -1 else self.expected_max
+
+    def holds(self, actual: int) -> bool:
+        upper = self.upper
+        return actual >= self.expected and (upper is None or actual <= upper)
+
+    def describe_expectation(self) -> str:
+        unit = "alert(s)" if self.kind == "sequence" else "match"
+        if self.kind == "example":
+            return "match" if self.expected else "no match"
+        upper = self.upper
+        if upper == self.expected:
+            return f"exactly {self.expected} {unit}"
+        if upper is None:
+            return f"at least {self.expected} {unit}"
+        return f"{self.expected}..{upper} {unit}"
 
 
 @dataclass(frozen=True)
@@ -55,10 +86,22 @@ class EvidenceOutcome:
     case: EvidenceCase
     actual: int
     skipped: str | None = None  # why the case could not run (e.g. raw events without a parser)
+    error: str | None = None  # the case's events could not be built (e.g. a raw line the collector refuses)
 
     @property
     def ok(self) -> bool:
-        return self.skipped is not None or self.actual == self.case.expected
+        if self.error is not None:
+            return False
+        return self.skipped is not None or self.case.holds(self.actual)
+
+    def explain(self) -> str:
+        if self.error:
+            return f"{self.case.where}: {self.case.description!r}: {self.error}"
+        if self.skipped:
+            return f"{self.case.where}: {self.case.description!r}: skipped ({self.skipped})"
+        got = ("matched" if self.actual else "did not match") if self.case.kind == "example" \
+            else f"{self.actual} alert(s)"
+        return f"{self.case.where}: {self.case.description!r}: expected {self.case.describe_expectation()}, {got}"
 
 
 def evidence_path(rule_path: Path) -> Path:
@@ -66,29 +109,105 @@ def evidence_path(rule_path: Path) -> Path:
 
 
 def _event(entry: Mapping[str, Any], where: str) -> EvidenceEvent:
+    if not isinstance(entry, Mapping):
+        raise EvidenceError(f"{where}: an event is a mapping with `ecs:` or `raw:`")
     if ("ecs" in entry) == ("raw" in entry):
         raise EvidenceError(f"{where}: give the event as exactly one of `ecs:` or `raw:`")
     return EvidenceEvent(ecs=entry.get("ecs"), raw=entry.get("raw"), dataset=entry.get("dataset"),
                          repeat=int(entry.get("repeat", 1)), every_seconds=float(entry.get("every", 0)))
 
 
-def load_evidence(path: Path) -> list[EvidenceCase]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def _lines(node: yaml.Node | None, key: str) -> list[int]:
+    """1-based start lines of the items of the sequence under `key` of a mapping node."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for key_node, value in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def _child(node: yaml.Node | None, *keys: str) -> yaml.Node | None:
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((value for key_node, value in node.value
+                     if isinstance(key_node, yaml.ScalarNode) and key_node.value == key), None)
+    return node
+
+
+def _alerts_expectation(value: Any, where: str) -> tuple[int, int | None]:
+    """`alerts: 2` (exactly) or `alerts: {at_least: 1, at_most: 3}` / `{exactly: 2}`."""
+    if isinstance(value, bool) or not isinstance(value, int | dict):
+        raise EvidenceError(f"{where}: `alerts:` must be a number or {{at_least: N, at_most: M, exactly: N}}")
+    if isinstance(value, int):
+        return value, -1
+    unknown = set(value) - {"at_least", "at_most", "exactly"}
+    if unknown or not value:
+        raise EvidenceError(f"{where}: `alerts:` takes at_least, at_most or exactly (not {', '.join(sorted(unknown))})")
+    if "exactly" in value:
+        return int(value["exactly"]), -1
+    return int(value.get("at_least", 0)), (int(value["at_most"]) if "at_most" in value else None)
+
+
+def parse_evidence(data: Mapping[str, Any], *, source: str, node: yaml.Node | None = None) -> list[EvidenceCase]:
+    """Cases from an evidence mapping (`examples:` and/or `sequences:`); `node` gives line numbers."""
+    if not isinstance(data, Mapping):
+        raise EvidenceError(f"{source}: evidence is a mapping with `examples:` and/or `sequences:`")
     cases: list[EvidenceCase] = []
+    example_lines = _lines(node, "examples")
     for index, item in enumerate(data.get("examples") or []):
-        where = f"{path}: examples[{index}]"
-        if not isinstance(item.get("match"), bool):
+        line = example_lines[index] if index < len(example_lines) else 0
+        where = f"{source}:{line}: examples[{index}]"
+        if not isinstance(item, Mapping):
+            raise EvidenceError(f"{where}: an example is a mapping with `match:` and `ecs:` or `raw:`")
+        expected = item.get("match", item.get("expected_result"))  # Panther's ExpectedResult, snake-cased
+        if not isinstance(expected, bool):
             raise EvidenceError(f"{where}: `match:` must be true or false")
-        cases.append(EvidenceCase(item.get("description", ""), int(item["match"]), (_event(item, where),), "example"))
+        cases.append(EvidenceCase(str(item.get("description", "")), int(expected), (_event(item, where),),
+                                  "example", source, line))
+    sequence_lines = _lines(node, "sequences")
     for index, item in enumerate(data.get("sequences") or []):
-        where = f"{path}: sequences[{index}]"
-        if not isinstance(item.get("alerts"), int):
-            raise EvidenceError(f"{where}: `alerts:` must be the expected number of alerts")
+        line = sequence_lines[index] if index < len(sequence_lines) else 0
+        where = f"{source}:{line}: sequences[{index}]"
+        if not isinstance(item, Mapping):
+            raise EvidenceError(f"{where}: a sequence is a mapping with `alerts:` and `events:`")
+        low, high = _alerts_expectation(item.get("alerts"), where)
         events = tuple(_event(entry, f"{where}.events[{n}]") for n, entry in enumerate(item.get("events") or []))
-        cases.append(EvidenceCase(item.get("description", ""), item["alerts"], events, "sequence"))
+        if not events:
+            raise EvidenceError(f"{where}: a sequence needs `events:`")
+        cases.append(EvidenceCase(str(item.get("description", "")), low, events, "sequence", source, line, high))
     if not cases:
-        raise EvidenceError(f"{path}: no `examples:` or `sequences:`")
+        raise EvidenceError(f"{source}: no `examples:` or `sequences:`")
     return cases
+
+
+def _compose(path: Path) -> tuple[Any, yaml.Node | None]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.safe_load(text) or {}, yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise EvidenceError(f"{where}: not valid YAML: {exc}") from None
+
+
+def load_evidence(path: Path) -> list[EvidenceCase]:
+    """The cases of a sidecar evidence file."""
+    data, node = _compose(path)
+    return parse_evidence(data, source=str(path), node=node)
+
+
+def evidence_for_rule(rule_path: Path) -> list[EvidenceCase] | None:
+    """A rule's evidence: its sidecar file, else inline `citysoc: {evidence: ...}`; None when it has none."""
+    sidecar = evidence_path(rule_path)
+    if sidecar.is_file():
+        return load_evidence(sidecar)
+    data, node = _compose(rule_path)
+    inline = (data.get("citysoc") or {}).get("evidence") if isinstance(data, Mapping) else None
+    if inline is None:
+        return None
+    return parse_evidence(inline, source=str(rule_path), node=_child(node, "citysoc", "evidence"))
 
 
 def ecs_document(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,9 +226,33 @@ def ecs_document(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class _Plan:
-    docs: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (tenant, dataset) -> docs
+    docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset -> docs (tenant inside)
     cases: list[tuple[str, CompiledRule, EvidenceCase]] = field(default_factory=list)  # tenant, rule, case
-    skipped: list[EvidenceOutcome] = field(default_factory=list)
+    not_run: list[EvidenceOutcome] = field(default_factory=list)
+
+
+def _case_docs(rule: CompiledRule, case: EvidenceCase, tenant: str,
+               raw_parser: RawParser | None) -> list[tuple[str, dict[str, Any]]]:
+    docs: list[tuple[str, dict[str, Any]]] = []
+    for number, event in enumerate(case.events):
+        dataset = event.dataset or rule.datasets[0]
+        if event.raw is not None:
+            if raw_parser is None:
+                raise LookupError("raw events need the collectors' parser")
+            dataset, parsed = raw_parser(event.dataset or dataset, event.raw)
+            base = ecs_document(parsed)
+        else:
+            base = ecs_document(event.ecs or {})
+        for copy in range(event.repeat):
+            doc = ecs_document(base)
+            offset = timedelta(seconds=event.every_seconds * copy)
+            doc["@timestamp"] = doc.get("@timestamp", BASE_TIME) + offset
+            doc.setdefault("event", {})
+            doc["event"].setdefault("dataset", dataset)
+            doc["event"]["id"] = f"{doc['event'].get('id', f'e{number}')}-{number}-{copy}"
+            doc.setdefault("organization", {})["id"] = tenant
+            docs.append((dataset, doc))
+    return docs
 
 
 def _plan(ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]],
@@ -118,42 +261,76 @@ def _plan(ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]],
     for rule_id, rule_cases in sorted(cases.items()):
         rule = ruleset.by_id(rule_id)
         for case in rule_cases:
-            tenant = f"ev-{len(plan.cases) + len(plan.skipped) + 1:04d}"
-            docs: list[tuple[str, dict[str, Any]]] = []
+            tenant = f"ev-{len(plan.cases) + len(plan.not_run) + 1:05d}"
             try:
-                for number, event in enumerate(case.events):
-                    dataset = event.dataset or rule.datasets[0]
-                    if event.raw is not None:
-                        if raw_parser is None:
-                            raise LookupError("raw events need the collectors' parser")
-                        base = dict(raw_parser(dataset, event.raw))
-                    else:
-                        base = ecs_document(event.ecs or {})
-                    for copy in range(event.repeat):
-                        doc = ecs_document(base)
-                        offset = timedelta(seconds=event.every_seconds * copy)
-                        doc["@timestamp"] = doc.get("@timestamp", BASE_TIME) + offset
-                        doc.setdefault("event", {})
-                        doc["event"].setdefault("dataset", dataset)
-                        doc["event"]["id"] = f"{doc['event'].get('id', f'e{number}')}-{copy}"
-                        doc.setdefault("organization", {})["id"] = tenant
-                        docs.append((dataset, doc))
+                docs = _case_docs(rule, case, tenant, raw_parser)
             except LookupError as exc:
-                plan.skipped.append(EvidenceOutcome(rule_id, case, 0, skipped=str(exc)))
+                plan.not_run.append(EvidenceOutcome(rule_id, case, 0, skipped=str(exc)))
+                continue
+            except (CitySocError, ValueError, TypeError, KeyError) as exc:
+                plan.not_run.append(EvidenceOutcome(rule_id, case, 0, error=str(exc)))
                 continue
             for dataset, doc in docs:
-                plan.docs.setdefault((tenant, dataset), []).append(doc)
+                plan.docs.setdefault(dataset, []).append(doc)
             plan.cases.append((tenant, rule, case))
     return plan
 
 
+def _write_scratch_lake(events_dir: Path, docs: Mapping[str, Sequence[dict[str, Any]]]) -> None:
+    """The lake's layout and schema, one file per dataset and day: a few files read fast (a file per
+    case's tenant would be hundreds); each row still carries its case's tenant in `organization.id`."""
+    for dataset, dataset_docs in docs.items():
+        by_day: dict[str, list[dict[str, Any]]] = {}
+        for doc in dataset_docs:
+            row = to_row(doc)
+            by_day.setdefault(row["@timestamp"].strftime("%Y-%m-%d"), []).append(row)
+        for day, rows in by_day.items():
+            folder = partition_dir(events_dir, dataset=dataset, tenant="evidence", day=day)
+            folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), folder / "part-evidence.parquet")
+
+
+# Evidence is a few hundred rows against hundreds of rule expressions: generating and compiling Java for
+# the projection costs far more than evaluating it. Spark's interpreted evaluation runs the same plan and
+# the same expressions with the same semantics (Spark's own tests run both modes), about twice as fast here.
+_INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+@contextmanager
+def _interpreted(spark: Any) -> Iterator[None]:
+    previous: dict[str, str | None] = {}
+    for key, value in _INTERPRETED.items():
+        try:
+            previous[key] = spark.conf.get(key, None)
+            spark.conf.set(key, value)
+        except Exception:  # a Spark without the setting: codegen it is
+            previous.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, old in previous.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
 def check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
                    workdir: Path, raw_parser: RawParser | None = None) -> list[EvidenceOutcome]:
-    """Run every case (rule id -> cases) through the real Spark evaluation; one outcome per case."""
+    """Run every case (rule id -> cases) through the real Spark evaluation; one outcome per case.
+
+    A case whose events cannot be built (a raw line the collector refuses, a field not in the event
+    schema) fails with that reason; raw events without a `raw_parser` are reported skipped.
+    """
+    with _interpreted(spark):
+        return _check_evidence(spark, ruleset, cases, workdir=workdir, raw_parser=raw_parser)
+
+
+def _check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
+                    workdir: Path, raw_parser: RawParser | None) -> list[EvidenceOutcome]:
     plan = _plan(ruleset, cases, raw_parser)
-    store = ParquetEventStore(workdir / "events")
-    for (tenant, dataset), docs in plan.docs.items():
-        store.write(tenant=tenant, dataset=dataset, events=docs)
+    events_dir = workdir / "events"
+    _write_scratch_lake(events_dir, plan.docs)
     matched: dict[tuple[str, str], int] = {}
     correlation_alerts: dict[tuple[str, str], int] = {}
     wanted = {rule.id for _, rule, _ in plan.cases}
@@ -161,10 +338,11 @@ def check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Seq
     inputs: dict[str, list[Any]] = {}
     cached = []
     for dataset in ruleset.datasets:
-        events = read_events(spark, store.events_dir, dataset)
-        if events is None:
+        events = read_events(spark, events_dir, dataset)
+        detections = ruleset.detections(dataset)
+        if events is None or not detections:
             continue
-        matches = match_rules(events, ruleset.detections(dataset)).persist()
+        matches = match_rules(events, detections).persist()
         cached.append(matches)
         for row in matches.groupBy("_tenant", "_rule_id").count().collect():
             matched[(row["_tenant"], row["_rule_id"])] = row["count"]
@@ -183,7 +361,7 @@ def check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Seq
             correlation_alerts[key] = correlation_alerts.get(key, 0) + 1
     for frame in cached:
         frame.unpersist()
-    outcomes = list(plan.skipped)
+    outcomes = list(plan.not_run)
     for tenant, rule, case in plan.cases:
         if rule.kind == "correlation":
             actual = correlation_alerts.get((tenant, rule.id), 0)

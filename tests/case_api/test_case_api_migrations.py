@@ -8,14 +8,14 @@ from sqlalchemy import Engine, inspect, text
 
 from case_api.db import Base, downgrade_database, upgrade_database
 
-TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts"}
+TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "sources"}
 
 
 def test_migrations_create_every_table_at_head(clean_db: Engine) -> None:
     tables = set(inspect(clean_db).get_table_names())
     assert tables >= TABLES
     with clean_db.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_migrated_schema_matches_the_models(clean_db: Engine) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from citysoc.rules_cli import raw_parser
 from correlator.compiler import DEFAULT_RULES_DIR, CompiledRuleSet, RuleCompiler
 from correlator.evidence import check_evidence, evidence_path, load_evidence
 
@@ -51,6 +52,17 @@ def test_rule_has_positive_and_negative_evidence(path: Path) -> None:
     assert any(case.expected == 0 for case in cases), f"{sidecar}: no look-alike that must not fire"
 
 
+RAW_EVIDENCE = ("cloudtrail_logging_disabled", "console_login_without_mfa", "sshd_failed_password",
+                "sshd_root_login_accepted", "sshd_brute_force")
+
+
+@pytest.mark.parametrize("name", RAW_EVIDENCE)
+def test_rules_carry_raw_evidence(name: str) -> None:
+    """Evidence as the collectors receive it (a real OpenSSH line, a real CloudTrail record)."""
+    sidecar = next(evidence_path(path) for path in RULE_FILES if path.stem == name)
+    assert any(event.raw is not None for case in load_evidence(sidecar) for event in case.events), sidecar
+
+
 @pytest.fixture(scope="module")
 def ruleset(spark: Any) -> CompiledRuleSet:
     return RuleCompiler(spark).compile([DEFAULT_RULES_DIR])
@@ -66,9 +78,8 @@ def test_every_rule_compiles(ruleset: CompiledRuleSet) -> None:
 @pytest.mark.slow
 def test_evidence_passes_through_spark(spark: Any, ruleset: CompiledRuleSet, tmp_path: Path) -> None:
     cases = {rule.id: load_evidence(evidence_path(Path(rule.path or ""))) for rule in ruleset.rules}
-    outcomes = check_evidence(spark, ruleset, cases, workdir=tmp_path)
+    outcomes = check_evidence(spark, ruleset, cases, workdir=tmp_path, raw_parser=raw_parser(2026))
     assert len(outcomes) == sum(len(c) for c in cases.values())
-    failures = [f"{o.rule_id} {ruleset.by_id(o.rule_id).path}: {o.case.description!r} expected {o.case.expected}, "
-                f"got {o.actual}" for o in outcomes if not o.ok]
+    failures = [f"{o.rule_id}: {o.explain()}" for o in outcomes if not o.ok]
     assert not failures, "\n".join(failures)
     assert not [o for o in outcomes if o.skipped]

@@ -56,6 +56,6 @@ def test_playbooks_for_a_brute_force_case() -> None:
     chosen = playbooks_for(load_playbooks(), rule_ids=[next(iter(rule_ids))], tags=[])
     assert [p.path.name for p in chosen] == ["ssh-brute-force.json"]
     assert playbooks_for(load_playbooks(), rule_ids=["no-such-rule"], tags=["attack.t9999"]) == []
-    assert [p.path.name for p in playbooks_for(load_playbooks(), rule_ids=[], tags=["attack.t1562.008"])] == [
+    assert [p.path.name for p in playbooks_for(load_playbooks(), rule_ids=[], tags=["attack.t1685.002"])] == [
         "cloud-logging-disabled.json"
     ]

@@ -1,0 +1,145 @@
+"""`soc rules backtest`: how many alerts each rule would have raised over stored or given events.
+
+The same steps as the detection job (`read_events` -> `match_rules` -> `detection_alert_rows`, and the
+correlation windows), counted instead of stored: nothing is written to the alert store or sent to the
+case API. Expectations (`at_least` / `at_most` / `exactly`) come from a rule's evidence file
+(`backtest: {at_most: 5}`) or the command line (`RULE_ID:at_most=5`, `*` for every rule) and are
+checked against the alert counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from citysoc.errors import CitySocError
+from correlator.compiler import CompiledRuleSet
+from correlator.correlation import correlation_input, correlation_windows
+from correlator.evidence import evidence_path
+from correlator.job import detection_alert_rows, match_rules, read_events
+
+_EXPECT = re.compile(r"^(?P<rule>[^:]+):(?P<op>at_least|at_most|exactly)=(?P<n>\d+)$")
+
+
+class BacktestError(CitySocError):
+    """A backtest expectation is malformed; the message says where and how to write it."""
+
+
+@dataclass(frozen=True)
+class BacktestExpectation:
+    rule: str  # rule id, or "*" for every rule
+    op: str  # at_least | at_most | exactly
+    count: int
+    where: str  # "--expect" or the evidence file
+
+    def holds(self, alerts: int) -> bool:
+        if self.op == "at_least":
+            return alerts >= self.count
+        if self.op == "at_most":
+            return alerts <= self.count
+        return alerts == self.count
+
+    def __str__(self) -> str:
+        return f"{self.op.replace('_', ' ')} {self.count}"
+
+
+def parse_expectation(text: str) -> BacktestExpectation:
+    match = _EXPECT.match(text.strip())
+    if not match:
+        raise BacktestError(f"--expect {text!r}: write RULE_ID:at_most=N, RULE_ID:at_least=N or RULE_ID:exactly=N "
+                            "(RULE_ID may be * for every rule)")
+    return BacktestExpectation(match["rule"], match["op"], int(match["n"]), "--expect")
+
+
+def expectations_from_evidence(ruleset: CompiledRuleSet) -> list[BacktestExpectation]:
+    """`backtest: {at_most: N, ...}` in each rule's evidence file."""
+    found: list[BacktestExpectation] = []
+    for rule in ruleset.rules:
+        if not rule.path:
+            continue
+        sidecar = evidence_path(Path(rule.path))
+        if not sidecar.is_file():
+            continue
+        declared = (yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}).get("backtest")
+        if declared is None:
+            continue
+        if not isinstance(declared, Mapping) or not declared or set(declared) - {"at_least", "at_most", "exactly"}:
+            raise BacktestError(f"{sidecar}: `backtest:` takes at_least, at_most and/or exactly, e.g. {{at_most: 5}}")
+        found += [BacktestExpectation(rule.id, op, int(n), str(sidecar)) for op, n in declared.items()]
+    return found
+
+
+@dataclass
+class BacktestResult:
+    events: dict[str, int] = field(default_factory=dict)  # dataset -> events scanned
+    matches: dict[str, int] = field(default_factory=dict)  # rule id -> matched events
+    alerts: dict[str, int] = field(default_factory=dict)  # rule id -> alerts it would raise
+    tenants: dict[str, set[str]] = field(default_factory=dict)  # rule id -> tenants alerted
+
+    def violations(self, ruleset: CompiledRuleSet, expectations: Iterable[BacktestExpectation]) \
+            -> list[tuple[str, BacktestExpectation, int]]:
+        broken = []
+        for expectation in expectations:
+            rule_ids = [r.id for r in ruleset.rules] if expectation.rule == "*" else [expectation.rule]
+            for rule_id in rule_ids:
+                alerts = self.alerts.get(rule_id, 0)
+                if not expectation.holds(alerts):
+                    broken.append((rule_id, expectation, alerts))
+        return broken
+
+
+def _scope(events: DataFrame, tenant: str | None) -> DataFrame:
+    return events if tenant is None else events.filter(F.col("_tenant") == F.lit(tenant))
+
+
+def run_backtest(spark: Any, ruleset: CompiledRuleSet, *, events_dir: Path, tenant: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None) -> BacktestResult:
+    result = BacktestResult()
+    correlation_inputs: dict[str, list[DataFrame]] = {}
+    cached: list[DataFrame] = []
+    for dataset in ruleset.datasets:
+        detections = ruleset.detections(dataset)
+        events = read_events(spark, events_dir, dataset, since=since, until=until)
+        if events is None or not detections:
+            continue
+        events = _scope(events, tenant).persist()
+        cached.append(events)
+        result.events[dataset] = events.count()
+        matches = match_rules(events, detections).persist()
+        cached.append(matches)
+        for row in matches.groupBy("_rule_id").count().collect():
+            result.matches[row["_rule_id"]] = result.matches.get(row["_rule_id"], 0) + row["count"]
+        alert_rows = detection_alert_rows(matches, detections)
+        for row in alert_rows.groupBy("_rule_id").agg(F.count("*").alias("n"),
+                                                      F.collect_set("_tenant").alias("t")).collect():
+            result.alerts[row["_rule_id"]] = result.alerts.get(row["_rule_id"], 0) + row["n"]
+            result.tenants.setdefault(row["_rule_id"], set()).update(row["t"])
+        for correlation in ruleset.correlations():
+            if dataset in correlation.datasets:
+                correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
+    for rule_id, inputs in correlation_inputs.items():
+        combined = inputs[0]
+        for extra in inputs[1:]:
+            combined = combined.unionByName(extra)
+        rows = correlation_windows(combined, ruleset.by_id(rule_id)).select("_tenant").collect()
+        result.alerts[rule_id] = len(rows)
+        result.matches.setdefault(rule_id, len(rows))
+        result.tenants[rule_id] = {row["_tenant"] for row in rows}
+    for frame in cached:
+        frame.unpersist()
+    return result
+
+
+def ranked(ruleset: CompiledRuleSet, result: BacktestResult) -> Sequence[tuple[str, str, int, int]]:
+    """(rule id, title, matched events, alerts) for every rule, noisiest first."""
+    rows = [(rule.id, rule.title, result.matches.get(rule.id, 0), result.alerts.get(rule.id, 0))
+            for rule in ruleset.rules]
+    return sorted(rows, key=lambda row: (-row[3], -row[2], row[1]))
