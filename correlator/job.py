@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from citysoc.schema import spark_schema
 from correlator.alerts import correlation_alert, detection_alert, store_new_alerts
 from correlator.compiler import CompiledRule, CompiledRuleSet, UnsupportedRule
 from correlator.correlation import ENTITY_COLUMNS, correlation_input, correlation_windows
+from correlator.normalize import add_normalized_columns, normalized_columns
+from correlator.routing import plan_chunks, route_fields, rule_hits, rule_prefilter
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +46,31 @@ def _micros(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def prepare_events(events: DataFrame, *, since: datetime | None = None, until: datetime | None = None) -> DataFrame:
-    """Add `_tenant`, `_event_id`, `_ts_us`, `_dataset`; keep [since, until); drop at-least-once duplicates."""
+def window_days(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
+    """First and last UTC day (`YYYY-MM-DD`, the lake's `day=` partitions) that [since, until) touches."""
+    first = last = None
+    if since is not None:
+        _micros(since)
+        first = since.astimezone(UTC).date().isoformat()
+    if until is not None:
+        _micros(until)
+        last = (until.astimezone(UTC) - timedelta(microseconds=1)).date().isoformat()
+    return first, last
+
+
+def prepare_events(events: DataFrame, *, since: datetime | None = None, until: datetime | None = None,
+                   deduplicate: bool = True) -> DataFrame:
+    """Add `_tenant`, `_event_id`, `_ts_us`, `_dataset` and the entity columns; keep [since, until).
+
+    `deduplicate` drops at-least-once duplicates (same tenant and `event.id`) here, which shuffles
+    whole rows; `run_detection` passes False and de-duplicates the (few, narrow) matches instead.
+    """
+    first, last = window_days(since, until)
     if "day" in events.columns:  # partition pruning before the row filter
-        if since is not None:
-            events = events.filter(F.col("day") >= F.lit(since.date().isoformat()))
-        if until is not None:
-            events = events.filter(F.col("day") <= F.lit(until.date().isoformat()))
+        if first is not None:
+            events = events.filter(F.col("day").cast("string") >= F.lit(first))
+        if last is not None:
+            events = events.filter(F.col("day").cast("string") <= F.lit(last))
     tenant = F.col("organization.id")
     if "tenant" in events.columns:
         tenant = F.coalesce(tenant, F.col("tenant").cast("string"))
@@ -68,36 +88,59 @@ def prepare_events(events: DataFrame, *, since: datetime | None = None, until: d
         prepared = prepared.filter(F.col("_ts_us") >= F.lit(_micros(since)))
     if until is not None:
         prepared = prepared.filter(F.col("_ts_us") < F.lit(_micros(until)))
-    prepared = prepared.dropDuplicates(["_tenant", "_event_id"])
+    if deduplicate:
+        prepared = prepared.dropDuplicates(["_tenant", "_event_id"])
     for name, column in ENTITY_COLUMNS.items():
         prepared = prepared.withColumn(column, F.col(name))
     return prepared
 
 
+def partition_paths(events_dir: Path, dataset: str, *, since: datetime | None = None,
+                    until: datetime | None = None) -> list[Path]:
+    """The `tenant=*/day=*` folders of a dataset that hold files and whose day is in [since, until)."""
+    first, last = window_days(since, until)
+    paths = []
+    for folder in sorted((events_dir / f"dataset={dataset}").glob("tenant=*/day=*")):
+        day = folder.name.removeprefix("day=")
+        if (first is None or day >= first) and (last is None or day <= last) and any(folder.glob("*.parquet")):
+            paths.append(folder)
+    return paths
+
+
 def read_events(spark: SparkSession, events_dir: Path, dataset: str, *, since: datetime | None = None,
-                until: datetime | None = None) -> DataFrame | None:
-    """One dataset of the lake, prepared; None when the dataset holds no file."""
-    root = events_dir / f"dataset={dataset}"
-    if not root.is_dir() or not any(root.rglob("*.parquet")):
+                until: datetime | None = None, deduplicate: bool = True) -> DataFrame | None:
+    """One dataset of the lake, prepared, reading only the day folders in the window; None when empty."""
+    paths = partition_paths(events_dir, dataset, since=since, until=until)
+    if not paths:
         return None
-    frame = spark.read.schema(spark_schema()).option("basePath", str(events_dir)).parquet(str(root))
-    return prepare_events(frame, since=since, until=until)
+    frame = spark.read.schema(spark_schema()).option("basePath", str(events_dir)).parquet(*map(str, paths))
+    return prepare_events(frame, since=since, until=until, deduplicate=deduplicate)
 
 
 def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
-                chunk_size: int = RULES_PER_PROJECTION) -> DataFrame:
-    """One row per (event, matching rule): the event's columns plus `_rule_id`."""
+                chunk_size: int = RULES_PER_PROJECTION, routed: bool = True) -> DataFrame:
+    """One row per (event, matching rule): the event's columns plus `_rule_id`.
+
+    Rules are packed into projections of at most `chunk_size` predicates (`correlator.routing`).
+    With `routed`, a rule with a route is only evaluated for events whose routing key is one of its
+    values, and each chunk of routed rules first drops the events none of its rules can match;
+    `routed=False` evaluates every rule on every event (same result, slower: kept for comparison).
+    """
     if not rules:
         raise ValueError("match_rules needs at least one rule")
+    if not routed:
+        rules = [replace(rule, routing=None) for rule in rules]
+    normalized = frozenset().union(*(rule.normalized_fields for rule in rules), route_fields(rules))
+    events = add_normalized_columns(events, normalized)  # lower() once per row, not per rule
     parts: list[DataFrame] = []
-    for start in range(0, len(rules), chunk_size):
-        chunk = rules[start:start + chunk_size]
-        hits = F.array(*(F.when(F.expr(rule.expression), F.lit(rule.id)) for rule in chunk))
-        parts.append(events.select("*", F.explode(F.array_compact(hits)).alias("_rule_id")))
+    for chunk in plan_chunks(rules, chunk_size=chunk_size):
+        prefilter = rule_prefilter(chunk)
+        candidates = events if prefilter is None else events.filter(prefilter)
+        parts.append(candidates.select("*", F.explode(F.array_compact(rule_hits(chunk))).alias("_rule_id")))
     matched = parts[0]
     for part in parts[1:]:
         matched = matched.unionByName(part)
-    return matched
+    return matched.drop(*normalized_columns(normalized))
 
 
 def _default_group_key() -> Column:
@@ -126,6 +169,22 @@ def detection_alert_rows(matches: DataFrame, rules: Sequence[CompiledRule]) -> D
     )
 
 
+MATCH_COLUMNS: tuple[str, ...] = ("_tenant", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values(), "_rule_id")
+
+
+def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule],
+                         correlations: Sequence[CompiledRule]) -> DataFrame:
+    """`matches` narrowed to what alerts and correlations read, so the scan skips every other column.
+
+    Group-by and value expressions come from `resolve_field`, which back-quotes every part of a
+    field path (`` `source`.`ip` ``): the top-level columns they name are kept whole.
+    """
+    exprs = [expr for rule in [*detections, *correlations] for _, expr in rule.group_by]
+    exprs += [c.correlation.value_expr for c in correlations if c.correlation and c.correlation.value_expr]
+    keep = [name for name in matches.columns if name not in MATCH_COLUMNS and any(f"`{name}`" in e for e in exprs)]
+    return matches.select(*MATCH_COLUMNS, *(F.col(f"`{name}`") for name in keep))
+
+
 def _entities_of(row: Any, *, lists: bool) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     for name, column in ENTITY_COLUMNS.items():
@@ -145,23 +204,24 @@ def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, ru
     for dataset in rules.datasets:
         started = time.perf_counter()
         detections = rules.detections(dataset)
-        events = read_events(spark, events_dir, dataset, since=since, until=until)
+        events = read_events(spark, events_dir, dataset, since=since, until=until, deduplicate=False)
         if events is None or not detections:
             continue
-        events = events.persist()
-        cached.append(events)
-        result.events[dataset] = events.count()
-        matches = match_rules(events, detections).persist()
+        # One scan of the lake that reads only the columns the rules and the alerts need (Spark prunes
+        # nested Parquet columns); only matched rows are kept, de-duplicated per (tenant, event, rule).
+        correlations = [c for c in rules.correlations() if dataset in c.datasets]
+        matches = narrow_matches(match_rules(events, detections), detections, correlations)
+        matches = matches.dropDuplicates(["_tenant", "_event_id", "_rule_id"]).persist()
         cached.append(matches)
+        result.events[dataset] = events.select("_tenant", "_event_id").distinct().count()
         result.matches[dataset] = {row["_rule_id"]: row["count"] for row in
                                    matches.groupBy("_rule_id").count().collect()}
         for row in detection_alert_rows(matches, detections).collect():
             alerts.append(detection_alert(
                 by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
                 ts_us=row["_ts_us"], entities=_entities_of(row, lists=False), group_key=row["_group_key"]))
-        for correlation in rules.correlations():
-            if dataset in correlation.datasets:
-                correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
+        for correlation in correlations:
+            correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
         result.timings[f"dataset:{dataset}"] = time.perf_counter() - started
         log.debug("dataset evaluated", dataset=dataset, events=result.events[dataset], rules=len(detections))
     started = time.perf_counter()

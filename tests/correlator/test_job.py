@@ -13,7 +13,7 @@ import pytest
 from citysoc.ids import alert_id, window_alert_id
 from correlator.alerts import read_alerts
 from correlator.compiler import DEFAULT_RULES_DIR, CompiledRuleSet, RuleCompiler
-from correlator.job import match_rules, read_events, run_detection
+from correlator.job import match_rules, partition_paths, read_events, run_detection, window_days
 from tests.correlator.builders import T0, cloudtrail, failures, ssh, write_lake
 
 pytestmark = pytest.mark.slow
@@ -229,3 +229,37 @@ def test_brute_force_fires_on_loghub_openssh(spark: Any, own_rules: CompiledRule
     assert sorted({a["entities"]["source.ip"][0] for a in brute}) == sorted([
         "103.99.0.122", "112.95.230.3", "183.62.140.253", "185.190.58.151", "187.141.143.180", "5.188.10.180"])
     assert all(a["event"]["count"] >= 10 and len(a["event"]["ids"]) <= 100 for a in brute)
+
+
+def test_since_until_read_only_the_day_folders_of_the_window(spark: Any, own_rules: CompiledRuleSet,
+                                                             tmp_path: Path) -> None:
+    days = [T0 + timedelta(days=offset) for offset in range(4)]  # 1..4 March, 12:00
+    write_lake(tmp_path / "events", [ssh(f"d{n}", "Accepted", ip="192.0.2.1", at=at) for n, at in enumerate(days)])
+    outside = next((tmp_path / "events").rglob("day=2026-03-04/*.parquet"))
+    outside.write_bytes(b"not parquet: reading this folder would fail the run")
+    since, until = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)  # until is exclusive
+    assert window_days(since, until) == ("2026-03-02", "2026-03-03")
+    assert [p.name for p in partition_paths(tmp_path / "events", "system.auth", since=since, until=until)] == [
+        "day=2026-03-02", "day=2026-03-03"]
+    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules,
+                           since=since, until=until)
+    assert sorted(i for ids in _ids(result.alerts, ROOT_ACCEPTED) for i in ids) == ["d1", "d2"]
+    assert result.events == {"system.auth": 2}
+
+
+def test_alert_ids_do_not_depend_on_the_window(spark: Any, own_rules: CompiledRuleSet, tmp_path: Path) -> None:
+    write_lake(tmp_path / "events", [
+        *(ssh(f"r{hour}", "Accepted", ip="192.0.2.1", at=T0 + timedelta(hours=hour)) for hour in range(0, 48, 5)),
+        cloudtrail("ct-stop", "StopLogging", at=T0 + timedelta(hours=30)),
+    ])
+    whole = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "a", rules=own_rules)
+    middle = T0 + timedelta(hours=24)
+    first = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
+                          until=middle)
+    second = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
+                           since=middle)
+    assert len(whole.alerts) == 11 and first.alerts and second.alerts
+    assert sorted(a["id"] for a in first.alerts + second.alerts) == sorted(a["id"] for a in whole.alerts)
+    again = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
+                          since=middle)
+    assert again.new_alerts == [] and [a["id"] for a in again.alerts] == [a["id"] for a in second.alerts]
