@@ -1,0 +1,322 @@
+"""Detection throughput: CitySOC's routed engine vs. one pySigma-databricks filter per rule vs. SQLite.
+
+`python -m bench.detect [--events N]` (also `make bench`). Not a test: it prints figures. Everything it
+writes lives under `bench/out/` (gitignored): the generated lake (reused while the workload
+parameters are unchanged), alerts, and `results.json`. See bench/README.md for what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from bench.workload import WorkloadSpec, generate, template_docs, template_table
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO.parent / "shared" / "corpora"
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def rule_dirs(sigma: Path) -> list[Path]:
+    from correlator.compiler import DEFAULT_RULES_DIR
+
+    return [DEFAULT_RULES_DIR, sigma / "rules" / "cloud" / "aws", sigma / "rules" / "linux"]
+
+
+def alerting_templates(spark: Any, docs: dict[str, list[dict[str, Any]]], rules: Any) -> dict[str, frozenset[int]]:
+    """Indices of the templates that some alerting detection rule matches (through our engine)."""
+    from bench.workload import set_field
+    from correlator.job import match_rules, prepare_events
+
+    found: dict[str, frozenset[int]] = {}
+    for dataset, items in docs.items():
+        detections = [rule for rule in rules.detections(dataset) if rule.generate]
+        if not detections:
+            continue
+        table = template_table(items)
+        table = set_field(table, "event.id", pa.array([f"t{index}" for index in range(len(items))], pa.string()))
+        frame = spark.createDataFrame(table.to_pylist(), schema=_spark_schema())
+        matches = match_rules(prepare_events(frame), detections).select("_event_id").distinct().collect()
+        found[dataset] = frozenset(int(row["_event_id"][1:]) for row in matches)
+    return found
+
+
+def _spark_schema() -> Any:
+    from citysoc.schema import spark_schema
+
+    return spark_schema()
+
+
+def timed(action: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = action()
+    return time.perf_counter() - started, value
+
+
+def per_core(events: int, seconds: float, cores: int) -> float:
+    return events / seconds / cores if seconds > 0 else float("inf")
+
+
+def naive_filters(rules: Any, sigma_paths: list[Path]) -> dict[str, str]:
+    """Rule id -> the out-of-the-box DatabricksBackend expression (with our field-mapping pipelines)."""
+    from sigma.backends.databricks import DatabricksBackend
+    from sigma.rule import SigmaRule
+
+    from correlator.compiler import RuleCompiler
+    from correlator.pipelines import route_for
+
+    wanted = {rule.id for rule in rules.detections()}
+    collection, _ = RuleCompiler().load(sigma_paths)
+    expressions: dict[str, str] = {}
+    for rule in collection.rules:
+        if str(rule.id) not in wanted or not isinstance(rule, SigmaRule):
+            continue
+        route = route_for(rule.logsource)
+        if route is None:
+            continue
+        try:
+            queries = DatabricksBackend(route.pipeline()).convert_rule(rule)
+        except Exception:
+            continue
+        if len(queries) == 1:
+            expressions[str(rule.id)] = queries[0]
+    return expressions
+
+
+def sqlite_queries(rules: Any, sigma_paths: list[Path]) -> dict[str, str]:
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.rule import SigmaRule
+
+    from correlator.compiler import RuleCompiler
+    from correlator.pipelines import route_for
+
+    wanted = {rule.id for rule in rules.detections()}
+    collection, _ = RuleCompiler().load(sigma_paths)
+    queries: dict[str, str] = {}
+    for rule in collection.rules:
+        if str(rule.id) not in wanted or not isinstance(rule, SigmaRule):
+            continue
+        route = route_for(rule.logsource)
+        if route is None:
+            continue
+        try:
+            converted = sqliteBackend(route.pipeline()).convert_rule(rule)
+        except Exception:
+            continue
+        if len(converted) == 1 and isinstance(converted[0], str):
+            queries[str(rule.id)] = re.sub(r"^SELECT \* FROM ", "SELECT count(*) FROM ", converted[0])
+    return queries
+
+
+def _flat_rows(table: pa.Table) -> tuple[list[str], list[tuple[Any, ...]]]:
+    while any(pa.types.is_struct(field.type) for field in table.schema):
+        table = table.flatten()
+    columns = table.column_names
+    rows = []
+    for record in table.to_pylist():
+        rows.append(tuple(json.dumps(value) if isinstance(value, list) else
+                          (value.isoformat() if isinstance(value, datetime) else value) for value in record.values()))
+    return columns, rows
+
+
+def sqlite_bench(events_dir: Path, queries: dict[str, str], rules: Any, sample: int) -> dict[str, Any]:
+    """Zircolite's method: each rule's SQL over an in-memory table of flattened events (one core)."""
+    per_dataset = {rule.id: rule.datasets for rule in rules.detections()}
+    total_seconds, evaluated, ran, failed = 0.0, 0, 0, 0
+    datasets = sorted({d for rule_id in queries for d in per_dataset[rule_id]
+                       if (events_dir / f"dataset={d}").is_dir()})
+    for dataset in datasets:
+        source = ds.dataset(events_dir / f"dataset={dataset}", format="parquet", partitioning="hive")
+        table = source.head(sample // max(1, len(datasets)), columns=None)
+        table = table.drop_columns([name for name in ("tenant", "day") if name in table.column_names])
+        columns, rows = _flat_rows(table)
+        conn = sqlite3.connect(":memory:")
+        conn.create_function("REGEXP", 2, lambda pattern, value: value is not None
+                             and re.search(pattern, str(value)) is not None, deterministic=True)
+        definition = ", ".join(f'"{name}" COLLATE NOCASE' for name in columns)
+        conn.execute(f"CREATE TABLE logs ({definition})")
+        conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * len(columns))})", rows)
+        dataset_seconds = 0.0
+        for rule_id, query in queries.items():
+            if dataset not in per_dataset[rule_id]:
+                continue
+            try:
+                seconds, _ = timed(lambda q=query, c=conn: c.execute(q).fetchone())
+            except sqlite3.Error:
+                failed += 1
+                continue
+            ran += 1
+            dataset_seconds += seconds
+        total_seconds += dataset_seconds
+        evaluated += len(rows)
+        conn.close()
+    return {"events": evaluated, "seconds": total_seconds, "rules_run": ran, "rules_failed": failed,
+            "events_per_s_per_core": per_core(evaluated, total_seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000, help="events in the workload (default 2,000,000)")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="Spark local[N] (default: all)")
+    parser.add_argument("--sqlite-sample", type=int, default=50_000)
+    parser.add_argument("--skip-naive", action="store_true", help="skip the one-filter-per-rule baseline")
+    parser.add_argument("--corpora", type=Path, default=CORPORA)
+    args = parser.parse_args(argv)
+
+    from pyspark.sql import functions as F
+
+    from correlator.compiler import RuleCompiler
+    from correlator.job import match_rules, read_events, run_detection
+    from correlator.spark import build_session
+
+    sigma_paths = rule_dirs(args.corpora / "sigmahq")
+    spark = build_session(master=f"local[{args.cores}]", shuffle_partitions=args.cores, app_name="citysoc-bench",
+                          driver_memory="8g")
+    compile_seconds, rules = timed(lambda: RuleCompiler(spark).compile(sigma_paths))
+    detections = rules.detections()
+    routed = sum(1 for rule in detections if rule.routing is not None)
+    print(f"rules: {len(detections)} detections ({routed} routed), {len(rules.correlations())} correlations, "
+          f"{len(rules.unsupported)} not runnable; compiled in {compile_seconds:.1f}s")
+
+    spec = WorkloadSpec(events=args.events, days=args.days)
+    events_dir = OUT / f"lake-{spec.tag}" / "events"
+    docs = template_docs(args.corpora)
+    generate_seconds, counts = timed(
+        lambda: generate(events_dir, spec, docs, alerting_templates(spark, docs, rules)))
+    total = sum(counts.values())
+    print(f"workload: {total:,} events {counts} over {spec.days} days, 10 tenants, "
+          f"{spec.alert_share:.1%} from alert-raising records; lake {events_dir} ({generate_seconds:.0f}s)")
+
+    results: dict[str, Any] = {"machine": {"cores": args.cores, "cpu": cpu_model(), "date": datetime.now(UTC)
+                                           .strftime("%Y-%m-%d"), "python": platform.python_version()},
+                               "workload": {"events": total, "by_dataset": counts, "days": spec.days},
+                               "rules": {"detections": len(detections), "routed": routed}}
+
+    # 1. End to end from the lake: read, match, correlate, build and store alerts (fresh alert store).
+    runs = []
+    for attempt in range(2):
+        alerts_dir = OUT / "alerts"
+        shutil.rmtree(alerts_dir, ignore_errors=True)
+        seconds, result = timed(lambda d=alerts_dir: run_detection(spark, events_dir=events_dir, alerts_dir=d,
+                                                                   rules=rules))
+        runs.append(seconds)
+        print(f"engine end-to-end run {attempt + 1}: {seconds:.2f}s, {sum(result.events.values()):,} events, "
+              f"{len(result.alerts):,} alerts, {per_core(total, seconds, args.cores):,.0f} events/s per core")
+    end_to_end = min(runs)
+    results["engine_end_to_end"] = {"seconds": runs, "events_per_s_per_core": per_core(total, end_to_end, args.cores),
+                                    "alerts": len(result.alerts)}
+
+    # 2. Evaluation only, on the same events cached in memory (full rows, as read_events gives them).
+    cached = {}
+    for dataset in counts:
+        frame = read_events(spark, events_dir, dataset, deduplicate=False)
+        assert frame is not None
+        cached[dataset] = frame.persist()
+        cached[dataset].count()
+
+    def evaluate(rule_ids: set[str] | None, *, routing: bool) -> float:
+        seconds = 0.0
+        for dataset, frame in cached.items():
+            chosen = [r for r in rules.detections(dataset) if rule_ids is None or r.id in rule_ids]
+            if chosen:
+                best = min(timed(lambda c=chosen, f=frame: match_rules(f, c, routed=routing)
+                                 .groupBy("_rule_id").count().collect())[0] for _ in range(2))
+                seconds += best
+        return seconds
+
+    ours_cached = evaluate(None, routing=True)
+    unrouted_cached = evaluate(None, routing=False)
+    results["engine_cached"] = {"seconds": ours_cached,
+                                "events_per_s_per_core": per_core(total, ours_cached, args.cores),
+                                "unrouted_seconds": unrouted_cached,
+                                "unrouted_events_per_s_per_core": per_core(total, unrouted_cached, args.cores)}
+    print(f"engine on cached events: {ours_cached:.2f}s, {per_core(total, ours_cached, args.cores):,.0f} events/s per "
+          f"core (routing off: {per_core(total, unrouted_cached, args.cores):,.0f})")
+
+    # 3. The naive way: DatabricksBackend out of the box, one df.filter(expr).count() per rule.
+    if not args.skip_naive:
+        expressions = naive_filters(rules, sigma_paths)
+        by_id = {rule.id: rule for rule in detections}
+        naive_seconds, ran, failed = 0.0, set(), 0
+        spark.sparkContext.setLogLevel("OFF")  # refused expressions would log pages of analysis errors
+        for rule_id, expression in expressions.items():
+            for dataset in by_id[rule_id].datasets:
+                if dataset not in cached:
+                    continue
+                try:
+                    seconds, _ = timed(lambda e=expression, f=cached[dataset]: f.filter(F.expr(e)).count())
+                except Exception:
+                    failed += 1
+                    break
+                naive_seconds += seconds
+                ran.add(rule_id)
+        spark.sparkContext.setLogLevel("ERROR")
+        ours_same = evaluate(ran, routing=True)
+        naive_rate = per_core(total, naive_seconds, args.cores)
+        same_rate = per_core(total, ours_same, args.cores)
+        results["naive"] = {"rules_run": len(ran), "rules_refused_or_failed": len(detections) - len(ran),
+                            "seconds": naive_seconds, "events_per_s_per_core": naive_rate,
+                            "engine_same_rules_seconds": ours_same, "engine_same_rules_events_per_s_per_core":
+                                same_rate, "speedup": naive_seconds / ours_same if ours_same else None}
+        print(f"naive (one databricks filter per rule, {len(ran)} of {len(detections)} rules run as-is): "
+              f"{naive_seconds:.1f}s, {naive_rate:,.0f} events/s per core; our engine on the same rules "
+              f"{ours_same:.2f}s -> {naive_seconds / ours_same:.1f}x")
+    for frame in cached.values():
+        frame.unpersist()
+
+    # 4. SQLite per rule (Zircolite's method) on a sample, one core.
+    queries = sqlite_queries(rules, sigma_paths)
+    lite = sqlite_bench(events_dir, queries, rules, args.sqlite_sample)
+    results["sqlite"] = lite
+    print(f"sqlite per rule ({lite['rules_run']} rules run, {lite['rules_failed']} failed, on {lite['events']:,} "
+          f"events): {lite['seconds']:.1f}s, {lite['events_per_s_per_core']:,.0f} events/s per core")
+
+    ours = results["engine_end_to_end"]["events_per_s_per_core"]
+    summary = [("CitySOC end-to-end from the lake", ours),
+               ("CitySOC evaluation, cached events", results["engine_cached"]["events_per_s_per_core"]),
+               ("CitySOC evaluation, cached, routing off", results["engine_cached"]["unrouted_events_per_s_per_core"])]
+    if "naive" in results:
+        summary.append((f"naive: databricks filter/rule ({results['naive']['rules_run']} rules)",
+                        results["naive"]["events_per_s_per_core"]))
+        summary.append((f"CitySOC cached, the same {results['naive']['rules_run']} rules",
+                        results["naive"]["engine_same_rules_events_per_s_per_core"]))
+    summary.append((f"sqlite per rule, sample ({lite['rules_run']} rules)", lite["events_per_s_per_core"]))
+    print(f"\n{results['machine']['cpu']}, {args.cores} cores, {results['machine']['date']}; "
+          f"{total:,} events, {len(detections)} detection rules")
+    print("(rows name their rule set; ratios between different rule sets compare different work)")
+    print(f"{'':44s} {'events/s per core':>18s} {'vs naive':>9s} {'vs sqlite':>9s}")
+    for label, rate in summary:
+        versus_naive = f"{rate / results['naive']['events_per_s_per_core']:.1f}x" if "naive" in results else "-"
+        print(f"{label:44s} {rate:18,.0f} {versus_naive:>9s} {rate / lite['events_per_s_per_core']:8.1f}x")
+    if "naive" in results:
+        print(f"same rules, cached: engine {results['naive']['speedup']:.1f}x faster than the naive way")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
