@@ -1,0 +1,98 @@
+"""How long a rule author waits for `soc rules test`: own rules plus a 100-rule external pack.
+
+Run: `python -m bench.rules_test [--pack-size 100] [--naive-sample 3]`. Not a test.
+
+The pack is SigmaHQ's aws and linux rules (from ../shared/corpora/sigmahq), copied to
+bench/out/rules-pack/ with generated evidence: one look-alike per rule, an event of the rule's own
+dataset that must not match. The timed command is exactly what CI runs,
+`soc rules test PACK detection_rules --junit FILE`, in a fresh process, Spark start included.
+
+The naive way for comparison: one `soc rules test` process per rule (what a per-rule CI job or a
+pre-commit hook per file does), timed on a sample of rules and scaled to the whole set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO.parent / "shared" / "corpora" / "sigmahq" / "rules"
+OUT = REPO / "bench" / "out"
+SOC = Path(sys.executable).parent / "soc"
+
+LOOK_ALIKES = {
+    "aws": {"description": "a quiet CloudTrail call", "match": False,
+            "ecs": {"event": {"provider": "s3.amazonaws.com", "action": "HeadObject"}}},
+    "linux": {"description": "an ordinary cron line", "match": False,
+              "ecs": {"process": {"name": "CRON"}, "message": "pam_unix(cron:session): session closed for user root"}},
+}
+
+
+def build_pack(size: int) -> Path:
+    """Copy `size` SigmaHQ rules (aws first, then linux) with a look-alike each; returns the folder."""
+    pack = OUT / "rules-pack"
+    shutil.rmtree(pack, ignore_errors=True)
+    sources = sorted((CORPORA / "cloud" / "aws").rglob("*.yml")) + sorted((CORPORA / "linux").rglob("*.yml"))
+    for rule in sources[:size]:
+        product = "aws" if "cloud" in rule.parts else "linux"
+        target = pack / rule.relative_to(CORPORA)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(rule, target)
+        evidence = {"examples": [LOOK_ALIKES[product]]}
+        target.with_suffix(".evidence.yaml").write_text(yaml.safe_dump(evidence, sort_keys=False))
+    return pack
+
+
+def timed(args: list[str]) -> tuple[float, str]:
+    env = {**os.environ, "SOC_HOME": str(OUT / "rules-home")}
+    started = time.perf_counter()
+    result = subprocess.run([str(SOC), *args], capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - started
+    summary = next((line for line in result.stdout.splitlines() if line.startswith("rules:")), result.stdout[-300:])
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"soc {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return elapsed, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pack-size", type=int, default=100)
+    parser.add_argument("--naive-sample", type=int, default=3, help="rules timed one process each")
+    options = parser.parse_args()
+    if not CORPORA.is_dir():
+        raise SystemExit(f"needs the SigmaHQ corpus at {CORPORA}")
+    pack = build_pack(options.pack_size)
+    own = REPO / "detection_rules"
+    rules = len(list(pack.rglob("*.yml"))) + len(list(own.rglob("*.yml")))
+
+    elapsed, summary = timed(["rules", "test", str(pack), str(own), "--junit", str(OUT / "rules-pack.xml")])
+    print(f"soc rules test, {rules} rules (own + {options.pack_size}-rule pack), one process: {elapsed:.1f} s")
+    print(f"  {summary}")
+
+    sample = sorted(pack.rglob("*.yml"))[: options.naive_sample]
+    per_rule = []
+    for rule in sample:
+        single = OUT / "rules-single"
+        shutil.rmtree(single, ignore_errors=True)
+        single.mkdir(parents=True)
+        shutil.copy(rule, single / rule.name)
+        shutil.copy(rule.with_suffix(".evidence.yaml"), single / rule.with_suffix(".evidence.yaml").name)
+        seconds, _ = timed(["rules", "test", str(single)])
+        per_rule.append(seconds)
+    naive = sum(per_rule) / len(per_rule) * rules
+    print(f"naive, one process per rule: {sum(per_rule) / len(per_rule):.1f} s per rule "
+          f"(sample of {len(per_rule)}) -> {naive:.0f} s for {rules} rules")
+    print(f"ratio: {naive / elapsed:.1f}x faster in one pass; target: under 60 s -> "
+          f"{'met' if elapsed < 60 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
