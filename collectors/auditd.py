@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +45,7 @@ from citysoc.ids import stable_id
 from citysoc.schema import nest
 from collectors.base import LogParser, ParsedEvent, register_parser
 from collectors.errors import UnparsableRecordError
-from collectors.files import open_maybe_gzip
+from collectors.files import LineReader
 from collectors.redact import redact_text
 
 DATASET = "auditd.log"
@@ -241,27 +240,20 @@ class AuditdParser(LogParser):
     datasets = (DATASET,)
 
     def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
-        seen: Counter[str] = Counter()
-        with open_maybe_gzip(path) as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not text.strip():
-                    self.skipped += 1
-                    continue
-                line = redact_text(text)
-                seen[line] += 1
-                try:
-                    fields = audit_fields(line)
-                except UnparsableRecordError as exc:
-                    yield DeadLetter(tenant=tenant, source=source, origin=f"{path}:{lineno}", reason=exc.reason,
-                                     raw=line)
-                    continue
-                fields.update({
-                    "organization.id": tenant,
-                    "event.id": stable_id("auditd", tenant, source, line, str(seen[line])),
-                    "event.dataset": DATASET,
-                    "event.ingested": self.options.ingested(),
-                    "event.original": line,
-                    "log.file.path": str(path),
-                })
-                yield ParsedEvent(DATASET, nest(fields))
+        reader = LineReader()
+        for item in reader.lines(path):
+            try:
+                fields = audit_fields(item.text)
+            except UnparsableRecordError as exc:
+                yield DeadLetter(tenant=tenant, source=source, origin=item.origin, reason=exc.reason, raw=item.text)
+                continue
+            fields.update({
+                "organization.id": tenant,
+                "event.id": stable_id("auditd", tenant, source, item.text, str(item.occurrence)),
+                "event.dataset": DATASET,
+                "event.ingested": self.options.ingested(),
+                "event.original": item.text,
+                "log.file.path": str(path),
+            })
+            yield ParsedEvent(DATASET, nest(fields))
+        self.skipped += reader.skipped

@@ -25,7 +25,6 @@ while two genuinely repeated lines are both kept.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,8 +40,7 @@ from collectors.auditd import audit_fields, is_audit_record
 from collectors.auth import auth_fields, is_auth
 from collectors.base import LogParser, ParsedEvent, register_parser
 from collectors.errors import UnparsableRecordError
-from collectors.files import open_maybe_gzip
-from collectors.redact import redact_text
+from collectors.files import LineReader
 from collectors.sysmon_linux import DATASET as SYSMON_DATASET
 from collectors.sysmon_linux import is_sysmon, sysmon_fields
 
@@ -88,37 +86,31 @@ class SyslogParser(LogParser):
 
     def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
         reference = self.options.reference or datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        seen: Counter[str] = Counter()
-        with open_maybe_gzip(path) as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not text.strip():
-                    self.skipped += 1
-                    continue
-                line = redact_text(text)
-                seen[line] += 1
-                origin = f"{path}:{lineno}"
-                try:
-                    fields = self.parse_line(line, reference=reference)
-                except UnparsableRecordError as exc:
-                    yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
-                    continue
-                try:
-                    dataset = self._classify(fields)
-                except UnparsableRecordError as exc:
-                    yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
-                    continue
-                fields.setdefault("event.module", "system")
-                fields.setdefault("event.kind", "event")
-                fields.update({
-                    "organization.id": tenant,
-                    "event.id": stable_id("syslog", tenant, source, line, str(seen[line])),
-                    "event.dataset": dataset,
-                    "event.ingested": self.options.ingested(),
-                    "event.original": line,
-                    "log.file.path": str(path),
-                })
-                yield ParsedEvent(fields["event.dataset"], nest(fields))
+        reader = LineReader()
+        for item in reader.lines(path):
+            line, origin = item.text, item.origin
+            try:
+                fields = self.parse_line(line, reference=reference)
+            except UnparsableRecordError as exc:
+                yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
+                continue
+            try:
+                dataset = self._classify(fields)
+            except UnparsableRecordError as exc:
+                yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
+                continue
+            fields.setdefault("event.module", "system")
+            fields.setdefault("event.kind", "event")
+            fields.update({
+                "organization.id": tenant,
+                "event.id": stable_id("syslog", tenant, source, line, str(item.occurrence)),
+                "event.dataset": dataset,
+                "event.ingested": self.options.ingested(),
+                "event.original": line,
+                "log.file.path": str(path),
+            })
+            yield ParsedEvent(fields["event.dataset"], nest(fields))
+        self.skipped += reader.skipped
 
     @staticmethod
     def _classify(fields: dict[str, Any]) -> str:
