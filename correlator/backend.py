@@ -53,6 +53,7 @@ from sigma.types import (
 )
 
 from citysoc.schema import FIELDS, JSON_FIELDS
+from correlator.regex_literals import required_literal
 
 # The Sigma specification names UTF-16LE `utf16le` (alias `wide`); pySigma 1.5 knows only `wide`.
 modifier_mapping.setdefault("utf16le", SigmaWideModifier)
@@ -163,12 +164,24 @@ def _like_pattern(parts: Sequence[str | SpecialChars]) -> str:
     return "".join(out)
 
 
-def string_predicate(operand: str, parts: Sequence[str | SpecialChars], *, contains: bool = False) -> str:
-    """SQL matching `operand` against a Sigma string (literal parts and wildcards), as written.
+def contains_sql(operand: str, literal: str) -> str:
+    """`contains(operand, 'literal')`: the one spelling `correlator.literal_index` rewrites."""
+    return f"contains({operand}, {sql_string(literal)})"
+
+
+# A LIKE with a literal segment at least this long is guarded by `contains(operand, segment)`.
+LIKE_GUARD_MIN = 3
+
+
+def string_match(operand: str, parts: Sequence[str | SpecialChars], *,
+                 contains: bool = False) -> tuple[str, list[str]]:
+    """SQL matching `operand` against a Sigma string (literal parts and wildcards), as written, and the
+    literals it tests with `contains_sql(operand, ...)`.
 
     Plain strings compare with `=`, a single leading/trailing `*` uses startswith/endswith/contains,
-    anything else `LIKE` (Spark's `%` and `_` also match line breaks). `contains` wraps the value in
-    `*...*` (keyword search).
+    anything else `LIKE` (Spark's `%` and `_` also match line breaks), guarded by a `contains` of its
+    longest literal segment, which every match contains: the pattern (a regex in Spark) then only runs
+    on the rows that have that segment. `contains` wraps the value in `*...*` (keyword search).
     """
     merged: list[str | SpecialChars] = []
     for part in ([SpecialChars.WILDCARD_MULTI] if contains else []) + list(parts) + \
@@ -181,16 +194,20 @@ def string_predicate(operand: str, parts: Sequence[str | SpecialChars], *, conta
     literals = [p for p in merged if isinstance(p, str)]
     specials = [p for p in merged if not isinstance(p, str)]
     if not specials:
-        return f"{operand} = {sql_string(''.join(literals))}"
+        return f"{operand} = {sql_string(''.join(literals))}", []
     if merged == [star]:
-        return f"({operand} IS NOT NULL)"
+        return f"({operand} IS NOT NULL)", []
     if len(merged) == 2 and merged[1] == star and isinstance(merged[0], str):
-        return f"startswith({operand}, {sql_string(merged[0])})"
+        return f"startswith({operand}, {sql_string(merged[0])})", []
     if len(merged) == 2 and merged[0] == star and isinstance(merged[1], str):
-        return f"endswith({operand}, {sql_string(merged[1])})"
+        return f"endswith({operand}, {sql_string(merged[1])})", []
     if len(merged) == 3 and merged[0] == star and merged[2] == star and isinstance(merged[1], str):
-        return f"contains({operand}, {sql_string(merged[1])})"
-    return f"{operand} LIKE {sql_string(_like_pattern(merged))}"
+        return contains_sql(operand, merged[1]), [merged[1]]
+    like = f"{operand} LIKE {sql_string(_like_pattern(merged))}"
+    guard = max(literals, key=len, default="")
+    if len(guard) < LIKE_GUARD_MIN:
+        return like, []
+    return f"({contains_sql(operand, guard)} AND {like})", [guard]
 
 
 class CitySocSparkBackend(DatabricksBackend):
@@ -204,9 +221,12 @@ class CitySocSparkBackend(DatabricksBackend):
         super().__init__(processing_pipeline, raw_log_field=raw_log_field, **kwargs)
         self.datasets = tuple(datasets)
         self.normalized_fields: set[str] = set()  # ECS fields the last converted rule compares via lower()
+        # (field, literal) of every `contains_sql` on a normalised column in the last converted rule
+        self.literals: set[tuple[str, str]] = set()
 
     def convert_rule(self, rule: SigmaRule, output_format: str | None = None, callback: Any = None) -> list[Any]:
         self.normalized_fields = set()
+        self.literals = set()
         return super().convert_rule(rule, output_format, callback)
 
     # --- fields -------------------------------------------------------------------------------------
@@ -237,6 +257,16 @@ class CitySocSparkBackend(DatabricksBackend):
         text = f"cast({column} as string)"
         return str(predicate(f"lower({text})" if lowered else text))
 
+    def _match_string(self, field_name: str, parts: Sequence[str | SpecialChars], *, lowered: bool,
+                      contains: bool = False) -> str:
+        """`string_match` on a field; the literals it tests on a normalised column are recorded."""
+        def predicate(operand: str) -> str:
+            sql, literals = string_match(operand, parts, contains=contains)
+            if operand.startswith(f"`{NORMALIZED_PREFIX}"):
+                self.literals.update((field_name, literal) for literal in literals)
+            return sql
+        return self._match(field_name, predicate, lowered=lowered)
+
     # --- strings ------------------------------------------------------------------------------------
 
     @staticmethod
@@ -254,15 +284,13 @@ class CitySocSparkBackend(DatabricksBackend):
                                            state: ConversionState) -> str:
         if not isinstance(cond.value, SigmaString):
             raise TypeError(f"expected a string, got {type(cond.value).__name__}")
-        parts = self._parts(cond.value, lowered=True)
-        return self._match(cond.field, lambda operand: string_predicate(operand, parts), lowered=True)
+        return self._match_string(cond.field, self._parts(cond.value, lowered=True), lowered=True)
 
     def convert_condition_field_eq_val_str_case_sensitive(self, cond: ConditionFieldEqualsValueExpression,
                                                           state: ConversionState) -> str:
         if not isinstance(cond.value, SigmaCasedString):
             raise TypeError(f"expected a cased string, got {type(cond.value).__name__}")
-        parts = self._parts(cond.value, lowered=False)
-        return self._match(cond.field, lambda operand: string_predicate(operand, parts), lowered=False)
+        return self._match_string(cond.field, self._parts(cond.value, lowered=False), lowered=False)
 
     def convert_condition_val_str(self, cond: Any, state: ConversionState) -> str:
         """Keywords: a case-insensitive substring of the route's raw column (wildcards allowed inside)."""
@@ -270,14 +298,11 @@ class CitySocSparkBackend(DatabricksBackend):
         if not isinstance(value, SigmaString):
             raise TypeError(f"expected a string keyword, got {type(value).__name__}")
         lowered = not isinstance(value, SigmaCasedString)
-        parts = self._parts(value, lowered=lowered)
-        return self._match(self.raw_log_field, lambda operand: string_predicate(operand, parts, contains=True),
-                           lowered=lowered)
+        return self._match_string(self.raw_log_field, self._parts(value, lowered=lowered), lowered=lowered,
+                                  contains=True)
 
     def convert_condition_val_num(self, cond: Any, state: ConversionState) -> str:
-        text = str(cond.value)
-        return self._match(self.raw_log_field, lambda operand: string_predicate(operand, [text], contains=True),
-                           lowered=True)
+        return self._match_string(self.raw_log_field, [str(cond.value)], lowered=True, contains=True)
 
     def convert_condition_as_in_expression(self, cond: Any, state: ConversionState) -> str:
         raise NotImplementedError("IN lists are built by convert_condition_or")
@@ -344,12 +369,24 @@ class CitySocSparkBackend(DatabricksBackend):
                                           state: ConversionState) -> str:
         if not isinstance(cond.value, SigmaRegularExpression):
             raise TypeError(f"expected a regular expression, got {type(cond.value).__name__}")
-        regex = sql_string(self._regex(cond.value))
-        return self._match(cond.field, lambda operand: f"{operand} rlike {regex}", lowered=False)
+        return self._match_regex(cond.field, cond.value)
 
     def convert_condition_val_re(self, cond: Any, state: ConversionState) -> str:
-        regex = sql_string(self._regex(cond.value))
-        return self._match(self.raw_log_field, lambda operand: f"{operand} rlike {regex}", lowered=False)
+        return self._match_regex(self.raw_log_field, cond.value)
+
+    def _match_regex(self, field_name: str, value: SigmaRegularExpression) -> str:
+        """`f rlike 're'`; on a string field guarded by `contains(f, literal)` when a case-sensitive
+        regex requires a literal (`correlator.regex_literals`), so the regex runs only where it can match."""
+        regex = sql_string(self._regex(value))
+        guard = None
+        if self._kind(field_name) == "string" and SigmaRegularExpressionFlag.IGNORECASE not in value.flags:
+            guard = required_literal(str(value.regexp))
+
+        def predicate(operand: str) -> str:
+            if guard is None:
+                return f"{operand} rlike {regex}"
+            return f"({contains_sql(operand, guard)} AND {operand} rlike {regex})"
+        return self._match(field_name, predicate, lowered=False)
 
     @staticmethod
     def _regex(value: SigmaRegularExpression) -> str:

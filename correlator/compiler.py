@@ -24,6 +24,7 @@ from sigma.rule import SigmaRule, SigmaRuleBase
 
 from citysoc.errors import CitySocError
 from correlator.backend import CitySocSparkBackend, resolve_field
+from correlator.literal_index import required_literals
 from correlator.pipelines import LogSourceRoute, describe_logsource, route_for
 from correlator.routing import RouteKey, route_of
 
@@ -73,6 +74,11 @@ class CompiledRule:
     # ECS fields `expression` reads as `lower()`-ed columns: add them with `normalize.add_normalized_columns`
     normalized_fields: frozenset[str] = frozenset()
     routing: RouteKey | None = None  # the rule can only match events with these values (correlator.routing)
+    # (ECS field, literal) of every `contains(<normalised column>, 'literal')` in `expression`: what
+    # `correlator.literal_index` may answer from one multi-literal pass per field instead
+    literals: frozenset[tuple[str, str]] = frozenset()
+    # the rule can only match when one of these (field, literal) occurs in the normalised field
+    required_literals: frozenset[tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,14 @@ def _unsupported(rule: SigmaRuleBase, reason: str) -> UnsupportedRule:
 def _error_text(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return text
+
+
+def _required_literals(rule: SigmaRule, route: LogSourceRoute,
+                       backend: CitySocSparkBackend) -> frozenset[tuple[str, str]] | None:
+    conditions = rule.detection.parsed_condition
+    if len(conditions) != 1:
+        return None
+    return required_literals(conditions[0].parsed, raw_field=route.raw_field, recorded=backend.literals)
 
 
 class RuleCompiler:
@@ -246,8 +260,9 @@ class RuleCompiler:
         compiled = CompiledRule(
             id=str(rule.id), title=rule.title, level=_level(rule), tags=_tags(rule), datasets=route.datasets,
             expression=queries[0], path=_path(rule), kind="detection", name=rule.name, group_by=tuple(group_by),
-            normalized_fields=frozenset(backend.normalized_fields),
+            normalized_fields=frozenset(backend.normalized_fields), literals=frozenset(backend.literals),
             routing=route_of(rule),  # after convert_rule: the tree carries the pipeline's ECS names
+            required_literals=_required_literals(rule, route, backend),
         )
         return compiled, route
 

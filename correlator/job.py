@@ -21,6 +21,7 @@ from citysoc.schema import spark_schema
 from correlator.alerts import correlation_alert, detection_alert, store_new_alerts
 from correlator.compiler import CompiledRule, CompiledRuleSet, UnsupportedRule
 from correlator.correlation import ENTITY_COLUMNS, correlation_input, correlation_windows
+from correlator.literal_index import LiteralIndex, LiteralIndexMode, add_literal_columns, literal_gate
 from correlator.normalize import add_normalized_columns, normalized_columns
 from correlator.routing import plan_chunks, route_fields, rule_hits, rule_prefilter
 
@@ -118,13 +119,17 @@ def read_events(spark: SparkSession, events_dir: Path, dataset: str, *, since: d
 
 
 def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
-                chunk_size: int = RULES_PER_PROJECTION, routed: bool = True) -> DataFrame:
+                chunk_size: int = RULES_PER_PROJECTION, routed: bool = True,
+                literal_index: LiteralIndexMode = "auto") -> DataFrame:
     """One row per (event, matching rule): the event's columns plus `_rule_id`.
 
     Rules are packed into projections of at most `chunk_size` predicates (`correlator.routing`).
     With `routed`, a rule with a route is only evaluated for events whose routing key is one of its
     values, and each chunk of routed rules first drops the events none of its rules can match;
     `routed=False` evaluates every rule on every event (same result, slower: kept for comparison).
+    The rules evaluated on every event answer their `contains` tests from one multi-literal pass per
+    field (`correlator.literal_index`): `"auto"` uses the JVM UDF when it is available, `"builtin"`
+    built-in expressions, `"off"` the plain expressions (same result: kept as the reference).
     """
     if not rules:
         raise ValueError("match_rules needs at least one rule")
@@ -132,15 +137,26 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
         rules = [replace(rule, routing=None) for rule in rules]
     normalized = frozenset().union(*(rule.normalized_fields for rule in rules), route_fields(rules))
     events = add_normalized_columns(events, normalized)  # lower() once per row, not per rule
+    # Routed rules see few events: their `contains` stay direct; everything else shares one pass per field.
+    index = LiteralIndex({}) if literal_index == "off" else \
+        LiteralIndex.of(rule for rule in rules if rule.routing is None)
+    events = add_literal_columns(events, index, mode=literal_index)
+    rules = [index.rewrite(rule) if rule.routing is None else rule for rule in rules]
+    # Unrouted rules that need one of the indexed literals only run on the events that have one.
+    gated = [rule for rule in rules if rule.routing is None and index.covers(rule)]
+    gated_ids = {rule.id for rule in gated}
+    chunks = [(chunk, rule_prefilter(chunk)) for chunk in
+              plan_chunks([rule for rule in rules if rule.id not in gated_ids], chunk_size=chunk_size)]
+    chunks += [(chunk, literal_gate(events.sparkSession, index, chunk.unrouted, mode=literal_index))
+               for chunk in plan_chunks(gated, chunk_size=chunk_size)]
     parts: list[DataFrame] = []
-    for chunk in plan_chunks(rules, chunk_size=chunk_size):
-        prefilter = rule_prefilter(chunk)
+    for chunk, prefilter in chunks:
         candidates = events if prefilter is None else events.filter(prefilter)
         parts.append(candidates.select("*", F.explode(F.array_compact(rule_hits(chunk))).alias("_rule_id")))
     matched = parts[0]
     for part in parts[1:]:
         matched = matched.unionByName(part)
-    return matched.drop(*normalized_columns(normalized))
+    return matched.drop(*normalized_columns(normalized), *index.columns)
 
 
 def _default_group_key() -> Column:

@@ -11,6 +11,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from citysoc.errors import ConfigurationError
+from correlator.jvm import ensure_jar
 
 MIN_JAVA = 17
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
@@ -53,8 +54,12 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
         "PYSPARK_SUBMIT_ARGS",
         f'--driver-java-options "-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}" pyspark-shell',
     )
+    builder = SparkSession.builder
+    jar = ensure_jar()  # CitySOC's UDFs (literal index); None without a JDK: built-in fallbacks then
+    if jar is not None:
+        builder = builder.config("spark.jars", str(jar))
     session = (
-        SparkSession.builder.master(master)
+        builder.master(master)
         .appName(app_name)
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.default.parallelism", str(shuffle_partitions))

@@ -1,0 +1,169 @@
+"""CitySOC's own JVM code: the `MultiContains` and `ContainsAny` UDFs (Aho-Corasick), built on first use.
+
+The Java source lives in `correlator/jvm/src`. `ensure_jar()` compiles it with the JDK's `javac`
+against pyspark's bundled jars and packs a jar into a cache folder (`$XDG_CACHE_HOME/citysoc/jvm`,
+default `~/.cache/citysoc/jvm`), named by a hash of the sources and the Spark version, so it is
+built once per machine and version. `build_session` puts the jar on the session (`spark.jars`);
+`register_multi_contains` also adds it to a running session (`ADD JAR`) when needed.
+
+Without a JDK (a JRE-only machine) there is no jar: callers fall back to built-in expressions
+(`correlator.literal_index`), with the same results, and a warning is logged once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import DataType
+
+log = structlog.get_logger(__name__)
+
+SOURCE_DIR = Path(__file__).resolve().parent / "jvm" / "src"
+MULTI_CONTAINS_CLASS = "org.citysoc.spark.MultiContains"
+_warned: set[str] = set()
+
+
+def _warn_once(reason: str) -> None:
+    if reason not in _warned:
+        _warned.add(reason)
+        log.warning("literal index: JVM fast path off, using built-in expressions (same results, slower)",
+                    reason=reason)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "citysoc" / "jvm"
+
+
+def spark_jars_dir() -> Path:
+    import pyspark
+
+    bundled = Path(pyspark.__file__).resolve().parent / "jars"
+    if bundled.is_dir():
+        return bundled
+    return Path(os.environ.get("SPARK_HOME", "")) / "jars"
+
+
+def find_javac() -> str | None:
+    """The JDK compiler next to the `java` Spark starts (JAVA_HOME first), or None on a JRE."""
+    if os.environ.get("JAVA_HOME"):
+        candidate = Path(os.environ["JAVA_HOME"]) / "bin" / "javac"
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("javac")
+
+
+def _sources() -> list[Path]:
+    return sorted(SOURCE_DIR.rglob("*.java"))
+
+
+def jar_name() -> str:
+    import pyspark
+
+    digest = hashlib.sha256(pyspark.__version__.encode())
+    for source in _sources():
+        digest.update(source.relative_to(SOURCE_DIR).as_posix().encode())
+        digest.update(source.read_bytes())
+    return f"citysoc-jvm-{digest.hexdigest()[:16]}.jar"
+
+
+@cache
+def ensure_jar() -> Path | None:
+    """The built jar (compiling it the first time), or None when it cannot be built here."""
+    target = cache_dir() / jar_name()
+    if target.exists():
+        return target
+    javac = find_javac()
+    if javac is None:
+        _warn_once("no javac (install a JDK, e.g. openjdk-17-jdk-headless, to enable it)")
+        return None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="citysoc-javac-") as scratch:
+            classes = Path(scratch) / "classes"
+            classes.mkdir()
+            subprocess.run(
+                [javac, "--release", "17", "-nowarn", "-cp", str(spark_jars_dir() / "*"), "-d", str(classes),
+                 *map(str, _sources())],
+                check=True, capture_output=True, text=True, timeout=300)
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
+                jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: citysoc\n\n")
+                for path in sorted(classes.rglob("*.class")):
+                    jar.write(path, path.relative_to(classes).as_posix())
+            partial.replace(target)  # atomic: concurrent builders write the same bytes
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = exc.stderr.strip().splitlines()[-1] if isinstance(exc, subprocess.CalledProcessError) \
+            and exc.stderr.strip() else str(exc)
+        _warn_once(f"building {target.name} failed: {detail}")
+        return None
+    return target
+
+
+def _class_loaded(spark: SparkSession) -> bool:
+    from py4j.java_gateway import JavaClass
+
+    jvm: Any = spark.sparkContext._jvm
+    return isinstance(jvm.org.citysoc.spark.MultiContains, JavaClass)
+
+
+@cache
+def _session_ready(spark: SparkSession) -> bool:
+    if _class_loaded(spark):
+        return True
+    jar = ensure_jar()
+    if jar is None:
+        return False
+    spark.sql(f"ADD JAR '{jar}'")  # a session started without spark.jars (e.g. not by build_session)
+    if _class_loaded(spark):
+        return True
+    _warn_once(f"{MULTI_CONTAINS_CLASS} is not loadable in this session (start it with spark.jars={jar})")
+    return False
+
+
+def multi_contains_available(spark: SparkSession) -> bool:
+    """True when `MultiContains` can be used in this session (adding the jar if it was built)."""
+    return _session_ready(spark)
+
+
+def _register(spark: SparkSession, name: str, class_name: str, literals: list[str], return_type: DataType) -> None:
+    if not multi_contains_available(spark):
+        raise RuntimeError(f"{MULTI_CONTAINS_CLASS} is not available in this Spark session")
+    context: Any = spark.sparkContext
+    jvm = context._jvm
+    array = context._gateway.new_array(jvm.java.lang.String, len(literals))
+    for index, literal in enumerate(literals):
+        array[index] = literal
+    function = getattr(jvm.org.citysoc.spark, class_name)(array)
+    data_type = jvm.org.apache.spark.sql.types.DataType.fromJson(return_type.json())
+    spark._jsparkSession.udf().register(name, function, data_type)
+
+
+def register_multi_contains(spark: SparkSession, name: str, literals: list[str]) -> None:
+    """Register `name(text) -> array<bigint>`: the bitmap of the `literals` that occur in `text` (null for
+    null; literal i is bit i % 63 of word i // 63).
+
+    The UDF object carries its literals (serialised to every task); each JVM builds the automaton once.
+    """
+    from pyspark.sql.types import ArrayType, LongType
+
+    _register(spark, name, "MultiContains", literals, ArrayType(LongType(), False))
+
+
+def register_contains_any(spark: SparkSession, name: str, literals: list[str]) -> None:
+    """Register `name(text) -> boolean`: whether any of `literals` occurs in `text` (null for null)."""
+    from pyspark.sql.types import BooleanType
+
+    _register(spark, name, "ContainsAny", literals, BooleanType())

@@ -1,0 +1,307 @@
+"""The literal index and prefilters: results identical to the plain expressions, on both paths.
+
+Pure parts (regex literals, LIKE guards, requirements, the rewrite) are checked without Spark; the
+equivalence tests run every rule with the index (Java UDF and built-in fallback) and without it on a
+workload made of the rules' own literals, their look-alikes (a literal without the rest of a LIKE
+pattern, one character changed, upper-cased, split by a line break) and real sshd lines.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sigma.types import SpecialChars
+
+from citysoc.schema import nest, spark_schema, to_row
+from correlator import jvm
+from correlator.backend import contains_sql, string_match
+from correlator.compiler import CompiledRule, CompiledRuleSet, RuleCompiler
+from correlator.job import match_rules, prepare_events
+from correlator.literal_index import WORD_BITS, LiteralIndex, literal_column
+from correlator.regex_literals import required_literal
+from tests.correlator.builders import T0
+
+STAR = SpecialChars.WILDCARD_MULTI
+ONE = SpecialChars.WILDCARD_SINGLE
+
+
+@pytest.mark.parametrize(("regex", "literal"), [
+    (".+:assumed-role/aws:.+", ":assumed-role/aws:"),
+    ("^/usr/bin/(curl|wget) -o /tmp/x", " -o /tmp/x"),
+    ("abcd?ef", "abc"),  # `d?` is optional: the run stops before it
+    ("xy+zzz", "zzz"),  # `y+` needs one y: `xy` and `zzz` are both required
+    ("a\\.b\\.c[0-9]+\\.d", "a.b.c"),
+    ("\\d+ failed logins? from", " failed login"),
+    ("foo|barbaz", None),  # alternatives at the top level
+    ("(?i)password", None),  # inline flags
+    ("\\x41BCDEF", None),  # escapes with numbers are not modelled
+    ("\\Qa.b\\E", None),
+    ("ab", None),  # shorter than 3
+    ("[abc]{3}", None),
+    ("caf\u00e9 latte", None),  # non-ASCII: gives up
+    ("x{2,3}yyy", "yyy"),
+    ("(?:ab)+cde", "cde"),
+])
+def test_required_literal_of_a_regex(regex: str, literal: str | None) -> None:
+    assert required_literal(regex) == literal
+
+
+def test_like_is_guarded_by_its_longest_segment() -> None:
+    sql, literals = string_match("`c`", ["cat /dev/null >", STAR, "sh_history"], contains=True)
+    assert literals == ["cat /dev/null >"]
+    assert sql == "(contains(`c`, 'cat /dev/null >') AND `c` LIKE '%cat /dev/null >%sh\\\\_history%')"
+    sql, literals = string_match("`c`", ["a", STAR, "c", ONE, "e"])  # no segment long enough: plain LIKE
+    assert literals == [] and sql == "`c` LIKE 'a%c_e'"
+    assert string_match("`c`", ["x"], contains=True) == ("contains(`c`, 'x')", ["x"])
+    assert string_match("`c`", ["x", STAR]) == ("startswith(`c`, 'x')", [])
+
+
+KEYWORD_RULES = """
+title: plain keywords
+id: 00000000-0000-4000-8000-000000000101
+logsource: {product: linux}
+detection:
+    keywords: ['Corrupted MAC', 'stack smashing', "it's \\\\back"]
+    condition: keywords
+---
+title: keyword pattern and a not
+id: 00000000-0000-4000-8000-000000000102
+logsource: {product: linux}
+detection:
+    keywords: ['cat /dev/null >*sh_history', 'rm *sh_history']
+    filter: ['harmless']
+    condition: keywords and not filter
+---
+title: all of two keywords
+id: 00000000-0000-4000-8000-000000000103
+logsource: {product: linux}
+detection:
+    keywords:
+        '|all': ['new user', 'uid=0,']
+    condition: keywords
+---
+title: only a negation (not gated)
+id: 00000000-0000-4000-8000-000000000104
+logsource: {product: linux}
+detection:
+    keywords: ['session opened']
+    condition: not keywords
+---
+title: regex keyword and a field contains
+id: 00000000-0000-4000-8000-000000000105
+logsource: {product: linux}
+detection:
+    rx:
+        '|re': 'Failed \\w+ for invalid user'
+    sel: {user.name|contains: adm}
+    condition: rx or sel
+---
+title: cased contains stays on the raw column
+id: 00000000-0000-4000-8000-000000000106
+logsource: {product: linux}
+detection:
+    sel: {message|cased|contains: 'Accepted publickey'}
+    condition: sel
+---
+title: non-ASCII keyword
+id: 00000000-0000-4000-8000-000000000107
+logsource: {product: linux}
+detection:
+    keywords: ['ÄRZTIN login', 'Ωμέγα']
+    condition: keywords
+"""
+
+
+@pytest.fixture(scope="module")
+def keyword_rules(tmp_path_factory: pytest.TempPathFactory) -> CompiledRuleSet:
+    folder = tmp_path_factory.mktemp("keyword-rules")
+    (folder / "rules.yml").write_text(KEYWORD_RULES, encoding="utf-8")
+    ruleset = RuleCompiler().compile([folder])
+    assert ruleset.unsupported == []
+    return ruleset
+
+
+def _by_title(ruleset: CompiledRuleSet) -> dict[str, CompiledRule]:
+    return {rule.title: rule for rule in ruleset.detections("system.auth")}
+
+
+def test_requirements_come_from_the_rule_tree(keyword_rules: CompiledRuleSet) -> None:
+    rules = _by_title(keyword_rules)
+    m = "message"
+    assert rules["plain keywords"].required_literals == {(m, "corrupted mac"), (m, "stack smashing"),
+                                                         (m, "it's \\back")}
+    assert rules["keyword pattern and a not"].required_literals == {(m, "cat /dev/null >"), (m, "sh_history")}
+    assert rules["all of two keywords"].required_literals == {(m, "new user")}  # the longer of the two
+    assert rules["only a negation (not gated)"].required_literals is None
+    assert rules["regex keyword and a field contains"].required_literals is None  # regex: no indexed literal
+    assert rules["cased contains stays on the raw column"].required_literals is None
+    assert rules["non-ASCII keyword"].required_literals == {(m, "ärztin login"), (m, "ωμέγα")}
+
+
+def test_rewrite_answers_contains_from_the_bitmap(keyword_rules: CompiledRuleSet) -> None:
+    rules = keyword_rules.detections("system.auth")
+    index = LiteralIndex.of(rules)
+    assert list(index.literals) == ["message"]  # user.name has one literal: below the threshold
+    literals = index.literals["message"]
+    assert literals == tuple(sorted(literals)) and "harmless" in literals and "session opened" in literals
+    rule = _by_title(keyword_rules)["keyword pattern and a not"]
+    rewritten = index.rewrite(rule).expression
+    assert "contains(" not in rewritten and rewritten.count("LIKE") == 2
+    word, bit = divmod(index.ids("message")["harmless"], WORD_BITS)
+    assert f"((`{literal_column('message')}`[{word}] & {1 << bit}L) != 0)" in rewritten
+    assert index.covers(rule) and not index.covers(_by_title(keyword_rules)["only a negation (not gated)"])
+    user_rule = _by_title(keyword_rules)["regex keyword and a field contains"]
+    assert contains_sql("`_lc__user__name`", "adm") in index.rewrite(user_rule).expression
+    assert "rlike" in user_rule.expression and "contains(`message`, ' for invalid user')" in user_rule.expression
+
+
+def test_literals_are_never_matched_inside_other_literals() -> None:
+    """The rewrite replaces the exact `contains` text; a literal spelling another test is left alone."""
+    tricky = "x', 'y"
+    inner = contains_sql("`_lc__message`", "abc")
+    expression = f"{contains_sql('`_lc__message`', inner)} OR {contains_sql('`_lc__message`', tricky)} OR {inner}"
+    rule = CompiledRule(id="r", title="t", level=None, tags=(), datasets=("system.auth",), expression=expression,
+                        path=None, kind="detection", normalized_fields=frozenset({"message"}),
+                        literals=frozenset({("message", "abc"), ("message", inner), ("message", tricky)}))
+    index = LiteralIndex.of([rule])
+    rewritten = index.rewrite(rule).expression
+    assert "contains(" not in rewritten and rewritten.count("!= 0)") == 3
+
+
+# --- through Spark -------------------------------------------------------------------------------------
+
+def _look_alikes(literal: str, rng: random.Random) -> list[str]:
+    changed = list(literal)
+    position = rng.randrange(len(changed))
+    changed[position] = "#" if changed[position] != "#" else "%"
+    middle = len(literal) // 2
+    return [f"x {literal} y", literal.upper(), "".join(changed), f"{literal[:middle]}\n{literal[middle:]}",
+            f"pre{literal}", f"{literal}{literal}"]
+
+
+def _workload(rules: list[CompiledRule], real_lines: list[str], seed: int = 3) -> list[str]:
+    """Messages: every literal and its look-alikes, pairs of literals (LIKE patterns need two), real lines."""
+    rng = random.Random(seed)
+    literals = sorted({literal for rule in rules for _, literal in rule.literals})
+    messages = [text for literal in literals for text in _look_alikes(literal, rng)]
+    for _ in range(len(literals) * 2):
+        first, second = rng.choice(literals), rng.choice(literals)
+        messages.append(f"{first} {second}")
+        messages.append(f"{first.upper()}\t{rng.choice(real_lines)} {second}")
+    messages += [*real_lines, "", "harmless " + literals[0], "��"]
+    return messages
+
+
+def _frame(spark: Any, messages: list[str], *, program: str = "sshd") -> Any:
+    rows = [to_row(nest({"@timestamp": T0, "event.id": f"e{i}", "message": text, "process.name": program,
+                         "user.name": "admin" if i % 7 == 0 else "bob", "organization.id": "acme",
+                         "event.dataset": "system.auth"}))
+            for i, text in enumerate([*messages, None])]
+    return prepare_events(spark.createDataFrame(rows, spark_schema()))
+
+
+def _pairs(frame: Any) -> set[tuple[str, str]]:
+    return {(row["_event_id"], row["_rule_id"]) for row in frame.select("_event_id", "_rule_id").collect()}
+
+
+def _real_lines(corpora: Path | None) -> list[str]:
+    if corpora is None:
+        return ["Failed password for invalid user admin from 10.0.0.1 port 22 ssh2"]
+    return (corpora / "loghub" / "OpenSSH_2k.log").read_text().splitlines()[:300]
+
+
+@pytest.mark.slow
+def test_index_gives_the_same_matches_on_keyword_rules(spark: Any, keyword_rules: CompiledRuleSet) -> None:
+    rules = keyword_rules.detections("system.auth")
+    messages = [
+        *_workload(rules, _real_lines(None)),
+        "Failed password for invalid user root", "failed password for invalid user root",  # regex is cased
+        "x ärztin login y", "ÄRZTIN LOGIN", "ΩΜΈΓΑ", "cat /dev/null > ~/.bash_history harmless",
+        "cat /dev/null > ~/.bash_history", "sh_history cat /dev/null >", "it's \\back", "it's back",
+        "New User: name=x, UID=0, GID=0", "Accepted publickey for a", "accepted publickey for a"]
+    events = _frame(spark, messages)
+    expected = _pairs(match_rules(events, rules, literal_index="off"))
+    assert len({rule for _, rule in expected}) == len(rules)  # every rule matches something
+    for mode in ("jvm", "builtin"):
+        assert _pairs(match_rules(events, rules, literal_index=mode)) == expected, mode
+        assert _pairs(match_rules(events, rules, literal_index=mode, routed=False, chunk_size=2)) == expected, mode
+
+
+@pytest.mark.slow
+def test_index_gives_the_same_matches_on_sigmahq_linux_and_aws(spark: Any, corpora: Path) -> None:
+    """Every SigmaHQ linux/aws rule with literals, on a workload made of those literals and look-alikes."""
+    sigma = corpora / "sigmahq" / "rules"
+    ruleset = RuleCompiler(spark).compile([sigma / "linux", sigma / "cloud" / "aws"])
+    rules = list(ruleset.detections("system.auth"))
+    assert sum(rule.required_literals is not None for rule in rules) >= 15
+    events = _frame(spark, _workload(rules, _real_lines(corpora)))
+    expected = _pairs(match_rules(events, rules, literal_index="off"))
+    assert len({rule for _, rule in expected}) >= 15
+    assert _pairs(match_rules(events, rules, literal_index="jvm")) == expected
+    assert _pairs(match_rules(events, rules, literal_index="builtin")) == expected
+    # The IMDS rule's regex guard (`contains(arn, ':assumed-role/aws:')`) is in its expression itself:
+    imds = next(rule for rule in ruleset.detections("aws.cloudtrail") if "IMDS" in rule.title)
+    assert "contains(`aws`.`cloudtrail`.`user_identity`.`arn`, ':assumed-role/aws:') AND" in imds.expression
+
+
+@pytest.mark.slow
+def test_multi_contains_udf_agrees_with_python(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    from correlator.literal_index import add_literal_columns, builtin_bitmap
+
+    literals = ("he", "she", "his", "hers", "ωμέγα", "ab", "b", "😀x", "a" * 70, *tuple(f"w{i:03d}" for i in range(70)))
+    texts = ["ushers", "ΩΜΈΓΑ ωμέγα", "", "😀x😀", "a" * 71, "w000 w069 w042", "nothing", "abab", None]
+    index = LiteralIndex({"message": literals})
+    frame = spark.createDataFrame([(t,) for t in texts], "message string").withColumn("_lc__message", F.col("message"))
+    jvm_rows = add_literal_columns(frame, index, mode="jvm").collect()
+    builtin_rows = frame.withColumn("_kw__message", F.expr(builtin_bitmap("message", literals))).collect()
+    for jvm_row, builtin_row in zip(jvm_rows, builtin_rows, strict=True):
+        text = jvm_row["message"]
+        if text is None:
+            assert jvm_row["_kw__message"] is None and builtin_row["_kw__message"] is None
+            continue
+        words = [0] * ((len(literals) + WORD_BITS - 1) // WORD_BITS)
+        for number, literal in enumerate(literals):
+            if literal in text:
+                words[number // WORD_BITS] |= 1 << (number % WORD_BITS)
+        assert jvm_row["_kw__message"] == words, text
+        assert builtin_row["_kw__message"] == words, text
+
+
+def test_without_javac_there_is_no_jar_and_one_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(jvm, "find_javac", lambda: None)
+    monkeypatch.setattr(jvm, "_warned", set())
+    jvm.ensure_jar.cache_clear()
+    try:
+        with capture_logs() as logs:
+            assert jvm.ensure_jar() is None
+            jvm.ensure_jar.cache_clear()
+            assert jvm.ensure_jar() is None
+    finally:
+        jvm.ensure_jar.cache_clear()
+    assert [entry["log_level"] for entry in logs] == ["warning"]
+    assert "JVM fast path off" in logs[0]["event"] and "no javac" in logs[0]["reason"]
+
+
+@pytest.mark.slow
+def test_the_jar_builds_from_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if jvm.find_javac() is None:
+        pytest.skip("no JDK here: the built-in fallback is what runs")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    jvm.ensure_jar.cache_clear()
+    try:
+        jar = jvm.ensure_jar()
+    finally:
+        jvm.ensure_jar.cache_clear()
+    assert jar is not None and jar.parent == tmp_path / "citysoc" / "jvm"
+    import zipfile
+
+    names = zipfile.ZipFile(jar).namelist()
+    assert "org/citysoc/spark/MultiContains.class" in names and "org/citysoc/spark/ContainsAny.class" in names
