@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,55 +80,47 @@ def per_core(events: int, seconds: float, cores: int) -> float:
     return events / seconds / cores if seconds > 0 else float("inf")
 
 
+def _convert_each(rules: Any, sigma_paths: list[Path], backend: Callable[[Any], Any]) -> dict[str, str]:
+    """Rule id -> the single query `backend(pipeline)` converts it to, for the rules our engine compiled.
+
+    Rules the backend refuses, or converts to more than one query, are left out (and so not timed).
+    """
+    from sigma.rule import SigmaRule
+
+    from correlator.compiler import RuleCompiler
+    from correlator.pipelines import route_for
+
+    wanted = {rule.id for rule in rules.detections()}
+    collection, _ = RuleCompiler().load(sigma_paths)
+    converted: dict[str, str] = {}
+    for rule in collection.rules:
+        if str(rule.id) not in wanted or not isinstance(rule, SigmaRule):
+            continue
+        route = route_for(rule.logsource)
+        if route is None:
+            continue
+        try:
+            queries = backend(route.pipeline()).convert_rule(rule)
+        except Exception:
+            continue
+        if len(queries) == 1 and isinstance(queries[0], str):
+            converted[str(rule.id)] = queries[0]
+    return converted
+
+
 def naive_filters(rules: Any, sigma_paths: list[Path]) -> dict[str, str]:
     """Rule id -> the out-of-the-box DatabricksBackend expression (with our field-mapping pipelines)."""
     from sigma.backends.databricks import DatabricksBackend
-    from sigma.rule import SigmaRule
 
-    from correlator.compiler import RuleCompiler
-    from correlator.pipelines import route_for
-
-    wanted = {rule.id for rule in rules.detections()}
-    collection, _ = RuleCompiler().load(sigma_paths)
-    expressions: dict[str, str] = {}
-    for rule in collection.rules:
-        if str(rule.id) not in wanted or not isinstance(rule, SigmaRule):
-            continue
-        route = route_for(rule.logsource)
-        if route is None:
-            continue
-        try:
-            queries = DatabricksBackend(route.pipeline()).convert_rule(rule)
-        except Exception:
-            continue
-        if len(queries) == 1:
-            expressions[str(rule.id)] = queries[0]
-    return expressions
+    return _convert_each(rules, sigma_paths, DatabricksBackend)
 
 
 def sqlite_queries(rules: Any, sigma_paths: list[Path]) -> dict[str, str]:
+    """Rule id -> pySigma's sqlite backend query (Zircolite's method), rewritten to count matches."""
     from sigma.backends.sqlite import sqliteBackend
-    from sigma.rule import SigmaRule
 
-    from correlator.compiler import RuleCompiler
-    from correlator.pipelines import route_for
-
-    wanted = {rule.id for rule in rules.detections()}
-    collection, _ = RuleCompiler().load(sigma_paths)
-    queries: dict[str, str] = {}
-    for rule in collection.rules:
-        if str(rule.id) not in wanted or not isinstance(rule, SigmaRule):
-            continue
-        route = route_for(rule.logsource)
-        if route is None:
-            continue
-        try:
-            converted = sqliteBackend(route.pipeline()).convert_rule(rule)
-        except Exception:
-            continue
-        if len(converted) == 1 and isinstance(converted[0], str):
-            queries[str(rule.id)] = re.sub(r"^SELECT \* FROM ", "SELECT count(*) FROM ", converted[0])
-    return queries
+    return {rule_id: re.sub(r"^SELECT \* FROM ", "SELECT count(*) FROM ", query)
+            for rule_id, query in _convert_each(rules, sigma_paths, sqliteBackend).items()}
 
 
 def _flat_rows(table: pa.Table) -> tuple[list[str], list[tuple[Any, ...]]]:
