@@ -341,10 +341,7 @@ class CitySocSparkBackend(DatabricksBackend):
                                            state: ConversionState) -> str:
         if not isinstance(cond.value, SigmaNumber):
             raise TypeError(f"expected a number, got {type(cond.value).__name__}")
-        if self._kind(cond.field) == "long":
-            return f"{self.escape_and_quote_field(cond.field)} = {cond.value.number}"
-        text = str(cond.value.number)
-        return self._match(cond.field, lambda operand: f"{operand} = {sql_string(text)}", lowered=True)
+        return self._equals_typed(cond.field, "long", str(cond.value.number), str(cond.value.number))
 
     def convert_condition_field_eq_val_timestamp_part(self, cond: ConditionFieldEqualsValueExpression,
                                                       state: ConversionState) -> str:
@@ -360,10 +357,14 @@ class CitySocSparkBackend(DatabricksBackend):
                                             state: ConversionState) -> str:
         if not isinstance(cond.value, SigmaBool):
             raise TypeError(f"expected a boolean, got {type(cond.value).__name__}")
-        if self._kind(cond.field) == "bool":
-            return f"{self.escape_and_quote_field(cond.field)} = {str(cond.value.boolean).lower()}"
         text = str(cond.value.boolean).lower()
-        return self._match(cond.field, lambda operand: f"{operand} = {sql_string(text)}", lowered=True)
+        return self._equals_typed(cond.field, "bool", text, text)
+
+    def _equals_typed(self, field_name: str, kind: str, sql_literal: str, text: str) -> str:
+        """A number or boolean: compared natively on a field of that `kind`, else as text."""
+        if self._kind(field_name) == kind:
+            return f"{self.escape_and_quote_field(field_name)} = {sql_literal}"
+        return self._match(field_name, lambda operand: f"{operand} = {sql_string(text)}", lowered=True)
 
     def convert_condition_field_eq_val_re(self, cond: ConditionFieldEqualsValueExpression,
                                           state: ConversionState) -> str:

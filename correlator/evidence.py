@@ -150,15 +150,21 @@ def _alerts_expectation(value: Any, where: str) -> tuple[int, int | None]:
     return int(value.get("at_least", 0)), (int(value["at_most"]) if "at_most" in value else None)
 
 
+def _located(data: Mapping[str, Any], node: yaml.Node | None, key: str,
+             source: str) -> Iterator[tuple[int, str, Any]]:
+    """(line, `file:line: key[i]`, item) for each entry of the list under `key`."""
+    lines = _lines(node, key)
+    for index, item in enumerate(data.get(key) or []):
+        line = lines[index] if index < len(lines) else 0
+        yield line, f"{source}:{line}: {key}[{index}]", item
+
+
 def parse_evidence(data: Mapping[str, Any], *, source: str, node: yaml.Node | None = None) -> list[EvidenceCase]:
     """Cases from an evidence mapping (`examples:` and/or `sequences:`); `node` gives line numbers."""
     if not isinstance(data, Mapping):
         raise EvidenceError(f"{source}: evidence is a mapping with `examples:` and/or `sequences:`")
     cases: list[EvidenceCase] = []
-    example_lines = _lines(node, "examples")
-    for index, item in enumerate(data.get("examples") or []):
-        line = example_lines[index] if index < len(example_lines) else 0
-        where = f"{source}:{line}: examples[{index}]"
+    for line, where, item in _located(data, node, "examples", source):
         if not isinstance(item, Mapping):
             raise EvidenceError(f"{where}: an example is a mapping with `match:` and `ecs:` or `raw:`")
         expected = item.get("match", item.get("expected_result"))  # Panther's ExpectedResult, snake-cased
@@ -166,10 +172,7 @@ def parse_evidence(data: Mapping[str, Any], *, source: str, node: yaml.Node | No
             raise EvidenceError(f"{where}: `match:` must be true or false")
         cases.append(EvidenceCase(str(item.get("description", "")), int(expected), (_event(item, where),),
                                   "example", source, line))
-    sequence_lines = _lines(node, "sequences")
-    for index, item in enumerate(data.get("sequences") or []):
-        line = sequence_lines[index] if index < len(sequence_lines) else 0
-        where = f"{source}:{line}: sequences[{index}]"
+    for line, where, item in _located(data, node, "sequences", source):
         if not isinstance(item, Mapping):
             raise EvidenceError(f"{where}: a sequence is a mapping with `alerts:` and `events:`")
         low, high = _alerts_expectation(item.get("alerts"), where)
