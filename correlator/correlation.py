@@ -38,8 +38,12 @@ def group_key_column(names: tuple[str, ...], exprs: tuple[str, ...]) -> Column:
     return F.concat_ws(",", *parts) if len(parts) > 1 else parts[0]
 
 
-def correlation_input(matches: DataFrame, rule: CompiledRule) -> DataFrame:
-    """Narrow rows of the base-rule matches of one correlation: tenant, group key, time, id, entities."""
+def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches: bool = False) -> DataFrame:
+    """Narrow rows of the base-rule matches of one correlation: tenant, group key, time, id, entities.
+
+    `unique_matches`: the caller's matches hold each (tenant, event, rule) once, so a correlation with
+    one base rule needs no de-duplication (no shuffle).
+    """
     spec = _spec(rule)
     selected = matches.filter(F.col("_rule_id").isin(list(spec.rule_ids)))
     columns = [
@@ -51,12 +55,21 @@ def correlation_input(matches: DataFrame, rule: CompiledRule) -> DataFrame:
     narrowed = selected.select(*columns).filter(F.col("_group_key").isNotNull())
     if spec.value_expr:
         narrowed = narrowed.filter(F.col("_value").isNotNull())
-    # An event matched by two base rules counts once.
+    if unique_matches and len(spec.rule_ids) == 1:
+        return narrowed
+    # An event matched by two base rules (or delivered twice) counts once.
     return narrowed.dropDuplicates(["_tenant", "_dataset", "_event_id"])
 
 
 def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS) -> DataFrame:
-    """One row per burst: tenant, group key, window start/end (µs), count, event ids, datasets, entities."""
+    """One row per burst: tenant, group key, window start/end (µs), count, event ids, datasets, entities.
+
+    One sort per (tenant, group key) and one aggregation: the window functions score every match
+    (step 2 of the module's semantics), mark where a burst starts (step 3), and keep the matches that
+    lie inside a burst: a match at t belongs to one exactly when some qualifying start s has
+    t - timespan <= s <= t (bursts of a group never overlap, so it is the burst that started last at
+    or before t). `tests/correlator/test_correlation.py` checks this against a plain Python reference.
+    """
     spec = _spec(rule)
     span = spec.timespan_seconds * 1_000_000
     ordered = Window.partitionBy("_tenant", "_group_key").orderBy("_ts_us")
@@ -65,25 +78,22 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
         F.count(F.lit(1)).over(ahead) if spec.type == "event_count"
         else F.size(F.collect_set("_value").over(ahead))
     )
-    scored = inputs.withColumn("_qualifies", _OPS[spec.op](measure, F.lit(spec.count)))
-    previous_start = F.last(F.when(F.col("_qualifies"), F.col("_ts_us")), ignorenulls=True).over(
-        ordered.rowsBetween(Window.unboundedPreceding, -1))
-    scored = scored.withColumn(
-        "_new_burst", F.col("_qualifies") & (previous_start.isNull() | ((F.col("_ts_us") - previous_start) > span)))
-    scored = scored.withColumn("_burst_start", F.last(F.when(F.col("_new_burst"), F.col("_ts_us")), ignorenulls=True)
-                               .over(ordered.rowsBetween(Window.unboundedPreceding, 0)))
-    bursts = (scored.filter("_qualifies")
-              .groupBy("_tenant", "_group_key", "_burst_start")
-              .agg((F.max("_ts_us") + F.lit(span)).alias("_burst_end")))
-    joined = inputs.alias("e").join(
-        bursts.alias("b"),
-        (F.col("e._tenant") == F.col("b._tenant")) & (F.col("e._group_key") == F.col("b._group_key"))
-        & F.col("e._ts_us").between(F.col("b._burst_start"), F.col("b._burst_end")),
-    ).select("e.*", "b._burst_start", "b._burst_end")
+    qualifying_start = F.when(F.col("_qualifies"), F.col("_ts_us"))
+    previous_start = F.last(qualifying_start, ignorenulls=True).over(ordered.rowsBetween(Window.unboundedPreceding, -1))
+    new_burst = F.col("_qualifies") & (previous_start.isNull() | ((F.col("_ts_us") - previous_start) > span))
+    members = (
+        inputs.withColumn("_qualifies", _OPS[spec.op](measure, F.lit(spec.count)))
+        .withColumn("_covering_start", F.max(qualifying_start).over(ordered.rangeBetween(-span, 0)))
+        .withColumn("_new_burst", new_burst)
+        .withColumn("_burst_start", F.last(F.when(F.col("_new_burst"), F.col("_ts_us")), ignorenulls=True)
+                    .over(ordered.rowsBetween(Window.unboundedPreceding, 0)))
+        .filter(F.col("_covering_start").isNotNull())
+    )
     events = F.sort_array(F.collect_list(F.struct("_ts_us", "_event_id")))
     return (
-        joined.groupBy("_tenant", "_group_key", "_burst_start", "_burst_end")
+        members.groupBy("_tenant", "_group_key", "_burst_start")
         .agg(
+            (F.max(qualifying_start) + F.lit(span)).alias("_burst_end"),
             F.count(F.lit(1)).alias("_count"),
             F.slice(events, 1, max_event_ids).alias("_events"),
             F.sort_array(F.collect_set("_dataset")).alias("_datasets"),

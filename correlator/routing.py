@@ -170,60 +170,65 @@ def route_fields(rules: Iterable[CompiledRule]) -> list[str]:
     return sorted({rule.routing.field for rule in rules if rule.routing is not None})
 
 
-def _hits(rules: Sequence[CompiledRule]) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.array(*(F.when(F.expr(rule.expression), F.lit(rule.id)) for rule in rules))
-
-
-def _empty() -> Column:
-    from pyspark.sql import functions as F
-
-    return F.array().cast("array<string>")
+# The hit arrays are written as Spark SQL text and parsed once per chunk: building them from Column
+# objects costs a Py4J round trip per node (thousands per run, seconds of fixed cost; bench/README.md).
+_EMPTY_SQL = "CAST(array() AS array<string>)"
 
 
-def dispatch(key: Column, branches: Sequence[tuple[str, Column]], *, flat: bool = False) -> Column:
-    """`branches[i][1]` where `key == branches[i][0]`, else an empty array.
+def _hits_sql(rules: Sequence[CompiledRule]) -> str:
+    from correlator.backend import sql_string
+
+    return "array(" + ", ".join(f"CASE WHEN ({rule.expression}) THEN {sql_string(rule.id)} END"
+                                for rule in rules) + ")"
+
+
+def dispatch_sql(key: str, branches: Sequence[tuple[str, str]], *, flat: bool = False) -> str:
+    """SQL for `branches[i][1]` where `key == branches[i][0]`, else an empty array.
 
     `branches` must be sorted by value. Binary search with `<` on strings (about log2(n) comparisons
     per event) unless `flat` or the branches are few, where a flat CASE is as cheap.
     """
-    from pyspark.sql import functions as F
+    from correlator.backend import sql_string
 
     if not branches:
-        return _empty()
+        return _EMPTY_SQL
     if flat or len(branches) <= max(1, FLAT_CASE_MAX):
-        case = F.when(key == F.lit(branches[0][0]), branches[0][1])
-        for value, hits in branches[1:]:
-            case = case.when(key == F.lit(value), hits)
-        return case.otherwise(_empty())
+        cases = " ".join(f"WHEN {key} = {sql_string(value)} THEN {hits}" for value, hits in branches)
+        return f"CASE {cases} ELSE {_EMPTY_SQL} END"
     middle = len(branches) // 2
-    return F.when(key < F.lit(branches[middle][0]), dispatch(key, branches[:middle])).otherwise(
-        dispatch(key, branches[middle:]))
+    return (f"CASE WHEN {key} < {sql_string(branches[middle][0])} THEN {dispatch_sql(key, branches[:middle])} "
+            f"ELSE {dispatch_sql(key, branches[middle:])} END")
+
+
+def rule_hits_sql(chunk: RuleChunk, *, flat: bool = False) -> str:
+    """SQL array<string> of the ids of the chunk's rules that match the row (nulls for non-matches)."""
+    from correlator.backend import quote_path
+
+    parts: list[str] = []
+    for name in sorted(chunk.routed):
+        by_value = chunk.routed[name]
+        branches = [(value, _hits_sql(by_value[value])) for value in sorted(by_value)]
+        parts.append(dispatch_sql(quote_path(route_column(name)), branches, flat=flat))
+    if chunk.unrouted:
+        parts.append(_hits_sql(chunk.unrouted))
+    return parts[0] if len(parts) == 1 else "concat(" + ", ".join(parts) + ")"
 
 
 def rule_hits(chunk: RuleChunk, *, flat: bool = False) -> Column:
-    """array<string> of the ids of the chunk's rules that match the row (nulls for non-matches)."""
+    """`rule_hits_sql` as one Column (one parse)."""
     from pyspark.sql import functions as F
 
-    parts: list[Column] = []
-    for name in sorted(chunk.routed):
-        by_value = chunk.routed[name]
-        branches = [(value, _hits(by_value[value])) for value in sorted(by_value)]
-        parts.append(dispatch(F.col(route_column(name)), branches, flat=flat))
-    if chunk.unrouted:
-        parts.append(_hits(chunk.unrouted))
-    return parts[0] if len(parts) == 1 else F.concat(*parts)
+    return F.expr(rule_hits_sql(chunk, flat=flat))
 
 
 def rule_prefilter(chunk: RuleChunk) -> Column | None:
     """True for the events some rule of the chunk may match; None when every event qualifies."""
     from pyspark.sql import functions as F
 
+    from correlator.backend import quote_path, sql_string
+
     if chunk.unrouted or not chunk.routed:
         return None
-    condition: Column | None = None
-    for name in sorted(chunk.routed):
-        test = F.col(route_column(name)).isin(sorted(chunk.routed[name]))
-        condition = test if condition is None else condition | test
-    return condition
+    tests = [f"{quote_path(route_column(name))} IN ({', '.join(sql_string(v) for v in sorted(chunk.routed[name]))})"
+             for name in sorted(chunk.routed)]
+    return F.expr(" OR ".join(f"({test})" for test in tests))

@@ -70,6 +70,9 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        # A detection run names one folder per tenant and day; above this many paths Spark would list
+        # them with a Spark job of its own (about a second here, bench/README.md), below it in the driver.
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "4096")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
