@@ -277,3 +277,12 @@ def test_alert_ids_do_not_depend_on_the_window(spark: Any, own_rules: CompiledRu
     again = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
                           since=middle)
     assert again.new_alerts == [] and [a["id"] for a in again.alerts] == [a["id"] for a in second.alerts]
+
+
+def test_narrow_matches_keep_only_the_leaves_expressions_read() -> None:
+    from correlator.job import _leaves
+
+    assert _leaves([("source", "ip"), ("user", "name"), ("user", "domain")]) == {
+        "source": {"ip": True}, "user": {"domain": True, "name": True}}
+    assert _leaves([("source", "ip"), ("source",), ("aws", "cloudtrail", "user_identity", "arn")]) == {
+        "source": True, "aws": {"cloudtrail": {"user_identity": {"arn": True}}}}
