@@ -217,8 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         seconds, result = timed(lambda d=alerts_dir: run_detection(spark, events_dir=events_dir, alerts_dir=d,
                                                                    rules=rules))
         runs.append(seconds)
+        steps = ", ".join(f"{step} {spent:.1f}s" for step, spent in result.timings.items())
         print(f"engine end-to-end run {attempt + 1}: {seconds:.2f}s, {sum(result.events.values()):,} events, "
-              f"{len(result.alerts):,} alerts, {per_core(total, seconds, args.cores):,.0f} events/s per core")
+              f"{len(result.alerts):,} alerts, {per_core(total, seconds, args.cores):,.0f} events/s per core ({steps})")
     end_to_end = min(runs)
     results["engine_end_to_end"] = {"seconds": runs, "events_per_s_per_core": per_core(total, end_to_end, args.cores),
                                     "alerts": len(result.alerts)}

@@ -39,7 +39,7 @@ class DetectionResult:
     new_alerts: list[dict[str, Any]] = field(default_factory=list)  # not stored before this run
     alerts: list[dict[str, Any]] = field(default_factory=list)  # every alert raised in this run
     unsupported: list[UnsupportedRule] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds ("<dataset> match", ...)
 
 
 def _micros(moment: datetime) -> int:
@@ -283,12 +283,13 @@ def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, ru
         correlations = [c for c in rules.correlations() if dataset in c.datasets]
         matches = narrow_matches(match_rules(events, detections), detections, correlations)
         matches = matches.dropDuplicates(["_tenant", "_event_id", "_rule_id"]).localCheckpoint(eager=True)
-        result.timings[f"dataset:{dataset}:match"] = time.perf_counter() - started
+        result.timings[f"{dataset} match"] = time.perf_counter() - started
+        started = time.perf_counter()
         result.events[dataset] = count_events(events_dir, dataset, since=since, until=until)
-        result.timings[f"dataset:{dataset}:count"] = time.perf_counter() - started
+        result.timings[f"{dataset} count"] = time.perf_counter() - started
+        started = time.perf_counter()
         result.matches[dataset] = {row["_rule_id"]: row["count"] for row in
                                    matches.groupBy("_rule_id").count().collect()}
-        result.timings[f"dataset:{dataset}:rulecount"] = time.perf_counter() - started
         for row in detection_alert_rows(matches, detections).collect():
             alerts.append(detection_alert(
                 by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
@@ -296,7 +297,7 @@ def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, ru
         for correlation in correlations:
             correlation_inputs.setdefault(correlation.id, []).append(
                 correlation_input(matches, correlation, unique_matches=True))
-        result.timings[f"dataset:{dataset}"] = time.perf_counter() - started
+        result.timings[f"{dataset} alerts"] = time.perf_counter() - started
         log.debug("dataset evaluated", dataset=dataset, events=result.events[dataset], rules=len(detections))
     started = time.perf_counter()
     windows: list[DataFrame] = []  # every correlation's bursts, collected in one Spark job
