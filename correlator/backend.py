@@ -349,8 +349,7 @@ class CitySocSparkBackend(DatabricksBackend):
         value = cond.value
         if not isinstance(value, SigmaTimestampPart):
             raise TypeError(f"expected a timestamp part, got {type(value).__name__}")
-        column = self.escape_and_quote_field(cond.field)
-        moment = column if self._kind(cond.field) == "timestamp" else f"try_cast({column} as timestamp)"
+        moment = self._typed_operand(cond.field, "timestamp", "timestamp")
         return f"coalesce({_TIME_PARTS[value.timestamp_part]}({moment}) = {value.number}, false)"
 
     def convert_condition_field_eq_val_bool(self, cond: ConditionFieldEqualsValueExpression,
@@ -359,6 +358,11 @@ class CitySocSparkBackend(DatabricksBackend):
             raise TypeError(f"expected a boolean, got {type(cond.value).__name__}")
         text = str(cond.value.boolean).lower()
         return self._equals_typed(cond.field, "bool", text, text)
+
+    def _typed_operand(self, field_name: str, kind: str, sql_type: str) -> str:
+        """The field itself when the schema stores it as `kind`, else `try_cast(field as sql_type)`."""
+        column = self.escape_and_quote_field(field_name)
+        return column if self._kind(field_name) == kind else f"try_cast({column} as {sql_type})"
 
     def _equals_typed(self, field_name: str, kind: str, sql_literal: str, text: str) -> str:
         """A number or boolean: compared natively on a field of that `kind`, else as text."""
@@ -414,8 +418,7 @@ class CitySocSparkBackend(DatabricksBackend):
         value = cond.value
         if not isinstance(value, SigmaCompareExpression):
             raise TypeError(f"expected a comparison, got {type(value).__name__}")
-        column = self.escape_and_quote_field(cond.field)
-        number = column if self._kind(cond.field) == "long" else f"try_cast({column} as double)"
+        number = self._typed_operand(cond.field, "long", "double")
         return f"coalesce({number} {_COMPARE_SQL[value.op]} {value.number.number}, false)"
 
     def convert_condition_field_eq_field(self, cond: ConditionFieldEqualsValueExpression,
