@@ -36,8 +36,10 @@ def _inputs(seed: int) -> list[dict[str, Any]]:
     for number in range(400):
         tenant = rng.choice(["acme", "beta"])
         ip = rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3"])
-        # clustered seconds with ties: bursts, gaps longer than the span, and equal timestamps
-        second = rng.choice([rng.randrange(0, 120), rng.randrange(500, 560), rng.randrange(2000, 2400)])
+        # clustered seconds with ties: bursts, gaps longer than the span, and equal timestamps; a sparse
+        # stretch where few windows qualify (the matches the bucket prefilter drops before sorting)
+        second = rng.choice([rng.randrange(0, 120), rng.randrange(500, 560), rng.randrange(2000, 2400),
+                             rng.randrange(5000, 50000)])
         user = rng.choice(["root", "admin", "alice", "bob", "carol", "dave"])
         rows.append({"_tenant": tenant, "_event_id": f"e{number:04d}", "_ts_us": second * 1_000_000,
                      "_dataset": "system.auth", "_group_key": f"source.ip={ip}", "_value": user,
@@ -93,3 +95,19 @@ def test_windows_equal_the_reference(spark: Any, kind: str, op: str, count: int)
     expected = reference(rows, rule)
     assert expected, "the seeded input should raise at least one burst"
     assert got == expected
+
+
+def test_bucket_prefilter_keeps_every_match_a_qualifying_window_can_hold(spark: Any) -> None:
+    """Matches of dense pairs of buckets stay (even across a bucket edge), lone ones go."""
+    from correlator.correlation import _matches_that_can_qualify
+
+    rule = _rule("event_count", "gte", 3)
+    assert rule.correlation is not None
+    span = SPAN_S * 1_000_000
+    rows = [("acme", "e1", 0), ("acme", "e2", span - 1), ("acme", "e3", span),  # buckets 0, 0, 1: a pair of 3
+            ("acme", "e4", 10 * span), ("acme", "e5", 12 * span + 5),  # lone matches
+            ("beta", "e6", 10 * span + 1), ("beta", "e7", 11 * span), ("beta", "e8", 11 * span + 2)]  # other tenant
+    frame = spark.createDataFrame([(t, e, ts, "source.ip=10.0.0.1", None) for t, e, ts in rows],
+                                  "_tenant string, _event_id string, _ts_us long, _group_key string, _value string")
+    kept = {row["_event_id"] for row in _matches_that_can_qualify(frame, rule.correlation).collect()}
+    assert kept == {"e1", "e2", "e3", "e6", "e7", "e8"}
