@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -262,41 +263,101 @@ def _entities_of(row: Any, *, lists: bool) -> dict[str, list[str]]:
     return values
 
 
+def unique_matches(matches: DataFrame) -> DataFrame:
+    """`matches` (materialised) with each (tenant, event, rule) once: at-least-once deliveries match once.
+
+    Duplicates are rare, and de-duplicating the rows themselves sorts them (Spark keeps `first()` of
+    a string in a sort-based aggregation): a hash aggregation over a 64-bit hash of the key looks for
+    them first. Distinct hashes mean distinct keys; only when two rows share a hash (a duplicate, or
+    a collision) are the rows de-duplicated by their key.
+    """
+    keys = ["_tenant", "_event_id", "_rule_id"]
+    shared = matches.groupBy(F.xxhash64(*keys).alias("_key")).count().filter(F.col("count") > 1).limit(1)
+    if not shared.collect():
+        return matches
+    return matches.dropDuplicates(keys).localCheckpoint(eager=True)
+
+
+@dataclass
+class _DatasetRun:
+    """What one dataset's detection gives `run_detection` (`_detect_dataset` runs on a worker thread)."""
+
+    dataset: str
+    events: int = 0
+    matches: dict[str, int] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    correlation_inputs: dict[str, DataFrame] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rules: CompiledRuleSet,
+                    since: datetime | None, until: datetime | None) -> _DatasetRun | None:
+    run = _DatasetRun(dataset)
+    started = time.perf_counter()
+    detections = rules.detections(dataset)
+    events = read_events(spark, events_dir, dataset, since=since, until=until, deduplicate=False)
+    if events is None or not detections:
+        return None
+    by_id = {rule.id: rule for rule in detections}
+    # One scan of the lake that reads only the columns the rules and the alerts need (Spark prunes
+    # nested Parquet columns); only matched rows are kept and checkpointed, once per (tenant, event,
+    # rule): what follows reads a small table, not the rules' plan again.
+    correlations = [c for c in rules.correlations() if dataset in c.datasets]
+    matches = unique_matches(narrow_matches(match_rules(events, detections), detections, correlations)
+                             .localCheckpoint(eager=True))
+    run.timings[f"{dataset} match"] = time.perf_counter() - started
+    started = time.perf_counter()
+    run.events = count_events(events_dir, dataset, since=since, until=until)
+    run.timings[f"{dataset} count"] = time.perf_counter() - started
+    started = time.perf_counter()
+    run.matches = {row["_rule_id"]: row["count"] for row in matches.groupBy("_rule_id").count().collect()}
+    for row in detection_alert_rows(matches, detections).collect():
+        run.alerts.append(detection_alert(
+            by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
+            ts_us=row["_ts_us"], entities=_entities_of(row, lists=False), group_key=row["_group_key"]))
+    run.correlation_inputs = {correlation.id: correlation_input(matches, correlation, unique_matches=True)
+                              for correlation in correlations}
+    run.timings[f"{dataset} alerts"] = time.perf_counter() - started
+    log.debug("dataset evaluated", dataset=dataset, events=run.events, rules=len(detections))
+    return run
+
+
+PARALLEL_DATASETS = 2  # datasets detected at once: one's driver work and last tasks overlap the other's scan
+
+
 def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, rules: CompiledRuleSet,
-                  since: datetime | None = None, until: datetime | None = None) -> DetectionResult:
-    """Detect over the lake in [since, until), store alerts not stored before, report what happened."""
+                  since: datetime | None = None, until: datetime | None = None,
+                  parallel_datasets: int = PARALLEL_DATASETS) -> DetectionResult:
+    """Detect over the lake in [since, until), store alerts not stored before, report what happened.
+
+    Datasets are detected `parallel_datasets` at a time, each as its own Spark jobs (Spark's FIFO
+    scheduler gives a free core to the other dataset's tasks); results are merged in dataset order.
+    """
+    if parallel_datasets < 1:
+        raise ValueError("parallel_datasets must be at least 1")
     result = DetectionResult(unsupported=list(rules.unsupported))
     by_id = {rule.id: rule for rule in rules.rules}
     alerts: list[dict[str, Any]] = []
     correlation_inputs: dict[str, list[DataFrame]] = {}
-    for dataset in rules.datasets:
-        started = time.perf_counter()
-        detections = rules.detections(dataset)
-        events = read_events(spark, events_dir, dataset, since=since, until=until, deduplicate=False)
-        if events is None or not detections:
+
+    def detect(dataset: str) -> _DatasetRun | None:
+        return _detect_dataset(spark, dataset, events_dir=events_dir, rules=rules, since=since, until=until)
+
+    datasets = list(rules.datasets)
+    if parallel_datasets == 1 or len(datasets) < 2:
+        runs = [detect(dataset) for dataset in datasets]
+    else:
+        with ThreadPoolExecutor(max_workers=parallel_datasets, thread_name_prefix="citysoc-detect") as pool:
+            runs = list(pool.map(detect, datasets))
+    for run in runs:
+        if run is None:
             continue
-        # One scan of the lake that reads only the columns the rules and the alerts need (Spark prunes
-        # nested Parquet columns); only matched rows are kept, de-duplicated per (tenant, event, rule),
-        # and checkpointed: what follows reads a small table, not the rules' plan again.
-        correlations = [c for c in rules.correlations() if dataset in c.datasets]
-        matches = narrow_matches(match_rules(events, detections), detections, correlations)
-        matches = matches.dropDuplicates(["_tenant", "_event_id", "_rule_id"]).localCheckpoint(eager=True)
-        result.timings[f"{dataset} match"] = time.perf_counter() - started
-        started = time.perf_counter()
-        result.events[dataset] = count_events(events_dir, dataset, since=since, until=until)
-        result.timings[f"{dataset} count"] = time.perf_counter() - started
-        started = time.perf_counter()
-        result.matches[dataset] = {row["_rule_id"]: row["count"] for row in
-                                   matches.groupBy("_rule_id").count().collect()}
-        for row in detection_alert_rows(matches, detections).collect():
-            alerts.append(detection_alert(
-                by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
-                ts_us=row["_ts_us"], entities=_entities_of(row, lists=False), group_key=row["_group_key"]))
-        for correlation in correlations:
-            correlation_inputs.setdefault(correlation.id, []).append(
-                correlation_input(matches, correlation, unique_matches=True))
-        result.timings[f"{dataset} alerts"] = time.perf_counter() - started
-        log.debug("dataset evaluated", dataset=dataset, events=result.events[dataset], rules=len(detections))
+        result.events[run.dataset] = run.events
+        result.matches[run.dataset] = run.matches
+        result.timings.update(run.timings)
+        alerts.extend(run.alerts)
+        for rule_id, frame in run.correlation_inputs.items():
+            correlation_inputs.setdefault(rule_id, []).append(frame)
     started = time.perf_counter()
     windows: list[DataFrame] = []  # every correlation's bursts, collected in one Spark job
     for rule_id, inputs in correlation_inputs.items():

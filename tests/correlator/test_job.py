@@ -100,6 +100,11 @@ def test_rerun_adds_no_alert_and_ids_are_deterministic(spark: Any, own_rules: Co
     assert len(read_alerts(tmp_path / "alerts")) == 3
     elsewhere = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "other", rules=own_rules)
     assert elsewhere.new_alerts == first.alerts  # same ids in a fresh store
+    # the datasets one after the other instead of side by side: the same matches and alerts
+    sequential = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "seq", rules=own_rules,
+                               parallel_datasets=1)
+    assert (sequential.matches, sequential.alerts) == (first.matches, first.alerts)
+    assert set(first.matches) == {"aws.cloudtrail", "system.auth"}
 
 
 def test_json_fields_and_cidr_on_open_source_spark(spark: Any, tmp_path: Path) -> None:
