@@ -29,7 +29,12 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Any, ClassVar
 
 from sigma.backends.databricks import DatabricksBackend
-from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
+from sigma.conditions import (
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
 from sigma.conversion.deferred import DeferredQueryExpression
 from sigma.conversion.state import ConversionState
 from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
@@ -169,6 +174,17 @@ def contains_sql(operand: str, literal: str) -> str:
     return f"contains({operand}, {sql_string(literal)})"
 
 
+# An OR of at least this many `contains` on one field is spelt `contains_group_sql` (one term).
+CONTAINS_GROUP_MIN = 4
+
+
+def contains_group_sql(operand: str, literals: Sequence[str]) -> str:
+    """`(contains(o, 'a') OR contains(o, 'b') ...)`: the one spelling of an OR of `contains` on one
+    normalised field, which `correlator.literal_index.rewrite_contains_groups` may answer with one
+    multi-literal pass over the value instead of one substring scan per literal."""
+    return "(" + " OR ".join(contains_sql(operand, literal) for literal in literals) + ")"
+
+
 # A LIKE with a literal segment at least this long is guarded by `contains(operand, segment)`.
 LIKE_GUARD_MIN = 3
 
@@ -223,10 +239,13 @@ class CitySocSparkBackend(DatabricksBackend):
         self.normalized_fields: set[str] = set()  # ECS fields the last converted rule compares via lower()
         # (field, literal) of every `contains_sql` on a normalised column in the last converted rule
         self.literals: set[tuple[str, str]] = set()
+        # (field, literals) of every `contains_group_sql` on a normalised column in the last converted rule
+        self.contains_groups: set[tuple[str, tuple[str, ...]]] = set()
 
     def convert_rule(self, rule: SigmaRule, output_format: str | None = None, callback: Any = None) -> list[Any]:
         self.normalized_fields = set()
         self.literals = set()
+        self.contains_groups = set()
         return super().convert_rule(rule, output_format, callback)
 
     # --- fields -------------------------------------------------------------------------------------
@@ -307,18 +326,44 @@ class CitySocSparkBackend(DatabricksBackend):
     def convert_condition_as_in_expression(self, cond: Any, state: ConversionState) -> str:
         raise NotImplementedError("IN lists are built by convert_condition_or")
 
+    def _plain_contains(self, arg: Any) -> tuple[str, str] | None:
+        """(field, lower-cased literal) of a case-insensitive `field|contains: literal` on a string field,
+        or of a keyword (a substring of the raw log field); None for anything else."""
+        if isinstance(arg, ConditionFieldEqualsValueExpression):
+            field_name, keyword = arg.field, False
+        elif isinstance(arg, ConditionValueExpression):
+            field_name, keyword = self.raw_log_field, True
+        else:
+            return None
+        value = arg.value
+        if type(value) is not SigmaString or value.contains_placeholder() or field_kind(field_name) not in STRING_KINDS:
+            return None
+        parts = [part.lower() if isinstance(part, str) else part for part in value.s]
+        sql, literals = string_match("`_`", parts, contains=keyword)  # type: ignore[arg-type]
+        return (field_name, literals[0]) if len(literals) == 1 and sql == contains_sql("`_`", literals[0]) else None
+
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
-        """Plain case-insensitive equalities on one string field become one `IN` (a hash set beyond 10)."""
+        """Plain case-insensitive equalities on one string field become one `IN` (a hash set beyond 10);
+        `CONTAINS_GROUP_MIN` or more plain `contains` on one field become one `contains_group_sql` term."""
         groups: dict[str, list[str]] = {}
+        contained: dict[str, list[tuple[str, Any]]] = {}
         rest: list[Any] = []
         for arg in cond.args:
-            if (isinstance(arg, ConditionFieldEqualsValueExpression) and type(arg.value) is SigmaString
+            found = self._plain_contains(arg)
+            if found is not None:
+                contained.setdefault(found[0], []).append((found[1], arg))
+            elif (isinstance(arg, ConditionFieldEqualsValueExpression) and type(arg.value) is SigmaString
                     and not arg.value.contains_special() and not arg.value.contains_placeholder()
                     and field_kind(arg.field) in STRING_KINDS):
                 groups.setdefault(arg.field, []).append(arg.value.to_plain().lower())
             else:
                 rest.append(arg)
-        if not any(len(values) > 1 for values in groups.values()):
+        grouped = {name: list(dict.fromkeys(literal for literal, _ in pairs))
+                   for name, pairs in contained.items() if len(pairs) >= CONTAINS_GROUP_MIN}
+        for name, pairs in contained.items():
+            if name not in grouped:
+                rest.extend(arg for _, arg in pairs)
+        if not grouped and not any(len(values) > 1 for values in groups.values()):
             return super().convert_condition_or(cond, state)
         terms: list[str] = []
         for field_name, values in groups.items():
@@ -328,6 +373,10 @@ class CitySocSparkBackend(DatabricksBackend):
             else:
                 listed = ", ".join(sql_string(v) for v in unique)
                 terms.append(self._match(field_name, lambda o, s=listed: f"{o} IN ({s})", lowered=True))
+        for field_name, literals in grouped.items():
+            terms.append(self._match(field_name, lambda o, ls=literals: contains_group_sql(o, ls), lowered=True))
+            self.literals.update((field_name, literal) for literal in literals)
+            self.contains_groups.add((field_name, tuple(literals)))
         for arg in rest:
             converted = (self.convert_condition(arg, state) if self.compare_precedence(cond, arg)
                          else self.convert_condition_group(arg, state))

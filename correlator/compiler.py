@@ -77,6 +77,9 @@ class CompiledRule:
     # (ECS field, literal) of every `contains(<normalised column>, 'literal')` in `expression`: what
     # `correlator.literal_index` may answer from one multi-literal pass per field instead
     literals: frozenset[tuple[str, str]] = frozenset()
+    # (ECS field, literals) of every `backend.contains_group_sql` in `expression`: an OR of `contains`
+    # on one field that `literal_index.rewrite_contains_groups` may answer with one pass
+    contains_groups: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
     # the rule can only match when one of these (field, literal) occurs in the normalised field
     required_literals: frozenset[tuple[str, str]] | None = None
 
@@ -261,6 +264,7 @@ class RuleCompiler:
             id=str(rule.id), title=rule.title, level=_level(rule), tags=_tags(rule), datasets=route.datasets,
             expression=queries[0], path=_path(rule), kind="detection", name=rule.name, group_by=tuple(group_by),
             normalized_fields=frozenset(backend.normalized_fields), literals=frozenset(backend.literals),
+            contains_groups=frozenset(backend.contains_groups),
             routing=route_of(rule),  # after convert_rule: the tree carries the pipeline's ECS names
             required_literals=_required_literals(rule, route, backend),
         )

@@ -23,7 +23,13 @@ from citysoc.schema import spark_schema
 from correlator.alerts import correlation_alert, detection_alert, store_new_alerts
 from correlator.compiler import CompiledRule, CompiledRuleSet, UnsupportedRule
 from correlator.correlation import ENTITY_COLUMNS, correlation_input, correlation_windows
-from correlator.literal_index import LiteralIndex, LiteralIndexMode, add_literal_columns, literal_gate
+from correlator.literal_index import (
+    LiteralIndex,
+    LiteralIndexMode,
+    add_literal_columns,
+    literal_gate,
+    rewrite_contains_groups,
+)
 from correlator.normalize import add_normalized_columns, normalized_columns
 from correlator.routing import plan_chunks, route_fields, rule_hits, rule_prefilter
 
@@ -166,7 +172,9 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
     index = LiteralIndex({}) if literal_index == "off" else \
         LiteralIndex.of(rule for rule in rules if rule.routing is None)
     events = add_literal_columns(events, index, mode=literal_index)
-    rules = [index.rewrite(rule) if rule.routing is None else rule for rule in rules]
+    # Routed rules answer an OR of many `contains` on one field with one pass over it instead.
+    rules = [index.rewrite(rule) if rule.routing is None
+             else rewrite_contains_groups(events.sparkSession, rule, mode=literal_index) for rule in rules]
     # Unrouted rules that need one of the indexed literals only run on the events that have one.
     gated = [rule for rule in rules if rule.routing is None and index.covers(rule)]
     gated_ids = {rule.id for rule in gated}

@@ -32,6 +32,7 @@ from sigma.types import SpecialChars
 from correlator.backend import (
     NORMALIZED_PREFIX,
     STRING_KINDS,
+    contains_group_sql,
     contains_sql,
     field_kind,
     normalized_column,
@@ -197,6 +198,30 @@ def add_literal_columns(events: DataFrame, index: LiteralIndex, *, mode: Literal
         else:  # one `contains` per literal: no JDK to build the UDF, or asked for
             columns[literal_column(field_name)] = F.expr(builtin_bitmap(field_name, literals))
     return events.withColumns(columns)
+
+
+def rewrite_contains_groups(spark: SparkSession, rule: CompiledRule, *,
+                            mode: LiteralIndexMode = "auto") -> CompiledRule:
+    """The rule with each OR of `contains` on one field (`contains_group_sql`) answered by one
+    `ContainsAny` pass over the normalised value, stopping at the first literal found.
+
+    For the rules the literal index does not serve (routed rules): sshd's error rule tests fifteen
+    substrings of every sshd message. Same three-valued result: null for a null value, else whether
+    one of the literals occurs. Only with the JVM UDF (`mode` "auto" with the jar, or "jvm").
+    """
+    from correlator.jvm import register_contains_any
+
+    if not rule.contains_groups or not _use_jvm(spark, mode):
+        return rule
+    expression = rule.expression
+    for field_name, literals in sorted(rule.contains_groups):
+        if not all(_indexable(literal) for literal in literals):
+            continue
+        column = f"`{normalized_column(field_name)}`"
+        name = _udf_name("contains_any", literals)
+        register_contains_any(spark, name, list(literals))
+        expression = expression.replace(contains_group_sql(column, literals), f"{name}({column})")
+    return rule if expression == rule.expression else replace(rule, expression=expression)
 
 
 def literal_gate(spark: SparkSession, index: LiteralIndex, rules: Iterable[CompiledRule], *,

@@ -112,6 +112,21 @@ logsource: {product: linux}
 detection:
     keywords: ['ÄRZTIN login', 'Ωμέγα']
     condition: keywords
+---
+title: routed OR of keywords (one pass)
+id: 00000000-0000-4000-8000-000000000108
+logsource: {product: linux, service: sshd}
+detection:
+    keywords: ['Corrupted MAC on input', 'error in libcrypto', 'ÄRZTIN', 'bad*string', "it's \\\\back", 'fatal']
+    condition: keywords
+---
+title: routed OR of field contains, one list long enough
+id: 00000000-0000-4000-8000-000000000109
+logsource: {product: linux, service: sshd}
+detection:
+    long: {user.name|contains: ['adm', 'root', 'oper', 'svc']}
+    short: {message|contains: ['session', 'publickey', 'disconnect']}
+    condition: long and short
 """
 
 
@@ -141,8 +156,26 @@ def test_requirements_come_from_the_rule_tree(keyword_rules: CompiledRuleSet) ->
     assert rules["non-ASCII keyword"].required_literals == {(m, "ärztin login"), (m, "ωμέγα")}
 
 
+def test_an_or_of_contains_on_one_field_is_one_group(spark: Any, keyword_rules: CompiledRuleSet) -> None:
+    from correlator.backend import contains_group_sql
+    from correlator.literal_index import rewrite_contains_groups
+
+    rules = _by_title(keyword_rules)
+    keywords = rules["routed OR of keywords (one pass)"]
+    literals = ("corrupted mac on input", "error in libcrypto", "ärztin", "it's \\back", "fatal")
+    assert keywords.routing is not None and keywords.contains_groups == {("message", literals)}
+    assert contains_group_sql("`_lc__message`", literals) in keywords.expression
+    assert "LIKE '%bad%string%'" in keywords.expression  # a pattern is not a plain contains: outside the group
+    fields = rules["routed OR of field contains, one list long enough"]
+    assert fields.contains_groups == {("user.name", ("adm", "root", "oper", "svc"))}  # three are too few
+    assert fields.expression.count("contains(`_lc__message`") == 3
+    answered = rewrite_contains_groups(spark, fields, mode="jvm").expression
+    assert "citysoc_contains_any_" in answered and "contains(`_lc__user__name`" not in answered
+    assert rewrite_contains_groups(spark, fields, mode="builtin") == fields  # built-ins: as compiled
+
+
 def test_rewrite_answers_contains_from_the_bitmap(keyword_rules: CompiledRuleSet) -> None:
-    rules = keyword_rules.detections("system.auth")
+    rules = [rule for rule in keyword_rules.detections("system.auth") if rule.routing is None]  # as match_rules
     index = LiteralIndex.of(rules)
     assert list(index.literals) == ["message"]  # user.name has one literal: below the threshold
     literals = index.literals["message"]
