@@ -7,7 +7,7 @@ case-API client, and hands them to the components. Components never import each 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,19 +117,52 @@ def ingest(
 
 # Detection ---------------------------------------------------------------------------------------
 
+def _parse_duration(value: str | None, option: str) -> timedelta | None:
+    from citysoc.schedule import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
 @app.command()
 def detect(
     rules: Annotated[list[Path] | None, typer.Option("--rules", "-r", help="Extra Sigma rule folders.")] = None,
     since: Annotated[str | None, typer.Option(help="Only events at or after this time (ISO-8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Only events before this time (ISO-8601).")] = None,
     own_rules: Annotated[bool, typer.Option(help="Include the project's detection_rules/.")] = True,
+    every: Annotated[str | None, typer.Option(
+        help="Keep running: detect every DURATION (30s, 5m, 1h) over the events since the previous run, "
+             "with Spark and the compiled rules kept warm. Ctrl-C or SIGTERM stops it.")] = None,
+    lookback: Annotated[str | None, typer.Option(
+        help="With --every: each run re-reads this much before the previous run's end, for late events and "
+             "correlation windows across runs (default: the longest correlation timespan, at least 5m).")] = None,
+    runs: Annotated[int, typer.Option(help="With --every: stop after this many runs (0: until stopped).",
+                                      min=0)] = 0,
 ) -> None:
     """Run Sigma detection and correlation rules over the event store, then send alerts to the case API."""
-    from citysoc.runtime import run_detect
+    from citysoc.runtime import run_detect, run_detect_every
 
+    interval = _parse_duration(every, "--every")
+    look_back = _parse_duration(lookback, "--lookback")
+    if interval is None and (look_back is not None or runs):
+        raise typer.BadParameter("--lookback and --runs only apply with --every", param_hint="--every")
+    if interval is not None and until is not None:
+        raise typer.BadParameter("--every runs up to the present: it takes --since, not --until",
+                                 param_hint="--until")
     settings = _settings()
-    run_detect(settings, extra_rules=rules or [], since=_parse_time(since), until=_parse_time(until),
-               own_rules=own_rules, console=console)
+    if interval is None:
+        run_detect(settings, extra_rules=rules or [], since=_parse_time(since), until=_parse_time(until),
+                   own_rules=own_rules, console=console)
+        return
+    try:
+        run_detect_every(settings, extra_rules=rules or [], every=interval, lookback=look_back,
+                         since=_parse_time(since), runs=runs, own_rules=own_rules, console=console)
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 # Alerts and cases --------------------------------------------------------------------------------

@@ -5,10 +5,13 @@ This is the composition root (with `citysoc.cli`): the only place that imports s
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,11 +92,10 @@ def ingest_paths(settings: Settings, *, tenant: str, source: str, paths: Sequenc
                             year=year, on_progress=lambda n: progress.update(task, completed=n))
 
 
-def run_detect(settings: Settings, *, extra_rules: Sequence[Path], since: datetime | None, until: datetime | None,
-               own_rules: bool = True, console: Console) -> DetectionResult:
-    """Compile the rules, run them over the lake with Spark, store alerts and send them to the case API."""
+def _start_detection(settings: Settings, *, extra_rules: Sequence[Path], own_rules: bool,
+                     console: Console) -> tuple[Any, Any]:
+    """The Spark session and the compiled rules (the project's and `extra_rules`), reported."""
     from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
-    from correlator.job import run_detection
     from correlator.spark import build_session
 
     rule_dirs = ([DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
@@ -105,6 +107,13 @@ def run_detect(settings: Settings, *, extra_rules: Sequence[Path], since: dateti
                               driver_memory=settings.spark_driver_memory)
         rules = RuleCompiler(spark=spark).compile(rule_dirs)
     print_rule_report(console, rules)
+    return spark, rules
+
+
+def _detect_and_send(settings: Settings, spark: Any, rules: Any, *, since: datetime | None, until: datetime | None,
+                     console: Console, prefix: str = "") -> DetectionResult:
+    from correlator.job import run_detection
+
     with console.status("running detection"):
         result = run_detection(spark, events_dir=settings.events_dir, alerts_dir=settings.alerts_dir, rules=rules,
                                since=since, until=until)
@@ -113,11 +122,64 @@ def run_detect(settings: Settings, *, extra_rules: Sequence[Path], since: dateti
         # previous run whose alerts were stored but not delivered.
         answer: dict[str, Any] = client.post_alerts(result.alerts)
     console.print(
-        f"detection: {sum(result.events.values())} events scanned, {len(result.alerts)} alerts matched, "
+        f"{prefix}detection: {sum(result.events.values())} events scanned, {len(result.alerts)} alerts matched, "
         f"{len(result.new_alerts)} new; case API: {answer['created']} alerts added to "
         f"{len(answer['cases'])} case(s), {answer['duplicates']} already known"
     )
     return result
+
+
+def run_detect(settings: Settings, *, extra_rules: Sequence[Path], since: datetime | None, until: datetime | None,
+               own_rules: bool = True, console: Console) -> DetectionResult:
+    """Compile the rules, run them over the lake with Spark, store alerts and send them to the case API."""
+    spark, rules = _start_detection(settings, extra_rules=extra_rules, own_rules=own_rules, console=console)
+    return _detect_and_send(settings, spark, rules, since=since, until=until, console=console)
+
+
+def detect_state_file(settings: Settings) -> Path:
+    return settings.home / "detect-state.json"
+
+
+def run_detect_every(settings: Settings, *, extra_rules: Sequence[Path], every: timedelta,
+                     lookback: timedelta | None = None, since: datetime | None = None, runs: int = 0,
+                     own_rules: bool = True, console: Console, stop: threading.Event | None = None,
+                     clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[DetectionResult]:
+    """`soc detect --every`: one Spark session and rule set, a detection run every `every` (see
+    `citysoc.schedule`) until `stop` is set (SIGTERM sets it), or after `runs` runs when not 0."""
+    from citysoc.schedule import default_lookback, format_duration, load_state, next_window, save_state
+
+    spark, rules = _start_detection(settings, extra_rules=extra_rules, own_rules=own_rules, console=console)
+    if lookback is None:
+        lookback = default_lookback([rule.correlation.timespan_seconds for rule in rules.correlations()
+                                     if rule.correlation is not None])
+    state_file = detect_state_file(settings)
+    previous = None if since is not None else load_state(state_file)
+    stop = stop or threading.Event()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(f"detecting every {format_duration(every)} (look-back {format_duration(lookback)}); "
+                  "Ctrl-C or SIGTERM stops after the current run")
+    results: list[DetectionResult] = []
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            window = next_window(now=clock().replace(microsecond=0), every=every, lookback=lookback,
+                                 previous_until=previous, since=since if not results else None)
+            results.append(_detect_and_send(settings, spark, rules, since=window.since, until=window.until,
+                                            console=console, prefix=f"run {len(results) + 1} {window}: "))
+            save_state(state_file, window.until)
+            previous = window.until
+            if runs and len(results) >= runs:
+                break
+            late = time.monotonic() - started - every.total_seconds()
+            if late > 0:
+                log.warning("detection run took longer than --every", seconds_over=round(late, 1))
+            stop.wait(max(0.0, -late))
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    return results
 
 
 def print_rule_report(console: Console, rules: Any) -> None:
