@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> None:
                                "rules": {"detections": len(detections), "routed": routed}}
 
     # 1. End to end from the lake: read, match, correlate, build and store alerts (fresh alert store).
+    # Runs 1-2 as a new process sees them (as `soc detect` run by hand or by cron); runs 3-5 as the
+    # long-lived service (`soc detect --every`) sees them, with Spark and the rules' code warm.
     runs = []
-    for attempt in range(2):
+    for attempt in range(5):
         alerts_dir = OUT / "alerts"
         shutil.rmtree(alerts_dir, ignore_errors=True)
         seconds, result = timed(lambda d=alerts_dir: run_detection(spark, events_dir=events_dir, alerts_dir=d,
@@ -220,9 +222,11 @@ def main(argv: list[str] | None = None) -> None:
         steps = ", ".join(f"{step} {spent:.1f}s" for step, spent in result.timings.items())
         print(f"engine end-to-end run {attempt + 1}: {seconds:.2f}s, {sum(result.events.values()):,} events, "
               f"{len(result.alerts):,} alerts, {per_core(total, seconds, args.cores):,.0f} events/s per core ({steps})")
-    end_to_end = min(runs)
+    end_to_end, warm = min(runs[:2]), sorted(runs[2:])[1]
     results["engine_end_to_end"] = {"seconds": runs, "events_per_s_per_core": per_core(total, end_to_end, args.cores),
                                     "alerts": len(result.alerts)}
+    results["engine_end_to_end_warm"] = {"seconds": runs[2:], "events_per_s_per_core": per_core(total, warm,
+                                                                                                args.cores)}
 
     # 1b. Rule evaluation from the lake: scan (pruned columns) + every rule + matches counted per rule;
     # no de-duplication, correlations or alerts.
@@ -309,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ours = results["engine_end_to_end"]["events_per_s_per_core"]
     summary = [("CitySOC end-to-end from the lake", ours),
+               ("CitySOC end-to-end, warm service (runs 3-5)",
+                results["engine_end_to_end_warm"]["events_per_s_per_core"]),
                ("CitySOC rules only, from the lake", results["engine_from_lake"]["events_per_s_per_core"]),
                ("CitySOC evaluation, cached events", results["engine_cached"]["events_per_s_per_core"]),
                ("CitySOC evaluation, cached, routing off", results["engine_cached"]["unrouted_events_per_s_per_core"])]
