@@ -306,11 +306,11 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
     events = read_events(spark, events_dir, dataset, since=since, until=until, deduplicate=False)
     if events is None or not detections:
         return None
-    by_id = {rule.id: rule for rule in detections}
+    correlations = [c for c in rules.correlations() if dataset in c.datasets]
+    by_id = {rule.id: rule for rule in [*detections, *correlations]}
     # One scan of the lake that reads only the columns the rules and the alerts need (Spark prunes
     # nested Parquet columns); only matched rows are kept and checkpointed, once per (tenant, event,
     # rule): what follows reads a small table, not the rules' plan again.
-    correlations = [c for c in rules.correlations() if dataset in c.datasets]
     matches = unique_matches(narrow_matches(match_rules(events, detections), detections, correlations)
                              .localCheckpoint(eager=True))
     run.timings[f"{dataset} match"] = time.perf_counter() - started
@@ -323,11 +323,40 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
         run.alerts.append(detection_alert(
             by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
             ts_us=row["_ts_us"], entities=_entities_of(row, lists=False), group_key=row["_group_key"]))
-    run.correlation_inputs = {correlation.id: correlation_input(matches, correlation, unique_matches=True)
-                              for correlation in correlations}
+    inputs = {correlation.id: correlation_input(matches, correlation, unique_matches=True)
+              for correlation in correlations}
     run.timings[f"{dataset} alerts"] = time.perf_counter() - started
+    # Correlations over this dataset alone run here, beside the other datasets' matching; those over
+    # several datasets wait for all of them (`run_detection`).
+    started = time.perf_counter()
+    own = {rule_id: [frame] for rule_id, frame in inputs.items() if set(by_id[rule_id].datasets) == {dataset}}
+    run.correlation_inputs = {rule_id: frame for rule_id, frame in inputs.items() if rule_id not in own}
+    if own:
+        run.alerts.extend(correlation_alerts(own, by_id))
+        run.timings[f"{dataset} correlations"] = time.perf_counter() - started
     log.debug("dataset evaluated", dataset=dataset, events=run.events, rules=len(detections))
     return run
+
+
+def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]],
+                       by_id: dict[str, CompiledRule]) -> list[dict[str, Any]]:
+    """One alert per burst of each correlation, from its inputs (one per dataset): one Spark job."""
+    windows: list[DataFrame] = []
+    for rule_id, inputs in inputs_by_rule.items():
+        combined = inputs[0]
+        for extra in inputs[1:]:
+            combined = combined.unionByName(extra)
+        windows.append(correlation_windows(combined, by_id[rule_id]))
+    if not windows:
+        return []
+    bursts = windows[0]
+    for extra in windows[1:]:
+        bursts = bursts.unionByName(extra)
+    return [correlation_alert(
+        by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
+        window_start_us=row["_burst_start"], window_end_us=row["_burst_end"],
+        event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
+        entities=_entities_of(row, lists=True)) for row in bursts.collect()]
 
 
 PARALLEL_DATASETS = 2  # datasets detected at once: one's driver work and last tasks overlap the other's scan
@@ -367,22 +396,7 @@ def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, ru
         for rule_id, frame in run.correlation_inputs.items():
             correlation_inputs.setdefault(rule_id, []).append(frame)
     started = time.perf_counter()
-    windows: list[DataFrame] = []  # every correlation's bursts, collected in one Spark job
-    for rule_id, inputs in correlation_inputs.items():
-        combined = inputs[0]
-        for extra in inputs[1:]:
-            combined = combined.unionByName(extra)
-        windows.append(correlation_windows(combined, by_id[rule_id]))
-    if windows:
-        bursts = windows[0]
-        for extra in windows[1:]:
-            bursts = bursts.unionByName(extra)
-        for row in bursts.collect():
-            alerts.append(correlation_alert(
-                by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
-                window_start_us=row["_burst_start"], window_end_us=row["_burst_end"],
-                event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
-                entities=_entities_of(row, lists=True)))
+    alerts.extend(correlation_alerts(correlation_inputs, by_id))
     result.timings["correlations"] = time.perf_counter() - started
     started = time.perf_counter()
     alerts.sort(key=lambda a: (a["@timestamp"], a["id"]))

@@ -291,3 +291,70 @@ def test_narrow_matches_keep_only_the_leaves_expressions_read() -> None:
         "source": {"ip": True}, "user": {"domain": True, "name": True}}
     assert _leaves([("source", "ip"), ("source",), ("aws", "cloudtrail", "user_identity", "arn")]) == {
         "source": True, "aws": {"cloudtrail": {"user_identity": {"arn": True}}}}
+
+
+CROSS_DATASET_RULES = """
+title: SSH failure
+id: 11111111-aaaa-4aaa-8aaa-111111111111
+name: ssh_failure
+logsource: {product: linux, service: sshd}
+detection:
+    selection: {system.auth.ssh.event: Failed}
+    condition: selection
+level: low
+---
+title: Console login failure
+id: 22222222-aaaa-4aaa-8aaa-222222222222
+name: console_failure
+logsource: {product: aws, service: cloudtrail}
+detection:
+    selection: {eventName: ConsoleLogin, errorCode: Failed authentication}
+    condition: selection
+level: low
+---
+title: Failures on SSH and the AWS console from one address
+id: 33333333-aaaa-4aaa-8aaa-333333333333
+correlation:
+    type: event_count
+    rules: [ssh_failure, console_failure]
+    group-by: [source.ip]
+    timespan: 5m
+    condition: {gte: 3}
+level: high
+---
+title: Three SSH failures from one address
+id: 44444444-aaaa-4aaa-8aaa-444444444444
+correlation:
+    type: event_count
+    rules: [ssh_failure]
+    group-by: [source.ip]
+    timespan: 5m
+    condition: {gte: 3}
+level: medium
+"""
+
+
+def test_correlations_over_one_and_over_two_datasets(spark: Any, tmp_path: Path) -> None:
+    """A correlation over one dataset runs beside the other datasets' matching, one over two after both."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "cross.yml").write_text(CROSS_DATASET_RULES)
+    ruleset = RuleCompiler(spark).compile([tmp_path / "rules"])
+    assert ruleset.unsupported == []
+    ip = "203.0.113.60"
+    write_lake(tmp_path / "events", [
+        *failures(2, ip=ip, every=timedelta(seconds=30)),  # two SSH failures: not three on SSH alone
+        cloudtrail("ct-fail", "ConsoleLogin", provider="signin.amazonaws.com", at=T0 + timedelta(minutes=2),
+                   source_ip=ip, error_code="Failed authentication"),
+        *failures(3, ip="198.51.100.77", every=timedelta(seconds=20), prefix="g"),  # three: the SSH-only one
+    ])
+    for parallel in (2, 1):
+        result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / f"alerts{parallel}",
+                               rules=ruleset, parallel_datasets=parallel)
+        fired = {(a["rule"]["id"][:8], a["group_key"], a["event"]["dataset"], tuple(a["event"]["ids"]))
+                 for a in result.alerts}
+        assert fired == {
+            ("33333333", f"source.ip={ip}", "aws.cloudtrail,system.auth", ("f0", "f1", "ct-fail")),
+            ("33333333", "source.ip=198.51.100.77", "system.auth", ("g0", "g1", "g2")),
+            ("44444444", "source.ip=198.51.100.77", "system.auth", ("g0", "g1", "g2")),
+        }, parallel
+        assert "system.auth correlations" in result.timings and "correlations" in result.timings
