@@ -32,3 +32,8 @@ class InvalidTenantIdError(CitySocError):
 
 class EventStoreError(CitySocError):
     """The event store could not read or write."""
+
+
+class DetectionServiceError(CitySocError):
+    """`soc detect --every` stopped while its last runs were failing (nothing was skipped: the state
+    file still names the end of the last finished run)."""

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from citysoc.caseclient import CaseClient
 from citysoc.deadletter import DeadLetterStore
-from citysoc.errors import ConfigurationError, UnknownTenantError
+from citysoc.errors import ConfigurationError, DetectionServiceError, UnknownTenantError
 from citysoc.settings import Settings
 from citysoc.store import ParquetEventStore
 
@@ -161,16 +161,29 @@ def run_detect_every(settings: Settings, *, extra_rules: Sequence[Path], every: 
     console.print(f"detecting every {format_duration(every)} (look-back {format_duration(lookback)}); "
                   "Ctrl-C or SIGTERM stops after the current run")
     results: list[DetectionResult] = []
+    attempts = failed = 0
     try:
         while not stop.is_set():
             started = time.monotonic()
+            attempts += 1
             window = next_window(now=clock().replace(microsecond=0), every=every, lookback=lookback,
-                                 previous_until=previous, since=since if not results else None)
-            results.append(_detect_and_send(settings, spark, rules, since=window.since, until=window.until,
-                                            console=console, prefix=f"run {len(results) + 1} {window}: "))
-            save_state(state_file, window.until)
-            previous = window.until
-            if runs and len(results) >= runs:
+                                 previous_until=previous, since=since if previous is None else None)
+            prefix = f"run {attempts} {window}: "
+            try:
+                results.append(_detect_and_send(settings, spark, rules, since=window.since, until=window.until,
+                                                console=console, prefix=prefix))
+            except Exception as exc:  # a service outlives a failed run: the next one covers its window again
+                failed += 1
+                if previous is None:
+                    since = window.since  # a first run that failed: the retry starts where it started
+                log.error("detection run failed", window=str(window), error=str(exc), exc_info=True)
+                console.print(f"{prefix}failed ({type(exc).__name__}: {exc}); its window is covered again "
+                              "by the next run")
+            else:
+                failed = 0
+                save_state(state_file, window.until)
+                previous = window.until
+            if runs and attempts >= runs:
                 break
             late = time.monotonic() - started - every.total_seconds()
             if late > 0:
@@ -179,6 +192,8 @@ def run_detect_every(settings: Settings, *, extra_rules: Sequence[Path], every: 
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+    if failed:
+        raise DetectionServiceError(f"the last {failed} detection run(s) failed; see the messages above")
     return results
 
 

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from citysoc.cli import app
+from citysoc.errors import DetectionServiceError
 from citysoc.schedule import default_lookback, format_duration, load_state, next_window, parse_duration, save_state
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -105,6 +106,35 @@ def test_every_runs_windows_back_to_back_and_resumes(corpora: Path, spark: objec
     assert [(n, since) for n, since, *_ in resumed] == [(1, until2 - timedelta(minutes=2))]
     alerts = [orjson.loads(line) for line in _soc("alerts", "list", "--json").splitlines() if line.startswith("{")]
     assert [a["event"]["ids"] for a in alerts] == [[STOP_LOGGING_EVENT]]  # raised once over three runs
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_retried_and_nothing_is_skipped(corpora: Path, spark: object, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case API is unreachable: the service keeps going, its state does not advance, and the next
+    run that can deliver sends what the failed runs matched."""
+    monkeypatch.setenv("SOC_HOME", str(tmp_path / "soc"))
+    monkeypatch.setenv("COLUMNS", "200")
+    rule = corpora / "sigmahq/rules/cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml"
+    _soc("tenants", "add", "riverside-council")
+    _soc("ingest", "--tenant", "riverside-council", "--source", "aws.cloudtrail",
+         str(corpora / "stratus" / "aws.defense-evasion.cloudtrail-stop.json"))
+    detect = ["detect", "--no-own-rules", "--rules", str(rule), "--every", "1s", "--since", "2024-01-01"]
+
+    monkeypatch.setenv("SOC_API_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("SOC_API_KEY", "unused")
+    runner = CliRunner()
+    failing = runner.invoke(app, [*detect, "--runs", "2"])
+    assert isinstance(failing.exception, DetectionServiceError), failing.output
+    failures = re.findall(r"run (\d) \[(\S+)Z, \S+Z\): failed \((\w+)", failing.output)
+    assert [(n, since) for n, since, _ in failures] == [("1", "2024-01-01T00:00:00"), ("2", "2024-01-01T00:00:00")]
+    assert "ConnectError" in {kind for _, _, kind in failures}
+    assert load_state(tmp_path / "soc" / "detect-state.json") is None  # no run finished
+
+    monkeypatch.delenv("SOC_API_URL")
+    healed = _soc(*detect, "--runs", "1")
+    assert "1 alerts matched, 0 new; case API: 1 alerts added" in healed  # stored before, delivered now
+    assert load_state(tmp_path / "soc" / "detect-state.json") is not None
 
 
 @pytest.mark.slow
