@@ -78,15 +78,20 @@ def _soc(*args: str) -> str:
     return result.output
 
 
-@pytest.mark.slow
-def test_every_runs_windows_back_to_back_and_resumes(corpora: Path, spark: object, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def council(corpora: Path, spark: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home with one tenant and Stratus' StopLogging record (2024) in its lake; the SigmaHQ rule for it."""
     monkeypatch.setenv("SOC_HOME", str(tmp_path / "soc"))
     monkeypatch.setenv("COLUMNS", "200")
-    rule = corpora / "sigmahq/rules/cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml"
     _soc("tenants", "add", "riverside-council")
     _soc("ingest", "--tenant", "riverside-council", "--source", "aws.cloudtrail",
          str(corpora / "stratus" / "aws.defense-evasion.cloudtrail-stop.json"))
+    return corpora / "sigmahq/rules/cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml"
+
+
+@pytest.mark.slow
+def test_every_runs_windows_back_to_back_and_resumes(council: Path, tmp_path: Path) -> None:
+    rule = council
 
     before = datetime.now(UTC)
     output = _soc("detect", "--no-own-rules", "--rules", str(rule), "--every", "1s", "--lookback", "2m",
@@ -109,16 +114,11 @@ def test_every_runs_windows_back_to_back_and_resumes(corpora: Path, spark: objec
 
 
 @pytest.mark.slow
-def test_a_failed_run_is_retried_and_nothing_is_skipped(corpora: Path, spark: object, tmp_path: Path,
+def test_a_failed_run_is_retried_and_nothing_is_skipped(council: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The case API is unreachable: the service keeps going, its state does not advance, and the next
     run that can deliver sends what the failed runs matched."""
-    monkeypatch.setenv("SOC_HOME", str(tmp_path / "soc"))
-    monkeypatch.setenv("COLUMNS", "200")
-    rule = corpora / "sigmahq/rules/cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml"
-    _soc("tenants", "add", "riverside-council")
-    _soc("ingest", "--tenant", "riverside-council", "--source", "aws.cloudtrail",
-         str(corpora / "stratus" / "aws.defense-evasion.cloudtrail-stop.json"))
+    rule = council
     detect = ["detect", "--no-own-rules", "--rules", str(rule), "--every", "1s", "--since", "2024-01-01"]
 
     monkeypatch.setenv("SOC_API_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
