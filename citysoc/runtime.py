@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,10 +142,9 @@ def detect_state_file(settings: Settings) -> Path:
 
 def run_detect_every(settings: Settings, *, extra_rules: Sequence[Path], every: timedelta,
                      lookback: timedelta | None = None, since: datetime | None = None, runs: int = 0,
-                     own_rules: bool = True, console: Console, stop: threading.Event | None = None,
-                     clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[DetectionResult]:
+                     own_rules: bool = True, console: Console) -> list[DetectionResult]:
     """`soc detect --every`: one Spark session and rule set, a detection run every `every` (see
-    `citysoc.schedule`) until `stop` is set (SIGTERM sets it), or after `runs` runs when not 0."""
+    `citysoc.schedule`) until SIGTERM or Ctrl-C, or after `runs` runs when not 0."""
     from citysoc.schedule import default_lookback, format_duration, load_state, next_window, save_state
 
     spark, rules = _start_detection(settings, extra_rules=extra_rules, own_rules=own_rules, console=console)
@@ -154,7 +153,7 @@ def run_detect_every(settings: Settings, *, extra_rules: Sequence[Path], every: 
                                      if rule.correlation is not None])
     state_file = detect_state_file(settings)
     previous = None if since is not None else load_state(state_file)
-    stop = stop or threading.Event()
+    stop = threading.Event()
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
         previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -166,7 +165,7 @@ def run_detect_every(settings: Settings, *, extra_rules: Sequence[Path], every: 
         while not stop.is_set():
             started = time.monotonic()
             attempts += 1
-            window = next_window(now=clock().replace(microsecond=0), every=every, lookback=lookback,
+            window = next_window(now=datetime.now(UTC).replace(microsecond=0), every=every, lookback=lookback,
                                  previous_until=previous, since=since if previous is None else None)
             prefix = f"run {attempts} {window}: "
             try:

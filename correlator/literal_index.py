@@ -200,17 +200,24 @@ def add_literal_columns(events: DataFrame, index: LiteralIndex, *, mode: Literal
     return events.withColumns(columns)
 
 
+def _contains_any_udf(spark: SparkSession, literals: tuple[str, ...]) -> str:
+    """The name of a session function `ContainsAny(literals)` (registered, named by its literals)."""
+    from correlator.jvm import register_contains_any
+
+    name = _udf_name("contains_any", literals)
+    register_contains_any(spark, name, list(literals))
+    return name
+
+
 def rewrite_contains_groups(spark: SparkSession, rule: CompiledRule, *,
                             mode: LiteralIndexMode = "auto") -> CompiledRule:
     """The rule with each OR of `contains` on one field (`contains_group_sql`) answered by one
     `ContainsAny` pass over the normalised value, stopping at the first literal found.
 
-    For the rules the literal index does not serve (routed rules): sshd's error rule tests fifteen
+    For the rules the literal index does not serve (routed rules): sshd's error rule tests eleven
     substrings of every sshd message. Same three-valued result: null for a null value, else whether
     one of the literals occurs. Only with the JVM UDF (`mode` "auto" with the jar, or "jvm").
     """
-    from correlator.jvm import register_contains_any
-
     if not rule.contains_groups or not _use_jvm(spark, mode):
         return rule
     expression = rule.expression
@@ -218,9 +225,8 @@ def rewrite_contains_groups(spark: SparkSession, rule: CompiledRule, *,
         if not all(_indexable(literal) for literal in literals):
             continue
         column = f"`{normalized_column(field_name)}`"
-        name = _udf_name("contains_any", literals)
-        register_contains_any(spark, name, list(literals))
-        expression = expression.replace(contains_group_sql(column, literals), f"{name}({column})")
+        expression = expression.replace(contains_group_sql(column, literals),
+                                        f"{_contains_any_udf(spark, literals)}({column})")
     return rule if expression == rule.expression else replace(rule, expression=expression)
 
 
@@ -231,16 +237,12 @@ def literal_gate(spark: SparkSession, index: LiteralIndex, rules: Iterable[Compi
     rules) only for the events that pass: one pass that stops at the first literal found."""
     from pyspark.sql import functions as F
 
-    from correlator.jvm import register_contains_any
-
     use_jvm = _use_jvm(spark, mode)
     tests: list[Column] = []
     for field_name, literals in index.required(rules).items():
         column = f"`{normalized_column(field_name)}`"
         if use_jvm:
-            name = _udf_name("contains_any", literals)
-            register_contains_any(spark, name, list(literals))
-            tests.append(F.call_function(name, F.col(column)))
+            tests.append(F.call_function(_contains_any_udf(spark, literals), F.col(column)))
         else:
             tests.append(F.expr(" OR ".join(contains_sql(column, literal) for literal in literals)))
     if not tests:
