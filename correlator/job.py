@@ -36,6 +36,9 @@ from correlator.routing import plan_chunks, route_fields, rule_hits, rule_prefil
 log = structlog.get_logger(__name__)
 
 RULES_PER_PROJECTION = 200  # keeps generated code inside the JVM's 64 KB method limit
+# At most this many unrouted rules (not behind the literal gate) join a routed chunk: one scan of the
+# events less (`routing.plan_chunks`; CloudTrail's one unrouted SigmaHQ rule: bench/README.md).
+FOLD_UNROUTED_MAX = 8
 
 
 @dataclass
@@ -178,8 +181,13 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
     # Unrouted rules that need one of the indexed literals only run on the events that have one.
     gated = [rule for rule in rules if rule.routing is None and index.covers(rule)]
     gated_ids = {rule.id for rule in gated}
+    ungated = [rule for rule in rules if rule.id not in gated_ids]
+    # A folded rule reading a literal bitmap would have the prefilter compute that bitmap for every
+    # event and the projection again: such rules keep their own chunk.
+    foldable = not any(column in rule.expression for rule in ungated if rule.routing is None
+                       for column in index.columns)
     chunks = [(chunk, rule_prefilter(chunk)) for chunk in
-              plan_chunks([rule for rule in rules if rule.id not in gated_ids], chunk_size=chunk_size)]
+              plan_chunks(ungated, chunk_size=chunk_size, fold_unrouted=FOLD_UNROUTED_MAX if foldable else 0)]
     chunks += [(chunk, literal_gate(events.sparkSession, index, chunk.unrouted, mode=literal_index))
                for chunk in plan_chunks(gated, chunk_size=chunk_size)]
     parts: list[DataFrame] = []

@@ -143,11 +143,18 @@ def _cost(rule: CompiledRule) -> int:
     return 1 if rule.routing is None else len(rule.routing.values)
 
 
-def plan_chunks(rules: Sequence[CompiledRule], *, chunk_size: int) -> list[RuleChunk]:
+def plan_chunks(rules: Sequence[CompiledRule], *, chunk_size: int, fold_unrouted: int = 0) -> list[RuleChunk]:
     """Rules packed into chunks of at most `chunk_size` predicates; unrouted rules chunk apart.
 
     Keeping unrouted rules apart lets every routed chunk drop the events it cannot match with its
     prefilter. A rule routed on more values than `chunk_size` gets a chunk of its own.
+
+    Every chunk is one more scan of the events (a union's children do not share their scan). When
+    there are at most `fold_unrouted` unrouted rules and a routed chunk has room for them, they join
+    that chunk instead, and its prefilter lets their own matches through too (`rule_prefilter`):
+    one scan instead of two. Each event still evaluates those rules about once: in the hits when a
+    route lets it through, in the prefilter when none does (and again in the hits on their matches).
+    Their expressions then appear twice in the chunk's generated code, hence the small bound.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -163,6 +170,13 @@ def plan_chunks(rules: Sequence[CompiledRule], *, chunk_size: int) -> list[RuleC
             current.add(rule)
         if current.size:
             chunks.append(current)
+    loose = [chunk for chunk in chunks if not chunk.routed]
+    if len(loose) == 1 and len(loose[0].unrouted) <= fold_unrouted and len(chunks) > 1:
+        roomiest = min(chunks[:-1], key=lambda chunk: chunk.size)
+        if roomiest.size + loose[0].size <= chunk_size:
+            for rule in loose[0].unrouted:
+                roomiest.add(rule)
+            chunks.pop()
     return chunks
 
 
@@ -222,13 +236,18 @@ def rule_hits(chunk: RuleChunk, *, flat: bool = False) -> Column:
 
 
 def rule_prefilter(chunk: RuleChunk) -> Column | None:
-    """True for the events some rule of the chunk may match; None when every event qualifies."""
+    """True for the events some rule of the chunk may match; None when every event qualifies.
+
+    The routes' `IN` tests, then the expressions of the unrouted rules folded into the chunk (OR
+    stops at the first true test, so those run only on the events no route lets through).
+    """
     from pyspark.sql import functions as F
 
     from correlator.backend import quote_path, sql_string
 
-    if chunk.unrouted or not chunk.routed:
+    if not chunk.routed:
         return None
     tests = [f"{quote_path(route_column(name))} IN ({', '.join(sql_string(v) for v in sorted(chunk.routed[name]))})"
              for name in sorted(chunk.routed)]
+    tests += [rule.expression for rule in chunk.unrouted]  # folded in (`plan_chunks`): their own matches pass
     return F.expr(" OR ".join(f"({test})" for test in tests))

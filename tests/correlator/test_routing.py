@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import correlator.job as job
 import correlator.routing as routing
 from correlator.compiler import CompiledRule, CompiledRuleSet, RuleCompiler
 from correlator.job import match_rules, read_events
@@ -184,13 +185,21 @@ def test_routed_matches_equal_unrouted_on_a_mixed_workload(spark: Any, tmp_path:
         assert expected  # the workload exercises the rules
         for chunk_size in (1, 3, 200):
             assert _pairs(match_rules(events, rules, chunk_size=chunk_size)) == expected, chunk_size
+        monkeypatch.setattr(job, "FOLD_UNROUTED_MAX", 0)  # unrouted rules in a chunk of their own
+        assert _pairs(match_rules(events, rules)) == expected
+        monkeypatch.setattr(job, "FOLD_UNROUTED_MAX", 100)
+        assert _pairs(match_rules(events, rules)) == expected
         monkeypatch.setattr(routing, "FLAT_CASE_MAX", 10_000)  # flat CASE instead of the binary search
         assert _pairs(match_rules(events, rules)) == expected
         monkeypatch.setattr(routing, "FLAT_CASE_MAX", 0)  # binary search down to single values
         assert _pairs(match_rules(events, rules)) == expected
         monkeypatch.undo()
-    aws = _pairs(match_rules(read_events(spark, tmp_path / "events", "aws.cloudtrail"),  # type: ignore[arg-type]
-                             mixed.detections("aws.cloudtrail")))
+    aws_events = read_events(spark, tmp_path / "events", "aws.cloudtrail")
+    assert aws_events is not None
+    aws_matches = match_rules(aws_events, mixed.detections("aws.cloudtrail"))
+    # the four unrouted CloudTrail rules joined the routed chunk: one scan of the lake, not two
+    assert aws_matches._jdf.queryExecution().executedPlan().toString().count("FileScan") == 1
+    aws = _pairs(aws_matches)
     assert ("ct-0-alice-clo", _rid(1)) in aws and ("ct-1-alice-clo", _rid(1)) in aws  # case-insensitive route
     assert ("ct-0-alice-clo", _rid(4)) not in aws and ("ct-9-alice-clo", _rid(4)) in aws  # `not` is not routed
     assert ("ct-null-action", _rid(4)) in aws and ("ct-null-action", _rid(12)) in aws  # null action
@@ -224,6 +233,22 @@ def test_a_chunk_of_many_rules_compiles_and_matches(spark: Any, tmp_path: Path) 
     other3 = len(range(3, 450, 7))  # rules naming Other3
     assert ("o3", _rid(1003)) in routed and len([p for p in routed if p[0] == "o3"]) == other3
     assert len(routed) == len(range(0, 450, 37)) + other3
+
+
+def test_a_few_unrouted_rules_join_the_roomiest_routed_chunk() -> None:
+    rules = [_rule(i, RouteKey("event.action", frozenset({f"a{i}", f"b{i}", f"c{i}"}))) for i in range(5)]
+    rules += [_rule(100 + i, None) for i in range(2)]
+    chunks = plan_chunks(rules, chunk_size=9, fold_unrouted=2)
+    assert [chunk.size for chunk in chunks] == [9, 8]  # 3 + 3 + 3 routed, then 3 + 3 routed + 2 unrouted
+    assert [rule.id for rule in chunks[1].unrouted] == [_rid(100), _rid(101)] and not chunks[0].unrouted
+    prefilter = routing.rule_prefilter(chunks[1])
+    assert prefilter is not None and "(true)" in str(prefilter)  # their own expressions let their matches through
+    # more unrouted rules than the bound, or no room left: a chunk of their own, without prefilter
+    for apart in (plan_chunks(rules, chunk_size=9, fold_unrouted=1),
+                  plan_chunks(rules[1:], chunk_size=6, fold_unrouted=2)):
+        assert not apart[-1].routed and len(apart[-1].unrouted) == 2
+        assert routing.rule_prefilter(apart[-1]) is None
+    assert not plan_chunks(rules[5:], chunk_size=9, fold_unrouted=2)[0].routed  # nothing routed to join
 
 
 def test_rules_without_routing_are_evaluated_everywhere() -> None:
