@@ -14,6 +14,8 @@ Windowing semantics (deterministic for the same input; see correlator/README.md)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -61,7 +63,8 @@ def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches:
     return narrowed.dropDuplicates(["_tenant", "_dataset", "_event_id"])
 
 
-def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS) -> DataFrame:
+def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS,
+                        prefilter: bool = True) -> DataFrame:
     """One row per burst: tenant, group key, window start/end (µs), count, event ids, datasets, entities.
 
     One sort per (tenant, group key) and one aggregation: the window functions score every match
@@ -69,10 +72,12 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
     lie inside a burst: a match at t belongs to one exactly when some qualifying start s has
     t - timespan <= s <= t (bursts of a group never overlap, so it is the burst that started last at
     or before t). `tests/correlator/test_correlation.py` checks this against a plain Python reference.
+    `prefilter=False` skips `_matches_that_can_qualify` (inputs already few: `near_hot_buckets`).
     """
     spec = _spec(rule)
     span = spec.timespan_seconds * 1_000_000
-    inputs = _matches_that_can_qualify(inputs, spec)
+    if prefilter:
+        inputs = _matches_that_can_qualify(inputs, spec)
     ordered = Window.partitionBy("_tenant", "_group_key").orderBy("_ts_us")
     ahead = ordered.rangeBetween(0, span)
     measure = (
@@ -120,14 +125,50 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     needed = spec.count if spec.op == "gte" else spec.count + 1
     span = spec.timespan_seconds * 1_000_000
     keys = ["_tenant", "_group_key"]
-    # exact integer floor division (`div` truncates towards zero, wrong before 1970)
-    bucketed = inputs.withColumn("_bucket", F.expr(f"(_ts_us - pmod(_ts_us, {span})) div {span}"))
+    bucketed = inputs.withColumn("_bucket", _bucket_column(span))
     # pair p holds buckets p and p + 1: a match of bucket b counts in the pairs p = b and p = b - 1;
     # the matches of a pair bound its distinct values too (value_count), with one aggregation less
     pairs = (bucketed.select(*keys, F.explode(F.array("_bucket", F.col("_bucket") - 1)).alias("_pair"))
              .groupBy(*keys, "_pair").agg(F.count(F.lit(1)).alias("_bound")).filter(F.col("_bound") >= needed))
     buckets = pairs.select(*keys, F.explode(F.array("_pair", F.col("_pair") + 1)).alias("_bucket")).distinct()
     return bucketed.join(buckets, on=[*keys, "_bucket"], how="left_semi").drop("_bucket")
+
+
+HOT_BUCKETS_MAX = 100_000  # above this many, `near_hot_buckets` is not worth collecting and broadcasting
+
+
+def _bucket_column(span_us: int) -> Column:
+    return F.expr(f"(_ts_us - pmod(_ts_us, {span_us})) div {span_us}")  # floor division, also before 1970
+
+
+def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
+    """For `gte`/`gt`: the timespan buckets of a group that hold at least half the threshold; else None.
+
+    Rows (`_rule_id`, `_key`, `_bucket`), `_key` a 64-bit hash of (tenant, group key). A qualifying
+    window lies in two adjacent buckets holding together at least the threshold, so one of them
+    holds at least half of it: with no such bucket the correlation raises nothing, and otherwise only
+    the matches in or next to one can belong to a qualifying window (`near_hot_buckets`). One hash
+    aggregation of two longs per match, cheaper than `_matches_that_can_qualify`'s pairs (a hash
+    collision only makes more buckets hot). `correlation_alerts` collects every rule's probe at once.
+    """
+    spec = _spec(rule)
+    if spec.op not in ("gte", "gt"):
+        return None
+    needed = spec.count if spec.op == "gte" else spec.count + 1
+    keyed = inputs.select(F.xxhash64("_tenant", "_group_key").alias("_key"),
+                          _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
+    return (keyed.groupBy("_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
+            .filter(F.col("_matches") >= (needed + 1) // 2)
+            .select(F.lit(rule.id).alias("_rule_id"), "_key", "_bucket"))
+
+
+def near_hot_buckets(inputs: DataFrame, rule: CompiledRule, hot: Sequence[tuple[int, int]]) -> DataFrame:
+    """`inputs` in or next to the (key, bucket)s of `hot` (`hot_bucket_probe`'s rows for this rule)."""
+    near = sorted({(key, bucket + step) for key, bucket in hot for step in (-1, 0, 1)})
+    table = inputs.sparkSession.createDataFrame(near, "_key long, _bucket long")
+    keyed = inputs.withColumns({"_key": F.xxhash64("_tenant", "_group_key"),
+                                "_bucket": _bucket_column(_spec(rule).timespan_seconds * 1_000_000)})
+    return keyed.join(F.broadcast(table), on=["_key", "_bucket"], how="left_semi").drop("_key", "_bucket")
 
 
 def _spec(rule: CompiledRule) -> CorrelationSpec:

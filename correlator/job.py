@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,14 @@ from pyspark.sql import functions as F
 from citysoc.schema import spark_schema
 from correlator.alerts import correlation_alert, detection_alert, store_new_alerts
 from correlator.compiler import CompiledRule, CompiledRuleSet, UnsupportedRule
-from correlator.correlation import ENTITY_COLUMNS, correlation_input, correlation_windows
+from correlator.correlation import (
+    ENTITY_COLUMNS,
+    HOT_BUCKETS_MAX,
+    correlation_input,
+    correlation_windows,
+    hot_bucket_probe,
+    near_hot_buckets,
+)
 from correlator.literal_index import (
     LiteralIndex,
     LiteralIndexMode,
@@ -348,18 +356,32 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
 
 def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]],
                        by_id: dict[str, CompiledRule]) -> list[dict[str, Any]]:
-    """One alert per burst of each correlation, from its inputs (one per dataset): one Spark job."""
+    """One alert per burst of each correlation, from its inputs (one per dataset).
+
+    First one small job finds, for every `gte`/`gt` correlation, the buckets where a burst can be
+    (`hot_bucket_probe`); a correlation with none raises nothing and is not windowed at all, the
+    others window only the matches near them. Then one job for the windows of them all.
+    """
+    combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
+    probes = {rule_id: probe for rule_id, frame in combined.items()
+              if (probe := hot_bucket_probe(frame, by_id[rule_id])) is not None}
+    hot: dict[str, list[tuple[int, int]]] = {rule_id: [] for rule_id in probes}
+    if probes:  # at most HOT_BUCKETS_MAX + 1 rows a rule reach the driver
+        limited = (probe.limit(HOT_BUCKETS_MAX + 1) for probe in probes.values())
+        for row in reduce(DataFrame.unionByName, limited).collect():
+            hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
     windows: list[DataFrame] = []
-    for rule_id, inputs in inputs_by_rule.items():
-        combined = inputs[0]
-        for extra in inputs[1:]:
-            combined = combined.unionByName(extra)
-        windows.append(correlation_windows(combined, by_id[rule_id]))
+    for rule_id, frame in combined.items():
+        rule = by_id[rule_id]
+        if rule_id in probes and not hot[rule_id]:
+            continue  # no bucket holds half the threshold: no window can reach it
+        if rule_id in probes and len(hot[rule_id]) <= HOT_BUCKETS_MAX:
+            windows.append(correlation_windows(near_hot_buckets(frame, rule, hot[rule_id]), rule, prefilter=False))
+        else:  # lt/lte/eq/neq (every match may count), or bursts everywhere
+            windows.append(correlation_windows(frame, rule))
     if not windows:
         return []
-    bursts = windows[0]
-    for extra in windows[1:]:
-        bursts = bursts.unionByName(extra)
+    bursts = reduce(DataFrame.unionByName, windows)
     return [correlation_alert(
         by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
         window_start_us=row["_burst_start"], window_end_us=row["_burst_end"],

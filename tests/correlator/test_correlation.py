@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 import zlib
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from correlator.compiler import CompiledRule, CorrelationSpec
-from correlator.correlation import _OPS, ENTITY_COLUMNS, correlation_windows
+from correlator.correlation import _OPS, ENTITY_COLUMNS, correlation_windows, hot_bucket_probe, near_hot_buckets
 
 SPAN_S = 60
 
@@ -84,17 +85,52 @@ def reference(rows: list[dict[str, Any]], rule: CompiledRule) -> set[tuple[Any, 
 def test_windows_equal_the_reference(spark: Any, kind: str, op: str, count: int) -> None:
     rows = _inputs(seed=zlib.crc32(f"{kind}{op}{count}".encode()))
     rule = _rule(kind, op, count)
-    columns = ["_tenant", "_event_id", "_ts_us", "_dataset", "_group_key", "_value", *ENTITY_COLUMNS.values()]
-    frame = spark.createDataFrame([tuple(row[c] for c in columns) for row in rows],
-                                  "_tenant string, _event_id string, _ts_us long, _dataset string, _group_key string, "
-                                  "_value string, _user_name string, _source_ip string, _host_name string, "
-                                  "_cloud_account_id string")
-    got = {(r["_tenant"], r["_group_key"], r["_burst_start"], r["_burst_end"], r["_count"],
-            tuple(e["_event_id"] for e in r["_events"]))
-           for r in correlation_windows(frame, rule, max_event_ids=1000).collect()}
+    frame = _frame(spark, rows)
     expected = reference(rows, rule)
     assert expected, "the seeded input should raise at least one burst"
-    assert got == expected
+    assert _bursts(correlation_windows(frame, rule, max_event_ids=1000)) == expected
+    probe = hot_bucket_probe(frame, rule)
+    assert (probe is None) == (op not in ("gte", "gt"))
+    if probe is not None:  # `correlation_alerts`' path: only the matches near a hot bucket are windowed
+        hot = [(row["_key"], row["_bucket"]) for row in probe.collect()]
+        near = near_hot_buckets(frame, rule, hot)
+        assert near.count() < frame.count()  # the sparse stretch is left out
+        assert _bursts(correlation_windows(near, rule, max_event_ids=1000)) == expected
+        assert _bursts(correlation_windows(near, rule, max_event_ids=1000, prefilter=False)) == expected
+
+
+_COLUMNS = ["_tenant", "_event_id", "_ts_us", "_dataset", "_group_key", "_value", *ENTITY_COLUMNS.values()]
+
+
+def _frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
+    return spark.createDataFrame([tuple(row.get(c) for c in _COLUMNS) for row in rows],
+                                 "_tenant string, _event_id string, _ts_us long, _dataset string, _group_key string, "
+                                 "_value string, _user_name string, _source_ip string, _host_name string, "
+                                 "_cloud_account_id string")
+
+
+def _bursts(windows: Any) -> set[tuple[Any, ...]]:
+    return {(r["_tenant"], r["_group_key"], r["_burst_start"], r["_burst_end"], r["_count"],
+             tuple(e["_event_id"] for e in r["_events"])) for r in windows.collect()}
+
+
+def test_correlation_alerts_probe_hot_buckets_first(spark: Any) -> None:
+    """A burst split evenly over a bucket edge is found; a correlation with no hot bucket raises nothing."""
+    from correlator.job import correlation_alerts
+
+    span = SPAN_S * 1_000_000
+    edge = _rule("event_count", "gte", 4)
+    sparse = replace(_rule("event_count", "gte", 5), id="corr-sparse")
+    split = [span - 2, span - 1, span, span + 1]  # buckets 0, 0, 1, 1: two matches a bucket, four a window
+    lonely = [5 * span, 8 * span, 11 * span, 14 * span]
+    rows = [{"_tenant": "acme", "_event_id": f"e{n}", "_ts_us": ts, "_dataset": "system.auth",
+             "_group_key": "source.ip=10.0.0.1", "_source_ip": "10.0.0.1"} for n, ts in enumerate(split + lonely)]
+    probe = hot_bucket_probe(_frame(spark, rows), edge)
+    assert probe is not None and {row["_bucket"] for row in probe.collect()} == {0, 1}
+    alerts = correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
+                                {edge.id: edge, sparse.id: sparse})
+    assert [(a["rule"]["id"], a["event"]["ids"]) for a in alerts] == [(edge.id, ["e0", "e1", "e2", "e3"])]
+    assert correlation_alerts({sparse.id: [_frame(spark, rows)]}, {sparse.id: sparse}) == []
 
 
 def test_bucket_prefilter_keeps_every_match_a_qualifying_window_can_hold(spark: Any) -> None:
