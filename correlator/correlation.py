@@ -145,9 +145,10 @@ def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     """For `gte`/`gt`: the timespan buckets of a group that hold at least half the threshold; else None.
 
     Rows (`_rule_id`, `_key`, `_bucket`), `_key` a 64-bit hash of (tenant, group key). A qualifying
-    window lies in two adjacent buckets holding together at least the threshold, so one of them
-    holds at least half of it: with no such bucket the correlation raises nothing, and otherwise only
-    the matches in or next to one can belong to a qualifying window (`near_hot_buckets`). One hash
+    window lies in two adjacent buckets holding together at least the threshold in matches (for
+    value_count too: n matches hold at most n values), so one of them holds at least half of it: with
+    no such bucket the correlation raises nothing, and otherwise only the matches in or next to one
+    can belong to a qualifying window (`near_hot_buckets`). One hash
     aggregation of two longs per match, cheaper than `_matches_that_can_qualify`'s pairs (a hash
     collision only makes more buckets hot). `correlation_alerts` collects every rule's probe at once.
     """
