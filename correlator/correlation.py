@@ -122,7 +122,7 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     """
     if spec.op not in ("gte", "gt"):
         return inputs
-    needed = spec.count if spec.op == "gte" else spec.count + 1
+    needed = _needed(spec)
     span = spec.timespan_seconds * 1_000_000
     keys = ["_tenant", "_group_key"]
     bucketed = inputs.withColumn("_bucket", _bucket_column(span))
@@ -137,6 +137,11 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
 HOT_BUCKETS_MAX = 100_000  # above this many, `near_hot_buckets` is not worth collecting and broadcasting
 
 
+def _needed(spec: CorrelationSpec) -> int:
+    """The least measure a window must reach under `gte`/`gt` (counts are integers)."""
+    return spec.count if spec.op == "gte" else spec.count + 1
+
+
 def _bucket_column(span_us: int) -> Column:
     return F.expr(f"(_ts_us - pmod(_ts_us, {span_us})) div {span_us}")  # floor division, also before 1970
 
@@ -148,14 +153,14 @@ def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     window lies in two adjacent buckets holding together at least the threshold in matches (for
     value_count too: n matches hold at most n values), so one of them holds at least half of it: with
     no such bucket the correlation raises nothing, and otherwise only the matches in or next to one
-    can belong to a qualifying window (`near_hot_buckets`). One hash
-    aggregation of two longs per match, cheaper than `_matches_that_can_qualify`'s pairs (a hash
-    collision only makes more buckets hot). `correlation_alerts` collects every rule's probe at once.
+    can belong to a qualifying window (`near_hot_buckets`). One hash aggregation of two longs per
+    match, cheaper than `_matches_that_can_qualify`'s pairs (a hash collision only makes more buckets
+    hot). `correlation_alerts` collects every rule's probe at once.
     """
     spec = _spec(rule)
     if spec.op not in ("gte", "gt"):
         return None
-    needed = spec.count if spec.op == "gte" else spec.count + 1
+    needed = _needed(spec)
     keyed = inputs.select(F.xxhash64("_tenant", "_group_key").alias("_key"),
                           _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
     return (keyed.groupBy("_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
