@@ -38,7 +38,12 @@ from correlator.literal_index import (
     literal_gate,
     rewrite_contains_groups,
 )
-from correlator.normalize import add_normalized_columns, normalized_columns
+from correlator.normalize import (
+    add_normalized_columns,
+    inline_normalized,
+    normalized_columns,
+    routed_only_fields,
+)
 from correlator.routing import plan_chunks, route_fields, rule_hits, rule_prefilter
 
 log = structlog.get_logger(__name__)
@@ -177,8 +182,11 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
         raise ValueError("match_rules needs at least one rule")
     if not routed:
         rules = [replace(rule, routing=None) for rule in rules]
-    normalized = frozenset().union(*(rule.normalized_fields for rule in rules), route_fields(rules))
-    events = add_normalized_columns(events, normalized)  # lower() once per row, not per rule
+    # lower() once per row, not per rule; a field only routed rules read is lowered inside them instead
+    # (`normalize.routed_only_fields`): only for the events routed to one of them
+    inline = routed_only_fields(rules, route_fields(rules))
+    normalized = frozenset().union(*(rule.normalized_fields for rule in rules), route_fields(rules)) - inline
+    events = add_normalized_columns(events, normalized)
     # Routed rules see few events: their `contains` stay direct; everything else shares one pass per field.
     index = LiteralIndex({}) if literal_index == "off" else \
         LiteralIndex.of(rule for rule in rules if rule.routing is None)
@@ -186,6 +194,7 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
     # Routed rules answer an OR of many `contains` on one field with one pass over it instead.
     rules = [index.rewrite(rule) if rule.routing is None
              else rewrite_contains_groups(events.sparkSession, rule, mode=literal_index) for rule in rules]
+    rules = [rule if rule.routing is None else inline_normalized(rule, inline) for rule in rules]
     # Unrouted rules that need one of the indexed literals only run on the events that have one.
     gated = [rule for rule in rules if rule.routing is None and index.covers(rule)]
     gated_ids = {rule.id for rule in gated}

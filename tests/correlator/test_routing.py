@@ -12,7 +12,8 @@ import correlator.job as job
 import correlator.routing as routing
 from correlator.compiler import CompiledRule, CompiledRuleSet, RuleCompiler
 from correlator.job import match_rules, read_events
-from correlator.routing import RouteKey, plan_chunks
+from correlator.normalize import inline_normalized, routed_only_fields
+from correlator.routing import RouteKey, plan_chunks, route_fields
 from tests.correlator.builders import cloudtrail, ssh, write_lake
 
 MIXED_RULES = """
@@ -139,6 +140,23 @@ def test_routes_come_from_the_detection_tree(mixed: CompiledRuleSet) -> None:
 def _rule(number: int, route: RouteKey | None) -> CompiledRule:
     return CompiledRule(id=_rid(number), title="t", level=None, tags=(), datasets=("aws.cloudtrail",),
                         expression="true", path=None, kind="detection", routing=route)
+
+
+def test_fields_only_routed_rules_read_are_lowered_inside_them(mixed: CompiledRuleSet) -> None:
+    rules = mixed.detections("aws.cloudtrail")
+    inline = routed_only_fields(rules, route_fields(rules))
+    assert "aws.cloudtrail.user_identity.user_name" in inline  # read by rule 5 only, routed on CreateAccessKey
+    assert "event.action" not in inline  # a route key: every event needs it
+    assert "aws.cloudtrail.error_code" not in inline  # rule 8, unrouted, reads it for every event
+    assert routed_only_fields(mixed.detections("system.auth"), ["process.name"]) == {"system.auth.ssh.event"}
+    rule = next(rule for rule in rules if rule.id == _rid(5))
+    lowered = inline_normalized(rule, inline)
+    assert "lower(`aws`.`cloudtrail`.`user_identity`.`user_name`)" in lowered.expression
+    assert "_lc__aws__cloudtrail__user_identity__user_name" in rule.expression
+    assert "_lc__aws__cloudtrail__user_identity__user_name" not in lowered.expression
+    assert "_lc__event__action" in lowered.expression  # the route key stays a shared column
+    untouched = next(rule for rule in rules if rule.id == _rid(1))
+    assert inline_normalized(untouched, inline) is untouched
 
 
 def test_chunks_respect_the_predicate_budget_and_keep_unrouted_apart() -> None:
