@@ -15,6 +15,7 @@ Windowing semantics (deterministic for the same input; see correlator/README.md)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -147,34 +148,45 @@ def _bucket_column(span_us: int) -> Column:
 
 
 def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
-    """For `gte`/`gt`: the timespan buckets of a group that hold at least half the threshold; else None.
+    """For `gte`/`gt`: one row per match to count for `hot_buckets`; None for the other operators.
 
-    Rows (`_rule_id`, `_key`, `_bucket`), `_key` a 64-bit hash of (tenant, group key). A qualifying
-    window lies in two adjacent buckets holding together at least the threshold in matches (for
-    value_count too: n matches hold at most n values), so one of them holds at least half of it: with
-    no such bucket the correlation raises nothing, and otherwise only the matches in or next to one
-    can belong to a qualifying window (`near_hot_buckets`). One hash aggregation of two longs per
-    match, cheaper than `_matches_that_can_qualify`'s pairs (a hash collision only makes more buckets
-    hot). `correlation_alerts` collects every rule's probe at once.
+    Rows (`_rule_id`, `_half`, `_key`, `_bucket`): `_key` a 64-bit hash of (tenant, group key), `_half`
+    the matches a bucket must hold to be hot. A qualifying window lies in two adjacent buckets holding
+    together at least the threshold in matches (for value_count too: n matches hold at most n values),
+    so one of them holds at least half of it: with no such bucket the correlation raises nothing, and
+    otherwise only the matches in or next to one can belong to a qualifying window
+    (`near_hot_buckets`). Two longs per match, cheaper to count than `_matches_that_can_qualify`'s
+    pairs of string keys (a hash collision only makes more buckets hot).
     """
     spec = _spec(rule)
     if spec.op not in ("gte", "gt"):
         return None
-    needed = _needed(spec)
-    keyed = inputs.select(F.xxhash64("_tenant", "_group_key").alias("_key"),
-                          _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
-    return (keyed.groupBy("_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
-            .filter(F.col("_matches") >= (needed + 1) // 2)
-            .select(F.lit(rule.id).alias("_rule_id"), "_key", "_bucket"))
+    return inputs.select(F.lit(rule.id).alias("_rule_id"), F.lit((_needed(spec) + 1) // 2).alias("_half"),
+                         F.xxhash64("_tenant", "_group_key").alias("_key"),
+                         _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
+
+
+def hot_buckets(probes: Sequence[DataFrame]) -> DataFrame:
+    """(`_rule_id`, `_key`, `_bucket`) of the buckets holding `_half` of their rule's matches or more:
+    one aggregation for the probes of every correlation (`hot_bucket_probe`)."""
+    if not probes:
+        raise ValueError("hot_buckets needs at least one probe")
+    probed = reduce(DataFrame.unionByName, probes)
+    return (probed.groupBy("_rule_id", "_half", "_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
+            .filter(F.col("_matches") >= F.col("_half")).select("_rule_id", "_key", "_bucket"))
 
 
 def near_hot_buckets(inputs: DataFrame, rule: CompiledRule, hot: Sequence[tuple[int, int]]) -> DataFrame:
-    """`inputs` in or next to the (key, bucket)s of `hot` (`hot_bucket_probe`'s rows for this rule)."""
-    near = sorted({(key, bucket + step) for key, bucket in hot for step in (-1, 0, 1)})
-    table = inputs.sparkSession.createDataFrame(near, "_key long, _bucket long")
-    keyed = inputs.withColumns({"_key": F.xxhash64("_tenant", "_group_key"),
-                                "_bucket": _bucket_column(_spec(rule).timespan_seconds * 1_000_000)})
-    return keyed.join(F.broadcast(table), on=["_key", "_bucket"], how="left_semi").drop("_key", "_bucket")
+    """`inputs` whose key is one of `hot`'s and whose bucket is in or next to one of `hot`'s buckets.
+
+    That keeps every match in or next to a hot bucket, so every match of every qualifying window; the
+    others it keeps change nothing: such a match lies in no qualifying window, and a window starting
+    at it spans two buckets that are not hot, so it cannot qualify. Two `IN` sets of longs, no join.
+    """
+    keys = sorted({key for key, _ in hot})
+    buckets = sorted({bucket + step for _, bucket in hot for step in (-1, 0, 1)})
+    bucket = _bucket_column(_spec(rule).timespan_seconds * 1_000_000)
+    return inputs.filter(F.xxhash64("_tenant", "_group_key").isin(keys) & bucket.isin(buckets))
 
 
 def _spec(rule: CompiledRule) -> CorrelationSpec:

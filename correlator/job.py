@@ -29,6 +29,7 @@ from correlator.correlation import (
     correlation_input,
     correlation_windows,
     hot_bucket_probe,
+    hot_buckets,
     near_hot_buckets,
 )
 from correlator.literal_index import (
@@ -367,24 +368,28 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]],
                        by_id: dict[str, CompiledRule]) -> list[dict[str, Any]]:
     """One alert per burst of each correlation, from its inputs (one per dataset).
 
-    First one small job finds, for every `gte`/`gt` correlation, the buckets where a burst can be
-    (`hot_bucket_probe`); a correlation with none raises nothing and is not windowed at all, the
-    others window only the matches near them. Then one job for the windows of them all.
+    First one aggregation finds, for every `gte`/`gt` correlation at once, the buckets where a burst
+    can be (`hot_bucket_probe`, `hot_buckets`); a correlation with none raises nothing and is not
+    windowed at all, the others window only the matches near them. Then one job for the windows of
+    them all. Too many hot buckets to collect: every correlation windows all its matches.
     """
     combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
     probes = {rule_id: probe for rule_id, frame in combined.items()
               if (probe := hot_bucket_probe(frame, by_id[rule_id])) is not None}
     hot: dict[str, list[tuple[int, int]]] = {rule_id: [] for rule_id in probes}
-    if probes:  # at most HOT_BUCKETS_MAX + 1 rows a rule reach the driver
-        limited = (probe.limit(HOT_BUCKETS_MAX + 1) for probe in probes.values())
-        for row in reduce(DataFrame.unionByName, limited).collect():
+    complete = True  # every hot bucket collected (at most HOT_BUCKETS_MAX a rule, on average, reach the driver)
+    if probes:
+        cap = HOT_BUCKETS_MAX * len(probes)
+        rows = hot_buckets(list(probes.values())).limit(cap + 1).collect()
+        complete = len(rows) <= cap
+        for row in rows:
             hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
     windows: list[DataFrame] = []
     for rule_id, frame in combined.items():
         rule = by_id[rule_id]
-        if rule_id in probes and not hot[rule_id]:
+        if rule_id in probes and complete and not hot[rule_id]:
             continue  # no bucket holds half the threshold: no window can reach it
-        if rule_id in probes and len(hot[rule_id]) <= HOT_BUCKETS_MAX:
+        if rule_id in probes and complete and len(hot[rule_id]) <= HOT_BUCKETS_MAX:
             windows.append(correlation_windows(near_hot_buckets(frame, rule, hot[rule_id]), rule, prefilter=False))
         else:  # lt/lte/eq/neq (every match may count), or bursts everywhere
             windows.append(correlation_windows(frame, rule))

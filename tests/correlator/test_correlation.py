@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from correlator.compiler import CompiledRule, CorrelationSpec
-from correlator.correlation import _OPS, ENTITY_COLUMNS, correlation_windows, hot_bucket_probe, near_hot_buckets
+from correlator.correlation import (
+    _OPS,
+    ENTITY_COLUMNS,
+    correlation_windows,
+    hot_bucket_probe,
+    hot_buckets,
+    near_hot_buckets,
+)
 
 SPAN_S = 60
 
@@ -92,7 +99,7 @@ def test_windows_equal_the_reference(spark: Any, kind: str, op: str, count: int)
     probe = hot_bucket_probe(frame, rule)
     assert (probe is None) == (op not in ("gte", "gt"))
     if probe is not None:  # `correlation_alerts`' path: only the matches near a hot bucket are windowed
-        hot = [(row["_key"], row["_bucket"]) for row in probe.collect()]
+        hot = [(row["_key"], row["_bucket"]) for row in hot_buckets([probe]).collect()]
         near = near_hot_buckets(frame, rule, hot)
         assert near.count() < frame.count()  # the sparse stretch is left out
         assert _bursts(correlation_windows(near, rule, max_event_ids=1000)) == expected
@@ -114,8 +121,9 @@ def _bursts(windows: Any) -> set[tuple[Any, ...]]:
              tuple(e["_event_id"] for e in r["_events"])) for r in windows.collect()}
 
 
-def test_correlation_alerts_probe_hot_buckets_first(spark: Any) -> None:
+def test_correlation_alerts_probe_hot_buckets_first(spark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A burst split evenly over a bucket edge is found; a correlation with no hot bucket raises nothing."""
+    from correlator import job
     from correlator.job import correlation_alerts
 
     span = SPAN_S * 1_000_000
@@ -126,11 +134,19 @@ def test_correlation_alerts_probe_hot_buckets_first(spark: Any) -> None:
     rows = [{"_tenant": "acme", "_event_id": f"e{n}", "_ts_us": ts, "_dataset": "system.auth",
              "_group_key": "source.ip=10.0.0.1", "_source_ip": "10.0.0.1"} for n, ts in enumerate(split + lonely)]
     probe = hot_bucket_probe(_frame(spark, rows), edge)
-    assert probe is not None and {row["_bucket"] for row in probe.collect()} == {0, 1}
+    assert probe is not None and {row["_bucket"] for row in hot_buckets([probe]).collect()} == {0, 1}
     alerts = correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
                                 {edge.id: edge, sparse.id: sparse})
     assert [(a["rule"]["id"], a["event"]["ids"]) for a in alerts] == [(edge.id, ["e0", "e1", "e2", "e3"])]
     assert correlation_alerts({sparse.id: [_frame(spark, rows)]}, {sparse.id: sparse}) == []
+    # one aggregation for both probes, each with its own threshold: two a bucket is half of 4, not of 5
+    sparse_probe = hot_bucket_probe(_frame(spark, rows), sparse)
+    assert sparse_probe is not None
+    both = {(row["_rule_id"], row["_bucket"]) for row in hot_buckets([probe, sparse_probe]).collect()}
+    assert both == {(edge.id, 0), (edge.id, 1)}
+    monkeypatch.setattr(job, "HOT_BUCKETS_MAX", 0)  # too many hot buckets to collect: every match is windowed
+    assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
+                              {edge.id: edge, sparse.id: sparse}) == alerts
 
 
 def test_bucket_prefilter_keeps_every_match_a_qualifying_window_can_hold(spark: Any) -> None:
