@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from citysoc.schema import ARROW_SCHEMA, to_row
+from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, PLAIN_ENCODED, to_row
 
 TENANTS: tuple[str, ...] = (
     "city-council", "north-hospital", "south-hospital", "east-gp", "west-gp", "central-school",
@@ -165,7 +165,7 @@ def write_lake(events_dir: Path, dataset: str, table: pa.Table) -> int:
     ds.write_dataset(
         table, target, format="parquet",
         partitioning=ds.partitioning(pa.schema([("tenant", pa.string()), ("day", pa.string())]), flavor="hive"),
-        file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+        file_options=ds.ParquetFileFormat().make_write_options(**PARQUET_OPTIONS),
         basename_template="part-{i}.parquet", existing_data_behavior="delete_matching",
         max_rows_per_group=64 * 1024, min_rows_per_group=16 * 1024,
     )
@@ -178,7 +178,7 @@ def generate(events_dir: Path, spec: WorkloadSpec, docs: dict[str, list[dict[str
     marker = events_dir / "workload.json"
     if marker.exists():
         stored = json.loads(marker.read_text())
-        if stored.get("tag") == spec.tag:
+        if stored.get("tag") == spec.tag and stored.get("plain_encoded") == sorted(PLAIN_ENCODED):
             return {name: int(count) for name, count in stored["events"].items()}
     shutil.rmtree(events_dir, ignore_errors=True)
     events_dir.mkdir(parents=True)
@@ -189,7 +189,7 @@ def generate(events_dir: Path, spec: WorkloadSpec, docs: dict[str, list[dict[str
         table = build_dataset(dataset, docs[dataset], count, days=spec.days, rng=rng,
                               alerting=alerting.get(dataset, frozenset()), alert_share=spec.alert_share)
         write_lake(events_dir, dataset, table)
-    marker.write_text(json.dumps({"tag": spec.tag, "events": counts,
+    marker.write_text(json.dumps({"tag": spec.tag, "plain_encoded": sorted(PLAIN_ENCODED), "events": counts,
                                   "templates": {name: len(items) for name, items in docs.items()},
                                   "alerting_templates": {name: len(ids) for name, ids in alerting.items()}}))
     return counts

@@ -190,6 +190,29 @@ EVENT_TREE: dict[str, Any] = _tree()
 ARROW_SCHEMA: pa.Schema = pa.schema(_arrow_fields(EVENT_TREE))
 
 
+# Parquet encoding: free text and ids that (almost) never repeat are stored plain. A dictionary of such
+# values only costs the writer its attempt (pyarrow gives up at 1 MB a column chunk) and the reader a
+# copy of every value it touches (Spark's reader decodes dictionary strings per access): the system.auth
+# rules of `bench/detect` ran ~5% faster on a lake without them (bench/README.md, session 6). Every
+# other column keeps the dictionary (keywords such as event.action, process.name, user.name).
+PLAIN_ENCODED: frozenset[str] = frozenset({"message", "event.id"})
+
+
+def _column_paths(fields: Any, prefix: str = "") -> Iterator[str]:
+    for item in fields:
+        path = f"{prefix}{item.name}"
+        if pa.types.is_struct(item.type):
+            yield from _column_paths(item.type, path + ".")
+        elif pa.types.is_list(item.type):
+            yield f"{path}.list.element"
+        else:
+            yield path
+
+
+DICTIONARY_COLUMNS: list[str] = [path for path in _column_paths(ARROW_SCHEMA) if path not in PLAIN_ENCODED]
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": DICTIONARY_COLUMNS}
+
+
 def spark_schema() -> Any:
     """The same schema as a Spark StructType (imported lazily: collectors do not need Spark)."""
     from pyspark.sql.pandas.types import from_arrow_schema

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from citysoc.schema import ARROW_SCHEMA, event_time, to_row
+from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, to_row
 from citysoc.store.base import EventStore, WriteResult, register_store
 from citysoc.tenancy import validate_tenant_id
 
@@ -91,7 +91,7 @@ class ParquetEventStore(EventStore):
         table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
         final = directory / f"part-{uuid.uuid4().hex}.parquet"
         partial = final.with_suffix(".parquet.tmp")  # readers never see a half-written file
-        pq.write_table(table, partial, compression="zstd")
+        pq.write_table(table, partial, **PARQUET_OPTIONS)
         partial.rename(final)
 
     def count(self, *, tenant: str | None = None, dataset: str | None = None) -> int:

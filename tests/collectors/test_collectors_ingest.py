@@ -51,6 +51,12 @@ def test_identical_repeated_lines_are_both_stored(tmp_path: Path) -> None:
     assert report.stored == 2
     table = pq.read_table(next(store.events_dir.rglob("*.parquet")))
     assert [event["original"] for event in table.column("event").to_pylist()] == [line, line]
+    # free text and unique ids are stored plain, keywords with a dictionary (citysoc.schema.PLAIN_ENCODED)
+    metadata = pq.read_metadata(next(store.events_dir.rglob("*.parquet")))
+    encodings = {metadata.schema.column(i).path: metadata.row_group(0).column(i).encodings
+                 for i in range(metadata.num_columns)}
+    assert not any("DICTIONARY" in encoding for encoding in encodings["message"] + encodings["event.id"])
+    assert any("DICTIONARY" in encoding for encoding in encodings["process.name"])
 
 
 def test_stratus_folder_then_replay_and_dead_letters(corpora: Path, tmp_path: Path) -> None:
