@@ -135,7 +135,7 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     return bucketed.join(buckets, on=[*keys, "_bucket"], how="left_semi").drop("_bucket")
 
 
-HOT_BUCKETS_MAX = 100_000  # above this many, `near_hot_buckets` is not worth collecting and broadcasting
+HOT_BUCKETS_MAX = 100_000  # hot buckets a rule (on average) worth collecting for `near_hot_buckets`' IN sets
 
 
 def _needed(spec: CorrelationSpec) -> int:
