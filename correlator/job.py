@@ -36,8 +36,10 @@ from correlator.literal_index import (
     LiteralIndex,
     LiteralIndexMode,
     add_literal_columns,
+    fold_contains,
     literal_gate,
     rewrite_contains_groups,
+    use_jvm,
 )
 from correlator.normalize import (
     add_normalized_columns,
@@ -183,18 +185,28 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
         raise ValueError("match_rules needs at least one rule")
     if not routed:
         rules = [replace(rule, routing=None) for rule in rules]
-    # lower() once per row, not per rule; a field only routed rules read is lowered inside them instead
-    # (`normalize.routed_only_fields`): only for the events routed to one of them
-    inline = routed_only_fields(rules, route_fields(rules))
-    normalized = frozenset().union(*(rule.normalized_fields for rule in rules), route_fields(rules)) - inline
+    # CitySOC's JVM functions: route prefilters and routed `contains` read the fields themselves, folding
+    # case while they read (`literal_index.folded_call`), instead of a lower-cased copy of every value
+    functions = events.sparkSession if literal_index != "off" and use_jvm(events.sparkSession, literal_index) \
+        else None
+    # lower() once per row, not per rule; a field only routed rules read (any field they read, with the
+    # functions) is lowered inside them instead (`normalize.routed_only_fields`): only for the events
+    # routed to one of them. Unrouted rules still read the column.
+    keys = route_fields(rules)
+    inline = routed_only_fields(rules, keys, folded=functions is not None)
+    unrouted = frozenset().union(*(rule.normalized_fields for rule in rules if rule.routing is None))
+    normalized = frozenset().union(*(rule.normalized_fields for rule in rules), keys) - (inline - unrouted)
     events = add_normalized_columns(events, normalized)
-    # Routed rules see few events: their `contains` stay direct; everything else shares one pass per field.
+    # Unrouted rules share one multi-literal pass per field (the literal index).
     index = LiteralIndex({}) if literal_index == "off" else \
         LiteralIndex.of(rule for rule in rules if rule.routing is None)
     events = add_literal_columns(events, index, mode=literal_index)
-    # Routed rules answer an OR of many `contains` on one field with one pass over it instead.
+    # Routed rules answer an OR of many `contains` on one field with one pass over it instead, and
+    # (with the functions) every other `contains` from the field's bytes.
     rules = [index.rewrite(rule) if rule.routing is None
              else rewrite_contains_groups(events.sparkSession, rule, mode=literal_index) for rule in rules]
+    if functions is not None:
+        rules = [rule if rule.routing is None else fold_contains(functions, rule) for rule in rules]
     rules = [rule if rule.routing is None else inline_normalized(rule, inline) for rule in rules]
     # Unrouted rules that need one of the indexed literals only run on the events that have one.
     gated = [rule for rule in rules if rule.routing is None and index.covers(rule)]
@@ -204,7 +216,7 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
     # event and the projection again: such rules keep their own chunk.
     foldable = not any(column in rule.expression for rule in ungated if rule.routing is None
                        for column in index.columns)
-    chunks = [(chunk, rule_prefilter(chunk)) for chunk in
+    chunks = [(chunk, rule_prefilter(chunk, functions=functions)) for chunk in
               plan_chunks(ungated, chunk_size=chunk_size, fold_unrouted=FOLD_UNROUTED_MAX if foldable else 0)]
     chunks += [(chunk, literal_gate(events.sparkSession, index, chunk.unrouted, mode=literal_index))
                for chunk in plan_chunks(gated, chunk_size=chunk_size)]

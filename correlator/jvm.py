@@ -1,10 +1,13 @@
-"""CitySOC's own JVM code: the `MultiContains` and `ContainsAny` UDFs (Aho-Corasick), built on first use.
+"""CitySOC's own JVM code: SQL functions over lower-cased text (Aho-Corasick, case folded while reading).
+
+Built on first use.
 
 The Java source lives in `correlator/jvm/src`. `ensure_jar()` compiles it with the JDK's `javac`
 against pyspark's bundled jars and packs a jar into a cache folder (`$XDG_CACHE_HOME/citysoc/jvm`,
 default `~/.cache/citysoc/jvm`), named by a hash of the sources and the Spark version, so it is
 built once per machine and version. `build_session` puts the jar on the session (`spark.jars`);
-`register_multi_contains` also adds it to a running session (`ADD JAR`) when needed.
+`functions_available` also adds it to a running session (`ADD JAR`) when needed, and
+`register_functions` registers the functions (`org.citysoc.spark.Functions`) in a session.
 
 Without a JDK (a JRE-only machine) there is no jar: callers fall back to built-in expressions
 (`correlator.literal_index`), with the same results, and a warning is logged once.
@@ -26,12 +29,11 @@ import structlog
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-    from pyspark.sql.types import DataType
 
 log = structlog.get_logger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent / "jvm" / "src"
-MULTI_CONTAINS_CLASS = "org.citysoc.spark.MultiContains"
+FUNCTIONS_CLASS = "org.citysoc.spark.Functions"
 _warned: set[str] = set()
 
 
@@ -116,7 +118,7 @@ def _class_loaded(spark: SparkSession) -> bool:
     from py4j.java_gateway import JavaClass
 
     jvm: Any = spark.sparkContext._jvm
-    return isinstance(jvm.org.citysoc.spark.MultiContains, JavaClass)
+    return isinstance(jvm.org.citysoc.spark.Functions, JavaClass)
 
 
 @cache
@@ -129,41 +131,23 @@ def _session_ready(spark: SparkSession) -> bool:
     spark.sql(f"ADD JAR '{jar}'")  # a session started without spark.jars (e.g. not by build_session)
     if _class_loaded(spark):
         return True
-    _warn_once(f"{MULTI_CONTAINS_CLASS} is not loadable in this session (start it with spark.jars={jar})")
+    _warn_once(f"{FUNCTIONS_CLASS} is not loadable in this session (start it with spark.jars={jar})")
     return False
 
 
-def multi_contains_available(spark: SparkSession) -> bool:
-    """True when `MultiContains` can be used in this session (adding the jar if it was built)."""
+def functions_available(spark: SparkSession) -> bool:
+    """True when CitySOC's JVM functions can be used in this session (adding the jar if it was built)."""
     return _session_ready(spark)
 
 
-def _register(spark: SparkSession, name: str, class_name: str, literals: list[str], return_type: DataType) -> None:
-    if not multi_contains_available(spark):
-        raise RuntimeError(f"{MULTI_CONTAINS_CLASS} is not available in this Spark session")
-    context: Any = spark.sparkContext
-    jvm = context._jvm
-    array = context._gateway.new_array(jvm.java.lang.String, len(literals))
-    for index, literal in enumerate(literals):
-        array[index] = literal
-    function = getattr(jvm.org.citysoc.spark, class_name)(array)
-    data_type = jvm.org.apache.spark.sql.types.DataType.fromJson(return_type.json())
-    spark._jsparkSession.udf().register(name, function, data_type)
-
-
-def register_multi_contains(spark: SparkSession, name: str, literals: list[str]) -> None:
-    """Register `name(text) -> array<bigint>`: the bitmap of the `literals` that occur in `text` (null for
-    null; literal i is bit i % 63 of word i // 63).
-
-    The UDF object carries its literals (serialised to every task); each JVM builds the automaton once.
-    """
-    from pyspark.sql.types import ArrayType, LongType
-
-    _register(spark, name, "MultiContains", literals, ArrayType(LongType(), False))
-
-
-def register_contains_any(spark: SparkSession, name: str, literals: list[str]) -> None:
-    """Register `name(text) -> boolean`: whether any of `literals` occurs in `text` (null for null)."""
-    from pyspark.sql.types import BooleanType
-
-    _register(spark, name, "ContainsAny", literals, BooleanType())
+@cache
+def register_functions(spark: SparkSession) -> None:
+    """Register CitySOC's SQL functions over lower-cased text in the session (`org.citysoc.spark.Functions`):
+    `citysoc_contains_any(text, 'lit', ...)`, `citysoc_multi_contains(text, 'lit', ...)` and
+    `citysoc_in_lower(text, 'lit', ...)` answer `ContainsAny(lower(text))`, `MultiContains(lower(text))` and
+    `lower(text) IN (...)` from Spark's UTF-8 bytes (ASCII folded while read, the exact `lower()` for the
+    rest): no lower-cased copy of the text, no Java string per row."""
+    if not functions_available(spark):
+        raise RuntimeError(f"{FUNCTIONS_CLASS} is not available in this Spark session")
+    jvm: Any = spark.sparkContext._jvm
+    jvm.org.citysoc.spark.Functions.register(spark._jsparkSession)

@@ -10,18 +10,19 @@ the field's literals that occur in the lower-cased value (null when the value is
 `((_kw__<field>[word] & mask) != 0)`: the same three-valued result; a LIKE or regex behind a guard
 literal runs only where the literal occurs. Unrouted rules that need one of the indexed literals
 (`CompiledRule.required_literals`) are evaluated only on the events whose bitmap has one of them
-(`literal_gate`, the `ContainsAny` UDF): for keyword rules, a small fraction of the events.
+(`literal_gate`, `citysoc_contains_any`): for keyword rules, a small fraction of the events.
 
-The pass is `org.citysoc.spark.MultiContains` (Aho-Corasick, `correlator/jvm`), a Java UDF: no Python
-per row. Without a JDK to build it, `_kw__<field>` is a built-in expression with one `contains` per
-literal: slower, same results (`mode="builtin"`; `tests/correlator/test_literal_index.py` checks
-both against the plain expressions).
+The pass is CitySOC's SQL function `citysoc_multi_contains` (Aho-Corasick in Java, `correlator/jvm`): a
+Catalyst expression that reads the field's UTF-8 bytes and folds ASCII case while reading, so neither a
+lower-cased copy of the text nor a Java string is made per row, and no Python runs per row. The same
+functions answer the routed rules' `contains` (`rewrite_contains_groups`, `fold_contains`) and the route
+prefilters (`citysoc_in_lower`). Without a JDK to build them, `_kw__<field>` is a built-in expression with
+one `contains` per literal on the lower-cased column: slower, same results (`mode="builtin"`;
+`tests/correlator/test_literal_index.py` checks both against the plain expressions).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from correlator.backend import (
     contains_sql,
     field_kind,
     normalized_column,
+    sql_string,
     string_match,
 )
 
@@ -170,55 +172,54 @@ def required_literals(node: Any, *, raw_field: str, recorded: AbstractSet[tuple[
     return None  # NOT, null, ...
 
 
-def _use_jvm(spark: SparkSession, mode: LiteralIndexMode) -> bool:
-    from correlator.jvm import multi_contains_available
+def use_jvm(spark: SparkSession, mode: LiteralIndexMode) -> bool:
+    """Whether `mode` asks for CitySOC's JVM functions here ("jvm"; "auto" when the jar is in the session)."""
+    from correlator.jvm import functions_available
 
-    return mode == "jvm" or (mode == "auto" and multi_contains_available(spark))
-
-
-def _udf_name(kind: str, literals: tuple[str, ...]) -> str:
-    return f"citysoc_{kind}_{hashlib.sha1(json.dumps(literals).encode()).hexdigest()[:16]}"
+    return mode == "jvm" or (mode == "auto" and functions_available(spark))
 
 
 def add_literal_columns(events: DataFrame, index: LiteralIndex, *, mode: LiteralIndexMode = "auto") -> DataFrame:
-    """Add `literal_column(f)` for each indexed field (after `add_normalized_columns`)."""
-    from pyspark.sql import functions as F
+    """Add `literal_column(f)` for each indexed field (after `add_normalized_columns`).
 
-    from correlator.jvm import register_multi_contains
+    With the JVM functions it reads the field itself, folding case while it reads (`folded_call`):
+    the normalised column is then computed only where a rule still reads it."""
+    from pyspark.sql import functions as F
 
     if not index.literals or mode == "off":
         return events
-    use_jvm = _use_jvm(events.sparkSession, mode)
+    jvm_functions = use_jvm(events.sparkSession, mode)
     columns: dict[str, Column] = {}
     for field_name, literals in index.literals.items():
-        if use_jvm:
-            name = _udf_name("multi_contains", literals)
-            register_multi_contains(events.sparkSession, name, list(literals))
-            columns[literal_column(field_name)] = F.call_function(name, F.col(f"`{normalized_column(field_name)}`"))
-        else:  # one `contains` per literal: no JDK to build the UDF, or asked for
+        if jvm_functions:
+            columns[literal_column(field_name)] = F.expr(folded_call(events.sparkSession, "citysoc_multi_contains",
+                                                                     field_name, literals))
+        else:  # one `contains` per literal: no JDK to build the functions, or asked for
             columns[literal_column(field_name)] = F.expr(builtin_bitmap(field_name, literals))
     return events.withColumns(columns)
 
 
-def _contains_any_udf(spark: SparkSession, literals: tuple[str, ...]) -> str:
-    """The name of a session function `ContainsAny(literals)` (registered, named by its literals)."""
-    from correlator.jvm import register_contains_any
+def folded_call(spark: SparkSession, function: str, field_name: str, literals: Iterable[str]) -> str:
+    """SQL calling one of CitySOC's functions over lower-cased text (`correlator.jvm.register_functions`)
+    on the field's own value, e.g. `citysoc_contains_any(`message`, 'a', 'b')`: the same answer as the
+    test on `lower(<field>)`, read from Spark's bytes without the lower-cased copy."""
+    from correlator.jvm import register_functions
+    from correlator.normalize import source_sql
 
-    name = _udf_name("contains_any", literals)
-    register_contains_any(spark, name, list(literals))
-    return name
+    register_functions(spark)
+    return f"{function}({source_sql(field_name)}, {', '.join(sql_string(literal) for literal in literals)})"
 
 
 def rewrite_contains_groups(spark: SparkSession, rule: CompiledRule, *,
                             mode: LiteralIndexMode = "auto") -> CompiledRule:
     """The rule with each OR of `contains` on one field (`contains_group_sql`) answered by one
-    `ContainsAny` pass over the normalised value, stopping at the first literal found.
+    `citysoc_contains_any` pass over the value (case folded while read), stopping at the first literal found.
 
     For the rules the literal index does not serve (routed rules): sshd's error rule tests eleven
     substrings of every sshd message. Same three-valued result: null for a null value, else whether
-    one of the literals occurs. Only with the JVM UDF (`mode` "auto" with the jar, or "jvm").
+    one of the literals occurs. Only with the JVM functions (`mode` "auto" with the jar, or "jvm").
     """
-    if not rule.contains_groups or not _use_jvm(spark, mode):
+    if not rule.contains_groups or not use_jvm(spark, mode):
         return rule
     expression = rule.expression
     for field_name, literals in sorted(rule.contains_groups):
@@ -226,31 +227,44 @@ def rewrite_contains_groups(spark: SparkSession, rule: CompiledRule, *,
             continue
         column = f"`{normalized_column(field_name)}`"
         expression = expression.replace(contains_group_sql(column, literals),
-                                        f"{_contains_any_udf(spark, literals)}({column})")
+                                        folded_call(spark, "citysoc_contains_any", field_name, literals))
+    return rule if expression == rule.expression else replace(rule, expression=expression)
+
+
+def fold_contains(spark: SparkSession, rule: CompiledRule) -> CompiledRule:
+    """The rule with each `contains(<normalised column>, 'literal')` it records (`CompiledRule.literals`)
+    as `citysoc_contains_any(<field>, 'literal')`: the same three-valued test, read from the field's
+    bytes with case folded while reading, so the rule needs no lower-cased copy of the field for it.
+
+    For routed rules (after `rewrite_contains_groups`), with the JVM functions: sshd's rules test
+    `message` this way on every sshd line.
+    """
+    expression = rule.expression
+    for field_name, literal in sorted(rule.literals):
+        if _indexable(literal):
+            expression = expression.replace(contains_sql(f"`{normalized_column(field_name)}`", literal),
+                                            folded_call(spark, "citysoc_contains_any", field_name, [literal]))
     return rule if expression == rule.expression else replace(rule, expression=expression)
 
 
 def literal_gate(spark: SparkSession, index: LiteralIndex, rules: Iterable[CompiledRule], *,
                  mode: LiteralIndexMode = "auto") -> Column:
     """True for the events some of `rules` (all `covers`ed) may match: one of their required literals
-    occurs. It reads the normalised columns, not the bitmap, so Spark evaluates the bitmap (and the
-    rules) only for the events that pass: one pass that stops at the first literal found."""
+    occurs. It reads the fields, not the bitmap, so Spark evaluates the bitmap (and the rules) only
+    for the events that pass: one pass that stops at the first literal found."""
     from pyspark.sql import functions as F
 
-    use_jvm = _use_jvm(spark, mode)
-    tests: list[Column] = []
+    jvm_functions = use_jvm(spark, mode)
+    tests: list[str] = []
     for field_name, literals in index.required(rules).items():
-        column = f"`{normalized_column(field_name)}`"
-        if use_jvm:
-            tests.append(F.call_function(_contains_any_udf(spark, literals), F.col(column)))
+        if jvm_functions:
+            tests.append(folded_call(spark, "citysoc_contains_any", field_name, literals))
         else:
-            tests.append(F.expr(" OR ".join(contains_sql(column, literal) for literal in literals)))
+            column = f"`{normalized_column(field_name)}`"
+            tests.append(" OR ".join(contains_sql(column, literal) for literal in literals))
     if not tests:
         raise ValueError("no rules to gate")
-    gate = tests[0]
-    for test in tests[1:]:
-        gate = gate | test
-    return gate
+    return F.expr(" OR ".join(f"({test})" for test in tests))
 
 
 def builtin_bitmap(field_name: str, literals: tuple[str, ...]) -> str:

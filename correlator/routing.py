@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from citysoc.schema import FIELDS
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, SparkSession
 
     from correlator.compiler import CompiledRule
 
@@ -235,19 +235,26 @@ def rule_hits(chunk: RuleChunk, *, flat: bool = False) -> Column:
     return F.expr(rule_hits_sql(chunk, flat=flat))
 
 
-def rule_prefilter(chunk: RuleChunk) -> Column | None:
+def rule_prefilter(chunk: RuleChunk, *, functions: SparkSession | None = None) -> Column | None:
     """True for the events some rule of the chunk may match; None when every event qualifies.
 
     The routes' `IN` tests, then the expressions of the unrouted rules folded into the chunk (OR
-    stops at the first true test, so those run only on the events no route lets through).
+    stops at the first true test, so those run only on the events no route lets through). With
+    `functions` (a session with CitySOC's JVM functions), a route's test is `citysoc_in_lower` on the field
+    itself: every event is tested, and folding case while reading spares each one a `lower()` copy.
     """
     from pyspark.sql import functions as F
 
     from correlator.backend import quote_path, sql_string
+    from correlator.literal_index import folded_call
 
     if not chunk.routed:
         return None
-    tests = [f"{quote_path(route_column(name))} IN ({', '.join(sql_string(v) for v in sorted(chunk.routed[name]))})"
-             for name in sorted(chunk.routed)]
+    if functions is not None:
+        tests = [folded_call(functions, "citysoc_in_lower", name, sorted(chunk.routed[name]))
+                 for name in sorted(chunk.routed)]
+    else:
+        tests = [f"{quote_path(route_column(name))} IN ({', '.join(sql_string(v) for v in sorted(chunk.routed[name]))})"
+                 for name in sorted(chunk.routed)]
     tests += [rule.expression for rule in chunk.unrouted]  # folded in (`plan_chunks`): their own matches pass
     return F.expr(" OR ".join(f"({test})" for test in tests))

@@ -170,7 +170,7 @@ def test_an_or_of_contains_on_one_field_is_one_group(spark: Any, keyword_rules: 
     assert fields.contains_groups == {("user.name", ("adm", "root", "oper", "svc"))}  # three are too few
     assert fields.expression.count("contains(`_lc__message`") == 3
     answered = rewrite_contains_groups(spark, fields, mode="jvm").expression
-    assert "citysoc_contains_any_" in answered and "contains(`_lc__user__name`" not in answered
+    assert "citysoc_contains_any(`user`.`name`, " in answered and "contains(`_lc__user__name`" not in answered
     assert rewrite_contains_groups(spark, fields, mode="builtin") == fields  # built-ins: as compiled
 
 
@@ -281,19 +281,20 @@ def test_index_gives_the_same_matches_on_sigmahq_linux_and_aws(spark: Any, corpo
 
 
 @pytest.mark.slow
-def test_multi_contains_udf_agrees_with_python(spark: Any) -> None:
+def test_multi_contains_agrees_with_python(spark: Any) -> None:
     from pyspark.sql import functions as F
 
     from correlator.literal_index import add_literal_columns, builtin_bitmap
 
     literals = ("he", "she", "his", "hers", "ωμέγα", "ab", "b", "😀x", "a" * 70, *tuple(f"w{i:03d}" for i in range(70)))
-    texts = ["ushers", "ΩΜΈΓΑ ωμέγα", "", "😀x😀", "a" * 71, "w000 w069 w042", "nothing", "abab", None]
+    texts = ["uSHers", "ΩΜΈΓΑ ωμέγα", "", "😀X😀", "A" * 71, "w000 W069 w042", "nothing", "abab", None]
     index = LiteralIndex({"message": literals})
-    frame = spark.createDataFrame([(t,) for t in texts], "message string").withColumn("_lc__message", F.col("message"))
+    frame = spark.createDataFrame([(t,) for t in texts], "message string")
+    frame = frame.withColumn("_lc__message", F.lower("message"))
     jvm_rows = add_literal_columns(frame, index, mode="jvm").collect()
     builtin_rows = frame.withColumn("_kw__message", F.expr(builtin_bitmap("message", literals))).collect()
     for jvm_row, builtin_row in zip(jvm_rows, builtin_rows, strict=True):
-        text = jvm_row["message"]
+        text = jvm_row["_lc__message"]  # what the literals are looked for in: Spark's lower()
         if text is None:
             assert jvm_row["_kw__message"] is None and builtin_row["_kw__message"] is None
             continue
@@ -303,6 +304,67 @@ def test_multi_contains_udf_agrees_with_python(spark: Any) -> None:
                 words[number // WORD_BITS] |= 1 << (number % WORD_BITS)
         assert jvm_row["_kw__message"] == words, text
         assert builtin_row["_kw__message"] == words, text
+
+
+# Text whose lower() is not byte-wise ASCII folding: the Kelvin sign lower-cases to an ASCII `k`, a dotted
+# capital I to `i` + a combining dot, a final capital sigma to `ς` (context-sensitive), German sharp s stays.
+UNICODE_TEXTS = ["K", "KELVIN \u212a", "İstanbul", "ΟΔΟΣ", "ΟΔΟΣ ΑΒ", "STRAßE", "Ärztin LOGIN", "mixed Case ascii",
+                 "", "tab\tand\nline", "😀 Emoji X", "plain"]
+UNICODE_LITERALS = ["k", "kelvin k", "i̇stanbul", "οδος", "οδος", "ος αβ", "straße", "ärztin", "login", "case a", "\n",
+                    "😀 emoji x", "x"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("icu", ["true", "false"])
+def test_folded_functions_answer_what_lower_answers(spark: Any, icu: str) -> None:
+    """`citysoc_contains_any` / `citysoc_multi_contains` / `citysoc_in_lower` against the same tests on
+    Spark's `lower()`, on ASCII (folded while read) and on text only Spark's own lower-casing handles,
+    under both of Spark's case-mapping settings (ICU or the JDK's)."""
+    from correlator.backend import sql_string
+    from correlator.jvm import register_functions
+
+    register_functions(spark)
+    previous = spark.conf.get("spark.sql.icu.caseMappings.enabled")
+    spark.conf.set("spark.sql.icu.caseMappings.enabled", icu)
+    try:
+        frame = spark.createDataFrame([(t,) for t in [*UNICODE_TEXTS, None]], "m string")
+        literals = ", ".join(sql_string(literal) for literal in UNICODE_LITERALS)
+        equals = [*UNICODE_LITERALS, ""]
+        rows = frame.selectExpr(
+            "m",
+            f"citysoc_contains_any(m, {literals}) AS any_folded",
+            f"({' OR '.join(f'contains(lower(m), {sql_string(lit)})' for lit in UNICODE_LITERALS)}) AS any_lower",
+            f"citysoc_multi_contains(m, {literals}) AS bits_folded",
+            f"transform(array({literals}), l -> contains(lower(m), l)) AS found_lower",
+            f"citysoc_in_lower(m, {', '.join(map(sql_string, equals))}) AS in_folded",
+            f"lower(m) IN ({', '.join(map(sql_string, equals))}) AS in_lower").collect()
+    finally:
+        spark.conf.set("spark.sql.icu.caseMappings.enabled", previous)
+    assert sum(bool(row["any_lower"]) for row in rows) >= 8 and sum(bool(row["in_lower"]) for row in rows) >= 5
+    for row in rows:
+        assert row["any_folded"] == row["any_lower"], row["m"]
+        assert row["in_folded"] == row["in_lower"], row["m"]
+        if row["m"] is None:
+            assert row["bits_folded"] is None
+            continue
+        found = [bool(row["bits_folded"][i // WORD_BITS] >> (i % WORD_BITS) & 1) for i in range(len(UNICODE_LITERALS))]
+        assert found == row["found_lower"], row["m"]
+
+
+def test_folded_functions_refuse_what_they_cannot_answer(spark: Any) -> None:
+    from pyspark.errors import AnalysisException, IllegalArgumentException
+
+    from correlator.jvm import register_functions
+
+    register_functions(spark)
+    frame = spark.createDataFrame([("x", 1)], "m string, n int")
+    for expression, message in [("citysoc_contains_any(m)", "at least one literal"),
+                                ("citysoc_contains_any(m, m)", "string constant"),
+                                ("citysoc_contains_any(n, 'x')", "reads a string"),
+                                ("citysoc_multi_contains(m, '')", "non-empty")]:
+        with pytest.raises((AnalysisException, IllegalArgumentException), match=message):
+            frame.selectExpr(expression).collect()
+    assert frame.selectExpr("citysoc_in_lower(m, '', 'X', 'x')").first()[0] is True  # `in` takes any value
 
 
 def test_without_javac_there_is_no_jar_and_one_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -337,4 +399,5 @@ def test_the_jar_builds_from_source(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     import zipfile
 
     names = zipfile.ZipFile(jar).namelist()
-    assert "org/citysoc/spark/MultiContains.class" in names and "org/citysoc/spark/ContainsAny.class" in names
+    assert {"org/citysoc/spark/MultiContains.class", "org/citysoc/spark/FoldedMatch.class",
+            "org/citysoc/spark/Functions.class"} <= set(names)

@@ -157,6 +157,26 @@ def test_fields_only_routed_rules_read_are_lowered_inside_them(mixed: CompiledRu
     assert "_lc__event__action" in lowered.expression  # the route key stays a shared column
     untouched = next(rule for rule in rules if rule.id == _rid(1))
     assert inline_normalized(untouched, inline) is untouched
+    # With the JVM functions (routed `contains` read the fields themselves), a field unrouted rules read
+    # too is still lowered inside the routed rules: their chunk is a projection of its own.
+    assert routed_only_fields(rules, route_fields(rules), folded=True) == inline  # no field read by both here
+    sshd = replace(_rule(1, RouteKey("process.name", frozenset({"sshd"}))),
+                   normalized_fields=frozenset({"message", "process.name", "user.name"}))
+    keywords = replace(_rule(2, None), normalized_fields=frozenset({"message"}))
+    assert routed_only_fields([sshd, keywords], ["process.name"]) == {"user.name"}
+    assert routed_only_fields([sshd, keywords], ["process.name"], folded=True) == {"message", "user.name"}
+
+
+def test_route_prefilters_fold_case_with_the_jvm_functions(spark: Any) -> None:
+    rules = [_rule(1, RouteKey("event.action", frozenset({"stoplogging", "deletetrail"})))]
+    chunk = plan_chunks(rules, chunk_size=9)[0]
+    plain, folded = routing.rule_prefilter(chunk), routing.rule_prefilter(chunk, functions=spark)
+    assert "IN ('deletetrail', 'stoplogging')" in str(plain)
+    assert "citysoc_in_lower(`event`.`action`, 'deletetrail', 'stoplogging')" in str(folded)
+    frame = spark.createDataFrame([("StopLogging",), ("DELETETRAIL",), ("StopLoggingNow",), (None,)], "action string") \
+        .selectExpr("struct(action) AS event", "lower(action) AS _lc__event__action")
+    assert [row[0] for row in frame.select(folded).collect()] == [row[0] for row in frame.select(plain).collect()] \
+        == [True, True, False, None]
 
 
 def test_chunks_respect_the_predicate_budget_and_keep_unrouted_apart() -> None:

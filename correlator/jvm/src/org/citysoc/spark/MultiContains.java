@@ -8,44 +8,27 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
-import org.apache.spark.sql.api.java.UDF1;
+import org.apache.spark.unsafe.Platform;
 
 /**
  * Which of a fixed list of literals occur in a string: one Aho-Corasick pass per row.
  *
- * <p>{@code call(text)} returns a bitmap of the literals (indices into the constructor's list) that are
+ * <p>{@code Automaton.find(text)} returns a bitmap of the literals (indices into the list) that are
  * substrings of {@code text}: literal {@code i} is bit {@code i % 63} of word {@code i / 63} (63 bits a
  * word, so every mask is a positive SQL bigint). Always {@code ceil(n / 63)} words, all zero when no
- * literal occurs; null for a null text, so {@code (words[w] & mask) != 0} has exactly the three-valued
- * meaning of {@code contains(text, literal)}. Matching is on the UTF-16 code units Spark hands over;
- * the literals are compared as given (CitySOC passes lower-cased literals and lower-cased text).
+ * literal occurs, so {@code (words[w] & mask) != 0} has exactly the meaning of
+ * {@code contains(text, literal)}; {@code any} stops at the first literal found. The literals are
+ * compared as given (CitySOC passes lower-cased literals); {@link FoldedMatch} runs the automaton on
+ * Spark's UTF-8 bytes, folding ASCII case while it reads.
  *
  * <p>The automaton is built once per JVM and literal list (a static cache keyed by the list) and never
  * serialized: tasks ship only the literals.
  */
-public final class MultiContains implements UDF1<String, long[]> {
+public final class MultiContains {
     public static final int BITS = 63;
-    private static final long serialVersionUID = 1L;
     private static final Map<List<String>, Automaton> AUTOMATA = new ConcurrentHashMap<>();
 
-    private final String[] literals;
-    private transient Automaton automaton;
-
-    public MultiContains(String[] literals) {
-        this.literals = checked(literals);
-    }
-
-    @Override
-    public long[] call(String text) {
-        if (text == null) {
-            return null;
-        }
-        Automaton machine = automaton;
-        if (machine == null) {
-            machine = automaton(literals);
-            automaton = machine;
-        }
-        return machine.find(text);
+    private MultiContains() {
     }
 
     static Automaton automaton(String[] literals) {
@@ -168,6 +151,43 @@ public final class MultiContains implements UDF1<String, long[]> {
                 }
             }
             return false;
+        }
+
+        /**
+         * {@link #any} on UTF-8 bytes, ASCII upper case folded to lower case while stepping: 1 when
+         * some literal occurs, 0 when none does, -1 at the first byte outside ASCII (the caller then
+         * lower-cases the text exactly as Spark's {@code lower()} does and uses {@link #any}).
+         */
+        int anyFolded(Object base, long offset, int length) {
+            int state = 0;
+            for (int i = 0; i < length; i++) {
+                int b = Platform.getByte(base, offset + i);
+                if (b < 0) {
+                    return -1;
+                }
+                state = ascii[state * ASCII + (b >= 'A' && b <= 'Z' ? b | 0x20 : b)];
+                if (outputs[state].length > 0) {
+                    return 1;
+                }
+            }
+            return 0;
+        }
+
+        /** {@link #find} on UTF-8 bytes with ASCII folding; null at the first byte outside ASCII. */
+        long[] findFolded(Object base, long offset, int length) {
+            long[] words = new long[(count + BITS - 1) / BITS];
+            int state = 0;
+            for (int i = 0; i < length; i++) {
+                int b = Platform.getByte(base, offset + i);
+                if (b < 0) {
+                    return null;
+                }
+                state = ascii[state * ASCII + (b >= 'A' && b <= 'Z' ? b | 0x20 : b)];
+                for (int literal : outputs[state]) {
+                    words[literal / BITS] |= 1L << (literal % BITS);
+                }
+            }
+            return words;
         }
 
         long[] find(String text) {

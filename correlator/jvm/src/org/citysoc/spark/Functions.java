@@ -1,0 +1,74 @@
+package org.citysoc.spark;
+
+import org.apache.spark.sql.catalyst.analysis.FunctionRegistry;
+import org.apache.spark.sql.catalyst.expressions.Expression;
+import org.apache.spark.sql.catalyst.expressions.Literal;
+import org.apache.spark.sql.catalyst.expressions.objects.Invoke;
+import org.apache.spark.sql.classic.SparkSession;
+import org.apache.spark.sql.internal.SQLConf;
+import org.apache.spark.sql.types.AbstractDataType;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StringType;
+
+import scala.Function1;
+import scala.collection.immutable.Seq;
+import scala.jdk.javaapi.CollectionConverters;
+
+/**
+ * CitySOC's SQL functions over lower-cased text, as Catalyst expressions (no UDF conversion per row):
+ *
+ * <ul>
+ *   <li>{@code citysoc_contains_any(text, 'lit', ...)}: {@code ContainsAny} of {@code lower(text)};
+ *   <li>{@code citysoc_multi_contains(text, 'lit', ...)}: the {@code MultiContains} bitmap of
+ *       {@code lower(text)};
+ *   <li>{@code citysoc_in_lower(text, 'lit', ...)}: {@code lower(text) IN ('lit', ...)}.
+ * </ul>
+ *
+ * Each is an {@code Invoke} of a {@link FoldedMatch} (a literal object carrying the lower-cased
+ * literals) on the text column, so whole-stage codegen calls it with Spark's own {@code UTF8String}.
+ * Null text gives null. The literals are string constants, compared with {@code lower(text)} as given
+ * (so lower-cased by the caller); only {@code citysoc_in_lower} takes an empty one.
+ */
+public final class Functions {
+    private Functions() {
+    }
+
+    /** Registers the functions in the session's function registry (idempotent). */
+    public static void register(SparkSession session) {
+        FunctionRegistry registry = session.sessionState().functionRegistry();
+        register(registry, "citysoc_contains_any", "any", DataTypes.BooleanType);
+        register(registry, "citysoc_multi_contains", "bitmap", DataTypes.createArrayType(DataTypes.LongType, false));
+        register(registry, "citysoc_in_lower", "in", DataTypes.BooleanType);
+    }
+
+    private static void register(FunctionRegistry registry, String name, String kind, DataType type) {
+        Function1<Seq<Expression>, Expression> builder = arguments -> build(name, kind, type, arguments);
+        registry.createOrReplaceTempFunction(name, builder, "java_udf");
+    }
+
+    static Expression build(String name, String kind, DataType type, Seq<Expression> arguments) {
+        java.util.List<Expression> args = CollectionConverters.asJava(arguments);
+        if (args.size() < 2) {
+            throw new IllegalArgumentException(name + " needs a text and at least one literal");
+        }
+        Expression text = args.get(0);
+        if (!(text.dataType() instanceof StringType)) {
+            throw new IllegalArgumentException(name + " reads a string, not " + text.dataType().simpleString());
+        }
+        String[] literals = new String[args.size() - 1];
+        for (int index = 1; index < args.size(); index++) {
+            Expression literal = args.get(index);
+            Object value = literal.foldable() ? literal.eval(null) : null;
+            if (value == null || !(literal.dataType() instanceof StringType)) {
+                throw new IllegalArgumentException(name + ": literal " + index + " must be a non-null string constant");
+            }
+            literals[index - 1] = value.toString();
+        }
+        boolean icu = (Boolean) SQLConf.get().getConf(SQLConf.ICU_CASE_MAPPINGS_ENABLED());
+        Literal target = Literal.fromObject(new FoldedMatch(kind, literals, icu));
+        Seq<Expression> inputs = CollectionConverters.asScala(java.util.List.of(text)).toList();
+        Seq<AbstractDataType> noCasts = CollectionConverters.asScala(java.util.List.<AbstractDataType>of()).toList();
+        return new Invoke(target, kind, type, inputs, noCasts, true, false, true);
+    }
+}
