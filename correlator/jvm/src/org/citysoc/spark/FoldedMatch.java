@@ -31,7 +31,7 @@ public final class FoldedMatch implements Serializable {
     private final boolean icu;
     private transient MultiContains.Automaton automaton;
     private transient byte[][] keys;
-    private transient int[] table;
+    private transient volatile int[] table;  // written after keys: a thread that sees it sees them
 
     public FoldedMatch(String kind, String[] literals, boolean icu) {
         if (!kind.equals("any") && !kind.equals("bitmap") && !kind.equals("in")) {
@@ -105,9 +105,10 @@ public final class FoldedMatch implements Serializable {
 
     /** Text bytes are folded as they are compared: a no-op on text {@link #lowered} already lower-cased. */
     private boolean lookup(Object base, long offset, int length) {
-        int mask = table.length - 1;
-        for (int slot = hash(base, offset, length) & mask; table[slot] != 0; slot = (slot + 1) & mask) {
-            byte[] key = keys[table[slot] - 1];
+        int[] slots = table;
+        int mask = slots.length - 1;
+        for (int slot = hash(base, offset, length) & mask; slots[slot] != 0; slot = (slot + 1) & mask) {
+            byte[] key = keys[slots[slot] - 1];
             if (key.length == length && equalsFolded(key, base, offset)) {
                 return true;
             }
