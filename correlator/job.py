@@ -38,7 +38,6 @@ from correlator.literal_index import (
     add_literal_columns,
     fold_contains,
     literal_gate,
-    rewrite_contains_groups,
     use_jvm,
 )
 from correlator.normalize import (
@@ -201,13 +200,11 @@ def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
     index = LiteralIndex({}) if literal_index == "off" else \
         LiteralIndex.of(rule for rule in rules if rule.routing is None)
     events = add_literal_columns(events, index, mode=literal_index)
-    # Routed rules answer an OR of many `contains` on one field with one pass over it instead, and
-    # (with the functions) every other `contains` from the field's bytes.
+    # Routed rules (with the functions) answer their `contains` from the field's bytes, an OR of many
+    # on one field with one pass over it, and lower the other fields they read themselves.
     rules = [index.rewrite(rule) if rule.routing is None
-             else rewrite_contains_groups(events.sparkSession, rule, mode=literal_index) for rule in rules]
-    if functions is not None:
-        rules = [rule if rule.routing is None else fold_contains(functions, rule) for rule in rules]
-    rules = [rule if rule.routing is None else inline_normalized(rule, inline) for rule in rules]
+             else inline_normalized(rule if functions is None else fold_contains(functions, rule), inline)
+             for rule in rules]
     # Unrouted rules that need one of the indexed literals only run on the events that have one.
     gated = [rule for rule in rules if rule.routing is None and index.covers(rule)]
     gated_ids = {rule.id for rule in gated}

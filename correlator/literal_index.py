@@ -236,9 +236,10 @@ def fold_contains(spark: SparkSession, rule: CompiledRule) -> CompiledRule:
     as `citysoc_contains_any(<field>, 'literal')`: the same three-valued test, read from the field's
     bytes with case folded while reading, so the rule needs no lower-cased copy of the field for it.
 
-    For routed rules (after `rewrite_contains_groups`), with the JVM functions: sshd's rules test
-    `message` this way on every sshd line.
+    For routed rules, with the JVM functions: each OR of `contains` on one field first becomes one
+    pass (`rewrite_contains_groups`); sshd's rules test `message` this way on every sshd line.
     """
+    rule = rewrite_contains_groups(spark, rule, mode="jvm")
     expression = rule.expression
     for field_name, literal in sorted(rule.literals):
         if _indexable(literal):
