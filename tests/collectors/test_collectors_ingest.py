@@ -49,10 +49,11 @@ def test_identical_repeated_lines_are_both_stored(tmp_path: Path) -> None:
     report = ingest_files(tenant="council", source="syslog", paths=[path], store=store, dead_letters=letters,
                           year=2024)
     assert report.stored == 2
-    table = pq.read_table(next(store.events_dir.rglob("*.parquet")))
+    (part,) = store.events_dir.rglob("*.parquet")
+    table = pq.read_table(part)
     assert [event["original"] for event in table.column("event").to_pylist()] == [line, line]
     # free text and unique ids are stored plain, keywords with a dictionary (citysoc.schema.PLAIN_ENCODED)
-    metadata = pq.read_metadata(next(store.events_dir.rglob("*.parquet")))
+    metadata = pq.read_metadata(part)
     encodings = {metadata.schema.column(i).path: metadata.row_group(0).column(i).encodings
                  for i in range(metadata.num_columns)}
     assert not any("DICTIONARY" in encoding for encoding in encodings["message"] + encodings["event.id"])
