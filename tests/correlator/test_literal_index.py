@@ -351,6 +351,39 @@ def test_folded_functions_answer_what_lower_answers(spark: Any, icu: str) -> Non
         assert found == row["found_lower"], row["m"]
 
 
+def test_folded_functions_agree_with_python_on_random_ascii(spark: Any) -> None:
+    """The folded readers' own automaton (byte classes, accepting states marked in the table) against
+    Python on random mixed-case ASCII over a small alphabet: overlapping literals (`he`/`she`/`hers`,
+    fail links), literals inside literals, punctuation, characters no literal holds, > 63 literals."""
+    import random
+
+    from correlator.backend import sql_string
+    from correlator.jvm import register_functions
+
+    register_functions(spark)
+    rng = random.Random(7)
+    alphabet = "abehrsAEHRS .-_/xX"
+    literals = sorted({"he", "she", "his", "hers", "a", "e-s", " /", "xx", "rare_/", "bab", "abab"}
+                      | {"".join(rng.choice("abehrs .-_/") for _ in range(rng.randint(2, 6))) for _ in range(80)})
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(400)]
+    quoted = ", ".join(sql_string(literal) for literal in literals)
+    rows = spark.createDataFrame([(t,) for t in texts], "m string").selectExpr(
+        "m", f"citysoc_multi_contains(m, {quoted}) AS bits",
+        *(f"citysoc_contains_any(m, {sql_string(literal)}) AS any{i}" for i, literal in enumerate(literals[:12])),
+        f"citysoc_contains_any(m, {quoted}) AS any_all").collect()
+    assert len(literals) > WORD_BITS
+    hits = 0
+    for row in rows:
+        lowered = row["m"].lower()
+        found = [literal in lowered for literal in literals]
+        assert [bool(row["bits"][i // WORD_BITS] >> (i % WORD_BITS) & 1) for i in range(len(literals))] == found, \
+            row["m"]
+        assert row["any_all"] == any(found), row["m"]
+        assert [row[f"any{i}"] for i in range(12)] == found[:12], row["m"]
+        hits += sum(found)
+    assert 0 < hits < len(rows) * len(literals) / 2  # both outcomes are exercised
+
+
 def test_folded_functions_refuse_what_they_cannot_answer(spark: Any) -> None:
     from pyspark.errors import AnalysisException, IllegalArgumentException
 

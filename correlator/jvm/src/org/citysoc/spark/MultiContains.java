@@ -49,6 +49,13 @@ public final class MultiContains {
         private static final int ASCII = 128;
         private final int count;
         private final int[] ascii;          // state * 128 + char -> next state (complete DFA)
+        // The same DFA for the folded readers, small enough to stay in the CPU's caches: over classes of
+        // bytes (`classes[byte]`: 0 for every byte no literal holds, in either case; one class per folded
+        // character the literals hold), holding row offsets (state * width) instead of states, and
+        // ~offset (negative) for a state where a literal ends: one table load and one sign test a byte.
+        private final byte[] classes = new byte[ASCII];
+        private final int width;
+        private final int[] folded;
         private final int[] fail;
         private final int[][] outputs;      // literal indices ending in a state (fail chain merged)
         private final List<Map<Character, Integer>> wide;  // goto edges on chars >= 128
@@ -119,6 +126,32 @@ public final class MultiContains {
                 outputs[state] = out.get(state).stream().mapToInt(Integer::intValue).distinct().toArray();
             }
             wide = wideGoto;
+            int kinds = 1;
+            for (int c = 0; c < ASCII; c++) {
+                int lower = c >= 'A' && c <= 'Z' ? c | 0x20 : c;
+                if (lower != c) {
+                    continue;  // an upper-case letter takes its lower case's class below
+                }
+                boolean held = false;
+                for (String literal : literals) {
+                    held |= literal.indexOf(c) >= 0 || (c >= 'a' && c <= 'z' && literal.indexOf(c ^ 0x20) >= 0);
+                }
+                if (held) {
+                    classes[c] = (byte) kinds;
+                    if (c >= 'a' && c <= 'z') {
+                        classes[c ^ 0x20] = (byte) kinds;
+                    }
+                    kinds++;
+                }
+            }
+            width = kinds;
+            folded = new int[states * width];
+            for (int state = 0; state < states; state++) {
+                for (int c = 0; c < ASCII; c++) {
+                    int next = ascii[state * ASCII + (c >= 'A' && c <= 'Z' ? c | 0x20 : c)];
+                    folded[state * width + classes[c]] = outputs[next].length > 0 ? ~(next * width) : next * width;
+                }
+            }
         }
 
         private static int[] newRow() {
@@ -159,14 +192,14 @@ public final class MultiContains {
          * lower-cases the text exactly as Spark's {@code lower()} does and uses {@link #any}).
          */
         int anyFolded(Object base, long offset, int length) {
-            int state = 0;
+            int row = 0;  // state 0 ends no literal (literals are non-empty)
             for (int i = 0; i < length; i++) {
                 int b = Platform.getByte(base, offset + i);
                 if (b < 0) {
                     return -1;
                 }
-                state = ascii[state * ASCII + (b >= 'A' && b <= 'Z' ? b | 0x20 : b)];
-                if (outputs[state].length > 0) {
+                row = folded[row + classes[b]];
+                if (row < 0) {
                     return 1;
                 }
             }
@@ -176,15 +209,18 @@ public final class MultiContains {
         /** {@link #find} on UTF-8 bytes with ASCII folding; null at the first byte outside ASCII. */
         long[] findFolded(Object base, long offset, int length) {
             long[] words = new long[(count + BITS - 1) / BITS];
-            int state = 0;
+            int row = 0;
             for (int i = 0; i < length; i++) {
                 int b = Platform.getByte(base, offset + i);
                 if (b < 0) {
                     return null;
                 }
-                state = ascii[state * ASCII + (b >= 'A' && b <= 'Z' ? b | 0x20 : b)];
-                for (int literal : outputs[state]) {
-                    words[literal / BITS] |= 1L << (literal % BITS);
+                row = folded[row + classes[b]];
+                if (row < 0) {
+                    row = ~row;
+                    for (int literal : outputs[row / width]) {
+                        words[literal / BITS] |= 1L << (literal % BITS);
+                    }
                 }
             }
             return words;
