@@ -14,7 +14,7 @@ Windowing semantics (deterministic for the same input; see correlator/README.md)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
@@ -164,6 +164,13 @@ def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     return inputs.select(F.lit(rule.id).alias("_rule_id"), F.lit((_needed(spec) + 1) // 2).alias("_half"),
                          F.xxhash64("_tenant", "_group_key").alias("_key"),
                          _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
+
+
+def hot_bucket_bound(rule: CompiledRule, matches: Mapping[str, int]) -> int:
+    """At most this many hot buckets (`hot_buckets`) for `rule`, given its base rules' matched events
+    (rule id -> count): a hot bucket holds `_half` of them or more, and a rule's buckets are disjoint."""
+    spec = _spec(rule)
+    return sum(matches.get(rule_id, 0) for rule_id in spec.rule_ids) // max(1, (_needed(spec) + 1) // 2)
 
 
 def hot_buckets(probes: Sequence[DataFrame]) -> DataFrame:

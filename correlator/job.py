@@ -28,6 +28,7 @@ from correlator.correlation import (
     HOT_BUCKETS_MAX,
     correlation_input,
     correlation_windows,
+    hot_bucket_bound,
     hot_bucket_probe,
     hot_buckets,
     near_hot_buckets,
@@ -306,19 +307,21 @@ def _entities_of(row: Any, *, lists: bool) -> dict[str, list[str]]:
     return values
 
 
-def unique_matches(matches: DataFrame) -> DataFrame:
-    """`matches` (materialised) with each (tenant, event, rule) once: at-least-once deliveries match once.
+def unique_matches(matches: DataFrame) -> tuple[DataFrame, dict[str, int]]:
+    """`matches` (materialised) with each (tenant, event, rule) once, and the matched events per rule.
 
-    Duplicates are rare, and de-duplicating the rows themselves sorts them (Spark keeps `first()` of
-    a string in a sort-based aggregation): a hash aggregation over a 64-bit hash of the key looks for
-    them first. Distinct hashes mean distinct keys; only when two rows share a hash (a duplicate, or
-    a collision) are the rows de-duplicated by their key.
+    At-least-once deliveries match once. Duplicates are rare, and de-duplicating the rows themselves
+    sorts them (Spark keeps `first()` of a string in a sort-based aggregation): one query counts the
+    rows per rule and per 64-bit hash of (tenant, event) first. When no hash occurs twice within a
+    rule, the keys are distinct and the sums are the counts; only when one does (a duplicate, or a
+    collision) are the rows de-duplicated by their key and counted again.
     """
-    keys = ["_tenant", "_event_id", "_rule_id"]
-    shared = matches.groupBy(F.xxhash64(*keys).alias("_key")).count().filter(F.col("count") > 1).limit(1)
-    if not shared.collect():
-        return matches
-    return matches.dropDuplicates(keys).localCheckpoint(eager=True)
+    per_rule = (matches.groupBy("_rule_id", F.xxhash64("_tenant", "_event_id").alias("_key")).count()
+                .groupBy("_rule_id").agg(F.sum("count").alias("count"), F.max("count").alias("_most")).collect())
+    if all(row["_most"] == 1 for row in per_rule):
+        return matches, {row["_rule_id"]: row["count"] for row in per_rule}
+    unique = matches.dropDuplicates(["_tenant", "_event_id", "_rule_id"]).localCheckpoint(eager=True)
+    return unique, {row["_rule_id"]: row["count"] for row in unique.groupBy("_rule_id").count().collect()}
 
 
 @dataclass
@@ -349,14 +352,13 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
         # One scan of the lake that reads only the columns the rules and the alerts need (Spark prunes
         # nested Parquet columns); only matched rows are kept and checkpointed, once per (tenant, event,
         # rule): what follows reads a small table, not the rules' plan again.
-        matches = unique_matches(narrow_matches(match_rules(events, detections), detections, correlations)
-                                 .localCheckpoint(eager=True))
+        matches, run.matches = unique_matches(
+            narrow_matches(match_rules(events, detections), detections, correlations).localCheckpoint(eager=True))
         run.timings[f"{dataset} match"] = time.perf_counter() - started
         started = time.perf_counter()
         run.events = counted.result()
         run.timings[f"{dataset} count"] = time.perf_counter() - started  # waited for, after the match
     started = time.perf_counter()
-    run.matches = {row["_rule_id"]: row["count"] for row in matches.groupBy("_rule_id").count().collect()}
     for row in detection_alert_rows(matches, detections).collect():
         run.alerts.append(detection_alert(
             by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
@@ -370,20 +372,22 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
     own = {rule_id: [frame] for rule_id, frame in inputs.items() if set(by_id[rule_id].datasets) == {dataset}}
     run.correlation_inputs = {rule_id: frame for rule_id, frame in inputs.items() if rule_id not in own}
     if own:
-        run.alerts.extend(correlation_alerts(own, by_id))
+        run.alerts.extend(correlation_alerts(own, by_id, run.matches))
         run.timings[f"{dataset} correlations"] = time.perf_counter() - started
     log.debug("dataset evaluated", dataset=dataset, events=run.events, rules=len(detections))
     return run
 
 
-def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]],
-                       by_id: dict[str, CompiledRule]) -> list[dict[str, Any]]:
+def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[str, CompiledRule],
+                       matches: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """One alert per burst of each correlation, from its inputs (one per dataset).
 
     First one aggregation finds, for every `gte`/`gt` correlation at once, the buckets where a burst
     can be (`hot_bucket_probe`, `hot_buckets`); a correlation with none raises nothing and is not
     windowed at all, the others window only the matches near them. Then one job for the windows of
-    them all. Too many hot buckets to collect: every correlation windows all its matches.
+    them all. Too many hot buckets to collect: every correlation windows all its matches. `matches`
+    (rule id -> matched events, over the inputs' datasets) bounds the hot buckets: when they must all
+    fit, they are collected without a limit (Spark runs a limit's partitions one job after another).
     """
     combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
     probes = {rule_id: probe for rule_id, frame in combined.items()
@@ -392,7 +396,11 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]],
     complete = True  # every hot bucket collected (at most HOT_BUCKETS_MAX a rule, on average, reach the driver)
     if probes:
         cap = HOT_BUCKETS_MAX * len(probes)
-        rows = hot_buckets(list(probes.values())).limit(cap + 1).collect()
+        found = hot_buckets(list(probes.values()))
+        if matches is not None and sum(hot_bucket_bound(by_id[rule_id], matches) for rule_id in probes) <= cap:
+            rows = found.collect()
+        else:
+            rows = found.limit(cap + 1).collect()
         complete = len(rows) <= cap
         for row in rows:
             hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
@@ -452,7 +460,11 @@ def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, ru
         for rule_id, frame in run.correlation_inputs.items():
             correlation_inputs.setdefault(rule_id, []).append(frame)
     started = time.perf_counter()
-    alerts.extend(correlation_alerts(correlation_inputs, by_id))
+    matched: dict[str, int] = {}
+    for counts in result.matches.values():
+        for rule_id, count in counts.items():
+            matched[rule_id] = matched.get(rule_id, 0) + count
+    alerts.extend(correlation_alerts(correlation_inputs, by_id, matched))
     result.timings["correlations"] = time.perf_counter() - started
     started = time.perf_counter()
     alerts.sort(key=lambda a: (a["@timestamp"], a["id"]))

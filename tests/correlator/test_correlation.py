@@ -21,6 +21,7 @@ from correlator.correlation import (
     _OPS,
     ENTITY_COLUMNS,
     correlation_windows,
+    hot_bucket_bound,
     hot_bucket_probe,
     hot_buckets,
     near_hot_buckets,
@@ -144,9 +145,18 @@ def test_correlation_alerts_probe_hot_buckets_first(spark: Any, monkeypatch: pyt
     assert sparse_probe is not None
     both = {(row["_rule_id"], row["_bucket"]) for row in hot_buckets([probe, sparse_probe]).collect()}
     assert both == {(edge.id, 0), (edge.id, 1)}
+    # with the base rules' match counts, the hot buckets are bounded (here: 8 matches, 2 a hot bucket for
+    # the threshold 4), collected without a limit, and the alerts are the same
+    counts = {"base": len(rows)}
+    assert hot_bucket_bound(edge, counts) == 4 >= len(both) and hot_bucket_bound(sparse, counts) == 2
+    assert hot_bucket_bound(edge, {}) == 0
+    assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
+                              {edge.id: edge, sparse.id: sparse}, counts) == alerts
     monkeypatch.setattr(job, "HOT_BUCKETS_MAX", 0)  # too many hot buckets to collect: every match is windowed
     assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
                               {edge.id: edge, sparse.id: sparse}) == alerts
+    assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
+                              {edge.id: edge, sparse.id: sparse}, counts) == alerts
 
 
 def test_bucket_prefilter_keeps_every_match_a_qualifying_window_can_hold(spark: Any) -> None:
