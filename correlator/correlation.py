@@ -150,8 +150,8 @@ def _bucket_column(span_us: int) -> Column:
 def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     """For `gte`/`gt`: one row per match to count for `hot_buckets`; None for the other operators.
 
-    Rows (`_rule_id`, `_half`, `_key`, `_bucket`): `_key` a 64-bit hash of (tenant, group key), `_half`
-    the matches a bucket must hold to be hot. A qualifying window lies in two adjacent buckets holding
+    Rows (`_half`, `_key`, `_bucket`): `_key` a 64-bit hash of (tenant, group key), `_half` the
+    matches a bucket must hold to be hot. A qualifying window lies in two adjacent buckets holding
     together at least the threshold in matches (for value_count too: n matches hold at most n values),
     so one of them holds at least half of it: with no such bucket the correlation raises nothing, and
     otherwise only the matches in or next to one can belong to a qualifying window
@@ -161,7 +161,7 @@ def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     spec = _spec(rule)
     if spec.op not in ("gte", "gt"):
         return None
-    return inputs.select(F.lit(rule.id).alias("_rule_id"), F.lit((_needed(spec) + 1) // 2).alias("_half"),
+    return inputs.select(F.lit((_needed(spec) + 1) // 2).alias("_half"),
                          F.xxhash64("_tenant", "_group_key").alias("_key"),
                          _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
 
@@ -173,14 +173,22 @@ def hot_bucket_bound(rule: CompiledRule, matches: Mapping[str, int]) -> int:
     return sum(matches.get(rule_id, 0) for rule_id in spec.rule_ids) // max(1, (_needed(spec) + 1) // 2)
 
 
-def hot_buckets(probes: Sequence[DataFrame]) -> DataFrame:
+def hot_buckets(probes: Mapping[str, DataFrame]) -> DataFrame:
     """(`_rule_id`, `_key`, `_bucket`) of the buckets holding `_half` of their rule's matches or more:
-    one aggregation for the probes of every correlation (`hot_bucket_probe`)."""
+    one aggregation for the probes of every correlation (rule id -> `hot_bucket_probe`).
+
+    The probes are told apart by their position while counting, not by their rule id: with fixed-width
+    keys only, Spark aggregates in its fast hash map (`bench/README.md`: a fifth less CPU on the bench's
+    sshd failures); the ids come back on the few rows that are hot.
+    """
     if not probes:
         raise ValueError("hot_buckets needs at least one probe")
-    probed = reduce(DataFrame.unionByName, probes)
-    return (probed.groupBy("_rule_id", "_half", "_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
-            .filter(F.col("_matches") >= F.col("_half")).select("_rule_id", "_key", "_bucket"))
+    ids = list(probes)
+    probed = reduce(DataFrame.unionByName, [probe.select(F.lit(position).alias("_probe"), "_half", "_key", "_bucket")
+                                            for position, probe in enumerate(probes.values())])
+    return (probed.groupBy("_probe", "_half", "_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
+            .filter(F.col("_matches") >= F.col("_half"))
+            .select(F.element_at(F.array(*map(F.lit, ids)), F.col("_probe") + 1).alias("_rule_id"), "_key", "_bucket"))
 
 
 def near_hot_buckets(inputs: DataFrame, rule: CompiledRule, hot: Sequence[tuple[int, int]]) -> DataFrame:

@@ -396,7 +396,7 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
     complete = True  # every hot bucket collected (at most HOT_BUCKETS_MAX a rule, on average, reach the driver)
     if probes:
         cap = HOT_BUCKETS_MAX * len(probes)
-        found = hot_buckets(list(probes.values()))
+        found = hot_buckets(probes)
         if matches is not None and sum(hot_bucket_bound(by_id[rule_id], matches) for rule_id in probes) <= cap:
             rows = found.collect()
         else:

@@ -100,7 +100,7 @@ def test_windows_equal_the_reference(spark: Any, kind: str, op: str, count: int)
     probe = hot_bucket_probe(frame, rule)
     assert (probe is None) == (op not in ("gte", "gt"))
     if probe is not None:  # `correlation_alerts`' path: only the matches near a hot bucket are windowed
-        hot = [(row["_key"], row["_bucket"]) for row in hot_buckets([probe]).collect()]
+        hot = [(row["_key"], row["_bucket"]) for row in hot_buckets({rule.id: probe}).collect()]
         near = near_hot_buckets(frame, rule, hot)
         assert near.count() < frame.count()  # the sparse stretch is left out
         assert _bursts(correlation_windows(near, rule, max_event_ids=1000)) == expected
@@ -135,7 +135,7 @@ def test_correlation_alerts_probe_hot_buckets_first(spark: Any, monkeypatch: pyt
     rows = [{"_tenant": "acme", "_event_id": f"e{n}", "_ts_us": ts, "_dataset": "system.auth",
              "_group_key": "source.ip=10.0.0.1", "_source_ip": "10.0.0.1"} for n, ts in enumerate(split + lonely)]
     probe = hot_bucket_probe(_frame(spark, rows), edge)
-    assert probe is not None and {row["_bucket"] for row in hot_buckets([probe]).collect()} == {0, 1}
+    assert probe is not None and {row["_bucket"] for row in hot_buckets({edge.id: probe}).collect()} == {0, 1}
     alerts = correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
                                 {edge.id: edge, sparse.id: sparse})
     assert [(a["rule"]["id"], a["event"]["ids"]) for a in alerts] == [(edge.id, ["e0", "e1", "e2", "e3"])]
@@ -143,7 +143,8 @@ def test_correlation_alerts_probe_hot_buckets_first(spark: Any, monkeypatch: pyt
     # one aggregation for both probes, each with its own threshold: two a bucket is half of 4, not of 5
     sparse_probe = hot_bucket_probe(_frame(spark, rows), sparse)
     assert sparse_probe is not None
-    both = {(row["_rule_id"], row["_bucket"]) for row in hot_buckets([probe, sparse_probe]).collect()}
+    found = hot_buckets({edge.id: probe, sparse.id: sparse_probe}).collect()
+    both = {(row["_rule_id"], row["_bucket"]) for row in found}
     assert both == {(edge.id, 0), (edge.id, 1)}
     # with the base rules' match counts, the hot buckets are bounded (here: 8 matches, 2 a hot bucket for
     # the threshold 4), collected without a limit, and the alerts are the same
