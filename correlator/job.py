@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -379,7 +380,7 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
 
 
 def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[str, CompiledRule],
-                       matches: dict[str, int] | None = None) -> list[dict[str, Any]]:
+                       matches: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """One alert per burst of each correlation, from its inputs (one per dataset).
 
     First one aggregation finds, for every `gte`/`gt` correlation at once, the buckets where a burst
@@ -460,10 +461,7 @@ def run_detection(spark: SparkSession, *, events_dir: Path, alerts_dir: Path, ru
         for rule_id, frame in run.correlation_inputs.items():
             correlation_inputs.setdefault(rule_id, []).append(frame)
     started = time.perf_counter()
-    matched: dict[str, int] = {}
-    for counts in result.matches.values():
-        for rule_id, count in counts.items():
-            matched[rule_id] = matched.get(rule_id, 0) + count
+    matched = sum(map(Counter, result.matches.values()), Counter[str]())
     alerts.extend(correlation_alerts(correlation_inputs, by_id, matched))
     result.timings["correlations"] = time.perf_counter() - started
     started = time.perf_counter()

@@ -91,14 +91,10 @@ public final class FoldedMatch implements Serializable {
         return lookup(base, offset, length);
     }
 
-    private static int fold(int b) {
-        return b >= 'A' && b <= 'Z' ? b | 0x20 : b;
-    }
-
     private static int hash(Object base, long offset, int length) {
         int h = length;
         for (int i = 0; i < length; i++) {
-            h = 31 * h + fold(Platform.getByte(base, offset + i));
+            h = 31 * h + MultiContains.fold(Platform.getByte(base, offset + i));
         }
         return h ^ (h >>> 16);
     }
@@ -118,7 +114,7 @@ public final class FoldedMatch implements Serializable {
 
     private static boolean equalsFolded(byte[] key, Object base, long offset) {
         for (int i = 0; i < key.length; i++) {
-            if (key[i] != fold(Platform.getByte(base, offset + i))) {
+            if (key[i] != MultiContains.fold(Platform.getByte(base, offset + i))) {
                 return false;
             }
         }

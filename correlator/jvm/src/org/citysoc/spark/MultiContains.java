@@ -35,6 +35,11 @@ public final class MultiContains {
         return AUTOMATA.computeIfAbsent(List.of(literals), Automaton::new);
     }
 
+    /** ASCII upper case to lower case; every other value unchanged. */
+    static int fold(int c) {
+        return c >= 'A' && c <= 'Z' ? c | 0x20 : c;
+    }
+
     static String[] checked(String[] literals) {
         for (String literal : literals) {
             if (literal == null || literal.isEmpty()) {
@@ -126,21 +131,15 @@ public final class MultiContains {
                 outputs[state] = out.get(state).stream().mapToInt(Integer::intValue).distinct().toArray();
             }
             wide = wideGoto;
+            boolean[] held = new boolean[ASCII];  // folded characters the literals hold
+            for (String literal : literals) {
+                literal.chars().filter(c -> c < ASCII).forEach(c -> held[fold(c)] = true);
+            }
             int kinds = 1;
             for (int c = 0; c < ASCII; c++) {
-                int lower = c >= 'A' && c <= 'Z' ? c | 0x20 : c;
-                if (lower != c) {
-                    continue;  // an upper-case letter takes its lower case's class below
-                }
-                boolean held = false;
-                for (String literal : literals) {
-                    held |= literal.indexOf(c) >= 0 || (c >= 'a' && c <= 'z' && literal.indexOf(c ^ 0x20) >= 0);
-                }
-                if (held) {
+                if (fold(c) == c && held[c]) {
                     classes[c] = (byte) kinds;
-                    if (c >= 'a' && c <= 'z') {
-                        classes[c ^ 0x20] = (byte) kinds;
-                    }
+                    classes[c >= 'a' && c <= 'z' ? c ^ 0x20 : c] = (byte) kinds;  // and its upper case
                     kinds++;
                 }
             }
@@ -148,7 +147,7 @@ public final class MultiContains {
             folded = new int[states * width];
             for (int state = 0; state < states; state++) {
                 for (int c = 0; c < ASCII; c++) {
-                    int next = ascii[state * ASCII + (c >= 'A' && c <= 'Z' ? c | 0x20 : c)];
+                    int next = ascii[state * ASCII + fold(c)];
                     folded[state * width + classes[c]] = outputs[next].length > 0 ? ~(next * width) : next * width;
                 }
             }
