@@ -87,6 +87,31 @@ def window_days(since: datetime | None, until: datetime | None) -> tuple[str | N
     return first, last
 
 
+def window_condition(spark: SparkSession, micros: Column, since: datetime | None, until: datetime | None, *,
+                     jvm: bool | None = None) -> Column:
+    """`since <= micros < until` (either bound may be None: open) for a column of epoch microseconds.
+
+    With CitySOC's JVM functions (`jvm` None: when the session has them) the bounds travel in an object
+    that generated code holds by reference (`citysoc_in_window`), not as Java literals: a query over
+    the next window is the same code, so a service with a moving window (`soc detect --every`) neither
+    compiles its plans' classes again every run nor starts the JIT's work on them over
+    (`bench/README.md`, session 10). Without them, plain comparisons (same rows).
+    """
+    low = None if since is None else _micros(since)
+    high = None if until is None else _micros(until)
+    if jvm is None:
+        from correlator.jvm import functions_available
+
+        jvm = functions_available(spark)
+    if jvm:
+        from correlator.jvm import register_functions
+
+        register_functions(spark)
+        return F.call_function("citysoc_in_window", micros, *(F.lit(bound).cast("bigint") for bound in (low, high)))
+    tests = ([] if low is None else [micros >= F.lit(low)]) + ([] if high is None else [micros < F.lit(high)])
+    return reduce(Column.__and__, tests, F.lit(True))
+
+
 def prepare_events(events: DataFrame, *, since: datetime | None = None, until: datetime | None = None,
                    deduplicate: bool = True) -> DataFrame:
     """Add `_tenant`, `_event_id`, `_ts_us`, `_dataset` and the entity columns; keep [since, until).
@@ -109,10 +134,8 @@ def prepare_events(events: DataFrame, *, since: datetime | None = None, until: d
     columns = {"_tenant": tenant, "_event_id": F.col("event.id"), "_ts_us": F.unix_micros(F.col("`@timestamp`")),
                "_dataset": dataset, **{column: F.col(name) for name, column in ENTITY_COLUMNS.items()}}
     condition = F.col("_tenant").isNotNull() & F.col("_event_id").isNotNull() & F.col("_ts_us").isNotNull()
-    if since is not None:
-        condition = condition & (F.col("_ts_us") >= F.lit(_micros(since)))
-    if until is not None:
-        condition = condition & (F.col("_ts_us") < F.lit(_micros(until)))
+    if since is not None or until is not None:
+        condition = condition & window_condition(events.sparkSession, F.col("_ts_us"), since, until)
     prepared = events.withColumns(columns).filter(condition)  # one projection, one filter: few plan analyses
     if deduplicate:
         prepared = prepared.dropDuplicates(["_tenant", "_event_id"])

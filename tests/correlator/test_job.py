@@ -13,7 +13,15 @@ import pytest
 from citysoc.ids import alert_id, window_alert_id
 from correlator.alerts import read_alerts
 from correlator.compiler import DEFAULT_RULES_DIR, CompiledRuleSet, RuleCompiler
-from correlator.job import count_events, match_rules, partition_paths, read_events, run_detection, window_days
+from correlator.job import (
+    count_events,
+    match_rules,
+    partition_paths,
+    read_events,
+    run_detection,
+    window_condition,
+    window_days,
+)
 from tests.correlator.builders import T0, cloudtrail, failures, ssh, write_lake
 
 pytestmark = pytest.mark.slow
@@ -212,6 +220,51 @@ def test_event_count_equals_what_spark_reads(spark: Any, tmp_path: Path) -> None
         assert events is not None
         assert count_events(tmp_path / "events", "system.auth", since=since, until=until) == events.count()
     assert count_events(tmp_path / "events", "system.auth", since=T0 + timedelta(days=30)) == 0
+
+
+def _micros_frame(spark: Any, start: datetime, offsets: range) -> Any:
+    from pyspark.sql import functions as F
+
+    micros = int(start.timestamp()) * 1_000_000
+    return spark.range(offsets.start, offsets.stop).select((F.col("id") * 3 + F.lit(micros)).alias("t"))
+
+
+def test_window_condition_keeps_since_and_drops_until_both_ways(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    frame = _micros_frame(spark, T0, range(-4, 5))  # T0 - 12 us ... T0 + 12 us, every 3 us
+    micros = int(T0.timestamp()) * 1_000_000
+    us = timedelta(microseconds=1)
+    windows = {(T0, T0 + 6 * us): [0, 3], (None, T0): [-12, -9, -6, -3], (T0 - 4 * us, None): [-3, 0, 3, 6, 9, 12],
+               (T0 - 3 * us, T0 + 3 * us): [-3, 0], (None, None): list(range(-12, 13, 3)), (T0, T0): []}
+    for (since, until), expected in windows.items():
+        for jvm in (True, False):
+            rows = frame.filter(window_condition(spark, F.col("t"), since, until, jvm=jvm)).collect()
+            assert sorted(row["t"] - micros for row in rows) == expected, (since, until, jvm)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        window_condition(spark, F.col("t"), datetime(2026, 1, 1), None)
+
+
+def test_a_moving_window_runs_the_same_generated_code(spark: Any) -> None:
+    """Bounds travel by reference: the next window's query compiles no class; literals would."""
+    from pyspark.sql import functions as F
+
+    compiled = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    frame = _micros_frame(spark, T0, range(0, 1000)).filter(F.col("t") % 7 != 5)  # a shape of its own
+
+    def compilations(start: datetime, *, jvm: bool) -> tuple[int, int]:
+        before = compiled.getCount()
+        kept = frame.filter(window_condition(spark, F.col("t"), start, start + timedelta(milliseconds=1),
+                                             jvm=jvm)).count()
+        return kept, compiled.getCount() - before
+
+    micros = int(T0.timestamp()) * 1_000_000
+    expected = sum(1 for i in range(1000) if 600 <= 3 * i < 1600 and (3 * i + micros) % 7 != 5)  # [T0 + 600 us, + 1 ms)
+    for jvm in (True, False):
+        compilations(T0 + timedelta(hours=1 if jvm else 2), jvm=jvm)  # the first window compiles the query
+        kept, new_classes = compilations(T0 + timedelta(microseconds=600), jvm=jvm)
+        assert kept == expected
+        assert (new_classes == 0) is jvm, (jvm, new_classes)
 
 
 def test_chunked_projection_matches_single_projection(spark: Any, own_rules: CompiledRuleSet,

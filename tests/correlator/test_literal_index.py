@@ -394,7 +394,10 @@ def test_folded_functions_refuse_what_they_cannot_answer(spark: Any) -> None:
     for expression, message in [("citysoc_contains_any(m)", "at least one literal"),
                                 ("citysoc_contains_any(m, m)", "string constant"),
                                 ("citysoc_contains_any(n, 'x')", "reads a string"),
-                                ("citysoc_multi_contains(m, '')", "non-empty")]:
+                                ("citysoc_multi_contains(m, '')", "non-empty"),
+                                ("citysoc_in_window(m, 1L, 2L)", "reads a bigint"),
+                                ("citysoc_in_window(CAST(n AS BIGINT), CAST(n AS BIGINT), 2L)", "bigint constant"),
+                                ("citysoc_in_window(CAST(n AS BIGINT), 1L)", "micros, since and until")]:
         with pytest.raises((AnalysisException, IllegalArgumentException), match=message):
             frame.selectExpr(expression).collect()
     assert frame.selectExpr("citysoc_in_lower(m, '', 'X', 'x')").first()[0] is True  # `in` takes any value

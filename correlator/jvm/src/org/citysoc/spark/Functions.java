@@ -9,6 +9,7 @@ import org.apache.spark.sql.internal.SQLConf;
 import org.apache.spark.sql.types.AbstractDataType;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.LongType;
 import org.apache.spark.sql.types.StringType;
 
 import scala.Function1;
@@ -22,7 +23,9 @@ import scala.jdk.javaapi.CollectionConverters;
  *   <li>{@code citysoc_contains_any(text, 'lit', ...)}: {@code ContainsAny} of {@code lower(text)};
  *   <li>{@code citysoc_multi_contains(text, 'lit', ...)}: the {@code MultiContains} bitmap of
  *       {@code lower(text)};
- *   <li>{@code citysoc_in_lower(text, 'lit', ...)}: {@code lower(text) IN ('lit', ...)}.
+ *   <li>{@code citysoc_in_lower(text, 'lit', ...)}: {@code lower(text) IN ('lit', ...)};
+ *   <li>{@code citysoc_in_window(micros, since, until)}: {@code micros >= since AND micros < until}
+ *       ({@link TimeWindow}; a null bound is open), with the bounds out of the generated code.
  * </ul>
  *
  * Each is an {@code Invoke} of a {@link FoldedMatch} (a literal object carrying the lower-cased
@@ -40,6 +43,32 @@ public final class Functions {
         register(registry, "citysoc_contains_any", "any", DataTypes.BooleanType);
         register(registry, "citysoc_multi_contains", "bitmap", DataTypes.createArrayType(DataTypes.LongType, false));
         register(registry, "citysoc_in_lower", "in", DataTypes.BooleanType);
+        Function1<Seq<Expression>, Expression> window = Functions::window;
+        registry.createOrReplaceTempFunction("citysoc_in_window", window, "java_udf");
+    }
+
+    static Expression window(Seq<Expression> arguments) {
+        java.util.List<Expression> args = CollectionConverters.asJava(arguments);
+        if (args.size() != 3) {
+            throw new IllegalArgumentException("citysoc_in_window needs micros, since and until");
+        }
+        Expression micros = args.get(0);
+        if (!(micros.dataType() instanceof LongType)) {
+            throw new IllegalArgumentException("citysoc_in_window reads a bigint, not " + micros.dataType().simpleString());
+        }
+        Long[] bounds = new Long[2];
+        for (int index = 1; index < 3; index++) {
+            Expression bound = args.get(index);
+            Object value = bound.foldable() ? bound.eval(null) : Boolean.FALSE;
+            if (value != null && !(value instanceof Long)) {
+                throw new IllegalArgumentException("citysoc_in_window: bound " + index + " must be a bigint constant or null");
+            }
+            bounds[index - 1] = (Long) value;
+        }
+        Literal target = Literal.fromObject(new TimeWindow(bounds[0], bounds[1]));
+        Seq<Expression> inputs = CollectionConverters.asScala(java.util.List.of(micros)).toList();
+        Seq<AbstractDataType> noCasts = CollectionConverters.asScala(java.util.List.<AbstractDataType>of()).toList();
+        return new Invoke(target, "contains", DataTypes.BooleanType, inputs, noCasts, true, false, true);
     }
 
     private static void register(FunctionRegistry registry, String name, String kind, DataType type) {
