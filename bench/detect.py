@@ -389,10 +389,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{results['machine']['cpu']}, {args.cores} cores, {results['machine']['date']}; "
           f"{total:,} events, {len(detections)} detection rules")
     print("(rows name their rule set; ratios between different rule sets compare different work)")
-    print(f"{'':44s} {'events/s per core':>18s} {'vs naive':>9s} {'vs sqlite':>9s}")
+    print(f"{'':48s} {'events/s per core':>18s} {'vs naive':>9s} {'vs sqlite':>9s}")
     for label, rate in summary:
         versus_naive = f"{rate / results['naive']['events_per_s_per_core']:.1f}x" if "naive" in results else "-"
-        print(f"{label:44s} {rate:18,.0f} {versus_naive:>9s} {rate / lite['events_per_s_per_core']:8.1f}x")
+        print(f"{label:48s} {rate:18,.0f} {versus_naive:>9s} {rate / lite['events_per_s_per_core']:8.1f}x")
     if "naive" in results:
         print(f"same rules, cached: engine {results['naive']['speedup']:.1f}x faster than the naive way")
     OUT.mkdir(parents=True, exist_ok=True)
