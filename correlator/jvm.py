@@ -146,7 +146,8 @@ def register_functions(spark: SparkSession) -> None:
     `citysoc_contains_any(text, 'lit', ...)`, `citysoc_multi_contains(text, 'lit', ...)` and
     `citysoc_in_lower(text, 'lit', ...)` answer `ContainsAny(lower(text))`, `MultiContains(lower(text))` and
     `lower(text) IN (...)` from Spark's UTF-8 bytes (ASCII folded while read, the exact `lower()` for the
-    rest): no lower-cased copy of the text, no Java string per row."""
+    rest): no lower-cased copy of the text, no Java string per row. `citysoc_in_window(micros, since, until)`
+    is `since <= micros < until` with the bounds out of the generated code (`job.window_condition`)."""
     if not functions_available(spark):
         raise RuntimeError(f"{FUNCTIONS_CLASS} is not available in this Spark session")
     jvm: Any = spark.sparkContext._jvm

@@ -17,7 +17,8 @@ import scala.collection.immutable.Seq;
 import scala.jdk.javaapi.CollectionConverters;
 
 /**
- * CitySOC's SQL functions over lower-cased text, as Catalyst expressions (no UDF conversion per row):
+ * CitySOC's SQL functions over lower-cased text, and the detection window's time test, as Catalyst
+ * expressions (no UDF conversion per row):
  *
  * <ul>
  *   <li>{@code citysoc_contains_any(text, 'lit', ...)}: {@code ContainsAny} of {@code lower(text)};
@@ -28,9 +29,9 @@ import scala.jdk.javaapi.CollectionConverters;
  *       ({@link TimeWindow}; a null bound is open), with the bounds out of the generated code.
  * </ul>
  *
- * Each is an {@code Invoke} of a {@link FoldedMatch} (a literal object carrying the lower-cased
- * literals) on the text column, so whole-stage codegen calls it with Spark's own {@code UTF8String}.
- * Null text gives null. The literals are string constants, compared with {@code lower(text)} as given
+ * Each text function is an {@code Invoke} of a {@link FoldedMatch} (a literal object carrying the
+ * lower-cased literals) on the text column, so whole-stage codegen calls it with Spark's own {@code
+ * UTF8String}; the window test one of a {@link TimeWindow} on the bigint column. Null input gives null. The literals are string constants, compared with {@code lower(text)} as given
  * (so lower-cased by the caller); only {@code citysoc_in_lower} takes an empty one.
  */
 public final class Functions {
@@ -65,10 +66,14 @@ public final class Functions {
             }
             bounds[index - 1] = (Long) value;
         }
-        Literal target = Literal.fromObject(new TimeWindow(bounds[0], bounds[1]));
-        Seq<Expression> inputs = CollectionConverters.asScala(java.util.List.of(micros)).toList();
+        return invoke(new TimeWindow(bounds[0], bounds[1]), "contains", DataTypes.BooleanType, micros);
+    }
+
+    /** {@code target.method(input)} in generated code, the target held by reference; null input gives null. */
+    private static Expression invoke(Object target, String method, DataType type, Expression input) {
+        Seq<Expression> inputs = CollectionConverters.asScala(java.util.List.of(input)).toList();
         Seq<AbstractDataType> noCasts = CollectionConverters.asScala(java.util.List.<AbstractDataType>of()).toList();
-        return new Invoke(target, "contains", DataTypes.BooleanType, inputs, noCasts, true, false, true);
+        return new Invoke(Literal.fromObject(target), method, type, inputs, noCasts, true, false, true);
     }
 
     private static void register(FunctionRegistry registry, String name, String kind, DataType type) {
@@ -95,9 +100,6 @@ public final class Functions {
             literals[index - 1] = value.toString();
         }
         boolean icu = (Boolean) SQLConf.get().getConf(SQLConf.ICU_CASE_MAPPINGS_ENABLED());
-        Literal target = Literal.fromObject(new FoldedMatch(kind, literals, icu));
-        Seq<Expression> inputs = CollectionConverters.asScala(java.util.List.of(text)).toList();
-        Seq<AbstractDataType> noCasts = CollectionConverters.asScala(java.util.List.<AbstractDataType>of()).toList();
-        return new Invoke(target, kind, type, inputs, noCasts, true, false, true);
+        return invoke(new FoldedMatch(kind, literals, icu), kind, type, text);
     }
 }
