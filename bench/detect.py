@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
           f"events): {lite['seconds']:.1f}s, {lite['events_per_s_per_core']:,.0f} events/s per core")
 
     ours = results["engine_end_to_end"]["events_per_s_per_core"]
-    summary = [("CitySOC end-to-end from the lake", ours),
+    summary = [("CitySOC end-to-end, new process (runs 1-2)", ours),
                ("CitySOC end-to-end, warm service (runs 3-5)",
                 results["engine_end_to_end_warm"]["events_per_s_per_core"]),
                *([(f"CitySOC end-to-end, settled (runs {SETTLED_FROM}-{args.runs})",
