@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ import structlog
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from citysoc.schema import spark_schema
+from citysoc.schema import ARROW_SCHEMA, spark_schema
 from correlator.alerts import correlation_alert, detection_alert, store_new_alerts
 from correlator.compiler import CompiledRule, CompiledRuleSet, UnsupportedRule
 from correlator.correlation import (
@@ -52,6 +52,7 @@ from correlator.routing import plan_chunks, route_fields, rule_hits, rule_prefil
 
 log = structlog.get_logger(__name__)
 
+LAKE_PARTITIONS = ("dataset", "tenant", "day")  # the lake's folders: events/dataset=<d>/tenant=<t>/day=<d>
 RULES_PER_PROJECTION = 200  # keeps generated code inside the JVM's 64 KB method limit
 # At most this many unrouted rules (not behind the literal gate) join a routed chunk: one scan of the
 # events less (`routing.plan_chunks`; CloudTrail's one unrouted SigmaHQ rule: bench/README.md).
@@ -113,23 +114,26 @@ def window_condition(spark: SparkSession, micros: Column, since: datetime | None
 
 
 def prepare_events(events: DataFrame, *, since: datetime | None = None, until: datetime | None = None,
-                   deduplicate: bool = True) -> DataFrame:
+                   deduplicate: bool = True, columns: Collection[str] | None = None) -> DataFrame:
     """Add `_tenant`, `_event_id`, `_ts_us`, `_dataset` and the entity columns; keep [since, until).
 
     `deduplicate` drops at-least-once duplicates (same tenant and `event.id`) here, which shuffles
     whole rows; `run_detection` passes False and de-duplicates the (few, narrow) matches instead.
+    `columns`: the frame's top-level columns, when the caller knows them (`read_events`); else they
+    are asked of the JVM (the whole nested schema, about 45 ms for ours).
     """
+    present = frozenset(events.columns if columns is None else columns)
     first, last = window_days(since, until)
-    if "day" in events.columns:  # partition pruning before the row filter
+    if "day" in present:  # partition pruning before the row filter
         if first is not None:
             events = events.filter(F.col("day").cast("string") >= F.lit(first))
         if last is not None:
             events = events.filter(F.col("day").cast("string") <= F.lit(last))
     tenant = F.col("organization.id")
-    if "tenant" in events.columns:
+    if "tenant" in present:
         tenant = F.coalesce(tenant, F.col("tenant").cast("string"))
     dataset = F.col("event.dataset")
-    if "dataset" in events.columns:
+    if "dataset" in present:
         dataset = F.coalesce(dataset, F.col("dataset").cast("string"))
     columns = {"_tenant": tenant, "_event_id": F.col("event.id"), "_ts_us": F.unix_micros(F.col("`@timestamp`")),
                "_dataset": dataset, **{column: F.col(name) for name, column in ENTITY_COLUMNS.items()}}
@@ -189,7 +193,8 @@ def read_events(spark: SparkSession, events_dir: Path, dataset: str, *, since: d
     if not paths:
         return None
     frame = spark.read.schema(spark_schema()).option("basePath", str(events_dir)).parquet(*map(str, paths))
-    return prepare_events(frame, since=since, until=until, deduplicate=deduplicate)
+    return prepare_events(frame, since=since, until=until, deduplicate=deduplicate,
+                          columns=(*ARROW_SCHEMA.names, *LAKE_PARTITIONS))
 
 
 def match_rules(events: DataFrame, rules: Sequence[CompiledRule], *,
@@ -307,19 +312,23 @@ def _pruned(prefix: tuple[str, ...], tree: dict[str, Any] | bool) -> Column:
     return F.struct(*(_pruned((*prefix, name), sub).alias(name) for name, sub in sorted(tree.items())))
 
 
-def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule],
-                   correlations: Sequence[CompiledRule]) -> DataFrame:
+def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule], correlations: Sequence[CompiledRule],
+                   *, columns: Collection[str] | None = None) -> DataFrame:
     """`matches` narrowed to what alerts and correlations read, so the scan skips every other column.
 
     Group-by and value expressions come from `resolve_field`, which back-quotes every part of a field
     path (`` `source`.`ip` ``): each top-level column they name is kept as a struct of only the
-    leaves they read, so the same expressions still resolve.
+    leaves they read, so the same expressions still resolve. `columns`: the top-level columns of
+    `matches`, when the caller knows them (else asked of the JVM, as in `prepare_events`).
     """
     exprs = [expr for rule in [*detections, *correlations] for _, expr in rule.group_by]
     exprs += [c.correlation.value_expr for c in correlations if c.correlation and c.correlation.value_expr]
     paths = [tuple(part.strip("`") for part in found.split("`.`"))
              for expr in exprs for found in _FIELD_PATH.findall(expr)]
-    tree = _leaves(path for path in paths if path[0] in matches.columns and path[0] not in MATCH_COLUMNS)
+    if columns is None:
+        columns = matches.columns if paths else ()
+    present = frozenset(columns)
+    tree = _leaves(path for path in paths if path[0] in present and path[0] not in MATCH_COLUMNS)
     return matches.select(*MATCH_COLUMNS, *(_pruned((name,), sub).alias(name) for name, sub in sorted(tree.items())))
 
 
@@ -377,7 +386,8 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, events_dir: Path, rule
         # nested Parquet columns); only matched rows are kept and checkpointed, once per (tenant, event,
         # rule): what follows reads a small table, not the rules' plan again.
         matches, run.matches = unique_matches(
-            narrow_matches(match_rules(events, detections), detections, correlations).localCheckpoint(eager=True))
+            narrow_matches(match_rules(events, detections), detections, correlations, columns=ARROW_SCHEMA.names)
+            .localCheckpoint(eager=True))
         run.timings[f"{dataset} match"] = time.perf_counter() - started
         started = time.perf_counter()
         run.events = counted.result()

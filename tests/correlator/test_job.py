@@ -222,6 +222,19 @@ def test_event_count_equals_what_spark_reads(spark: Any, tmp_path: Path) -> None
     assert count_events(tmp_path / "events", "system.auth", since=T0 + timedelta(days=30)) == 0
 
 
+def test_read_events_names_the_columns_spark_reads(spark: Any, tmp_path: Path) -> None:
+    """`read_events` tells `prepare_events` the lake's columns instead of asking the JVM: they must be right."""
+    from citysoc.schema import ARROW_SCHEMA
+    from correlator.correlation import ENTITY_COLUMNS
+    from correlator.job import LAKE_PARTITIONS
+
+    write_lake(tmp_path / "events", failures(2, ip="203.0.113.60", every=timedelta(seconds=5)))
+    events = read_events(spark, tmp_path / "events", "system.auth", deduplicate=False)
+    assert events is not None
+    added = {"_tenant", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values()}
+    assert set(events.columns) == {*ARROW_SCHEMA.names, *LAKE_PARTITIONS} | added
+
+
 def _micros_frame(spark: Any, start: datetime, offsets: range) -> Any:
     from pyspark.sql import functions as F
 
