@@ -235,25 +235,27 @@ def test_read_events_names_the_columns_spark_reads(spark: Any, tmp_path: Path) -
     assert set(events.columns) == {*ARROW_SCHEMA.names, *LAKE_PARTITIONS} | added
 
 
-def _micros_frame(spark: Any, start: datetime, offsets: range) -> Any:
+T0_MICROS = int(T0.timestamp()) * 1_000_000
+
+
+def _micros_frame(spark: Any, offsets: range) -> Any:
+    """Column `t`: T0 + 3 us per offset, in epoch microseconds."""
     from pyspark.sql import functions as F
 
-    micros = int(start.timestamp()) * 1_000_000
-    return spark.range(offsets.start, offsets.stop).select((F.col("id") * 3 + F.lit(micros)).alias("t"))
+    return spark.range(offsets.start, offsets.stop).select((F.col("id") * 3 + F.lit(T0_MICROS)).alias("t"))
 
 
 def test_window_condition_keeps_since_and_drops_until_both_ways(spark: Any) -> None:
     from pyspark.sql import functions as F
 
-    frame = _micros_frame(spark, T0, range(-4, 5))  # T0 - 12 us ... T0 + 12 us, every 3 us
-    micros = int(T0.timestamp()) * 1_000_000
+    frame = _micros_frame(spark, range(-4, 5))  # T0 - 12 us ... T0 + 12 us, every 3 us
     us = timedelta(microseconds=1)
     windows = {(T0, T0 + 6 * us): [0, 3], (None, T0): [-12, -9, -6, -3], (T0 - 4 * us, None): [-3, 0, 3, 6, 9, 12],
                (T0 - 3 * us, T0 + 3 * us): [-3, 0], (None, None): list(range(-12, 13, 3)), (T0, T0): []}
     for (since, until), expected in windows.items():
         for jvm in (True, False):
             rows = frame.filter(window_condition(spark, F.col("t"), since, until, jvm=jvm)).collect()
-            assert sorted(row["t"] - micros for row in rows) == expected, (since, until, jvm)
+            assert sorted(row["t"] - T0_MICROS for row in rows) == expected, (since, until, jvm)
     with pytest.raises(ValueError, match="timezone-aware"):
         window_condition(spark, F.col("t"), datetime(2026, 1, 1), None)
 
@@ -263,7 +265,7 @@ def test_a_moving_window_runs_the_same_generated_code(spark: Any) -> None:
     from pyspark.sql import functions as F
 
     compiled = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
-    frame = _micros_frame(spark, T0, range(0, 1000)).filter(F.col("t") % 7 != 5)  # a shape of its own
+    frame = _micros_frame(spark, range(0, 1000)).filter(F.col("t") % 7 != 5)  # a shape of its own
 
     def compilations(start: datetime, *, jvm: bool) -> tuple[int, int]:
         before = compiled.getCount()
@@ -271,8 +273,8 @@ def test_a_moving_window_runs_the_same_generated_code(spark: Any) -> None:
                                              jvm=jvm)).count()
         return kept, compiled.getCount() - before
 
-    micros = int(T0.timestamp()) * 1_000_000
-    expected = sum(1 for i in range(1000) if 600 <= 3 * i < 1600 and (3 * i + micros) % 7 != 5)  # [T0 + 600 us, + 1 ms)
+    # t in [T0 + 600 us, T0 + 1,600 us): the second window below
+    expected = sum(1 for i in range(1000) if 600 <= 3 * i < 1600 and (3 * i + T0_MICROS) % 7 != 5)
     for jvm in (True, False):
         compilations(T0 + timedelta(hours=1 if jvm else 2), jvm=jvm)  # the first window compiles the query
         kept, new_classes = compilations(T0 + timedelta(microseconds=600), jvm=jvm)

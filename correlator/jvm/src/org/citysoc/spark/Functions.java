@@ -31,8 +31,9 @@ import scala.jdk.javaapi.CollectionConverters;
  *
  * Each text function is an {@code Invoke} of a {@link FoldedMatch} (a literal object carrying the
  * lower-cased literals) on the text column, so whole-stage codegen calls it with Spark's own {@code
- * UTF8String}; the window test one of a {@link TimeWindow} on the bigint column. Null input gives null. The literals are string constants, compared with {@code lower(text)} as given
- * (so lower-cased by the caller); only {@code citysoc_in_lower} takes an empty one.
+ * UTF8String}; the window test is one of a {@link TimeWindow} on the bigint column. Null input gives
+ * null. The literals are string constants, compared with {@code lower(text)} as given (so lower-cased
+ * by the caller); only {@code citysoc_in_lower} takes an empty one.
  */
 public final class Functions {
     private Functions() {
@@ -60,8 +61,8 @@ public final class Functions {
         Long[] bounds = new Long[2];
         for (int index = 1; index < 3; index++) {
             Expression bound = args.get(index);
-            Object value = bound.foldable() ? bound.eval(null) : Boolean.FALSE;
-            if (value != null && !(value instanceof Long)) {
+            Object value = bound.foldable() ? bound.eval(null) : null;
+            if (!bound.foldable() || (value != null && !(value instanceof Long))) {
                 throw new IllegalArgumentException("citysoc_in_window: bound " + index + " must be a bigint constant or null");
             }
             bounds[index - 1] = (Long) value;
