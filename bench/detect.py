@@ -18,14 +18,26 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
+from pyspark.sql import functions as F
+from sigma.backends.databricks import DatabricksBackend
+from sigma.backends.sqlite import sqliteBackend
+from sigma.rule import SigmaRule
 
-from bench.workload import WorkloadSpec, generate, template_docs, template_table
+from bench.workload import WorkloadSpec, generate, set_field, template_docs, template_table
+from citysoc.schema import spark_schema
+from citysoc.store import ParquetEventStore
+from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+from correlator.compiler.logsources import find_route
+from correlator.engine.detection import narrow_matches, read_events, run_detection
+from correlator.engine.events import prepare_events
+from correlator.engine.matching import match
+from correlator.engine.session import build_session, engine_options
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -43,16 +55,11 @@ def cpu_model() -> str:
 
 
 def rule_dirs(sigma: Path) -> list[Path]:
-    from correlator.compiler import DEFAULT_RULES_DIR
-
     return [DEFAULT_RULES_DIR, sigma / "rules" / "cloud" / "aws", sigma / "rules" / "linux"]
 
 
 def alerting_templates(spark: Any, docs: dict[str, list[dict[str, Any]]], rules: Any) -> dict[str, frozenset[int]]:
     """Indices of the templates that some alerting detection rule matches (through our engine)."""
-    from bench.workload import set_field
-    from correlator.job import match_rules, prepare_events
-
     found: dict[str, frozenset[int]] = {}
     for dataset, items in docs.items():
         detections = [rule for rule in rules.detections(dataset) if rule.generate]
@@ -60,16 +67,11 @@ def alerting_templates(spark: Any, docs: dict[str, list[dict[str, Any]]], rules:
             continue
         table = template_table(items)
         table = set_field(table, "event.id", pa.array([f"t{index}" for index in range(len(items))], pa.string()))
-        frame = spark.createDataFrame(table.to_pylist(), schema=_spark_schema())
-        matches = match_rules(prepare_events(frame), detections).select("_event_id").distinct().collect()
+        frame = spark.createDataFrame(table.to_pylist(), schema=spark_schema())
+        matches = match(prepare_events(frame), detections, engine_options(spark)).select("_event_id").distinct()\
+            .collect()
         found[dataset] = frozenset(int(row["_event_id"][1:]) for row in matches)
     return found
-
-
-def _spark_schema() -> Any:
-    from citysoc.schema import spark_schema
-
-    return spark_schema()
 
 
 def timed(action: Any) -> tuple[float, Any]:
@@ -114,18 +116,13 @@ def _convert_each(rules: Any, sigma_paths: list[Path], backend: Callable[[Any], 
 
     Rules the backend refuses, or converts to more than one query, are left out (and so not timed).
     """
-    from sigma.rule import SigmaRule
-
-    from correlator.compiler import RuleCompiler
-    from correlator.pipelines import route_for
-
     wanted = {rule.id for rule in rules.detections()}
     collection, _ = RuleCompiler().load(sigma_paths)
     converted: dict[str, str] = {}
     for rule in collection.rules:
         if str(rule.id) not in wanted or not isinstance(rule, SigmaRule):
             continue
-        route = route_for(rule.logsource)
+        route = find_route(rule.logsource)
         if route is None:
             continue
         try:
@@ -139,15 +136,11 @@ def _convert_each(rules: Any, sigma_paths: list[Path], backend: Callable[[Any], 
 
 def naive_filters(rules: Any, sigma_paths: list[Path]) -> dict[str, str]:
     """Rule id -> the out-of-the-box DatabricksBackend expression (with our field-mapping pipelines)."""
-    from sigma.backends.databricks import DatabricksBackend
-
     return _convert_each(rules, sigma_paths, DatabricksBackend)
 
 
 def sqlite_queries(rules: Any, sigma_paths: list[Path]) -> dict[str, str]:
     """Rule id -> pySigma's sqlite backend query (Zircolite's method), rewritten to count matches."""
-    from sigma.backends.sqlite import sqliteBackend
-
     return {rule_id: re.sub(r"^SELECT \* FROM ", "SELECT count(*) FROM ", query)
             for rule_id, query in _convert_each(rules, sigma_paths, sqliteBackend).items()}
 
@@ -163,15 +156,14 @@ def _flat_rows(table: pa.Table) -> tuple[list[str], list[tuple[Any, ...]]]:
     return columns, rows
 
 
-def sqlite_bench(events_dir: Path, queries: dict[str, str], rules: Any, sample: int) -> dict[str, Any]:
+def sqlite_bench(store: ParquetEventStore, queries: dict[str, str], rules: Any, sample: int) -> dict[str, Any]:
     """Zircolite's method: each rule's SQL over an in-memory table of flattened events (one core)."""
     per_dataset = {rule.id: rule.datasets for rule in rules.detections()}
     total_seconds, evaluated, ran, failed = 0.0, 0, 0, 0
-    datasets = sorted({d for rule_id in queries for d in per_dataset[rule_id]
-                       if (events_dir / f"dataset={d}").is_dir()})
-    for dataset in datasets:
-        source = ds.dataset(events_dir / f"dataset={dataset}", format="parquet", partitioning="hive")
-        table = source.head(sample // max(1, len(datasets)), columns=None)
+    sources = {d: source for d in sorted({d for rule_id in queries for d in per_dataset[rule_id]})
+               if (source := store.arrow_dataset(d)) is not None}
+    for dataset, source in sources.items():
+        table = source.head(sample // max(1, len(sources)), columns=None)
         table = table.drop_columns([name for name in ("tenant", "day") if name in table.column_names])
         columns, rows = _flat_rows(table)
         conn = sqlite3.connect(":memory:")
@@ -214,12 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.runs < 5:
         parser.error("--runs must be at least 5")
 
-    from pyspark.sql import functions as F
-
     from correlator.compiler import RuleCompiler
-    from correlator.job import match_rules, narrow_matches, read_events, run_detection
-    from correlator.spark import build_session
-
     sigma_paths = rule_dirs(args.corpora / "sigmahq")
     spark = build_session(master=f"local[{args.cores}]", shuffle_partitions=args.cores, app_name="citysoc-bench",
                           driver_memory="8g")
@@ -231,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = WorkloadSpec(events=args.events, days=args.days)
     events_dir = OUT / f"lake-{spec.tag}" / "events"
+    store = ParquetEventStore(events_dir)
+    options = engine_options(spark)
     docs = template_docs(args.corpora)
     generate_seconds, counts = timed(
         lambda: generate(events_dir, spec, docs, alerting_templates(spark, docs, rules)))
@@ -259,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         since, until = (None, None) if shift is None else (WIDE_SINCE + shift, WIDE_UNTIL + shift)
         before = jvm_thread_cpu(spark)
         seconds, result = timed(lambda d=alerts_dir, s=since, u=until: run_detection(
-            spark, events_dir=events_dir, alerts_dir=d, rules=rules, since=s, until=u))
+            spark, store=store, alerts_dir=d, rules=rules, since=s, until=u, options=options))
         after = jvm_thread_cpu(spark)
         cpu = ", ".join(f"{group} {after[group] - before.get(group, 0.0):.1f}s" for group in ("tasks", "JIT")
                         if group in after)
@@ -292,8 +281,9 @@ def main(argv: list[str] | None = None) -> None:
         chosen = rules.detections(dataset)
 
         def scan_and_match(d: str = dataset, c: Any = chosen) -> Any:
-            frame = read_events(spark, events_dir, d, deduplicate=False)
-            return narrow_matches(match_rules(frame, c), c, []).groupBy("_rule_id").count().collect()
+            frame = read_events(spark, store, d, deduplicate=False, options=options)
+            assert frame is not None
+            return narrow_matches(match(frame, c, options), c, []).groupBy("_rule_id").count().collect()
 
         from_lake += min(timed(scan_and_match)[0] for _ in range(2))
     lake_rate = per_core(total, from_lake, args.cores)
@@ -304,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     # 2. Evaluation only, on the same events cached in memory (full rows, as read_events gives them).
     cached = {}
     for dataset in counts:
-        frame = read_events(spark, events_dir, dataset, deduplicate=False)
+        frame = read_events(spark, store, dataset, deduplicate=False, options=options)
         assert frame is not None
         cached[dataset] = frame.persist()
         cached[dataset].count()
@@ -314,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         for dataset, frame in cached.items():
             chosen = [r for r in rules.detections(dataset) if rule_ids is None or r.id in rule_ids]
             if chosen:
-                best = min(timed(lambda c=chosen, f=frame: match_rules(f, c, routed=routing)
+                best = min(timed(lambda c=chosen, f=frame: match(f, c, replace(options, routing=routing))
                                  .groupBy("_rule_id").count().collect())[0] for _ in range(2))
                 seconds += best
         return seconds
@@ -363,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 4. SQLite per rule (Zircolite's method) on a sample, one core.
     queries = sqlite_queries(rules, sigma_paths)
-    lite = sqlite_bench(events_dir, queries, rules, args.sqlite_sample)
+    lite = sqlite_bench(store, queries, rules, args.sqlite_sample)
     results["sqlite"] = lite
     print(f"sqlite per rule ({lite['rules_run']} rules run, {lite['rules_failed']} failed, on {lite['events']:,} "
           f"events): {lite['seconds']:.1f}s, {lite['events_per_s_per_core']:,.0f} events/s per core")

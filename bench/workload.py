@@ -5,8 +5,8 @@ CloudTrail records of Stratus Red Team and the 2,000 OpenSSH lines of loghub. Ea
 a template with a fresh `event.id`, a timestamp spread over several days (business hours weighted),
 one of ten tenants (each with its own AWS account) and a source IP from a pool of public and private
 addresses (also rewritten inside the sshd message). Rows are built with pyarrow `take` on the parsed
-templates, so millions of events take seconds, and land in the lake layout the store uses
-(`events/dataset=<d>/tenant=<t>/day=<YYYY-MM-DD>/*.parquet`, schema `citysoc.schema.ARROW_SCHEMA`).
+templates, so millions of events take seconds, and are stored through the Parquet event store's
+columnar write (`ParquetEventStore.write_table`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, PLAIN_ENCODED, to_row
+from citysoc.schema import ARROW_SCHEMA, PLAIN_ENCODED, to_row
+from citysoc.store import ParquetEventStore
+from collectors.base import ParsedEvent, ParserOptions
+from collectors.cloudtrail import CloudTrailParser
+from collectors.syslog import SyslogParser
 
 TENANTS: tuple[str, ...] = (
     "city-council", "north-hospital", "south-hospital", "east-gp", "west-gp", "central-school",
@@ -51,10 +54,6 @@ class WorkloadSpec:
 
 def template_docs(corpora: Path) -> dict[str, list[dict[str, Any]]]:
     """Real records parsed by our collectors, by dataset."""
-    from collectors.base import ParsedEvent, ParserOptions
-    from collectors.cloudtrail import CloudTrailParser
-    from collectors.syslog import SyslogParser
-
     options = ParserOptions(year=2026, now=START)
     docs: dict[str, list[dict[str, Any]]] = {}
     parsed: list[Any] = []
@@ -156,20 +155,14 @@ def build_dataset(dataset: str, docs: list[dict[str, Any]], count: int, *, days:
     return table
 
 
-def write_lake(events_dir: Path, dataset: str, table: pa.Table) -> int:
-    """Write one dataset's events into `events/dataset=<d>/tenant=<t>/day=<day>/` files; returns files."""
-    tenant = table.column("organization").combine_chunks().field("id")
-    day = pc.strftime(table.column("@timestamp"), format="%Y-%m-%d")
-    table = table.append_column("tenant", tenant).append_column("day", day)
-    target = events_dir / f"dataset={dataset}"
-    ds.write_dataset(
-        table, target, format="parquet",
-        partitioning=ds.partitioning(pa.schema([("tenant", pa.string()), ("day", pa.string())]), flavor="hive"),
-        file_options=ds.ParquetFileFormat().make_write_options(**PARQUET_OPTIONS),
-        basename_template="part-{i}.parquet", existing_data_behavior="delete_matching",
-        max_rows_per_group=64 * 1024, min_rows_per_group=16 * 1024,
-    )
-    return sum(1 for _ in target.rglob("*.parquet"))
+def write_lake(store: ParquetEventStore, dataset: str, table: pa.Table) -> int:
+    """Store one dataset's events, tenant by tenant; returns the events stored."""
+    tenants = table.column("organization").combine_chunks().field("id")
+    stored = 0
+    for tenant in pc.unique(tenants).to_pylist():
+        stored += store.write_table(tenant=tenant, dataset=dataset,
+                                    table=table.filter(pc.equal(tenants, pa.scalar(tenant)))).stored
+    return stored
 
 
 def generate(events_dir: Path, spec: WorkloadSpec, docs: dict[str, list[dict[str, Any]]],
@@ -178,7 +171,8 @@ def generate(events_dir: Path, spec: WorkloadSpec, docs: dict[str, list[dict[str
     marker = events_dir / "workload.json"
     if marker.exists():
         stored = json.loads(marker.read_text())
-        if stored.get("tag") == spec.tag and stored.get("plain_encoded") == sorted(PLAIN_ENCODED):
+        if stored.get("tag") == spec.tag and stored.get("plain_encoded") == sorted(PLAIN_ENCODED) \
+                and stored.get("writer") == "store":
             return {name: int(count) for name, count in stored["events"].items()}
     shutil.rmtree(events_dir, ignore_errors=True)
     events_dir.mkdir(parents=True)
@@ -188,8 +182,9 @@ def generate(events_dir: Path, spec: WorkloadSpec, docs: dict[str, list[dict[str
     for dataset, count in counts.items():
         table = build_dataset(dataset, docs[dataset], count, days=spec.days, rng=rng,
                               alerting=alerting.get(dataset, frozenset()), alert_share=spec.alert_share)
-        write_lake(events_dir, dataset, table)
-    marker.write_text(json.dumps({"tag": spec.tag, "plain_encoded": sorted(PLAIN_ENCODED), "events": counts,
+        write_lake(ParquetEventStore(events_dir), dataset, table)
+    marker.write_text(json.dumps({"tag": spec.tag, "plain_encoded": sorted(PLAIN_ENCODED), "writer": "store",
+                                  "events": counts,
                                   "templates": {name: len(items) for name, items in docs.items()},
                                   "alerting_templates": {name: len(ids) for name, ids in alerting.items()}}))
     return counts

@@ -171,7 +171,7 @@ def detect(
 def alerts_list(tenant: TenantOpt = None, as_json: JsonOpt = False,
                 limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 1000) -> None:
     """List stored alerts."""
-    from correlator.alerts import read_alerts
+    from correlator.engine.alerts import read_alerts
 
     settings = _settings()
     alerts = read_alerts(settings.alerts_dir, tenant=tenant)

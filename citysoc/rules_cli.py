@@ -20,10 +20,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from citysoc.store import ParquetEventStore
+
 if TYPE_CHECKING:
-    from correlator.attack import AttackData
-    from correlator.evidence import RawParser
-    from correlator.ruletest import RuleTestReport
+    from correlator.authoring.attack import AttackData
+    from correlator.authoring.evidence import RawParser
+    from correlator.authoring.ruletest import RuleTestReport
 
 rules_app = typer.Typer(help="Write, check and test Sigma rules (for CI: exit code 0 only when all holds).",
                         no_args_is_help=True)
@@ -50,7 +52,7 @@ def _json_lines(items: Sequence[Mapping[str, Any]]) -> None:
 
 def _attack(path: Path | None) -> AttackData:
     from citysoc.cli import _settings
-    from correlator.attack import AttackData
+    from correlator.authoring.attack import AttackData
 
     _settings()  # configures logging, like every command
 
@@ -61,7 +63,7 @@ def _attack(path: Path | None) -> AttackData:
 
 def _spark() -> Any:
     from citysoc.cli import _settings
-    from correlator.spark import build_session
+    from correlator.engine.session import build_session
 
     settings = _settings()
     return build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
@@ -92,7 +94,7 @@ def check(
 ) -> None:
     """Validate rules: Sigma schema, SigmaHQ validators, unique ids, log source vs folder, ATT&CK tags
     (offline), known fields, compiles for our engine. Each finding names file:line and the rule id."""
-    from correlator.validation import ERROR, RuleSetChecker, rule_files, summarise
+    from correlator.authoring.check import ERROR, RuleSetChecker, rule_files, summarise
 
     rule_paths = _rule_paths(paths)
     attack = _attack(attack_data)
@@ -117,7 +119,7 @@ def check(
 # test --------------------------------------------------------------------------------------------
 
 def _print_test_report(report: RuleTestReport) -> None:
-    from correlator.ruletest import FAIL, NOT_RUNNABLE, PASS, UNTESTED
+    from correlator.authoring.ruletest import FAIL, NOT_RUNNABLE, PASS, UNTESTED
 
     styles = {PASS: "green", FAIL: "red", UNTESTED: "yellow", NOT_RUNNABLE: "dim"}
     for result in report.results:
@@ -147,7 +149,7 @@ def test(
     year: Annotated[int, typer.Option(help="Year for raw syslog lines that carry none.")] = 2026,
 ) -> None:
     """Run every rule's evidence through the compiled Spark engine; exit 0 only when every expectation holds."""
-    from correlator.ruletest import junit_xml, run_rule_tests
+    from correlator.authoring.ruletest import junit_xml, run_rule_tests
 
     rule_paths = _rule_paths(paths)
     with err_console.status("starting Spark, compiling rules, running evidence"):
@@ -190,7 +192,7 @@ def backtest(
 ) -> None:
     """How many alerts each rule would have raised over stored or given events; enforces expectations."""
     from citysoc.cli import _parse_time, _settings
-    from correlator.backtest import expectations_from_evidence, parse_expectation, ranked, run_backtest
+    from correlator.authoring.backtest import expectations_from_evidence, parse_expectation, ranked, run_backtest
     from correlator.compiler import RuleCompiler
 
     expectations = [parse_expectation(text) for text in expect or []]
@@ -207,7 +209,7 @@ def backtest(
             ruleset = RuleCompiler(spark).compile(_rule_paths(rules))
         expectations = expectations_from_evidence(ruleset) + expectations
         with err_console.status("running the rules over the events"):
-            result = run_backtest(spark, ruleset, events_dir=events_dir, tenant=tenant,
+            result = run_backtest(spark, ruleset, store=ParquetEventStore(events_dir), tenant=tenant,
                                   since=_parse_time(since), until=_parse_time(until))
     violations = result.violations(ruleset, expectations)
     rows = ranked(ruleset, result)
@@ -234,7 +236,6 @@ def backtest(
 def _scratch_lake(folder: Path, *, tenant: str, source: str, paths: Sequence[Path], year: int | None) -> Path:
     """Parse `paths` with the real collector into a lake of their own (never the user's)."""
     from citysoc.deadletter import DeadLetterStore
-    from citysoc.store import ParquetEventStore
     from collectors.ingest import ingest_files
 
     store = ParquetEventStore(folder / "events")
@@ -260,9 +261,9 @@ def coverage(
     """ATT&CK tactics/techniques and datasets the active rules cover; per tenant, which rules can fire."""
     from citysoc.cli import _settings
     from citysoc.runtime import case_client
+    from correlator.authoring.coverage import as_json as coverage_json
+    from correlator.authoring.coverage import rule_coverage, tenant_coverage
     from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
-    from correlator.rule_coverage import as_json as coverage_json
-    from correlator.rule_coverage import rule_coverage, tenant_coverage
 
     rule_paths = ([DEFAULT_RULES_DIR] if own_rules else []) + list(paths or [])
     if not rule_paths:
@@ -325,7 +326,7 @@ def attack_data_command(
     version: Annotated[str | None, typer.Option(help="ATT&CK version, when the source does not say.")] = None,
 ) -> None:
     """Show the offline ATT&CK data, or refresh it from a downloaded file (`--from`)."""
-    from correlator.attack import ATTACK_DATA_FILE, AttackData
+    from correlator.authoring.attack import ATTACK_DATA_FILE, AttackData
 
     if source is None:
         data = AttackData.load()

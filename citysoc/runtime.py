@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from collectors.ingest import IngestReport
-    from correlator.job import DetectionResult
+    from correlator.engine.detection import DetectionResult
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +96,7 @@ def _start_detection(settings: Settings, *, extra_rules: Sequence[Path], own_rul
                      console: Console) -> tuple[Any, Any]:
     """The Spark session and the compiled rules (the project's and `extra_rules`), reported."""
     from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
-    from correlator.spark import build_session
+    from correlator.engine.session import build_session
 
     rule_dirs = ([DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
     for directory in rule_dirs:
@@ -112,10 +112,11 @@ def _start_detection(settings: Settings, *, extra_rules: Sequence[Path], own_rul
 
 def _detect_and_send(settings: Settings, spark: Any, rules: Any, *, since: datetime | None, until: datetime | None,
                      console: Console, prefix: str = "") -> DetectionResult:
-    from correlator.job import run_detection
+    from correlator.engine.detection import run_detection
 
     with console.status("running detection"):
-        result = run_detection(spark, events_dir=settings.events_dir, alerts_dir=settings.alerts_dir, rules=rules,
+        result = run_detection(spark, store=ParquetEventStore(settings.events_dir), alerts_dir=settings.alerts_dir,
+                               rules=rules,
                                since=since, until=until)
     with console.status("sending alerts to the case API"), case_client(settings, role="service") as client:
         # All alerts of the run, not only new ones: the API is idempotent by id, and this heals a

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StructType
 
 # Dotted ECS name -> storage type. Order is the column order in the files.
 FIELDS: dict[str, str] = {
@@ -193,8 +195,8 @@ ARROW_SCHEMA: pa.Schema = pa.schema(_arrow_fields(EVENT_TREE))
 # Parquet encoding: free text and ids that (almost) never repeat are stored plain. A dictionary of such
 # values only costs the writer its attempt (pyarrow gives up at 1 MB a column chunk) and the reader a
 # copy of every value it touches (Spark's reader decodes dictionary strings per access): the system.auth
-# rules of `bench/detect` ran ~5% faster on a lake without them (bench/README.md, session 6). Every
-# other column keeps the dictionary (keywords such as event.action, process.name, user.name).
+# rules of `bench/detect` run about 5% faster on a lake without them. Every other column keeps the
+# dictionary (keywords such as event.action, process.name, user.name).
 PLAIN_ENCODED: frozenset[str] = frozenset({"message", "event.id"})
 
 
@@ -213,11 +215,11 @@ DICTIONARY_COLUMNS: list[str] = [path for path in _column_paths(ARROW_SCHEMA) if
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": DICTIONARY_COLUMNS}
 
 
-def spark_schema() -> Any:
-    """The same schema as a Spark StructType (imported lazily: collectors do not need Spark)."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(ARROW_SCHEMA)
+def spark_schema() -> StructType:
+    """The same schema as a Spark StructType."""
+    schema = from_arrow_schema(ARROW_SCHEMA)
+    assert isinstance(schema, StructType)
+    return schema
 
 
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -1,4 +1,9 @@
-"""Fixtures shared by every test package: one local Spark session and the shared corpora."""
+"""Fixtures shared by every test package: one local Spark session and the shared corpora.
+
+A test that uses the `spark` fixture is marked `slow` here, so `-m "not slow"` never starts Spark.
+Under `CI=true`, what a test needs from outside the repository (`../shared/corpora`) must be there: a
+missing corpus fails the run instead of skipping its tests.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,39 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
+
+from correlator.engine.session import build_session
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+def require(what: str, reason: str) -> None:
+    """Skip the test with `reason` (what is missing and why), or fail it under CI, where it must be present."""
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def corpora() -> Path:
     """`../shared/corpora` (real data written by others); tests needing it skip in a bare clone."""
     if not CORPORA.is_dir():
-        pytest.skip(f"shared corpora not found at {CORPORA} (a clone without ../shared)")
+        require("../shared/corpora", f"shared corpora not found at {CORPORA} (a clone without ../shared)")
     return CORPORA
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
+def spark() -> Iterator[SparkSession]:
     """One local Spark session for the whole run: 2 cores, 2 shuffle partitions, UI off."""
-    from correlator.spark import build_session
-
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     session = build_session(master="local[2]", shuffle_partitions=2, app_name="citysoc-tests")

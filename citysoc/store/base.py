@@ -1,13 +1,22 @@
-"""The event-store extension point: a small ABC plus a name -> class registry."""
+"""The event-store extension point: a small ABC plus a name -> class registry.
+
+Every read and write of events goes through an `EventStore`; only the store knows how events are laid
+out (folders of a Parquet lake, data streams of Elasticsearch). Readers ask for one dataset, optionally
+some tenants, within a time window of event time `[since, until)`.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
+from pyspark.sql import DataFrame, SparkSession
+
 from citysoc.errors import EventStoreError
+from citysoc.schema import ARROW_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -22,13 +31,39 @@ class WriteResult:
 
 
 class EventStore(ABC):
-    """Stores ECS events of one tenant and dataset; writing an event whose `event.id` is stored is a no-op."""
+    """Stores ECS events per tenant and dataset; writing an event whose `event.id` is stored is a no-op."""
 
     name: ClassVar[str]
 
     @abstractmethod
     def write(self, *, tenant: str, dataset: str, events: Iterable[Mapping[str, Any]]) -> WriteResult:
         """Store the events (ECS documents with `@timestamp` and `event.id`)."""
+
+    @abstractmethod
+    def datasets(self) -> list[str]:
+        """The datasets that hold events, sorted."""
+
+    @abstractmethod
+    def read(self, spark: SparkSession, dataset: str, *, since: datetime | None = None,
+             until: datetime | None = None, tenants: Collection[str] | None = None) -> DataFrame | None:
+        """A dataset's events as a Spark DataFrame, None when the store holds none in the window.
+
+        The frame has the event schema's columns (`citysoc.schema.spark_schema`) plus `tenant` and
+        `dataset` (strings: where the store filed each event; `organization.id` and `event.dataset`
+        win where set). It holds at least every event of the tenants (all when None) with `@timestamp`
+        in `[since, until)` (either bound may be None); it may hold others of the same days, which the
+        reader filters out.
+        """
+
+    @abstractmethod
+    def count(self, dataset: str, *, since: datetime | None = None, until: datetime | None = None,
+              tenants: Collection[str] | None = None) -> int:
+        """Events of a dataset in `[since, until)` with an `event.id`, as `read` would give them."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The top-level columns of the frames `read` returns (known without asking Spark)."""
+        return (*ARROW_SCHEMA.names, "tenant", "dataset")
 
 
 _REGISTRY: dict[str, type[EventStore]] = {}

@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pyspark.sql import DataFrame
+
 from citysoc.store.parquet import ParquetEventStore
+from correlator.engine.matching import match
+from correlator.engine.session import engine_options
+from correlator.model import CompiledRule
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -55,6 +60,11 @@ def failures(count: int, *, ip: str, every: timedelta, start: datetime = T0, ten
     return [ssh(f"{prefix}{i}", "Failed", ip=ip, at=start + every * i, tenant=tenant) for i in range(count)]
 
 
+def lake(root: Path) -> ParquetEventStore:
+    """The Parquet event store of a test's folder (`root / "events"`, where `write_lake` writes)."""
+    return ParquetEventStore(root / "events")
+
+
 def write_lake(events_dir: Path, docs: Iterable[Mapping[str, Any]]) -> None:
     """Write docs to a Parquet lake, grouped by their tenant and dataset."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -63,3 +73,9 @@ def write_lake(events_dir: Path, docs: Iterable[Mapping[str, Any]]) -> None:
     store = ParquetEventStore(events_dir)
     for (tenant, dataset), events in groups.items():
         store.write(tenant=tenant, dataset=dataset, events=events)
+
+
+def matched(events: DataFrame, rules: Iterable[CompiledRule], **changes: Any) -> DataFrame:
+    """The engine's matches of `rules` on `events` with the session's options, `changes` applied
+    (`EngineOptions` fields, e.g. `routing=False`)."""
+    return match(events, list(rules), engine_options(events.sparkSession, **changes))

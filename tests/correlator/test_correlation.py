@@ -16,16 +16,20 @@ from typing import Any
 
 import pytest
 
-from correlator.compiler import CompiledRule, CorrelationSpec
-from correlator.correlation import (
+from correlator.engine.correlation import (
     _OPS,
-    ENTITY_COLUMNS,
+    _matches_that_can_qualify,
     correlation_windows,
     hot_bucket_bound,
     hot_bucket_probe,
     hot_buckets,
     near_hot_buckets,
 )
+from correlator.engine.detection import correlation_alerts
+from correlator.engine.events import ENTITY_COLUMNS
+from correlator.errors import RuleLocation
+from correlator.model import CompiledRule, CorrelationSpec
+from correlator.sql import Condition
 
 SPAN_S = 60
 
@@ -36,7 +40,7 @@ def _rule(kind: str, op: str, count: int) -> CompiledRule:
                            value_field="user.name" if kind == "value_count" else None,
                            value_expr="_user_name" if kind == "value_count" else None)
     return CompiledRule(id=f"corr-{kind}-{op}-{count}", title="t", level="high", tags=(), datasets=("system.auth",),
-                        expression="", path=None, kind="correlation", correlation=spec)
+                        condition=Condition.text(""), location=RuleLocation(), kind="correlation", correlation=spec)
 
 
 def _inputs(seed: int) -> list[dict[str, Any]]:
@@ -122,11 +126,8 @@ def _bursts(windows: Any) -> set[tuple[Any, ...]]:
              tuple(e["_event_id"] for e in r["_events"])) for r in windows.collect()}
 
 
-def test_correlation_alerts_probe_hot_buckets_first(spark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_correlation_alerts_probe_hot_buckets_first(spark: Any) -> None:
     """A burst split evenly over a bucket edge is found; a correlation with no hot bucket raises nothing."""
-    from correlator import job
-    from correlator.job import correlation_alerts
-
     span = SPAN_S * 1_000_000
     edge = _rule("event_count", "gte", 4)
     sparse = replace(_rule("event_count", "gte", 5), id="corr-sparse")
@@ -153,17 +154,15 @@ def test_correlation_alerts_probe_hot_buckets_first(spark: Any, monkeypatch: pyt
     assert hot_bucket_bound(edge, {}) == 0
     assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
                               {edge.id: edge, sparse.id: sparse}, counts) == alerts
-    monkeypatch.setattr(job, "HOT_BUCKETS_MAX", 0)  # too many hot buckets to collect: every match is windowed
+    # too many hot buckets to collect: every match is windowed
     assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
-                              {edge.id: edge, sparse.id: sparse}) == alerts
+                              {edge.id: edge, sparse.id: sparse}, hot_buckets_max=0) == alerts
     assert correlation_alerts({edge.id: [_frame(spark, rows)], sparse.id: [_frame(spark, rows)]},
-                              {edge.id: edge, sparse.id: sparse}, counts) == alerts
+                              {edge.id: edge, sparse.id: sparse}, counts, hot_buckets_max=0) == alerts
 
 
 def test_bucket_prefilter_keeps_every_match_a_qualifying_window_can_hold(spark: Any) -> None:
     """Matches of dense pairs of buckets stay (even across a bucket edge), lone ones go."""
-    from correlator.correlation import _matches_that_can_qualify
-
     rule = _rule("event_count", "gte", 3)
     assert rule.correlation is not None
     span = SPAN_S * 1_000_000

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from correlator.coverage import DEFAULT_OUT, RULE_FOLDERS, CoverageReport, sigmahq_coverage, write_report
+from correlator.authoring.sigmahq import DEFAULT_OUT, RULE_FOLDERS, CoverageReport, sigmahq_coverage, write_report
 
 pytestmark = pytest.mark.slow
 TARGETS = {"aws": 0.95, "linux": 0.95}
-REGENERATE = "regenerate it with `python -m correlator.coverage` and commit docs/coverage/"
+REGENERATE = "regenerate it with `python -m correlator.authoring.sigmahq` and commit docs/coverage/"
 
 
 @pytest.fixture(scope="module")

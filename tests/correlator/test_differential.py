@@ -3,7 +3,7 @@
 sqlite side: the raw CloudTrail records flattened to one row each (dotted keys, Sigma's field names,
 columns `TEXT COLLATE NOCASE`, a Python `REGEXP`), every rule converted by pysigma-backend-sqlite and
 run as its own query. Spark side: the same records through the real collector (`CloudTrailParser`:
-redaction, ECS mapping), our pipelines and backend, all rules in one `match_rules` pass. Both must
+redaction, ECS mapping), our pipelines and backend, all rules in one pass of the engine. Both must
 give the same (rule id, eventID) pairs; remaining, explained differences are listed in
 `KNOWN_DIFFERENCES` and in `correlator/README.md` ("Known differences").
 """
@@ -28,7 +28,7 @@ from citysoc.schema import spark_schema, to_row
 from collectors.base import ParsedEvent
 from collectors.cloudtrail import CloudTrailParser, read_maybe_gzip, split_records
 from correlator.compiler import RuleCompiler
-from correlator.job import match_rules
+from tests.correlator.builders import matched as engine_matches
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,7 @@ def spark_matches(spark: Any, rule_paths: list[Path], record_files: list[Path]) 
                 rows.append(to_row(parsed.doc))
     events = spark.createDataFrame(rows, spark_schema())
     detections = ruleset.detections("aws.cloudtrail")
-    matched = match_rules(events, detections).select("event.id", "_rule_id").collect()
+    matched = engine_matches(events, detections).select("event.id", "_rule_id").collect()
     return {(row["_rule_id"], row["id"]) for row in matched}, {rule.id for rule in detections}
 
 

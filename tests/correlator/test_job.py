@@ -9,20 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark.sql import functions as F
 
 from citysoc.ids import alert_id, window_alert_id
-from correlator.alerts import read_alerts
-from correlator.compiler import DEFAULT_RULES_DIR, CompiledRuleSet, RuleCompiler
-from correlator.job import (
-    count_events,
-    match_rules,
-    partition_paths,
-    read_events,
-    run_detection,
-    window_condition,
-    window_days,
-)
-from tests.correlator.builders import T0, cloudtrail, failures, ssh, write_lake
+from citysoc.schema import ARROW_SCHEMA
+from citysoc.store.parquet import day_range
+from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+from correlator.engine.alerts import read_alerts
+from correlator.engine.detection import read_events, run_detection
+from correlator.engine.events import ENTITY_COLUMNS, window_condition
+from correlator.engine.session import engine_options
+from correlator.model import CompiledRuleSet
+from tests.correlator.builders import T0, cloudtrail, failures, lake, matched, ssh, write_lake
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +73,7 @@ def test_sigmahq_disable_logging_rule_matches_stop_logging_only(spark: Any, corp
         cloudtrail("e-stop", "StopLogging", at=T0),
         cloudtrail("e-describe", "DescribeTrails", at=T0 + timedelta(seconds=1)),
     ])
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=ruleset)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=ruleset)
     assert result.events == {"aws.cloudtrail": 2}
     assert result.matches == {"aws.cloudtrail": {DISABLE_LOGGING: 1}}
     assert result.alerts == [{
@@ -100,17 +98,17 @@ def test_rerun_adds_no_alert_and_ids_are_deterministic(spark: Any, own_rules: Co
         ssh("ok-root", "Accepted", ip="192.0.2.1", at=T0 + timedelta(minutes=1)),
         cloudtrail("ct-1", "StopLogging"),
     ])
-    first = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    first = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules)
     assert len(first.new_alerts) == 3 and first.new_alerts == first.alerts
-    second = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    second = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules)
     assert second.new_alerts == []
     assert [a["id"] for a in second.alerts] == [a["id"] for a in first.alerts]
     assert len(read_alerts(tmp_path / "alerts")) == 3
-    elsewhere = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "other", rules=own_rules)
+    elsewhere = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "other", rules=own_rules)
     assert elsewhere.new_alerts == first.alerts  # same ids in a fresh store
     # the datasets one after the other instead of side by side: the same matches and alerts
-    sequential = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "seq", rules=own_rules,
-                               parallel_datasets=1)
+    sequential = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "seq", rules=own_rules,
+                               options=engine_options(spark, parallel_datasets=1))
     assert (sequential.matches, sequential.alerts) == (first.matches, first.alerts)
     assert set(first.matches) == {"aws.cloudtrail", "system.auth"}
 
@@ -130,7 +128,7 @@ def test_json_fields_and_cidr_on_open_source_spark(spark: Any, tmp_path: Path) -
         ssh("s-bad", "Failed", ip="10.0.0.999"),
         ssh("s-v6", "Failed", ip="2001:db8::1"),
     ])
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=ruleset)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=ruleset)
     assert _ids(result.alerts, "66666666-6666-4666-8666-666666666666") == [["k-bob"]]
     assert _ids(result.alerts, "77777777-7777-4777-8777-777777777777") == [["s-10"]]
     outside = sorted(i for ids in _ids(result.alerts, "88888888-8888-4888-8888-888888888888") for i in ids)
@@ -143,7 +141,7 @@ def test_event_count_fires_at_threshold_not_below(spark: Any, own_rules: Compile
         *failures(9, ip="203.0.113.9", every=timedelta(seconds=30), prefix="b"),  # 9
         *failures(10, ip="203.0.113.11", every=timedelta(seconds=34), prefix="c"),  # spans 5m06s
     ])
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules)
     [alert] = [a for a in result.alerts if a["rule"]["id"] == BRUTE_FORCE]
     assert alert == {
         "id": window_alert_id(tenant="acme", rule_id=BRUTE_FORCE, group_key="source.ip=203.0.113.10",
@@ -167,12 +165,12 @@ def test_since_until_restrict_matches(spark: Any, own_rules: CompiledRuleSet, tm
     write_lake(tmp_path / "events", [
         ssh(f"r{hour}", "Accepted", ip="192.0.2.1", at=T0 + timedelta(hours=hour)) for hour in range(4)
     ])
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules,
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules,
                            since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
     assert sorted(i for ids in _ids(result.alerts, ROOT_ACCEPTED) for i in ids) == ["r1", "r2"]
     assert result.events == {"system.auth": 2}
     with pytest.raises(ValueError, match="timezone-aware"):
-        run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules,
+        run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules,
                       since=datetime(2026, 3, 1))
 
 
@@ -187,7 +185,7 @@ def test_tenants_never_mix(spark: Any, own_rules: CompiledRuleSet, tmp_path: Pat
         *failures(10, ip="203.0.113.30", every=timedelta(seconds=5), tenant="north-school", prefix="x"),
         *failures(10, ip="203.0.113.30", every=timedelta(seconds=5), tenant="south-clinic", prefix="x"),
     ])
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules)
     root = [a for a in result.alerts if a["rule"]["id"] == ROOT_ACCEPTED]
     assert sorted(a["organization"]["id"] for a in root) == ["north-school", "south-clinic"]
     assert len({a["id"] for a in root}) == 2
@@ -204,7 +202,7 @@ def test_replayed_events_match_once(spark: Any, own_rules: CompiledRuleSet, tmp_
     # an at-least-once replay that bypassed the store's id index: the same file lands twice in the lake
     part = next((tmp_path / "events").rglob("*.parquet"))
     shutil.copy(part, part.with_name("part-replayed.parquet"))
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules)
     assert result.events == {"system.auth": 18}  # rows evaluated
     assert result.matches["system.auth"] == {SSH_FAILURE: 9}  # each event matches once
     assert result.alerts == []  # 9 distinct failures stay under the brute-force threshold of 10
@@ -216,23 +214,20 @@ def test_event_count_equals_what_spark_reads(spark: Any, tmp_path: Path) -> None
     windows = [(None, None), (T0 + timedelta(hours=5), None), (None, T0 + timedelta(hours=30)),
                (T0 + timedelta(hours=13, minutes=1), T0 + timedelta(hours=49))]
     for since, until in windows:
-        events = read_events(spark, tmp_path / "events", "system.auth", since=since, until=until, deduplicate=False)
+        events = read_events(spark, lake(tmp_path), "system.auth", since=since, until=until, deduplicate=False)
         assert events is not None
-        assert count_events(tmp_path / "events", "system.auth", since=since, until=until) == events.count()
-    assert count_events(tmp_path / "events", "system.auth", since=T0 + timedelta(days=30)) == 0
+        assert lake(tmp_path).count("system.auth", since=since, until=until) == events.count()
+    assert lake(tmp_path).count("system.auth", since=T0 + timedelta(days=30)) == 0
 
 
 def test_read_events_names_the_columns_spark_reads(spark: Any, tmp_path: Path) -> None:
-    """`read_events` tells `prepare_events` the lake's columns instead of asking the JVM: they must be right."""
-    from citysoc.schema import ARROW_SCHEMA
-    from correlator.correlation import ENTITY_COLUMNS
-    from correlator.job import LAKE_PARTITIONS
-
+    """`read_events` tells `prepare_events` the store's columns instead of asking the JVM: they must be right."""
     write_lake(tmp_path / "events", failures(2, ip="203.0.113.60", every=timedelta(seconds=5)))
-    events = read_events(spark, tmp_path / "events", "system.auth", deduplicate=False)
+    events = read_events(spark, lake(tmp_path), "system.auth", deduplicate=False)
     assert events is not None
     added = {"_tenant", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values()}
-    assert set(events.columns) == {*ARROW_SCHEMA.names, *LAKE_PARTITIONS} | added
+    assert set(events.columns) == set(lake(tmp_path).columns) | added
+    assert set(lake(tmp_path).columns) == {*ARROW_SCHEMA.names, "dataset", "tenant", "day"}
 
 
 T0_MICROS = int(T0.timestamp()) * 1_000_000
@@ -240,37 +235,31 @@ T0_MICROS = int(T0.timestamp()) * 1_000_000
 
 def _micros_frame(spark: Any, offsets: range) -> Any:
     """Column `t`: T0 + 3 us per offset, in epoch microseconds."""
-    from pyspark.sql import functions as F
-
     return spark.range(offsets.start, offsets.stop).select((F.col("id") * 3 + F.lit(T0_MICROS)).alias("t"))
 
 
 def test_window_condition_keeps_since_and_drops_until_both_ways(spark: Any) -> None:
-    from pyspark.sql import functions as F
-
     frame = _micros_frame(spark, range(-4, 5))  # T0 - 12 us ... T0 + 12 us, every 3 us
     us = timedelta(microseconds=1)
     windows = {(T0, T0 + 6 * us): [0, 3], (None, T0): [-12, -9, -6, -3], (T0 - 4 * us, None): [-3, 0, 3, 6, 9, 12],
                (T0 - 3 * us, T0 + 3 * us): [-3, 0], (None, None): list(range(-12, 13, 3)), (T0, T0): []}
     for (since, until), expected in windows.items():
         for jvm in (True, False):
-            rows = frame.filter(window_condition(spark, F.col("t"), since, until, jvm=jvm)).collect()
+            rows = frame.filter(window_condition(spark, F.col("t"), since, until, functions=jvm)).collect()
             assert sorted(row["t"] - T0_MICROS for row in rows) == expected, (since, until, jvm)
     with pytest.raises(ValueError, match="timezone-aware"):
-        window_condition(spark, F.col("t"), datetime(2026, 1, 1), None)
+        window_condition(spark, F.col("t"), datetime(2026, 1, 1), None, functions=False)
 
 
 def test_a_moving_window_runs_the_same_generated_code(spark: Any) -> None:
     """Bounds travel by reference: the next window's query compiles no class; literals would."""
-    from pyspark.sql import functions as F
-
     compiled = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
     frame = _micros_frame(spark, range(0, 1000)).filter(F.col("t") % 7 != 5)  # a shape of its own
 
     def compilations(start: datetime, *, jvm: bool) -> tuple[int, int]:
         before = compiled.getCount()
         kept = frame.filter(window_condition(spark, F.col("t"), start, start + timedelta(milliseconds=1),
-                                             jvm=jvm)).count()
+                                             functions=jvm)).count()
         return kept, compiled.getCount() - before
 
     # t in [T0 + 600 us, T0 + 1,600 us): the second window below
@@ -286,12 +275,12 @@ def test_chunked_projection_matches_single_projection(spark: Any, own_rules: Com
                                                       tmp_path: Path) -> None:
     write_lake(tmp_path / "events", [*failures(3, ip="203.0.113.50", every=timedelta(seconds=5)),
                                      ssh("acc", "Accepted", ip="192.0.2.1")])
-    events = read_events(spark, tmp_path / "events", "system.auth")
+    events = read_events(spark, lake(tmp_path), "system.auth")
     assert events is not None
     rules = own_rules.detections("system.auth")
 
     def pairs(chunk_size: int) -> list[tuple[str, str]]:
-        rows = match_rules(events, rules, chunk_size=chunk_size).select("_event_id", "_rule_id").collect()
+        rows = matched(events, rules, chunk_size=chunk_size).select("_event_id", "_rule_id").collect()
         return sorted((r["_event_id"], r["_rule_id"]) for r in rows)
 
     assert pairs(1) == pairs(200) and len(pairs(200)) == 4
@@ -311,7 +300,7 @@ def test_brute_force_fires_on_loghub_openssh(spark: Any, own_rules: CompiledRule
             doc = ssh(f"line-{number}", "Failed", ip=match.group(4), user=match.group(3), at=at, host=match.group(2))
             docs.append(doc)
     write_lake(tmp_path / "events", docs)
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules)
     brute = [a for a in result.alerts if a["rule"]["id"] == BRUTE_FORCE]
     assert sorted({a["entities"]["source.ip"][0] for a in brute}) == sorted([
         "103.99.0.122", "112.95.230.3", "183.62.140.253", "185.190.58.151", "187.141.143.180", "5.188.10.180"])
@@ -325,10 +314,10 @@ def test_since_until_read_only_the_day_folders_of_the_window(spark: Any, own_rul
     outside = next((tmp_path / "events").rglob("day=2026-03-04/*.parquet"))
     outside.write_bytes(b"not parquet: reading this folder would fail the run")
     since, until = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)  # until is exclusive
-    assert window_days(since, until) == ("2026-03-02", "2026-03-03")
-    assert [p.name for p in partition_paths(tmp_path / "events", "system.auth", since=since, until=until)] == [
-        "day=2026-03-02", "day=2026-03-03"]
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=own_rules,
+    assert day_range(since, until) == ("2026-03-02", "2026-03-03")
+    partitions = lake(tmp_path).partitions("system.auth", since=since, until=until)
+    assert [p.name for p in partitions] == ["day=2026-03-02", "day=2026-03-03"]
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=own_rules,
                            since=since, until=until)
     assert sorted(i for ids in _ids(result.alerts, ROOT_ACCEPTED) for i in ids) == ["d1", "d2"]
     assert result.events == {"system.auth": 2}
@@ -339,21 +328,21 @@ def test_alert_ids_do_not_depend_on_the_window(spark: Any, own_rules: CompiledRu
         *(ssh(f"r{hour}", "Accepted", ip="192.0.2.1", at=T0 + timedelta(hours=hour)) for hour in range(0, 48, 5)),
         cloudtrail("ct-stop", "StopLogging", at=T0 + timedelta(hours=30)),
     ])
-    whole = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "a", rules=own_rules)
+    whole = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "a", rules=own_rules)
     middle = T0 + timedelta(hours=24)
-    first = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
+    first = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "b", rules=own_rules,
                           until=middle)
-    second = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
+    second = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "b", rules=own_rules,
                            since=middle)
     assert len(whole.alerts) == 11 and first.alerts and second.alerts
     assert sorted(a["id"] for a in first.alerts + second.alerts) == sorted(a["id"] for a in whole.alerts)
-    again = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "b", rules=own_rules,
+    again = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "b", rules=own_rules,
                           since=middle)
     assert again.new_alerts == [] and [a["id"] for a in again.alerts] == [a["id"] for a in second.alerts]
 
 
 def test_narrow_matches_keep_only_the_leaves_expressions_read() -> None:
-    from correlator.job import _leaves
+    from correlator.engine.detection import _leaves
 
     assert _leaves([("source", "ip"), ("user", "name"), ("user", "domain")]) == {
         "source": {"ip": True}, "user": {"domain": True, "name": True}}
@@ -416,8 +405,8 @@ def test_correlations_over_one_and_over_two_datasets(spark: Any, tmp_path: Path)
         *failures(3, ip="198.51.100.77", every=timedelta(seconds=20), prefix="g"),  # three: the SSH-only one
     ])
     for parallel in (2, 1):
-        result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / f"alerts{parallel}",
-                               rules=ruleset, parallel_datasets=parallel)
+        result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / f"alerts{parallel}",
+                               rules=ruleset, options=engine_options(spark, parallel_datasets=parallel))
         fired = {(a["rule"]["id"][:8], a["group_key"], a["event"]["dataset"], tuple(a["event"]["ids"]))
                  for a in result.alerts}
         assert fired == {

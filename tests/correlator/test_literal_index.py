@@ -9,20 +9,38 @@ pattern, one character changed, upper-cased, split by a line break) and real ssh
 from __future__ import annotations
 
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark.errors import AnalysisException, IllegalArgumentException
+from pyspark.sql import functions as F
 from sigma.types import SpecialChars
+from structlog.testing import capture_logs
 
 from citysoc.schema import nest, spark_schema, to_row
-from correlator import jvm
-from correlator.backend import contains_sql, string_match
-from correlator.compiler import CompiledRule, CompiledRuleSet, RuleCompiler
-from correlator.job import match_rules, prepare_events
-from correlator.literal_index import WORD_BITS, LiteralIndex, literal_column
-from correlator.regex_literals import required_literal
-from tests.correlator.builders import T0
+from correlator.compiler import RuleCompiler
+from correlator.compiler.backend import string_match
+from correlator.compiler.regex_literals import required_literal
+from correlator.engine import jvm
+from correlator.engine.events import prepare_events
+from correlator.engine.jvm import register_functions
+from correlator.engine.literal_index import LiteralIndex
+from correlator.model import CompiledRule, CompiledRuleSet
+from correlator.sql import (
+    WORD_BITS,
+    Condition,
+    Contains,
+    Spelling,
+    any_contains_sql,
+    builtin_bitmap,
+    contains_sql,
+    literal_column,
+    sql_string,
+)
+from tests.conftest import require
+from tests.correlator.builders import T0, matched
 
 STAR = SpecialChars.WILDCARD_MULTI
 ONE = SpecialChars.WILDCARD_SINGLE
@@ -156,52 +174,49 @@ def test_requirements_come_from_the_rule_tree(keyword_rules: CompiledRuleSet) ->
     assert rules["non-ASCII keyword"].required_literals == {(m, "ärztin login"), (m, "ωμέγα")}
 
 
-def test_an_or_of_contains_on_one_field_is_one_group(spark: Any, keyword_rules: CompiledRuleSet) -> None:
-    from correlator.backend import contains_group_sql
-    from correlator.literal_index import rewrite_contains_groups
-
+def test_an_or_of_contains_on_one_field_is_one_group(keyword_rules: CompiledRuleSet) -> None:
     rules = _by_title(keyword_rules)
     keywords = rules["routed OR of keywords (one pass)"]
     literals = ("corrupted mac on input", "error in libcrypto", "ärztin", "it's \\back", "fatal")
-    assert keywords.routing is not None and keywords.contains_groups == {("message", literals)}
-    assert contains_group_sql("`_lc__message`", literals) in keywords.expression
+    assert keywords.routing is not None and keywords.condition.contains_groups == {("message", literals)}
+    assert any_contains_sql("`_lc__message`", literals) in keywords.expression
     assert "LIKE '%bad%string%'" in keywords.expression  # a pattern is not a plain contains: outside the group
     fields = rules["routed OR of field contains, one list long enough"]
-    assert fields.contains_groups == {("user.name", ("adm", "root", "oper", "svc"))}  # three are too few
+    assert fields.condition.contains_groups == {("user.name", ("adm", "root", "oper", "svc"))}  # 3 are too few
     assert fields.expression.count("contains(`_lc__message`") == 3
-    answered = rewrite_contains_groups(spark, fields, mode="jvm").expression
+    answered = fields.condition.render(Spelling(functions=True))
     assert "citysoc_contains_any(`user`.`name`, " in answered and "contains(`_lc__user__name`" not in answered
-    assert rewrite_contains_groups(spark, fields, mode="builtin") == fields  # built-ins: as compiled
+    assert fields.condition.render(Spelling(functions=False)) == fields.expression  # built-ins: as compiled
 
 
 def test_rewrite_answers_contains_from_the_bitmap(keyword_rules: CompiledRuleSet) -> None:
-    rules = [rule for rule in keyword_rules.detections("system.auth") if rule.routing is None]  # as match_rules
-    index = LiteralIndex.of(rules)
+    rules = [rule for rule in keyword_rules.detections("system.auth") if rule.routing is None]  # as the plan
+    index = LiteralIndex.of(rules, min_literals=3)
     assert list(index.literals) == ["message"]  # user.name has one literal: below the threshold
     literals = index.literals["message"]
     assert literals == tuple(sorted(literals)) and "harmless" in literals and "session opened" in literals
     rule = _by_title(keyword_rules)["keyword pattern and a not"]
-    rewritten = index.rewrite(rule).expression
+    rewritten = rule.condition.render(Spelling(bits=index.ids()))
     assert "contains(" not in rewritten and rewritten.count("LIKE") == 2
-    word, bit = divmod(index.ids("message")["harmless"], WORD_BITS)
+    word, bit = divmod(index.ids()[("message", "harmless")], WORD_BITS)
     assert f"((`{literal_column('message')}`[{word}] & {1 << bit}L) != 0)" in rewritten
     assert index.covers(rule) and not index.covers(_by_title(keyword_rules)["only a negation (not gated)"])
     user_rule = _by_title(keyword_rules)["regex keyword and a field contains"]
-    assert contains_sql("`_lc__user__name`", "adm") in index.rewrite(user_rule).expression
+    assert contains_sql("`_lc__user__name`", "adm") in user_rule.condition.render(Spelling(bits=index.ids()))
     assert "rlike" in user_rule.expression and "contains(`message`, ' for invalid user')" in user_rule.expression
 
 
-def test_literals_are_never_matched_inside_other_literals() -> None:
-    """The rewrite replaces the exact `contains` text; a literal spelling another test is left alone."""
+def test_literals_that_spell_sql_are_terms_like_any_other() -> None:
+    """A literal that spells another test, or a quote, is one term: spelt as a bit, or quoted whole."""
     tricky = "x', 'y"
     inner = contains_sql("`_lc__message`", "abc")
-    expression = f"{contains_sql('`_lc__message`', inner)} OR {contains_sql('`_lc__message`', tricky)} OR {inner}"
-    rule = CompiledRule(id="r", title="t", level=None, tags=(), datasets=("system.auth",), expression=expression,
-                        path=None, kind="detection", normalized_fields=frozenset({"message"}),
-                        literals=frozenset({("message", "abc"), ("message", inner), ("message", tricky)}))
-    index = LiteralIndex.of([rule])
-    rewritten = index.rewrite(rule).expression
-    assert "contains(" not in rewritten and rewritten.count("!= 0)") == 3
+    condition = Condition((Contains("message", inner), " OR ", Contains("message", tricky), " OR ",
+                           Contains("message", "abc")))
+    index = LiteralIndex({"message": tuple(sorted({"abc", inner, tricky}))})
+    rendered = condition.render(Spelling(bits=index.ids()))
+    assert "contains(" not in rendered and rendered.count("!= 0)") == 3
+    assert condition.sql == " OR ".join(contains_sql("`_lc__message`", lit) for lit in (inner, tricky, "abc"))
+    assert condition.literals == {("message", inner), ("message", tricky), ("message", "abc")}
 
 
 # --- through Spark -------------------------------------------------------------------------------------
@@ -256,11 +271,12 @@ def test_index_gives_the_same_matches_on_keyword_rules(spark: Any, keyword_rules
         "cat /dev/null > ~/.bash_history", "sh_history cat /dev/null >", "it's \\back", "it's back",
         "New User: name=x, UID=0, GID=0", "Accepted publickey for a", "accepted publickey for a"]
     events = _frame(spark, messages)
-    expected = _pairs(match_rules(events, rules, literal_index="off"))
+    expected = _pairs(matched(events, rules, literal_index=False, jvm_functions=False))
     assert len({rule for _, rule in expected}) == len(rules)  # every rule matches something
-    for mode in ("jvm", "builtin"):
-        assert _pairs(match_rules(events, rules, literal_index=mode)) == expected, mode
-        assert _pairs(match_rules(events, rules, literal_index=mode, routed=False, chunk_size=2)) == expected, mode
+    for functions in (True, False):
+        assert _pairs(matched(events, rules, jvm_functions=functions)) == expected, functions
+        assert _pairs(matched(events, rules, jvm_functions=functions, routing=False, chunk_size=2)) == expected, \
+            functions
 
 
 @pytest.mark.slow
@@ -271,10 +287,10 @@ def test_index_gives_the_same_matches_on_sigmahq_linux_and_aws(spark: Any, corpo
     rules = list(ruleset.detections("system.auth"))
     assert sum(rule.required_literals is not None for rule in rules) >= 15
     events = _frame(spark, _workload(rules, _real_lines(corpora)))
-    expected = _pairs(match_rules(events, rules, literal_index="off"))
+    expected = _pairs(matched(events, rules, literal_index=False, jvm_functions=False))
     assert len({rule for _, rule in expected}) >= 15
-    assert _pairs(match_rules(events, rules, literal_index="jvm")) == expected
-    assert _pairs(match_rules(events, rules, literal_index="builtin")) == expected
+    assert _pairs(matched(events, rules, jvm_functions=True)) == expected
+    assert _pairs(matched(events, rules, jvm_functions=False)) == expected
     # The IMDS rule's regex guard (`contains(arn, ':assumed-role/aws:')`) is in its expression itself:
     imds = next(rule for rule in ruleset.detections("aws.cloudtrail") if "IMDS" in rule.title)
     assert "contains(`aws`.`cloudtrail`.`user_identity`.`arn`, ':assumed-role/aws:') AND" in imds.expression
@@ -282,16 +298,14 @@ def test_index_gives_the_same_matches_on_sigmahq_linux_and_aws(spark: Any, corpo
 
 @pytest.mark.slow
 def test_multi_contains_agrees_with_python(spark: Any) -> None:
-    from pyspark.sql import functions as F
-
-    from correlator.literal_index import add_literal_columns, builtin_bitmap
-
     literals = ("he", "she", "his", "hers", "ωμέγα", "ab", "b", "😀x", "a" * 70, *tuple(f"w{i:03d}" for i in range(70)))
     texts = ["uSHers", "ΩΜΈΓΑ ωμέγα", "", "😀X😀", "A" * 71, "w000 W069 w042", "nothing", "abab", None]
     index = LiteralIndex({"message": literals})
     frame = spark.createDataFrame([(t,) for t in texts], "message string")
     frame = frame.withColumn("_lc__message", F.lower("message"))
-    jvm_rows = add_literal_columns(frame, index, mode="jvm").collect()
+    register_functions(spark)
+    jvm_rows = frame.withColumns({name: F.expr(sql) for name, sql in index.bitmap_sql(functions=True).items()}
+                                 ).collect()
     builtin_rows = frame.withColumn("_kw__message", F.expr(builtin_bitmap("message", literals))).collect()
     for jvm_row, builtin_row in zip(jvm_rows, builtin_rows, strict=True):
         text = jvm_row["_lc__message"]  # what the literals are looked for in: Spark's lower()
@@ -320,9 +334,6 @@ def test_folded_functions_answer_what_lower_answers(spark: Any, icu: str) -> Non
     """`citysoc_contains_any` / `citysoc_multi_contains` / `citysoc_in_lower` against the same tests on
     Spark's `lower()`, on ASCII (folded while read) and on text only Spark's own lower-casing handles,
     under both of Spark's case-mapping settings (ICU or the JDK's)."""
-    from correlator.backend import sql_string
-    from correlator.jvm import register_functions
-
     register_functions(spark)
     previous = spark.conf.get("spark.sql.icu.caseMappings.enabled")
     spark.conf.set("spark.sql.icu.caseMappings.enabled", icu)
@@ -355,11 +366,6 @@ def test_folded_functions_agree_with_python_on_random_ascii(spark: Any) -> None:
     """The folded readers' own automaton (byte classes, accepting states marked in the table) against
     Python on random mixed-case ASCII over a small alphabet: overlapping literals (`he`/`she`/`hers`,
     fail links), literals inside literals, punctuation, characters no literal holds, > 63 literals."""
-    import random
-
-    from correlator.backend import sql_string
-    from correlator.jvm import register_functions
-
     register_functions(spark)
     rng = random.Random(7)
     alphabet = "abehrsAEHRS .-_/xX"
@@ -385,10 +391,6 @@ def test_folded_functions_agree_with_python_on_random_ascii(spark: Any) -> None:
 
 
 def test_folded_functions_refuse_what_they_cannot_answer(spark: Any) -> None:
-    from pyspark.errors import AnalysisException, IllegalArgumentException
-
-    from correlator.jvm import register_functions
-
     register_functions(spark)
     frame = spark.createDataFrame([("x", 1)], "m string, n int")
     for expression, message in [("citysoc_contains_any(m)", "at least one literal"),
@@ -404,8 +406,6 @@ def test_folded_functions_refuse_what_they_cannot_answer(spark: Any) -> None:
 
 
 def test_without_javac_there_is_no_jar_and_one_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from structlog.testing import capture_logs
-
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(jvm, "find_javac", lambda: None)
     monkeypatch.setattr(jvm, "_warned", set())
@@ -418,13 +418,13 @@ def test_without_javac_there_is_no_jar_and_one_warning(monkeypatch: pytest.Monke
     finally:
         jvm.ensure_jar.cache_clear()
     assert [entry["log_level"] for entry in logs] == ["warning"]
-    assert "JVM fast path off" in logs[0]["event"] and "no javac" in logs[0]["reason"]
+    assert "JVM functions are off" in logs[0]["event"] and "no javac" in logs[0]["reason"]
 
 
 @pytest.mark.slow
 def test_the_jar_builds_from_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if jvm.find_javac() is None:
-        pytest.skip("no JDK here: the built-in fallback is what runs")
+        require("javac (a JDK)", "no JDK here: the built-in fallback is what runs")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     jvm.ensure_jar.cache_clear()
     try:
@@ -432,8 +432,6 @@ def test_the_jar_builds_from_source(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     finally:
         jvm.ensure_jar.cache_clear()
     assert jar is not None and jar.parent == tmp_path / "citysoc" / "jvm"
-    import zipfile
-
     names = zipfile.ZipFile(jar).namelist()
     assert {"org/citysoc/spark/MultiContains.class", "org/citysoc/spark/FoldedMatch.class",
             "org/citysoc/spark/Functions.class"} <= set(names)

@@ -8,17 +8,23 @@ import pytest
 from sigma.collection import SigmaCollection
 from sigma.rule import SigmaLogSource
 
-from correlator.backend import CitySocSparkBackend, ipv4_cidr_expression, resolve_field
+from citysoc.deadletter import DeadLetterStore
+from collectors.ingest import ingest_files
 from correlator.compiler import RuleCompiler
-from correlator.pipelines import CLOUDTRAIL, LINUX_ANY, LINUX_AUDITD, LINUX_SYSMON_ROUTES, route_for
+from correlator.compiler.backend import CitySocSparkBackend, ipv4_cidr_expression
+from correlator.compiler.logsources import CLOUDTRAIL, LINUX_ANY, LINUX_AUDITD, LINUX_SYSMON_ROUTES, find_route
+from correlator.engine.detection import run_detection
+from correlator.sql import resolve_field
+from tests.collectors.samples import AUDIT_GETCAP, AUDIT_LOOKALIKES, AUDIT_MEMFD_RAW, AUDIT_SPLIT_ENRICHED, sysmon_line
+from tests.correlator.builders import lake
 
 
 def _convert(yaml_text: str) -> str:
     rule = SigmaCollection.from_yaml(yaml_text).rules[0]
-    route = route_for(rule.logsource)
+    route = find_route(rule.logsource)
     assert route is not None
     backend = CitySocSparkBackend(route.pipeline(), datasets=route.datasets, raw_log_field=route.raw_field)
-    return str(backend.convert_rule(rule)[0])
+    return backend.condition(str(backend.convert_rule(rule)[0])).sql
 
 
 @pytest.mark.parametrize(("product", "service", "category", "datasets"), [
@@ -34,7 +40,7 @@ def _convert(yaml_text: str) -> str:
     ("linux", None, "file_event", ("sysmon_linux.log",)),
 ])
 def test_routes(product: str, service: str | None, category: str | None, datasets: tuple[str, ...]) -> None:
-    route = route_for(SigmaLogSource(product=product, service=service, category=category))
+    route = find_route(SigmaLogSource(product=product, service=service, category=category))
     assert route is not None and route.datasets == datasets
 
 
@@ -45,7 +51,7 @@ def test_routes(product: str, service: str | None, category: str | None, dataset
     SigmaLogSource(product="linux", category="process_creation", service="auditd"),
 ])
 def test_uncollected_logsources_have_no_route(logsource: SigmaLogSource) -> None:
-    assert route_for(logsource) is None
+    assert find_route(logsource) is None
 
 
 def test_cloudtrail_names_map_to_ecs() -> None:
@@ -194,18 +200,6 @@ SIGMA_LINUX = {
 @pytest.mark.slow
 def test_sigmahq_linux_rules_fire_on_parsed_sysmon_and_auditd_events(spark, corpora, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Real SigmaHQ rules, real parsers, real engine: each fires on its event and not on the look-alike."""
-    from citysoc.deadletter import DeadLetterStore
-    from citysoc.store.parquet import ParquetEventStore
-    from collectors.ingest import ingest_files
-    from correlator.job import run_detection
-    from tests.collectors.samples import (
-        AUDIT_GETCAP,
-        AUDIT_LOOKALIKES,
-        AUDIT_MEMFD_RAW,
-        AUDIT_SPLIT_ENRICHED,
-        sysmon_line,
-    )
-
     rules_dir = corpora / "sigmahq" / "rules" / "linux"
     for rule_id, name in SIGMA_LINUX.items():
         assert rule_id in (rules_dir / name).read_text(), name
@@ -223,7 +217,7 @@ def test_sigmahq_linux_rules_fire_on_parsed_sysmon_and_auditd_events(spark, corp
     (tmp_path / "syslog").write_text("\n".join(syslog) + "\n", encoding="utf-8")
     (tmp_path / "audit.log").write_text(
         "\n".join([*AUDIT_SPLIT_ENRICHED, *AUDIT_LOOKALIKES, AUDIT_MEMFD_RAW]) + "\n", encoding="utf-8")
-    store, letters = ParquetEventStore(tmp_path / "events"), DeadLetterStore(tmp_path / "deadletter")
+    store, letters = lake(tmp_path), DeadLetterStore(tmp_path / "deadletter")
     for source, name in (("syslog", "syslog"), ("auditd", "audit.log")):
         report = ingest_files(tenant="council", source=source, paths=[tmp_path / name], store=store,
                               dead_letters=letters, year=2026)
@@ -231,7 +225,7 @@ def test_sigmahq_linux_rules_fire_on_parsed_sysmon_and_auditd_events(spark, corp
 
     ruleset = RuleCompiler(spark).compile([rules_dir / name for name in SIGMA_LINUX.values()])
     assert ruleset.unsupported == [] and len(ruleset.rules) == len(SIGMA_LINUX)
-    result = run_detection(spark, events_dir=tmp_path / "events", alerts_dir=tmp_path / "alerts", rules=ruleset)
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=ruleset)
     assert result.events == {"sysmon_linux.log": 6, "auditd.log": 11}
     assert result.matches == {
         "sysmon_linux.log": {"e2072cab-8c9a-459b-b63c-40ae79e27031": 1, "ddb26b76-4447-4807-871f-1b035b2bfa5d": 1,

@@ -1,7 +1,7 @@
 """Sigma semantics through the real engine: every modifier, case, wildcards, null/missing, conditions.
 
 Each case is one rule (detection only) and the events it must and must not match. All cases compile into
-one rule set and run in one Spark pass (`match_rules`); each case then checks the ids of its own events.
+one rule set and run in one Spark pass (`correlator.engine.matching`); each case then checks the ids of its own events.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark.sql import functions as F
 
 from citysoc.schema import nest, spark_schema, to_row
-from correlator.compiler import CompiledRuleSet, RuleCompiler
-from correlator.job import match_rules
-from correlator.normalize import add_normalized_columns
+from correlator.compiler import RuleCompiler
+from correlator.model import CompiledRuleSet
+from correlator.sql import lowered_column, lowered_sql
+from tests.correlator.builders import matched as engine_matches
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +221,7 @@ def outcome(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Compi
     events = spark.createDataFrame(rows, spark_schema())
     matched: dict[str, set[str]] = {item.name: set() for item in CASES}
     names = {rule.id: rule.title for rule in ruleset.rules}
-    for row in match_rules(events, ruleset.rules).select("event.id", "_rule_id").collect():
+    for row in engine_matches(events, ruleset.rules).select("event.id", "_rule_id").collect():
         name = names[row["_rule_id"]]
         case_name, local_id = row["id"].split(":", 1)
         if case_name == name:
@@ -235,25 +237,26 @@ def test_sigma_semantics(outcome: tuple[CompiledRuleSet, dict[str, set[str]]], i
     assert matched[item.name] == set(item.expected)
 
 
-def test_strings_compare_against_normalised_columns(outcome: tuple[CompiledRuleSet, dict[str, set[str]]]) -> None:
+def test_strings_compare_against_lowered_columns(outcome: tuple[CompiledRuleSet, dict[str, set[str]]]) -> None:
     ruleset, _ = outcome
     rules = {rule.title: rule for rule in ruleset.rules}
     eq = rules["eq_case_insensitive"]
-    assert eq.expression == "`_lc__user__name` = 'alice'" and eq.normalized_fields == {"user.name"}
+    assert eq.expression == "`_lc__user__name` = 'alice'" and eq.lowered_fields == {"user.name"}
     assert "IN ('root', 'admin', 'backup')" in rules["eq_list_in"].expression
-    assert rules["cased"].expression == "`user`.`name` = 'Alice'" and not rules["cased"].normalized_fields
+    assert rules["cased"].expression == "`user`.`name` = 'Alice'" and not rules["cased"].lowered_fields
     assert "lower(" not in rules["contains"].expression
     json_rule = rules["json_subfield_case_insensitive"]
-    assert json_rule.normalized_fields == {"event.action", "aws.cloudtrail.request_parameters.userName"}
-    assert "get_json_object" not in json_rule.expression  # extracted once per row by the normalised column
+    assert json_rule.lowered_fields == {"event.action", "aws.cloudtrail.request_parameters.userName"}
+    assert "get_json_object" not in json_rule.expression  # extracted once per row by the lowered column
     assert "ip_cidr_contains" not in rules["cidr_v4_v6"].expression
 
 
-def test_normalized_columns_are_lower_case_copies(spark: Any) -> None:
+def test_lowered_columns_are_lower_case_copies(spark: Any) -> None:
     doc = to_row(nest({"@timestamp": None, "event.id": "1", "user.name": "ÄLICE",
                        "aws.cloudtrail.request_parameters": json.dumps({"userName": "BoB"})}))
     events = spark.createDataFrame([doc], spark_schema())
-    row = add_normalized_columns(events, ["user.name", "aws.cloudtrail.request_parameters.userName"]).first()
+    fields = ["user.name", "aws.cloudtrail.request_parameters.userName"]
+    row = events.withColumns({lowered_column(name): F.expr(lowered_sql(name, column=False)) for name in fields}).first()
     assert row["_lc__user__name"] == "älice"
     assert row["_lc__aws__cloudtrail__request_parameters__userName"] == "bob"
 

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from citysoc.rules_cli import raw_parser
-from correlator.compiler import DEFAULT_RULES_DIR, CompiledRuleSet, RuleCompiler
-from correlator.evidence import check_evidence, evidence_path, load_evidence
+from correlator.authoring.evidence import check_evidence, evidence_path, load_evidence
+from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+from correlator.model import CompiledRuleSet
 
 RULE_FILES = sorted(DEFAULT_RULES_DIR.rglob("*.yml"))
 REQUIRED = ("title", "id", "status", "description", "author", "date", "tags", "level", "falsepositives")
@@ -78,7 +79,7 @@ def test_every_rule_compiles(ruleset: CompiledRuleSet) -> None:
 @pytest.mark.slow
 def test_evidence_passes_through_spark(spark: Any, ruleset: CompiledRuleSet, tmp_path: Path) -> None:
     cases = {rule.id: load_evidence(evidence_path(Path(rule.path or ""))) for rule in ruleset.rules}
-    outcomes = check_evidence(spark, ruleset, cases, workdir=tmp_path, raw_parser=raw_parser(2026))
+    outcomes = check_evidence(spark, ruleset, cases, raw_parser=raw_parser(2026))
     assert len(outcomes) == sum(len(c) for c in cases.values())
     failures = [f"{o.rule_id}: {o.explain()}" for o in outcomes if not o.ok]
     assert not failures, "\n".join(failures)

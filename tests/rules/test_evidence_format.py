@@ -9,7 +9,8 @@ import pytest
 
 from collectors.errors import UnparsableRecordError
 from collectors.raw import parse_raw
-from correlator.evidence import EvidenceError, evidence_for_rule, load_evidence, parse_evidence
+from correlator.authoring.evidence import EvidenceError, evidence_for_rule, load_evidence, parse_evidence
+from correlator.errors import RuleLocation
 from tests.rules.conftest import write_rule
 
 LINE = ("Dec 10 06:55:48 LabSZ sshd[24200]: Failed password for invalid user webmaster from 173.234.31.186 "
@@ -68,7 +69,7 @@ def test_cases_know_their_file_and_line(tmp_path: Path) -> None:
               - ecs: {a: 1}
         """))
     first, second, third = load_evidence(path)
-    assert (first.line, second.line, third.line) == (3, 6, 10)
+    assert (first.location.line, second.location.line, third.location.line) == (3, 6, 10)
     assert first.where == f"{path}:3" and second.expected == 0
     assert third.holds(1) and third.holds(3) and not third.holds(0) and not third.holds(4)
     assert third.describe_expectation() == "1..3 alert(s)"
@@ -97,5 +98,5 @@ def test_inline_evidence_in_the_rule(tmp_path: Path) -> None:
                     ecs: {system.auth.ssh.event: Failed, process.name: sshd}
         """))
     (case,) = evidence_for_rule(path) or []
-    assert case.description == "inline case" and case.source == str(path) and case.line == 23
+    assert case.description == "inline case" and case.location == RuleLocation(str(path), 23)
     assert evidence_for_rule(write_rule(tmp_path / "linux", "none")) is None

@@ -6,7 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
-from correlator.attack import ATTACK_DATA_FILE, AttackData
+from correlator.authoring.attack import ATTACK_DATA_FILE, AttackData
 from correlator.compiler import DEFAULT_RULES_DIR
 from tests.rules.conftest import run_soc, write_rule
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from correlator.authoring.evidence import evidence_for_rule
 from correlator.compiler import DEFAULT_RULES_DIR
-from correlator.evidence import evidence_for_rule
 from tests.rules.conftest import run_soc, write_rule
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from correlator.attack import TECHNIQUE_TAG, AttackData
-from correlator.compiler import CompiledRule, CompiledRuleSet
+from correlator.authoring.attack import TECHNIQUE_TAG, AttackData
+from correlator.model import CompiledRule, CompiledRuleSet
 
 
 @dataclass

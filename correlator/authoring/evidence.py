@@ -17,24 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
+from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.errors import CitySocError
 from citysoc.schema import ARROW_SCHEMA, JSON_FIELDS, flatten, nest, to_row
-from citysoc.store.parquet import partition_dir
-from correlator.compiler import CompiledRule, CompiledRuleSet
-from correlator.correlation import correlation_input, correlation_windows
-from correlator.job import match_rules, read_events
+from correlator.engine.correlation import correlation_input, correlation_windows
+from correlator.engine.events import prepare_events
+from correlator.engine.matching import match_rules
+from correlator.engine.plan import plan_matching
+from correlator.engine.session import engine_options
+from correlator.errors import EvidenceError, RuleLocation
+from correlator.model import CompiledRule, CompiledRuleSet
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 # (dataset or source kind, raw record: a CloudTrail object or a syslog line) -> (dataset, ECS document);
 # supplied by the composition root from the collectors (`collectors.raw.parse_raw`).
 RawParser = Callable[[str, Any], tuple[str, Mapping[str, Any]]]
-
-
-class EvidenceError(CitySocError):
-    """An evidence file is malformed; the message names the file, line and case."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +51,12 @@ class EvidenceCase:
     expected: int  # detection: 1 (match: true) or 0; correlation: (at least) this many alerts
     events: tuple[EvidenceEvent, ...]
     kind: str  # "example" | "sequence"
-    source: str = ""  # the file the case is written in
-    line: int = 0  # 1-based line of the case in `source`
+    location: RuleLocation = field(default_factory=RuleLocation)  # where the case is written
     expected_max: int | None = -1  # at most this many (None: no upper bound; -1: exactly `expected`)
 
     @property
     def where(self) -> str:
-        return f"{self.source}:{self.line}" if self.line else self.source
+        return str(self.location)
 
     @property
     def upper(self) -> int | None:
@@ -171,7 +169,7 @@ def parse_evidence(data: Mapping[str, Any], *, source: str, node: yaml.Node | No
         if not isinstance(expected, bool):
             raise EvidenceError(f"{where}: `match:` must be true or false")
         cases.append(EvidenceCase(str(item.get("description", "")), int(expected), (_event(item, where),),
-                                  "example", source, line))
+                                  "example", RuleLocation(source, line)))
     for line, where, item in _located(data, node, "sequences", source):
         if not isinstance(item, Mapping):
             raise EvidenceError(f"{where}: a sequence is a mapping with `alerts:` and `events:`")
@@ -179,7 +177,8 @@ def parse_evidence(data: Mapping[str, Any], *, source: str, node: yaml.Node | No
         events = tuple(_event(entry, f"{where}.events[{n}]") for n, entry in enumerate(item.get("events") or []))
         if not events:
             raise EvidenceError(f"{where}: a sequence needs `events:`")
-        cases.append(EvidenceCase(str(item.get("description", "")), low, events, "sequence", source, line, high))
+        cases.append(EvidenceCase(str(item.get("description", "")), low, events, "sequence",
+                                  RuleLocation(source, line), high))
     if not cases:
         raise EvidenceError(f"{source}: no `examples:` or `sequences:`")
     return cases
@@ -279,18 +278,11 @@ def _plan(ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]],
     return plan
 
 
-def _write_scratch_lake(events_dir: Path, docs: Mapping[str, Sequence[dict[str, Any]]]) -> None:
-    """The lake's layout and schema, one file per dataset and day: a few files read fast (a file per
-    case's tenant would be hundreds); each row still carries its case's tenant in `organization.id`."""
-    for dataset, dataset_docs in docs.items():
-        by_day: dict[str, list[dict[str, Any]]] = {}
-        for doc in dataset_docs:
-            row = to_row(doc)
-            by_day.setdefault(row["@timestamp"].strftime("%Y-%m-%d"), []).append(row)
-        for day, rows in by_day.items():
-            folder = partition_dir(events_dir, dataset=dataset, tenant="evidence", day=day)
-            folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), folder / "part-evidence.parquet")
+def _events(spark: SparkSession, docs: Sequence[dict[str, Any]]) -> DataFrame:
+    """The evidence events of one dataset as the engine reads events: built in memory (no store), one
+    frame for every case, each row carrying its case's tenant in `organization.id`."""
+    table = pa.Table.from_pylist([to_row(doc) for doc in docs], schema=ARROW_SCHEMA)
+    return prepare_events(spark.createDataFrame(table), columns=ARROW_SCHEMA.names)
 
 
 # Evidence is a few hundred rows against hundreds of rule expressions: generating and compiling Java for
@@ -300,7 +292,7 @@ _INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.fact
 
 
 @contextmanager
-def _interpreted(spark: Any) -> Iterator[None]:
+def _interpreted(spark: SparkSession) -> Iterator[None]:
     previous: dict[str, str | None] = {}
     for key, value in _INTERPRETED.items():
         try:
@@ -318,22 +310,21 @@ def _interpreted(spark: Any) -> Iterator[None]:
                 spark.conf.set(key, old)
 
 
-def check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
-                   workdir: Path, raw_parser: RawParser | None = None) -> list[EvidenceOutcome]:
+def check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
+                   raw_parser: RawParser | None = None) -> list[EvidenceOutcome]:
     """Run every case (rule id -> cases) through the real Spark evaluation; one outcome per case.
 
     A case whose events cannot be built (a raw line the collector refuses, a field not in the event
     schema) fails with that reason; raw events without a `raw_parser` are reported skipped.
     """
     with _interpreted(spark):
-        return _check_evidence(spark, ruleset, cases, workdir=workdir, raw_parser=raw_parser)
+        return _check_evidence(spark, ruleset, cases, raw_parser=raw_parser)
 
 
-def _check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
-                    workdir: Path, raw_parser: RawParser | None) -> list[EvidenceOutcome]:
+def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
+                    raw_parser: RawParser | None) -> list[EvidenceOutcome]:
     plan = _plan(ruleset, cases, raw_parser)
-    events_dir = workdir / "events"
-    _write_scratch_lake(events_dir, plan.docs)
+    options = engine_options(spark)
     matched: dict[tuple[str, str], int] = {}
     correlation_alerts: dict[tuple[str, str], int] = {}
     wanted = {rule.id for _, rule, _ in plan.cases}
@@ -341,11 +332,10 @@ def _check_evidence(spark: Any, ruleset: CompiledRuleSet, cases: Mapping[str, Se
     inputs: dict[str, list[Any]] = {}
     cached = []
     for dataset in ruleset.datasets:
-        events = read_events(spark, events_dir, dataset)
         detections = ruleset.detections(dataset)
-        if events is None or not detections:
+        if dataset not in plan.docs or not detections:
             continue
-        matches = match_rules(events, detections).persist()
+        matches = match_rules(_events(spark, plan.docs[dataset]), plan_matching(detections, options)).persist()
         cached.append(matches)
         for row in matches.groupBy("_tenant", "_rule_id").count().collect():
             matched[(row["_tenant"], row["_rule_id"])] = row["count"]

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sigma.collection import SigmaCollection
+from sigma.plugins import InstalledSigmaPlugins
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule, SigmaRuleBase
+from sigma.validation import SigmaValidator
 
-from correlator.attack import AttackData
-from correlator.backend import resolve_field
-from correlator.compiler import RuleCompiler, UnsupportedRule
-from correlator.pipelines import ROUTES, route_for
+from correlator.authoring.attack import AttackData
+from correlator.compiler import RuleCompiler
+from correlator.compiler.logsources import ROUTES, find_route
+from correlator.errors import RuleLocation
+from correlator.model import UnsupportedRule
+from correlator.sql import resolve_field
 
 ERROR, WARNING = "error", "warning"
 
@@ -62,17 +66,21 @@ SIGMA_PRODUCTS = frozenset({
 class Finding:
     severity: str  # "error" | "warning"
     check: str
-    path: str
-    line: int
+    location: RuleLocation
     rule_id: str | None
     message: str
 
+    @classmethod
+    def at(cls, severity: str, check: str, path: str, line: int, rule_id: str | None, message: str) -> Finding:
+        return cls(severity, check, RuleLocation(path, line), rule_id, message)
+
     @property
     def where(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.location.path}:{self.location.line}"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"severity": self.severity, "check": self.check, "path": self.location.path,
+                "line": self.location.line, "rule_id": self.rule_id, "message": self.message}
 
     def __str__(self) -> str:
         rule = f" {self.rule_id}" if self.rule_id else ""
@@ -155,15 +163,15 @@ class RuleSetChecker:
         field_findings = [f for rule in valid for f in self._fields(rule)]
         findings += field_findings
         findings += self._compile(compiler, paths, {f.rule_id for f in field_findings})
-        return sorted(set(findings), key=lambda f: (f.path, f.line, f.check, f.message))
+        return sorted(set(findings), key=lambda f: (f.location, f.check, f.message))
 
     # Individual checks ---------------------------------------------------------------------------
 
     def _load_problem(self, problem: UnsupportedRule) -> Finding:
-        path = problem.path or ""
         match = re.search(r"line (\d+)", problem.reason)
-        return Finding(ERROR, "yaml" if "YAML" in problem.reason else "sigma", path,
-                       int(match.group(1)) if match else 1, problem.id, problem.reason)
+        line = problem.location.line or (int(match.group(1)) if match else 1)
+        return Finding(ERROR, "yaml" if "YAML" in problem.reason else "sigma",
+                       RuleLocation(problem.location.path, line), problem.id, problem.reason)
 
     def _sigma_errors(self, rules: Sequence[SigmaRuleBase]) -> list[Finding]:
         findings = []
@@ -173,8 +181,8 @@ class RuleSetChecker:
                 text = str(error).splitlines()[0] if str(error) else type(error).__name__
                 key = re.findall(r"'([^']+)'", text)
                 line = self._lines.find(path, *(rf"\b{re.escape(k)}\b" for k in key[:1])) if key else 1
-                findings.append(Finding(ERROR, "sigma", path, line, str(rule.id) if rule.id else None,
-                                        f"not a valid Sigma rule: {text}"))
+                findings.append(Finding.at(ERROR, "sigma", path, line, str(rule.id) if rule.id else None,
+                                           f"not a valid Sigma rule: {text}"))
         return findings
 
     def _unique_ids(self, rules: Sequence[SigmaRuleBase]) -> list[Finding]:
@@ -183,14 +191,14 @@ class RuleSetChecker:
         for rule in rules:
             path = _path(rule)
             if rule.id is None:
-                findings.append(Finding(ERROR, "unique-id", path, self._lines.find(path, r"^title:"), None,
-                                        "rule has no id: give it a random uuid4 (alert ids are derived from it)"))
+                findings.append(Finding.at(ERROR, "unique-id", path, self._lines.find(path, r"^title:"), None,
+                                           "rule has no id: give it a random uuid4 (alert ids are derived from it)"))
                 continue
             rule_id = str(rule.id)
             if rule_id in first:
                 other = first[rule_id]
                 line = self._lines.find(_path(other), rf"^id:\s*{re.escape(rule_id)}")
-                findings.append(Finding(
+                findings.append(Finding.at(
                     ERROR, "unique-id", path, self._lines.find(path, rf"^id:\s*{re.escape(rule_id)}"), rule_id,
                     f"duplicate rule id: also used by {_path(other)}:{line} ({other.title}); give one a new uuid4"))
             else:
@@ -198,9 +206,6 @@ class RuleSetChecker:
         return findings
 
     def _validators(self, rules: Sequence[SigmaRuleBase]) -> list[Finding]:
-        from sigma.plugins import InstalledSigmaPlugins
-        from sigma.validation import SigmaValidator
-
         available: dict[str, Any] = dict(InstalledSigmaPlugins.autodiscover().validators)
         names = list(self.validator_names) if self.validator_names is not None else \
             [name for name in available if name not in EXCLUDED_VALIDATORS]
@@ -221,9 +226,9 @@ class RuleSetChecker:
                            if isinstance(v, str | int) or hasattr(v, "name")]
                 for rule in issue.rules:
                     path = _path(rule)
-                    findings.append(Finding(severity, f"validator:{name}", path, self._lines.find(path, *needles),
-                                            str(rule.id) if rule.id else None,
-                                            issue.description + (f" ({hint})" if hint else "")))
+                    findings.append(Finding.at(severity, f"validator:{name}", path, self._lines.find(path, *needles),
+                                               str(rule.id) if rule.id else None,
+                                               issue.description + (f" ({hint})" if hint else "")))
         return findings
 
     def _folder(self, rule: SigmaRuleBase, roots: Sequence[Path]) -> list[Finding]:
@@ -240,22 +245,22 @@ class RuleSetChecker:
         folders = [part for part in parts[:-1] if part in SIGMA_PRODUCTS]
         if folders and product != folders[-1]:
             line = self._lines.find(path, r"^\s+product:", r"^logsource:")
-            return [Finding(ERROR, "logsource-folder", path, line, str(rule.id),
-                            f"rule is in folder {folders[-1]}/ but its logsource product is {product or '(none)'}: "
-                            f"move the file or fix the log source")]
+            return [Finding.at(ERROR, "logsource-folder", path, line, str(rule.id),
+                               f"rule is in folder {folders[-1]}/ but its logsource product is {product or '(none)'}: "
+                               f"move the file or fix the log source")]
         return []
 
     def _attack_tags(self, rule: SigmaRuleBase) -> list[Finding]:
         path = _path(rule)
-        return [Finding(ERROR, "attack-tag", path, self._lines.find(path, rf"-\s*{re.escape(tag)}\s*$"),
-                        str(rule.id), f"{tag} is not a tactic or technique of ATT&CK v{self.attack.version} "
-                        f"(offline data: {self.attack.source or 'attack-enterprise.json'})")
+        return [Finding.at(ERROR, "attack-tag", path, self._lines.find(path, rf"-\s*{re.escape(tag)}\s*$"),
+                           str(rule.id), f"{tag} is not a tactic or technique of ATT&CK v{self.attack.version} "
+                           f"(offline data: {self.attack.source or 'attack-enterprise.json'})")
                 for tag in self.attack.unknown_tags(_tags(rule))]
 
     def _fields(self, rule: SigmaRuleBase) -> list[Finding]:
         if not isinstance(rule, SigmaRule):
             return []
-        route = route_for(rule.logsource)
+        route = find_route(rule.logsource)
         if route is None:
             return []
         path = _path(rule)
@@ -269,7 +274,7 @@ class RuleSetChecker:
                 mapped = route.map_field(name)
                 if resolve_field(mapped) is None:
                     via = f" (mapped to {mapped})" if mapped != name else ""
-                    findings.append(Finding(
+                    findings.append(Finding.at(
                         ERROR, "field", path, self._lines.find(path, rf"^\s+{re.escape(name)}(\||:)"), str(rule.id),
                         f"field {name}{via} is not in the {'/'.join(route.datasets)} schema; "
                         "use an ECS name of citysoc/schema.py or a mapped source name"))
@@ -289,8 +294,8 @@ class RuleSetChecker:
             not_collected = reason.startswith("log source")
             line = self._lines.find(path, r"^logsource:", r"^correlation:") if not_collected else \
                 self._lines.find(path, r"^detection:", r"^correlation:")
-            findings.append(Finding(WARNING if not_collected else ERROR, "compile", path, line, problem.id,
-                                    reason + ("; it cannot run here" if not_collected else "")))
+            findings.append(Finding.at(WARNING if not_collected else ERROR, "compile", path, line, problem.id,
+                                       reason + ("; it cannot run here" if not_collected else "")))
         return findings
 
 

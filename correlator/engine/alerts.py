@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from citysoc.ids import alert_id, window_alert_id
-from correlator.compiler import CompiledRule
+from correlator.model import CompiledRule
 
 ALERT_SCHEMA = pa.schema([
     ("id", pa.string()), ("@timestamp", pa.string()), ("rule_id", pa.string()), ("kind", pa.string()),

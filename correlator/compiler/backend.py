@@ -6,10 +6,10 @@ replaces every value comparison, so that one Sigma rule means here what the Sigm
 - field names resolve against `citysoc.schema`: struct fields become back-quoted struct paths, fields
   below a JSON string field `get_json_object(<field>, '$.<path>')`; any other name raises
   `SigmaFeatureNotSupportedByBackendError("field X has no source in <dataset>")`;
-- strings match case-insensitively against a *pre-normalised* column (`lower()` computed once per row by
-  `correlator.normalize.add_normalized_columns`), the literal lower-cased at compile time; the fields a
-  rule needs normalised are collected in `normalized_fields`. `|cased`, `|re` and non-string fields
-  keep their own form;
+- strings match case-insensitively against the field's lower-cased value, the literal lower-cased at
+  compile time; the value and every substring test on it are left open as terms of the rule's
+  `Condition` (`correlator.sql`), which the engine spells as its plan decides. `|cased`, `|re` and
+  non-string fields keep their own form;
 - wildcards `*`/`?` become `startswith`/`endswith`/`contains` or `LIKE`; escaped `\\*` stays literal;
 - every `NOT` is two-valued (`NOT coalesce(x, false)`): a condition on a field the event lacks is
   false, so its negation is true (SQL's NULL would drop the row);
@@ -22,9 +22,7 @@ The semantics section of `correlator/README.md` lists what each modifier compile
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, ClassVar
 
@@ -57,17 +55,23 @@ from sigma.types import (
     TimestampPart,
 )
 
-from citysoc.schema import FIELDS, JSON_FIELDS
-from correlator.regex_literals import required_literal
+from correlator.compiler.regex_literals import required_literal
+from correlator.sql import (
+    STRING_KINDS,
+    Condition,
+    Contains,
+    ContainsAny,
+    Lowered,
+    Term,
+    contains_sql,
+    field_kind,
+    resolve_field,
+    sql_string,
+)
 
 # The Sigma specification names UTF-16LE `utf16le` (alias `wide`); pySigma 1.5 knows only `wide`.
 modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
-SCALAR_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if kind != "json")
-STRING_KINDS: frozenset[str] = frozenset({"string", "json"})  # compared through a normalised column
-NORMALIZED_PREFIX = "_lc__"
-_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_READABLE = re.compile(r"^[A-Za-z0-9_@.]+$")
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4_REGEX = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 _COMPARE_SQL = {CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.GT: ">",
@@ -76,49 +80,6 @@ _TIME_PARTS = {TimestampPart.MINUTE: "minute", TimestampPart.HOUR: "hour", Times
                TimestampPart.WEEK: "weekofyear", TimestampPart.MONTH: "month", TimestampPart.YEAR: "year"}
 _REGEX_FLAGS = {SigmaRegularExpressionFlag.IGNORECASE: "iu", SigmaRegularExpressionFlag.MULTILINE: "m",
                 SigmaRegularExpressionFlag.DOTALL: "s"}
-
-
-def quote_path(name: str) -> str:
-    """`event.action` -> `` `event`.`action` `` (every part quoted: `@timestamp`, keywords, ...)."""
-    parts = [name] if name == "@timestamp" else name.split(".")
-    return ".".join("`" + part.replace("`", "``") + "`" for part in parts)
-
-
-def json_path(keys: Sequence[str]) -> str:
-    """A JSONPath for get_json_object; keys that are not identifiers use bracket notation."""
-    return "$" + "".join(f".{key}" if _SIMPLE_KEY.match(key) else f"['{key}']" for key in keys)
-
-
-def sql_string(value: str) -> str:
-    """A Spark SQL string literal (backslash and quote escaped; NUL as a unicode escape)."""
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\x00", "\\u0000")
-    return "'" + escaped + "'"
-
-
-def resolve_field(name: str) -> str | None:
-    """Spark SQL for an ECS field name, or None when the schema has no source for it."""
-    if name in SCALAR_FIELDS or name in JSON_FIELDS:
-        return quote_path(name)
-    for json_field in JSON_FIELDS:
-        if name.startswith(json_field + "."):
-            keys = name[len(json_field) + 1:].split(".")
-            return f"get_json_object({quote_path(json_field)}, {sql_string(json_path(keys))})"
-    return None
-
-
-def field_kind(name: str) -> str | None:
-    """Storage kind of an ECS field (`string`, `long`, `bool`, `timestamp`, `list<string>`, `json`);
-    a sub-field of a JSON document is `json` (text extracted by get_json_object)."""
-    if name in FIELDS:
-        return FIELDS[name]
-    return "json" if resolve_field(name) is not None else None
-
-
-def normalized_column(name: str) -> str:
-    """Name of the top-level column holding `lower(<field>)`: readable when the name allows it."""
-    if _READABLE.match(name) and "__" not in name:
-        return NORMALIZED_PREFIX + name.replace("@", "at_").replace(".", "__")
-    return NORMALIZED_PREFIX + "h" + hashlib.sha1(name.encode()).hexdigest()[:16]
 
 
 def ipv4_number(column: str) -> str:
@@ -169,30 +130,18 @@ def _like_pattern(parts: Sequence[str | SpecialChars]) -> str:
     return "".join(out)
 
 
-def contains_sql(operand: str, literal: str) -> str:
-    """`contains(operand, 'literal')`: the one spelling `correlator.literal_index` rewrites."""
-    return f"contains({operand}, {sql_string(literal)})"
-
-
-# An OR of at least this many `contains` on one field is spelt `contains_group_sql` (one term).
+# An OR of at least this many `contains` on one field becomes one `ContainsAny` term.
 CONTAINS_GROUP_MIN = 4
-
-
-def contains_group_sql(operand: str, literals: Sequence[str]) -> str:
-    """`(contains(o, 'a') OR contains(o, 'b') ...)`: the one spelling of an OR of `contains` on one
-    normalised field, which `correlator.literal_index.rewrite_contains_groups` may answer with one
-    multi-literal pass over the value instead of one substring scan per literal."""
-    return "(" + " OR ".join(contains_sql(operand, literal) for literal in literals) + ")"
 
 
 # A LIKE with a literal segment at least this long is guarded by `contains(operand, segment)`.
 LIKE_GUARD_MIN = 3
 
 
-def string_match(operand: str, parts: Sequence[str | SpecialChars], *,
-                 contains: bool = False) -> tuple[str, list[str]]:
+def string_match(operand: str, parts: Sequence[str | SpecialChars], *, contains: bool = False,
+                 spell_contains: Callable[[str, str], str] = contains_sql) -> tuple[str, list[str]]:
     """SQL matching `operand` against a Sigma string (literal parts and wildcards), as written, and the
-    literals it tests with `contains_sql(operand, ...)`.
+    literals it tests for as substrings (spelt `spell_contains(operand, literal)`).
 
     Plain strings compare with `=`, a single leading/trailing `*` uses startswith/endswith/contains,
     anything else `LIKE` (Spark's `%` and `_` also match line breaks), guarded by a `contains` of its
@@ -218,12 +167,17 @@ def string_match(operand: str, parts: Sequence[str | SpecialChars], *,
     if len(merged) == 2 and merged[0] == star and isinstance(merged[1], str):
         return f"endswith({operand}, {sql_string(merged[1])})", []
     if len(merged) == 3 and merged[0] == star and merged[2] == star and isinstance(merged[1], str):
-        return contains_sql(operand, merged[1]), [merged[1]]
+        return spell_contains(operand, merged[1]), [merged[1]]
     like = f"{operand} LIKE {sql_string(_like_pattern(merged))}"
     guard = max(literals, key=len, default="")
     if len(guard) < LIKE_GUARD_MIN:
         return like, []
-    return f"({contains_sql(operand, guard)} AND {like})", [guard]
+    return f"({spell_contains(operand, guard)} AND {like})", [guard]
+
+
+def _followed_by(test: str) -> Callable[[str], str]:
+    """A predicate writing `<operand> <test>`."""
+    return lambda operand: f"{operand} {test}"
 
 
 class CitySocSparkBackend(DatabricksBackend):
@@ -236,17 +190,35 @@ class CitySocSparkBackend(DatabricksBackend):
                  raw_log_field: str = "message", **kwargs: Any) -> None:
         super().__init__(processing_pipeline, raw_log_field=raw_log_field, **kwargs)
         self.datasets = tuple(datasets)
-        self.normalized_fields: set[str] = set()  # ECS fields the last converted rule compares via lower()
-        # (field, literal) of every `contains_sql` on a normalised column in the last converted rule
-        self.literals: set[tuple[str, str]] = set()
-        # (field, literals) of every `contains_group_sql` on a normalised column in the last converted rule
-        self.contains_groups: set[tuple[str, tuple[str, ...]]] = set()
+        self._terms: list[Term] = []  # the terms of the rule being converted (`Condition.parse`)
 
     def convert_rule(self, rule: SigmaRule, output_format: str | None = None, callback: Any = None) -> list[Any]:
-        self.normalized_fields = set()
-        self.literals = set()
-        self.contains_groups = set()
+        self._terms = []
         return super().convert_rule(rule, output_format, callback)
+
+    def condition(self, query: str) -> Condition:
+        """The last converted rule's query as a `Condition` (its terms left open)."""
+        return Condition.parse(query, self._terms)
+
+    def _term(self, term: Term) -> str:
+        """The token standing for `term` in the query text."""
+        if term not in self._terms:
+            self._terms.append(term)
+        return Condition.token(self._terms.index(term))
+
+    def _lowered_field(self, operand: str) -> str | None:
+        """The field when `operand` is the token of its lower-cased value, else None."""
+        for index, term in enumerate(self._terms):
+            if isinstance(term, Lowered) and operand == Condition.token(index):
+                return term.field
+        return None
+
+    def _spell_contains(self, operand: str, literal: str) -> str:
+        """A substring test: a `Contains` term on a lower-cased field, else plain `contains`."""
+        field_name = self._lowered_field(operand)
+        if field_name is None:
+            return contains_sql(operand, literal)
+        return self._term(Contains(field_name, literal))
 
     # --- fields -------------------------------------------------------------------------------------
 
@@ -261,29 +233,23 @@ class CitySocSparkBackend(DatabricksBackend):
         self.escape_and_quote_field(field_name)  # raises for an unknown field
         return field_kind(field_name) or "string"
 
-    def _match(self, field_name: str, predicate: Any, *, lowered: bool) -> str:
-        """Apply `predicate(operand) -> sql` to a field: normalised column, cast, or every list element."""
+    def _match(self, field_name: str, predicate: Callable[[str], str], *, lowered: bool) -> str:
+        """Apply `predicate(operand) -> sql` to a field: its lower-cased value, a cast, or every list element."""
         kind = self._kind(field_name)
         column = self.escape_and_quote_field(field_name)
         if kind == "list<string>":
             element = "lower(_e)" if lowered else "_e"
             return f"coalesce(exists({column}, _e -> {predicate(element)}), false)"
         if kind in STRING_KINDS:
-            if not lowered:
-                return str(predicate(column))
-            self.normalized_fields.add(field_name)
-            return str(predicate(f"`{normalized_column(field_name)}`"))
+            return predicate(self._term(Lowered(field_name)) if lowered else column)
         text = f"cast({column} as string)"
-        return str(predicate(f"lower({text})" if lowered else text))
+        return predicate(f"lower({text})" if lowered else text)
 
     def _match_string(self, field_name: str, parts: Sequence[str | SpecialChars], *, lowered: bool,
                       contains: bool = False) -> str:
-        """`string_match` on a field; the literals it tests on a normalised column are recorded."""
+        """`string_match` on a field; its substring tests on a lower-cased field are `Contains` terms."""
         def predicate(operand: str) -> str:
-            sql, literals = string_match(operand, parts, contains=contains)
-            if operand.startswith(f"`{NORMALIZED_PREFIX}"):
-                self.literals.update((field_name, literal) for literal in literals)
-            return sql
+            return string_match(operand, parts, contains=contains, spell_contains=self._spell_contains)[0]
         return self._match(field_name, predicate, lowered=lowered)
 
     # --- strings ------------------------------------------------------------------------------------
@@ -338,13 +304,14 @@ class CitySocSparkBackend(DatabricksBackend):
         value = arg.value
         if type(value) is not SigmaString or value.contains_placeholder() or field_kind(field_name) not in STRING_KINDS:
             return None
-        parts = [part.lower() if isinstance(part, str) else part for part in value.s]
-        sql, literals = string_match("`_`", parts, contains=keyword)  # type: ignore[arg-type]
+        parts = [part.lower() if isinstance(part, str) else part for part in value.s
+                 if isinstance(part, str | SpecialChars)]  # no placeholder (checked above)
+        sql, literals = string_match("`_`", parts, contains=keyword)
         return (field_name, literals[0]) if len(literals) == 1 and sql == contains_sql("`_`", literals[0]) else None
 
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
         """Plain case-insensitive equalities on one string field become one `IN` (a hash set beyond 10);
-        `CONTAINS_GROUP_MIN` or more plain `contains` on one field become one `contains_group_sql` term."""
+        `CONTAINS_GROUP_MIN` or more plain `contains` on one field become one `ContainsAny` term."""
         groups: dict[str, list[str]] = {}
         contained: dict[str, list[tuple[str, Any]]] = {}
         rest: list[Any] = []
@@ -368,15 +335,11 @@ class CitySocSparkBackend(DatabricksBackend):
         terms: list[str] = []
         for field_name, values in groups.items():
             unique = list(dict.fromkeys(values))
-            if len(unique) == 1:
-                terms.append(self._match(field_name, lambda o, v=unique[0]: f"{o} = {sql_string(v)}", lowered=True))
-            else:
-                listed = ", ".join(sql_string(v) for v in unique)
-                terms.append(self._match(field_name, lambda o, s=listed: f"{o} IN ({s})", lowered=True))
+            test = f"= {sql_string(unique[0])}" if len(unique) == 1 else \
+                f"IN ({', '.join(sql_string(v) for v in unique)})"
+            terms.append(self._match(field_name, _followed_by(test), lowered=True))
         for field_name, literals in grouped.items():
-            terms.append(self._match(field_name, lambda o, ls=literals: contains_group_sql(o, ls), lowered=True))
-            self.literals.update((field_name, literal) for literal in literals)
-            self.contains_groups.add((field_name, tuple(literals)))
+            terms.append(self._term(ContainsAny(field_name, tuple(literals))))
         for arg in rest:
             converted = (self.convert_condition(arg, state) if self.compare_precedence(cond, arg)
                          else self.convert_condition_group(arg, state))

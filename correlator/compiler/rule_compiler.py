@@ -1,7 +1,7 @@
 """Sigma rules -> Spark SQL, with a report of every rule that cannot run and why.
 
 `RuleCompiler(spark).compile([dir, ...])` loads every `**/*.yml` below the given paths, routes each
-rule to our datasets by its log source (`correlator.pipelines`), converts it with
+rule to our datasets by its log source (`correlator.compiler.logsources`), converts it with
 `CitySocSparkBackend`, and finally lets Spark analyse every expression against the event schema.
 Nothing is skipped silently: a rule is either a `CompiledRule` or an `UnsupportedRule` with a reason.
 """
@@ -9,12 +9,15 @@ Nothing is skipped silently: a rule is either a `CompiledRule` or an `Unsupporte
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import structlog
 import yaml
+from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule, SigmaCorrelationType
 from sigma.exceptions import SigmaError
@@ -22,97 +25,18 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import ValueListPlaceholderTransformation
 from sigma.rule import SigmaRule, SigmaRuleBase
 
-from citysoc.errors import CitySocError
-from correlator.backend import CitySocSparkBackend, resolve_field
-from correlator.literal_index import required_literals
-from correlator.pipelines import LogSourceRoute, describe_logsource, route_for
-from correlator.routing import RouteKey, route_of
+from citysoc.schema import spark_schema
+from correlator.compiler.analysis import required_literals, route_key
+from correlator.compiler.backend import CitySocSparkBackend
+from correlator.compiler.logsources import LogSourceRoute, describe_logsource, find_route
+from correlator.errors import RuleCompileError, RuleLocation
+from correlator.model import CompiledRule, CompiledRuleSet, CorrelationSpec, UnsupportedRule
+from correlator.sql import Condition, lowered_column, lowered_sql, resolve_field
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "detection_rules"
+DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "detection_rules"
 SUPPORTED_CORRELATIONS = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT)
-# Entity fields, in the order the default group key picks the first present one.
-ENTITY_FIELDS: tuple[str, ...] = ("user.name", "source.ip", "host.name", "cloud.account.id")
-
-
-class RuleCompileError(CitySocError):
-    """A rule set cannot be compiled at all (e.g. a rule directory does not exist)."""
-
-
-@dataclass(frozen=True)
-class CorrelationSpec:
-    """What a correlation rule counts, per group of base-rule matches, within a time span."""
-
-    type: str  # "event_count" | "value_count"
-    rule_ids: tuple[str, ...]  # base detection rules
-    group_by: tuple[str, ...]  # field names as the rule writes them (used in the group key)
-    group_exprs: tuple[str, ...]  # Spark SQL for each group-by field
-    timespan_seconds: int
-    op: str  # "gte", "gt", "lte", "lt", "eq", "neq"
-    count: int
-    value_field: str | None = None  # value_count: the field whose distinct values are counted
-    value_expr: str | None = None
-
-
-@dataclass(frozen=True)
-class CompiledRule:
-    """A rule ready to run: a Spark SQL boolean expression (detection) or a correlation spec."""
-
-    id: str
-    title: str
-    level: str | None
-    tags: tuple[str, ...]
-    datasets: tuple[str, ...]
-    expression: str  # Spark SQL boolean over one event row ("" for correlations)
-    path: str | None
-    kind: str  # "detection" | "correlation"
-    name: str | None = None
-    generate: bool = True  # False: a correlation's base rule that raises no alert of its own
-    group_by: tuple[tuple[str, str], ...] = ()  # (field name, Spark SQL) overriding the default group key
-    correlation: CorrelationSpec | None = None
-    # ECS fields `expression` reads as `lower()`-ed columns: add them with `normalize.add_normalized_columns`
-    normalized_fields: frozenset[str] = frozenset()
-    routing: RouteKey | None = None  # the rule can only match events with these values (correlator.routing)
-    # (ECS field, literal) of every `contains(<normalised column>, 'literal')` in `expression`: what
-    # `correlator.literal_index` may answer from one multi-literal pass per field instead
-    literals: frozenset[tuple[str, str]] = frozenset()
-    # (ECS field, literals) of every `backend.contains_group_sql` in `expression`: an OR of `contains`
-    # on one field that `literal_index.rewrite_contains_groups` may answer with one pass
-    contains_groups: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
-    # the rule can only match when one of these (field, literal) occurs in the normalised field
-    required_literals: frozenset[tuple[str, str]] | None = None
-
-
-@dataclass(frozen=True)
-class UnsupportedRule:
-    id: str | None
-    title: str | None
-    path: str | None
-    reason: str
-
-
-@dataclass
-class CompiledRuleSet:
-    rules: list[CompiledRule] = field(default_factory=list)
-    unsupported: list[UnsupportedRule] = field(default_factory=list)
-    verified: bool = False  # every expression passed Spark analysis
-
-    def detections(self, dataset: str | None = None) -> list[CompiledRule]:
-        return [r for r in self.rules if r.kind == "detection" and (dataset is None or dataset in r.datasets)]
-
-    def correlations(self) -> list[CompiledRule]:
-        return [r for r in self.rules if r.kind == "correlation"]
-
-    def by_id(self, rule_id: str) -> CompiledRule:
-        for rule in self.rules:
-            if rule.id == rule_id:
-                return rule
-        raise KeyError(rule_id)
-
-    @property
-    def datasets(self) -> list[str]:
-        return sorted({d for r in self.detections() for d in r.datasets})
 
 
 def placeholder_pipeline(values: Mapping[str, list[str]]) -> ProcessingPipeline:
@@ -124,8 +48,8 @@ def placeholder_pipeline(values: Mapping[str, list[str]]) -> ProcessingPipeline:
     )
 
 
-def _path(rule: SigmaRuleBase) -> str | None:
-    return str(rule.source.path) if rule.source is not None else None
+def _location(rule: SigmaRuleBase) -> RuleLocation:
+    return RuleLocation(str(rule.source.path) if rule.source is not None and rule.source.path else "")
 
 
 def _tags(rule: SigmaRuleBase) -> tuple[str, ...]:
@@ -137,20 +61,18 @@ def _level(rule: SigmaRuleBase) -> str | None:
 
 
 def _unsupported(rule: SigmaRuleBase, reason: str) -> UnsupportedRule:
-    return UnsupportedRule(str(rule.id) if rule.id else None, rule.title, _path(rule), reason)
+    return UnsupportedRule(str(rule.id) if rule.id else None, rule.title, _location(rule), reason)
+
+
+def _yaml_line(error: BaseException) -> int:
+    """1-based line of a YAML error (0 when it has none)."""
+    mark = getattr(error, "problem_mark", None)
+    return mark.line + 1 if mark is not None else 0
 
 
 def _error_text(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return text
-
-
-def _required_literals(rule: SigmaRule, route: LogSourceRoute,
-                       backend: CitySocSparkBackend) -> frozenset[tuple[str, str]] | None:
-    conditions = rule.detection.parsed_condition
-    if len(conditions) != 1:
-        return None
-    return required_literals(conditions[0].parsed, raw_field=route.raw_field, recorded=backend.literals)
 
 
 class RuleCompiler:
@@ -160,7 +82,8 @@ class RuleCompiler:
     using a placeholder without configured values is unsupported with that reason.
     """
 
-    def __init__(self, spark: Any | None = None, *, placeholders: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, spark: SparkSession | None = None, *,
+                 placeholders: Mapping[str, Sequence[str]] | None = None) -> None:
         self.spark = spark
         self.placeholders = {name: list(values) for name, values in (placeholders or {}).items()}
 
@@ -175,7 +98,8 @@ class RuleCompiler:
             try:
                 list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                problems.append(UnsupportedRule(None, None, str(path), f"not valid YAML: {_error_text(exc)}"))
+                problems.append(UnsupportedRule(None, None, RuleLocation(str(path), _yaml_line(exc)),
+                                                f"not valid YAML: {_error_text(exc)}"))
                 return None
             return path
 
@@ -184,7 +108,8 @@ class RuleCompiler:
             for error in collection.errors:
                 if id(error) in attached:
                     continue  # reported with its rule below
-                problems.append(UnsupportedRule(None, None, str(path), f"not a valid Sigma rule: {error}"))
+                problems.append(UnsupportedRule(None, None, RuleLocation(str(path)),
+                                                f"not a valid Sigma rule: {error}"))
             return collection
 
         collection = SigmaCollection.load_ruleset(
@@ -240,7 +165,7 @@ class RuleCompiler:
         return result
 
     def _compile_detection(self, rule: SigmaRule) -> tuple[CompiledRule, LogSourceRoute] | UnsupportedRule:
-        route = route_for(rule.logsource)
+        route = find_route(rule.logsource)
         if route is None:
             return _unsupported(rule, f"log source {describe_logsource(rule.logsource)} is not collected")
         pipeline = route.pipeline()
@@ -260,13 +185,14 @@ class RuleCompiler:
             if expr is None:
                 return _unsupported(rule, f"group_by field {name} has no source in {', '.join(route.datasets)}")
             group_by.append((name, expr))
+        condition = backend.condition(queries[0])
         compiled = CompiledRule(
             id=str(rule.id), title=rule.title, level=_level(rule), tags=_tags(rule), datasets=route.datasets,
-            expression=queries[0], path=_path(rule), kind="detection", name=rule.name, group_by=tuple(group_by),
-            normalized_fields=frozenset(backend.normalized_fields), literals=frozenset(backend.literals),
-            contains_groups=frozenset(backend.contains_groups),
-            routing=route_of(rule),  # after convert_rule: the tree carries the pipeline's ECS names
-            required_literals=_required_literals(rule, route, backend),
+            condition=condition, location=_location(rule), kind="detection", name=rule.name,
+            group_by=tuple(group_by),
+            # after convert_rule: the tree carries the pipeline's ECS names
+            routing=route_key(rule),
+            required_literals=required_literals(rule, raw_field=route.raw_field, recorded=condition.literals),
         )
         return compiled, route
 
@@ -312,19 +238,12 @@ class RuleCompiler:
         datasets = tuple(sorted({d for rule, _ in base for d in rule.datasets}))
         return CompiledRule(
             id=str(corr.id), title=corr.title, level=_level(corr), tags=_tags(corr), datasets=datasets,
-            expression="", path=_path(corr), kind="correlation", name=corr.name,
+            condition=Condition.text(""), location=_location(corr), kind="correlation", name=corr.name,
             group_by=tuple(zip(group_by, group_exprs, strict=True)), correlation=spec,
         )
 
     def _verify(self, ruleset: CompiledRuleSet) -> None:
         """Let Spark analyse every expression against the event schema (no data is read)."""
-        from pyspark.errors import PySparkException
-        from pyspark.sql import functions as F
-        from pyspark.sql.types import BooleanType
-
-        from citysoc.schema import spark_schema
-        from correlator.normalize import add_normalized_columns
-
         assert self.spark is not None
         empty = self.spark.createDataFrame([], spark_schema())
         kept: list[CompiledRule] = []
@@ -336,7 +255,9 @@ class RuleCompiler:
             if rule.correlation and rule.correlation.value_expr:
                 exprs.append(rule.correlation.value_expr)
             try:
-                probe = add_normalized_columns(empty, rule.normalized_fields)  # only what the rule declares
+                # the shared lower-cased columns of exactly the fields the rule reads lower-cased
+                probe = empty.withColumns({lowered_column(name): F.expr(lowered_sql(name, column=False))
+                                           for name in sorted(rule.lowered_fields)})
                 for index, expr in enumerate(exprs):
                     data_type = probe.select(F.expr(expr)).schema.fields[0].dataType
                     if index == 0 and rule.expression and not isinstance(data_type, BooleanType):
@@ -344,7 +265,7 @@ class RuleCompiler:
             except (PySparkException, ValueError) as exc:
                 condition = exc.getCondition() if isinstance(exc, PySparkException) else None
                 reason = f"Spark analysis failed: {condition or _error_text(exc)}"
-                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.path, reason))
+                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.location, reason))
                 failed.add(rule.id)
                 continue
             kept.append(rule)
@@ -352,7 +273,7 @@ class RuleCompiler:
         for rule in list(kept):
             if rule.correlation and failed.intersection(rule.correlation.rule_ids):
                 kept.remove(rule)
-                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.path,
+                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.location,
                                                            "references a rule that failed Spark analysis"))
         ruleset.rules = kept
         ruleset.verified = True

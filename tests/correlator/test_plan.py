@@ -1,20 +1,26 @@
-"""Routing: which rules an event can match, derived from the Sigma tree, and results identical to no routing."""
+"""The engine's plan: routes from the Sigma tree, chunks, lowered columns, the literal index, JVM functions.
+
+`plan_matching` is Spark-free: most tests here check its choices directly; the Spark tests check that
+every plan gives the same matches as evaluating every rule on every event.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark.sql import functions as F
 
-import correlator.job as job
-import correlator.routing as routing
-from correlator.compiler import CompiledRule, CompiledRuleSet, RuleCompiler
-from correlator.job import match_rules, read_events
-from correlator.normalize import inline_normalized, routed_only_fields
-from correlator.routing import RouteKey, plan_chunks, route_fields
-from tests.correlator.builders import cloudtrail, ssh, write_lake
+from correlator.compiler import RuleCompiler
+from correlator.engine.detection import read_events
+from correlator.engine.jvm import register_functions
+from correlator.engine.options import EngineOptions
+from correlator.engine.plan import plan_chunks, plan_matching, route_fields, routed_only_fields
+from correlator.errors import EngineError, RuleLocation
+from correlator.model import CompiledRule, CompiledRuleSet, RouteKey
+from correlator.sql import Condition, Lowered
+from tests.correlator.builders import cloudtrail, lake, matched, ssh, write_lake
 
 MIXED_RULES = """
 title: single action
@@ -137,9 +143,11 @@ def test_routes_come_from_the_detection_tree(mixed: CompiledRuleSet) -> None:
     }
 
 
-def _rule(number: int, route: RouteKey | None) -> CompiledRule:
+def _rule(number: int, route: RouteKey | None, lowered: tuple[str, ...] = ()) -> CompiledRule:
+    """A rule that matches every event, reading the `lowered` fields' lower-cased values."""
+    condition = Condition(("true", *(part for name in lowered for part in (" AND ", Lowered(name), " IS NOT NULL"))))
     return CompiledRule(id=_rid(number), title="t", level=None, tags=(), datasets=("aws.cloudtrail",),
-                        expression="true", path=None, kind="detection", routing=route)
+                        condition=condition, location=RuleLocation(), kind="detection", routing=route)
 
 
 def test_fields_only_routed_rules_read_are_lowered_inside_them(mixed: CompiledRuleSet) -> None:
@@ -150,33 +158,45 @@ def test_fields_only_routed_rules_read_are_lowered_inside_them(mixed: CompiledRu
     assert "aws.cloudtrail.error_code" not in inline  # rule 8, unrouted, reads it for every event
     assert routed_only_fields(mixed.detections("system.auth"), ["process.name"]) == {"system.auth.ssh.event"}
     rule = next(rule for rule in rules if rule.id == _rid(5))
-    lowered = inline_normalized(rule, inline)
-    assert "lower(`aws`.`cloudtrail`.`user_identity`.`user_name`)" in lowered.expression
-    assert "_lc__aws__cloudtrail__user_identity__user_name" in rule.expression
-    assert "_lc__aws__cloudtrail__user_identity__user_name" not in lowered.expression
-    assert "_lc__event__action" in lowered.expression  # the route key stays a shared column
-    untouched = next(rule for rule in rules if rule.id == _rid(1))
-    assert inline_normalized(untouched, inline) is untouched
+    assert "_lc__aws__cloudtrail__user_identity__user_name" in rule.expression  # the plain spelling
+    plan = plan_matching(rules, EngineOptions())
+    assert plan.inline == inline and "aws.cloudtrail.user_identity.user_name" not in plan.lowered_columns
+    assert {"event.action", "aws.cloudtrail.error_code"} <= set(plan.lowered_columns)
+    hits = plan.chunk_of(rule.id).hits
+    assert "lower(`aws`.`cloudtrail`.`user_identity`.`user_name`)" in hits
+    assert "_lc__aws__cloudtrail__user_identity__user_name" not in hits
+    assert "`_lc__event__action`" in hits  # the route key stays a shared column
     # With the JVM functions (routed `contains` read the fields themselves), a field unrouted rules read
     # too is still lowered inside the routed rules: their chunk is a projection of its own.
-    assert routed_only_fields(rules, route_fields(rules), folded=True) == inline  # no field read by both here
-    sshd = replace(_rule(1, RouteKey("process.name", frozenset({"sshd"}))),
-                   normalized_fields=frozenset({"message", "process.name", "user.name"}))
-    keywords = replace(_rule(2, None), normalized_fields=frozenset({"message"}))
+    assert routed_only_fields(rules, route_fields(rules), functions=True) == inline  # no field read by both here
+    sshd = _rule(1, RouteKey("process.name", frozenset({"sshd"})), ("message", "process.name", "user.name"))
+    keywords = _rule(2, None, ("message",))
     assert routed_only_fields([sshd, keywords], ["process.name"]) == {"user.name"}
-    assert routed_only_fields([sshd, keywords], ["process.name"], folded=True) == {"message", "user.name"}
+    assert routed_only_fields([sshd, keywords], ["process.name"], functions=True) == {"message", "user.name"}
+    with_functions = plan_matching([sshd, keywords], EngineOptions(jvm_functions=True))
+    assert with_functions.lowered_columns == ("message", "process.name")  # the keyword rule reads the column
+    assert "lower(`message`)" in with_functions.chunk_of(sshd.id).hits
 
 
-def test_route_prefilters_fold_case_with_the_jvm_functions(spark: Any) -> None:
+def test_route_prefilters_fold_case_with_the_jvm_functions() -> None:
     rules = [_rule(1, RouteKey("event.action", frozenset({"stoplogging", "deletetrail"})))]
-    chunk = plan_chunks(rules, chunk_size=9)[0]
-    plain, folded = routing.rule_prefilter(chunk), routing.rule_prefilter(chunk, functions=spark)
-    assert "IN ('deletetrail', 'stoplogging')" in str(plain)
-    assert "citysoc_in_lower(`event`.`action`, 'deletetrail', 'stoplogging')" in str(folded)
+    plain = plan_matching(rules, EngineOptions(jvm_functions=False)).chunks[0].prefilter
+    folded = plan_matching(rules, EngineOptions(jvm_functions=True)).chunks[0].prefilter
+    assert plain == "(`_lc__event__action` IN ('deletetrail', 'stoplogging'))"
+    assert folded == "(citysoc_in_lower(`event`.`action`, 'deletetrail', 'stoplogging'))"
+
+
+@pytest.mark.slow
+def test_folded_and_plain_prefilters_agree(spark: Any) -> None:
+    rules = [_rule(1, RouteKey("event.action", frozenset({"stoplogging", "deletetrail"})))]
+    plain = plan_matching(rules, EngineOptions(jvm_functions=False)).chunks[0].prefilter
+    folded = plan_matching(rules, EngineOptions(jvm_functions=True)).chunks[0].prefilter
+    assert plain is not None and folded is not None
+    register_functions(spark)
     frame = spark.createDataFrame([("StopLogging",), ("DELETETRAIL",), ("StopLoggingNow",), (None,)], "action string") \
         .selectExpr("struct(action) AS event", "lower(action) AS _lc__event__action")
-    assert [row[0] for row in frame.select(folded).collect()] == [row[0] for row in frame.select(plain).collect()] \
-        == [True, True, False, None]
+    assert [row[0] for row in frame.select(F.expr(folded)).collect()] == \
+        [row[0] for row in frame.select(F.expr(plain)).collect()] == [True, True, False, None]
 
 
 def test_chunks_respect_the_predicate_budget_and_keep_unrouted_apart() -> None:
@@ -187,8 +207,10 @@ def test_chunks_respect_the_predicate_budget_and_keep_unrouted_apart() -> None:
     assert [chunk.size for chunk in chunks] == [6, 6, 6, 6, 6, 12, 5]  # the 12-value rule gets its own chunk
     assert all(not chunk.unrouted for chunk in chunks[:-1]) and len(chunks[-1].unrouted) == 5
     assert all(chunk.routed for chunk in chunks[:-1]) and not chunks[-1].routed  # prefilter possible / not
-    with pytest.raises(ValueError):
+    with pytest.raises(EngineError):
         plan_chunks(rules, chunk_size=0)
+    with pytest.raises(EngineError, match="chunk_size"):
+        EngineOptions(chunk_size=0)
 
 
 def _mixed_events() -> list[dict[str, Any]]:
@@ -212,29 +234,24 @@ def _pairs(frame: Any) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_routed_matches_equal_unrouted_on_a_mixed_workload(spark: Any, tmp_path: Path, mixed: CompiledRuleSet,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_routed_matches_equal_unrouted_on_a_mixed_workload(spark: Any, tmp_path: Path,
+                                                           mixed: CompiledRuleSet) -> None:
     write_lake(tmp_path / "events", _mixed_events())
     for dataset in ("aws.cloudtrail", "system.auth"):
-        events = read_events(spark, tmp_path / "events", dataset)
+        events = read_events(spark, lake(tmp_path), dataset)
         assert events is not None
         rules = mixed.detections(dataset)
-        expected = _pairs(match_rules(events, rules, routed=False))
+        expected = _pairs(matched(events, rules, routing=False))
         assert expected  # the workload exercises the rules
         for chunk_size in (1, 3, 200):
-            assert _pairs(match_rules(events, rules, chunk_size=chunk_size)) == expected, chunk_size
-        monkeypatch.setattr(job, "FOLD_UNROUTED_MAX", 0)  # unrouted rules in a chunk of their own
-        assert _pairs(match_rules(events, rules)) == expected
-        monkeypatch.setattr(job, "FOLD_UNROUTED_MAX", 100)
-        assert _pairs(match_rules(events, rules)) == expected
-        monkeypatch.setattr(routing, "FLAT_CASE_MAX", 10_000)  # flat CASE instead of the binary search
-        assert _pairs(match_rules(events, rules)) == expected
-        monkeypatch.setattr(routing, "FLAT_CASE_MAX", 0)  # binary search down to single values
-        assert _pairs(match_rules(events, rules)) == expected
-        monkeypatch.undo()
-    aws_events = read_events(spark, tmp_path / "events", "aws.cloudtrail")
+            assert _pairs(matched(events, rules, chunk_size=chunk_size)) == expected, chunk_size
+        assert _pairs(matched(events, rules, fold_unrouted_max=0)) == expected  # unrouted rules apart
+        assert _pairs(matched(events, rules, fold_unrouted_max=100)) == expected
+        assert _pairs(matched(events, rules, flat_case_max=10_000)) == expected  # flat CASE, no binary search
+        assert _pairs(matched(events, rules, flat_case_max=0)) == expected  # binary search down to single values
+    aws_events = read_events(spark, lake(tmp_path), "aws.cloudtrail")
     assert aws_events is not None
-    aws_matches = match_rules(aws_events, mixed.detections("aws.cloudtrail"))
+    aws_matches = matched(aws_events, mixed.detections("aws.cloudtrail"))
     # the four unrouted CloudTrail rules joined the routed chunk: one scan of the lake, not two
     assert aws_matches._jdf.queryExecution().executedPlan().toString().count("FileScan") == 1
     aws = _pairs(aws_matches)
@@ -264,10 +281,10 @@ def test_a_chunk_of_many_rules_compiles_and_matches(spark: Any, tmp_path: Path) 
     events = [cloudtrail(f"e{n}", f"Action{n}", user_type="IAMUser") for n in range(0, 450, 37)]
     events += [cloudtrail("o3", "Other3", user_type="IAMUser"), cloudtrail("none", "Nothing")]
     write_lake(tmp_path / "events", events)
-    frame = read_events(spark, tmp_path / "events", "aws.cloudtrail")
+    frame = read_events(spark, lake(tmp_path), "aws.cloudtrail")
     assert frame is not None
-    routed = _pairs(match_rules(frame, rules))
-    assert routed == _pairs(match_rules(frame, rules, routed=False))
+    routed = _pairs(matched(frame, rules))
+    assert routed == _pairs(matched(frame, rules, routing=False))
     other3 = len(range(3, 450, 7))  # rules naming Other3
     assert ("o3", _rid(1003)) in routed and len([p for p in routed if p[0] == "o3"]) == other3
     assert len(routed) == len(range(0, 450, 37)) + other3
@@ -279,18 +296,107 @@ def test_a_few_unrouted_rules_join_the_roomiest_routed_chunk() -> None:
     chunks = plan_chunks(rules, chunk_size=9, fold_unrouted=2)
     assert [chunk.size for chunk in chunks] == [9, 8]  # 3 + 3 + 3 routed, then 3 + 3 routed + 2 unrouted
     assert [rule.id for rule in chunks[1].unrouted] == [_rid(100), _rid(101)] and not chunks[0].unrouted
-    prefilter = routing.rule_prefilter(chunks[1])
-    assert prefilter is not None and "(true)" in str(prefilter)  # their own expressions let their matches through
+    plan = plan_matching(rules, EngineOptions(chunk_size=9, fold_unrouted_max=2))
+    prefilter = plan.chunk_of(_rid(100)).prefilter
+    assert prefilter is not None and prefilter.endswith("(true) OR (true)")  # their matches pass it too
     # more unrouted rules than the bound, or no room left: a chunk of their own, without prefilter
     for apart in (plan_chunks(rules, chunk_size=9, fold_unrouted=1),
                   plan_chunks(rules[1:], chunk_size=6, fold_unrouted=2)):
         assert not apart[-1].routed and len(apart[-1].unrouted) == 2
-        assert routing.rule_prefilter(apart[-1]) is None
+    assert plan_matching(rules, EngineOptions(chunk_size=9, fold_unrouted_max=1)).chunk_of(_rid(100)).prefilter \
+        is None
     assert not plan_chunks(rules[5:], chunk_size=9, fold_unrouted=2)[0].routed  # nothing routed to join
 
 
 def test_rules_without_routing_are_evaluated_everywhere() -> None:
-    rules = [replace(_rule(1, RouteKey("event.action", frozenset({"a"})))), _rule(2, None)]
+    rules = [_rule(1, RouteKey("event.action", frozenset({"a"}))), _rule(2, None)]
     chunks = plan_chunks(rules, chunk_size=200)
     assert [(list(chunk.routed), [r.id for r in chunk.unrouted]) for chunk in chunks] == [
         (["event.action"], []), ([], [_rid(2)])]
+
+
+KEYWORD_RULES = """
+title: keywords
+id: 00000000-0000-4000-8000-000000000101
+logsource: {product: linux}
+detection:
+    keywords: ['corrupted MAC', 'stack smashing', 'segfault at']
+    condition: keywords
+---
+title: another keyword
+id: 00000000-0000-4000-8000-000000000102
+logsource: {product: linux}
+detection:
+    keywords: ['segfault at']
+    condition: keywords
+---
+title: only a negation
+id: 00000000-0000-4000-8000-000000000103
+logsource: {product: linux}
+detection:
+    keywords: ['harmless']
+    condition: not keywords
+---
+title: routed sshd rule with many contains
+id: 00000000-0000-4000-8000-000000000104
+logsource: {product: linux, service: sshd}
+detection:
+    keywords: ['error in libcrypto', 'fatal', 'bad packet', 'connection reset']
+    condition: keywords
+"""
+
+
+@pytest.fixture(scope="module")
+def keyword_rules(tmp_path_factory: pytest.TempPathFactory) -> list[CompiledRule]:
+    folder = tmp_path_factory.mktemp("keywords")
+    (folder / "keywords.yml").write_text(KEYWORD_RULES)
+    ruleset = RuleCompiler().compile([folder])
+    assert ruleset.unsupported == []
+    return ruleset.detections("system.auth")
+
+
+def test_the_reference_plan_evaluates_every_rule_plainly(mixed: CompiledRuleSet) -> None:
+    rules = mixed.detections("aws.cloudtrail")
+    plan = plan_matching(rules, EngineOptions.reference())
+    assert not plan.index.literals and not plan.inline and not plan.functions
+    [chunk] = plan.chunks
+    assert chunk.prefilter is None and not chunk.routed and not chunk.gated
+    assert all(f"CASE WHEN ({rule.expression}) THEN '{rule.id}' END" in chunk.hits for rule in rules)
+
+
+def test_keyword_rules_share_one_literal_index_and_a_gate(keyword_rules: list[CompiledRule]) -> None:
+    plan = plan_matching(keyword_rules, EngineOptions(jvm_functions=False))
+    assert plan.index.literals == {"message": ("corrupted mac", "harmless", "segfault at", "stack smashing")}
+    gated = plan.chunk_of(_rid(101))
+    assert gated.gated and gated is plan.chunk_of(_rid(102)) and gated.rule_ids == (_rid(101), _rid(102))
+    assert gated.prefilter == ("(contains(`_lc__message`, 'corrupted mac') OR contains(`_lc__message`, 'segfault at')"
+                               " OR contains(`_lc__message`, 'stack smashing'))")
+    assert "contains(" not in gated.hits and "`_kw__message`[0]" in gated.hits  # answered by the bitmap
+    negation = plan.chunk_of(_rid(103))
+    assert not negation.gated and "`_kw__message`" in negation.hits  # not gated, still reads the bitmap
+    assert plan.added_columns == ["_lc__message", "_lc__process__name", "_kw__message"]
+    assert plan.bitmap_sql["_kw__message"].startswith("CASE WHEN `_lc__message` IS NOT NULL THEN array(")
+    routed = plan.chunk_of(_rid(104))
+    assert routed.routed and routed.prefilter == "(`_lc__process__name` IN ('sshd'))"
+    assert "(contains(`_lc__message`, 'error in libcrypto') OR contains(`_lc__message`, 'fatal')" in routed.hits
+
+
+def test_jvm_functions_read_the_fields_themselves(keyword_rules: list[CompiledRule]) -> None:
+    plan = plan_matching(keyword_rules, EngineOptions(jvm_functions=True))
+    assert plan.functions
+    assert plan.chunk_of(_rid(101)).prefilter == \
+        "(citysoc_contains_any(`message`, 'corrupted mac', 'segfault at', 'stack smashing'))"
+    assert plan.bitmap_sql["_kw__message"].startswith("citysoc_multi_contains(`message`, 'corrupted mac', ")
+    routed = plan.chunk_of(_rid(104))
+    assert routed.prefilter == "(citysoc_in_lower(`process`.`name`, 'sshd'))"
+    # one pass for the OR of four substrings; the routed rule lowers nothing else itself
+    assert "citysoc_contains_any(`message`, 'error in libcrypto', 'fatal', 'bad packet', 'connection reset')" \
+        in routed.hits and "contains(`_lc__message`" not in routed.hits
+
+
+def test_without_the_literal_index_nothing_is_gated(keyword_rules: list[CompiledRule]) -> None:
+    plan = plan_matching(keyword_rules, EngineOptions(literal_index=False))
+    assert not plan.index.literals and not any(chunk.gated for chunk in plan.chunks)
+    assert plan.added_columns == ["_lc__message", "_lc__process__name"]
+    with pytest.raises(EngineError, match="at least one rule"):
+        plan_matching([], EngineOptions())

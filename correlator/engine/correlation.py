@@ -1,6 +1,6 @@
 """Sigma correlation rules (event_count, value_count) as Spark window functions.
 
-Windowing semantics (deterministic for the same input; see correlator/README.md):
+Windowing semantics (deterministic for the same input):
 1. Base-rule matches are grouped by tenant and the rule's group-by values (a match with a null
    group-by value is not grouped).
 2. Every match at time t opens a candidate window [t, t + timespan]; the window qualifies when the
@@ -20,13 +20,10 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from correlator.compiler import CompiledRule, CorrelationSpec
+from correlator.engine.events import ENTITY_COLUMNS
+from correlator.model import CompiledRule, CorrelationSpec
 
 MAX_EVENT_IDS = 100
-ENTITY_COLUMNS: dict[str, str] = {
-    "user.name": "_user_name", "source.ip": "_source_ip", "host.name": "_host_name",
-    "cloud.account.id": "_cloud_account_id",
-}
 _OPS = {
     "gte": lambda m, n: m >= n, "gt": lambda m, n: m > n, "lte": lambda m, n: m <= n,
     "lt": lambda m, n: m < n, "eq": lambda m, n: m == n, "neq": lambda m, n: m != n,
@@ -135,9 +132,6 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     return bucketed.join(buckets, on=[*keys, "_bucket"], how="left_semi").drop("_bucket")
 
 
-HOT_BUCKETS_MAX = 100_000  # hot buckets a rule (on average) worth collecting for `near_hot_buckets`' IN sets
-
-
 def _needed(spec: CorrelationSpec) -> int:
     """The least measure a window must reach under `gte`/`gt` (counts are integers)."""
     return spec.count if spec.op == "gte" else spec.count + 1
@@ -178,8 +172,8 @@ def hot_buckets(probes: Mapping[str, DataFrame]) -> DataFrame:
     one aggregation for the probes of every correlation (rule id -> `hot_bucket_probe`).
 
     The probes are told apart by their position while counting, not by their rule id: with fixed-width
-    keys only, Spark aggregates in its fast hash map (`bench/README.md`: a fifth less CPU on the bench's
-    sshd failures); the ids come back on the few rows that are hot.
+    keys only, Spark aggregates in its fast hash map (a fifth less CPU than with string keys on the
+    bench's sshd failures); the ids come back on the few rows that are hot.
     """
     if not probes:
         raise ValueError("hot_buckets needs at least one probe")

@@ -1,4 +1,5 @@
-"""Building the Spark session: the one place that knows Spark's configuration knobs."""
+"""Building the Spark session (the one place that knows Spark's configuration knobs), and the engine's
+options for a session."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 from citysoc.errors import ConfigurationError
-from correlator.jvm import ensure_jar
+from correlator.engine.jvm import ensure_jar, functions_available
+from correlator.engine.options import EngineOptions
 
 MIN_JAVA = 17
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
@@ -55,7 +59,7 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
         f'--driver-java-options "-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}" pyspark-shell',
     )
     builder = SparkSession.builder
-    jar = ensure_jar()  # CitySOC's UDFs (literal index); None without a JDK: built-in fallbacks then
+    jar = ensure_jar()  # CitySOC's JVM functions; None without a JDK: built-in expressions then
     if jar is not None:
         builder = builder.config("spark.jars", str(jar))
     session = (
@@ -71,9 +75,15 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         # A detection run names one folder per tenant and day; above this many paths Spark would list
-        # them with a Spark job of its own (about a second here, bench/README.md), below it in the driver.
+        # them with a Spark job of its own (about a second on a 2-core machine), below it in the driver.
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "4096")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def engine_options(spark: SparkSession, **changes: Any) -> EngineOptions:
+    """The engine's default options for `spark` (its JVM functions when the session has them), with
+    `changes` (field -> value) applied."""
+    return replace(EngineOptions(jvm_functions=functions_available(spark)), **changes)

@@ -2,7 +2,7 @@
 
 Built on first use.
 
-The Java source lives in `correlator/jvm/src`. `ensure_jar()` compiles it with the JDK's `javac`
+The Java source lives in `correlator/engine/jvm/src`. `ensure_jar()` compiles it with the JDK's `javac`
 against pyspark's bundled jars and packs a jar into a cache folder (`$XDG_CACHE_HOME/citysoc/jvm`,
 default `~/.cache/citysoc/jvm`), named by a hash of the sources and the Spark version, so it is
 built once per machine and version. `build_session` puts the jar on the session (`spark.jars`);
@@ -10,7 +10,7 @@ built once per machine and version. `build_session` puts the jar on the session 
 `register_functions` registers the functions (`org.citysoc.spark.Functions`) in a session.
 
 Without a JDK (a JRE-only machine) there is no jar: callers fall back to built-in expressions
-(`correlator.literal_index`), with the same results, and a warning is logged once.
+(`EngineOptions(jvm_functions=False)`), with the same results, and a warning is logged once.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import tempfile
 import zipfile
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pyspark
 import structlog
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+from py4j.java_gateway import JavaClass
+from pyspark.sql import SparkSession
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ _warned: set[str] = set()
 def _warn_once(reason: str) -> None:
     if reason not in _warned:
         _warned.add(reason)
-        log.warning("literal index: JVM fast path off, using built-in expressions (same results, slower)",
+        log.warning("CitySOC's JVM functions are off, using built-in expressions (same results, slower)",
                     reason=reason)
 
 
@@ -50,8 +50,6 @@ def cache_dir() -> Path:
 
 
 def spark_jars_dir() -> Path:
-    import pyspark
-
     bundled = Path(pyspark.__file__).resolve().parent / "jars"
     if bundled.is_dir():
         return bundled
@@ -72,8 +70,6 @@ def _sources() -> list[Path]:
 
 
 def jar_name() -> str:
-    import pyspark
-
     digest = hashlib.sha256(pyspark.__version__.encode())
     for source in _sources():
         digest.update(source.relative_to(SOURCE_DIR).as_posix().encode())
@@ -115,8 +111,6 @@ def ensure_jar() -> Path | None:
 
 
 def _class_loaded(spark: SparkSession) -> bool:
-    from py4j.java_gateway import JavaClass
-
     jvm: Any = spark.sparkContext._jvm
     return isinstance(jvm.org.citysoc.spark.Functions, JavaClass)
 
@@ -147,7 +141,7 @@ def register_functions(spark: SparkSession) -> None:
     `citysoc_in_lower(text, 'lit', ...)` answer `ContainsAny(lower(text))`, `MultiContains(lower(text))` and
     `lower(text) IN (...)` from Spark's UTF-8 bytes (ASCII folded while read, the exact `lower()` for the
     rest): no lower-cased copy of the text, no Java string per row. `citysoc_in_window(micros, since, until)`
-    is `since <= micros < until` with the bounds out of the generated code (`job.window_condition`)."""
+    is `since <= micros < until` with the bounds out of the generated code (`events.window_condition`)."""
     if not functions_available(spark):
         raise RuntimeError(f"{FUNCTIONS_CLASS} is not available in this Spark session")
     jvm: Any = spark.sparkContext._jvm

@@ -14,23 +14,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import yaml
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from citysoc.errors import CitySocError
-from correlator.compiler import CompiledRuleSet
-from correlator.correlation import correlation_input, correlation_windows
-from correlator.evidence import evidence_path
-from correlator.job import detection_alert_rows, match_rules, read_events
+from citysoc.store import EventStore
+from correlator.authoring.evidence import evidence_path
+from correlator.engine.correlation import correlation_input, correlation_windows
+from correlator.engine.detection import detection_alert_rows, read_events
+from correlator.engine.matching import match_rules
+from correlator.engine.plan import plan_matching
+from correlator.engine.session import engine_options
+from correlator.errors import BacktestError
+from correlator.model import CompiledRuleSet
 
 _EXPECT = re.compile(r"^(?P<rule>[^:]+):(?P<op>at_least|at_most|exactly)=(?P<n>\d+)$")
-
-
-class BacktestError(CitySocError):
-    """A backtest expectation is malformed; the message says where and how to write it."""
 
 
 @dataclass(frozen=True)
@@ -96,24 +95,25 @@ class BacktestResult:
         return broken
 
 
-def _scope(events: DataFrame, tenant: str | None) -> DataFrame:
-    return events if tenant is None else events.filter(F.col("_tenant") == F.lit(tenant))
-
-
-def run_backtest(spark: Any, ruleset: CompiledRuleSet, *, events_dir: Path, tenant: str | None = None,
+def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventStore, tenant: str | None = None,
                  since: datetime | None = None, until: datetime | None = None) -> BacktestResult:
+    """Every rule of `ruleset` over the store's events in [since, until) (of `tenant` only, when given)."""
+    options = engine_options(spark)
     result = BacktestResult()
     correlation_inputs: dict[str, list[DataFrame]] = {}
     cached: list[DataFrame] = []
     for dataset in ruleset.datasets:
         detections = ruleset.detections(dataset)
-        events = read_events(spark, events_dir, dataset, since=since, until=until)
+        events = read_events(spark, store, dataset, since=since, until=until,
+                             tenants=None if tenant is None else [tenant], options=options)
         if events is None or not detections:
             continue
-        events = _scope(events, tenant).persist()
+        if tenant is not None:  # rows whose own organization.id says otherwise
+            events = events.filter(F.col("_tenant") == F.lit(tenant))
+        events = events.persist()
         cached.append(events)
         result.events[dataset] = events.count()
-        matches = match_rules(events, detections).persist()
+        matches = match_rules(events, plan_matching(detections, options)).persist()
         cached.append(matches)
         for row in matches.groupBy("_rule_id").count().collect():
             result.matches[row["_rule_id"]] = result.matches.get(row["_rule_id"], 0) + row["count"]

@@ -8,23 +8,18 @@ one `RuleTestResult` per rule, each case's outcome pointing at `file:line` in th
 
 from __future__ import annotations
 
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from correlator.compiler import CompiledRuleSet, RuleCompiler, UnsupportedRule
-from correlator.evidence import (
-    EvidenceCase,
-    EvidenceError,
-    EvidenceOutcome,
-    RawParser,
-    check_evidence,
-    evidence_for_rule,
-)
+from pyspark.sql import SparkSession
+
+from correlator.authoring.evidence import EvidenceCase, EvidenceOutcome, RawParser, check_evidence, evidence_for_rule
+from correlator.compiler import RuleCompiler
+from correlator.errors import EvidenceError
+from correlator.model import CompiledRuleSet, UnsupportedRule
 
 PASS, FAIL, UNTESTED, NOT_RUNNABLE = "pass", "fail", "untested", "not-runnable"
 
@@ -33,7 +28,7 @@ PASS, FAIL, UNTESTED, NOT_RUNNABLE = "pass", "fail", "untested", "not-runnable"
 class RuleTestResult:
     rule_id: str | None
     title: str | None
-    path: str | None
+    path: str
     status: str  # pass | fail | untested (no evidence) | not-runnable (cannot compile)
     outcomes: list[EvidenceOutcome] = field(default_factory=list)
     problem: str | None = None  # evidence file error, or why the rule cannot run
@@ -94,14 +89,12 @@ def _not_runnable(problem: UnsupportedRule) -> RuleTestResult:
                           problem=problem_text)
 
 
-def run_rule_tests(spark: Any, paths: Sequence[Path], *, raw_parser: RawParser | None,
-                   workdir: Path | None = None, require_evidence: bool = False) -> RuleTestReport:
+def run_rule_tests(spark: SparkSession, paths: Sequence[Path], *, raw_parser: RawParser | None,
+                   require_evidence: bool = False) -> RuleTestReport:
     started = time.perf_counter()
     ruleset = RuleCompiler(spark).compile(paths)
     cases, results = _gather(ruleset)
-    with tempfile.TemporaryDirectory(prefix="citysoc-rules-test-") as scratch:
-        outcomes = check_evidence(spark, ruleset, cases, workdir=workdir or Path(scratch), raw_parser=raw_parser) \
-            if cases else []
+    outcomes = check_evidence(spark, ruleset, cases, raw_parser=raw_parser) if cases else []
     for outcome in outcomes:
         result = results[outcome.rule_id]
         result.outcomes.append(outcome)
@@ -140,8 +133,8 @@ def junit_xml(report: RuleTestReport) -> str:
             tests += 1
             evidence = outcome.case
             case = ET.SubElement(suite, "testcase", classname=classname,
-                                 name=evidence.description or f"{evidence.kind} at line {evidence.line}",
-                                 file=evidence.source, line=str(evidence.line))
+                                 name=evidence.description or f"{evidence.kind} at line {evidence.location.line}",
+                                 file=evidence.location.path, line=str(evidence.location.line))
             if outcome.skipped:
                 skipped += 1
                 ET.SubElement(case, "skipped", message=outcome.skipped)

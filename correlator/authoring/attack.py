@@ -1,7 +1,7 @@
 """Offline MITRE ATT&CK (Enterprise) data: validate `attack.*` tags and report coverage without a network.
 
 pySigma downloads ATT&CK from GitHub at run time (`sigma.data.mitre_attack`); CI has no internet. The
-project ships a small generated file, `correlator/data/attack-enterprise.json`:
+project ships a small generated file, `correlator/authoring/data/attack-enterprise.json`:
 
     {"attack_version": "19", "source": "...", "tactics": {"stealth": {"id": null, "name": "Stealth"}, ...},
      "techniques": {"T1685.002": {"name": "Disable or Modify Cloud Log", "tactics": []}, ...}}
@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from citysoc.errors import CitySocError
+from sigma.data import mitre_attack
+
+from correlator.errors import AttackDataError
 
 ATTACK_DATA_FILE = Path(__file__).resolve().parent / "data" / "attack-enterprise.json"
 TECHNIQUE_TAG = re.compile(r"^t\d{4}(\.\d{3})?$")
@@ -46,10 +48,6 @@ V18_TACTICS: dict[str, tuple[str, str]] = {
     "exfiltration": ("TA0010", "Exfiltration"),
     "impact": ("TA0040", "Impact"),
 }
-
-
-class AttackDataError(CitySocError):
-    """ATT&CK data cannot be read or built; the message says which file and why."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +169,6 @@ class AttackData:
 
     def install_for_pysigma(self, cache_dir: Path | None = None) -> Path:
         """Point pySigma's ATT&CK loader at this data (a file, never the network); returns the file."""
-        from sigma.data import mitre_attack
-
         folder = cache_dir or Path(tempfile.mkdtemp(prefix="citysoc-attack-"))
         folder.mkdir(parents=True, exist_ok=True)
         bundle = folder / f"enterprise-attack-{self.version}.json"

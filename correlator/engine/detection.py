@@ -1,0 +1,316 @@
+"""The detection job: read each dataset once, evaluate every rule in one pass, raise alerts.
+
+Typed `DataFrame -> DataFrame` steps (`correlator.engine.events`, `correlator.engine.matching`,
+`detection_alert_rows`, `narrow_matches`, and the correlation steps of `correlator.engine.correlation`);
+`run_detection` wires read (the event store) -> transform -> write (the alert store).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+
+from citysoc.schema import ARROW_SCHEMA
+from citysoc.store import EventStore
+from correlator.engine.alerts import correlation_alert, detection_alert, store_new_alerts
+from correlator.engine.correlation import (
+    correlation_input,
+    correlation_windows,
+    group_key_column,
+    hot_bucket_bound,
+    hot_bucket_probe,
+    hot_buckets,
+    near_hot_buckets,
+)
+from correlator.engine.events import ENTITY_COLUMNS, prepare_events
+from correlator.engine.matching import match_rules
+from correlator.engine.options import EngineOptions
+from correlator.engine.plan import plan_matching
+from correlator.engine.session import engine_options
+from correlator.model import CompiledRule, CompiledRuleSet, UnsupportedRule
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class DetectionResult:
+    events: dict[str, int] = field(default_factory=dict)  # dataset -> rows evaluated (`EventStore.count`)
+    matches: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> rule id -> matched events
+    alerts_by_rule: dict[str, int] = field(default_factory=dict)  # rule id -> alerts raised in this run
+    new_alerts: list[dict[str, Any]] = field(default_factory=list)  # not stored before this run
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # every alert raised in this run
+    unsupported: list[UnsupportedRule] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds ("<dataset> match", ...)
+
+
+def read_events(spark: SparkSession, store: EventStore, dataset: str, *, since: datetime | None = None,
+                until: datetime | None = None, tenants: Collection[str] | None = None,
+                deduplicate: bool = True, options: EngineOptions | None = None) -> DataFrame | None:
+    """One dataset of the store, prepared (`prepare_events`), in [since, until); None when empty."""
+    frame = store.read(spark, dataset, since=since, until=until, tenants=tenants)
+    if frame is None:
+        return None
+    functions = (options or engine_options(spark)).jvm_functions
+    return prepare_events(frame, since=since, until=until, deduplicate=deduplicate, columns=store.columns,
+                          functions=functions)
+
+
+def _default_group_key() -> Column:
+    present = [F.concat(F.lit(f"{name}="), F.col(column)) for name, column in ENTITY_COLUMNS.items()]
+    return F.coalesce(*present, F.concat(F.lit("event.id="), F.col("_event_id")))
+
+
+def detection_alert_rows(matches: DataFrame, rules: Sequence[CompiledRule]) -> DataFrame:
+    """Narrow rows for the alerting detection rules: tenant, rule, event, time, entities, group key."""
+    alerting = [rule for rule in rules if rule.generate]
+    group_key = _default_group_key()
+    custom = [rule for rule in alerting if rule.group_by]
+    if custom:
+        case = F.when(F.lit(False), F.lit(None))
+        for rule in custom:
+            names = tuple(name for name, _ in rule.group_by)
+            exprs = tuple(expr for _, expr in rule.group_by)
+            case = case.when(F.col("_rule_id") == rule.id, group_key_column(names, exprs))
+        group_key = F.coalesce(case.otherwise(F.lit(None)), group_key)
+    return (
+        matches.filter(F.col("_rule_id").isin([rule.id for rule in alerting]))
+        .select("_tenant", "_rule_id", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values(),
+                group_key.alias("_group_key"))
+    )
+
+
+MATCH_COLUMNS: tuple[str, ...] = ("_tenant", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values(), "_rule_id")
+
+
+_FIELD_PATH = re.compile(r"`[^`]+`(?:\.`[^`]+`)*")
+
+
+def _leaves(paths: Iterable[tuple[str, ...]]) -> dict[str, Any]:
+    """Nested dict of the field paths; a path that names a whole struct swallows its children."""
+    tree: dict[str, Any] = {}
+    for path in sorted(set(paths), key=len):
+        node = tree
+        for depth, part in enumerate(path):
+            if node.get(part) is True:  # an ancestor is kept whole
+                break
+            if depth == len(path) - 1:
+                node[part] = True
+            else:
+                node = node.setdefault(part, {})
+    return tree
+
+
+def _pruned(prefix: tuple[str, ...], tree: dict[str, Any] | bool) -> Column:
+    column = F.col(".".join(f"`{part}`" for part in prefix))
+    if tree is True:
+        return column
+    assert isinstance(tree, dict)
+    return F.struct(*(_pruned((*prefix, name), sub).alias(name) for name, sub in sorted(tree.items())))
+
+
+def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule], correlations: Sequence[CompiledRule],
+                   *, columns: Collection[str] | None = None) -> DataFrame:
+    """`matches` narrowed to what alerts and correlations read, so the scan skips every other column.
+
+    Group-by and value expressions come from `resolve_field`, which back-quotes every part of a field
+    path (`` `source`.`ip` ``): each top-level column they name is kept as a struct of only the
+    leaves they read, so the same expressions still resolve. `columns`: the top-level columns of
+    `matches`, when the caller knows them (else asked of the JVM, as in `prepare_events`).
+    """
+    exprs = [expr for rule in [*detections, *correlations] for _, expr in rule.group_by]
+    exprs += [c.correlation.value_expr for c in correlations if c.correlation and c.correlation.value_expr]
+    paths = [tuple(part.strip("`") for part in found.split("`.`"))
+             for expr in exprs for found in _FIELD_PATH.findall(expr)]
+    if columns is None:
+        columns = matches.columns if paths else ()
+    present = frozenset(columns)
+    tree = _leaves(path for path in paths if path[0] in present and path[0] not in MATCH_COLUMNS)
+    return matches.select(*MATCH_COLUMNS, *(_pruned((name,), sub).alias(name) for name, sub in sorted(tree.items())))
+
+
+def _entities_of(row: Row, *, lists: bool) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name, column in ENTITY_COLUMNS.items():
+        value = row[column]
+        values[name] = [v for v in value if v] if lists else ([value] if value else [])
+    return values
+
+
+def unique_matches(matches: DataFrame) -> tuple[DataFrame, dict[str, int]]:
+    """`matches` (materialised) with each (tenant, event, rule) once, and the matched events per rule.
+
+    At-least-once deliveries match once. Duplicates are rare, and de-duplicating the rows themselves
+    sorts them (Spark keeps `first()` of a string in a sort-based aggregation): one query counts the
+    rows per rule and per 64-bit hash of (tenant, event) first. When no hash occurs twice within a
+    rule, the keys are distinct and the sums are the counts; only when one does (a duplicate, or a
+    collision) are the rows de-duplicated by their key and counted again.
+    """
+    per_rule = (matches.groupBy("_rule_id", F.xxhash64("_tenant", "_event_id").alias("_key")).count()
+                .groupBy("_rule_id").agg(F.sum("count").alias("count"), F.max("count").alias("_most")).collect())
+    if all(row["_most"] == 1 for row in per_rule):
+        return matches, {row["_rule_id"]: row["count"] for row in per_rule}
+    unique = matches.dropDuplicates(["_tenant", "_event_id", "_rule_id"]).localCheckpoint(eager=True)
+    return unique, {row["_rule_id"]: row["count"] for row in unique.groupBy("_rule_id").count().collect()}
+
+
+@dataclass
+class _DatasetRun:
+    """What one dataset's detection gives `run_detection` (`_detect_dataset` runs on a worker thread)."""
+
+    dataset: str
+    events: int = 0
+    matches: dict[str, int] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    correlation_inputs: dict[str, DataFrame] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _detect_dataset(spark: SparkSession, dataset: str, *, store: EventStore, rules: CompiledRuleSet,
+                    since: datetime | None, until: datetime | None, options: EngineOptions) -> _DatasetRun | None:
+    run = _DatasetRun(dataset)
+    started = time.perf_counter()
+    detections = rules.detections(dataset)
+    events = read_events(spark, store, dataset, since=since, until=until, deduplicate=False, options=options)
+    if events is None or not detections:
+        return None
+    correlations = [c for c in rules.correlations() if dataset in c.datasets]
+    by_id = {rule.id: rule for rule in [*detections, *correlations]}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"citysoc-count-{dataset}") as counter:
+        # the store counts beside Spark's scan instead of after it
+        counted = counter.submit(store.count, dataset, since=since, until=until)
+        # One scan of the store that reads only the columns the rules and the alerts need (Spark prunes
+        # nested Parquet columns); only matched rows are kept and checkpointed, once per (tenant, event,
+        # rule): what follows reads a small table, not the rules' plan again.
+        matched = match_rules(events, plan_matching(detections, options))
+        matches, run.matches = unique_matches(
+            narrow_matches(matched, detections, correlations, columns=ARROW_SCHEMA.names).localCheckpoint(eager=True))
+        run.timings[f"{dataset} match"] = time.perf_counter() - started
+        started = time.perf_counter()
+        run.events = counted.result()
+        run.timings[f"{dataset} count"] = time.perf_counter() - started  # waited for, after the match
+    started = time.perf_counter()
+    for row in detection_alert_rows(matches, detections).collect():
+        run.alerts.append(detection_alert(
+            by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
+            ts_us=row["_ts_us"], entities=_entities_of(row, lists=False), group_key=row["_group_key"]))
+    inputs = {correlation.id: correlation_input(matches, correlation, unique_matches=True)
+              for correlation in correlations}
+    run.timings[f"{dataset} alerts"] = time.perf_counter() - started
+    # Correlations over this dataset alone run here, beside the other datasets' matching; those over
+    # several datasets wait for all of them (`run_detection`).
+    started = time.perf_counter()
+    own = {rule_id: [frame] for rule_id, frame in inputs.items() if set(by_id[rule_id].datasets) == {dataset}}
+    run.correlation_inputs = {rule_id: frame for rule_id, frame in inputs.items() if rule_id not in own}
+    if own:
+        run.alerts.extend(correlation_alerts(own, by_id, run.matches, hot_buckets_max=options.hot_buckets_max))
+        run.timings[f"{dataset} correlations"] = time.perf_counter() - started
+    log.debug("dataset evaluated", dataset=dataset, events=run.events, rules=len(detections))
+    return run
+
+
+def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[str, CompiledRule],
+                       matches: Mapping[str, int] | None = None, *,
+                       hot_buckets_max: int = EngineOptions.hot_buckets_max) -> list[dict[str, Any]]:
+    """One alert per burst of each correlation, from its inputs (one per dataset).
+
+    First one aggregation finds, for every `gte`/`gt` correlation at once, the buckets where a burst
+    can be (`hot_bucket_probe`, `hot_buckets`); a correlation with none raises nothing and is not
+    windowed at all, the others window only the matches near them. Then one job for the windows of
+    them all. More than `hot_buckets_max` hot buckets a rule on average: every correlation windows all its
+    matches. `matches`
+    (rule id -> matched events, over the inputs' datasets) bounds the hot buckets: when they must all
+    fit, they are collected without a limit (Spark runs a limit's partitions one job after another).
+    """
+    combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
+    probes = {rule_id: probe for rule_id, frame in combined.items()
+              if (probe := hot_bucket_probe(frame, by_id[rule_id])) is not None}
+    hot: dict[str, list[tuple[int, int]]] = {rule_id: [] for rule_id in probes}
+    complete = True  # every hot bucket collected (at most hot_buckets_max a rule, on average, reach the driver)
+    if probes:
+        cap = hot_buckets_max * len(probes)
+        found = hot_buckets(probes)
+        if matches is not None and sum(hot_bucket_bound(by_id[rule_id], matches) for rule_id in probes) <= cap:
+            rows = found.collect()
+        else:
+            rows = found.limit(cap + 1).collect()
+        complete = len(rows) <= cap
+        for row in rows:
+            hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
+    windows: list[DataFrame] = []
+    for rule_id, frame in combined.items():
+        rule = by_id[rule_id]
+        if rule_id in probes and complete and not hot[rule_id]:
+            continue  # no bucket holds half the threshold: no window can reach it
+        if rule_id in probes and complete and len(hot[rule_id]) <= hot_buckets_max:
+            windows.append(correlation_windows(near_hot_buckets(frame, rule, hot[rule_id]), rule, prefilter=False))
+        else:  # lt/lte/eq/neq (every match may count), or bursts everywhere
+            windows.append(correlation_windows(frame, rule))
+    if not windows:
+        return []
+    bursts = reduce(DataFrame.unionByName, windows)
+    return [correlation_alert(
+        by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
+        window_start_us=row["_burst_start"], window_end_us=row["_burst_end"],
+        event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
+        entities=_entities_of(row, lists=True)) for row in bursts.collect()]
+
+
+def run_detection(spark: SparkSession, *, store: EventStore, alerts_dir: Path, rules: CompiledRuleSet,
+                  since: datetime | None = None, until: datetime | None = None,
+                  options: EngineOptions | None = None) -> DetectionResult:
+    """Detect over the store in [since, until), store alerts not stored before, report what happened.
+
+    Datasets are detected `options.parallel_datasets` at a time, each as its own Spark jobs (Spark's
+    FIFO scheduler gives a free core to the other dataset's tasks): one dataset's driver work and last
+    tasks overlap another's scan. Results are merged in dataset order. `options`: the session's
+    defaults (`engine_options`) when None.
+    """
+    options = options or engine_options(spark)
+    result = DetectionResult(unsupported=list(rules.unsupported))
+    by_id = {rule.id: rule for rule in rules.rules}
+    alerts: list[dict[str, Any]] = []
+    correlation_inputs: dict[str, list[DataFrame]] = {}
+
+    def detect(dataset: str) -> _DatasetRun | None:
+        return _detect_dataset(spark, dataset, store=store, rules=rules, since=since, until=until, options=options)
+
+    datasets = list(rules.datasets)
+    if options.parallel_datasets == 1 or len(datasets) < 2:
+        runs = [detect(dataset) for dataset in datasets]
+    else:
+        with ThreadPoolExecutor(max_workers=options.parallel_datasets, thread_name_prefix="citysoc-detect") as pool:
+            runs = list(pool.map(detect, datasets))
+    for run in runs:
+        if run is None:
+            continue
+        result.events[run.dataset] = run.events
+        result.matches[run.dataset] = run.matches
+        result.timings.update(run.timings)
+        alerts.extend(run.alerts)
+        for rule_id, frame in run.correlation_inputs.items():
+            correlation_inputs.setdefault(rule_id, []).append(frame)
+    started = time.perf_counter()
+    matched = sum(map(Counter, result.matches.values()), Counter[str]())
+    alerts.extend(correlation_alerts(correlation_inputs, by_id, matched, hot_buckets_max=options.hot_buckets_max))
+    result.timings["correlations"] = time.perf_counter() - started
+    started = time.perf_counter()
+    alerts.sort(key=lambda a: (a["@timestamp"], a["id"]))
+    result.alerts = alerts
+    for alert in alerts:
+        result.alerts_by_rule[alert["rule"]["id"]] = result.alerts_by_rule.get(alert["rule"]["id"], 0) + 1
+    result.new_alerts = store_new_alerts(alerts_dir, alerts)
+    result.timings["store"] = time.perf_counter() - started
+    log.debug("detection done", alerts=len(alerts), new_alerts=len(result.new_alerts))
+    return result
