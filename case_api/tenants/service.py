@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from case_api.errors import ConflictError, UnknownTenantError
+from case_api.scope import scoped
 from case_api.tenants.models import Tenant, TenantIn
 
 
@@ -26,9 +27,7 @@ def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
 
 
 def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Tenant]:
-    query = select(Tenant).order_by(Tenant.id)
-    if scope is not None:
-        query = query.where(Tenant.id.in_(scope))
+    query = scoped(select(Tenant), Tenant.id, scope=scope).order_by(Tenant.id)
     return list(session.scalars(query))
 
 
