@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from case_api.errors import ConflictError, UnknownTenantError
+from case_api.errors import ConflictError, UnregisteredTenantError
 from case_api.scope import scoped
 from case_api.tenants.models import Tenant, TenantIn
 
@@ -32,11 +32,11 @@ def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Ten
 
 
 def require_tenants(*, session: Session, tenant_ids: Iterable[str]) -> None:
-    """Raise :class:`UnknownTenantError` naming every tenant id that is not registered."""
+    """Raise :class:`UnregisteredTenantError` naming every tenant id that is not registered."""
     wanted = set(tenant_ids)
     if not wanted:
         return
     known = set(session.scalars(select(Tenant.id).where(Tenant.id.in_(wanted))))
     missing = wanted - known
     if missing:
-        raise UnknownTenantError(sorted(missing))
+        raise UnregisteredTenantError(sorted(missing))
