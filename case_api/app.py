@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -99,7 +99,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _jsonable_error(error: Any) -> dict[str, Any]:
+def _jsonable_error(error: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "loc": [str(part) for part in error.get("loc", ())],
         "msg": str(error.get("msg", "")),

@@ -5,7 +5,7 @@ The same models and migrations run on SQLite (embedded default) and PostgreSQL (
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +16,9 @@ from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -90,7 +91,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+def _enable_sqlite_foreign_keys(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -117,7 +118,7 @@ def downgrade_database(url_or_engine: str | Engine, revision: str) -> None:
     _run_migration(url_or_engine, lambda config: command.downgrade(config, revision))
 
 
-def _run_migration(url_or_engine: str | Engine, run: Any) -> None:
+def _run_migration(url_or_engine: str | Engine, run: Callable[[Config], None]) -> None:
     owns_engine = isinstance(url_or_engine, str)
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
@@ -130,7 +131,11 @@ def _run_migration(url_or_engine: str | Engine, run: Any) -> None:
             engine.dispose()
 
 
-def insert_for(session: Session) -> Any:
+#: A dialect's ``insert()``: both offer ``on_conflict_do_nothing`` with the same arguments.
+InsertFactory = Callable[[type[Base]], postgresql.Insert | sqlite.Insert]
+
+
+def insert_for(session: Session) -> InsertFactory:
     """The dialect's ``insert`` construct, which offers ``on_conflict_do_nothing``.
 
     Both SQLite and PostgreSQL support ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, which makes

@@ -45,7 +45,7 @@ class InvalidTransitionError(ConflictError):
     """A case status change that the case workflow does not allow."""
 
 
-class UnknownTenantError(CaseApiError):
+class UnregisteredTenantError(CaseApiError):
     """The request names a tenant that has not been registered."""
 
     status_code = 422

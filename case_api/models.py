@@ -1,11 +1,21 @@
-"""Imports every table module, so ``Base.metadata`` knows the whole schema."""
+"""The whole case API schema: every table module, imported here so :data:`metadata` holds every table.
+
+Alembic's environment and the tests read the schema from this module. Table modules import
+``case_api.db.Base``, never this module, so importing it creates no cycle.
+"""
 
 from __future__ import annotations
 
+from sqlalchemy import MetaData
 
-def load_all_models() -> None:
-    import case_api.alerts.models
-    import case_api.auth.models
-    import case_api.cases.models
-    import case_api.sources.models
-    import case_api.tenants.models  # noqa: F401
+from case_api.alerts.models import Alert
+from case_api.auth.models import ApiKey
+from case_api.cases.models import Case, CaseEvent
+from case_api.db import Base
+from case_api.sources.models import Source
+from case_api.tenants.models import Tenant
+
+__all__ = ["Alert", "ApiKey", "Case", "CaseEvent", "Source", "Tenant", "metadata"]
+
+#: ``Base.metadata`` with every table above registered in it.
+metadata: MetaData = Base.metadata

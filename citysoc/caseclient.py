@@ -17,7 +17,7 @@ import httpx
 from citysoc.errors import CitySocError
 
 
-class CaseApiError(CitySocError):
+class CaseClientError(CitySocError):
     """The case API refused a request; the message carries its status and explanation."""
 
     def __init__(self, status: int, detail: str) -> None:
@@ -91,7 +91,7 @@ class CaseClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise CaseApiError(response.status_code, str(detail))
+            raise CaseClientError(response.status_code, str(detail))
         return response.json() if response.content else None
 
     # Tenants

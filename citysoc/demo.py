@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from citysoc.caseclient import CaseApiError
+from citysoc.caseclient import CaseClientError
 from citysoc.runtime import case_client, ingest_paths, render_case_queue, run_detect
 from citysoc.scenario import TENANTS, CityScenario
 from citysoc.settings import Settings
@@ -39,7 +39,7 @@ def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool, con
             if tenant.id not in known:
                 try:
                     client.add_tenant(tenant.id, tenant.name)
-                except CaseApiError as error:  # raced by another demo: the tenant exists, which is fine
+                except CaseClientError as error:  # raced by another demo: the tenant exists, which is fine
                     if error.status != 409:
                         raise
     console.print("tenants: " + ", ".join(f"{t.id} ({t.name})" for t in TENANTS))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
 from case_api.db import insert_for, utcnow
+from case_api.scope import scoped
 
 # Entity fields that name "who or what" an alert is about, most specific first.
 GROUPING_FIELDS = ("user.name", "source.ip", "host.name", "cloud.account.id")
@@ -69,11 +70,7 @@ def list_alerts(
     offset: int = 0,
 ) -> list[Alert]:
     """Newest alerts first, only from tenants in ``scope``."""
-    query = select(Alert)
-    if scope is not None:
-        query = query.where(Alert.tenant_id.in_(scope))
-    if tenant_id is not None:
-        query = query.where(Alert.tenant_id == tenant_id)
+    query = scoped(select(Alert), Alert.tenant_id, scope=scope, tenant_id=tenant_id)
     if case_id is not None:
         query = query.where(Alert.case_id == case_id)
     query = query.order_by(Alert.timestamp.desc(), Alert.id).limit(limit).offset(offset)

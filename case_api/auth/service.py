@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,13 +67,10 @@ def authenticate(*, session: Session, secret: str) -> Principal | None:
 def tenant_scope(principal: Principal) -> frozenset[str] | None:
     """Tenant ids whose data ``principal`` may see; ``None`` means every tenant.
 
-    This is the one place that decides tenant visibility: every query for tenant data takes it.
+    This is the one place that decides tenant visibility; :func:`case_api.scope.scoped` applies it
+    to every query for tenant data.
     """
     if principal.role.is_tenant_bound:
         # A tenant role without a tenant sees nothing rather than everything.
         return frozenset({principal.tenant_id}) if principal.tenant_id else frozenset()
     return None
-
-
-def in_scope(scope: Collection[str] | None, tenant_id: str) -> bool:
-    return scope is None or tenant_id in scope

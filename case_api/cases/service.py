@@ -26,6 +26,7 @@ from case_api.cases.models import (
 )
 from case_api.db import insert_for, utcnow
 from case_api.errors import ConflictError, InvalidTransitionError, NotFoundError
+from case_api.scope import scoped
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
@@ -131,11 +132,7 @@ def list_cases(
     offset: int = 0,
 ) -> list[Case]:
     """The case queue: most severe first, then most recently active."""
-    query = select(Case)
-    if scope is not None:
-        query = query.where(Case.tenant_id.in_(scope))
-    if tenant_id is not None:
-        query = query.where(Case.tenant_id == tenant_id)
+    query = scoped(select(Case), Case.tenant_id, scope=scope, tenant_id=tenant_id)
     if status is not None:
         query = query.where(Case.status == status.value)
     query = query.order_by(_SEVERITY_RANK.desc(), Case.last_seen.desc(), Case.id.desc())
@@ -147,9 +144,7 @@ def get_case(*, session: Session, case_id: int, scope: Collection[str] | None, f
 
     A case of another tenant is reported as not found, so its existence is not disclosed.
     """
-    query = select(Case).where(Case.id == case_id)
-    if scope is not None:
-        query = query.where(Case.tenant_id.in_(scope))
+    query = scoped(select(Case).where(Case.id == case_id), Case.tenant_id, scope=scope)
     if for_update:
         query = query.with_for_update().execution_options(populate_existing=True)
     case = session.scalars(query).first()

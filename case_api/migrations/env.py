@@ -10,17 +10,15 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from case_api.db import Base, make_engine
-from case_api.models import load_all_models
-
-load_all_models()
-target_metadata = Base.metadata
+from case_api.db import make_engine
+from case_api.models import metadata
+from case_api.settings import Settings
 
 
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=target_metadata,
+        target_metadata=metadata,
         # SQLite cannot ALTER most things: later migrations rebuild tables in batch mode.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
@@ -33,8 +31,6 @@ def _database_url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("database_url")
     if url:
         return url
-    from case_api.settings import Settings
-
     return Settings().effective_database_url
 
 

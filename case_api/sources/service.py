@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from case_api.errors import ConflictError
+from case_api.scope import scoped
 from case_api.sources.models import Source, SourceIn
 from case_api.tenants.service import require_tenants
 
@@ -29,9 +30,6 @@ def add_source(*, session: Session, source_in: SourceIn) -> Source:
 
 
 def list_sources(*, session: Session, scope: Collection[str] | None, tenant_id: str | None = None) -> list[Source]:
-    query = select(Source).order_by(Source.tenant_id, Source.name)
-    if scope is not None:
-        query = query.where(Source.tenant_id.in_(scope))
-    if tenant_id is not None:
-        query = query.where(Source.tenant_id == tenant_id)
+    query = scoped(select(Source), Source.tenant_id, scope=scope, tenant_id=tenant_id)
+    query = query.order_by(Source.tenant_id, Source.name)
     return list(session.scalars(query))

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, status
 
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal, Role
-from case_api.auth.service import in_scope
 from case_api.db import SessionDep
 from case_api.errors import PermissionDeniedError
+from case_api.scope import in_scope
 from case_api.sources.models import SourceIn, SourceOut
 from case_api.sources.service import add_source, list_sources
 from case_api.tenants.models import TenantId

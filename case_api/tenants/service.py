@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from case_api.errors import ConflictError, UnknownTenantError
+from case_api.errors import ConflictError, UnregisteredTenantError
+from case_api.scope import scoped
 from case_api.tenants.models import Tenant, TenantIn
 
 
@@ -26,18 +27,16 @@ def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
 
 
 def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Tenant]:
-    query = select(Tenant).order_by(Tenant.id)
-    if scope is not None:
-        query = query.where(Tenant.id.in_(scope))
+    query = scoped(select(Tenant), Tenant.id, scope=scope).order_by(Tenant.id)
     return list(session.scalars(query))
 
 
 def require_tenants(*, session: Session, tenant_ids: Iterable[str]) -> None:
-    """Raise :class:`UnknownTenantError` naming every tenant id that is not registered."""
+    """Raise :class:`UnregisteredTenantError` naming every tenant id that is not registered."""
     wanted = set(tenant_ids)
     if not wanted:
         return
     known = set(session.scalars(select(Tenant.id).where(Tenant.id.in_(wanted))))
     missing = wanted - known
     if missing:
-        raise UnknownTenantError(sorted(missing))
+        raise UnregisteredTenantError(sorted(missing))

@@ -24,8 +24,8 @@ from sqlalchemy import Engine, delete
 from case_api.app import create_app
 from case_api.auth.models import ApiKeyIn, Role
 from case_api.auth.service import create_api_key
-from case_api.db import Base, make_engine, upgrade_database
-from case_api.models import load_all_models
+from case_api.db import make_engine, upgrade_database
+from case_api.models import metadata
 from case_api.settings import Settings
 from citysoc.caseclient import InProcessTransport
 
@@ -33,8 +33,6 @@ POSTGRES_ADMIN_DSN = os.environ.get(
     "SOC_TEST_POSTGRES_DSN",
     "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3",
 )
-
-load_all_models()
 
 Headers = dict[str, str]
 
@@ -81,7 +79,7 @@ def db_engine(db_url: str) -> Iterator[Engine]:
 def clean_db(db_engine: Engine) -> Engine:
     """Empty every table (children first), so each test starts from a blank database."""
     with db_engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
+        for table in reversed(metadata.sorted_tables):
             connection.execute(delete(table))
     return db_engine
 

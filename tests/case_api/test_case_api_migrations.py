@@ -6,7 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from case_api.db import Base, downgrade_database, upgrade_database
+from case_api.db import downgrade_database, upgrade_database
+from case_api.models import metadata
 
 TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "sources"}
 
@@ -21,7 +22,7 @@ def test_migrations_create_every_table_at_head(clean_db: Engine) -> None:
 def test_migrated_schema_matches_the_models(clean_db: Engine) -> None:
     with clean_db.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        differences = compare_metadata(context, Base.metadata)
+        differences = compare_metadata(context, metadata)
     assert differences == []
 
 
