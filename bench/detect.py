@@ -206,7 +206,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.runs < 5:
         parser.error("--runs must be at least 5")
 
-    from correlator.compiler import RuleCompiler
     sigma_paths = rule_dirs(args.corpora / "sigmahq")
     spark = build_session(master=f"local[{args.cores}]", shuffle_partitions=args.cores, app_name="citysoc-bench",
                           driver_memory="8g")

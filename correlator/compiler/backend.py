@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, ClassVar
 
-from sigma.backends.databricks import DatabricksBackend
+from sigma.backends.databricks.databricks import DatabricksBackend
 from sigma.conditions import (
     ConditionFieldEqualsValueExpression,
     ConditionNOT,
