@@ -191,7 +191,7 @@ def test_non_auth_program_is_system_syslog_and_pam_lines_are_auth(tmp_path: Path
         tmp_path,
         "Mar  4 08:00:01 web01 CRON[2210]: (root) CMD (run-parts /etc/cron.hourly)",
         "Mar  4 08:00:01 web01 CRON[2210]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)",
-        "Mar  4 08:00:02 web01 systemd[1]: Started Session 42 of User alice.",
+        "Mar  4 08:00:02 web01 systemd[1]: Started Session c42 of User alice.",
         "Mar  4 08:00:03 web01 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id",
     )
     events, _, _ = parse(path, year=2024)
