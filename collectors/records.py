@@ -1,0 +1,43 @@
+"""What every collector passes around: records as they arrived, and what a parser made of a batch of them.
+
+A listener, a file reader and the spool all carry `RawRecord`s: the bytes exactly as a sender sent one
+record (a syslog message without its transport framing, one JSON record, one audit line), where it came
+from, and when it arrived. A parser turns a batch of them into Arrow tables of ECS events, one per
+dataset, and dead letters (`ParsedBatch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from citysoc.deadletter import DeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as it arrived.
+
+    `origin` says where, for dead letters and logs: `auth.log:17`, `tcp 192.0.2.7:51234`,
+    `relp 192.0.2.7 txnr 42`, `http 192.0.2.7 #5`. `received` is the UTC arrival time (`event.ingested`).
+    """
+
+    payload: bytes
+    origin: str
+    received: datetime
+
+
+@dataclass
+class ParsedBatch:
+    """What a parser made of a batch of records: events per dataset (`citysoc.schema.ARROW_SCHEMA`), one dead
+    letter per refused record (with its reason), and how many blank records it left out on purpose."""
+
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def events(self) -> int:
+        return sum(table.num_rows for table in self.tables.values())
