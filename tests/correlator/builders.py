@@ -11,9 +11,10 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from citysoc.store.parquet import ParquetEventStore
+from correlator.compiler import RuleCompiler
 from correlator.engine.matching import match
 from correlator.engine.session import engine_options
-from correlator.model import CompiledRule
+from correlator.model import CompiledRule, CompiledRuleSet
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -79,3 +80,12 @@ def matched(events: DataFrame, rules: Iterable[CompiledRule], **changes: Any) ->
     """The engine's matches of `rules` on `events` with the session's options, `changes` applied
     (`EngineOptions` fields, e.g. `routing=False`)."""
     return match(events, list(rules), engine_options(events.sparkSession, **changes))
+
+
+def compile_text(folder: Path, text: str) -> CompiledRuleSet:
+    """Rules written as YAML text (documents separated by `---`), compiled without Spark; every one must compile."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rules.yml").write_text(text, encoding="utf-8")
+    ruleset = RuleCompiler().compile([folder])
+    assert ruleset.unsupported == [], ruleset.unsupported
+    return ruleset

@@ -40,7 +40,7 @@ from correlator.sql import (
     sql_string,
 )
 from tests.conftest import require
-from tests.correlator.builders import T0, matched
+from tests.correlator.builders import T0, compile_text, matched
 
 STAR = SpecialChars.WILDCARD_MULTI
 ONE = SpecialChars.WILDCARD_SINGLE
@@ -150,11 +150,7 @@ detection:
 
 @pytest.fixture(scope="module")
 def keyword_rules(tmp_path_factory: pytest.TempPathFactory) -> CompiledRuleSet:
-    folder = tmp_path_factory.mktemp("keyword-rules")
-    (folder / "rules.yml").write_text(KEYWORD_RULES, encoding="utf-8")
-    ruleset = RuleCompiler().compile([folder])
-    assert ruleset.unsupported == []
-    return ruleset
+    return compile_text(tmp_path_factory.mktemp("keyword-rules"), KEYWORD_RULES)
 
 
 def _by_title(ruleset: CompiledRuleSet) -> dict[str, CompiledRule]:

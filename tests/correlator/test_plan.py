@@ -20,7 +20,7 @@ from correlator.engine.plan import plan_chunks, plan_matching, route_fields, rou
 from correlator.errors import EngineError, RuleLocation
 from correlator.model import CompiledRule, CompiledRuleSet, RouteKey
 from correlator.sql import Condition, Lowered
-from tests.correlator.builders import cloudtrail, lake, matched, ssh, write_lake
+from tests.correlator.builders import cloudtrail, compile_text, lake, matched, ssh, write_lake
 
 MIXED_RULES = """
 title: single action
@@ -118,11 +118,7 @@ def _rid(number: int) -> str:
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> CompiledRuleSet:
-    folder = tmp_path_factory.mktemp("rules")
-    (folder / "mixed.yml").write_text(MIXED_RULES)
-    ruleset = RuleCompiler().compile([folder])
-    assert ruleset.unsupported == []
-    return ruleset
+    return compile_text(tmp_path_factory.mktemp("rules"), MIXED_RULES)
 
 
 def test_routes_come_from_the_detection_tree(mixed: CompiledRuleSet) -> None:
@@ -348,11 +344,7 @@ detection:
 
 @pytest.fixture(scope="module")
 def keyword_rules(tmp_path_factory: pytest.TempPathFactory) -> list[CompiledRule]:
-    folder = tmp_path_factory.mktemp("keywords")
-    (folder / "keywords.yml").write_text(KEYWORD_RULES)
-    ruleset = RuleCompiler().compile([folder])
-    assert ruleset.unsupported == []
-    return ruleset.detections("system.auth")
+    return compile_text(tmp_path_factory.mktemp("keywords"), KEYWORD_RULES).detections("system.auth")
 
 
 def test_the_reference_plan_evaluates_every_rule_plainly(mixed: CompiledRuleSet) -> None:
