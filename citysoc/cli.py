@@ -72,8 +72,8 @@ def tenants_add(
     name: Annotated[str | None, typer.Option(help="Display name (defaults to the id).")] = None,
 ) -> None:
     """Register a member organisation."""
-    from citysoc.runtime import case_client
     from citysoc.tenancy import validate_tenant_id
+    from citysoc.wiring import case_client
 
     settings = _settings()
     validate_tenant_id(tenant_id)
@@ -85,7 +85,7 @@ def tenants_add(
 @tenants_app.command("list")
 def tenants_list(as_json: JsonOpt = False) -> None:
     """List member organisations."""
-    from citysoc.runtime import case_client
+    from citysoc.wiring import case_client
 
     with case_client(_settings(), role="admin") as client:
         tenants = client.list_tenants()
@@ -192,7 +192,7 @@ def alerts_list(tenant: TenantOpt = None, as_json: JsonOpt = False,
 def cases_list(tenant: TenantOpt = None, as_json: JsonOpt = False,
                status: Annotated[str | None, typer.Option(help="Only cases with this status.")] = None) -> None:
     """The case queue (highest severity first)."""
-    from citysoc.runtime import case_client
+    from citysoc.wiring import case_client
 
     with case_client(_settings(), role="soc_analyst") as client:
         cases = client.list_cases(tenant=tenant, status=status)
@@ -230,7 +230,7 @@ def api(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.
     """Serve the case API (OpenAPI docs at /api/v1/docs)."""
     import uvicorn
 
-    from citysoc.runtime import embedded_case_app
+    from citysoc.wiring import embedded_case_app
 
     settings = _settings()
     application, _keys = embedded_case_app(settings)

@@ -15,9 +15,10 @@ from pathlib import Path
 from rich.console import Console
 
 from citysoc.caseclient import CaseClientError
-from citysoc.runtime import case_client, ingest_paths, render_case_queue, run_detect
+from citysoc.runtime import ingest_paths, render_case_queue, run_detect
 from citysoc.scenario import TENANTS, CityScenario
 from citysoc.settings import Settings
+from citysoc.wiring import case_client
 
 # The loghub OpenSSH sample has no year; its events are dated to this one (see collectors/README.md).
 LOGHUB_YEAR = 2024

@@ -260,7 +260,7 @@ def coverage(
 ) -> None:
     """ATT&CK tactics/techniques and datasets the active rules cover; per tenant, which rules can fire."""
     from citysoc.cli import _settings
-    from citysoc.runtime import case_client
+    from citysoc.wiring import case_client
     from correlator.authoring.coverage import as_json as coverage_json
     from correlator.authoring.coverage import rule_coverage, tenant_coverage
     from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler

@@ -36,7 +36,7 @@ def sources_add(
 ) -> None:
     """Register a log source a tenant has onboarded."""
     from citysoc.cli import _settings
-    from citysoc.runtime import case_client
+    from citysoc.wiring import case_client
 
     canonical, default_datasets = datasets_of(kind)
     datasets = list(dataset or default_datasets)
@@ -56,7 +56,7 @@ def sources_list(
 ) -> None:
     """List onboarded log sources."""
     from citysoc.cli import _settings
-    from citysoc.runtime import case_client
+    from citysoc.wiring import case_client
 
     with case_client(_settings(), role="admin") as client:
         sources = client.list_sources(tenant=tenant)
