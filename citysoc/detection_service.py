@@ -64,6 +64,13 @@ class DetectionReporter(Protocol):
 
 
 class DetectionService:
+    """Detection over `store` with one Spark session and one compiled rule set for its whole life.
+
+    Alerts are stored under `alerts_dir` (only the new ones) and delivered to `sink` (all of a run's,
+    since delivery is idempotent); `state_file` is the checkpoint of `run`; `clock` is "now" for the
+    end of each scheduled window.
+    """
+
     def __init__(self, spark: SparkSession, rules: CompiledRuleSet, *, store: EventStore, alerts_dir: Path,
                  sink: AlertSink, reporter: DetectionReporter, state_file: Path,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
