@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     def secrets_file(self) -> Path:
         return self.home / "secrets.json"
 
+    @property
+    def detect_state_file(self) -> Path:
+        """Where `soc detect --every` keeps the end of its last finished run."""
+        return self.home / "detect-state.json"
+
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         return self.home

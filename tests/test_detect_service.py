@@ -7,17 +7,32 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from typer.testing import CliRunner
 
 from citysoc.cli import app
+from citysoc.detection_service import DetectionRun, DetectionService
 from citysoc.errors import DetectionServiceError
-from citysoc.schedule import default_lookback, format_duration, load_state, next_window, parse_duration, save_state
+from citysoc.schedule import (
+    Window,
+    default_lookback,
+    format_duration,
+    load_state,
+    next_window,
+    parse_duration,
+    save_state,
+)
+from citysoc.store import ParquetEventStore
+from citysoc.wiring import compile_rules
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 STOP_LOGGING_EVENT = "10163ed2-2253-469d-a5ee-cbc6651f8934"
@@ -168,3 +183,50 @@ def test_sigterm_stops_the_service_after_its_current_run(corpora: Path, tmp_path
     numbers = [run[0] for run in _runs(output)]
     assert numbers[:2] == [1, 2] and numbers == list(range(1, len(numbers) + 1)), output
     assert load_state(tmp_path / "soc" / "detect-state.json") is not None
+
+
+class StopAfterFirstRun:
+    """A reporter that records what the service says and stops it after its first finished run."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.steps: list[str] = []
+        self.runs: list[tuple[int, Window]] = []
+
+    def step(self, description: str) -> AbstractContextManager[object]:
+        self.steps.append(description)
+        return nullcontext()
+
+    def finished(self, run: DetectionRun, *, attempt: int, window: Window) -> None:
+        self.runs.append((attempt, window))
+        self.stop.set()
+
+    def failed(self, error: Exception, *, attempt: int, window: Window) -> None:
+        raise AssertionError(f"run {attempt} {window} failed: {error}")
+
+
+@pytest.mark.slow
+def test_the_service_delivers_to_any_sink_and_stops_on_its_event(council: Path, spark: Any, tmp_path: Path) -> None:
+    """The seams the CLI uses: a sink that is not the case API, a reporter, a stop event."""
+    delivered: list[Sequence[Mapping[str, Any]]] = []
+
+    def sink(alerts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        delivered.append(alerts)
+        return {"created": len(alerts), "duplicates": 0, "cases": []}
+
+    stop = threading.Event()
+    reporter = StopAfterFirstRun(stop)
+    lake = ParquetEventStore(tmp_path / "soc" / "lake" / "events")  # where the fixture's `soc ingest` wrote
+    state = tmp_path / "service-state.json"
+    service = DetectionService(spark, compile_rules(spark, [council]), store=lake,
+                               alerts_dir=tmp_path / "alerts", sink=sink, reporter=reporter, state_file=state,
+                               clock=lambda: NOW)
+    assert service.default_lookback() == timedelta(minutes=5)  # no correlation rule: the minimum
+
+    runs = service.run(every=timedelta(hours=1), lookback=timedelta(minutes=5), since=datetime(2024, 1, 1, tzinfo=UTC),
+                       stop=stop)
+    assert reporter.runs == [(1, Window(datetime(2024, 1, 1, tzinfo=UTC), NOW))]  # stopped without waiting an hour
+    assert reporter.steps == ["running detection", "sending alerts to the case API"]
+    assert [[a["event"]["ids"] for a in alerts] for alerts in delivered] == [[[STOP_LOGGING_EVENT]]]
+    assert [len(run.result.new_alerts) for run in runs] == [1]
+    assert load_state(state) == NOW

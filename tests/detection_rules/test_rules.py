@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from citysoc.rules_cli import raw_parser
+from citysoc.wiring import raw_parser
 from correlator.authoring.evidence import check_evidence, evidence_path, load_evidence
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
 from correlator.model import CompiledRuleSet

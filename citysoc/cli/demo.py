@@ -11,23 +11,37 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
-from rich.console import Console
+import typer
 
 from citysoc.caseclient import CaseClientError
-from citysoc.runtime import case_client, ingest_paths, render_case_queue, run_detect
+from citysoc.cli.common import console, load_settings
+from citysoc.cli.flows import detect_once, ingest_with_progress
+from citysoc.cli.render import print_case_queue
 from citysoc.scenario import TENANTS, CityScenario
 from citysoc.settings import Settings
+from citysoc.wiring import case_client
 
 # The loghub OpenSSH sample has no year; its events are dated to this one (see collectors/README.md).
 LOGHUB_YEAR = 2024
 
 
 def default_corpora() -> Path:
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
+    """`../shared/corpora` next to the repository."""
+    return Path(__file__).resolve().parents[3] / "shared" / "corpora"
 
 
-def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool, console: Console) -> None:
+def demo(
+    corpora: Annotated[Path | None, typer.Option(help="Shared corpora folder to replay (auto-detected).")] = None,
+    use_corpora: Annotated[bool, typer.Option("--corpora/--no-corpora", help="Replay ../shared/corpora if present.")]
+    = True,
+) -> None:
+    """From an empty $SOC_HOME: tenants, a city scenario (plus real samples), detection, the case queue."""
+    run_demo(load_settings(), corpora=corpora, use_corpora=use_corpora)
+
+
+def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool) -> None:
     started = time.monotonic()
     settings.ensure_home()
     console.rule("CitySOC demo")
@@ -47,8 +61,8 @@ def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool, con
     console.rule("ingest")
     scenario = CityScenario().write(settings.home / "demo-input")
     for tenant_id, source, path in scenario.inputs:
-        report = ingest_paths(settings, tenant=tenant_id, source=source, paths=[path], year=scenario.year,
-                              console=console)
+        report = ingest_with_progress(settings, tenant=tenant_id, source=source, paths=[path], year=scenario.year,
+                                      console=console)
         console.print(f"{tenant_id:<20} {source:<15} {report.summary()}")
 
     extra_rules: list[Path] = []
@@ -60,20 +74,20 @@ def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool, con
             ("riverside-council", "aws.cloudtrail", corpora / "stratus", None),
         ]
         for tenant_id, source, path, year in samples:
-            report = ingest_paths(settings, tenant=tenant_id, source=source, paths=[path], year=year,
-                                  console=console)
+            report = ingest_with_progress(settings, tenant=tenant_id, source=source, paths=[path], year=year,
+                                          console=console)
             console.print(f"{tenant_id:<20} {source:<15} {report.summary()}  ({path.name})")
         extra_rules = [corpora / "sigmahq" / "rules" / "cloud" / "aws", corpora / "sigmahq" / "rules" / "linux"]
     elif use_corpora:
         console.print(f"no shared corpora at {corpora}: running on the generated scenario only")
 
     console.rule("detect")
-    run_detect(settings, extra_rules=extra_rules, since=None, until=None, console=console)
+    detect_once(settings, extra_rules=extra_rules, since=None, until=None, own_rules=True, console=console)
 
     console.rule("case queue")
     with case_client(settings, role="soc_analyst") as client:
         for tenant in TENANTS:
-            render_case_queue(console, client.list_cases(tenant=tenant.id), title=f"{tenant.name} ({tenant.id})")
+            print_case_queue(console, client.list_cases(tenant=tenant.id), title=f"{tenant.name} ({tenant.id})")
     console.print(
         f"\nfinished in {time.monotonic() - started:.0f} s. Next:\n"
         "  soc cases list            the queue (add --json for one object per line)\n"

@@ -1,0 +1,40 @@
+"""The `soc` Typer application: every command group in one tree, and `main`, the console entry point.
+
+The CLI is the composition root: its command modules take settings and `citysoc.wiring` to build the
+event store, the Spark session and the case-API client, and hand them to the components, which never
+import each other.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from citysoc.cli import alerts, cases, deadletter, rules, sources, tenants
+from citysoc.cli.common import err_console
+from citysoc.cli.demo import demo
+from citysoc.cli.detect import detect
+from citysoc.cli.ingest import ingest
+from citysoc.cli.serve import api
+from citysoc.errors import CitySocError
+
+app = typer.Typer(help="CitySOC: log correlation for a city-wide, multi-tenant SOC.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.command()(ingest)
+app.command()(detect)
+app.command()(api)
+app.command()(demo)
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(cases.app, name="cases")
+app.add_typer(deadletter.app, name="deadletter")
+app.add_typer(rules.app, name="rules")
+app.add_typer(sources.app, name="sources")
+
+
+def main() -> None:
+    """`soc`: an error CitySOC raises on purpose is advice on stderr and exit code 2, not a traceback."""
+    try:
+        app()
+    except CitySocError as error:
+        err_console.print(f"[red]error:[/red] {error}")
+        raise SystemExit(2) from None

@@ -1,0 +1,24 @@
+"""`soc ingest`: log files of one tenant through the collectors into the event store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from citysoc.cli.common import console, err_console, load_settings
+from citysoc.cli.flows import ingest_with_progress
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant the logs belong to.")],
+    source: Annotated[str, typer.Option("--source", "-s", help="Source kind: aws.cloudtrail or syslog.")],
+    year: Annotated[int | None, typer.Option(help="Year for syslog lines that carry none.")] = None,
+) -> None:
+    """Parse log files, normalise them to ECS and store them; bad records go to the dead-letter store."""
+    settings = load_settings()
+    report = ingest_with_progress(settings, tenant=tenant, source=source, paths=paths, year=year,
+                                  console=err_console)
+    console.print(report.summary())

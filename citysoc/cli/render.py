@@ -1,0 +1,200 @@
+"""How `soc` shows things on a console: Rich tables and summary lines, and the detection reporter.
+
+Functions here only format and print; the command modules decide what to fetch and where it goes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from citysoc.detection_service import DetectionRun
+from citysoc.schedule import Window
+from correlator.authoring.attack import AttackData
+from correlator.authoring.backtest import BacktestExpectation, BacktestResult
+from correlator.authoring.check import ERROR, Finding
+from correlator.authoring.coverage import Coverage
+from correlator.authoring.ruletest import FAIL, NOT_RUNNABLE, PASS, UNTESTED, RuleTestReport
+from correlator.model import CompiledRuleSet
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
+TEST_STATUS_STYLE = {PASS: "green", FAIL: "red", UNTESTED: "yellow", NOT_RUNNABLE: "dim"}
+
+# Operations ----------------------------------------------------------------------------------------
+
+
+def print_tenants(console: Console, tenants: Sequence[dict[str, Any]]) -> None:
+    table = Table("id", "name", "created")
+    for tenant in tenants:
+        table.add_row(tenant["id"], tenant["name"], str(tenant.get("created_at", "")))
+    console.print(table)
+
+
+def print_sources(console: Console, sources: Sequence[dict[str, Any]]) -> None:
+    table = Table("tenant", "name", "kind", "datasets", "added")
+    for source in sources:
+        table.add_row(source["tenant_id"], source["name"], source["kind"], ", ".join(source["datasets"]),
+                      str(source["created_at"])[:19])
+    console.print(table)
+
+
+def print_alerts(console: Console, alerts: Sequence[dict[str, Any]]) -> None:
+    table = Table("time", "tenant", "level", "rule", "events", "id")
+    for alert in alerts:
+        table.add_row(alert["@timestamp"], alert["organization"]["id"], alert["rule"]["level"],
+                      alert["rule"]["title"], str(len(alert["event"]["ids"])), alert["id"][:12])
+    console.print(table)
+    console.print(f"{len(alerts)} alert(s)")
+
+
+def print_case_queue(console: Console, cases: Sequence[dict[str, Any]], *, title: str = "Case queue") -> None:
+    table = Table("case", "tenant", "severity", "status", "alerts", "last seen", "title", title=title,
+                  title_justify="left")
+    for case in cases:
+        severity = case["severity"]
+        table.add_row(str(case["id"]), case["tenant_id"], f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]",
+                      case["status"], str(case["alert_count"]), str(case["last_seen"])[:16].replace("T", " "),
+                      case["title"])
+    if not cases:
+        table.add_row("-", "-", "-", "-", "0", "-", "no open cases")
+    console.print(table)
+
+
+def print_dead_letters(console: Console, letters: Sequence[dict[str, str]]) -> None:
+    table = Table("tenant", "source", "origin", "reason", "raw")
+    for letter in letters:
+        table.add_row(letter["tenant"], letter["source"], letter["origin"], letter["reason"], letter["raw"][:60])
+    console.print(table)
+
+
+# Detection -----------------------------------------------------------------------------------------
+
+
+def print_rule_report(console: Console, rules: CompiledRuleSet) -> None:
+    """Compiled rules per dataset, and every rule that could not be compiled with its reason."""
+    per_dataset = Counter(dataset for rule in rules.rules for dataset in rule.datasets)
+    console.print(
+        f"rules: {len(rules.rules)} compiled ("
+        + ", ".join(f"{dataset}: {count}" for dataset, count in sorted(per_dataset.items()))
+        + f"), {len(rules.unsupported)} not runnable"
+    )
+    if not rules.unsupported:
+        return
+    # A rule pack for log sources we do not collect would list hundreds of rules: count those by reason.
+    not_collected = Counter(r.reason for r in rules.unsupported if r.reason.startswith("log source"))
+    for reason, count in sorted(not_collected.items()):
+        console.print(f"  {count:4d} × {reason}")
+    table = Table("rule", "file", "why it cannot run", title="Rules that cannot run", title_justify="left")
+    for rule in rules.unsupported:
+        if not rule.reason.startswith("log source"):
+            table.add_row(f"{rule.title} ({rule.id})", str(rule.path), rule.reason)
+    if table.row_count:
+        console.print(table)
+
+
+def detection_summary(run: DetectionRun) -> str:
+    result, answer = run.result, run.delivered
+    return (f"detection: {sum(result.events.values())} events scanned, {len(result.alerts)} alerts matched, "
+            f"{len(result.new_alerts)} new; case API: {answer['created']} alerts added to "
+            f"{len(answer['cases'])} case(s), {answer['duplicates']} already known")
+
+
+class ConsoleDetectionReporter:
+    """A `DetectionReporter` on a console: a spinner per step, one line per scheduled run."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def step(self, description: str) -> AbstractContextManager[object]:
+        return self.console.status(description)
+
+    def finished(self, run: DetectionRun, *, attempt: int, window: Window) -> None:
+        self.console.print(f"run {attempt} {window}: {detection_summary(run)}")
+
+    def failed(self, error: Exception, *, attempt: int, window: Window) -> None:
+        self.console.print(f"run {attempt} {window}: failed ({type(error).__name__}: {error}); "
+                           "its window is covered again by the next run")
+
+
+# Rule tooling --------------------------------------------------------------------------------------
+
+
+def print_findings(console: Console, findings: Sequence[Finding], *, files: int, counts: dict[str, int],
+                   attack: AttackData) -> None:
+    for finding in findings:
+        style = "red" if finding.severity == ERROR else "yellow"
+        console.print(f"{escape(finding.where)}: [{style}]{finding.severity}[/{style}] "
+                      f"{escape(f'[{finding.check}]')} {finding.rule_id or '-'}: {escape(finding.message)}")
+    console.print(f"{files} rule file(s) checked against {attack.describe()}: "
+                  f"{counts['errors']} error(s), {counts['warnings']} warning(s)")
+
+
+def print_test_report(console: Console, report: RuleTestReport) -> None:
+    for result in report.results:
+        passed = sum(outcome.ok for outcome in result.outcomes)
+        style = TEST_STATUS_STYLE[result.status]
+        label = result.status.upper()
+        counts = f" {passed}/{len(result.outcomes)}" if result.outcomes else ""
+        console.print(f"[{style}]{label:12}[/{style}] {escape(result.title or '?')} ({result.rule_id}){counts}  "
+                      f"[dim]{escape(result.path or '')}[/dim]")
+        if result.problem and result.status in (FAIL, NOT_RUNNABLE):
+            console.print(f"             {escape(result.problem)}")
+        for outcome in result.failures:
+            console.print(f"             [red]✗[/red] {escape(outcome.explain())}")
+    console.print(
+        f"rules: {report.count(PASS)} passed, {report.count(FAIL)} failed, {report.count(UNTESTED)} without evidence, "
+        f"{report.count(NOT_RUNNABLE)} not runnable; {report.cases} case(s) in {report.seconds:.1f} s"
+    )
+
+
+def print_backtest(console: Console, result: BacktestResult, rows: Sequence[tuple[str, str, int, int]], *,
+                   expectations: int, violations: Sequence[tuple[str, BacktestExpectation, int]]) -> None:
+    table = Table("alerts", "matched events", "tenants", "rule", "id", title="Backtest (noisiest first)",
+                  title_justify="left")
+    for rid, title, matched, alerts in rows:
+        table.add_row(str(alerts), str(matched), str(len(result.tenants.get(rid, ()))), escape(title), rid)
+    console.print(table)
+    scanned = ", ".join(f"{dataset}: {count}" for dataset, count in sorted(result.events.items())) or "none"
+    console.print(f"events scanned: {scanned}; {sum(result.alerts.values())} alert(s) in all; "
+                  f"{expectations} expectation(s), {len(violations)} broken")
+    for rid, exp, alerts in violations:
+        console.print(f"[red]✗[/red] {rid}: expected {exp} alert(s) ({escape(exp.where)}), got {alerts}")
+
+
+def print_coverage(console: Console, result: Coverage, ruleset: CompiledRuleSet, attack: AttackData) -> None:
+    titles = {rule.id: rule.title for rule in ruleset.rules}
+    console.print(f"{result.rules} runnable rule(s), {result.not_runnable} not runnable; {attack.describe()}")
+    tactics = Table("tactic", "rules", title="ATT&CK tactics", title_justify="left")
+    for tactic in attack.tactics.values():
+        covered = result.tactics.get(tactic.shortname, [])
+        tactics.add_row(tactic.name, str(len(covered)) if covered else "[dim]0[/dim]")
+    for shortname, ids in sorted(result.tactics.items()):
+        if shortname not in attack.tactics:
+            tactics.add_row(f"{shortname} [red](not in ATT&CK v{attack.version})[/red]", str(len(ids)))
+    console.print(tactics)
+    techniques = Table("technique", "name", "rules", title="ATT&CK techniques", title_justify="left")
+    for technique, ids in sorted(result.techniques.items()):
+        known = attack.techniques.get(technique)
+        techniques.add_row(technique, escape(known.name) if known else f"[red]not in ATT&CK v{attack.version}[/red]",
+                           str(len(ids)))
+    console.print(techniques)
+    console.print(f"{len(result.techniques)} of {len(attack.techniques)} techniques covered")
+    datasets = Table("dataset", "rules", title="Log sources (datasets)", title_justify="left")
+    for dataset, ids in sorted(result.datasets.items()):
+        datasets.add_row(dataset, str(len(ids)))
+    console.print(datasets)
+    if result.tenants:
+        per_tenant = Table("tenant", "sources", "datasets", "rules that can fire", "cannot fire (no source)",
+                           title="Per tenant", title_justify="left")
+        for tenant, info in result.tenants.items():
+            per_tenant.add_row(tenant, escape(", ".join(info["sources"]) or "-"), ", ".join(info["datasets"]) or "-",
+                               f"{len(info['can_fire'])}: " + escape(", ".join(titles[i] for i in info["can_fire"][:6]))
+                               + (" …" if len(info["can_fire"]) > 6 else ""),
+                               str(len(info["cannot_fire"])))
+        console.print(per_tenant)

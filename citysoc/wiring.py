@@ -1,0 +1,150 @@
+"""Settings -> the objects the components need: stores, Spark and rules, the case API, the detection service.
+
+This is the composition root's wiring (the CLI is the rest of it): the one place besides `citysoc.cli`
+that imports several components, so the components never import each other. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pyspark.sql import SparkSession
+
+from case_api.app import create_app
+from case_api.bootstrap import ensure_bootstrap_keys
+from case_api.settings import Settings as CaseSettings
+from citysoc.caseclient import CaseClient
+from citysoc.deadletter import DeadLetterStore
+from citysoc.detection_service import AlertSink, DetectionReporter, DetectionService
+from citysoc.errors import ConfigurationError, UnknownTenantError
+from citysoc.settings import Settings
+from citysoc.store import ParquetEventStore
+from collectors.ingest import IngestReport, ingest_files
+from collectors.raw import parse_raw
+from correlator.authoring.evidence import RawParser
+from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+from correlator.engine.session import build_session
+from correlator.model import CompiledRuleSet
+
+# Stores --------------------------------------------------------------------------------------------
+
+
+def event_store(settings: Settings) -> ParquetEventStore:
+    return ParquetEventStore(settings.events_dir)
+
+
+def dead_letter_store(settings: Settings) -> DeadLetterStore:
+    return DeadLetterStore(settings.deadletter_dir)
+
+
+# Case API ------------------------------------------------------------------------------------------
+
+
+def embedded_case_app(settings: Settings) -> tuple[FastAPI, dict[str, str]]:
+    """The case API application on the embedded database, and its bootstrap API keys by role."""
+    settings.ensure_home()
+    case_settings = CaseSettings(home=settings.home, database_url=settings.database_url)
+    application = create_app(case_settings)
+    return application, ensure_bootstrap_keys(case_settings)
+
+
+@contextmanager
+def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
+    """A client of the case API: the remote one at SOC_API_URL, else the embedded one in-process.
+
+    `role` picks which bootstrap key the embedded default uses; against a remote API the key in
+    SOC_API_KEY decides what is allowed.
+    """
+    if settings.api_url:
+        if not settings.api_key:
+            raise ConfigurationError("SOC_API_URL is set but SOC_API_KEY is not: give the API key to use")
+        with CaseClient.remote(settings.api_url, settings.api_key) as client:
+            yield client
+        return
+    application, keys = embedded_case_app(settings)
+    try:
+        with CaseClient.in_process(application, keys[role]) as client:
+            yield client
+    finally:
+        application.state.engine.dispose()
+
+
+def require_tenant(settings: Settings, tenant: str) -> None:
+    with case_client(settings, role="admin") as client:
+        if tenant not in {known["id"] for known in client.list_tenants()}:
+            raise UnknownTenantError(tenant)
+
+
+def alert_sink(settings: Settings) -> AlertSink:
+    """Delivers alerts to the case API with the service key.
+
+    A client per delivery: a long-lived detection service keeps going when the API was unreachable
+    for one run, and the embedded database is not held open between runs.
+    """
+
+    def deliver(alerts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        with case_client(settings, role="service") as client:
+            return client.post_alerts(alerts)
+
+    return deliver
+
+
+# Intake --------------------------------------------------------------------------------------------
+
+
+def ingest(settings: Settings, *, tenant: str, source: str, paths: Sequence[Path], year: int | None,
+           on_progress: Callable[[int], None] | None = None) -> IngestReport:
+    """Parse, normalise and store files for one registered tenant; bad records are dead-lettered."""
+    require_tenant(settings, tenant)
+    return ingest_files(tenant=tenant, source=source, paths=list(paths), store=event_store(settings),
+                        dead_letters=dead_letter_store(settings), year=year, on_progress=on_progress)
+
+
+def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: Sequence[Path],
+                             year: int | None) -> tuple[ParquetEventStore, IngestReport]:
+    """Parse `paths` with the real collector into a lake of their own under `folder` (never the user's)."""
+    store = ParquetEventStore(folder / "events")
+    report = ingest_files(tenant=tenant, source=source, paths=list(paths), store=store,
+                          dead_letters=DeadLetterStore(folder / "deadletter"), year=year)
+    return store, report
+
+
+def raw_parser(year: int | None) -> RawParser:
+    """Evidence `raw:` records go through the collectors' real parsers."""
+
+    def parse(source: str, raw: Any) -> tuple[str, Mapping[str, Any]]:
+        return parse_raw(source, raw, tenant="evidence", year=year)
+
+    return parse
+
+
+# Detection -----------------------------------------------------------------------------------------
+
+
+def spark_session(settings: Settings) -> SparkSession:
+    return build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
+                         driver_memory=settings.spark_driver_memory)
+
+
+def rule_folders(extra_rules: Sequence[Path], *, own_rules: bool) -> list[Path]:
+    """The project's `detection_rules/` (unless `own_rules` is off) and `extra_rules`, each checked to exist."""
+    folders = ([DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
+    for folder in folders:
+        if not folder.exists():
+            raise ConfigurationError(f"rule folder {folder} does not exist")
+    return folders
+
+
+def compile_rules(spark: SparkSession, folders: Sequence[Path]) -> CompiledRuleSet:
+    return RuleCompiler(spark=spark).compile(folders)
+
+
+def detection_service(settings: Settings, spark: SparkSession, rules: CompiledRuleSet, *,
+                      reporter: DetectionReporter) -> DetectionService:
+    """The service over the lake, storing alerts in the lake and delivering them to the case API."""
+    return DetectionService(spark, rules, store=event_store(settings), alerts_dir=settings.alerts_dir,
+                            sink=alert_sink(settings), reporter=reporter, state_file=settings.detect_state_file)
