@@ -28,7 +28,7 @@ import json
 import os
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -210,7 +210,7 @@ class Spool:
 
     # --- reading and committing ------------------------------------------------------------------------
 
-    def pending(self, *, limit: int | None = None) -> Iterator[SpoolBatch]:
+    def pending(self, *, limit: int | None = None) -> Generator[SpoolBatch, None, None]:
         """Durable batches not yet committed, in append order; at most `limit` batches. One frame in memory at a
         time; appends made while iterating may or may not be included. Raises `SpoolCorruptError` for a frame
         the disk damaged."""
