@@ -4,19 +4,21 @@ Layout: `<lake>/events/dataset=<dataset>/tenant=<tenant>/day=<YYYY-MM-DD>/part-<
 file written with the one schema of `citysoc.schema`, so Spark reads any subset natively. Dataset comes
 first because the correlator makes one pass per log source.
 
-Replays are no-ops: an id index (SQLite, `_ids.sqlite` next to the folders) records every stored `event.id`
-per tenant and dataset. A write is atomic and crash-safe: its files are staged under `_staging/` and its
-ids claimed in the same index transaction that journals the files, which then take their final names
-(`citysoc.store.journal`). A kill -9 at any instant leaves each write wholly stored or not at all: no
-duplicate, no lost event once `write_table` returned, and no file a reader trips on (staged files are
-hidden, and the next writer finishes or discards them). `compact` merges a partition's small files the
-same way. Lock order: `.compact.lock` (compactions) before `.lock` (the index; every writer).
+Replays are no-ops: an id index (SQLite, `_ids.sqlite` next to the folders; `citysoc.store.claims`)
+records every stored `event.id` per tenant and dataset. A write is atomic and crash-safe: its files are
+staged under `_staging/`, and its ids claimed in the same index transaction that journals the files, which
+then take their final names (`citysoc.store.journal`). A kill -9 at any instant leaves each write wholly
+stored or not at all: no duplicate, no lost event once `write_table` returned, and no file a reader trips
+on (staged files are hidden, and the next writer finishes or discards them). `compact` merges a
+partition's small files the same way. Lock order: `.compact.lock` (compactions) before `.lock` (the index,
+every writer).
 """
 
 from __future__ import annotations
 
 import fcntl
 import sqlite3
+import threading
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -31,20 +33,12 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, spark_schema, to_row
-from citysoc.store import journal
+from citysoc.store import claims, journal
 from citysoc.store.base import EventStore, WriteResult, register_store
 from citysoc.store.compaction import plan_merges, write_merged
 from citysoc.store.durable import fsync_dir, fsync_file, make_dirs_durably
 from citysoc.store.journal import COMPACT_PREFIX, WRITE_PREFIX, FileSwap
 from citysoc.tenancy import validate_tenant_id
-
-_INDEX_DDL = """
-CREATE TABLE IF NOT EXISTS stored_event (
-    tenant TEXT NOT NULL, dataset TEXT NOT NULL, id TEXT NOT NULL,
-    PRIMARY KEY (tenant, dataset, id)
-) WITHOUT ROWID
-"""
-
 
 ROW_GROUP_ROWS = 64 * 1024  # Spark splits a file's work by row group
 PARTITIONS = ("dataset", "tenant", "day")  # the folders: events/dataset=<d>/tenant=<t>/day=<YYYY-MM-DD>
@@ -73,6 +67,9 @@ class ParquetEventStore(EventStore):
     def __init__(self, events_dir: Path) -> None:
         self.events_dir = events_dir
         self._orphans_removed = False
+        # one index connection per thread, kept open: closing the last connection to a WAL database
+        # checkpoints it, an fsync'ed copy that would otherwise cost every write
+        self._local = threading.local()
 
     @contextmanager
     def _locked_index(self) -> Iterator[sqlite3.Connection]:
@@ -81,13 +78,8 @@ class ParquetEventStore(EventStore):
             make_dirs_durably(self.events_dir)
         with open(self.events_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time per lake
-            # autocommit: every transaction below is opened and committed explicitly, at the instant it means
-            conn = sqlite3.connect(self.events_dir / "_ids.sqlite", isolation_level=None)
+            conn = self._connection()
             try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")  # a COMMIT is on disk when it returns
-                conn.execute(_INDEX_DDL)
-                conn.execute(journal.JOURNAL_DDL)
                 journal.recover(conn, self.events_dir)
                 if not self._orphans_removed:
                     self._remove_orphans(conn)
@@ -96,7 +88,24 @@ class ParquetEventStore(EventStore):
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                conn.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the index (called holding the lake lock: it may create or migrate it)."""
+        path = self.events_dir / "_ids.sqlite"
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        inode = path.stat().st_ino if path.exists() else None
+        if conn is not None and inode == self._local.inode:
+            return conn
+        if conn is not None:
+            conn.close()  # the index was replaced or removed under us
+        # autocommit: every transaction is opened and committed explicitly, at the instant it means
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")  # a COMMIT is on disk when it returns
+        claims.create(conn, self.events_dir)
+        conn.execute(journal.JOURNAL_DDL)
+        self._local.conn, self._local.inode = conn, path.stat().st_ino
+        return conn
 
     def _remove_orphans(self, conn: sqlite3.Connection) -> None:
         prefixes: tuple[str, ...] = (WRITE_PREFIX,)  # writers stage only while holding the index lock, which we hold
@@ -135,45 +144,46 @@ class ParquetEventStore(EventStore):
             raise ValueError("every event needs an event.id")
         if table.column("@timestamp").null_count:
             raise ValueError("every event needs an @timestamp")
-        first: dict[str, int] = {}
-        for position, event_id in enumerate(ids.to_pylist()):
-            first.setdefault(event_id, position)
+        id_list = ids.to_pylist()
+        stamps = claims.seconds(table.column("@timestamp")).to_pylist()
+        first = dict(zip(reversed(id_list), range(len(id_list) - 1, -1, -1), strict=True))  # each id's first row
+        if len(first) == len(id_list):  # no id repeats within the table (the usual case): no per-row Python
+            positions: list[int] = list(range(len(id_list)))
+            keys = list(zip(stamps, id_list, strict=True))
+        else:
+            positions = sorted(first.values())
+            keys = [(stamps[position], id_list[position]) for position in positions]
         with self._locked_index() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch (id TEXT PRIMARY KEY) WITHOUT ROWID")
-            conn.execute("DELETE FROM temp.batch")
-            conn.executemany("INSERT INTO temp.batch (id) VALUES (?)", ((event_id,) for event_id in first))
-            conn.execute("DELETE FROM temp.batch WHERE EXISTS (SELECT 1 FROM stored_event AS s "
-                         "WHERE s.tenant = ? AND s.dataset = ? AND s.id = temp.batch.id)", (tenant, dataset))
-            new_ids = {row[0] for row in conn.execute("SELECT id FROM temp.batch")}
-            keep = sorted(position for event_id, position in first.items() if event_id in new_ids)
+            keep = [positions[index] for index in claims.claim(conn, tenant=tenant, dataset=dataset, keys=keys)]
             if keep:
-                swaps = self._stage(tenant=tenant, dataset=dataset, table=table.take(pa.array(keep, pa.int64())))
+                unchanged = len(keep) == table.num_rows  # every row new: no copy
+                swaps = self._stage(tenant=tenant, dataset=dataset,
+                                    table=table if unchanged else table.take(pa.array(keep, pa.int64())))
                 try:
-                    conn.execute("INSERT INTO stored_event (tenant, dataset, id) SELECT ?, ?, id FROM temp.batch",
-                                 (tenant, dataset))
                     journal.record(conn, swaps)
-                    conn.execute("COMMIT")  # the instant the events are stored
+                    conn.execute("COMMIT")  # the instant the events are stored: claims and files together
                 except BaseException:
                     with suppress(Exception):  # what is left is finished or discarded by the next writer
                         journal.settle(conn, self.events_dir, swaps)
                     raise
                 journal.complete(self.events_dir, swaps)
                 journal.forget(conn, swaps)
-        return WriteResult(stored=len(keep), duplicates=len(ids) - len(keep))
+        return WriteResult(stored=len(keep), duplicates=len(id_list) - len(keep))
 
     def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> list[FileSwap]:
         """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names."""
-        days = pc.strftime(table.column("@timestamp"), format="%Y-%m-%d")
+        days = table.column("@timestamp").cast(pa.date32())  # UTC days: the type's zone is UTC
+        bounds = pc.min_max(days)
         swaps: list[FileSwap] = []
         try:
-            for day in pc.unique(days).to_pylist():
+            for day in [bounds["min"]] if bounds["min"] == bounds["max"] else pc.unique(days):
                 staged = journal.staged_path(self.events_dir, WRITE_PREFIX)
                 swaps.append(FileSwap(self._relative(staged), self._relative(
-                    partition_dir(self.events_dir, dataset=dataset, tenant=tenant, day=day)
+                    partition_dir(self.events_dir, dataset=dataset, tenant=tenant, day=day.as_py().isoformat())
                     / f"part-{uuid.uuid4().hex}.parquet")))
-                pq.write_table(table.filter(pc.equal(days, pa.scalar(day))), staged,
-                               row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+                part = table if bounds["min"] == bounds["max"] else table.filter(pc.equal(days, day))
+                pq.write_table(part, staged, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
                 fsync_file(staged)
             fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
@@ -235,13 +245,8 @@ class ParquetEventStore(EventStore):
         """Stored events, optionally for one tenant and/or dataset (from the id index)."""
         if not (self.events_dir / "_ids.sqlite").exists():
             return 0
-        query, params = "SELECT count(*) FROM stored_event WHERE 1=1", list[str]()
-        if tenant:
-            query, params = query + " AND tenant = ?", [*params, tenant]
-        if dataset:
-            query, params = query + " AND dataset = ?", [*params, dataset]
         with self._locked_index() as conn:
-            return int(conn.execute(query, params).fetchone()[0])
+            return claims.count(conn, tenant=tenant, dataset=dataset)
 
     # --- reading --------------------------------------------------------------------------------------
 
