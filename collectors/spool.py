@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from citysoc.store.durable import fsync_dir, replace_atomically
+from citysoc.store.durable import fsync_dir, make_dirs_durably, replace_atomically
 from citysoc.tenancy import validate_tenant_id
 from collectors.errors import CollectorError
 from collectors.records import RawRecord
@@ -88,7 +88,7 @@ class Spool:
         # drained room is given back a whole segment at a time: segments of at most a quarter of the spool keep
         # at least three quarters of it for what waits for the store
         self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 1))
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs_durably(directory)
         self._lock_file = open(directory / ".lock", "a+b")  # noqa: SIM115  (held for the spool's lifetime)
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -96,6 +96,15 @@ class Spool:
             self._lock_file.close()
             raise SpoolLockedError("another process has this spool open: run one collector per spool directory",
                                    where=str(directory)) from None
+        try:
+            self._open()
+        except BaseException:
+            self._lock_file.close()
+            raise
+
+    def _open(self) -> None:
+        """Find the segments and the committed position, and cut a torn tail (called holding the flock)."""
+        directory = self.directory
         self._cond = threading.Condition()
         self._commit_lock = threading.Lock()  # one checkpoint write at a time, without blocking appends
         self._syncing = False
@@ -265,15 +274,18 @@ class Spool:
     # --- lifecycle -------------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Flush what was appended (appends still waiting for their flush return), release the directory."""
         with self._cond:
             while self._syncing:
                 self._cond.wait()
-            if self._failure is None and self._fd >= 0:
-                os.fdatasync(self._fd)
             if self._fd >= 0:
+                if self._failure is None:
+                    os.fdatasync(self._fd)
+                    self._synced = self._end
                 os.close(self._fd)
                 self._fd = -1
             self._failure = self._failure or SpoolError("the spool is closed", where=str(self.directory))
+            self._cond.notify_all()
         self._lock_file.close()
 
     def __enter__(self) -> Spool:
@@ -293,11 +305,16 @@ class Spool:
         return self.directory / f"{_PREFIX}{base:020d}{_SUFFIX}"
 
     def _read_checkpoint(self) -> int:
+        path = self.directory / _CHECKPOINT
         try:
-            return int(json.loads((self.directory / _CHECKPOINT).read_bytes())["committed"])
+            return int(json.loads(path.read_bytes())["committed"])
         except FileNotFoundError:
             # never committed, or the checkpoint was removed: replay what is left (the store skips known ids)
             return self._segments[0] if self._segments else 0
+        except (ValueError, KeyError, TypeError):
+            raise SpoolCorruptError("the checkpoint is unreadable (it is only ever replaced whole, so something "
+                                    "else wrote it); delete it to replay the spool from its oldest segment, "
+                                    "which the store de-duplicates", where=str(path)) from None
 
     def _drop_drained(self) -> None:
         """Delete segments wholly before the committed position (never the active one)."""

@@ -204,3 +204,15 @@ def test_reading_and_reopening_hold_one_frame_at_a_time(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert opened < 4 * 1024**2 and read < 8 * 1024**2
+
+
+def test_an_unreadable_checkpoint_is_reported_with_what_to_do(tmp_path: Path) -> None:
+    with Spool(tmp_path) as spool:
+        fill(spool, 3)
+        spool.commit(next(spool.pending()).position)
+    (tmp_path / "checkpoint.json").write_text("{")
+    with pytest.raises(SpoolCorruptError, match="delete it to replay the spool from its oldest segment"):
+        Spool(tmp_path)
+    (tmp_path / "checkpoint.json").unlink()
+    with Spool(tmp_path) as spool:  # the failed open released the directory
+        assert len(list(spool.pending())) == 3
