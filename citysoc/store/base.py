@@ -31,7 +31,11 @@ class WriteResult:
 
 
 class EventStore(ABC):
-    """Stores ECS events per tenant and dataset; writing an event whose `event.id` is stored is a no-op."""
+    """Stores ECS events per tenant and dataset; writing an event whose `event.id` is stored is a no-op.
+
+    An event id covers the event's time (`@timestamp`), so a store may key it by time and id, as the Parquet
+    lake's index does and as Elasticsearch's time-based backing indices do: the same id given again with
+    another `@timestamp` is then another event."""
 
     name: ClassVar[str]
 

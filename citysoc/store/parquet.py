@@ -4,20 +4,24 @@ Layout: `<lake>/events/dataset=<dataset>/tenant=<tenant>/day=<YYYY-MM-DD>/part-<
 file written with the one schema of `citysoc.schema`, so Spark reads any subset natively. Dataset comes
 first because the correlator makes one pass per log source.
 
-Replays are no-ops: an id index (SQLite, next to the files) records every stored `event.id` per
-tenant and dataset. New ids are claimed and the files written inside one index transaction, so a
-failed write claims nothing; a crash between the file write and the commit can at worst store an
-event twice (at-least-once), which the correlator's per-id de-duplication absorbs.
+Replays are no-ops: an id index (SQLite, `_ids.sqlite` next to the folders; `citysoc.store.claims`)
+records every stored `event.id` per tenant and dataset. A write is atomic and crash-safe: its files are
+staged under `_staging/`, and its ids claimed in the same index transaction that journals the files, which
+then take their final names (`citysoc.store.journal`). A kill -9 at any instant leaves each write wholly
+stored or not at all: no duplicate, no lost event once `write_table` returned, and no file a reader trips
+on (staged files are hidden, and the next writer finishes or discards them). `compact` merges a
+partition's small files the same way. Lock order: `.compact.lock` (compactions) before `.lock` (the index,
+every writer).
 """
 
 from __future__ import annotations
 
 import fcntl
 import sqlite3
+import threading
 import uuid
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,16 +33,12 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, spark_schema, to_row
+from citysoc.store import claims, journal
 from citysoc.store.base import EventStore, WriteResult, register_store
+from citysoc.store.compaction import plan_merges, write_merged
+from citysoc.store.durable import fsync_dir, fsync_file, make_dirs_durably
+from citysoc.store.journal import COMPACT_PREFIX, WRITE_PREFIX, FileSwap
 from citysoc.tenancy import validate_tenant_id
-
-_INDEX_DDL = """
-CREATE TABLE IF NOT EXISTS stored_event (
-    tenant TEXT NOT NULL, dataset TEXT NOT NULL, id TEXT NOT NULL,
-    PRIMARY KEY (tenant, dataset, id)
-) WITHOUT ROWID
-"""
-
 
 ROW_GROUP_ROWS = 64 * 1024  # Spark splits a file's work by row group
 PARTITIONS = ("dataset", "tenant", "day")  # the folders: events/dataset=<d>/tenant=<t>/day=<YYYY-MM-DD>
@@ -66,99 +66,187 @@ class ParquetEventStore(EventStore):
 
     def __init__(self, events_dir: Path) -> None:
         self.events_dir = events_dir
+        self._orphans_removed = False
+        # one index connection per thread, kept open: closing the last connection to a WAL database
+        # checkpoints it, an fsync'ed copy that would otherwise cost every write
+        self._local = threading.local()
 
     @contextmanager
     def _locked_index(self) -> Iterator[sqlite3.Connection]:
-        self.events_dir.mkdir(parents=True, exist_ok=True)
+        """The id index, this process alone writing the lake; interrupted swaps are finished first."""
+        if not self.events_dir.is_dir():
+            make_dirs_durably(self.events_dir)
         with open(self.events_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time per lake
-            conn = sqlite3.connect(self.events_dir / "_ids.sqlite")
+            conn = self._connection()
             try:
-                conn.execute(_INDEX_DDL)
+                journal.recover(conn, self.events_dir)
+                if not self._orphans_removed:
+                    self._remove_orphans(conn)
+                    self._orphans_removed = True
                 yield conn
             finally:
-                conn.close()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the index (called holding the lake lock: it may create or migrate it)."""
+        path = self.events_dir / "_ids.sqlite"
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        inode = path.stat().st_ino if path.exists() else None
+        if conn is not None and inode == self._local.inode:
+            return conn
+        if conn is not None:
+            conn.close()  # the index was replaced or removed under us
+        # autocommit: every transaction is opened and committed explicitly, at the instant it means
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")  # a COMMIT is on disk when it returns
+        claims.create(conn, self.events_dir)
+        conn.execute(journal.JOURNAL_DDL)
+        self._local.conn, self._local.inode = conn, path.stat().st_ino
+        return conn
+
+    def _remove_orphans(self, conn: sqlite3.Connection) -> None:
+        prefixes: tuple[str, ...] = (WRITE_PREFIX,)  # writers stage only while holding the index lock, which we hold
+        with open(self.events_dir / ".compact.lock", "a") as compacting:
+            try:  # a compaction's staged file is an orphan only when no compaction runs
+                fcntl.flock(compacting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                prefixes += (COMPACT_PREFIX,)
+            except BlockingIOError:
+                pass
+            journal.remove_orphans(conn, self.events_dir, prefixes=prefixes)
+
+    def recover(self) -> None:
+        """Finish or discard what a crashed writer left (done by every write anyway; call at start-up so that
+        readers see an interrupted write's events before the next write)."""
+        with self._locked_index():
+            pass
 
     def write(self, *, tenant: str, dataset: str, events: Iterable[Mapping[str, Any]]) -> WriteResult:
         validate_tenant_id(tenant)
-        rows_by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        duplicates = 0
-        with self._locked_index() as conn:
-            try:
-                for event in events:
-                    row = to_row(event)
-                    claimed = conn.execute(
-                        "INSERT OR IGNORE INTO stored_event (tenant, dataset, id) VALUES (?, ?, ?)",
-                        (tenant, dataset, row["event"]["id"]),
-                    ).rowcount
-                    if not claimed:
-                        duplicates += 1
-                        continue
-                    rows_by_day[event_time(row).strftime("%Y-%m-%d")].append(row)
-                for day, rows in rows_by_day.items():
-                    self._write_file(tenant=tenant, dataset=dataset, day=day,
-                                     table=pa.Table.from_pylist(rows, schema=ARROW_SCHEMA))
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        return WriteResult(stored=sum(len(rows) for rows in rows_by_day.values()), duplicates=duplicates)
+        rows = [to_row(event) for event in events]
+        for row in rows:
+            event_time(row)  # a TypeError that names the problem, before Arrow's
+        if not rows:
+            return WriteResult(stored=0, duplicates=0)
+        return self.write_table(tenant=tenant, dataset=dataset, table=pa.Table.from_pylist(rows, schema=ARROW_SCHEMA))
 
     def write_table(self, *, tenant: str, dataset: str, table: pa.Table) -> WriteResult:
-        """Store an Arrow table of events (`citysoc.schema.ARROW_SCHEMA`) of one tenant and dataset: the
-        columnar path for bulk loads. Rows whose `event.id` is stored already, or repeats an earlier row
-        of the table, are skipped."""
+        """Store an Arrow table of events (`citysoc.schema.ARROW_SCHEMA`) of one tenant and dataset, atomically:
+        when this returns the new events are durable and visible, and after a crash at any instant either all
+        of them are stored or none (writing the table again then stores them, once). Rows whose `event.id` is
+        stored already, or repeats an earlier row of the table, are skipped."""
         validate_tenant_id(tenant)
         table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
-        ids = table.column("event").combine_chunks().field("id").to_pylist()
-        if any(event_id is None for event_id in ids):
+        ids = pc.struct_field(table.column("event"), "id")
+        if ids.null_count:
             raise ValueError("every event needs an event.id")
-        first: dict[str, int] = {}
-        for position, event_id in enumerate(ids):
-            first.setdefault(event_id, position)
+        if table.column("@timestamp").null_count:
+            raise ValueError("every event needs an @timestamp")
+        id_list = ids.to_pylist()
+        stamps = claims.seconds(table.column("@timestamp")).to_pylist()
+        first = dict(zip(reversed(id_list), range(len(id_list) - 1, -1, -1), strict=True))  # each id's first row
+        if len(first) == len(id_list):  # no id repeats within the table (the usual case): no per-row Python
+            positions: list[int] = list(range(len(id_list)))
+            keys = list(zip(stamps, id_list, strict=True))
+        else:
+            positions = sorted(first.values())
+            keys = [(stamps[position], id_list[position]) for position in positions]
         with self._locked_index() as conn:
-            try:
-                conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch (id TEXT PRIMARY KEY) WITHOUT ROWID")
-                conn.execute("DELETE FROM temp.batch")
-                conn.executemany("INSERT INTO temp.batch (id) VALUES (?)", ((event_id,) for event_id in first))
-                known = {row[0] for row in conn.execute(
-                    "SELECT id FROM stored_event WHERE tenant = ? AND dataset = ? "
-                    "AND id IN (SELECT id FROM temp.batch)",
-                    (tenant, dataset))}
-                conn.execute("INSERT INTO stored_event (tenant, dataset, id) SELECT ?, ?, id FROM temp.batch "
-                             "WHERE id NOT IN (SELECT id FROM stored_event WHERE tenant = ? AND dataset = ?)",
-                             (tenant, dataset, tenant, dataset))
-                keep = sorted(position for event_id, position in first.items() if event_id not in known)
-                new = table.take(pa.array(keep, pa.int64()))
-                days = pc.strftime(new.column("@timestamp"), format="%Y-%m-%d")
-                for day in pc.unique(days).to_pylist():
-                    self._write_file(tenant=tenant, dataset=dataset, day=day,
-                                     table=new.filter(pc.equal(days, pa.scalar(day))))
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        return WriteResult(stored=len(keep), duplicates=len(ids) - len(keep))
+            conn.execute("BEGIN IMMEDIATE")
+            keep = [positions[index] for index in claims.claim(conn, tenant=tenant, dataset=dataset, keys=keys)]
+            if keep:
+                unchanged = len(keep) == table.num_rows  # every row new: no copy
+                swaps = self._stage(tenant=tenant, dataset=dataset,
+                                    table=table if unchanged else table.take(pa.array(keep, pa.int64())))
+                try:
+                    journal.record(conn, swaps)
+                    conn.execute("COMMIT")  # the instant the events are stored: claims and files together
+                except BaseException:
+                    with suppress(Exception):  # what is left is finished or discarded by the next writer
+                        journal.settle(conn, self.events_dir, swaps)
+                    raise
+                journal.complete(self.events_dir, swaps)
+                journal.forget(conn, swaps)
+        return WriteResult(stored=len(keep), duplicates=len(id_list) - len(keep))
 
-    def _write_file(self, *, tenant: str, dataset: str, day: str, table: pa.Table) -> None:
-        directory = partition_dir(self.events_dir, dataset=dataset, tenant=tenant, day=day)
-        directory.mkdir(parents=True, exist_ok=True)
-        final = directory / f"part-{uuid.uuid4().hex}.parquet"
-        partial = final.with_suffix(".parquet.tmp")  # readers never see a half-written file
-        pq.write_table(table, partial, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
-        partial.rename(final)
+    def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> list[FileSwap]:
+        """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names."""
+        days = table.column("@timestamp").cast(pa.date32())  # UTC days: the type's zone is UTC
+        bounds = pc.min_max(days)
+        swaps: list[FileSwap] = []
+        try:
+            for day in [bounds["min"]] if bounds["min"] == bounds["max"] else pc.unique(days):
+                staged = journal.staged_path(self.events_dir, WRITE_PREFIX)
+                swaps.append(FileSwap(self._relative(staged), self._relative(
+                    partition_dir(self.events_dir, dataset=dataset, tenant=tenant, day=day.as_py().isoformat())
+                    / f"part-{uuid.uuid4().hex}.parquet")))
+                part = table if bounds["min"] == bounds["max"] else table.filter(pc.equal(days, day))
+                pq.write_table(part, staged, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+                fsync_file(staged)
+            fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
+        except BaseException:
+            for swap in swaps:
+                (self.events_dir / swap.staged).unlink(missing_ok=True)
+            raise
+        return swaps
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.events_dir).as_posix()
+
+    def compact(self, dataset: str | None = None, *, min_files: int = 8) -> int:
+        """Merge the small files of every partition (tenant and day) of `dataset` (every dataset when None)
+        that holds at least `min_files` of them into files of up to `compaction.TARGET_ROWS` rows; returns how
+        many files were merged away. Files that are not the store's schema, or not readable, are left alone.
+
+        Each merged file replaces its inputs atomically (staged, then journalled with them in the id index): a
+        crash at any instant leaves the old files or the merged one. A reader listing a partition meanwhile
+        may briefly see both, the same events twice, which the detection engine de-duplicates by event id;
+        it never sees neither. A reader that listed the old files before the swap and opens one after it
+        finds it gone and must read again, so run compaction between detection passes."""
+        if min_files < 2:
+            raise ValueError("min_files must be at least 2: merging one file changes nothing")
+        if not self.events_dir.is_dir():
+            return 0
+        merged = 0
+        with open(self.events_dir / ".compact.lock", "a") as compacting:
+            fcntl.flock(compacting, fcntl.LOCK_EX)  # one compaction at a time; writers go on meanwhile
+            with self._locked_index() as conn:
+                journal.remove_orphans(conn, self.events_dir, prefixes=(COMPACT_PREFIX,))
+            for name in [dataset] if dataset is not None else self.datasets():
+                for folder in self.partitions(name):
+                    for group in plan_merges(folder, min_files=min_files):
+                        staged = journal.staged_path(self.events_dir, COMPACT_PREFIX)
+                        try:
+                            write_merged(group, staged, row_group_rows=ROW_GROUP_ROWS)
+                            fsync_dir(staged.parent)
+                        except BaseException:
+                            staged.unlink(missing_ok=True)
+                            raise
+                        swap = FileSwap(self._relative(staged),
+                                        self._relative(folder / f"part-{uuid.uuid4().hex}.parquet"),
+                                        tuple(self._relative(path) for path in group))
+                        with self._locked_index() as conn:
+                            try:
+                                conn.execute("BEGIN IMMEDIATE")
+                                journal.record(conn, [swap])
+                                conn.execute("COMMIT")  # the instant the merged file replaces its inputs
+                            except BaseException:
+                                with suppress(Exception):
+                                    journal.settle(conn, self.events_dir, [swap])
+                                raise
+                            journal.complete(self.events_dir, [swap])
+                            journal.forget(conn, [swap])
+                        merged += len(group)
+        return merged
 
     def stored(self, *, tenant: str | None = None, dataset: str | None = None) -> int:
         """Stored events, optionally for one tenant and/or dataset (from the id index)."""
         if not (self.events_dir / "_ids.sqlite").exists():
             return 0
-        query, params = "SELECT count(*) FROM stored_event WHERE 1=1", list[str]()
-        if tenant:
-            query, params = query + " AND tenant = ?", [*params, tenant]
-        if dataset:
-            query, params = query + " AND dataset = ?", [*params, dataset]
         with self._locked_index() as conn:
-            return int(conn.execute(query, params).fetchone()[0])
+            return claims.count(conn, tenant=tenant, dataset=dataset)
 
     # --- reading --------------------------------------------------------------------------------------
 
