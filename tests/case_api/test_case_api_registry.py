@@ -4,9 +4,11 @@ cloud account and network."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -19,7 +21,16 @@ from citysoc.caseclient import CaseClient, CaseClientError
 from citysoc.deadletter import DeadLetter
 from citysoc.health import HealthStore
 from citysoc.store import WriteResult
-from collectors.attribution import Credential, Refused, SourceRegistry
+from collectors.attribution import (
+    Credential,
+    NetworkConflictError,
+    Refused,
+    SourceAccess,
+    SourceRef,
+    SourceRegistry,
+    Transport,
+    networks,
+)
 from collectors.attribution_api import health_recorder, registry_from
 from collectors.records import ParsedBatch, RawRecord
 
@@ -144,3 +155,32 @@ def test_a_batch_whose_source_cannot_be_told_apart_is_not_recorded(admin: CaseCl
     record(Drained(NG, "syslog", (RawRecord(b"x", "udp", datetime.now(UTC)),)), ParsedBatch(), WriteResult(1, 0))
     for source in (udp, tls):
         assert admin.source_health(source["id"])["events_last_hour"] == 0
+
+
+def test_the_api_refuses_exactly_the_network_claims_the_registry_would_refuse(admin: CaseClient) -> None:
+    rng = random.Random(17)
+    outcomes: set[bool] = set()
+    for attempt in range(40):
+        first, second = (str(ip_network(f"10.{rng.randrange(4)}.{rng.randrange(256)}.0/{rng.choice([14, 16, 22, 24])}",
+                                         strict=False)) for _ in range(2))
+        kinds = ("syslog-udp", rng.choice(["syslog-udp", "syslog-tcp"]))
+        admin.add_source(tenant_id=NG, kind=kinds[0], name=f"a{attempt}", networks=[first])
+        try:
+            admin.add_source(tenant_id=RS, kind=kinds[1], name=f"b{attempt}", networks=[second])
+            api_refused = False
+        except CaseClientError as error:
+            assert error.status == 409
+            api_refused = True
+        refs = [SourceRef(1, NG, "a", kinds[0], "syslog"), SourceRef(2, RS, "b", kinds[1], "syslog")]
+        transports: list[frozenset[Transport]] = [frozenset({"udp"}), frozenset({kinds[1].removeprefix("syslog-")})]
+        try:
+            SourceRegistry.of([SourceAccess(refs[0], transports[0], networks([first])),
+                               SourceAccess(refs[1], transports[1], networks([second]))])
+            registry_refused = False
+        except NetworkConflictError:
+            registry_refused = True
+        assert api_refused == registry_refused, (first, second, kinds)
+        outcomes.add(api_refused)
+        for source in admin.list_sources():
+            admin.delete_source(source["id"])
+    assert outcomes == {True, False}  # the draw tried both clashing and disjoint claims
