@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     collect_syslog_tcp_port: int = 5514
     collect_syslog_tls_port: int = 6514
     collect_relp_port: int = 2514
-    collect_http_port: int = 8088
+    collect_http_port: int = 8514
     collect_ca_file: str | None = None
 
     def collect_port(self, kind: str) -> int | None:

@@ -92,7 +92,7 @@ def test_an_http_token_is_printed_once_with_the_curl_line(home: Path) -> None:
     [source] = [orjson.loads(line) for line in added.stdout.splitlines()]
     token = source["token"]
     assert f"Authorization: Bearer {token}" in source["instructions"]
-    assert f"http://{HOST}:8088/" in source["instructions"]
+    assert f"http://{HOST}:8514/v1/events" in source["instructions"]
 
     listed = soc(home, "sources", "list", "--json")
     assert token not in listed.stdout and hashlib.sha256(token.encode()).hexdigest() not in listed.stdout

@@ -18,8 +18,8 @@ from citysoc.wiring import case_client
 app = typer.Typer(help="Log sources each tenant has onboarded.", no_args_is_help=True)
 
 # Where the HTTP intake takes pushes. `collectors/onboarding.py` (the intake's own) replaces this module's
-# `instructions` at merge; until then this path is an assumption about the listener.
-HTTP_INTAKE_PATH = "/ingest"
+# `instructions` at merge; until then this is the path the HTTP listener under way serves.
+HTTP_INTAKE_PATH = "/v1/events"
 _CA_PLACEHOLDER = "/etc/ssl/citysoc-ca.pem"
 
 
