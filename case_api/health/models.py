@@ -40,3 +40,5 @@ class DeadLetterOut(BaseModel):
     reason: str
     raw: str
     received: str
+    raw_size: int | None = Field(default=None, description="Whole record's size in bytes, when `raw` was cut")
+    raw_sha256: str | None = Field(default=None, description="Whole record's SHA-256, when `raw` was cut")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from case_api.health.models import DeadLetterOut, SourceHealthOut
 from case_api.sources.models import Source
@@ -33,10 +34,10 @@ def list_dead_letters(*, store: DeadLetterStore, scope: Collection[str] | None, 
         tenants: list[str | None] = [tenant_id] if tenant_id else [None]
     else:
         tenants = [tenant for tenant in sorted(scope) if tenant and tenant_id in (None, tenant)]
-    newest: list[dict[str, str]] = []
+    newest: list[dict[str, Any]] = []
     for tenant in tenants:
         # The store lists oldest first with no source filter: keep the newest `limit` that match while streaming.
-        kept: deque[dict[str, str]] = deque(maxlen=limit)
+        kept: deque[dict[str, Any]] = deque(maxlen=limit)
         for letter in store.list(tenant=tenant, limit=max(store.count(tenant=tenant), 1)):
             if scope is not None and letter["tenant"] not in scope:
                 continue
