@@ -5,8 +5,10 @@ A claim decides which tenant a sender's records are filed under, so:
   only by its token);
 - two tenants may never claim overlapping networks for one transport, nor the same cloud account, nor
   the same certificate (the rule `collectors.attribution.SourceRegistry` enforces when it loads them);
-- networks and cloud accounts are assertions about who owns an address range or an account: only the
-  city SOC (and its service role) may make them, never a tenant's own key.
+- networks, cloud accounts and certificate fingerprints are assertions about who owns an address range,
+  an account or a certificate's key (a fingerprint is public: pinning someone else's would file their
+  records under the pinning tenant). Only the city SOC (and its service role) may make them, never a
+  tenant's own key; a tenant key onboards sources whose credential the API issues (http tokens).
 
 Checks run with the claims locked (`lock_claims`), so two concurrent requests cannot both pass them.
 """
@@ -68,10 +70,12 @@ def check_fits_kind(kind: SourceKind, *, parser: str, networks: Sequence[str], c
                                   f"this one is parsed as {parser}")
 
 
-def check_may_claim(principal: Principal, *, networks: Sequence[str], cloud_accounts: Sequence[str]) -> None:
-    if principal.role.is_tenant_bound and (networks or cloud_accounts):
-        raise PermissionDeniedError("sender networks and cloud accounts are vouched for by the city SOC: ask it to "
-                                    "add them (a tenant key may onboard sources recognised by a token or certificate)")
+def check_may_claim(principal: Principal, *, networks: Sequence[str], cloud_accounts: Sequence[str],
+                    certificate_sha256: str | None) -> None:
+    if principal.role.is_tenant_bound and (networks or cloud_accounts or certificate_sha256):
+        raise PermissionDeniedError("sender networks, cloud accounts and client certificates are vouched for by the "
+                                    "city SOC: ask it to add them (a tenant key may onboard http sources, whose "
+                                    "token the API issues)")
 
 
 def lock_claims(session: Session) -> None:
@@ -93,7 +97,7 @@ def check_conflicts(session: Session, source: Source) -> None:
             continue
         shared = sorted(set(source.cloud_accounts) & set(other.cloud_accounts))
         if shared:
-            # Only city roles may claim accounts and networks (check_may_claim), so naming the holder is no leak.
+            # Only city roles may make claims (check_may_claim), so naming the holder is no leak.
             raise ConflictError(f"cloud account {', '.join(shared)} already belongs to {other.tenant_id}/{other.name}: "
                                 "an account's records are filed under one tenant only")
         transports = set(source.transports) & set(other.transports)

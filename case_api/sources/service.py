@@ -41,7 +41,8 @@ def add_source(*, session: Session, source_in: SourceIn, actor: Principal) -> tu
     accounts = sorted(set(source_in.cloud_accounts))
     check_fits_kind(kind, parser=parser, networks=networks, cloud_accounts=accounts,
                     certificate_sha256=source_in.certificate_sha256)
-    check_may_claim(actor, networks=networks, cloud_accounts=accounts)
+    check_may_claim(actor, networks=networks, cloud_accounts=accounts,
+                    certificate_sha256=source_in.certificate_sha256)
     token = secrets.token_urlsafe(32) if kind.credential == "token" else None
     source = Source(tenant_id=source_in.tenant_id, kind=kind.name, name=source_in.name, parser=parser,
                     datasets=sorted(set(source_in.datasets or PARSER_DATASETS[parser])), networks=networks,
@@ -92,7 +93,8 @@ def update_source(*, session: Session, source_id: int, scope: Collection[str] | 
                     networks=after.get("networks", source.networks),
                     cloud_accounts=after.get("cloud_accounts", source.cloud_accounts),
                     certificate_sha256=after.get("certificate_sha256", source.certificate_sha256))
-    check_may_claim(actor, networks=after.get("networks", []), cloud_accounts=after.get("cloud_accounts", []))
+    check_may_claim(actor, networks=after.get("networks", []), cloud_accounts=after.get("cloud_accounts", []),
+                    certificate_sha256=after.get("certificate_sha256"))
     lock_claims(session)
     for field, value in after.items():
         setattr(source, field, value)
