@@ -154,16 +154,21 @@ def test_the_access_list_is_for_the_intake_only(tenants: SocApi) -> None:
                        "token_sha256": None, "certificate_sha256": "cd" * 32}]
 
 
-def test_a_tenant_key_onboards_credentials_but_cannot_claim_networks_or_accounts(tenants: SocApi) -> None:
+def test_a_tenant_key_onboards_token_sources_but_claims_nothing_the_city_must_vouch_for(tenants: SocApi) -> None:
     responder = tenants.headers(Role.TENANT_RESPONDER, tenant=RS)
     push = post(tenants, RS, "push", headers=responder, kind="http", parser="syslog")
     assert push.status_code == 201 and push.json()["token"]
-    assert post(tenants, RS, "edge", headers=responder, kind="syslog-tls",
-                certificate_sha256="ef" * 32).status_code == 201
     claim = post(tenants, RS, "dmz", headers=responder, kind="syslog-udp", networks=["192.0.2.0/24"])
     assert claim.status_code == 403 and "vouched for by the city SOC" in claim.json()["detail"]
     account = post(tenants, RS, "trail", headers=responder, kind="aws.cloudtrail", cloud_accounts=["111122223333"])
     assert account.status_code == 403
+    # a fingerprint is public: pinning northgate's certificate would file northgate's records under riverside
+    pin = post(tenants, RS, "edge", headers=responder, kind="syslog-tls", certificate_sha256="ef" * 32)
+    assert pin.status_code == 403
+    edge = created(tenants, RS, "edge", kind="syslog-tls", networks=["198.51.100.0/24"])
+    repin = tenants.client.patch(f"/api/v1/sources/{edge['id']}", json={"certificate_sha256": "ef" * 32},
+                                 headers=responder)
+    assert repin.status_code == 403
     patch = tenants.client.patch(f"/api/v1/sources/{push.json()['id']}", json={"datasets": ["system.auth"]},
                                  headers=responder)
     assert patch.status_code == 200 and patch.json()["datasets"] == ["system.auth"]
