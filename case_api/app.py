@@ -17,9 +17,12 @@ from case_api.auth.views import router as keys_router
 from case_api.cases.views import router as cases_router
 from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
+from case_api.health.views import router as health_router
 from case_api.settings import Settings
 from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
+from citysoc.deadletter import DeadLetterStore
+from citysoc.health import HealthStore
 
 API_PREFIX = "/api/v1"
 
@@ -49,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
+    app.state.health_store = HealthStore(settings.health_dir)
+    app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
 
     api = APIRouter(prefix=API_PREFIX)
 
@@ -56,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (tenants_router, keys_router, alerts_router, cases_router, sources_router):
+    for router in (tenants_router, keys_router, alerts_router, cases_router, sources_router, health_router):
         api.include_router(router)
     app.include_router(api)
     _install_error_handlers(app)

@@ -106,13 +106,55 @@ class CaseClient:
         return self._request("POST", "/keys", json=body)  # type: ignore[no-any-return]
 
     # Sources
-    def add_source(self, *, tenant_id: str, kind: str, name: str, datasets: Sequence[str]) -> dict[str, Any]:
-        body = {"tenant_id": tenant_id, "kind": kind, "name": name, "datasets": list(datasets)}
+    def add_source(self, *, tenant_id: str, kind: str, name: str, datasets: Sequence[str] = (),
+                   parser: str | None = None, networks: Sequence[str] = (), cloud_accounts: Sequence[str] = (),
+                   certificate_sha256: str | None = None) -> dict[str, Any]:
+        """Register a source; an http source's answer carries its bearer `token`, shown this once."""
+        body: dict[str, Any] = {"tenant_id": tenant_id, "kind": kind, "name": name, "datasets": list(datasets),
+                                "networks": list(networks), "cloud_accounts": list(cloud_accounts)}
+        if parser is not None:
+            body["parser"] = parser
+        if certificate_sha256 is not None:
+            body["certificate_sha256"] = certificate_sha256
         return self._request("POST", "/sources", json=body)  # type: ignore[no-any-return]
 
     def list_sources(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Sources with their data health (`health`)."""
         params = {"tenant": tenant} if tenant else {}
         return self._request("GET", "/sources", params=params)  # type: ignore[no-any-return]
+
+    def get_source(self, source_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/sources/{source_id}")  # type: ignore[no-any-return]
+
+    def update_source(self, source_id: int, **changes: Any) -> dict[str, Any]:
+        """Change `datasets`, `networks`, `cloud_accounts` or `certificate_sha256` (lists replace)."""
+        return self._request("PATCH", f"/sources/{source_id}", json=changes)  # type: ignore[no-any-return]
+
+    def issue_source_token(self, source_id: int) -> dict[str, Any]:
+        """A new bearer token for an http source (in `token`, shown once); the old one stops working."""
+        return self._request("POST", f"/sources/{source_id}/token")  # type: ignore[no-any-return]
+
+    def delete_source(self, source_id: int) -> None:
+        self._request("DELETE", f"/sources/{source_id}")
+
+    def source_access(self) -> list[dict[str, Any]]:
+        """Every source's access data (digests, fingerprints, networks, accounts); service and admin keys only."""
+        return self._request("GET", "/sources/access")  # type: ignore[no-any-return]
+
+    def source_audit(self, *, tenant: str | None = None, source_id: int | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"tenant": tenant, "source_id": source_id}
+        return self._request("GET", "/sources/audit",  # type: ignore[no-any-return]
+                             params={k: v for k, v in params.items() if v is not None})
+
+    def source_health(self, source_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/sources/{source_id}/health")  # type: ignore[no-any-return]
+
+    def list_dead_letters(self, *, tenant: str | None = None, source: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        """Records the collectors refused, newest first, as far as this key's tenant scope reaches."""
+        params: dict[str, Any] = {"tenant": tenant, "source": source, "limit": limit}
+        return self._request("GET", "/deadletters",  # type: ignore[no-any-return]
+                             params={k: v for k, v in params.items() if v is not None})
 
     # Alerts
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +26,21 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     log_format: Literal["console", "json"] = "console"
     log_level: str = "WARNING"
+    # The intake as partners reach it (what `soc sources add` prints): the collector's public name and ports,
+    # and the CA certificate its TLS certificate chains to. Ports above 1024, so `soc collect` needs no root.
+    collect_host: str = Field(default_factory=socket.getfqdn)
+    collect_syslog_udp_port: int = 5514
+    collect_syslog_tcp_port: int = 5514
+    collect_syslog_tls_port: int = 6514
+    collect_relp_port: int = 2514
+    collect_http_port: int = 8514
+    collect_ca_file: str | None = None
+
+    def collect_port(self, kind: str) -> int | None:
+        """The public port of the listener a source of `kind` sends to (None: a kind without a listener)."""
+        return {"syslog-udp": self.collect_syslog_udp_port, "syslog-tcp": self.collect_syslog_tcp_port,
+                "syslog-tls": self.collect_syslog_tls_port, "syslog-relp": self.collect_relp_port,
+                "http": self.collect_http_port}.get(kind)
 
     @property
     def lake_dir(self) -> Path:
@@ -40,6 +57,11 @@ class Settings(BaseSettings):
     @property
     def deadletter_dir(self) -> Path:
         return self.home / "deadletter"
+
+    @property
+    def health_dir(self) -> Path:
+        """Data health per source, written by the intake (`citysoc.health.HealthStore`)."""
+        return self.home / "health"
 
     @property
     def spool_dir(self) -> Path:

@@ -21,8 +21,11 @@ from citysoc.caseclient import CaseClient
 from citysoc.deadletter import DeadLetterStore
 from citysoc.detection_service import AlertSink, DetectionReporter, DetectionService
 from citysoc.errors import ConfigurationError, UnknownTenantError
+from citysoc.health import HealthStore
 from citysoc.settings import Settings
 from citysoc.store import ParquetEventStore
+from collectors.attribution import SourceRegistry
+from collectors.attribution_api import registry_from
 from collectors.ingest import IngestReport, ingest_files
 from collectors.raw import parse_raw
 from correlator.authoring.evidence import RawParser
@@ -39,6 +42,11 @@ def event_store(settings: Settings) -> ParquetEventStore:
 
 def dead_letter_store(settings: Settings) -> DeadLetterStore:
     return DeadLetterStore(settings.deadletter_dir)
+
+
+def health_store(settings: Settings) -> HealthStore:
+    """Data health per source: the intake writes it, the case API reads it (same `$SOC_HOME`)."""
+    return HealthStore(settings.health_dir)
 
 
 # Case API ------------------------------------------------------------------------------------------
@@ -77,6 +85,12 @@ def require_tenant(settings: Settings, tenant: str) -> None:
     with case_client(settings, role="admin") as client:
         if tenant not in {known["id"] for known in client.list_tenants()}:
             raise UnknownTenantError(tenant)
+
+
+def source_registry(settings: Settings) -> SourceRegistry:
+    """The intake's registry of every source's senders, loaded now from the case API with the service key."""
+    with case_client(settings, role="service") as client:
+        return registry_from(client)
 
 
 def alert_sink(settings: Settings) -> AlertSink:

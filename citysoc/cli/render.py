@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -36,12 +37,62 @@ def print_tenants(console: Console, tenants: Sequence[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def print_sources(console: Console, sources: Sequence[dict[str, Any]]) -> None:
-    table = Table("tenant", "name", "kind", "datasets", "added")
+def print_sources(console: Console, sources: Sequence[dict[str, Any]], *, now: datetime | None = None) -> None:
+    """Sources with how their senders are known and their data health over the last hour."""
+    now = now or datetime.now(UTC)
+    table = Table("source", "last event", "events, last hour", "parse errors", "last dead letter")
     for source in sources:
-        table.add_row(source["tenant_id"], source["name"], source["kind"], ", ".join(source["datasets"]),
-                      str(source["created_at"])[:19])
+        health = source.get("health") or {}
+        per_minute = health.get("events_per_minute") or []
+        rate = health.get("parse_error_rate")
+        last_dead = health.get("last_dead_letter")
+        table.add_row(
+            f"#{source['id']} {source['tenant_id']}/{escape(source['name'])}\n"
+            f"[dim]{source['kind']}: {escape(recognised_by(source))}[/dim]",
+            age(health.get("last_event_received"), now),
+            # Twelve five-minute bars keep the table narrow; `--json` has every minute.
+            f"{sparkline([sum(per_minute[i:i + 5]) for i in range(0, len(per_minute), 5)])} {sum(per_minute)}"
+            if sum(per_minute) else "0",
+            "-" if rate is None else f"{rate:.1%}",
+            escape(f"{last_dead['reason'][:80]} ({age(last_dead['at'], now)})") if last_dead else "-")
+    if not sources:
+        table.add_row("no sources yet: soc sources add", "-", "-", "-", "-")
     console.print(table)
+
+
+def recognised_by(source: dict[str, Any]) -> str:
+    """How the intake knows the source's senders, in a few words."""
+    parts = [", ".join(source.get("networks") or [])]
+    if source.get("has_token"):
+        parts.append("bearer token")
+    if source.get("certificate_sha256"):
+        parts.append(f"client cert {source['certificate_sha256'][:12]}…")
+    if source.get("cloud_accounts"):
+        parts.append("accounts " + ", ".join(source["cloud_accounts"]))
+    text = "; ".join(part for part in parts if part)
+    return text or ("files (soc ingest)" if not source.get("transports") else "-")
+
+
+def age(moment: str | None, now: datetime) -> str:
+    """`12s ago`, `5m ago`, `3h ago`, `2d ago`, or `never`."""
+    if not moment:
+        return "never"
+    seconds = max(0, int((now - datetime.fromisoformat(moment)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """One character per value, scaled to the largest; a blank is a minute without events."""
+    top = max(values, default=0)
+    if not top:
+        return _BARS[0] * len(values)
+    return "".join(_BARS[0] if not v else _BARS[max(1, round(v / top * (len(_BARS) - 1)))] for v in values)
 
 
 def print_alerts(console: Console, alerts: Sequence[dict[str, Any]]) -> None:

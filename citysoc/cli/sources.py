@@ -1,55 +1,180 @@
-"""`soc sources add|list`: the log sources each tenant has onboarded (kept by the case API)."""
+"""`soc sources add|list|token|remove`: the log sources each tenant has onboarded (kept by the case API), how
+their senders are recognised, what a partner configures, and whether their data arrives."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import hashlib
+import ssl
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from citysoc.cli.common import JsonOpt, TenantOpt, load_settings, plain_console, print_json_lines
+from citysoc.cli.common import JsonOpt, TenantOpt, line_console, load_settings, plain_console, print_json_lines
 from citysoc.cli.render import print_sources
+from citysoc.settings import Settings
 from citysoc.wiring import case_client
-from collectors.base import get_parser
-from collectors.errors import UnknownParserError
 
 app = typer.Typer(help="Log sources each tenant has onboarded.", no_args_is_help=True)
 
-
-def datasets_of(kind: str) -> tuple[str, list[str]]:
-    """The canonical kind and the datasets its collector writes; a kind without a collector keeps its name."""
-    try:
-        parser = get_parser(kind)
-    except UnknownParserError:
-        return kind, []
-    return parser.name, list(parser.datasets)
+# Where the HTTP intake takes pushes. `collectors/onboarding.py` (the intake's own) replaces this module's
+# `instructions` at merge; until then this is the path the HTTP listener under way serves.
+HTTP_INTAKE_PATH = "/v1/events"
+_CA_PLACEHOLDER = "/etc/ssl/citysoc-ca.pem"
 
 
 @app.command("add")
 def sources_add(
     name: Annotated[str, typer.Argument(help="Name, unique within the tenant, e.g. 'web-01 auth.log'.")],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant the source belongs to.")],
-    kind: Annotated[str, typer.Option("--kind", "-k", help="Collector kind: syslog, aws.cloudtrail, ...")],
+    kind: Annotated[str, typer.Option("--kind", "-k", help=(
+        "How records arrive: syslog-udp, syslog-tcp, syslog-tls, syslog-relp or http to `soc collect`; "
+        "syslog, aws.cloudtrail or auditd from files (`soc ingest`)."))],
+    network: Annotated[list[str] | None, typer.Option(
+        "--network", "-n", help="Sender network (CIDR or one address); repeatable. How UDP/TCP senders are known.")]
+    = None,
+    account: Annotated[list[str] | None, typer.Option(
+        "--account", help="Cloud account id its CloudTrail records may name; repeatable. Others are refused.")] = None,
+    parser: Annotated[str | None, typer.Option(
+        "--parser", "-p", help="Parser its records go to: syslog, aws.cloudtrail, auditd (http sources must say).")]
+    = None,
+    client_cert_sha256: Annotated[str | None, typer.Option(
+        "--client-cert-sha256", help="Mutual TLS: SHA-256 fingerprint of the sender's client certificate.")] = None,
+    client_cert: Annotated[Path | None, typer.Option(
+        "--client-cert", exists=True, dir_okay=False, help="Mutual TLS: the sender's client certificate "
+        "(PEM or DER); its fingerprint is pinned.")] = None,
     dataset: Annotated[list[str] | None, typer.Option(
-        "--dataset", "-d", help="Datasets it feeds (default: what the kind's collector writes).")] = None,
+        "--dataset", "-d", help="Datasets it feeds (default: what its parser writes).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Register a log source a tenant has onboarded."""
-    canonical, default_datasets = datasets_of(kind)
-    datasets = list(dataset or default_datasets)
-    if not datasets:
-        raise typer.BadParameter(f"no collector for kind {kind!r} here: say which datasets it feeds with --dataset",
-                                 param_hint="--dataset")
-    with case_client(load_settings(), role="admin") as client:
-        source = client.add_source(tenant_id=tenant, kind=canonical, name=name, datasets=datasets)
-    plain_console.print(f"source [bold]{source['name']}[/bold] ({source['kind']}: {', '.join(source['datasets'])}) "
-                        f"added for {source['tenant_id']}")
+    """Register a log source; for a listener kind, issue its credential and print what the partner configures."""
+    if client_cert is not None:
+        if client_cert_sha256 is not None:
+            raise typer.BadParameter("give the certificate or its fingerprint, not both", param_hint="--client-cert")
+        client_cert_sha256 = certificate_fingerprint(client_cert)
+    settings = load_settings()
+    with case_client(settings, role="admin") as client:
+        source = client.add_source(tenant_id=tenant, kind=kind, name=name, datasets=dataset or (), parser=parser,
+                                   networks=network or (), cloud_accounts=account or (),
+                                   certificate_sha256=client_cert_sha256)
+    guide = onboarding(settings, source)
+    if as_json:
+        print_json_lines([{**source, "instructions": guide}])
+        return
+    line_console.print(f"source [bold]{source['name']}[/bold] (id {source['id']}, {source['kind']}, parsed as "
+                        f"{source['parser']}: {', '.join(source['datasets'])}) added for {source['tenant_id']}")
+    if source.get("token"):
+        line_console.print(f"bearer token (shown once, store it now): [bold]{source['token']}[/bold]")
+    if source["parser"] == "aws.cloudtrail" and source["transports"] and not source["cloud_accounts"]:
+        line_console.print("note: no cloud account registered, so every CloudTrail record will be refused until "
+                            "the city SOC adds the member's accounts")
+    line_console.print(guide, markup=False)
 
 
 @app.command("list")
 def sources_list(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
-    """List onboarded log sources."""
+    """List onboarded log sources with their data health (last event, events per minute, parse errors)."""
     with case_client(load_settings(), role="admin") as client:
         sources = client.list_sources(tenant=tenant)
     if as_json:
         print_json_lines(sources)
         return
     print_sources(plain_console, sources)
+
+
+@app.command("token")
+def sources_token(source_id: Annotated[int, typer.Argument(help="The http source's id (soc sources list).")]) -> None:
+    """Issue an http source a new bearer token; the old one stops working at once."""
+    settings = load_settings()
+    with case_client(settings, role="admin") as client:
+        source = client.issue_source_token(source_id)
+    line_console.print(f"new bearer token for {source['tenant_id']}/{source['name']} (shown once, store it now): "
+                        f"[bold]{source['token']}[/bold]")
+    line_console.print(onboarding(settings, source), markup=False)
+
+
+@app.command("remove")
+def sources_remove(source_id: Annotated[int, typer.Argument(help="The source's id (soc sources list).")]) -> None:
+    """Remove a source: its senders are refused once the intake reloads its sources."""
+    with case_client(load_settings(), role="admin") as client:
+        source = client.get_source(source_id)
+        client.delete_source(source_id)
+    plain_console.print(f"source {source['tenant_id']}/{source['name']} (id {source_id}) removed")
+
+
+def certificate_fingerprint(path: Path) -> str:
+    """SHA-256 of a certificate's DER bytes (what a TLS listener sees), from a PEM or DER file."""
+    data = path.read_bytes()
+    if b"-----BEGIN CERTIFICATE REQUEST-----" in data or b"-----BEGIN NEW CERTIFICATE REQUEST-----" in data:
+        raise typer.BadParameter(f"{path} is a certificate request: have it signed by the CA the intake trusts, then "
+                                 "give the signed certificate", param_hint="--client-cert")
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        try:
+            data = ssl.PEM_cert_to_DER_cert(data.decode("ascii", errors="replace"))
+        except ValueError as error:
+            raise typer.BadParameter(f"{path}: {error}", param_hint="--client-cert") from None
+    elif not data.startswith(b"\x30"):  # DER: an ASN.1 SEQUENCE
+        raise typer.BadParameter(f"{path} is neither a PEM nor a DER certificate", param_hint="--client-cert")
+    return hashlib.sha256(data).hexdigest()
+
+
+def onboarding(settings: Settings, source: dict[str, Any]) -> str:
+    """What to tell the partner: the sender's configuration for a listener kind, the ingest line for a file kind."""
+    port = settings.collect_port(source["kind"])
+    if port is None:
+        return (f"feed it from files: soc ingest --tenant {source['tenant_id']} --source {source['parser']} PATH...")
+    return instructions(source["kind"], host=settings.collect_host, port=port, token=source.get("token"),
+                        ca_file=settings.collect_ca_file)
+
+
+def instructions(kind: str, *, host: str, port: int, token: str | None, ca_file: str | None) -> str:
+    """The partner's configuration for a source of `kind`: rsyslog and syslog-ng snippets, or a curl line.
+
+    The intake's `collectors.onboarding.instructions` (same signature) is the one to keep at merge."""
+    if kind == "http":
+        tls = f" --cacert {ca_file}" if ca_file else ""
+        url = f"{'https' if ca_file else 'http'}://{host}:{port}{HTTP_INTAKE_PATH}"
+        return "\n".join([
+            "Send NDJSON or JSON arrays (gzip them and add -H 'Content-Encoding: gzip' if you like):",
+            f"curl --fail-with-body{tls} -H 'Authorization: Bearer {token or '<token>'}' "
+            f"-H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson {url}"])
+    ca = ca_file or _CA_PLACEHOLDER
+    ca_note = [] if ca_file else [f"# {ca}: the city SOC's CA certificate (ask the SOC for it)"]
+    if kind in ("syslog-udp", "syslog-tcp"):
+        protocol = kind.removeprefix("syslog-")
+        framing = ' TCP_Framing="octet-counted"' if protocol == "tcp" else ""
+        driver = (f'syslog("{host}" port({port}) transport("tcp"))' if protocol == "tcp"
+                  else f'network("{host}" port({port}) transport("udp"))')
+        rsyslog = [f'*.* action(type="omfwd" target="{host}" port="{port}" protocol="{protocol}"{framing})']
+        syslog_ng = [f"destination d_citysoc {{ {driver}; }};"]
+    elif kind == "syslog-tls":
+        rsyslog = [*ca_note,
+                   f'global(DefaultNetstreamDriverCAFile="{ca}"',
+                   '       DefaultNetstreamDriverCertFile="/etc/ssl/citysoc-client.pem"  # mutual TLS only',
+                   '       DefaultNetstreamDriverKeyFile="/etc/ssl/citysoc-client.key")  # mutual TLS only',
+                   f'*.* action(type="omfwd" target="{host}" port="{port}" protocol="tcp" TCP_Framing="octet-counted"',
+                   '           StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"',
+                   f'           StreamDriverPermittedPeers="{host}")']
+        syslog_ng = [f'destination d_citysoc {{ syslog("{host}" port({port}) transport("tls")',
+                     f'    tls(ca-file("{ca}") peer-verify(required-trusted)',
+                     '        cert-file("/etc/ssl/citysoc-client.pem")  # mutual TLS only',
+                     '        key-file("/etc/ssl/citysoc-client.key"))); };  # mutual TLS only']
+    elif kind == "syslog-relp":
+        # RELP over TLS when the intake has a CA to chain to; plain RELP (senders known by network) otherwise.
+        relp_tls = ([f'       tls="on" tls.caCert="{ca_file}" tls.authMode="name" tls.permittedPeer="{host}"',
+                '       tls.myCert="/etc/ssl/citysoc-client.pem" tls.myPrivKey="/etc/ssl/citysoc-client.key"'
+                "  # mutual TLS only"] if ca_file else [])
+        rsyslog = ['module(load="omrelp")',
+                   f'*.* action(type="omrelp" target="{host}" port="{port}"', *relp_tls,
+                   '       queue.type="LinkedList" queue.filename="citysoc" queue.saveOnShutdown="on"',
+                   '       action.resumeRetryCount="-1")']
+        syslog_ng = []
+    else:
+        raise ValueError(f"no listener for a {kind!r} source")
+    guide = ["rsyslog (/etc/rsyslog.d/60-citysoc.conf):", *rsyslog, ""]
+    if syslog_ng:
+        guide += ["syslog-ng (/etc/syslog-ng/conf.d/citysoc.conf):", *syslog_ng,
+                  "log { source(s_src); destination(d_citysoc); };"]
+    else:
+        guide += ["syslog-ng does not speak RELP: send with syslog-tls instead."]
+    return "\n".join(guide)

@@ -65,3 +65,22 @@ def test_concurrent_overlapping_batches_keep_one_open_case_per_group(
     cases = soc.client.get("/api/v1/cases", headers=soc.analyst).json()
     assert len(cases) == 4
     assert sum(c["alert_count"] for c in cases) == 40
+
+
+def test_concurrent_claims_of_one_network_by_several_tenants_leave_exactly_one(soc: SocApi, app: FastAPI) -> None:
+    tenants = [f"member-{i}" for i in range(8)]
+    for tenant in tenants:
+        soc.add_tenant(tenant)
+
+    def claim(tenant: str) -> int:
+        with http_client(app) as http:
+            response = http.post("/api/v1/sources", headers=soc.admin, json={
+                "tenant_id": tenant, "name": "dmz", "kind": "syslog-udp", "networks": ["10.20.0.0/16"]})
+        assert response.status_code in (201, 409), response.text
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=len(tenants)) as pool:
+        statuses = sorted(pool.map(claim, tenants))
+
+    assert statuses == [201] + [409] * 7
+    assert len(soc.client.get("/api/v1/sources", headers=soc.admin).json()) == 1

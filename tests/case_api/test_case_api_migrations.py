@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import JSON, DateTime, Engine, String, column, insert, inspect, select, table, text
+from sqlalchemy.exc import IntegrityError
 
-from case_api.db import downgrade_database, upgrade_database
+from case_api.db import downgrade_database, make_session_factory, upgrade_database
 from case_api.models import metadata
+from case_api.sources.models import Source
 
-TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "sources"}
+TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "sources", "source_events"}
 
 
 def test_migrations_create_every_table_at_head(clean_db: Engine) -> None:
     tables = set(inspect(clean_db).get_table_names())
     assert tables >= TABLES
     with clean_db.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
 def test_migrated_schema_matches_the_models(clean_db: Engine) -> None:
@@ -36,3 +41,40 @@ def test_downgrade_to_base_and_upgrade_again(clean_db: Engine) -> None:
     assert not TABLES & set(inspect(clean_db).get_table_names())
     upgrade_database(clean_db)
     assert set(inspect(clean_db).get_table_names()) >= TABLES
+
+
+def test_sources_registered_before_source_access_keep_working_after_the_upgrade(clean_db: Engine) -> None:
+    downgrade_database(clean_db, "0002")
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    tenants = table("tenants", column("id", String), column("name", String), column("created_at", DateTime))
+    sources = table("sources", column("tenant_id", String), column("kind", String), column("name", String),
+                    column("datasets", JSON), column("created_at", DateTime))
+    with clean_db.begin() as connection:
+        connection.execute(insert(tenants).values(id="northgate-hospital", name="Northgate", created_at=at))
+        connection.execute(insert(sources), [
+            {"tenant_id": "northgate-hospital", "kind": kind, "name": name, "datasets": datasets, "created_at": at}
+            for kind, name, datasets in [("syslog", "web-01", ["system.auth"]),
+                                         ("cloudtrail", "org trail", ["aws.cloudtrail"]),
+                                         ("aws.cloudtrail", "old trail", ["aws.cloudtrail"])]])
+
+    upgrade_database(clean_db)
+
+    with make_session_factory(clean_db)() as session:
+        rows = session.scalars(select(Source).order_by(Source.id)).all()
+        assert [(s.name, s.kind, s.parser, s.networks, s.cloud_accounts, s.token_sha256, s.transports)
+                for s in rows] == [
+            ("web-01", "syslog", "syslog", [], [], None, []),
+            ("org trail", "cloudtrail", "aws.cloudtrail", [], [], None, []),
+            ("old trail", "aws.cloudtrail", "aws.cloudtrail", [], [], None, []),
+        ]
+        assert rows[0].created_at == at
+        # the new columns' rules hold for rows added afterwards
+        session.add_all([Source(tenant_id="northgate-hospital", kind="http", name=f"push {n}", parser="syslog",
+                                datasets=[], token_sha256="a" * 64) for n in (1, 2)])
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+    downgrade_database(clean_db, "0002")  # and back: the rows stay, without the new columns
+    with clean_db.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM sources")).scalar() == 3
+    upgrade_database(clean_db)

@@ -29,8 +29,8 @@ def db_session(clean_db: Engine) -> Iterator[Session]:
         session.flush()
         session.add_all(
             [
-                Source(tenant_id=NG, kind="syslog", name="auth", datasets=["system.auth"]),
-                Source(tenant_id=RS, kind="syslog", name="auth", datasets=["system.auth"]),
+                Source(tenant_id=NG, kind="syslog", name="auth", parser="syslog", datasets=["system.auth"]),
+                Source(tenant_id=RS, kind="syslog", name="auth", parser="syslog", datasets=["system.auth"]),
             ]
         )
         session.commit()
