@@ -1,0 +1,307 @@
+"""What the intake tests share: the spool, the service in a thread or `soc collect` in a process, sources
+registered for real in the case API, and where records landed (the spool, or the store once drained)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citysoc.deadletter import DeadLetterStore
+from citysoc.settings import Settings
+from citysoc.store import ParquetEventStore
+from citysoc.wiring import case_client, intake_access_file
+from collectors.attribution import SourceAccess, SourceRef, SourceRegistry, networks, token_digest
+from collectors.intake import Drainer, Intake, SpoolFullError
+from collectors.listeners.config import Limits, ListenAddress, ListenerPlan
+from collectors.listeners.service import IntakeService
+from collectors.listeners.tls import ClientCertificate, ensure_tls_files, issue_client_certificate
+from collectors.records import RawRecord
+
+try:
+    from collectors.spool import Spool
+    COLLECT = [sys.executable, "-m", "citysoc.cli"]
+except ImportError:  # TEMPORARY until collectors.spool is merged: the tests' own spool (see spool_for_tests)
+    from tests.collectors.spool_for_tests import Spool  # type: ignore[assignment]
+    COLLECT = [sys.executable, "-m", "tests.collectors.spool_for_tests"]
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE = 90.0  # seconds; generous: the machine is shared, and only a failure ever waits this long
+
+
+def wait_for(condition: Callable[[], Any], *, what: str, timeout: float = DEADLINE) -> Any:
+    """Poll `condition` until it is truthy; fail with `what` at the deadline."""
+    end = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- sources, registered the way an operator does ------------------------------------------------------
+
+@dataclass(frozen=True)
+class SourceSpec:
+    tenant: str
+    name: str
+    kind: str  # the case API's kind: a parser name (syslog, aws.cloudtrail) or another kind with datasets
+    transports: tuple[str, ...]
+    networks: tuple[str, ...] = ()
+    token: str | None = None
+    certificate_sha256: str | None = None
+    parser: str | None = None
+    cloud_accounts: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ("system.syslog", "system.auth")
+
+
+def register(home: Path, specs: Iterable[SourceSpec]) -> None:
+    """Tenants and sources in the case API under `home`, and how each is recognised in its access file."""
+    settings = Settings(home=home)
+    specs = list(specs)
+    with case_client(settings, role="admin") as client:
+        known = {tenant["id"] for tenant in client.list_tenants()}
+        for spec in specs:
+            if spec.tenant not in known:
+                client.add_tenant(spec.tenant, spec.tenant.replace("-", " ").title())
+                known.add(spec.tenant)
+            client.add_source(tenant_id=spec.tenant, kind=spec.kind, name=spec.name, datasets=list(spec.datasets))
+    entries = [{"tenant": s.tenant, "source": s.name, "transports": list(s.transports), "networks": list(s.networks),
+                "token_sha256": token_digest(s.token) if s.token else None,
+                "certificate_sha256": s.certificate_sha256, "parser": s.parser,
+                "cloud_accounts": list(s.cloud_accounts)} for s in specs]
+    path = intake_access_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2))
+
+
+# --- where records landed --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Landed:
+    tenant: str
+    source: str  # the parser (spool) or the dataset (store)
+    text: str
+
+
+def landed(home: Path, spool: Any = None) -> list[Landed]:
+    """Records in `spool` when given; else in the spool under `home` when there is no drainer to move them,
+    or events in the store once the drainer runs."""
+    if spool is not None or Drainer is None:
+        spool = spool or Spool(home / "spool")
+        return [Landed(batch.tenant, batch.source, record.payload.decode("utf-8", "replace"))
+                for batch in spool.pending() for record in batch.records]
+    store = ParquetEventStore(Settings(home=home).events_dir)
+    found = []
+    for dataset in store.datasets():
+        lake = store.arrow_dataset(dataset)
+        if lake is not None:
+            table = lake.to_table(columns=["organization.id", "event.original"]).to_pylist()
+            found += [Landed(row["organization.id"], dataset, row["event.original"] or "") for row in table]
+    return found
+
+
+def landed_with(home: Path, marker: str, spool: Any = None) -> list[Landed]:
+    return [item for item in landed(home, spool) if marker in item.text]
+
+
+def dead_letters(home: Path) -> list[dict[str, str]]:
+    return list(DeadLetterStore(Settings(home=home).deadletter_dir).list(limit=10_000))
+
+
+# --- the service in this process, with sources of three tenants ---------------------------------------
+
+class ServiceThread:
+    """An `IntakeService` on its own loop in a thread; `stop` shuts it down as SIGTERM would."""
+
+    def __init__(self, service: IntakeService) -> None:
+        self.service = service
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="intake-service")
+
+    def _main(self) -> None:
+        async def run() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            await self.service.run(self._stop)
+
+        try:
+            asyncio.run(run())
+        except BaseException as error:
+            self._error = error
+            self.service.ready.set()
+
+    def __enter__(self) -> ServiceThread:
+        self._thread.start()
+        assert self.service.ready.wait(DEADLINE), "the intake service did not start"
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def address(self, kind: str) -> tuple[str, int]:
+        host, _, port = self.service.bound[kind][0].rpartition(":")  # type: ignore[index]
+        return host.strip("[]"), int(port)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(DEADLINE)
+        assert not self._thread.is_alive(), "the intake service did not stop"
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+COUNCIL = SourceRef(1, "riverside-council", "edge syslog", "syslog", "syslog")
+SCHOOL_TLS = SourceRef(2, "harbour-school", "firewall", "syslog", "syslog")
+HOSPITAL = SourceRef(3, "northgate-hospital", "cloudtrail push", "aws.cloudtrail", "aws.cloudtrail", ("111122223333",))
+SCHOOL_HTTP = SourceRef(4, "harbour-school", "json push", "http", "")  # no parser of its own: ?source= says
+HOSPITAL_TOKEN, SCHOOL_TOKEN = "hospital-token-5f1d", "school-token-93ac"
+OUTSIDE = "127.0.0.2"  # a loopback address no source's network holds: the stranger
+KINDS = ("syslog-udp", "syslog-tcp", "syslog-tls", "relp", "http")
+
+
+@dataclass
+class Running:
+    thread: ServiceThread
+    spool: Any
+    dead_letters: DeadLetterStore
+    client: ClientCertificate
+    tls_dir: Path
+
+    @property
+    def intake(self) -> Intake:
+        return self.thread.service.intake
+
+    def address(self, kind: str) -> tuple[str, int]:
+        return self.thread.address(kind)
+
+    def records(self, marker: str) -> list[tuple[str, str, RawRecord]]:
+        return [(batch.tenant, batch.source, record) for batch in self.spool.pending() for record in batch.records
+                if marker.encode() in record.payload]
+
+    def count(self, transport: str, outcome: str) -> int:
+        return self.intake.stats.get(transport, outcome)
+
+
+@contextmanager
+def running(tmp_path: Path, *, limits: Limits | None = None, max_spool_bytes: int = 64 * 1024**2,
+            kinds: tuple[str, ...] = KINDS) -> Iterator[Running]:
+    tls_dir = tmp_path / "tls"
+    tls = ensure_tls_files(tls_dir, server_names=["localhost", "127.0.0.1"])
+    client = issue_client_certificate(tls_dir, common_name="harbour-school firewall")
+    registry = SourceRegistry.of([
+        SourceAccess(COUNCIL, frozenset({"udp", "tcp", "relp"}), networks(["127.0.0.1"])),
+        SourceAccess(SCHOOL_TLS, frozenset({"tls", "relp"}), certificate_sha256=client.fingerprint),
+        SourceAccess(HOSPITAL, frozenset({"http"}), token_sha256=token_digest(HOSPITAL_TOKEN)),
+        SourceAccess(SCHOOL_HTTP, frozenset({"http"}), token_sha256=token_digest(SCHOOL_TOKEN)),
+    ])
+    spool = Spool(tmp_path / "spool", max_bytes=max_spool_bytes, segment_bytes=min(max_spool_bytes, 1024**2))
+    dead_letters = DeadLetterStore(tmp_path / "deadletter")
+    intake = Intake(spool, lambda: registry, dead_letters=dead_letters)
+    plan = ListenerPlan({kind: [ListenAddress("127.0.0.1", 0)] for kind in kinds})  # type: ignore[misc]
+    service = IntakeService(intake, plan, limits=limits, tls=tls, grace=DEADLINE)
+    with ServiceThread(service) as thread:
+        yield Running(thread, spool, dead_letters, client, tls_dir)
+
+
+
+def fill_until_full(spool: Any) -> None:
+    """Append until not even a one-byte record fits."""
+    for size in (4000, 400, 40, 1):
+        filler = [RawRecord(b"f" * size, "filler", datetime.now(UTC))]
+        with pytest.raises(SpoolFullError):
+            for _ in range(10_000):
+                spool.append(tenant="riverside-council", source="syslog", records=filler)
+
+
+def free(spool: Any) -> None:
+    for batch in list(spool.pending()):
+        spool.commit(batch.position)
+
+
+# --- `soc collect` as its own process ------------------------------------------------------------------
+
+@dataclass
+class Collector:
+    """`soc collect ARGS` with JSON logs; its log lines are parsed as they come."""
+
+    home: Path
+    args: list[str]
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    process: subprocess.Popen[str] | None = None
+    _lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def start(self) -> Collector:
+        env = {**os.environ, "SOC_HOME": str(self.home), "SOC_LOG_FORMAT": "json", "SOC_LOG_LEVEL": "INFO",
+               "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen([*COLLECT, "collect", *self.args], cwd=REPO, env=env, text=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_log("intake ready")
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = {"event": "(not JSON)", "line": line.rstrip()}
+            with self._lock:
+                self.logs.append(entry)
+                self._lock.notify_all()
+        with self._lock:
+            self.logs.append({"event": "(exited)"})
+            self._lock.notify_all()
+
+    def wait_log(self, event: str, *, timeout: float = DEADLINE, **fields: Any) -> dict[str, Any]:
+        """The first log entry `event` with `fields`; fails if the process exits or the deadline passes."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for entry in self.logs:
+                    if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+                        return entry
+                if any(entry.get("event") == "(exited)" for entry in self.logs):
+                    pytest.fail(f"soc collect exited before logging {event!r}:\n{self.transcript()}")
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"soc collect did not log {event!r} {fields} in {timeout:.0f}s:\n{self.transcript()}")
+                self._lock.wait(timeout=remaining)
+
+    def address(self, kind: str) -> tuple[str, int]:
+        entry = self.wait_log("listening", listener=kind)
+        host, _, port = entry["address"].rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def transcript(self) -> str:
+        return "\n".join(json.dumps(entry) for entry in self.logs[-60:])
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (after at most the deadline; killed past it)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"soc collect did not stop on SIGTERM:\n{self.transcript()}")
