@@ -220,6 +220,7 @@ class ReloadingRegistry:
         self._registry = load()  # the first load must work: without it no sender can be attributed
         self._wake = threading.Event()
         self.reloads = 0
+        log.info("source registry loaded", sources=len(self._registry.access))
 
     def current(self) -> SourceRegistry:
         return self._registry

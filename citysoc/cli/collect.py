@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +48,9 @@ def collect(
     settings = load_settings()
     if "log_level" not in settings.model_fields_set:  # a foreground service says where it listens
         configure_logging(fmt=settings.log_format, level="INFO")
+    # libraries log through the standard library (the case API's migrations at each registry load, httpx,
+    # uvicorn) in plain lines at INFO: the service's log stays one format, its own events and their warnings
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     every = parse_duration_option(reload_every, "--reload-every")
     assert every is not None
     try:

@@ -57,8 +57,9 @@ class Limits:
     max_connections: int = 1024  # per stream listener; more are closed at once
     udp_pending_records: int = 50_000  # datagrams waiting for the spool; more are dropped and counted
     udp_pending_bytes: int = 32 * 1024 * 1024
-    http_max_body_bytes: int = 16 * 1024 * 1024  # after decompression (a gzip bomb stops here)
+    http_max_body_bytes: int = 8 * 1024 * 1024  # after decompression (a gzip bomb stops here)
     http_max_record_bytes: int = 1024 * 1024
+    http_concurrent_bodies: int = 8  # requests read at once; the others wait, unread (TCP pushes back)
     spool_retry_seconds: float = 0.5  # how often a stream whose spool was full tries again
     retry_after_seconds: int = 5  # HTTP 429 Retry-After
 

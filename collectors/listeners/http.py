@@ -49,6 +49,8 @@ class TooLarge(CollectorError):
 
 def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette:
     """The ASGI application of the HTTP intake."""
+    # memory: at most this many bodies (each under the limit) are held at once, whatever the clients do
+    bodies = asyncio.Semaphore(limits.http_concurrent_bodies)
 
     async def events(request: Request) -> Response:
         request_id = uuid.uuid4().hex[:16]
@@ -73,10 +75,18 @@ def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette
             declared = int(request.headers.get("content-length", "0"))
         except ValueError:
             return _answer(400, "Content-Length is not a number", request_id)
+        if declared > limits.http_max_body_bytes:
+            return _answer(413, f"the body of {declared} bytes is over the limit of {limits.http_max_body_bytes}: "
+                           "send smaller batches", request_id)
+        async with bodies:
+            return await _take(request, gzip=encoding != "identity", peer=peer, credential=credential,
+                               request_id=request_id)
+
+    async def _take(request: Request, *, gzip: bool, peer: str, credential: Credential, request_id: str) -> Response:
+        """Read, split and accept the body of an authenticated request."""
+        bound = log.bind(request_id=request_id, peer=peer)
         try:
-            if declared > limits.http_max_body_bytes:
-                raise TooLarge(f"the body of {declared} bytes is over the limit of {limits.http_max_body_bytes}")
-            body = await _read_body(request.stream(), gzip=encoding != "identity", limit=limits.http_max_body_bytes)
+            body = await _read_body(request.stream(), gzip=gzip, limit=limits.http_max_body_bytes)
             payloads = split_events(body, max_record=limits.http_max_record_bytes)
         except TooLarge as error:
             return _answer(413, f"{error}: send smaller batches", request_id)

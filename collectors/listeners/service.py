@@ -86,6 +86,8 @@ class IntakeService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until `stop` is set, then shut down in order."""
+        if self.drainer is None:
+            log.warning("no drainer: records stay in the spool until one runs")
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="intake")
         background_stop = threading.Event()
         threads = self._background(background_stop)
@@ -169,7 +171,7 @@ class HttpListener:
     def __init__(self, address: ListenAddress, app: Starlette, *, tls: TlsFiles | None, grace: float) -> None:
         self.address = address
         self.config = uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", server_header=False,
+            app, log_config=None, log_level="warning", access_log=False, lifespan="off", server_header=False,
             timeout_graceful_shutdown=int(grace),
             ssl_certfile=str(tls.certificate) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
             ssl_ca_certs=str(tls.ca) if tls else None, ssl_cert_reqs=ssl.CERT_OPTIONAL if tls else ssl.CERT_NONE)

@@ -120,6 +120,7 @@ class _Connection:
         self.intake = listener._intake
         self.limits = listener._limits
         self.sequence = 0
+        self.stopping = False  # shutdown came while a batch was in hand: answer for it, then end the session
 
     # --- syslog over TCP / TLS -----------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ class _Connection:
                 return
             if messages and not await self._deliver_syslog(messages):
                 return
-            if not data:
+            if not data or self.stopping:
                 return
 
     async def _deliver_syslog(self, messages: Sequence[Message]) -> bool:
@@ -196,6 +197,8 @@ class _Connection:
                         replies += relp.error(frame.txnr, f"command {frame.command} not supported")
                 replies += await self._relp_batch(batch)
                 await self._send(replies)
+                if self.stopping:
+                    raise asyncio.CancelledError  # the batch in hand is answered: now say serverclose
         except relp.RelpProtocolError as error:
             self.listener._warnings.warning(f"relp {self.host}", "RELP protocol error; session aborted",
                                             peer=self.host, error=str(error))
@@ -270,6 +273,8 @@ class _Connection:
                 self.listener._warnings.warning("spool full", "spool full; holding senders until it drains",
                                                 transport=self.transport, peer=self.host)
             try:
+                if self.stopping:
+                    raise asyncio.CancelledError
                 await asyncio.sleep(self.limits.spool_retry_seconds)
             except asyncio.CancelledError:
                 # RELP senders resend what was never acknowledged; plain syslog has no way to know
@@ -280,15 +285,15 @@ class _Connection:
                 raise
 
     async def _in_worker(self, call: Callable[[], T]) -> T:
-        """Run `call` in a worker thread. If the connection is cancelled (shutdown) meanwhile, the call
-        is finished first: a batch that is being made durable is never abandoned half-way."""
+        """Run `call` in a worker thread. If the connection is cancelled (shutdown) meanwhile, the call is
+        finished and its result returned: a batch being made durable is never abandoned half-way, and
+        the session ends once it has answered for it (`stopping`)."""
         future = asyncio.get_running_loop().run_in_executor(self.listener._executor, call)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await future
-            raise
+            self.stopping = True
+            return await future
 
     def _refused(self, refused: NotAttributed | ForeignContent, records: int) -> None:
         self.intake.stats.add(self.transport, "refused", records)

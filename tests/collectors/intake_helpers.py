@@ -71,7 +71,7 @@ class SourceSpec:
 
 
 def register(home: Path, specs: Iterable[SourceSpec]) -> None:
-    """Tenants and sources in the case API under `home`, and how each is recognised in its access file."""
+    """Tenants and sources in the case API under `home`, and how each is recognised, added to its access file."""
     settings = Settings(home=home)
     specs = list(specs)
     with case_client(settings, role="admin") as client:
@@ -87,7 +87,8 @@ def register(home: Path, specs: Iterable[SourceSpec]) -> None:
                 "cloud_accounts": list(s.cloud_accounts)} for s in specs]
     path = intake_access_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(entries, indent=2))
+    before = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps(before + entries, indent=2))
 
 
 # --- where records landed --------------------------------------------------------------------------------
@@ -202,7 +203,8 @@ class Running:
 
 @contextmanager
 def running(tmp_path: Path, *, limits: Limits | None = None, max_spool_bytes: int = 64 * 1024**2,
-            kinds: tuple[str, ...] = KINDS) -> Iterator[Running]:
+            kinds: tuple[str, ...] = KINDS, gate: threading.Event | None = None) -> Iterator[Running]:
+    """The service with the sources above; with `gate`, each append waits for it (see `GatedSpool`)."""
     tls_dir = tmp_path / "tls"
     tls = ensure_tls_files(tls_dir, server_names=["localhost", "127.0.0.1"])
     client = issue_client_certificate(tls_dir, common_name="harbour-school firewall")
@@ -214,12 +216,26 @@ def running(tmp_path: Path, *, limits: Limits | None = None, max_spool_bytes: in
     ])
     spool = Spool(tmp_path / "spool", max_bytes=max_spool_bytes, segment_bytes=min(max_spool_bytes, 1024**2))
     dead_letters = DeadLetterStore(tmp_path / "deadletter")
-    intake = Intake(spool, lambda: registry, dead_letters=dead_letters)
+    intake = Intake(GatedSpool(spool, gate) if gate else spool, lambda: registry, dead_letters=dead_letters)
     plan = ListenerPlan({kind: [ListenAddress("127.0.0.1", 0)] for kind in kinds})  # type: ignore[misc]
     service = IntakeService(intake, plan, limits=limits, tls=tls, grace=DEADLINE)
     with ServiceThread(service) as thread:
         yield Running(thread, spool, dead_letters, client, tls_dir)
 
+
+class GatedSpool:
+    """The real spool, whose appends wait until `gate` is set: a test decides when a batch becomes durable,
+    so "shutdown while a batch is being written" happens at a known point, not by luck of timing."""
+
+    def __init__(self, spool: Any, gate: threading.Event) -> None:
+        self.spool = spool
+        self.gate = gate
+        self.entered = threading.Event()
+
+    def append(self, *, tenant: str, source: str, records: Any) -> None:
+        self.entered.set()
+        assert self.gate.wait(DEADLINE), "the test never opened the gate"
+        self.spool.append(tenant=tenant, source=source, records=records)
 
 
 def fill_until_full(spool: Any) -> None:

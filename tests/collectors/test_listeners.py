@@ -245,3 +245,28 @@ def test_shutdown_tells_open_relp_sessions_serverclose(tmp_path: Path) -> None:
         intake.thread.stop()
         assert client.read(1)[0] == relp.RelpFrame(0, "serverclose", b"", 0)
         assert closed_by_server(sock)
+
+
+def test_shutdown_finishes_the_batch_being_written_acknowledges_it_then_says_serverclose(tmp_path: Path) -> None:
+    gate = threading.Event()
+    with running(tmp_path, gate=gate) as intake, connect(intake.address("relp")) as sock:
+        client = RelpClient(sock)
+        client.open()
+        client.send((2, "syslog", line("in-flight-probe", 2)))
+        gated = intake.intake._spool
+        assert gated.entered.wait(DEADLINE)  # the batch is in the middle of its append
+        stopper = threading.Thread(target=intake.thread.stop)
+        stopper.start()
+        wait_for(lambda: refuses_connections(intake.address("relp")), what="the listener to stop accepting")
+        gate.set()
+        assert client.read(2) == [relp.RelpFrame(2, "rsp", b"200 OK", 6), relp.RelpFrame(0, "serverclose", b"", 0)]
+        stopper.join(DEADLINE)
+    assert [r.payload for _, _, r in intake.records("in-flight-probe")] == [line("in-flight-probe", 2)]
+
+
+def refuses_connections(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=DEADLINE).close()
+    except ConnectionRefusedError:
+        return True
+    return False
