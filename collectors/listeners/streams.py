@@ -45,10 +45,10 @@ class StreamListener:
         self.protocol = protocol
         self.address = address
         self.transport: Transport = ("tls" if ssl_context else "tcp") if protocol == "syslog" else "relp"
-        self._intake = intake
-        self._executor = executor
-        self._limits = limits
-        self._warnings = warnings
+        self.intake = intake
+        self.executor = executor
+        self.limits = limits
+        self.warnings = warnings
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
@@ -60,7 +60,7 @@ class StreamListener:
     async def start(self) -> list[str]:
         """Listen; returns the bound addresses (port 0 becomes the port the system chose)."""
         self._server = await asyncio.start_server(self._connection, self.address.host, self.address.port,
-                                                  ssl=self._ssl, limit=self._limits.read_bytes,
+                                                  ssl=self._ssl, limit=self.limits.read_bytes,
                                                   ssl_handshake_timeout=30 if self._ssl else None)
         return [_format(sock.getsockname()) for sock in self._server.sockets]
 
@@ -81,9 +81,9 @@ class StreamListener:
         task = asyncio.current_task()
         assert task is not None
         host, port = _peer(writer)
-        if len(self._connections) >= self._limits.max_connections:
-            self._warnings.warning(f"connections {self.name}", "connection limit reached; closing new connections",
-                                   listener=self.name, limit=self._limits.max_connections, peer=host)
+        if len(self._connections) >= self.limits.max_connections:
+            self.warnings.warning(f"connections {self.name}", "connection limit reached; closing new connections",
+                                  listener=self.name, limit=self.limits.max_connections, peer=host)
             await _close(writer)
             return
         self._connections.add(task)
@@ -117,8 +117,9 @@ class _Connection:
         self.port = port
         self.credential = credential
         self.transport = listener.transport
-        self.intake = listener._intake
-        self.limits = listener._limits
+        self.intake = listener.intake
+        self.limits = listener.limits
+        self.warnings = listener.warnings
         self.sequence = 0
         self.stopping = False  # shutdown came while a batch was in hand: answer for it, then end the session
 
@@ -133,8 +134,8 @@ class _Connection:
             try:
                 messages = framer.feed(data) if data else framer.finish()
             except FramingError as error:
-                self.listener._warnings.warning(f"framing {self.host}", "framing error; connection closed",
-                                                peer=self.host, transport=self.transport, error=str(error))
+                self.warnings.warning(f"framing {self.host}", "framing error; connection closed",
+                                      peer=self.host, transport=self.transport, error=str(error))
                 return
             if messages and not await self._deliver_syslog(messages):
                 return
@@ -200,8 +201,8 @@ class _Connection:
                 if self.stopping:
                     raise asyncio.CancelledError  # the batch in hand is answered: now say serverclose
         except relp.RelpProtocolError as error:
-            self.listener._warnings.warning(f"relp {self.host}", "RELP protocol error; session aborted",
-                                            peer=self.host, error=str(error))
+            self.warnings.warning(f"relp {self.host}", "RELP protocol error; session aborted",
+                                  peer=self.host, error=str(error))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):  # a hint only: the client copes with a plain close too
                 self.writer.write(relp.SERVER_CLOSE)
@@ -270,8 +271,8 @@ class _Connection:
                 return
             except SpoolFullError:
                 self.intake.stats.add(self.transport, "full", len(records))
-                self.listener._warnings.warning("spool full", "spool full; holding senders until it drains",
-                                                transport=self.transport, peer=self.host)
+                self.warnings.warning("spool full", "spool full; holding senders until it drains",
+                                      transport=self.transport, peer=self.host)
             try:
                 if self.stopping:
                     raise asyncio.CancelledError
@@ -288,7 +289,7 @@ class _Connection:
         """Run `call` in a worker thread. If the connection is cancelled (shutdown) meanwhile, the call is
         finished and its result returned: a batch being made durable is never abandoned half-way, and
         the session ends once it has answered for it (`stopping`)."""
-        future = asyncio.get_running_loop().run_in_executor(self.listener._executor, call)
+        future = asyncio.get_running_loop().run_in_executor(self.listener.executor, call)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -297,8 +298,8 @@ class _Connection:
 
     def _refused(self, refused: NotAttributed | ForeignContent, records: int) -> None:
         self.intake.stats.add(self.transport, "refused", records)
-        self.listener._warnings.warning(f"refused {self.transport} {self.host}", "sender refused",
-                                        peer=self.host, transport=self.transport, reason=refused.reason)
+        self.warnings.warning(f"refused {self.transport} {self.host}", "sender refused",
+                              peer=self.host, transport=self.transport, reason=refused.reason)
 
 
 def _cut_reason(size: int, limit: int) -> str:
