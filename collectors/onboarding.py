@@ -106,6 +106,15 @@ def partner_config(kind: str, *, host: str, port: int, server_name: str | None =
                          "and send events.ndjson.gz; each line is one event (or post a JSON array)")
 
 
+def instructions(kind: str, *, host: str, port: int, token: str | None, ca_file: str | None,
+                 client_certificate: bool = False) -> str:
+    """`partner_config(...).text()` for `soc sources add`: `client_certificate` when the source is known by a
+    certificate the partner installs at PARTNER_CERT / PARTNER_KEY."""
+    files = {"certificate_file": PARTNER_CERT, "key_file": PARTNER_KEY} if client_certificate else {}
+    return partner_config(kind, host=host, port=port, server_name=host, ca_file=ca_file, token=token or "<TOKEN>",
+                          **files).text()
+
+
 def _syslog_ng(name: str, driver: str) -> str:
     slug = _slug(name)
     return (f"destination d_{slug} {{\n  {driver};\n}};\n"

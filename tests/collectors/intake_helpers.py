@@ -112,8 +112,10 @@ def landed(home: Path, spool: Any = None) -> list[Landed]:
     for dataset in store.datasets():
         lake = store.arrow_dataset(dataset)
         if lake is not None:
-            table = lake.to_table(columns=["organization.id", "event.original"]).to_pylist()
-            found += [Landed(row["organization.id"], dataset, row["event.original"] or "") for row in table]
+            # by position: a flat schema names the columns "organization.id", a nested one "id" and "original"
+            table = lake.to_table(columns=["organization.id", "event.original"])
+            found += [Landed(tenant, dataset, original or "") for tenant, original
+                      in zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True)]
     return found
 
 

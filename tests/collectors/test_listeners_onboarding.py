@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from collectors.onboarding import KINDS, OnboardingError, partner_config
+from collectors.onboarding import KINDS, PARTNER_CERT, OnboardingError, instructions, partner_config
 
 
 def test_tls_snippets_name_the_ca_the_peer_and_the_client_certificate() -> None:
@@ -46,3 +46,11 @@ def test_unknown_kinds_and_half_a_client_certificate_are_refused_with_the_choice
         partner_config("syslog-carrier-pigeon", host="h", port=1)
     with pytest.raises(OnboardingError, match="both"):
         partner_config("syslog-tls", host="h", port=1, certificate_file="/c.pem")
+
+
+def test_instructions_are_the_text_soc_sources_add_prints() -> None:
+    text = instructions("syslog-tls", host="intake.example", port=6514, token=None, ca_file=None,
+                        client_certificate=True)
+    assert text.startswith("# rsyslog") and "# syslog-ng" in text and PARTNER_CERT in text
+    assert 'StreamDriverPermittedPeers="intake.example"' in text
+    assert "Bearer t0k" in instructions("http", host="h", port=8514, token="t0k", ca_file=None)
