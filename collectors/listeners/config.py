@@ -55,11 +55,15 @@ class Limits:
     max_relp_data_bytes: int = 128 * 1024  # librelp's default maximum DATALEN
     read_bytes: int = 64 * 1024  # one read from a connection, and so the largest batch it yields
     max_connections: int = 1024  # per stream listener; more are closed at once
+    # reads being framed and appended at once, over all stream connections: one read of tiny lines makes
+    # ~100x its size in records, so this, not the connection count, bounds that memory
+    batches_in_flight: int = 16
     udp_pending_records: int = 50_000  # datagrams waiting for the spool; more are dropped and counted
     udp_pending_bytes: int = 32 * 1024 * 1024
     http_max_body_bytes: int = 8 * 1024 * 1024  # after decompression (a gzip bomb stops here)
     http_max_record_bytes: int = 1024 * 1024
     http_concurrent_bodies: int = 8  # requests read at once; the others wait, unread (TCP pushes back)
+    http_max_records: int = 100_000  # per request
     spool_retry_seconds: float = 0.5  # how often a stream whose spool was full tries again
     retry_after_seconds: int = 5  # HTTP 429 Retry-After
 

@@ -9,8 +9,8 @@ fix one. Answers, always JSON with a `detail` that says what to do:
 - 400 a body that is not NDJSON or a JSON array at all, a broken gzip, an unknown or wrong parser
   (a line that is not JSON inside NDJSON is accepted: its parser dead-letters it with the reason);
 - 401 no token or an unknown one; 403 a record naming a cloud account not registered for the source;
-- 413 a body over the limit (checked while reading, and after decompression: a gzip bomb stops there)
-  or one record over the record limit; 415 an encoding other than gzip;
+- 413 a body over the limit (checked while reading, and after decompression: a gzip bomb stops there),
+  one record over the record limit, or more records than the per-request limit; 415 an encoding other than gzip;
 - 429 with `Retry-After` when the spool is full.
 """
 
@@ -88,6 +88,8 @@ def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette
         try:
             body = await _read_body(request.stream(), gzip=gzip, limit=limits.http_max_body_bytes)
             payloads = split_events(body, max_record=limits.http_max_record_bytes)
+            if len(payloads) > limits.http_max_records:
+                raise TooLarge(f"the body holds {len(payloads)} records, over the limit of {limits.http_max_records}")
         except TooLarge as error:
             return _answer(413, f"{error}: send smaller batches", request_id)
         except BadBody as error:

@@ -70,6 +70,7 @@ class IntakeService:
         self.grace = grace
         self.bound: dict[ListenerKind, list[str]] = {}  # the addresses listened on, once `ready` is set
         self.ready = threading.Event()
+        self._in_flight = asyncio.Semaphore(self.limits.batches_in_flight)  # shared by the stream listeners
 
     def serve(self) -> None:
         """Run in the foreground until SIGTERM or SIGINT."""
@@ -128,7 +129,8 @@ class IntakeService:
         if kind in ("syslog-tcp", "syslog-tls", "relp", "relp-tls"):
             context = server_context(self.tls) if self.tls is not None and kind.endswith("-tls") else None
             return StreamListener("relp" if kind.startswith("relp") else "syslog", address, intake=self.intake,
-                                  executor=executor, limits=self.limits, warnings=self.warnings, ssl_context=context)
+                                  executor=executor, limits=self.limits, warnings=self.warnings, ssl_context=context,
+                                  in_flight=self._in_flight)
         app = http_app(self.intake, executor=executor, limits=self.limits)
         return HttpListener(address, app, tls=self.tls if kind == "https" else None, grace=self.grace)
 

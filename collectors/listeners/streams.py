@@ -41,7 +41,8 @@ class StreamListener:
     """One listening socket of syslog-over-TCP/TLS or RELP(-over-TLS), and its connections."""
 
     def __init__(self, protocol: Protocol, address: ListenAddress, *, intake: Intake, executor: Executor,
-                 limits: Limits, warnings: RateLimitedLog, ssl_context: ssl.SSLContext | None = None) -> None:
+                 limits: Limits, warnings: RateLimitedLog, ssl_context: ssl.SSLContext | None = None,
+                 in_flight: asyncio.Semaphore | None = None) -> None:
         self.protocol = protocol
         self.address = address
         self.transport: Transport = ("tls" if ssl_context else "tcp") if protocol == "syslog" else "relp"
@@ -50,6 +51,8 @@ class StreamListener:
         self.limits = limits
         self.warnings = warnings
         self._ssl = ssl_context
+        # shared by the service's stream listeners: reads being framed and appended at once (Limits)
+        self.in_flight = in_flight or asyncio.Semaphore(limits.batches_in_flight)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
@@ -121,6 +124,7 @@ class _Connection:
         self.limits = listener.limits
         self.warnings = listener.warnings
         self.sequence = 0
+        self.expected, self.opened = 1, False  # RELP: the next txnr due, and whether `open` succeeded
         self.stopping = False  # shutdown came while a batch was in hand: answer for it, then end the session
 
     # --- syslog over TCP / TLS -----------------------------------------------------------------------
@@ -131,14 +135,15 @@ class _Connection:
         framer = SyslogFramer(max_bytes=self.limits.max_message_bytes)
         while True:
             data = await self.reader.read(self.limits.read_bytes)
-            try:
-                messages = framer.feed(data) if data else framer.finish()
-            except FramingError as error:
-                self.warnings.warning(f"framing {self.host}", "framing error; connection closed",
-                                      peer=self.host, transport=self.transport, error=str(error))
-                return
-            if messages and not await self._deliver_syslog(messages):
-                return
+            async with self.listener.in_flight:
+                try:
+                    messages = framer.feed(data) if data else framer.finish()
+                except FramingError as error:
+                    self.warnings.warning(f"framing {self.host}", "framing error; connection closed",
+                                          peer=self.host, transport=self.transport, error=str(error))
+                    return
+                if messages and not await self._deliver_syslog(messages):
+                    return
             if not data or self.stopping:
                 return
 
@@ -170,34 +175,13 @@ class _Connection:
 
     async def relp_session(self) -> None:
         parser = relp.RelpParser(max_data=self.limits.max_relp_data_bytes)
-        expected, opened = 1, False
         try:
             while data := await self.reader.read(self.limits.read_bytes):
-                replies, batch = bytearray(), list[relp.RelpFrame]()
-                for frame in parser.feed(data):
-                    if frame.txnr == 0:
-                        continue  # a hint; hints are never answered
-                    if frame.txnr != expected:
-                        raise relp.RelpProtocolError(f"txnr {frame.txnr} where {expected} was due")
-                    expected = relp.next_txnr(expected)
-                    if frame.command == "syslog" and opened:
-                        batch.append(frame)
-                        continue
-                    replies += await self._relp_batch(batch)  # answers stay in the order of the commands
-                    batch = []
-                    if frame.command == "open" and not opened:
-                        answer, opened = relp.open_response(frame.txnr, relp.parse_offers(frame.data))
-                        replies += answer
-                        if not opened:
-                            return await self._send(replies)
-                    elif frame.command == "close":
-                        return await self._send(replies + relp.close_response(frame.txnr))
-                    elif not opened:
-                        raise relp.RelpProtocolError(f"{frame.command!r} before open")
-                    else:
-                        replies += relp.error(frame.txnr, f"command {frame.command} not supported")
-                replies += await self._relp_batch(batch)
+                async with self.listener.in_flight:  # answers are sent after: a client slow to read them holds none
+                    replies, over = await self._relp_commands(parser.feed(data))
                 await self._send(replies)
+                if over:
+                    return
                 if self.stopping:
                     raise asyncio.CancelledError  # the batch in hand is answered: now say serverclose
         except relp.RelpProtocolError as error:
@@ -208,6 +192,34 @@ class _Connection:
                 self.writer.write(relp.SERVER_CLOSE)
                 await asyncio.wait_for(self.writer.drain(), timeout=5)
             raise
+
+    async def _relp_commands(self, frames: list[relp.RelpFrame]) -> tuple[bytes, bool]:
+        """The answers to `frames`, in their order, and whether the session is over (closed, or refused at open)."""
+        replies, batch = bytearray(), list[relp.RelpFrame]()
+        for frame in frames:
+            if frame.txnr == 0:
+                continue  # a hint; hints are never answered
+            if frame.txnr != self.expected:
+                raise relp.RelpProtocolError(f"txnr {frame.txnr} where {self.expected} was due")
+            self.expected = relp.next_txnr(self.expected)
+            if frame.command == "syslog" and self.opened:
+                batch.append(frame)
+                continue
+            replies += await self._relp_batch(batch)  # the syslog frames before this command are answered first
+            batch = []
+            if frame.command == "open" and not self.opened:
+                answer, self.opened = relp.open_response(frame.txnr, relp.parse_offers(frame.data))
+                replies += answer
+                if not self.opened:
+                    return bytes(replies), True
+            elif frame.command == "close":
+                return bytes(replies + relp.close_response(frame.txnr)), True
+            elif not self.opened:
+                raise relp.RelpProtocolError(f"{frame.command!r} before open")
+            else:
+                replies += relp.error(frame.txnr, f"command {frame.command} not supported")
+        replies += await self._relp_batch(batch)
+        return bytes(replies), False
 
     async def _relp_batch(self, frames: list[relp.RelpFrame]) -> bytes:
         """Make the batch durable, then its acknowledgements (in order); 500 with the reason if refused."""

@@ -34,7 +34,7 @@ def ndjson(*records: dict[str, object]) -> bytes:
 
 @pytest.fixture
 def intake(tmp_path: Path) -> Iterator[Running]:
-    limits = Limits(http_max_body_bytes=1024 * 1024, http_max_record_bytes=64 * 1024)
+    limits = Limits(http_max_body_bytes=1024 * 1024, http_max_record_bytes=64 * 1024, http_max_records=1000)
     with running(tmp_path, limits=limits, max_spool_bytes=8 * 1024 * 1024, kinds=("http",)) as service:
         yield service
 
@@ -101,6 +101,8 @@ def test_bodies_over_the_limit_are_413_including_a_gzip_bomb(intake: Running, ht
     assert response.status_code == 413 and "decompressed" in response.json()["detail"]
     one_record = ndjson({"eventID": "huge-record", "blob": "y" * 100_000})
     assert post(http, one_record).status_code == 413
+    many = post(http, b"{}\n" * 1001)  # tiny records cost more in memory than their bytes: counted too
+    assert many.status_code == 413 and "1001 records" in many.json()["detail"]
     assert intake.records("big-") == [] and intake.records("huge-record") == []
 
 
