@@ -231,9 +231,12 @@ class ReloadingRegistry:
         except Exception as error:  # the loader talks to the case API: any failure keeps the last registry
             log.warning("source registry reload failed; keeping the previous one", error=str(error))
             return False
+        changed = {entry.source for entry in registry.access} != {entry.source for entry in self._registry.access}
         self._registry = registry
         self.reloads += 1
-        log.info("source registry loaded", sources=len(registry.access), reloads=self.reloads)
+        # a line every reload would bury the log: say it when the sources changed
+        (log.info if changed else log.debug)("source registry loaded", sources=len(registry.access),
+                                             reloads=self.reloads)
         return True
 
     def wake(self) -> None:

@@ -294,7 +294,7 @@ def test_a_source_added_while_running_works_after_sighup_and_sigterm_exits_0(tmp
                                    datasets=("aws.cloudtrail",))])
         assert collector.process is not None
         collector.process.send_signal(1)  # SIGHUP: reload now
-        collector.wait_log("source registry loaded", reloads=1)
+        collector.wait_log("source registry loaded", sources=2)
         assert curl(intake, tmp_path, "eastside-gp-token", newcomer)[0] == 200
         assert collector.stop() == 0
         collector.wait_log("stopped")
