@@ -5,9 +5,22 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SOC    := $(VENV)/bin/soc
 
-.PHONY: setup demo test test-fast lint bench clean check-java
+.PHONY: setup demo test test-fast lint bench clean check-java system-packages
 
-setup: check-java $(VENV)/.installed
+setup: check-java system-packages $(VENV)/.installed
+
+# The real syslog clients the intake is tested against (rsyslog with RELP and TLS, logger, curl), from Debian.
+# Installed only when run as root (as CI does); otherwise their tests say what is missing and skip (fail under CI=true).
+SYSTEM_PACKAGES := rsyslog rsyslog-relp rsyslog-gnutls bsdutils curl
+system-packages:
+	@if command -v rsyslogd >/dev/null && command -v logger >/dev/null && command -v curl >/dev/null \
+		&& { [ -e /usr/lib/x86_64-linux-gnu/rsyslog/omrelp.so ] || [ -e /usr/lib/rsyslog/omrelp.so ]; } \
+		&& { [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || [ -e /usr/lib/rsyslog/lmnsd_gtls.so ]; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the real syslog clients the tests use: $(SYSTEM_PACKAGES)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	else echo "note: the intake's real-client tests need $(SYSTEM_PACKAGES) (Debian packages; run make setup as root to install)"; fi
 
 check-java:
 	@v=$$( { java -version 2>&1 || true; } | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \

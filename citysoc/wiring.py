@@ -25,9 +25,15 @@ from citysoc.health import HealthStore
 from citysoc.settings import Settings
 from citysoc.store import ParquetEventStore
 from collectors.attribution import SourceRegistry
-from collectors.attribution_api import registry_from
+from collectors.attribution_api import health_recorder, registry_from
+from collectors.drain import Drainer
 from collectors.ingest import IngestReport, ingest_files
+from collectors.intake import Intake, ReloadingRegistry
+from collectors.listeners.config import ListenerPlan
+from collectors.listeners.service import IntakeService
+from collectors.listeners.tls import TlsFiles, default_server_names, ensure_tls_files
 from collectors.raw import parse_raw
+from collectors.spool import Spool
 from correlator.authoring.evidence import RawParser
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
 from correlator.engine.session import build_session
@@ -125,6 +131,33 @@ def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: S
     report = ingest_files(tenant=tenant, source=source, paths=list(paths), store=store,
                           dead_letters=DeadLetterStore(folder / "deadletter"), year=year)
     return store, report
+
+
+def intake_tls(settings: Settings, *, certificate: Path | None, key: Path | None, client_cas: Sequence[Path],
+               server_names: Sequence[str]) -> TlsFiles:
+    """The operator's certificate and key, or the intake's own CA and server certificate under
+    $SOC_HOME/tls (made on first use). Client certificates are accepted from the intake CA and `client_cas`."""
+    if (certificate is None) != (key is None):
+        raise ConfigurationError("give both --tls-cert and --tls-key, or neither (the intake then makes its own)")
+    if certificate is not None and key is not None:
+        return TlsFiles(certificate, key, certificate, tuple(client_cas))
+    own = ensure_tls_files(settings.home / "tls", server_names=list(server_names) or default_server_names())
+    return TlsFiles(own.certificate, own.key, own.ca, (*own.client_cas, *client_cas))
+
+
+def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | None,
+                   reload_every: float) -> IntakeService:
+    """Listeners, the spool under $SOC_HOME/spool, the drainer into the lake, and the reloading registry."""
+    settings.ensure_home()
+    registry = ReloadingRegistry(lambda: source_registry(settings), every=reload_every)
+    spool = Spool(settings.spool_dir)
+    dead_letters = dead_letter_store(settings)
+    store = event_store(settings)
+    store.recover()  # finish or discard what a crashed writer left
+    drainer = Drainer(spool, store, dead_letters,
+                      on_stored=health_recorder(health_store(settings), registry.current))
+    intake = Intake(spool, registry.current, dead_letters=dead_letters)
+    return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry)
 
 
 def raw_parser(year: int | None) -> RawParser:

@@ -7,9 +7,9 @@ admin) key: digests and fingerprints, never tokens. Build it again to pick up so
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Protocol, cast, get_args
+from typing import Any, cast, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,8 +17,10 @@ import structlog
 
 from citysoc.caseclient import CaseClient
 from citysoc.health import HealthStore
+from citysoc.store import WriteResult
 from collectors.attribution import SourceAccess, SourceRef, SourceRegistry, Transport, networks
-from collectors.records import ParsedBatch, RawRecord
+from collectors.records import ParsedBatch
+from collectors.spool import SpoolBatch
 
 log = structlog.get_logger(__name__)
 
@@ -41,48 +43,33 @@ def source_access(entry: Mapping[str, Any]) -> SourceAccess:
                         token_sha256=entry.get("token_sha256"), certificate_sha256=entry.get("certificate_sha256"))
 
 
-class DrainedBatch(Protocol):
-    """What `Drainer.on_stored` passes about a batch (`collectors.spool.SpoolBatch`)."""
-
-    @property
-    def tenant(self) -> str: ...
-    @property
-    def source(self) -> str: ...  # the parser name
-    @property
-    def records(self) -> Sequence[RawRecord]: ...
-
-
-class StoreWrite(Protocol):
-    """What the store did with the batch (`citysoc.store.WriteResult`)."""
-
-    @property
-    def stored(self) -> int: ...
-    @property
-    def duplicates(self) -> int: ...
-
-
 def health_recorder(health: HealthStore,
-                    registry: Callable[[], SourceRegistry]) -> Callable[[DrainedBatch, ParsedBatch, StoreWrite], None]:
-    """A `Drainer.on_stored` callback writing one data-health line per drained batch; `registry` returns the
-    intake's current registry (the one it attributes with, not a new request per batch).
-
-    A spooled batch names its tenant and parser, not its source, so the source is the tenant's one listener
-    source with that parser. When a tenant has several (say syslog over UDP and over TLS) the batch cannot
-    be told apart and is not recorded (logged once): the spool carrying the `SourceRef.id` would lift that.
-    """
+                    registry: Callable[[], SourceRegistry]) -> Callable[[SpoolBatch, ParsedBatch, WriteResult], None]:
+    """A `Drainer.on_stored` callback writing one data-health line per drained batch, under the source the
+    intake attributed it to (`SpoolBatch.source_id`). A batch spooled without one (an older spool) counts for
+    the tenant's one listener source with its parser; with several candidates it is not recorded (logged
+    once). `registry` returns the intake's current registry (the one it attributes with)."""
     ambiguous: set[tuple[str, str]] = set()
 
-    def record(batch: DrainedBatch, parsed: ParsedBatch, written: StoreWrite) -> None:
-        candidates = [entry.source for entry in registry().access if entry.transports
+    def source_of(batch: SpoolBatch) -> int | None:
+        if batch.source_id is not None:
+            return batch.source_id
+        candidates = [entry.source.id for entry in registry().access if entry.transports
                       and entry.source.tenant == batch.tenant and entry.source.parser == batch.source]
-        if len(candidates) != 1:
-            if (batch.tenant, batch.source) not in ambiguous:
-                ambiguous.add((batch.tenant, batch.source))
-                log.warning("data health not recorded: the batch's source is not known", tenant=batch.tenant,
-                            parser=batch.source, candidates=[source.id for source in candidates])
+        if len(candidates) == 1:
+            return candidates[0]
+        if (batch.tenant, batch.source) not in ambiguous:
+            ambiguous.add((batch.tenant, batch.source))
+            log.warning("data health not recorded: the batch's source is not known", tenant=batch.tenant,
+                        parser=batch.source, candidates=candidates)
+        return None
+
+    def record(batch: SpoolBatch, parsed: ParsedBatch, written: WriteResult) -> None:
+        source_id = source_of(batch)
+        if source_id is None:
             return
         last_dead = parsed.dead[-1] if parsed.dead else None
-        health.record(source_id=candidates[0].id, tenant=batch.tenant, events=written.stored + written.duplicates,
+        health.record(source_id=source_id, tenant=batch.tenant, events=written.stored + written.duplicates,
                       dead=len(parsed.dead), last_event_time=newest_event_time(parsed.tables.values()),
                       last_dead_reason=last_dead.reason if last_dead else None,
                       last_dead_origin=last_dead.origin if last_dead else "",

@@ -75,9 +75,9 @@ class Drainer:
             batches.close()
         if not window:
             return 0
-        groups: dict[tuple[str, str], list[SpoolBatch]] = {}
+        groups: dict[tuple[str, str, int | None], list[SpoolBatch]] = {}
         for batch in window:
-            groups.setdefault((batch.tenant, batch.source), []).append(batch)
+            groups.setdefault((batch.tenant, batch.source, batch.source_id), []).append(batch)
         outcomes = [self._store_group(group) for group in groups.values()]
         self.spool.commit(window[-1].position)  # only now: every event of the window is stored
         if self.on_stored is not None:
@@ -117,7 +117,7 @@ class Drainer:
         for dataset, table in parsed.tables.items():
             if table.num_rows:
                 result += self.store.write_table(tenant=tenant, dataset=dataset, table=table)
-        return SpoolBatch(tenant, source, records, group[-1].position), parsed, result
+        return SpoolBatch(tenant, source, records, group[-1].position, group[0].source_id), parsed, result
 
     def _parse(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> tuple[ParsedBatch, str]:
         """What the source's parser made of the records, and the source's canonical name."""

@@ -72,9 +72,10 @@ class SpoolPosition:
 @dataclass(frozen=True)
 class SpoolBatch:
     tenant: str
-    source: str
+    source: str  # the parser its records go to
     records: tuple[RawRecord, ...]
     position: SpoolPosition
+    source_id: int | None = None  # the registered source the records came from, when the intake knew it
 
 
 class Spool:
@@ -130,7 +131,7 @@ class Spool:
 
     # --- writing ---------------------------------------------------------------------------------------
 
-    def append(self, *, tenant: str, source: str, records: Sequence[RawRecord]) -> None:
+    def append(self, *, tenant: str, source: str, records: Sequence[RawRecord], source_id: int | None = None) -> None:
         """Append one batch; durable (written and fdatasync'ed) when this returns. Thread-safe.
 
         Raises `SpoolFullError` when the batch would take the spool's files past `max_bytes`."""
@@ -139,7 +140,7 @@ class Spool:
         validate_tenant_id(tenant)
         if not source:
             raise ValueError("a batch needs the source (parser name) its records go to")
-        frame = encode_frame(tenant=tenant, source=source, records=records)
+        frame = encode_frame(tenant=tenant, source=source, records=records, source_id=source_id)
         with self._cond:
             self._raise_if_failed()
             self._make_room(len(frame))
@@ -236,12 +237,12 @@ class Spool:
                 while position < stop:
                     try:
                         batch = _read_frame(segment, limit=stop - position)
-                        tenant, source, records = decode_batch(batch)
+                        tenant, source, source_id, records = decode_batch(batch)
                     except FrameError as error:
                         raise SpoolCorruptError(f"{error}: the spool cannot be read past this point",
                                                 where=f"{path}@{position - base}") from None
                     position += HEADER.size + len(batch)
-                    yield SpoolBatch(tenant, source, records, SpoolPosition(position))
+                    yield SpoolBatch(tenant, source, records, SpoolPosition(position), source_id)
                     produced += 1
                     if limit is not None and produced >= limit:
                         return

@@ -9,7 +9,7 @@ empty frame whose CRC happens to be 0; the CRC covers the length too, so a torn 
 is columnar, little-endian, so that encoding and decoding are a few C-level joins and slices per batch
 rather than a struct call per field:
 
-    version: u8 | tenant length: u16 | source length: u16 | records n: u32
+    version: u8 | tenant length: u16 | source length: u16 | records n: u32 | source id: i64 (-1: none)
     tenant (UTF-8) | source (UTF-8)
     payload lengths: n x u32 | origin lengths: n x u32 | received: n x i64 (microseconds since the Unix epoch, UTC)
     payloads, concatenated | origins (UTF-8), concatenated
@@ -30,8 +30,9 @@ from collectors.records import RawRecord
 MAGIC = b"CSP1"
 HEADER = struct.Struct("<4sII")
 _LENGTH = struct.Struct("<I")
-_BATCH_HEAD = struct.Struct("<BHHI")
-_VERSION = 1
+_BATCH_HEAD = struct.Struct("<BHHIq")
+_VERSION = 2
+_NO_SOURCE_ID = -1
 MAX_FRAME_BYTES = 2**32 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -48,8 +49,11 @@ def frame_checksum(length: int, batch: bytes | memoryview) -> int:
     return zlib.crc32(batch, zlib.crc32(_LENGTH.pack(length)))
 
 
-def encode_frame(*, tenant: str, source: str, records: Sequence[RawRecord]) -> bytes:
-    """The frame of one batch. Raises ValueError for a naive `received` (the spool keeps UTC instants)."""
+def encode_frame(*, tenant: str, source: str, records: Sequence[RawRecord], source_id: int | None = None) -> bytes:
+    """The frame of one batch. Raises ValueError for a naive `received` (the spool keeps UTC instants).
+    `source_id`: the registered source the records came from (data health per source), when known."""
+    if source_id is not None and source_id < 0:
+        raise ValueError("a source id is a positive number")
     tenant_bytes, source_bytes = tenant.encode(), source.encode()
     if len(tenant_bytes) > 0xFFFF or len(source_bytes) > 0xFFFF:
         raise ValueError("tenant and source names are limited to 65,535 bytes")
@@ -62,7 +66,8 @@ def encode_frame(*, tenant: str, source: str, records: Sequence[RawRecord]) -> b
         for column in (payload_lengths, origin_lengths, received):
             column.byteswap()
     batch = b"".join((
-        _BATCH_HEAD.pack(_VERSION, len(tenant_bytes), len(source_bytes), len(records)),
+        _BATCH_HEAD.pack(_VERSION, len(tenant_bytes), len(source_bytes), len(records),
+                         _NO_SOURCE_ID if source_id is None else source_id),
         tenant_bytes, source_bytes,
         payload_lengths.tobytes(), origin_lengths.tobytes(), received.tobytes(),
         *payloads, *origins,
@@ -96,10 +101,10 @@ def check_header(header: bytes) -> int:
     return int(length)
 
 
-def decode_batch(batch: bytes) -> tuple[str, str, tuple[RawRecord, ...]]:
-    """Tenant, source and records of a batch whose checksum was verified."""
+def decode_batch(batch: bytes) -> tuple[str, str, int | None, tuple[RawRecord, ...]]:
+    """Tenant, source, source id and records of a batch whose checksum was verified."""
     try:
-        version, tenant_length, source_length, count = _BATCH_HEAD.unpack_from(batch, 0)
+        version, tenant_length, source_length, count, source_id = _BATCH_HEAD.unpack_from(batch, 0)
     except struct.error:
         raise FrameError("batch head cut short") from None
     if version != _VERSION:
@@ -131,4 +136,4 @@ def decode_batch(batch: bytes) -> tuple[str, str, tuple[RawRecord, ...]]:
             origin=batch[origin_ends[index]:origin_ends[index + 1]].decode("utf-8", _TEXT_ERRORS),
             received=last_moment,
         ))
-    return tenant, source, tuple(records)
+    return tenant, source, None if source_id == _NO_SOURCE_ID else int(source_id), tuple(records)

@@ -54,8 +54,10 @@ class SourceKind:
 KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
     SourceKind("syslog-udp", frozenset({"udp"}), "syslog", networks="required"),
     SourceKind("syslog-tcp", frozenset({"tcp"}), "syslog", networks="required"),
-    SourceKind("syslog-tls", frozenset({"tls"}), "syslog", credential="certificate", networks="allowed"),
-    SourceKind("syslog-relp", frozenset({"relp"}), "syslog", credential="certificate", networks="allowed"),
+    # A sender known by its client certificate (or network) may use TLS syslog or RELP, whichever its
+    # rsyslog or syslog-ng speaks: the kind picks the onboarding snippet, not the listener.
+    SourceKind("syslog-tls", frozenset({"tls", "relp"}), "syslog", credential="certificate", networks="allowed"),
+    SourceKind("syslog-relp", frozenset({"relp", "tls"}), "syslog", credential="certificate", networks="allowed"),
     SourceKind("http", frozenset({"http"}), None, credential="token"),
     SourceKind("syslog", frozenset(), "syslog", fixed_parser=True),
     SourceKind("aws.cloudtrail", frozenset(), "aws.cloudtrail", fixed_parser=True),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from citysoc.cli import alerts, cases, deadletter, rules, sources, tenants
+from citysoc.cli.collect import collect
 from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
 from citysoc.cli.detect import detect
@@ -20,6 +21,7 @@ from citysoc.errors import CitySocError
 app = typer.Typer(help="CitySOC: log correlation for a city-wide, multi-tenant SOC.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.command()(ingest)
+app.command()(collect)
 app.command()(detect)
 app.command()(api)
 app.command()(demo)

@@ -150,8 +150,8 @@ def test_the_access_list_is_for_the_intake_only(tenants: SocApi) -> None:
         assert response.status_code == 403, role
     access = tenants.client.get("/api/v1/sources/access", headers=tenants.service).json()
     assert access == [{"id": access[0]["id"], "tenant_id": NG, "name": "edge", "kind": "syslog-relp",
-                       "parser": "syslog", "transports": ["relp"], "networks": ["192.0.2.0/24"], "cloud_accounts": [],
-                       "token_sha256": None, "certificate_sha256": "cd" * 32}]
+                       "parser": "syslog", "transports": ["relp", "tls"], "networks": ["192.0.2.0/24"],
+                       "cloud_accounts": [], "token_sha256": None, "certificate_sha256": "cd" * 32}]
 
 
 def test_a_tenant_key_onboards_token_sources_but_claims_nothing_the_city_must_vouch_for(tenants: SocApi) -> None:
