@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from citysoc.cli import app
 from citysoc.errors import CitySocError
 from citysoc.health import HealthStore
+from collectors.onboarding import PARTNER_CERT, PARTNER_KEY
 
 HOST = "intake.soc.example.org"
 NG, RS = "northgate-hospital", "riverside-school"
@@ -55,7 +56,7 @@ def home(tmp_path: Path) -> Path:
 def rsyslog_section(output: str) -> str:
     """The rsyslog configuration printed by `soc sources add`: from its heading to the first blank line."""
     lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("rsyslog ("))
+    start = next(i for i, line in enumerate(lines) if line.startswith("# rsyslog ("))
     end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
     return "\n".join(lines[start + 1:end]) + "\n"
 
@@ -138,12 +139,11 @@ def test_a_tls_source_pins_the_client_certificate_file(home: Path, tmp_path: Pat
                 SOC_COLLECT_CA_FILE=str(cert))
     assert added.returncode == 0, added.stderr
     [source] = [orjson.loads(line) for line in soc(home, "sources", "list", "--json").stdout.splitlines()]
-    assert source["certificate_sha256"] == expected and source["transports"] == ["tls"]
+    assert source["certificate_sha256"] == expected and source["transports"] == ["relp", "tls"]
 
     # the printed configuration, with the partner's own files in place of the placeholders, is valid rsyslog
-    config = rsyslog_section(added.stdout).replace("/etc/ssl/citysoc-client.pem", str(cert)) \
-        .replace("/etc/ssl/citysoc-client.key", str(key))
-    assert f'DefaultNetstreamDriverCAFile="{cert}"' in config
+    config = rsyslog_section(added.stdout).replace(PARTNER_CERT, str(cert)).replace(PARTNER_KEY, str(key))
+    assert f'streamDriver.CAFile="{cert}"' in config and f'streamDriver.CertFile="{cert}"' in config
     checked = rsyslog_accepts(config, tmp_path)
     assert checked.returncode == 0, checked.stderr
     relp = soc(home, "sources", "add", "--tenant", RS, "--kind", "syslog-relp", "--network", "203.0.113.0/24",

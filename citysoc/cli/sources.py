@@ -14,6 +14,7 @@ from citysoc.cli.common import JsonOpt, TenantOpt, line_console, load_settings, 
 from citysoc.cli.render import print_sources
 from citysoc.settings import Settings
 from citysoc.wiring import case_client
+from collectors.onboarding import instructions
 
 app = typer.Typer(help="Log sources each tenant has onboarded.", no_args_is_help=True)
 
@@ -124,57 +125,4 @@ def onboarding(settings: Settings, source: dict[str, Any]) -> str:
     if port is None:
         return (f"feed it from files: soc ingest --tenant {source['tenant_id']} --source {source['parser']} PATH...")
     return instructions(source["kind"], host=settings.collect_host, port=port, token=source.get("token"),
-                        ca_file=settings.collect_ca_file)
-
-
-def instructions(kind: str, *, host: str, port: int, token: str | None, ca_file: str | None) -> str:
-    """The partner's configuration for a source of `kind`: rsyslog and syslog-ng snippets, or a curl line.
-
-    The intake's `collectors.onboarding.instructions` (same signature) is the one to keep at merge."""
-    if kind == "http":
-        tls = f" --cacert {ca_file}" if ca_file else ""
-        url = f"{'https' if ca_file else 'http'}://{host}:{port}{HTTP_INTAKE_PATH}"
-        return "\n".join([
-            "Send NDJSON or JSON arrays (gzip them and add -H 'Content-Encoding: gzip' if you like):",
-            f"curl --fail-with-body{tls} -H 'Authorization: Bearer {token or '<token>'}' "
-            f"-H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson {url}"])
-    ca = ca_file or _CA_PLACEHOLDER
-    ca_note = [] if ca_file else [f"# {ca}: the city SOC's CA certificate (ask the SOC for it)"]
-    if kind in ("syslog-udp", "syslog-tcp"):
-        protocol = kind.removeprefix("syslog-")
-        framing = ' TCP_Framing="octet-counted"' if protocol == "tcp" else ""
-        driver = (f'syslog("{host}" port({port}) transport("tcp"))' if protocol == "tcp"
-                  else f'network("{host}" port({port}) transport("udp"))')
-        rsyslog = [f'*.* action(type="omfwd" target="{host}" port="{port}" protocol="{protocol}"{framing})']
-        syslog_ng = [f"destination d_citysoc {{ {driver}; }};"]
-    elif kind == "syslog-tls":
-        rsyslog = [*ca_note,
-                   f'global(DefaultNetstreamDriverCAFile="{ca}"',
-                   '       DefaultNetstreamDriverCertFile="/etc/ssl/citysoc-client.pem"  # mutual TLS only',
-                   '       DefaultNetstreamDriverKeyFile="/etc/ssl/citysoc-client.key")  # mutual TLS only',
-                   f'*.* action(type="omfwd" target="{host}" port="{port}" protocol="tcp" TCP_Framing="octet-counted"',
-                   '           StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"',
-                   f'           StreamDriverPermittedPeers="{host}")']
-        syslog_ng = [f'destination d_citysoc {{ syslog("{host}" port({port}) transport("tls")',
-                     f'    tls(ca-file("{ca}") peer-verify(required-trusted)',
-                     '        cert-file("/etc/ssl/citysoc-client.pem")  # mutual TLS only',
-                     '        key-file("/etc/ssl/citysoc-client.key"))); };  # mutual TLS only']
-    elif kind == "syslog-relp":
-        # RELP over TLS when the intake has a CA to chain to; plain RELP (senders known by network) otherwise.
-        relp_tls = ([f'       tls="on" tls.caCert="{ca_file}" tls.authMode="name" tls.permittedPeer="{host}"',
-                '       tls.myCert="/etc/ssl/citysoc-client.pem" tls.myPrivKey="/etc/ssl/citysoc-client.key"'
-                "  # mutual TLS only"] if ca_file else [])
-        rsyslog = ['module(load="omrelp")',
-                   f'*.* action(type="omrelp" target="{host}" port="{port}"', *relp_tls,
-                   '       queue.type="LinkedList" queue.filename="citysoc" queue.saveOnShutdown="on"',
-                   '       action.resumeRetryCount="-1")']
-        syslog_ng = []
-    else:
-        raise ValueError(f"no listener for a {kind!r} source")
-    guide = ["rsyslog (/etc/rsyslog.d/60-citysoc.conf):", *rsyslog, ""]
-    if syslog_ng:
-        guide += ["syslog-ng (/etc/syslog-ng/conf.d/citysoc.conf):", *syslog_ng,
-                  "log { source(s_src); destination(d_citysoc); };"]
-    else:
-        guide += ["syslog-ng does not speak RELP: send with syslog-tls instead."]
-    return "\n".join(guide)
+                        ca_file=settings.collect_ca_file, client_certificate=bool(source.get("certificate_sha256")))
