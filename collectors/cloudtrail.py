@@ -187,9 +187,13 @@ def flat_fields(record: Any, *, raw: bytes | None, tenant: str, options: ParserO
         record = redact_record(record)
     if not isinstance(record, dict):
         raise UnparsableRecordError(f"record is not a JSON object but {type(record).__name__}")
-    missing = [key for key in _REQUIRED if not isinstance(record.get(key), str) or not record[key]]
+    missing = [key for key in _REQUIRED if record.get(key) in (None, "")]
     if missing:
         raise UnparsableRecordError(f"record lacks {', '.join(missing)}")
+    odd = [f"{key} is not a string but {type(record[key]).__name__}" for key in _REQUIRED
+           if not isinstance(record[key], str)]
+    if odd:
+        raise UnparsableRecordError("; ".join(odd))
 
     try:
         return _flat(record, tenant=tenant, options=options)

@@ -33,7 +33,9 @@ class ReadLimits:
     max_record_bytes: int = 1024 * 1024
     kept_prefix_bytes: int = 64 * 1024
     chunk_bytes: int = 1024 * 1024
-    max_expansion: int = 100
+    # Deflate cannot expand more than about 1032 times: past 1000 the data was made to expand (a bomb of one
+    # repeated byte); real logs stay far below (10-50 times). Checked once `expansion_floor` bytes came out.
+    max_expansion: int = 1000
     expansion_floor: int = 64 * 1024 * 1024
 
 
@@ -74,21 +76,32 @@ def read_chunks(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[byt
             return
         raw.seek(0)
         produced = 0
+        pieces: list[bytes] = []
+        held = 0
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
             while True:
                 try:
-                    chunk = stream.read(limits.chunk_bytes)
+                    # read1: what one decompression step gives, so a truncated stream loses nothing it held
+                    piece = stream.read1(limits.chunk_bytes - held)
                 except EOFError:
+                    yield b"".join(pieces)
                     raise ReadError(f"gzip stream truncated after {produced} bytes: the rest of the file is "
                                     "missing (copied while still being written?)") from None
                 except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+                    yield b"".join(pieces)
                     raise ReadError(f"gzip stream corrupt after {produced} bytes ({exc})") from None
-                if not chunk:
+                produced += len(piece)
+                if piece:
+                    pieces.append(piece)
+                    held += len(piece)
+                if held >= limits.chunk_bytes or (not piece and held):
+                    yield b"".join(pieces)
+                    pieces, held = [], 0
+                if not piece:
                     return
-                produced += len(chunk)
-                yield chunk
                 compressed = max(raw.tell(), 1)
                 if produced > limits.expansion_floor and produced > limits.max_expansion * compressed:
+                    yield b"".join(pieces)
                     raise ReadError(f"gzip stream expands over {limits.max_expansion} times ({compressed} bytes "
                                     f"gave {produced}): refused as a decompression bomb after {produced} bytes")
 

@@ -35,9 +35,9 @@ from collectors.records import RawRecord
 
 log = structlog.get_logger(__name__)
 
-BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
 WRITE_ROWS = 131_072
-WRITE_BYTES = 128 * 1024 * 1024
+WRITE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass

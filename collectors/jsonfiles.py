@@ -141,9 +141,14 @@ def _element(buffer: _Buffer, start: int, limits: ReadLimits) -> tuple[int, byte
         end = found.start() + 1
         try:
             orjson.loads(buffer.data[start:end])
-            return end, buffer.data[start:end], None
         except orjson.JSONDecodeError:
             search_from, tries = found.end(), tries + 1
+            continue
+        payload = buffer.data[start:end]
+        if len(payload) <= limits.max_record_bytes:
+            return end, payload, None
+        prefix = payload[: limits.kept_prefix_bytes]
+        return end, prefix, _too_long(prefix, len(payload), hashlib.sha256(payload).hexdigest(), limits)
     if closer is None and opener != ord('"'):  # a number or literal (not a record: the parser will say so)
         while (stop := _SCALAR_END.search(buffer.data, start)) is None:
             if len(buffer.data) - start > limits.max_record_bytes or not buffer.more():

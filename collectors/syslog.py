@@ -234,6 +234,7 @@ class SyslogParser(LogParser):
             if pri:
                 fields.update(priority_fields(int(pri.group(1))))
             payload = line[pri.end():].lstrip() if pri else line
+            fields["message"] = payload
         elif message.lstrip().startswith(("CEF:", "LEEF:")):
             payload = message.lstrip()
         else:  # `host CEF:0|...`: the header's tag was the payload's own start
