@@ -72,15 +72,14 @@ def is_cef_or_leef(text: str) -> bool:
     return text.startswith(("CEF:", "LEEF:"))
 
 
-def _header(text: str, count: int) -> tuple[list[str], str]:
+def _header(text: str, count: int, kind: str) -> tuple[list[str], str]:
     """The first `count` `|`-terminated header fields (unescaped) and what follows them."""
     fields: list[str] = []
     position = 0
     for _ in range(count):
         found = _HEADER_FIELD.match(text, position)
         if found is None:
-            raise UnparsableRecordError(f"{text[:5].rstrip(':')} header with fewer than {count} '|'-separated "
-                                        "fields")
+            raise UnparsableRecordError(f"{kind} header with fewer than {count} '|'-separated fields")
         fields.append(_HEADER_UNESCAPE.sub(r"\1", found.group(1)))
         position = found.end()
     return fields, text[position:]
@@ -182,7 +181,7 @@ def _layout_time(text: str, *, reference: datetime, tz: tzinfo) -> datetime:
 
 def cef_fields(text: str, *, reference: datetime, tz: tzinfo) -> dict[str, Any]:
     """Flat ECS fields of one CEF payload (starting `CEF:`); raises `UnparsableRecordError` when it is not CEF."""
-    header, rest = _header(text.removeprefix("CEF:"), 7)
+    header, rest = _header(text.removeprefix("CEF:"), 7, "CEF")
     version, vendor, product, product_version, class_id, name, severity = header
     if not version.strip().isdigit():
         raise UnparsableRecordError(f"CEF version {version[:20]!r} is not a number")
@@ -221,7 +220,7 @@ def leef_fields(text: str, *, reference: datetime, tz: tzinfo) -> dict[str, Any]
     if not re.fullmatch(r"[12](?:\.0)?", version):
         raise UnparsableRecordError(f"LEEF version {version[:20]!r} is neither 1.0 nor 2.0")
     two = version.startswith("2")
-    header, rest = _header(body, 6 if two else 5)
+    header, rest = _header(body, 6 if two else 5, "LEEF")
     _, vendor, product, product_version, event_id = header[:5]
     delimiter = _delimiter(header[5]) if two else "\t"
     values = _leef_attributes(rest, delimiter)
