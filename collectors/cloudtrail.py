@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import orjson
 from citysoc.deadletter import DeadLetter
 from citysoc.schema import nest
 from collectors.base import LogParser, Normalised, ParserOptions, register_parser
-from collectors.columns import columns_from_rows, in_time_range
+from collectors.columns import EventColumns, in_time_range
 from collectors.errors import UnparsableRecordError
 from collectors.files import open_maybe_gzip
 from collectors.jsonfiles import read_json_records, split_json
@@ -80,6 +81,25 @@ _TLS_DETAILS = {
     "cipherSuite": "cipher_suite",
     "clientProvidedHostHeader": "client_provided_host_header",
 }
+_PREFIX = "aws.cloudtrail."
+# What `record_values` returns, in its order.
+COLUMNS: tuple[str, ...] = (
+    "@timestamp", "event.id", "event.action", "event.provider", "event.outcome", "event.original", "event.category",
+    "cloud.region", "cloud.account.id", "user.id", "user.name", "user_agent.original", "error.code",
+    "error.message", "source.address", "source.ip", "related.ip", "related.user",
+    *(_PREFIX + name for name in _TOP_LEVEL.values()),
+    *(_PREFIX + name for name in _BOOLEANS.values()),
+    *(_PREFIX + name for name in _JSON_OBJECTS.values()),
+    *(f"{_PREFIX}user_identity.{name}" for name in _USER_IDENTITY.values()),
+    *(f"{_PREFIX}user_identity.session_context.session_issuer.{name}" for name in _SESSION_ISSUER.values()),
+    f"{_PREFIX}user_identity.session_context.mfa_authenticated",
+    f"{_PREFIX}user_identity.session_context.creation_date",
+    *(f"{_PREFIX}tls_details.{name}" for name in _TLS_DETAILS.values()),
+)
+# The same for every CloudTrail event.
+CONSTANTS: dict[str, str] = {"event.dataset": DATASET, "event.module": "aws", "event.kind": "event",
+                             "cloud.provider": "aws"}
+_AUTHENTICATION = ["authentication"]
 
 
 @register_parser
@@ -98,7 +118,7 @@ class CloudTrailParser(LogParser):
         return redact_json_text(text)
 
     def normalise(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         owners: list[int] = []
         dead: list[tuple[int, DeadLetter]] = []
         for index, record in enumerate(records):
@@ -112,16 +132,17 @@ class CloudTrailParser(LogParser):
                      if isinstance(items, list) else [(record.origin, document)])
             for origin, item in parts:
                 try:
-                    rows.append(flat_fields(item, raw=record.payload if len(parts) == 1 else None,
-                                            tenant=tenant, options=self.options))
+                    rows.append(record_values(item, raw=record.payload if len(parts) == 1 else None))
                     owners.append(index)
                 except UnparsableRecordError as exc:
                     dead.append((index, self._letter(record, origin, exc.reason, item, tenant=tenant,
                                                      source=source)))
-        columns, kept, refused = columns_from_rows(rows)
-        for row, reason in refused:
-            dead.append((owners[row], self.refuse(records[owners[row]], reason, tenant=tenant, source=source)))
-        return Normalised(columns, [owners[row] for row in kept], sorted(dead, key=lambda pair: pair[0]))
+        columns = EventColumns(len(rows))
+        for name, values in zip(COLUMNS, zip(*rows, strict=True) if rows else [()] * len(COLUMNS), strict=True):
+            columns[name] = list(values)
+        for name, value in CONSTANTS.items():
+            columns[name] = value
+        return Normalised(columns, owners, sorted(dead, key=lambda pair: pair[0]))
 
     def _letter(self, record: RawRecord, origin: str, reason: str, item: Any, *, tenant: str,
                 source: str) -> DeadLetter:
@@ -181,8 +202,19 @@ def normalise(record: Any, *, tenant: str, options: ParserOptions) -> dict[str, 
 
 
 def flat_fields(record: Any, *, raw: bytes | None, tenant: str, options: ParserOptions) -> dict[str, Any]:
-    """One CloudTrail record (parsed, not yet redacted) as flat ECS fields. `raw` is its text when known: a
-    record whose text names no secret is not walked for redaction."""
+    """One CloudTrail record as flat ECS fields (those that have a value), the constant ones included."""
+    values = record_values(record, raw=raw)
+    flat = {name: value for name, value in zip(COLUMNS, values, strict=True) if value is not None}
+    return {**CONSTANTS, "organization.id": tenant, "event.ingested": options.ingested(), **flat}
+
+
+def record_values(record: Any, *, raw: bytes | None) -> tuple[Any, ...]:
+    """The values of `COLUMNS` for one CloudTrail record (parsed, not yet redacted), None where it has none.
+
+    `raw` is the record's text when known: a record whose text names no secret is not walked for redaction.
+    A tuple in a fixed order rather than a dict: a batch becomes columns by transposing, which keeps the
+    per-record work small.
+    """
     if raw is None or may_hold_secrets(raw):
         record = redact_record(record)
     if not isinstance(record, dict):
@@ -194,68 +226,55 @@ def flat_fields(record: Any, *, raw: bytes | None, tenant: str, options: ParserO
            if not isinstance(record[key], str)]
     if odd:
         raise UnparsableRecordError("; ".join(odd))
-
     try:
-        return _flat(record, tenant=tenant, options=options)
+        return _values(record)
     except orjson.JSONEncodeError:
         raise UnparsableRecordError(TOO_DEEP) from None
 
 
-def _flat(record: dict[str, Any], *, tenant: str, options: ParserOptions) -> dict[str, Any]:
-    identity = _mapping(record.get("userIdentity"))
+def _values(record: dict[str, Any]) -> tuple[Any, ...]:
+    get = record.get
+    identity = _mapping(get("userIdentity"))
     session = _mapping(identity.get("sessionContext"))
     issuer = _mapping(session.get("sessionIssuer"))
     attributes = _mapping(session.get("attributes"))
-    error_code = record.get("errorCode")
-    response = record.get("responseElements")
+    tls = _mapping(get("tlsDetails"))
+    error_code = get("errorCode")
+    response = get("responseElements")
     failed_console_login = isinstance(response, dict) and response.get("ConsoleLogin") == "Failure"
-
-    flat: dict[str, Any] = {
-        "@timestamp": parse_event_time(record["eventTime"]),
-        "organization.id": tenant,
-        "event.id": record["eventID"],
-        "event.action": record["eventName"],
-        "event.provider": _text(record.get("eventSource")),
-        "event.dataset": DATASET,
-        "event.module": "aws",
-        "event.kind": "event",
-        "event.outcome": "failure" if error_code or failed_console_login else "success",
-        "event.ingested": options.ingested(),
-        "event.original": orjson.dumps(record).decode(),
-        "cloud.provider": "aws",
-        "cloud.region": _text(record.get("awsRegion")),
-        "cloud.account.id": _text(record.get("recipientAccountId") or identity.get("accountId")),
-        "user.id": _text(identity.get("principalId")),
-        "user.name": _user_name(identity, issuer),
-        "user_agent.original": _text(record.get("userAgent")),
-        "error.code": _text(error_code),
-        "error.message": _text(record.get("errorMessage")),
-    }
-    if record["eventName"] == "ConsoleLogin":
-        flat["event.category"] = ["authentication"]
-    address = record.get("sourceIPAddress")
-    if isinstance(address, str) and address:
-        flat["source.address"] = address
-        if _is_ip(address):
-            flat["source.ip"] = address
-            flat["related.ip"] = [address]
-    related_users = _unique([flat["user.name"], identity.get("userName"), issuer.get("userName")])
-    if related_users:
-        flat["related.user"] = related_users
-
-    prefix = "aws.cloudtrail."
-    flat.update({prefix + name: _text(record.get(key)) for key, name in _TOP_LEVEL.items()})
-    flat.update({prefix + name: _boolean(record.get(key)) for key, name in _BOOLEANS.items()})
-    flat.update({prefix + name: compact_json(record[key]) for key, name in _JSON_OBJECTS.items()
-                 if record.get(key) is not None})
-    flat.update({f"{prefix}user_identity.{name}": _text(identity.get(key)) for key, name in _USER_IDENTITY.items()})
-    flat.update({f"{prefix}user_identity.session_context.session_issuer.{name}": _text(issuer.get(key))
-                 for key, name in _SESSION_ISSUER.items()})
-    flat[f"{prefix}user_identity.session_context.mfa_authenticated"] = _text(attributes.get("mfaAuthenticated"))
-    flat[f"{prefix}user_identity.session_context.creation_date"] = _text(attributes.get("creationDate"))
-    tls = _mapping(record.get("tlsDetails"))
-    flat.update({f"{prefix}tls_details.{name}": _text(tls.get(key)) for key, name in _TLS_DETAILS.items()})
-    return {name: value for name, value in flat.items() if value is not None}
+    user = _user_name(identity, issuer)
+    address = get("sourceIPAddress")
+    address = address if isinstance(address, str) and address else None
+    ip = address if address is not None and _is_ip(address) else None
+    related_users = _unique([user, identity.get("userName"), issuer.get("userName")])
+    return (
+        parse_event_time(record["eventTime"]),
+        record["eventID"],
+        record["eventName"],
+        _text(get("eventSource")),
+        "failure" if error_code or failed_console_login else "success",
+        orjson.dumps(record).decode(),
+        _AUTHENTICATION if record["eventName"] == "ConsoleLogin" else None,
+        _text(get("awsRegion")),
+        _text(get("recipientAccountId") or identity.get("accountId")),
+        _text(identity.get("principalId")),
+        user,
+        _text(get("userAgent")),
+        _text(error_code),
+        _text(get("errorMessage")),
+        address,
+        ip,
+        [ip] if ip else None,
+        related_users or None,
+        *[_text(get(key)) for key in _TOP_LEVEL],
+        *[_boolean(get(key)) for key in _BOOLEANS],
+        *[None if (value := get(key)) is None else compact_json(value) for key in _JSON_OBJECTS],
+        *[_text(identity.get(key)) for key in _USER_IDENTITY],
+        *[_text(issuer.get(key)) for key in _SESSION_ISSUER],
+        _text(attributes.get("mfaAuthenticated")),
+        _text(attributes.get("creationDate")),
+        *[_text(tls.get(key)) for key in _TLS_DETAILS],
+    )
 
 
 def _user_name(identity: Mapping[str, Any], issuer: Mapping[str, Any]) -> str | None:
@@ -289,6 +308,7 @@ def _boolean(value: Any) -> bool | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)

@@ -34,7 +34,9 @@ SECRET_KEYS: frozenset[str] = frozenset({
 _CREDENTIAL_PUBLIC_KEYS: frozenset[str] = frozenset({"accesskeyid", "expiration", "arn", "username"})
 
 _SECRET_KEY_ALTERNATION = "|".join(sorted(SECRET_KEYS, key=len, reverse=True))
-_SECRET_KEY_BYTES = re.compile(rf'(?i)"(?:{_SECRET_KEY_ALTERNATION}|credentials)"'.encode())
+# Every name in SECRET_KEYS (and `credentials`) holds one of these: a record holding none has nothing to redact.
+_SECRET_STEMS = (b"token", b"secret", b"passw", b"privatekey", b"credentials", b"authorization", b"apikey")
+assert all(any(stem.decode() in key for stem in _SECRET_STEMS) for key in (*SECRET_KEYS, "credentials"))
 # "sessionToken": "..." inside JSON text (also escaped JSON inside a JSON string).
 _JSON_SECRET = re.compile(
     rf'(?i)(\\?"(?:{_SECRET_KEY_ALTERNATION})\\?"\s*:\s*)(\\?")((?:[^"\\]|\\.)*?)(\\?"|\\?$)'
@@ -73,7 +75,9 @@ def redact_record(value: Any, *, in_credentials: bool = False, depth: int = 0) -
 def may_hold_secrets(raw: bytes) -> bool:
     """False when a JSON record's text names no secret key and no `credentials` object, so `redact_record`
     would change nothing (most records: checking the bytes is much cheaper than walking the record)."""
-    return b"\\u" in raw or _SECRET_KEY_BYTES.search(raw) is not None  # an escaped key name could hide one
+    if b"\\u" in raw:  # an escaped key name could hide one
+        return True
+    return any(map(raw.lower().__contains__, _SECRET_STEMS))
 
 
 def redact_json_text(text: str) -> str:
