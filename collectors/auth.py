@@ -227,12 +227,16 @@ def auth_fields(programs: pa.Array, messages: pa.Array) -> dict[str, pa.Array]:
                 by_word[code] = pc.fill_null(pc.equal(first_word, code), False)
             candidates = pc.and_(remaining, by_word[code])
         else:
-            open_text = text.filter(remaining)
-            candidates = within(remaining, pc.fill_null(pc.match_substring(open_text, rule.contains or ""), False))
+            candidates = remaining
         if rule.programs != ("*",):
             if rule.programs not in by_programs:
                 by_programs[rule.programs] = pc.is_in(family, value_set=pa.array(rule.programs))
             candidates = pc.and_(candidates, by_programs[rule.programs])
+        if rule.first is None:  # a literal the line must contain, looked for on the lines still open only
+            if not pc.any(candidates).as_py():
+                continue
+            found_literal = pc.match_substring(text.filter(candidates), rule.contains or "")
+            candidates = within(candidates, pc.fill_null(found_literal, False))
         if not pc.any(candidates).as_py():
             continue
         found = pc.extract_regex(text.filter(candidates), rule.pattern)

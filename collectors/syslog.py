@@ -142,6 +142,9 @@ class SyslogParser(LogParser):
         """`message`: the BSD message, or what follows RFC 5424's structured data (parsed record by record
         when there is some)."""
         rest = headers["rest"]
+        if not pc.any(headers.rfc5424).as_py():  # BSD lines only: the header split gave the message
+            columns["message"] = pc.fill_null(headers["message"], "")
+            return columns["message"]
         nil = pc.fill_null(pc.or_(pc.equal(rest, "-"), pc.starts_with(rest, "- ")), False)
         messages = pc.if_else(nil, pc.utf8_slice_codeunits(rest, 2), headers["message"])
         messages = pc.if_else(pc.fill_null(pc.starts_with(messages, "\ufeff"), False),
@@ -292,7 +295,9 @@ def _header_fields(columns: EventColumns, headers: Any) -> None:
         columns[name] = host
     columns["log.syslog.appname"] = tag
     module = pc.fill_null(pc.match_substring_regex(tag, r".\(.*\)$"), False)  # sshd(pam_unix) -> sshd
-    columns["process.name"] = pc.if_else(module, pc.replace_substring_regex(tag, r"\(.*\)$", ""), tag)
+    if pc.any(module).as_py():
+        tag = pc.replace_with_mask(tag, module, pc.replace_substring_regex(tag.filter(module), r"\(.*\)$", ""))
+    columns["process.name"] = tag
     columns["log.syslog.procid"] = pid
     columns["process.pid"] = int64_from_text(pid)
     columns["log.syslog.version"] = int64_from_text(headers["version"])
