@@ -115,7 +115,11 @@ class SyslogParser(LogParser):
         if pc.any(classic).as_py():
             reference: Any = self.options.reference
             if reference is None:  # a live record: its own arrival time decides the year
-                reference = pa.array([record.received for record in records], TIMESTAMP).filter(classic)
+                first = records[0].received
+                if all(record.received is first for record in records):
+                    reference = first
+                else:
+                    reference = pa.array([record.received for record in records], TIMESTAMP).filter(classic)
             found = resolve_yearless(headers["month"].filter(classic), headers["day"].filter(classic),
                                      headers["clock"].filter(classic), pc.fill_null(headers["fraction"], "").filter(
                                          classic), year=self.options.year, reference=reference, tz=self.options.tz)

@@ -27,7 +27,7 @@ from collectors.records import ParsedBatch
 from tests.collectors.samples import AUDIT_GETCAP, AUDIT_USER_LOGIN_FAILED, sysmon_line
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL_READS = ReadLimits(max_record_bytes=2048, kept_prefix_bytes=64, chunk_bytes=97)
 
 SYSLOG_SEEDS = [
