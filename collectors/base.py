@@ -1,4 +1,4 @@
-"""The parser extension point: a small ABC with one hook, and a name -> class registry.
+"""The parser extension point: a small base class with one hook, and a name -> class registry.
 
 A parser turns a batch of `RawRecord`s into ECS events (`parse_records` -> `ParsedBatch`) and knows how to
 read its files as records (`records`). Its one hook, `normalise`, maps the records it is given to event
@@ -13,7 +13,7 @@ columns and dead letters; everything around it is shared here and holds for ever
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -102,11 +102,18 @@ class LogParser(ABC):
         self.limits = limits
         self.skipped = 0  # blank records left out by `parse`, counted rather than dead-lettered
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The hook is `normalise`; a parser that does all of `parse_records` itself is accepted too (it then
+        # owns the guarantees listed in the module docstring).
+        if cls.normalise is LogParser.normalise and cls.parse_records is LogParser.parse_records:
+            raise TypeError(f"{cls.__name__} must implement normalise (or parse_records)")
+
     def normalise(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
-        """ECS columns for the records it accepts (with `@timestamp` and `event.dataset`; `event.id` when the
-        source has ids of its own) and a dead letter for each record it refuses. The records are non-blank
-        and carry no reader problem."""
+        """The hook: ECS columns for the records it accepts (with `@timestamp` and `event.dataset`; `event.id`
+        when the source has ids of its own) and a dead letter for each record it refuses. The records are
+        non-blank and carry no reader problem."""
+        raise NotImplementedError
 
     def redact(self, text: str) -> str:
         """How the text of a refused record is redacted before it is kept as a dead letter."""
