@@ -19,6 +19,7 @@ from citysoc.deadletter import MAX_RAW_CHARS, DeadLetter, DeadLetterStore
 from citysoc.store import ParquetEventStore
 from collectors.auditd import parse_pairs
 from collectors.ingest import IngestReport, ingest_files
+from tests.collectors.samples import sysmon_xml
 
 GOOD = "Dec 10 06:55:{:02d} LabSZ sshd[24200]: Failed password for root from 203.0.113.{} port 4000 ssh2"
 
@@ -286,3 +287,39 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     assert read == 1 and grown < 200
     (letter,) = DeadLetterStore(tmp_path / "home" / "deadletter").list()
     assert "decompression bomb" in letter["reason"] and len(letter["raw"]) <= MAX_RAW_CHARS
+
+
+HUGE = "99999999999999999999"
+NUMBER_CASES = [
+    ("syslog", f"Dec 10 06:55:46 LabSZ sshd[{digit}]: Failed password for root from 203.0.113.9 port {digit} ssh2",
+     ["process.pid", "source.port"])
+    for digit in ("²", "٣", HUGE)
+] + [
+    ("syslog", f"<38>1 2024-03-12T10:01:02Z host sshd {digit} - - Accepted password for bob from 192.0.2.1 port "
+               "22 ssh2", ["process.pid"]) for digit in ("²", HUGE)
+] + [
+    ("syslog", "Mar  1 12:00:00 web01 sysmon[1234]: " + sysmon_xml(1, {"Image": "/usr/bin/id", "ProcessId": digit,
+                                                                       "ParentProcessId": digit}),
+     ["process.pid", "process.parent.pid"]) for digit in ("²", HUGE)
+] + [
+    ("auditd", f"type=SYSCALL msg=audit(1700000000.000:{seq}): arch=c000003e syscall={digit} pid={digit} "
+               f"ppid={digit} comm=\"x\"", ["process.pid", "process.parent.pid"])
+    for digit, seq in (("²", "1"), (HUGE, HUGE))
+] + [
+    ("syslog", f"Mar 12 10:00:00 fw CEF:0|V|P|1|2|n|3|src=192.0.2.1 spt={digit} dpt={digit} dvcpid={digit}",
+     ["source.port", "destination.port", "process.pid"]) for digit in ("²", HUGE)
+]
+
+
+@pytest.mark.parametrize(("source", "line", "numbers"), NUMBER_CASES)
+def test_odd_digits_and_huge_integers_leave_the_number_empty_and_the_event_stored(
+        tmp_path: Path, source: str, line: str, numbers: list[str]) -> None:
+    report, store, _ = ingest(tmp_path, source, ("input.log", (line + "\n").encode()))
+    assert (report.stored, report.dead_lettered) == (1, 0)
+    (row,) = pq.read_table(next(store.events_dir.rglob("*.parquet"))).to_pylist()
+    for name in numbers:
+        value: Any = row
+        for part in name.split("."):
+            value = value[part]
+        assert value is None, name
+    assert row["event"]["original"] == line
