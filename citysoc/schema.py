@@ -6,8 +6,8 @@ names the Sigma field mappings may target. Free-form vendor objects (CloudTrail 
 `responseElements`, `additionalEventData`, syslog structured data) are kept as JSON strings, as
 Elastic's integrations keep them in keyword fields; the rule compiler reads into them with
 `get_json_object`. The same holds for the records whose fields are open-ended: Sysmon's `EventData`
-(`winlog.event_data`, as Elastic's sysmon_linux integration names it) and auditd's key=value pairs
-(`auditd.log.fields`).
+(`winlog.event_data`, as Elastic's sysmon_linux integration names it), auditd's key=value pairs
+(`auditd.log.fields`) and the extensions of CEF and LEEF payloads (`cef.extensions`, `leef.extensions`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ FIELDS: dict[str, str] = {
     "event.provider": "string",
     "event.outcome": "string",
     "event.code": "string",
+    "event.severity": "long",
     "event.created": "timestamp",
     "event.ingested": "timestamp",
     "event.original": "string",
@@ -65,10 +66,12 @@ FIELDS: dict[str, str] = {
     "source.port": "long",
     "source.address": "string",
     "source.domain": "string",
+    "source.user.name": "string",
     "destination.ip": "string",
     "destination.port": "long",
     "destination.address": "string",
     "destination.domain": "string",
+    "destination.user.name": "string",
     "network.transport": "string",
     "network.direction": "string",
     "network.type": "string",
@@ -76,6 +79,10 @@ FIELDS: dict[str, str] = {
     "user.name": "string",
     "user.id": "string",
     "user_agent.original": "string",
+    "url.original": "string",
+    "observer.vendor": "string",
+    "observer.product": "string",
+    "observer.version": "string",
     "cloud.provider": "string",
     "cloud.region": "string",
     "cloud.account.id": "string",
@@ -107,6 +114,20 @@ FIELDS: dict[str, str] = {
     "auditd.log.record_type": "string",
     "auditd.log.sequence": "long",
     "auditd.log.fields": "json",
+    "cef.version": "string",
+    "cef.name": "string",
+    "cef.severity": "string",
+    "cef.device.vendor": "string",
+    "cef.device.product": "string",
+    "cef.device.version": "string",
+    "cef.device.event_class_id": "string",
+    "cef.extensions": "json",
+    "leef.version": "string",
+    "leef.device.vendor": "string",
+    "leef.device.product": "string",
+    "leef.device.version": "string",
+    "leef.device.event_id": "string",
+    "leef.extensions": "json",
     "okta": "json",
     "o365.audit": "json",
     "gcp.audit.method_name": "string",
@@ -157,7 +178,8 @@ FIELDS: dict[str, str] = {
 JSON_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if kind == "json")
 
 # Datasets the collectors produce, and the Sigma log sources they serve.
-DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog", "sysmon_linux.log", "auditd.log")
+DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog", "sysmon_linux.log", "auditd.log",
+                             "cef.log", "leef.log")
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),

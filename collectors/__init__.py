@@ -5,9 +5,10 @@ Importing the package registers the in-tree parsers (`aws.cloudtrail` alias `clo
 """
 
 from collectors.auditd import AuditdParser
-from collectors.base import LogParser, ParsedEvent, ParserOptions, get_parser, parser_names, register_parser
+from collectors.base import LogParser, Normalised, ParsedEvent, ParserOptions, get_parser, parser_names, register_parser
 from collectors.cloudtrail import CloudTrailParser
 from collectors.errors import CollectorError, InputPathError, UnknownParserError, UnparsableRecordError
+from collectors.records import ParsedBatch, RawRecord, ReadProblem
 from collectors.syslog import SyslogParser
 
 __all__ = [
@@ -16,8 +17,12 @@ __all__ = [
     "CollectorError",
     "InputPathError",
     "LogParser",
+    "Normalised",
+    "ParsedBatch",
     "ParsedEvent",
     "ParserOptions",
+    "RawRecord",
+    "ReadProblem",
     "SyslogParser",
     "UnknownParserError",
     "UnparsableRecordError",

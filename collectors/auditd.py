@@ -33,35 +33,39 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from citysoc.deadletter import DeadLetter
-from citysoc.ids import stable_id
-from citysoc.schema import nest
-from collectors.base import LogParser, ParsedEvent, register_parser
+from collectors.base import LogParser, Normalised, register_parser
+from collectors.columns import columns_from_rows, in_time_range, int64_or_none
 from collectors.errors import UnparsableRecordError
-from collectors.files import LineReader
+from collectors.records import RawRecord
 from collectors.redact import redact_text
 
 DATASET = "auditd.log"
 MODULE = "auditd"
 NOT_AUDIT = "not an audit record ('type=T msg=audit(EPOCH:SERIAL): key=value ...')"
 
+# ASCII only: `\d` would also take other scripts' digits, which int() then refuses.
 _RECORD = re.compile(
-    r"^(?:node=(?P<node>\S+) )?type=(?P<type>[A-Z0-9_]+) msg=audit\((?P<epoch>\d+(?:\.\d+)?):(?P<sequence>\d+)\):"
-    r" ?(?P<body>.*)$", re.DOTALL,
+    r"^(?:node=(?P<node>\S+) )?type=(?P<type>[A-Z0-9_]+) msg=audit\((?P<epoch>[0-9]+(?:\.[0-9]+)?):"
+    r"(?P<sequence>[0-9]+)\): ?(?P<body>.*)$", re.DOTALL | re.ASCII,
 )
 _KERNEL_RECORD = re.compile(
-    r"^(?:\[\s*\d+\.\d+\] )?audit: type=(?P<number>\d+) audit\((?P<epoch>\d+(?:\.\d+)?):(?P<sequence>\d+)\):"
-    r" ?(?P<body>.*)$", re.DOTALL,
+    r"^(?:\[\s*[0-9]+\.[0-9]+\] )?audit: type=(?P<number>[0-9]+) audit\((?P<epoch>[0-9]+(?:\.[0-9]+)?):"
+    r"(?P<sequence>[0-9]+)\): ?(?P<body>.*)$", re.DOTALL | re.ASCII,
 )
-_PAIR = re.compile(r"""(?P<key>[A-Za-z0-9_\-\[\]]+)=(?P<value>"[^"]*"|'[^']*'|\S*)""")
+# The same record shapes in RE2 syntax, for routing syslog messages a batch at a time.
+RECORD_SHAPE = (r"^(?:node=[^ ]+ )?type=[A-Z0-9_]+ msg=audit\([0-9]+(?:\.[0-9]+)?:[0-9]+\):"
+                r"|^(?:\[\s*[0-9]+\.[0-9]+\] )?audit: type=[0-9]+ audit\([0-9]+(?:\.[0-9]+)?:[0-9]+\):")
+_KEY = re.compile(r"[^\s=]*")
+_SPACE = re.compile(r"\s*")
 _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
+_SPACE_OR_END = re.compile(r"\s")
 _ENRICHED_SEPARATORS = ("\x1d", "#035")
 
 # Kernel record type numbers (linux/audit.h) for the kernel's own form.
@@ -77,7 +81,7 @@ ENCODED_FIELDS: frozenset[str] = frozenset({
     "proctitle", "name", "exe", "comm", "ocomm", "cwd", "path", "key", "data", "cmd", "acct", "dir", "file",
     "watch", "cgroup", "root_dir", "new", "old",
 })
-_EXECVE_ARG = re.compile(r"^a\d+(?:\[\d+\])?$")
+_EXECVE_ARG = re.compile(r"^a[0-9]+(?:\[[0-9]+\])?$")
 
 X86_64 = "c000003e"
 AARCH64 = "c00000b7"
@@ -104,6 +108,7 @@ SYSCALL_NAMES: dict[str, dict[int, str]] = {
     },
 }
 _ARCH_NAMES = {X86_64: "x86_64", AARCH64: "aarch64"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def is_audit_record(message: str) -> bool:
@@ -127,13 +132,13 @@ def audit_fields(record: str) -> dict[str, Any]:
     values = parse_pairs(match.group("body"), record_type=record_type)
     _add_syscall_name(values)
     fields: dict[str, Any] = {
-        "@timestamp": datetime.fromtimestamp(float(match.group("epoch")), tz=UTC),
+        "@timestamp": _record_time(match.group("epoch")),
         "message": text,
         "event.kind": "event",
         "event.module": MODULE,
         "event.action": record_type.lower(),
         "auditd.log.record_type": record_type,
-        "auditd.log.sequence": int(match.group("sequence")),
+        "auditd.log.sequence": int64_or_none(match.group("sequence")),
         "auditd.log.fields": orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode() if values else None,
         "host.name": node,
     }
@@ -141,19 +146,58 @@ def audit_fields(record: str) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
+def _record_time(epoch: str) -> datetime:
+    """`1700000000.123` -> an aware UTC time; refused when it is past what can be stored (year 9999)."""
+    seconds, _, fraction = epoch.partition(".")
+    try:
+        if len(seconds) > 12:
+            raise OverflowError
+        moment = _EPOCH + timedelta(seconds=int(seconds), microseconds=int(fraction[:6].ljust(6, "0") or 0))
+    except OverflowError:
+        raise UnparsableRecordError(f"audit time {epoch[:40]} is out of range (years 1 to 9999)") from None
+    if not in_time_range(moment):
+        raise UnparsableRecordError(f"audit time {epoch[:40]} is out of range (years 1 to 9999)")
+    return moment
+
+
 def parse_pairs(body: str, *, record_type: str) -> dict[str, str]:
-    """The key=value pairs of a record body, decoded; a `msg='...'` payload contributes its own pairs."""
+    """The key=value pairs of a record body, decoded; a `msg='...'` payload contributes its own pairs.
+
+    One left-to-right pass (linear in the body, whatever it holds): a key runs to `=` or a space, a value is
+    quoted (to the matching quote, or to the next space when the quote never closes) or runs to a space.
+    """
     for separator in _ENRICHED_SEPARATORS:
         body = body.replace(separator, " ")
     values: dict[str, str] = {}
-    for match in _PAIR.finditer(body):
-        key, raw = match.group("key"), match.group("value")
-        if key == "msg" and raw.startswith("'"):
-            for inner_key, inner_value in parse_pairs(raw[1:-1], record_type=record_type).items():
-                values.setdefault(inner_key, inner_value)
+    for key, raw in _pairs(body):
+        if key == "msg" and raw.startswith("'") and raw.endswith("'") and len(raw) > 1:
+            for inner_key, inner_raw in _pairs(raw[1:-1]):
+                values.setdefault(inner_key, _decode(inner_key, inner_raw, record_type=record_type))
             continue
         values.setdefault(key, _decode(key, raw, record_type=record_type))
     return values
+
+
+def _pairs(body: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    position, end = 0, len(body)
+    while position < end:
+        position = _SPACE.match(body, position).end()  # type: ignore[union-attr]
+        key_end = _KEY.match(body, position).end()  # type: ignore[union-attr]
+        if key_end >= end or body[key_end] != "=" or key_end == position:
+            position = max(key_end, position + 1)  # a word without `=`: skipped
+            continue
+        start = key_end + 1
+        quote = body[start] if start < end and body[start] in "\"'" else None
+        stop = body.find(quote, start + 1) if quote else -1
+        if stop >= 0:
+            value_end = stop + 1
+        else:
+            space = _SPACE_OR_END.search(body, start)
+            value_end = space.start() if space else end
+        pairs.append((body[position:key_end], body[start:value_end]))
+        position = value_end
+    return pairs
 
 
 def _decode(key: str, raw: str, *, record_type: str) -> str:
@@ -170,10 +214,10 @@ def _decode(key: str, raw: str, *, record_type: str) -> str:
 
 def _add_syscall_name(values: dict[str, str]) -> None:
     """Fill `SYSCALL`/`ARCH` as the ENRICHED format would, when the log is RAW and the number is known."""
-    arch, number = values.get("arch", "").lower(), values.get("syscall", "")
-    if "SYSCALL" in values or not number.isdigit():
+    arch, number = values.get("arch", "").lower(), int64_or_none(values.get("syscall"))
+    if "SYSCALL" in values or number is None:
         return
-    name = SYSCALL_NAMES.get(arch, {}).get(int(number))
+    name = SYSCALL_NAMES.get(arch, {}).get(number)
     if name:
         values["SYSCALL"] = name
         values.setdefault("ARCH", _ARCH_NAMES[arch])
@@ -182,8 +226,9 @@ def _add_syscall_name(values: dict[str, str]) -> None:
 def _ecs(record_type: str, values: dict[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for key, target in (("pid", "process.pid"), ("ppid", "process.parent.pid")):
-        if values.get(key, "").isdigit():
-            fields[target] = int(values[key])
+        number = int64_or_none(values.get(key))
+        if number is not None:
+            fields[target] = number
     for key, target in (("exe", "process.executable"), ("comm", "process.name"), ("uid", "user.id")):
         if values.get(key) not in (None, "", "?", "(null)"):
             fields[target] = values[key]
@@ -217,8 +262,10 @@ def _ecs(record_type: str, values: dict[str, str]) -> dict[str, Any]:
 
 
 def _execve_args(values: dict[str, str]) -> list[str]:
-    """EXECVE's arguments in order; a long one comes in chunks `aN[0]`, `aN[1]`, ... (after `aN_len`)."""
-    count = int(values["argc"]) if values.get("argc", "").isdigit() else len(values)
+    """EXECVE's arguments in order; a long one comes in chunks `aN[0]`, `aN[1]`, ... (after `aN_len`).
+
+    `argc` is believed only as far as the record holds arguments: each takes at least one key."""
+    count = min(int64_or_none(values.get("argc")) or len(values), len(values))
     args: list[str] = []
     for index in range(count):
         if f"a{index}" in values:
@@ -239,21 +286,21 @@ class AuditdParser(LogParser):
     aliases = ("auditd.log",)
     datasets = (DATASET,)
 
-    def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
-        reader = LineReader()
-        for item in reader.lines(path):
+    def normalise(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
+        rows: list[dict[str, Any]] = []
+        accepted: list[int] = []
+        dead: list[tuple[int, DeadLetter]] = []
+        for index, record in enumerate(records):
+            text = redact_text(record.payload.decode("utf-8", errors="replace").rstrip("\r\n"))
             try:
-                fields = audit_fields(item.text)
+                fields = audit_fields(text)
             except UnparsableRecordError as exc:
-                yield DeadLetter(tenant=tenant, source=source, origin=item.origin, reason=exc.reason, raw=item.text)
+                dead.append((index, self.refuse(record, exc.reason, tenant=tenant, source=source, raw=text)))
                 continue
-            fields.update({
-                "organization.id": tenant,
-                "event.id": stable_id("auditd", tenant, source, item.text, str(item.occurrence)),
-                "event.dataset": DATASET,
-                "event.ingested": self.options.ingested(),
-                "event.original": item.text,
-                "log.file.path": str(path),
-            })
-            yield ParsedEvent(DATASET, nest(fields))
-        self.skipped += reader.skipped
+            fields.update({"event.dataset": DATASET, "event.original": text})
+            rows.append(fields)
+            accepted.append(index)
+        columns, kept, refused = columns_from_rows(rows)
+        for row, reason in refused:
+            dead.append((accepted[row], self.refuse(records[accepted[row]], reason, tenant=tenant, source=source)))
+        return Normalised(columns, [accepted[row] for row in kept], sorted(dead, key=lambda pair: pair[0]))

@@ -1,20 +1,41 @@
-"""The parser extension point: a small ABC with one hook, and a name -> class registry.
+"""The parser extension point: a small base class with one hook, and a name -> class registry.
 
-A parser turns one file into ECS documents (`ParsedEvent`) and dead letters, never raising for bad
-content: every record either becomes an event or a `DeadLetter` that says why and where.
+A parser turns a batch of `RawRecord`s into ECS events (`parse_records` -> `ParsedBatch`) and knows how to
+read its files as records (`records`). Its one hook, `normalise`, maps the records it is given to event
+columns and dead letters; everything around it is shared here and holds for every parser:
+- blank records are counted in `skipped`; a record a reader flagged (`RawRecord.problem`) is dead-lettered
+  with the reader's reason;
+- nothing a record holds makes `parse_records` raise: should `normalise` fail on a batch, the batch is
+  halved until the one record that makes it fail is dead-lettered alone, with the error as its reason;
+- events without an id of their own get one from `citysoc.ids.event_ids` (tenant, source, resolved time,
+  stored content, occurrence); `organization.id` is the tenant and `event.ingested` the record's arrival.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from abc import ABC
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
+from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from citysoc.deadletter import DeadLetter
+from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix
+from collectors.columns import TIMESTAMP, EventColumns, table_docs, valid_time
 from collectors.errors import UnknownParserError
+from collectors.files import DEFAULT_LIMITS, ReadLimits, read_lines
+from collectors.records import ParsedBatch, RawRecord
+from collectors.redact import redact_text
+
+FILE_BATCH = 20_000
+_PROBLEM = attrgetter("problem")
+_PAYLOAD = attrgetter("payload")  # records per parse_records call when a parser reads a file itself
 
 
 class ParsedEvent(NamedTuple):
@@ -28,8 +49,9 @@ class ParsedEvent(NamedTuple):
 class ParserOptions:
     """Settings a parser may need; each parser reads only those that concern it.
 
-    `year` / `reference` fix the year of timestamps that carry none (syslog); `tz` is the zone of
-    timestamps that carry none (UTC when not given).
+    `year` / `reference` fix the year of timestamps that carry none (syslog): without them, a record's own
+    arrival time is the reference (a file's modification time, when a file is read). `tz` is the zone of
+    timestamps that carry none (UTC when not given). `now` fixes the arrival time of records read from files.
     """
 
     year: int | None = None
@@ -38,24 +60,228 @@ class ParserOptions:
     now: datetime | None = field(default=None, compare=False)
 
     def ingested(self) -> datetime:
-        """`event.ingested`: the fixed `now` when given (reproducible tests), else the current UTC time."""
+        """`event.ingested` of records read from files: the fixed `now` when given, else the current UTC time."""
         return self.now or datetime.now(UTC)
 
 
+@dataclass
+class Normalised:
+    """What `normalise` made of a batch: event columns, where column row i is record `rows[i]` of the batch
+    (ascending), and the refused records as (index in the batch, dead letter)."""
+
+    columns: EventColumns
+    rows: list[int]
+    dead: list[tuple[int, DeadLetter]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> Normalised:
+        return cls(EventColumns(0), [])
+
+
+@dataclass
+class _Parsed:
+    """A batch before it is split by dataset: one table in record order and the letters by record index."""
+
+    table: pa.Table
+    rows: list[int]
+    dead: list[tuple[int, DeadLetter]]
+    skipped: int
+
+
 class LogParser(ABC):
-    """Parses files of one source kind into ECS events."""
+    """Parses records of one source kind into ECS events."""
 
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     datasets: ClassVar[tuple[str, ...]]
+    # Text sources: files are read line by line, and events read from a file keep its path in log.file.path.
+    line_records: ClassVar[bool] = True
 
-    def __init__(self, options: ParserOptions | None = None) -> None:
+    def __init__(self, options: ParserOptions | None = None, *, limits: ReadLimits = DEFAULT_LIMITS) -> None:
         self.options = options or ParserOptions()
-        self.skipped = 0  # records left out on purpose (blank lines), counted rather than dead-lettered
+        self.limits = limits
+        self.skipped = 0  # blank records left out by `parse`, counted rather than dead-lettered
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The hook is `normalise`; a parser that does all of `parse_records` itself is accepted too (it then
+        # owns the guarantees listed in the module docstring).
+        if cls.normalise is LogParser.normalise and cls.parse_records is LogParser.parse_records:
+            raise TypeError(f"{cls.__name__} must implement normalise (or parse_records)")
+
+    def normalise(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
+        """The hook: ECS columns for the records it accepts (with `@timestamp` and `event.dataset`; `event.id`
+        when the source has ids of its own) and a dead letter for each record it refuses. The records are
+        non-blank and carry no reader problem."""
+        raise NotImplementedError
+
+    def redact(self, text: str) -> str:
+        """How the text of a refused record is redacted before it is kept as a dead letter."""
+        return redact_text(text)
+
+    def refuse(self, record: RawRecord, reason: str, *, tenant: str, source: str,
+               raw: str | None = None) -> DeadLetter:
+        """The dead letter for a record: its redacted text (or `raw`), where it came from, and why."""
+        text = raw if raw is not None else self.redact(record.payload.decode("utf-8", errors="replace"))
+        problem = record.problem
+        return DeadLetter(tenant=tenant, source=source, origin=record.origin, reason=reason, raw=text,
+                          received=record.received.isoformat(),
+                          raw_size=problem.size if problem else None, raw_sha256=problem.sha256 if problem else None)
+
+    def records(self, path: Path) -> Iterator[RawRecord]:
+        """The file's records in bounded memory (gzip transparent); lines, unless the parser reads otherwise."""
+        return read_lines(path, received=self.options.ingested(), limits=self.limits)
+
+    def for_file(self, path: Path) -> LogParser:
+        """This parser with the file's modification time as the reference for year-less times (unless given)."""
+        if self.options.reference is not None or self.options.year is not None:
+            return self
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        return type(self)(replace(self.options, reference=modified), limits=self.limits)
+
+    def parse_records(self, records: Sequence[RawRecord], *, tenant: str, source: str,
+                      occurrences: Occurrences | None = None, file: Path | None = None) -> ParsedBatch:
+        """Every record becomes an event row (in its dataset's table) or a dead letter; never raises for content.
+
+        `occurrences` carries the count of identical records over several calls (a file read in batches);
+        by default it covers this call only. `file` is kept in `log.file.path` by text parsers.
+        """
+        parsed = self._parse(records, tenant=tenant, source=source, occurrences=occurrences, file=file)
+        tables: dict[str, pa.Table] = {}
+        if parsed.table.num_rows:
+            datasets = pc.struct_field(parsed.table.column("event").combine_chunks(), "dataset")
+            names = pc.unique(datasets).to_pylist()
+            for dataset in names:
+                tables[dataset] = parsed.table if len(names) == 1 else parsed.table.filter(pc.equal(datasets, dataset))
+        return ParsedBatch(tables=tables, dead=[letter for _, letter in sorted(parsed.dead, key=lambda p: p[0])],
+                           skipped=parsed.skipped)
+
     def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
-        """Yield one `ParsedEvent` or `DeadLetter` per record of the file; never raise for bad content."""
+        """The file API: one `ParsedEvent` or `DeadLetter` per record of the file, in file order."""
+        parser = self.for_file(path)
+        occurrences = Occurrences()
+        for chunk in batched(parser.records(path), FILE_BATCH):
+            parsed = parser._parse(chunk, tenant=tenant, source=source, occurrences=occurrences, file=path)
+            self.skipped += parsed.skipped
+            datasets = pc.struct_field(parsed.table.column("event").combine_chunks(), "dataset").to_pylist()
+            events = iter(zip(parsed.rows, datasets, table_docs(parsed.table), strict=True))
+            letters = iter(sorted(parsed.dead, key=lambda pair: pair[0]))
+            yield from _merge_in_order(events, letters)
+
+    # --- shared machinery ----------------------------------------------------------------------------------
+
+    def _parse(self, records: Sequence[RawRecord], *, tenant: str, source: str, occurrences: Occurrences | None,
+               file: Path | None) -> _Parsed:
+        problems = list(map(_PROBLEM, records))
+        payloads = list(map(_PAYLOAD, records))
+        dead: list[tuple[int, DeadLetter]] = []
+        blank: list[int] = []
+        if problems.count(None) != len(problems):
+            dead = [(index, self.refuse(record, record.problem.reason, tenant=tenant, source=source))
+                    for index, record in enumerate(records) if record.problem is not None]
+        if not all(payloads) or any(map(bytes.isspace, payloads)):
+            blank = [index for index, payload in enumerate(payloads) if not payload or payload.isspace()]
+        skipped = len(blank)
+        if dead or blank:
+            left_out = {index for index, _ in dead} | set(blank)
+            positions = [index for index in range(len(records)) if index not in left_out]
+            usable: Sequence[RawRecord] = [records[index] for index in positions]
+        else:  # the usual batch: nothing to leave out
+            positions, usable = list(range(len(records))), records
+        normalised = self._guarded(usable, tenant=tenant, source=source)
+        dead.extend((positions[index], letter) for index, letter in normalised.dead)
+        columns, rows = normalised.columns, [positions[index] for index in normalised.rows]
+        self._complete(columns, records if len(rows) == len(records) else [records[row] for row in rows],
+                       tenant=tenant, source=source,
+                       occurrences=occurrences or Occurrences(), file=file)
+        return _Parsed(columns.to_table(), rows, dead, skipped)
+
+    def _guarded(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
+        """`normalise`, halving the batch around a record it fails on, so that record alone is refused."""
+        if not records:
+            return Normalised.empty()
+        try:
+            result = self.normalise(records, tenant=tenant, source=source)
+            _check(result)
+            return result
+        except Exception as exc:  # a parser bug: one record pays for it, never the batch
+            if len(records) == 1:
+                reason = f"the {self.name} parser failed on this record ({type(exc).__name__}: {exc})"
+                return Normalised(EventColumns(0), [], [(0, self.refuse(records[0], reason, tenant=tenant,
+                                                                           source=source))])
+            middle = len(records) // 2
+            first = self._guarded(records[:middle], tenant=tenant, source=source)
+            second = self._guarded(records[middle:], tenant=tenant, source=source)
+            return Normalised(
+                EventColumns.concat([first.columns, second.columns]),
+                first.rows + [middle + row for row in second.rows],
+                first.dead + [(middle + index, letter) for index, letter in second.dead])
+
+    @staticmethod
+    def _event_ids(columns: EventColumns, records: Sequence[RawRecord], *, tenant: str, source: str,
+                   occurrences: Occurrences) -> list[str]:
+        """`citysoc.ids.event_ids` over the resolved time and the stored content (`event.original`, else the
+        payload), the keys joined by Arrow for the whole batch."""
+        content = pc.cast(columns["event.original"], pa.binary())
+        if content.null_count:
+            content = pc.coalesce(content, pa.array([record.payload for record in records], pa.binary()))
+        moments = pc.cast(pc.cast(pc.cast(columns["@timestamp"], pa.int64()), pa.string()), pa.binary())
+        prefix = event_key_prefix(tenant, source).removesuffix(b"\x1f")  # the join puts the separator back
+        keys = pc.binary_join_element_wise(prefix, moments, content, b"\x1f")
+        return event_ids_of_keys(keys.to_pylist(), occurrences)
+
+    def _complete(self, columns: EventColumns, records: Sequence[RawRecord], *, tenant: str, source: str,
+                  occurrences: Occurrences, file: Path | None) -> None:
+        """The fields every event gets the same way: tenant, arrival time, id, file path."""
+        columns["organization.id"] = tenant
+        first = records[0].received if records else None
+        if all(record.received is first for record in records):
+            columns["event.ingested"] = first
+        else:
+            columns["event.ingested"] = pa.array([record.received for record in records], TIMESTAMP)
+        if file is not None and self.line_records:
+            columns["log.file.path"] = str(file)
+        ids = columns.get("event.id")
+        if (ids is None or ids.null_count > 0) and columns.length:
+            made = pa.array(self._event_ids(columns, records, tenant=tenant, source=source,
+                                            occurrences=occurrences), pa.string())
+            columns["event.id"] = made if ids is None else pc.coalesce(ids, made)
+        occurrences.next_batch()
+
+
+def batched(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    """Consecutive lists of `size` records (the last one shorter)."""
+    iterator = iter(records)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _check(result: Normalised) -> None:
+    """What every parser must deliver, checked so a mistake is caught where one record can pay for it."""
+    columns = result.columns
+    if columns.length != len(result.rows):
+        raise ValueError(f"{columns.length} event rows for {len(result.rows)} record indices")
+    if not columns.length:
+        return
+    moments = columns["@timestamp"]
+    if moments.null_count or not pc.all(valid_time(moments)).as_py():
+        raise ValueError("an event without a usable @timestamp")
+    if columns["event.dataset"].null_count:
+        raise ValueError("an event without event.dataset")
+
+
+def _merge_in_order(events: Iterator[tuple[int, str, dict[str, Any]]],
+                    letters: Iterator[tuple[int, DeadLetter]]) -> Iterator[ParsedEvent | DeadLetter]:
+    event = next(events, None)
+    letter = next(letters, None)
+    while event is not None or letter is not None:
+        if letter is None or (event is not None and event[0] < letter[0]):
+            assert event is not None
+            yield ParsedEvent(event[1], event[2])
+            event = next(events, None)
+        else:
+            yield letter[1]
+            letter = next(letters, None)
 
 
 _REGISTRY: dict[str, type[LogParser]] = {}

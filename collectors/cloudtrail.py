@@ -1,22 +1,26 @@
-"""AWS CloudTrail files -> ECS, mapped as Elastic's `aws.cloudtrail` integration maps them.
+"""AWS CloudTrail records -> ECS, mapped as Elastic's `aws.cloudtrail` integration maps them.
 
-Accepted files (plain or gzip, detected by the magic bytes whatever the suffix):
-- the object CloudTrail writes to S3: `{"Records": [record, ...]}`;
-- a JSON array of records (what `aws cloudtrail lookup-events` tooling and Stratus Red Team emit);
-- NDJSON: one record per line (what most forwarders and exports write).
+Records arrive one per `RawRecord`: from a file (`collectors.jsonfiles`: the S3 object `{"Records": [...]}`,
+a JSON array, NDJSON or one document; plain or gzip, detected by content), or pushed. A record that is
+itself `{"Records": [...]}` counts as its records (`origin:record[i]` each).
 
 Every record is redacted (`collectors.redact`) before it is mapped, so neither the mapped fields nor
-`event.original` carry session tokens, secret keys or passwords. Bad records become dead letters
-whose origin is `file:record[i]` (arrays) or `file:line` (NDJSON); a file that is not JSON at all is
-one dead letter for the whole file.
+`event.original` carry session tokens, secret keys or passwords.
+
+Types: a record must be an object with string `eventID`, `eventTime` (ISO-8601, years 1-9999) and
+`eventName`; otherwise it is dead-lettered with the reason. Any other field the schema holds as a string
+but that arrives as an object, a list, a number or a boolean is stored as its compact JSON text (`true`/
+`false` for booleans), never as the wrong type; `managementEvent`/`readOnly` are booleans (`"true"`/
+`"false"` accepted) and left empty when they are anything else. A record nested deeper than 254 levels is
+dead-lettered (it cannot be kept as JSON text).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +28,13 @@ import orjson
 
 from citysoc.deadletter import DeadLetter
 from citysoc.schema import nest
-from collectors.base import LogParser, ParsedEvent, ParserOptions, register_parser
+from collectors.base import LogParser, Normalised, ParserOptions, register_parser
+from collectors.columns import EventColumns, in_time_range
 from collectors.errors import UnparsableRecordError
 from collectors.files import open_maybe_gzip
-from collectors.redact import redact_json_text, redact_record
+from collectors.jsonfiles import read_json_records, split_json
+from collectors.records import RawRecord
+from collectors.redact import TOO_DEEP, may_hold_secrets, redact_json_text, redact_record
 
 DATASET = "aws.cloudtrail"
 _REQUIRED = ("eventID", "eventTime", "eventName")
@@ -74,90 +81,98 @@ _TLS_DETAILS = {
     "cipherSuite": "cipher_suite",
     "clientProvidedHostHeader": "client_provided_host_header",
 }
+_PREFIX = "aws.cloudtrail."
+# What `record_values` returns, in its order.
+COLUMNS: tuple[str, ...] = (
+    "@timestamp", "event.id", "event.action", "event.provider", "event.outcome", "event.original", "event.category",
+    "cloud.region", "cloud.account.id", "user.id", "user.name", "user_agent.original", "error.code",
+    "error.message", "source.address", "source.ip", "related.ip", "related.user",
+    *(_PREFIX + name for name in _TOP_LEVEL.values()),
+    *(_PREFIX + name for name in _BOOLEANS.values()),
+    *(_PREFIX + name for name in _JSON_OBJECTS.values()),
+    *(f"{_PREFIX}user_identity.{name}" for name in _USER_IDENTITY.values()),
+    *(f"{_PREFIX}user_identity.session_context.session_issuer.{name}" for name in _SESSION_ISSUER.values()),
+    f"{_PREFIX}user_identity.session_context.mfa_authenticated",
+    f"{_PREFIX}user_identity.session_context.creation_date",
+    *(f"{_PREFIX}tls_details.{name}" for name in _TLS_DETAILS.values()),
+)
+# The same for every CloudTrail event.
+CONSTANTS: dict[str, str] = {"event.dataset": DATASET, "event.module": "aws", "event.kind": "event",
+                             "cloud.provider": "aws"}
+_AUTHENTICATION = ["authentication"]
 
 
 @register_parser
 class CloudTrailParser(LogParser):
-    """CloudTrail records from S3 objects, arrays or NDJSON, gzip or not."""
+    """CloudTrail records from S3 objects, arrays or NDJSON (gzip or not), or pushed one by one."""
 
     name = "aws.cloudtrail"
     aliases = ("cloudtrail",)
     datasets = (DATASET,)
+    line_records = False
 
-    def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
-        def dead(origin: str, reason: str, raw: str) -> DeadLetter:
-            return DeadLetter(tenant=tenant, source=source, origin=origin, reason=reason, raw=raw)
+    def records(self, path: Path) -> Iterator[RawRecord]:
+        return read_json_records(path, received=self.options.ingested(), limits=self.limits)
 
-        try:
-            data = read_maybe_gzip(path)
-        except (OSError, EOFError, zlib.error) as exc:
-            yield dead(str(path), f"cannot read the file (corrupt gzip?): {exc}", "")
-            return
-        for origin, record, failure in split_records(data, str(path)):
-            if failure is not None:
-                yield dead(origin, failure, redact_json_text(record))
-                continue
-            redacted = redact_record(record)
+    def redact(self, text: str) -> str:
+        return redact_json_text(text)
+
+    def normalise(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
+        rows: list[tuple[Any, ...]] = []
+        owners: list[int] = []
+        dead: list[tuple[int, DeadLetter]] = []
+        for index, record in enumerate(records):
             try:
-                doc = normalise(redacted, tenant=tenant, options=self.options)
-            except UnparsableRecordError as exc:
-                yield dead(origin, exc.reason, orjson.dumps(redacted).decode())
+                document = orjson.loads(record.payload)
+            except orjson.JSONDecodeError as exc:
+                dead.append((index, self.refuse(record, f"record is not JSON: {exc}", tenant=tenant, source=source)))
                 continue
-            yield ParsedEvent(DATASET, doc)
+            items = document.get("Records") if isinstance(document, dict) else None
+            parts = ([(f"{record.origin}:record[{i}]", item) for i, item in enumerate(items)]
+                     if isinstance(items, list) else [(record.origin, document)])
+            for origin, item in parts:
+                try:
+                    rows.append(record_values(item, raw=record.payload if len(parts) == 1 else None))
+                    owners.append(index)
+                except UnparsableRecordError as exc:
+                    dead.append((index, self._letter(record, origin, exc.reason, item, tenant=tenant,
+                                                     source=source)))
+        columns = EventColumns(len(rows))
+        for name, values in zip(COLUMNS, zip(*rows, strict=True) if rows else [()] * len(COLUMNS), strict=True):
+            columns[name] = list(values)
+        for name, value in CONSTANTS.items():
+            columns[name] = value
+        return Normalised(columns, owners, sorted(dead, key=lambda pair: pair[0]))
+
+    def _letter(self, record: RawRecord, origin: str, reason: str, item: Any, *, tenant: str,
+                source: str) -> DeadLetter:
+        try:
+            text = orjson.dumps(redact_record(item)).decode()
+        except (UnparsableRecordError, orjson.JSONEncodeError):
+            text = self.redact(record.payload.decode("utf-8", errors="replace"))
+        letter = self.refuse(record, reason, tenant=tenant, source=source, raw=text)
+        return DeadLetter(tenant=letter.tenant, source=letter.source, origin=origin, reason=letter.reason,
+                          raw=letter.raw, received=letter.received)
 
 
 def read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, decompressed when it starts with the gzip magic (whatever its suffix)."""
+    """The file's bytes, decompressed when it starts with the gzip magic (tools and tests reading small files)."""
     with open_maybe_gzip(path) as handle:
         return handle.read()
 
 
 def split_records(data: bytes, name: str) -> Iterator[tuple[str, Any, str | None]]:
-    """Yield (origin, record, None) per record, or (origin, raw text, reason) for what is not JSON."""
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    if not data.strip():
-        return
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        lines = data.splitlines()
-        first = next((line for line in lines if line.strip()), b"")
-        if not _is_json_object(first):
-            text = data.decode("utf-8", errors="replace")
-            yield name, text, f"not JSON (expected a {{\"Records\": [...]}} object, an array or NDJSON): {exc}"
-            return
-        yield from _ndjson(lines, name)
-        return
-    if isinstance(document, dict) and isinstance(document.get("Records"), list):
-        records: list[Any] = document["Records"]
-    elif isinstance(document, list):
-        records = document
-    elif isinstance(document, dict):  # NDJSON of one line, or a lone record
-        yield f"{name}:1", document, None
-        return
-    else:
-        reason = "JSON, but not CloudTrail records: expected an object or an array"
-        yield name, data.decode("utf-8", errors="replace"), reason
-        return
-    for index, record in enumerate(records):
-        yield f"{name}:record[{index}]", record, None
-
-
-def _ndjson(lines: list[bytes], name: str) -> Iterator[tuple[str, Any, str | None]]:
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
+    """(origin, record, None) per record of a file's bytes, or (origin, raw text, reason) for what is not
+    JSON: the records `CloudTrailParser.records` would read, parsed."""
+    for record in split_json(iter([data]), name=name, received=datetime.now(UTC)):
+        text = record.payload.decode("utf-8", errors="replace")
+        if record.problem is not None:
+            yield record.origin, text, record.problem.reason
             continue
         try:
-            yield f"{name}:{lineno}", orjson.loads(line), None
+            yield record.origin, orjson.loads(record.payload), None
         except orjson.JSONDecodeError as exc:
-            yield f"{name}:{lineno}", line.decode("utf-8", errors="replace"), f"line is not JSON: {exc}"
-
-
-def _is_json_object(line: bytes) -> bool:
-    try:
-        return isinstance(orjson.loads(line), dict)
-    except orjson.JSONDecodeError:
-        return False
+            yield record.origin, text, f"line is not JSON: {exc}"
 
 
 def compact_json(value: Any) -> str:
@@ -171,73 +186,95 @@ def parse_event_time(value: Any) -> datetime:
         raise UnparsableRecordError(f"eventTime is not a string: {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
-        raise UnparsableRecordError(f"eventTime {value!r} is not an ISO-8601 time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        raise UnparsableRecordError(f"eventTime {value[:60]!r} is not an ISO-8601 time") from None
+    except OverflowError:  # a year-1 time with a positive offset falls before year 1 in UTC
+        moment = None
+    if moment is None or not in_time_range(moment):
+        raise UnparsableRecordError(f"eventTime {value[:60]!r} is out of range (years 1 to 9999 in UTC)")
+    return moment
 
 
 def normalise(record: Any, *, tenant: str, options: ParserOptions) -> dict[str, Any]:
-    """One (already redacted) CloudTrail record as a nested ECS document; raises if it is not usable."""
+    """One CloudTrail record as a nested ECS document; raises `UnparsableRecordError` if it is not usable."""
+    return nest(flat_fields(record, raw=None, tenant=tenant, options=options))
+
+
+def flat_fields(record: Any, *, raw: bytes | None, tenant: str, options: ParserOptions) -> dict[str, Any]:
+    """One CloudTrail record as flat ECS fields (those that have a value), the constant ones included."""
+    values = record_values(record, raw=raw)
+    flat = {name: value for name, value in zip(COLUMNS, values, strict=True) if value is not None}
+    return {**CONSTANTS, "organization.id": tenant, "event.ingested": options.ingested(), **flat}
+
+
+def record_values(record: Any, *, raw: bytes | None) -> tuple[Any, ...]:
+    """The values of `COLUMNS` for one CloudTrail record (parsed, not yet redacted), None where it has none.
+
+    `raw` is the record's text when known: a record whose text names no secret is not walked for redaction.
+    A tuple in a fixed order rather than a dict: a batch becomes columns by transposing, which keeps the
+    per-record work small.
+    """
+    if raw is None or may_hold_secrets(raw):
+        record = redact_record(record)
     if not isinstance(record, dict):
         raise UnparsableRecordError(f"record is not a JSON object but {type(record).__name__}")
-    missing = [key for key in _REQUIRED if not isinstance(record.get(key), str) or not record[key]]
+    missing = [key for key in _REQUIRED if record.get(key) in (None, "")]
     if missing:
         raise UnparsableRecordError(f"record lacks {', '.join(missing)}")
+    odd = [f"{key} is not a string but {type(record[key]).__name__}" for key in _REQUIRED
+           if not isinstance(record[key], str)]
+    if odd:
+        raise UnparsableRecordError("; ".join(odd))
+    try:
+        return _values(record)
+    except orjson.JSONEncodeError:
+        raise UnparsableRecordError(TOO_DEEP) from None
 
-    identity = _mapping(record.get("userIdentity"))
+
+def _values(record: dict[str, Any]) -> tuple[Any, ...]:
+    get = record.get
+    identity = _mapping(get("userIdentity"))
     session = _mapping(identity.get("sessionContext"))
     issuer = _mapping(session.get("sessionIssuer"))
     attributes = _mapping(session.get("attributes"))
-    error_code = record.get("errorCode")
-    response = record.get("responseElements")
+    tls = _mapping(get("tlsDetails"))
+    error_code = get("errorCode")
+    response = get("responseElements")
     failed_console_login = isinstance(response, dict) and response.get("ConsoleLogin") == "Failure"
-
-    flat: dict[str, Any] = {
-        "@timestamp": parse_event_time(record["eventTime"]),
-        "organization.id": tenant,
-        "event.id": record["eventID"],
-        "event.action": record["eventName"],
-        "event.provider": record.get("eventSource"),
-        "event.dataset": DATASET,
-        "event.module": "aws",
-        "event.kind": "event",
-        "event.outcome": "failure" if error_code or failed_console_login else "success",
-        "event.ingested": options.ingested(),
-        "event.original": orjson.dumps(record).decode(),
-        "cloud.provider": "aws",
-        "cloud.region": record.get("awsRegion"),
-        "cloud.account.id": record.get("recipientAccountId") or identity.get("accountId"),
-        "user.id": identity.get("principalId"),
-        "user.name": _user_name(identity, issuer),
-        "user_agent.original": record.get("userAgent"),
-        "error.code": error_code,
-        "error.message": record.get("errorMessage"),
-    }
-    if record["eventName"] == "ConsoleLogin":
-        flat["event.category"] = ["authentication"]
-    address = record.get("sourceIPAddress")
-    if isinstance(address, str) and address:
-        flat["source.address"] = address
-        if _is_ip(address):
-            flat["source.ip"] = address
-            flat["related.ip"] = [address]
-    related_users = _unique([flat["user.name"], identity.get("userName"), issuer.get("userName")])
-    if related_users:
-        flat["related.user"] = related_users
-
-    prefix = "aws.cloudtrail."
-    flat.update({prefix + name: _text(record.get(key)) for key, name in _TOP_LEVEL.items()})
-    flat.update({prefix + name: _boolean(record.get(key)) for key, name in _BOOLEANS.items()})
-    flat.update({prefix + name: compact_json(record[key]) for key, name in _JSON_OBJECTS.items()
-                 if record.get(key) is not None})
-    flat.update({f"{prefix}user_identity.{name}": _text(identity.get(key)) for key, name in _USER_IDENTITY.items()})
-    flat.update({f"{prefix}user_identity.session_context.session_issuer.{name}": _text(issuer.get(key))
-                 for key, name in _SESSION_ISSUER.items()})
-    flat[f"{prefix}user_identity.session_context.mfa_authenticated"] = _text(attributes.get("mfaAuthenticated"))
-    flat[f"{prefix}user_identity.session_context.creation_date"] = _text(attributes.get("creationDate"))
-    tls = _mapping(record.get("tlsDetails"))
-    flat.update({f"{prefix}tls_details.{name}": _text(tls.get(key)) for key, name in _TLS_DETAILS.items()})
-    return nest({name: value for name, value in flat.items() if value is not None})
+    user = _user_name(identity, issuer)
+    address = get("sourceIPAddress")
+    address = address if isinstance(address, str) and address else None
+    ip = address if address is not None and _is_ip(address) else None
+    related_users = _unique([user, identity.get("userName"), issuer.get("userName")])
+    return (
+        parse_event_time(record["eventTime"]),
+        record["eventID"],
+        record["eventName"],
+        _text(get("eventSource")),
+        "failure" if error_code or failed_console_login else "success",
+        orjson.dumps(record).decode(),
+        _AUTHENTICATION if record["eventName"] == "ConsoleLogin" else None,
+        _text(get("awsRegion")),
+        _text(get("recipientAccountId") or identity.get("accountId")),
+        _text(identity.get("principalId")),
+        user,
+        _text(get("userAgent")),
+        _text(error_code),
+        _text(get("errorMessage")),
+        address,
+        ip,
+        [ip] if ip else None,
+        related_users or None,
+        *[_text(get(key)) for key in _TOP_LEVEL],
+        *[_boolean(get(key)) for key in _BOOLEANS],
+        *[None if (value := get(key)) is None else compact_json(value) for key in _JSON_OBJECTS],
+        *[_text(identity.get(key)) for key in _USER_IDENTITY],
+        *[_text(issuer.get(key)) for key in _SESSION_ISSUER],
+        _text(attributes.get("mfaAuthenticated")),
+        _text(attributes.get("creationDate")),
+        *[_text(tls.get(key)) for key in _TLS_DETAILS],
+    )
 
 
 def _user_name(identity: Mapping[str, Any], issuer: Mapping[str, Any]) -> str | None:
@@ -271,6 +308,7 @@ def _boolean(value: Any) -> bool | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)

@@ -1,7 +1,7 @@
 """One raw record -> its dataset and ECS document, through the real parsers.
 
 Rule evidence and tests give events as they arrive (a syslog line, a CloudTrail record); this runs
-them through exactly the code path `soc ingest` uses (`LogParser.parse` on a file), so a rule is
+them through exactly the code path intake and `soc ingest` use (`LogParser.parse_records`), so a rule is
 tested against what the collectors really produce, redaction and field mapping included.
 
     dataset, doc = parse_raw("syslog", "Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root ...",
@@ -10,17 +10,16 @@ tested against what the collectors really produce, redaction and field mapping i
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from citysoc.deadletter import DeadLetter
 from collectors.base import ParserOptions, get_parser, parser_names
+from collectors.columns import table_docs
 from collectors.errors import UnknownParserError, UnparsableRecordError
+from collectors.records import RawRecord
 
 # A dataset names the parser that produces it, so evidence may say either.
 DATASET_PARSERS: dict[str, str] = {
@@ -69,20 +68,11 @@ def parse_raw(source_or_dataset: str, raw: Any, *, tenant: str, year: int | None
     parser_class = get_parser(parser_name_for(source_or_dataset))
     options = ParserOptions(year=year, reference=DEFAULT_REFERENCE, now=now or DEFAULT_REFERENCE)
     parser = parser_class(options)
-    data = _raw_bytes(parser_class.name, raw)
-    with tempfile.TemporaryDirectory(prefix="citysoc-raw-") as folder:
-        path = Path(folder) / "record"
-        path.write_bytes(data)
-        items = list(parser.parse(path, tenant=tenant, source=parser_class.name))
-    letters = [item for item in items if isinstance(item, DeadLetter)]
-    if letters:
-        raise UnparsableRecordError(f"the {parser_class.name} collector refuses it: {letters[0].reason}")
-    if len(items) != 1:
-        raise UnparsableRecordError(f"expected one {parser_class.name} event, the record holds {len(items)}")
-    event = items[0]
-    assert not isinstance(event, DeadLetter)
-    doc = dict(event.doc)
-    log = doc.get("log")
-    if isinstance(log, dict):
-        log.pop("file", None)  # the scratch file's name means nothing to the caller
-    return event.dataset, doc
+    record = RawRecord(_raw_bytes(parser_class.name, raw), "record", options.ingested())
+    batch = parser.parse_records([record], tenant=tenant, source=parser_class.name)
+    if batch.dead:
+        raise UnparsableRecordError(f"the {parser_class.name} collector refuses it: {batch.dead[0].reason}")
+    events = [(dataset, doc) for dataset, table in batch.tables.items() for doc in table_docs(table)]
+    if len(events) != 1:
+        raise UnparsableRecordError(f"expected one {parser_class.name} event, the record holds {len(events)}")
+    return events[0]

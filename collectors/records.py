@@ -4,6 +4,10 @@ A listener, a file reader and the spool all carry `RawRecord`s: the bytes exactl
 record (a syslog message without its transport framing, one JSON record, one audit line), where it came
 from, and when it arrived. A parser turns a batch of them into Arrow tables of ECS events, one per
 dataset, and dead letters (`ParsedBatch`).
+
+A reader that cannot hand a record over whole (a line over the size limit, the cut-off end of a truncated
+gzip file, a file that is not JSON at all) still hands it over, with a `ReadProblem`: the parser then
+dead-letters it with that reason, so every problem reaches the dead-letter store through one path.
 """
 
 from __future__ import annotations
@@ -17,16 +21,28 @@ from citysoc.deadletter import DeadLetter
 
 
 @dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """Why a reader could not hand a record over whole. `size` and `sha256` describe the whole record when
+    the payload holds only its beginning (an over-long line), so an operator can still identify it."""
+
+    reason: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RawRecord:
     """One record as it arrived.
 
     `origin` says where, for dead letters and logs: `auth.log:17`, `tcp 192.0.2.7:51234`,
     `relp 192.0.2.7 txnr 42`, `http 192.0.2.7 #5`. `received` is the UTC arrival time (`event.ingested`).
+    `problem` is set by a reader that could not read the record whole; such a record is always dead-lettered.
     """
 
     payload: bytes
     origin: str
     received: datetime
+    problem: ReadProblem | None = None
 
 
 @dataclass

@@ -13,7 +13,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collectors.errors import UnparsableRecordError
+
 REDACTED = "[REDACTED]"
+# orjson writes at most 254 levels of nesting: a deeper record could not be stored as JSON text.
+MAX_JSON_DEPTH = 254
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels: it cannot be stored"
 
 # Lower-cased keys whose values are secrets wherever they appear.
 SECRET_KEYS: frozenset[str] = frozenset({
@@ -26,9 +34,12 @@ SECRET_KEYS: frozenset[str] = frozenset({
 _CREDENTIAL_PUBLIC_KEYS: frozenset[str] = frozenset({"accesskeyid", "expiration", "arn", "username"})
 
 _SECRET_KEY_ALTERNATION = "|".join(sorted(SECRET_KEYS, key=len, reverse=True))
+# Every name in SECRET_KEYS (and `credentials`) holds one of these: a record holding none has nothing to redact.
+_SECRET_STEMS = (b"token", b"secret", b"passw", b"privatekey", b"credentials", b"authorization", b"apikey")
+assert all(any(stem.decode() in key for stem in _SECRET_STEMS) for key in (*SECRET_KEYS, "credentials"))
 # "sessionToken": "..." inside JSON text (also escaped JSON inside a JSON string).
 _JSON_SECRET = re.compile(
-    rf'(?i)(\\?"(?:{_SECRET_KEY_ALTERNATION})\\?"\s*:\s*)(\\?")((?:[^"\\]|\\.)*?)(\\?")'
+    rf'(?i)(\\?"(?:{_SECRET_KEY_ALTERNATION})\\?"\s*:\s*)(\\?")((?:[^"\\]|\\.)*?)(\\?"|\\?$)'
 )
 # password=hunter2, pass: x, token="a b" in free text.
 _TEXT_SECRET = re.compile(
@@ -37,8 +48,13 @@ _TEXT_SECRET = re.compile(
 )
 
 
-def redact_record(value: Any, *, in_credentials: bool = False) -> Any:
-    """A copy of a JSON value with secret values replaced by `REDACTED` (by key, at any depth)."""
+def redact_record(value: Any, *, in_credentials: bool = False, depth: int = 0) -> Any:
+    """A copy of a JSON value with secret values replaced by `REDACTED` (by key, at any depth).
+
+    Raises `UnparsableRecordError` for a value nested deeper than `MAX_JSON_DEPTH` (it could not be stored).
+    """
+    if depth > MAX_JSON_DEPTH:
+        raise UnparsableRecordError(TOO_DEEP)
     if isinstance(value, dict):
         redacted: dict[str, Any] = {}
         for key, item in value.items():
@@ -49,11 +65,19 @@ def redact_record(value: Any, *, in_credentials: bool = False) -> Any:
             ):
                 redacted[key] = REDACTED
             else:
-                redacted[key] = redact_record(item, in_credentials=lowered == "credentials")
+                redacted[key] = redact_record(item, in_credentials=lowered == "credentials", depth=depth + 1)
         return redacted
     if isinstance(value, list):
-        return [redact_record(item, in_credentials=in_credentials) for item in value]
+        return [redact_record(item, in_credentials=in_credentials, depth=depth + 1) for item in value]
     return value
+
+
+def may_hold_secrets(raw: bytes) -> bool:
+    """False when a JSON record's text names no secret key and no `credentials` object, so `redact_record`
+    would change nothing (most records: checking the bytes is much cheaper than walking the record)."""
+    if b"\\u" in raw:  # an escaped key name could hide one
+        return True
+    return any(map(raw.lower().__contains__, _SECRET_STEMS))
 
 
 def redact_json_text(text: str) -> str:
@@ -64,3 +88,25 @@ def redact_json_text(text: str) -> str:
 def redact_text(text: str) -> str:
     """Redact `password=value`-style secrets in free text (syslog messages)."""
     return _TEXT_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
+# The same patterns in RE2 syntax for Arrow's regex kernels (linear time); Python's `re` and RE2 agree on them.
+_TEXT_SECRET_RE2 = (r"(?i)\b((?:password|passwd|pass|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)"
+                    r"\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)")
+
+
+def redact_text_column(texts: pa.Array) -> pa.Array:
+    """`redact_text` for a column of free text, touching only the rows that hold something to redact.
+
+    The whole batch is searched once first, as one string: most batches hold no secret at all.
+    """
+    data = texts.buffers()[2] if texts.offset == 0 and pa.types.is_string(texts.type) else None
+    if data is not None and data.size < 2**31:  # bytes outside the values could only add a false alarm
+        whole = pa.Array.from_buffers(pa.binary(), 1, [None, pa.array([0, data.size], pa.int32()).buffers()[1], data])
+        if not pc.any(pc.match_substring_regex(whole, _TEXT_SECRET_RE2)).as_py():
+            return texts
+    hits = pc.fill_null(pc.match_substring_regex(texts, _TEXT_SECRET_RE2), False)
+    if not pc.any(hits).as_py():
+        return texts
+    redacted = pc.replace_substring_regex(texts.filter(hits), _TEXT_SECRET_RE2, rf"\1{REDACTED}")
+    return pc.replace_with_mask(texts, hits, redacted)

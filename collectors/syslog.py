@@ -1,248 +1,308 @@
-"""Syslog text files -> ECS, mapped as Elastic's `system` integration (syslog and auth datasets).
+"""Syslog messages -> ECS, a batch at a time, mapped as Elastic's `system` integration (syslog and auth).
 
-Line forms accepted (one event per line; gzip files are read transparently):
-- RFC 5424: `<165>1 2003-10-11T22:14:15.003Z host app procid msgid [sd-id k="v"] message`
-- RFC 3164: `<34>Oct 11 22:14:15 mymachine su[123]: message` (the tag may be missing after a PRI)
-- the file form syslog daemons write, without PRI or year: `Dec 10 06:55:46 LabSZ sshd[24200]: message`,
-  and its high-precision variant `2024-12-10T06:55:46.123456+00:00 host prog[pid]: message`.
+Forms: RFC 5424, RFC 3164 (with or without PRI, tag or pid) and the file form syslog daemons write
+(`collectors.syslog_header`); timestamps and the missing-year rule: `collectors.syslog_time`. One message
+per record; a file is read line by line (LF, CRLF or a lone CR), gzip transparently.
 
-Missing year rule: a timestamp without a year (`Dec 10 06:55:46`) takes the year given as `year`, else
-the year of the reference time (`reference`, by default the file's modification time). When that puts
-the event more than one day after the reference, the previous year is used instead: a December line
-read from a file written in January belongs to the December before. Timestamps without a zone are in
-`tz` (UTC unless told otherwise).
+Every line is redacted (`password=...` and the like) before anything else, so no secret reaches an id, a
+field or a dead letter. Then, for the whole batch at once with Arrow compute functions: the header, the
+timestamp, the priority, the dataset rule and the auth fields (`collectors.auth`). Messages in a format of
+their own are mapped record by record: Sysmon for Linux XML (`sysmon_linux.log`), audit records
+(`auditd.log`), CEF (`cef.log`) and LEEF (`leef.log`) payloads, whether inside a syslog header or bare
+(a bare one needs its own device time), and RFC 5424 structured data.
 
-Dataset rule: `system.auth` when the program is an authentication program (`auth.AUTH_PROGRAMS`:
-sshd, sudo, su, login, passwd, user/group tools, systemd-logind, polkit, ...), when the facility is
-auth or authpriv, or when the message is a PAM message (`pam_...`, e.g. CRON's pam_unix session
-lines); `system.syslog` otherwise.
+Dataset rule: `system.auth` when the program is an authentication program (`auth.AUTH_PROGRAMS`), the
+facility is auth or authpriv, or the message is a PAM message (`pam_...`); `system.syslog` otherwise.
+`process.name` is the tag without a `(module)` suffix: RHEL's old `sshd(pam_unix)[pid]:` lines are sshd's.
 
-Event ids: `stable_id("syslog", tenant, source, line, n)` where `line` is the stored (redacted) line and
-`n` counts the occurrences of that identical line in the file, so a re-ingested file yields the same ids
-while two genuinely repeated lines are both kept.
+Event ids: `citysoc.ids.event_ids` over the tenant, the source, the resolved `@timestamp` and the stored
+(redacted) line, with the occurrence number of identical lines.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from array import array
+from collections.abc import Sequence
+from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from citysoc.deadletter import DeadLetter
-from citysoc.ids import stable_id
-from citysoc.schema import nest
 from collectors.auditd import DATASET as AUDITD_DATASET
-from collectors.auditd import audit_fields, is_audit_record
-from collectors.auth import auth_fields, is_auth
-from collectors.base import LogParser, ParsedEvent, register_parser
+from collectors.auditd import RECORD_SHAPE, audit_fields
+from collectors.auth import auth_fields, is_auth, spread_fields
+from collectors.base import LogParser, Normalised, register_parser
+from collectors.cef import CEF_DATASET, LEEF_DATASET, cef_fields, leef_fields
+from collectors.columns import TIMESTAMP, EventColumns, columns_from_rows, int64_from_text
 from collectors.errors import UnparsableRecordError
-from collectors.files import LineReader
+from collectors.records import RawRecord
+from collectors.redact import redact_text_column
+from collectors.syslog_header import FACILITY_NAMES, LEVEL_CODES, SEVERITY_NAMES, split_headers, spread
+from collectors.syslog_structured import structured_data
+from collectors.syslog_time import parse_iso, resolve_yearless
 from collectors.sysmon_linux import DATASET as SYSMON_DATASET
-from collectors.sysmon_linux import is_sysmon, sysmon_fields
+from collectors.sysmon_linux import sysmon_fields
 
 AUTH_DATASET = "system.auth"
 SYSLOG_DATASET = "system.syslog"
 NOT_SYSLOG = "not a syslog line (RFC 5424, RFC 3164 or 'Mmm dd hh:mm:ss host prog: msg')"
+_BARE_PAYLOAD = r"^(?:<[0-9]{1,3}> ?)?(?:CEF|LEEF):"
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_BARE_PRI = re.compile(r"<([0-9]{1,3})>")
+# Records of their own format inside a syslog message, mapped record by record.
+_SYSMON, _AUDIT, _CEF, _BARE = "sysmon", "audit", "cef", "bare"
 
-FACILITY_NAMES = (
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
-    "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
-    "local7",
-)
-SEVERITY_NAMES = ("Emergency", "Alert", "Critical", "Error", "Warning", "Notice", "Informational", "Debug")
-_MONTHS = {name: number for number, name in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 
-_RFC5424 = re.compile(
-    r"^<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+)"
-    r" (?P<msgid>\S+) (?P<rest>.*)$"
-)
-_TIMESTAMP = (
-    r"(?:(?P<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(?P<day>\d{1,2})"
-    r" (?P<clock>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d{1,6})?"
-    r"|(?P<iso>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?))"
-)
-_BSD = re.compile(
-    rf"^(?:<(?P<pri>\d{{1,3}})>)?{_TIMESTAMP} +(?P<host>\S+) +(?P<tag>[^\s\[:]+)(?:\[(?P<pid>[^\]]*)\])?:"
-    r"(?: ?(?P<msg>.*))?$"
-)
-# After a PRI, RFC 3164 allows a message without a tag.
-_BSD_UNTAGGED = re.compile(rf"^<(?P<pri>\d{{1,3}})>{_TIMESTAMP} +(?P<host>\S+) +(?P<msg>.*)$")
-_SD_ELEMENT = re.compile(r'\[(?P<id>[^\s\]=]+)(?P<params>(?: [^\s=\]]+="(?:[^"\\]|\\.)*")*)\]')
-_SD_PARAM = re.compile(r'([^\s=\]]+)="((?:[^"\\]|\\.)*)"')
-_SD_UNESCAPE = re.compile(r'\\(["\\\]])')
+def decode(records: Sequence[RawRecord]) -> pa.Array:
+    """The payloads as one string array: copied once into Arrow and validated there; only a batch holding
+    invalid UTF-8 is decoded record by record (invalid bytes become U+FFFD)."""
+    payloads = [record.payload for record in records]
+    offsets = array("i", accumulate(map(len, payloads), initial=0))
+    data = pa.py_buffer(b"".join(payloads))
+    binary = pa.Array.from_buffers(pa.binary(), len(payloads), [None, pa.py_buffer(offsets), data])
+    try:
+        texts = binary.cast(pa.string())
+    except pa.ArrowInvalid:
+        texts = pa.array([payload.decode("utf-8", errors="replace") for payload in payloads], pa.string())
+    return pc.utf8_ltrim(pc.utf8_rtrim(texts, characters="\r\n\x00"), characters="\ufeff")
 
 
 @register_parser
 class SyslogParser(LogParser):
-    """Syslog files (RFC 5424, RFC 3164 and the daemons' file form) into system.auth / system.syslog."""
+    """Syslog (RFC 5424, RFC 3164, daemons' files) into system.auth / system.syslog and the sub-formats."""
 
     name = "syslog"
-    datasets = (AUTH_DATASET, SYSLOG_DATASET, SYSMON_DATASET, AUDITD_DATASET)
+    datasets = (AUTH_DATASET, SYSLOG_DATASET, SYSMON_DATASET, AUDITD_DATASET, CEF_DATASET, LEEF_DATASET)
 
-    def parse(self, path: Path, *, tenant: str, source: str) -> Iterator[ParsedEvent | DeadLetter]:
-        reference = self.options.reference or datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        reader = LineReader()
-        for item in reader.lines(path):
-            line, origin = item.text, item.origin
-            try:
-                fields = self.parse_line(line, reference=reference)
-            except UnparsableRecordError as exc:
-                yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
-                continue
-            try:
-                dataset = self._classify(fields)
-            except UnparsableRecordError as exc:
-                yield DeadLetter(tenant=tenant, source=source, origin=origin, reason=exc.reason, raw=line)
-                continue
-            fields.setdefault("event.module", "system")
-            fields.setdefault("event.kind", "event")
-            fields.update({
-                "organization.id": tenant,
-                "event.id": stable_id("syslog", tenant, source, line, str(item.occurrence)),
-                "event.dataset": dataset,
-                "event.ingested": self.options.ingested(),
-                "event.original": line,
-                "log.file.path": str(path),
-            })
-            yield ParsedEvent(fields["event.dataset"], nest(fields))
-        self.skipped += reader.skipped
+    def normalise(self, records: Sequence[RawRecord], *, tenant: str, source: str) -> Normalised:
+        lines = redact_text_column(decode(records))
+        headers = split_headers(lines)
+        columns = EventColumns(len(lines))
+        reasons: list[str | None] = [None] * len(lines)
+        header_rows = pc.or_(headers.rfc5424, headers.bsd)
+        bare = pc.and_(pc.invert(header_rows), pc.fill_null(pc.match_substring_regex(lines, _BARE_PAYLOAD), False))
+        for row in _positions(pc.invert(pc.or_(header_rows, bare))):
+            reasons[row] = NOT_SYSLOG
+        self._timestamps(columns, headers, records, reasons)
+        _priority(columns, headers, reasons)
+        messages = self._messages(columns, headers, reasons)
+        _header_fields(columns, headers)
+        slow = self._classify(columns, headers, messages, bare)
+        columns["event.original"] = lines
+        columns["event.kind"] = "event"
+        slow_rows = {row: kind for row, kind in slow.items() if reasons[row] is None}
+        self._slow_paths(columns, slow_rows, lines, records, reasons)
+        if reasons.count(None) == len(reasons):  # the usual batch: every line became an event
+            return Normalised(columns, list(range(len(reasons))), [])
+        accepted = [row for row, reason in enumerate(reasons) if reason is None]
+        refused = [row for row, reason in enumerate(reasons) if reason is not None]
+        texts = lines.take(pa.array(refused, pa.int64())).to_pylist()
+        dead = [(row, self.refuse(records[row], reasons[row] or "", tenant=tenant, source=source, raw=text))
+                for row, text in zip(refused, texts, strict=True)]
+        return Normalised(columns.take(pa.array(accepted, pa.int64())), accepted, dead)
 
-    @staticmethod
-    def _classify(fields: dict[str, Any]) -> str:
-        """The dataset rule; adds the fields of the message's own format (Sysmon XML, audit record, auth)."""
-        program = fields.get("process.name")
+    def _timestamps(self, columns: EventColumns, headers: Any, records: Sequence[RawRecord],
+                    reasons: list[str | None]) -> None:
+        iso = headers["iso"].is_valid()
+        moments = pa.nulls(len(reasons), TIMESTAMP)
+        if pc.any(iso).as_py():
+            moments = spread(iso, parse_iso(headers["iso"].filter(iso), tz=self.options.tz))
+        classic = headers["month"].is_valid()
+        if pc.any(classic).as_py():
+            reference: Any = self.options.reference
+            if reference is None:  # a live record: its own arrival time decides the year
+                first = records[0].received
+                if all(record.received is first for record in records):
+                    reference = first
+                else:
+                    reference = pa.array([record.received for record in records], TIMESTAMP).filter(classic)
+            found = resolve_yearless(headers["month"].filter(classic), headers["day"].filter(classic),
+                                     headers["clock"].filter(classic), pc.fill_null(headers["fraction"], "").filter(
+                                         classic), year=self.options.year, reference=reference, tz=self.options.tz)
+            moments = pc.coalesce(moments, spread(classic, found))
+        columns["@timestamp"] = moments
+        missing = pc.and_(pc.or_(headers.rfc5424, headers.bsd), moments.is_null())
+        for row in _positions(missing):
+            reasons[row] = reasons[row] or self._time_reason(headers, row)
+
+    def _time_reason(self, headers: Any, row: int) -> str:
+        text = headers["iso"][row].as_py()
+        if headers.rfc5424[row].as_py() and text == "-":
+            return "RFC 5424 line without a timestamp (NILVALUE)"
+        if text is not None:
+            return f"timestamp {text[:60]!r} is not ISO-8601, or not a time between the years 1 and 9999"
+        month, day = headers["month"][row].as_py(), headers["day"][row].as_py()
+        where = f"in {self.options.year}" if self.options.year is not None else (
+            f"within a year before {self.options.reference:%Y-%m-%d}" if self.options.reference
+            else "within a year before its arrival")
+        number = _MONTH_NAMES.index(month) + 1
+        return f"no valid date for month {number} day {int(day)} {where} (or a clock past 23:59:59)"
+
+    def _messages(self, columns: EventColumns, headers: Any, reasons: list[str | None]) -> pa.Array:
+        """`message`: the BSD message, or what follows RFC 5424's structured data (parsed record by record
+        when there is some)."""
+        rest = headers["rest"]
+        if not pc.any(headers.rfc5424).as_py():  # BSD lines only: the header split gave the message
+            columns["message"] = pc.fill_null(headers["message"], "")
+            return columns["message"]
+        nil = pc.fill_null(pc.or_(pc.equal(rest, "-"), pc.starts_with(rest, "- ")), False)
+        messages = pc.if_else(nil, pc.utf8_slice_codeunits(rest, 2), headers["message"])
+        messages = pc.if_else(pc.fill_null(pc.starts_with(messages, "\ufeff"), False),
+                              pc.utf8_slice_codeunits(messages, 1), messages)
+        with_data = pc.fill_null(pc.starts_with(rest, "["), False)
+        odd = pc.and_(headers.rfc5424, pc.invert(pc.or_(nil, with_data)))
+        for row in _positions(odd):
+            reasons[row] = reasons[row] or "RFC 5424 line whose structured data is neither '-' nor [id param=\"value\"]"
+        if pc.any(with_data).as_py():
+            rows = _positions(with_data)
+            found: list[str | None] = []
+            texts: list[str | None] = []
+            for row, text in zip(rows, rest.filter(with_data).to_pylist(), strict=True):
+                try:
+                    elements, message = structured_data(text)
+                    found.append(orjson.dumps(elements, option=orjson.OPT_SORT_KEYS).decode())
+                    texts.append(message.removeprefix("\ufeff"))
+                except UnparsableRecordError as exc:
+                    reasons[row] = reasons[row] or exc.reason
+                    found.append(None)
+                    texts.append(None)
+            messages = pc.replace_with_mask(messages, with_data, pa.array(texts, pa.string()))
+            columns["log.syslog.structured_data"] = spread(with_data, pa.array(found, pa.string()))
+        columns["message"] = pc.fill_null(messages, "")
+        return columns["message"]
+
+    def _classify(self, columns: EventColumns, headers: Any, messages: pa.Array,
+                  bare: pa.Array) -> dict[int, str]:
+        """event.dataset and the auth fields for the batch; returns the rows mapped record by record."""
+        program = pc.utf8_lower(columns["process.name"])
+        text = pc.utf8_ltrim_whitespace(messages)
+        sysmon = pc.fill_null(pc.and_(pc.equal(program, "sysmon"), pc.or_(
+            pc.starts_with(text, "<Event"), pc.starts_with(text, "<?xml"))), False)
+        audit = pc.fill_null(pc.match_substring_regex(text, RECORD_SHAPE), False)
+        tagged = pc.and_(pc.is_in(headers["tag"], pa.array(["CEF", "LEEF"])),
+                         pc.match_substring_regex(messages, r"^[0-9.]+\|"))
+        payload = pc.or_(pc.starts_with(text, "CEF:"), pc.starts_with(text, "LEEF:"))
+        payload = pc.fill_null(pc.or_kleene(payload, tagged), False)
+        own_format = pc.or_(pc.or_(sysmon, audit), payload)
+        auth = pc.and_(is_auth(program, messages, columns["log.syslog.facility.code"]), pc.invert(own_format))
+        columns["event.dataset"] = pc.if_else(auth, AUTH_DATASET, SYSLOG_DATASET)
+        columns["event.module"] = "system"
+        if pc.any(auth).as_py():
+            for name, values in spread_fields(auth, auth_fields(program.filter(auth), messages.filter(auth))).items():
+                columns[name] = values
+        slow: dict[int, str] = {}
+        for kind, mask in ((_BARE, bare), (_SYSMON, sysmon), (_AUDIT, audit), (_CEF, payload)):
+            for row in _positions(mask):
+                slow.setdefault(row, kind)
+        return slow
+
+    def _slow_paths(self, columns: EventColumns, slow: dict[int, str], lines: pa.Array,
+                    records: Sequence[RawRecord], reasons: list[str | None]) -> None:
+        """Sysmon, audit, CEF and LEEF records: their flat fields, built in Python, replace their rows."""
+        rows = sorted(slow)
+        if not rows:
+            return
+        base = columns.take(pa.array(rows, pa.int64())).rows()
+        texts = lines.take(pa.array(rows, pa.int64())).to_pylist()
+        built: list[dict[str, Any]] = []
+        built_rows: list[int] = []
+        for row, fields, line in zip(rows, base, texts, strict=True):
+            try:
+                built.append(self._own_format(slow[row], fields, line, records[row].received))
+                built_rows.append(row)
+            except UnparsableRecordError as exc:
+                reasons[row] = exc.reason
+        made, kept, refused = columns_from_rows(built)
+        for index, reason in refused:
+            reasons[built_rows[index]] = reason
+        keep = [built_rows[index] for index in kept]
+        columns.replace_rows(keep, made)
+
+    def _own_format(self, kind: str, fields: dict[str, Any], line: str, received: datetime) -> dict[str, Any]:
         message = fields.get("message", "")
-        if is_sysmon(program, message) or is_audit_record(message):
-            # The syslog program (sysmon, audisp-syslog) is the shipper, not the process the event is about.
+        if kind in (_SYSMON, _AUDIT):
+            # the syslog program (sysmon, audisp-syslog) is the shipper, not the process the event is about
             fields.pop("process.name", None)
             fields.pop("process.pid", None)
-            if is_sysmon(program, message):
+            if kind == _SYSMON:
                 fields.update(sysmon_fields(message))
-                return SYSMON_DATASET
-            fields.update(audit_fields(message))
-            return AUDITD_DATASET
-        if is_auth(program, message, fields.get("log.syslog.facility.code")):
-            fields.update(auth_fields(program, message))
-            return AUTH_DATASET
-        return SYSLOG_DATASET
-
-    def parse_line(self, line: str, *, reference: datetime) -> dict[str, Any]:
-        """Flat ECS fields of one (redacted) line; raises `UnparsableRecordError` when it is not syslog."""
-        match = _RFC5424.match(line)
-        if match:
-            return self._rfc5424(match)
-        match = _BSD.match(line) or _BSD_UNTAGGED.match(line)
-        if not match:
-            raise UnparsableRecordError(NOT_SYSLOG)
-        groups = match.groupdict()
-        host, program, pid = groups["host"], groups.get("tag"), groups.get("pid")
-        fields: dict[str, Any] = {
-            "@timestamp": self._bsd_time(groups, reference),
-            "message": groups.get("msg") or "",
-            "host.hostname": host,
-            "host.name": host,
-            "log.syslog.hostname": host,
-            "process.name": program,
-            "log.syslog.appname": program,
-            "log.syslog.procid": pid or None,
-            "process.pid": int(pid) if pid and pid.isdigit() else None,
-            **_priority(groups["pri"]),
-        }
-        return {name: value for name, value in fields.items() if value is not None}
-
-    def _rfc5424(self, match: re.Match[str]) -> dict[str, Any]:
-        groups = {key: (None if value == "-" else value) for key, value in match.groupdict().items()}
-        if groups["ts"] is None:
-            raise UnparsableRecordError("RFC 5424 line without a timestamp (NILVALUE)")
-        structured, message = _structured_data(match.group("rest"))
-        host, app, procid = groups["host"], groups["app"], groups["procid"]
-        fields: dict[str, Any] = {
-            "@timestamp": self._iso_time(groups["ts"]),
-            "message": message.removeprefix("\ufeff"),
-            "host.hostname": host,
-            "host.name": host,
-            "log.syslog.hostname": host,
-            "log.syslog.version": int(match.group("version")),
-            "log.syslog.appname": app,
-            "log.syslog.procid": procid,
-            "log.syslog.msgid": groups["msgid"],
-            "log.syslog.structured_data": orjson.dumps(structured, option=orjson.OPT_SORT_KEYS).decode()
-            if structured else None,
-            "process.name": app,
-            "process.pid": int(procid) if procid and procid.isdigit() else None,
-            **_priority(match.group("pri")),
-        }
-        return {name: value for name, value in fields.items() if value is not None}
-
-    def _iso_time(self, value: str) -> datetime:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise UnparsableRecordError(f"timestamp {value!r} is not ISO-8601") from None
-        return (parsed.replace(tzinfo=self.options.tz) if parsed.tzinfo is None else parsed).astimezone(UTC)
-
-    def _bsd_time(self, groups: dict[str, Any], reference: datetime) -> datetime:
-        if groups.get("iso"):
-            return self._iso_time(groups["iso"])
-        hour, minute, second = (int(part) for part in groups["clock"].split(":"))
-        micro = int((groups.get("fraction") or ".0")[1:].ljust(6, "0"))
-        return year_for(
-            month=_MONTHS[groups["month"]], day=int(groups["day"]), time=(hour, minute, second, micro),
-            year=self.options.year, reference=reference, tz=self.options.tz,
-        )
+                fields["event.dataset"] = SYSMON_DATASET
+            else:
+                fields.update(audit_fields(message))
+                fields["event.dataset"] = AUDITD_DATASET
+            return fields
+        if kind == _BARE:
+            fields = {"event.original": line, "event.kind": "event"}
+            pri = _BARE_PRI.match(line)
+            if pri:
+                fields.update(priority_fields(int(pri.group(1))))
+            payload = line[pri.end():].lstrip() if pri else line
+            fields["message"] = payload
+        elif message.lstrip().startswith(("CEF:", "LEEF:")):
+            payload = message.lstrip()
+        else:  # `host CEF:0|...`: the header's tag was the payload's own start
+            payload = f"{fields.get('log.syslog.appname')}:{message}"
+            fields.pop("process.name", None)
+        reference = self.options.reference or received
+        mapped = (cef_fields if payload.startswith("CEF:") else leef_fields)(payload, reference=reference,
+                                                                            tz=self.options.tz)
+        if "@timestamp" not in mapped and "@timestamp" not in fields:
+            raise UnparsableRecordError("a bare CEF/LEEF payload needs a device time (rt, devTime) or a syslog header")
+        fields.update(mapped)
+        return fields
 
 
-def year_for(*, month: int, day: int, time: tuple[int, int, int, int], year: int | None, reference: datetime,
-             tz: Any) -> datetime:
-    """Place a year-less timestamp in time: the missing year rule (see the module docstring)."""
-    reference = reference if reference.tzinfo else reference.replace(tzinfo=tz)
-    candidates = [year] if year is not None else [reference.year, reference.year - 1]
-    for candidate in candidates:
-        try:
-            moment = datetime(candidate, month, day, *time, tzinfo=tz)
-        except ValueError:  # 29 Feb outside a leap year, 31 Apr, ...
-            continue
-        if year is not None or moment <= reference + timedelta(days=1):
-            return moment.astimezone(UTC)
-    where = f"in {year}" if year is not None else f"within a year before {reference:%Y-%m-%d}"
-    raise UnparsableRecordError(f"no valid date for month {month} day {day} {where}")
+def _positions(mask: pa.Array) -> list[int]:
+    return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()  # type: ignore[no-any-return]
 
 
-def _priority(pri: str | None) -> dict[str, Any]:
-    if pri is None:
-        return {}
-    value = int(pri)
+def _priority(columns: EventColumns, headers: Any, reasons: list[str | None]) -> None:
+    """PRI -> priority, facility and severity (codes and names); busybox's `facility.level` when no PRI."""
+    priority = int64_from_text(headers["pri"])
+    for row in _positions(pc.greater(priority, 191)):
+        reasons[row] = reasons[row] or f"syslog priority {priority[row].as_py()} is out of range (0-191)"
+    priority = pc.if_else(pc.fill_null(pc.greater(priority, 191), False), pa.scalar(None, pa.int64()), priority)
+    facility = pc.divide(priority, 8)
+    severity = pc.subtract(priority, pc.multiply(facility, 8))
+    named_facility = pc.index_in(headers["facility"], value_set=pa.array(FACILITY_NAMES))
+    named_level = pa.array(list(LEVEL_CODES.values()), pa.int64()).take(
+        pc.index_in(headers["level"], value_set=pa.array(list(LEVEL_CODES))))
+    facility = pc.coalesce(facility, pc.cast(named_facility, pa.int64()))
+    severity = pc.coalesce(severity, named_level)
+    both = pc.and_(facility.is_valid(), severity.is_valid())
+    priority = pc.coalesce(priority, pc.if_else(both, pc.add(pc.multiply(facility, 8), severity),
+                                                pa.scalar(None, pa.int64())))
+    columns["log.syslog.priority"] = priority
+    columns["log.syslog.facility.code"] = facility
+    columns["log.syslog.severity.code"] = severity
+    columns["log.syslog.facility.name"] = pa.array(FACILITY_NAMES, pa.string()).take(facility)
+    columns["log.syslog.severity.name"] = pa.array(SEVERITY_NAMES, pa.string()).take(severity)
+
+
+def priority_fields(value: int) -> dict[str, Any]:
+    """The PRI fields of one record (refused past 191, as for the batch)."""
     if value > 191:
         raise UnparsableRecordError(f"syslog priority {value} is out of range (0-191)")
     facility, severity = divmod(value, 8)
-    return {
-        "log.syslog.priority": value,
-        "log.syslog.facility.code": facility,
-        "log.syslog.facility.name": FACILITY_NAMES[facility],
-        "log.syslog.severity.code": severity,
-        "log.syslog.severity.name": SEVERITY_NAMES[severity],
-    }
+    return {"log.syslog.priority": value, "log.syslog.facility.code": facility,
+            "log.syslog.facility.name": FACILITY_NAMES[facility], "log.syslog.severity.code": severity,
+            "log.syslog.severity.name": SEVERITY_NAMES[severity]}
 
 
-def _structured_data(rest: str) -> tuple[dict[str, dict[str, str]], str]:
-    """Split RFC 5424 `STRUCTURED-DATA MSG` into {sd-id: {param: value}} and the message."""
-    if rest == "-" or rest.startswith("- "):
-        return {}, rest[2:]
-    elements: dict[str, dict[str, str]] = {}
-    position = 0
-    while True:
-        match = _SD_ELEMENT.match(rest, position)
-        if not match:
-            break
-        elements[match.group("id")] = {
-            name: _SD_UNESCAPE.sub(r"\1", value) for name, value in _SD_PARAM.findall(match.group("params"))
-        }
-        position = match.end()
-    if not elements:
-        raise UnparsableRecordError("RFC 5424 line whose structured data is neither '-' nor [id param=\"value\"]")
-    return elements, rest[position:].removeprefix(" ")
+def _header_fields(columns: EventColumns, headers: Any) -> None:
+    host, tag, pid = headers["host"], headers["tag"], headers["pid"]
+    for name in ("host.hostname", "host.name", "log.syslog.hostname"):
+        columns[name] = host
+    columns["log.syslog.appname"] = tag
+    module = pc.fill_null(pc.match_substring_regex(tag, r".\(.*\)$"), False)  # sshd(pam_unix) -> sshd
+    if pc.any(module).as_py():
+        tag = pc.replace_with_mask(tag, module, pc.replace_substring_regex(tag.filter(module), r"\(.*\)$", ""))
+    columns["process.name"] = tag
+    columns["log.syslog.procid"] = pid
+    columns["process.pid"] = int64_from_text(pid)
+    columns["log.syslog.version"] = int64_from_text(headers["version"])
+    columns["log.syslog.msgid"] = headers["msgid"]

@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from collectors.columns import in_time_range, int64_or_none
 from collectors.errors import UnparsableRecordError
 
 DATASET = "sysmon_linux.log"
@@ -155,9 +156,9 @@ def _parse_event(message: str) -> tuple[dict[str, str], dict[str, str]]:
 def _ecs_from_event_data(data: dict[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {target: data[name] for name, target in _STRING_FIELDS.items() if name in data}
     for name, target in _LONG_FIELDS.items():
-        value = data.get(name, "")
-        if value.isdigit():
-            fields[target] = int(value)
+        number = int64_or_none(data.get(name))  # ASCII digits within int64 only (`²` is a digit to str.isdigit)
+        if number is not None:
+            fields[target] = number
     for side in ("Source", "Destination"):
         address = data.get(f"{side}Ip")
         if address:
@@ -212,8 +213,9 @@ def _time(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(head)
     except ValueError:
         return None
-    micros = int((fraction[:6] or "0").ljust(6, "0")) if fraction.isdigit() else 0
-    return moment.replace(microsecond=micros, tzinfo=UTC)
+    micros = int((fraction[:6] or "0").ljust(6, "0")) if fraction.isascii() and fraction.isdigit() else 0
+    moment = moment.replace(microsecond=micros, tzinfo=UTC)
+    return moment if in_time_range(moment) else None
 
 
 def _local(tag: str) -> str:

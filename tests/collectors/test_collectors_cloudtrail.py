@@ -128,16 +128,18 @@ def test_records_object_array_ndjson_and_gzip_give_identical_events(corpora: Pat
         assert docs == reference, name
 
 
-def test_truncated_file_is_one_dead_letter_and_never_raises(corpora: Path, tmp_path: Path) -> None:
-    content = (corpora / "stratus" / "aws.persistence.sts-federation-token.json").read_text()
+def test_truncated_file_keeps_its_whole_records_then_one_dead_letter(corpora: Path, tmp_path: Path) -> None:
+    first = stratus_records(corpora, "aws.defense-evasion.cloudtrail-stop")[0]
+    with_token = stratus_records(corpora, "aws.persistence.sts-federation-token")
+    content = json.dumps([first, *with_token], indent=2)
     truncated = tmp_path / "truncated.json"
-    truncated.write_text(content[: len(content) // 2])
+    truncated.write_text(content[: content.index("IQoJb3JpZ2luX2Vj") + 40])  # cut inside a session token
     events, letters = parse(truncated)
-    assert events == []
+    assert [e.doc["event"]["id"] for e in events] == [first["eventID"]]
     assert len(letters) == 1
-    assert letters[0].origin == str(truncated)
+    assert letters[0].origin == f"{truncated}:record[1]"
     assert letters[0].reason.startswith("not JSON")
-    assert "IQoJb3JpZ2luX2Vj" not in letters[0].raw  # the session token is redacted even here
+    assert "IQoJb3JpZ2luX2Vj" not in letters[0].raw  # the session token is redacted even cut off
 
 
 def test_not_json_and_bad_ndjson_lines_go_to_dead_letters(corpora: Path, tmp_path: Path) -> None:
@@ -151,7 +153,7 @@ def test_not_json_and_bad_ndjson_lines_go_to_dead_letters(corpora: Path, tmp_pat
     events, letters = parse(lines)
     assert len(events) == 1
     assert {(letter.origin, letter.reason.split(":")[0]) for letter in letters} == {
-        (f"{lines}:2", "line is not JSON"),
+        (f"{lines}:2", "record is not JSON"),
         (f"{lines}:4", "record is not a JSON object but list"),
     }
 

@@ -71,7 +71,8 @@ def test_stratus_folder_then_replay_and_dead_letters(corpora: Path, tmp_path: Pa
     assert report.files == 38
     assert report.stored == report.stored_by_dataset["aws.cloudtrail"] == 310
     assert report.dead_lettered == 3 == letters.count(tenant="council")
-    reasons = {letter["origin"].rsplit("/", 1)[-1]: letter["reason"] for letter in letters.list(tenant="council")}
+    reasons = {letter["origin"].rsplit("/", 1)[-1].split(":")[0]: letter["reason"]
+               for letter in letters.list(tenant="council")}
     assert set(reasons) == {"broken.json", "README.md", "LICENSE"}
     assert all(reason.startswith("not JSON") for reason in reasons.values())
 

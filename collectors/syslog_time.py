@@ -1,0 +1,133 @@
+"""Syslog timestamps, a batch at a time: ISO-8601 (RFC 5424, rsyslog's high-precision file format) and the
+year-less BSD form (`Dec 10 06:55:46`), resolved to UTC with Arrow compute functions.
+
+Missing-year rule: a year-less time takes `year` when given; otherwise the year of its reference (the
+`reference` option, else the record's own arrival time; a file's modification time when a file is read),
+and the year before when that would put the event more than one day after the reference. A time without
+a zone is wall-clock time in `tz` (UTC unless told otherwise). A date that exists in none of the candidate
+years (29 February in 2023), a clock past 23:59:59, and a time outside years 1-9999 once in UTC are refused
+with the reason.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collectors.columns import TIMESTAMP, valid_time
+
+MONTHS = pa.array(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
+NAIVE = pa.timestamp("us")
+_CLOCK = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
+ISO_PARTS = (r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<clock>[0-9]{2}:[0-9]{2}:[0-9]{2})"
+             r"(?P<fraction>\.[0-9]{1,9})?(?P<zone>Z|z|[+-][0-9]{2}:?[0-9]{2})?$")
+_MICROSECONDS_PER_MINUTE = 60_000_000
+
+
+def _int(values: Any) -> Any:
+    """Decimal digits -> int64, null for anything else (empty groups of a regex included)."""
+    return pc.cast(pc.if_else(pc.match_substring_regex(values, "^[0-9]{1,18}$"), values,
+                              pa.scalar(None, pa.string())), pa.int64())
+
+
+def _micros(fraction: pa.Array) -> pa.Array:
+    """`.123` -> 123000 (microseconds); digits past the sixth are dropped; empty or null -> 0."""
+    digits = pc.utf8_slice_codeunits(pc.utf8_rpad(pc.utf8_slice_codeunits(fraction, 1), width=6, padding="0"), 0, 6)
+    return pc.fill_null(_int(digits), 0)
+
+
+def _as_utc(naive_us: pa.Array, tz: tzinfo) -> pa.Array:
+    """Wall-clock microseconds in `tz` -> UTC timestamps."""
+    offset = tz.utcoffset(None) if isinstance(tz, timezone) else None
+    if tz is UTC or offset == timedelta(0):
+        return pc.cast(naive_us, TIMESTAMP)
+    if offset is not None:
+        return pc.cast(pc.subtract(naive_us, int(offset / timedelta(microseconds=1))), TIMESTAMP)
+    if isinstance(tz, ZoneInfo):
+        local = pc.assume_timezone(pc.cast(naive_us, NAIVE), timezone=tz.key, ambiguous="earliest",
+                                   nonexistent="earliest")
+        return pc.cast(local, TIMESTAMP)
+    moments = [None if value is None else _python_utc(value, tz) for value in naive_us.to_pylist()]
+    return pa.array(moments, TIMESTAMP)
+
+
+def _python_utc(micros: int, tz: tzinfo) -> datetime | None:
+    try:
+        wall = datetime(1970, 1, 1) + timedelta(microseconds=micros)
+        return wall.replace(tzinfo=tz).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _checked_wall_time(dates: pa.Array, clocks: pa.Array, year: pa.Array, month: pa.Array,
+                       day: pa.Array) -> pa.Array:
+    """`YYYY-MM-DD` + `HH:MM:SS` as naive microseconds, null where the date or the clock does not exist
+    (strptime rolls 29 February 2023 over to 1 March: the parts are compared back)."""
+    parsed = pc.strptime(pc.binary_join_element_wise(dates, clocks, " "), format="%Y-%m-%d %H:%M:%S", unit="us",
+                         error_is_null=True)
+    exists = pc.and_kleene(pc.and_kleene(pc.equal(pc.year(parsed), year), pc.equal(pc.month(parsed), month)),
+                           pc.equal(pc.day(parsed), day))
+    exists = pc.and_kleene(exists, pc.match_substring_regex(clocks, _CLOCK))
+    return pc.cast(pc.if_else(pc.fill_null(exists, False), parsed, pa.scalar(None, NAIVE)), pa.int64())
+
+
+def parse_iso(values: pa.Array, *, tz: tzinfo) -> pa.Array:
+    """ISO-8601 strings -> UTC timestamps; null where the text is not ISO-8601 or the time cannot be stored."""
+    parts = pc.extract_regex(values, ISO_PARTS)
+    dates, clocks = parts.field("date"), parts.field("clock")
+    year = _int(pc.utf8_slice_codeunits(dates, 0, 4))
+    month = _int(pc.utf8_slice_codeunits(dates, 5, 7))
+    day = _int(pc.utf8_slice_codeunits(dates, 8, 10))
+    wall = pc.add(_checked_wall_time(dates, clocks, year, month, day), _micros(parts.field("fraction")))
+    zone = parts.field("zone")
+    sign = pc.if_else(pc.starts_with(zone, "-"), -1, 1)
+    digits = pc.replace_substring(pc.utf8_slice_codeunits(zone, 1), ":", "")
+    hours = _int(pc.utf8_slice_codeunits(digits, 0, 2))
+    minutes = _int(pc.utf8_slice_codeunits(digits, 2, 4))
+    offset = pc.multiply(pc.multiply(sign, pc.add(pc.multiply(hours, 60), minutes)), _MICROSECONDS_PER_MINUTE)
+    has_offset = pc.and_(pc.invert(pc.equal(zone, "")), pc.invert(pc.is_in(zone, pa.array(["Z", "z"]))))
+    with_zone = pc.cast(pc.subtract(wall, pc.if_else(has_offset, offset, 0)), TIMESTAMP)
+    local = _as_utc(wall, tz)
+    moments = pc.if_else(pc.equal(zone, ""), local, with_zone)
+    moments = pc.if_else(parts.is_valid(), moments, pa.scalar(None, TIMESTAMP))
+    return pc.if_else(pc.fill_null(valid_time(moments), False), moments, pa.scalar(None, TIMESTAMP))
+
+
+def resolve_yearless(month_names: pa.Array, days: pa.Array, clocks: pa.Array, fractions: pa.Array, *,
+                     year: int | None, reference: Any, tz: tzinfo) -> pa.Array:
+    """`Dec` `10` `06:55:46` `.123` -> UTC timestamps by the missing-year rule; null where no candidate year
+    has that date. `reference` is one aware datetime or an array of UTC timestamps (one per row)."""
+    month = pc.add(pc.index_in(month_names, value_set=MONTHS), 1)
+    day = _int(days)
+    tail = pc.binary_join_element_wise(
+        "-", pc.utf8_lpad(pc.cast(month, pa.string()), width=2, padding="0"),
+        "-", pc.utf8_lpad(days, width=2, padding="0"), "")
+    micros = _micros(fractions)
+
+    def candidate(years: Any) -> pa.Array:
+        text_years = pc.utf8_lpad(pc.cast(years, pa.string()), width=4, padding="0")
+        if isinstance(years, pa.Scalar):
+            years = pa.repeat(years, len(days))
+            text_years = pa.repeat(text_years, len(days))
+        dates = pc.binary_join_element_wise(text_years, tail, "")
+        wall = pc.add(_checked_wall_time(dates, clocks, years, month, day), micros)
+        moments = _as_utc(wall, tz)
+        return pc.if_else(pc.fill_null(valid_time(moments), False), moments, pa.scalar(None, TIMESTAMP))
+
+    if year is not None:
+        return candidate(pa.scalar(year, pa.int64()))
+    if isinstance(reference, datetime):
+        reference = reference if reference.tzinfo else reference.replace(tzinfo=tz)
+        reference = pa.scalar(reference.astimezone(UTC), TIMESTAMP)
+    latest = pc.add(reference, pa.scalar(timedelta(days=1), pa.duration("us")))
+    this_year = pc.cast(pc.year(reference), pa.int64())
+    first = candidate(this_year)
+    usable = pc.fill_null(pc.less_equal(first, latest), False)
+    if pc.all(usable).as_py():
+        return first
+    previous = candidate(pc.subtract(this_year, 1))
+    return pc.if_else(usable, first, previous)
