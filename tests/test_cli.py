@@ -100,3 +100,18 @@ def test_detect_schedule_options_are_checked_before_anything_starts(home: Path, 
     result = soc(home, "detect", *args)
     assert result.returncode == 2
     assert message in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_file_whose_every_record_is_dead_lettered_fails_the_ingest(home: Path, tmp_path: Path) -> None:
+    assert soc(home, "tenants", "add", "elm-street-gp").returncode == 0
+    access = tmp_path / "access.log"  # a web server's log given as syslog: nothing in it is a syslog line
+    access.write_text('192.0.2.1 - - [10/Dec/2024:06:55:46 +0000] "GET / HTTP/1.1" 200 512\n' * 3)
+    good = tmp_path / "auth.log"
+    good.write_text("Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186\n")
+    result = soc(home, "ingest", "--tenant", "elm-street-gp", "--source", "syslog", "--year", "2024",
+                 str(good), str(access))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 stored" in result.stdout and "3 dead-lettered" in result.stdout
+    assert "every record of 1 file(s) was dead-lettered" in result.stdout and "access.log" in result.stdout
+    assert soc(home, "ingest", "--tenant", "elm-street-gp", "--source", "syslog", "--year", "2024",
+               str(good)).returncode == 0

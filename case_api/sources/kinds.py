@@ -18,7 +18,7 @@ Transport = Literal["udp", "tcp", "tls", "relp", "http"]
 
 #: Parsers records can go to, with the datasets each writes (the collectors' `LogParser.datasets`).
 PARSER_DATASETS: dict[str, tuple[str, ...]] = {
-    "syslog": ("system.auth", "system.syslog", "sysmon_linux.log", "auditd.log"),
+    "syslog": ("system.auth", "system.syslog", "sysmon_linux.log", "auditd.log", "cef.log", "leef.log"),
     "aws.cloudtrail": ("aws.cloudtrail",),
     "auditd": ("auditd.log",),
 }

@@ -17,8 +17,12 @@ def ingest(
     source: Annotated[str, typer.Option("--source", "-s", help="Source kind: aws.cloudtrail or syslog.")],
     year: Annotated[int | None, typer.Option(help="Year for syslog lines that carry none.")] = None,
 ) -> None:
-    """Parse log files, normalise them to ECS and store them; bad records go to the dead-letter store."""
+    """Parse log files, normalise them to ECS and store them; bad records go to the dead-letter store.
+
+    Exits with 1 when every record of some file was dead-lettered (a file of another kind, usually)."""
     settings = load_settings()
     report = ingest_with_progress(settings, tenant=tenant, source=source, paths=paths, year=year,
                                   console=err_console)
     console.print(report.summary())
+    if report.failed:
+        raise typer.Exit(1)

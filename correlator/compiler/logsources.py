@@ -83,7 +83,7 @@ CLOUDTRAIL_PREFIXES: dict[str, str] = {
 
 # Linux services that log through syslog under their own program name.
 LINUX_SERVICE_PROGRAMS: dict[str, tuple[str, ...]] = {
-    "sshd": ("sshd",),
+    "sshd": ("sshd", "sshd-session", "sshd-auth"),  # OpenSSH 9.8+ logs under the last two
     "cron": ("cron", "crond"),
     "vsftpd": ("vsftpd",),
     "clamav": ("clamd", "freshclam", "clamav-milter"),

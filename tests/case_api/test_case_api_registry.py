@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ from collectors.attribution import (
 )
 from collectors.attribution_api import health_recorder, registry_from
 from collectors.records import ParsedBatch, RawRecord
+from collectors.spool import SpoolBatch, SpoolPosition
 
 if TYPE_CHECKING:
     from tests.case_api.conftest import Headers, SocApi
@@ -112,13 +112,8 @@ def test_only_the_service_and_admin_keys_can_load_the_registry(soc: SocApi, app:
     assert refused.value.status == 403
 
 
-@dataclass(frozen=True)
-class Drained:
-    """The fields of `collectors.spool.SpoolBatch` that `health_recorder` reads."""
-
-    tenant: str
-    source: str
-    records: tuple[RawRecord, ...]
+def drained(tenant: str, records: tuple[RawRecord, ...], source_id: int | None = None) -> SpoolBatch:
+    return SpoolBatch(tenant, "syslog", records, SpoolPosition(0), source_id)
 
 
 def test_a_drained_batch_shows_as_its_sources_health_in_the_api(admin: CaseClient, service: CaseClient,
@@ -134,7 +129,7 @@ def test_a_drained_batch_shows_as_its_sources_health_in_the_api(admin: CaseClien
     table = pa.table({"@timestamp": pa.array([event_time - timedelta(hours=1), event_time],
                                              pa.timestamp("us", tz="UTC"))})
     dead = [DeadLetter(NG, "syslog", "udp 192.0.2.7:514 #3", "no syslog header", "x")]
-    record(Drained(NG, "syslog", records), ParsedBatch(tables={"system.syslog": table}, dead=dead),
+    record(drained(NG, records), ParsedBatch(tables={"system.syslog": table}, dead=dead),
            WriteResult(stored=3, duplicates=1))
 
     health = admin.source_health(dmz["id"])
@@ -152,9 +147,14 @@ def test_a_batch_whose_source_cannot_be_told_apart_is_not_recorded(admin: CaseCl
     tls = admin.add_source(tenant_id=NG, kind="syslog-tls", name="edge", certificate_sha256=CERT)
     registry: SourceRegistry = registry_from(service)
     record = health_recorder(HealthStore(settings.health_dir), lambda: registry)
-    record(Drained(NG, "syslog", (RawRecord(b"x", "udp", datetime.now(UTC)),)), ParsedBatch(), WriteResult(1, 0))
+    one = (RawRecord(b"x", "udp", datetime.now(UTC)),)
+    record(drained(NG, one), ParsedBatch(), WriteResult(1, 0))
     for source in (udp, tls):
         assert admin.source_health(source["id"])["events_last_hour"] == 0
+    # the intake names the source it attributed the batch to: recorded under exactly that one
+    record(drained(NG, one, source_id=tls["id"]), ParsedBatch(), WriteResult(1, 0))
+    assert (admin.source_health(udp["id"])["events_last_hour"], admin.source_health(tls["id"])["events_last_hour"]) \
+        == (0, 1)
 
 
 def test_the_api_refuses_exactly_the_network_claims_the_registry_would_refuse(admin: CaseClient) -> None:

@@ -42,7 +42,8 @@ def test_a_udp_source_is_known_by_its_networks_normalised(tenants: SocApi) -> No
     source = created(tenants, NG, "dmz", kind="syslog-udp", networks=["192.0.2.7/24", "198.51.100.9", "192.0.2.0/24"])
     assert source["transports"] == ["udp"] and source["parser"] == "syslog"
     assert source["networks"] == ["192.0.2.0/24", "198.51.100.9/32"]
-    assert source["datasets"] == sorted(["system.auth", "system.syslog", "sysmon_linux.log", "auditd.log"])
+    assert source["datasets"] == sorted(["system.auth", "system.syslog", "sysmon_linux.log", "auditd.log", "cef.log",
+                                         "leef.log"])
     assert source["token"] is None and source["has_token"] is False
 
 
@@ -136,7 +137,7 @@ def test_an_http_token_is_shown_once_and_kept_only_as_its_digest(tenants: SocApi
 def test_a_certificate_is_pinned_to_one_source_in_any_notation(tenants: SocApi) -> None:
     openssl_form = ":".join(["AB"] * 32)
     source = created(tenants, NG, "edge", kind="syslog-tls", certificate_sha256=openssl_form)
-    assert source["certificate_sha256"] == "ab" * 32 and source["transports"] == ["tls"]
+    assert source["certificate_sha256"] == "ab" * 32 and source["transports"] == ["relp", "tls"]
     clash = post(tenants, RS, "edge", kind="syslog-relp", certificate_sha256="ab" * 32)
     assert clash.status_code == 409 and "already pinned to another source" in clash.json()["detail"]
     assert "northgate" not in clash.json()["detail"]

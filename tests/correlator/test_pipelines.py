@@ -80,7 +80,8 @@ detection:
     keywords: ['Corrupted MAC on input']
     condition: keywords
 """)
-    assert "`_lc__process__name` = 'sshd'" in sql  # pre-normalised column, literal lower-cased
+    # the program names OpenSSH logs under (sshd-session, sshd-auth since 9.8), compared lower-cased
+    assert "`_lc__process__name` IN ('sshd', 'sshd-session', 'sshd-auth')" in sql
     assert "contains(`_lc__message`, 'corrupted mac on input')" in sql
 
 

@@ -133,7 +133,7 @@ def test_routes_come_from_the_detection_tree(mixed: CompiledRuleSet) -> None:
         _rid(7): RouteKey("aws.cloudtrail.user_identity.type", frozenset({"root"})),
         _rid(8): None,
         _rid(9): None,
-        _rid(10): RouteKey("process.name", frozenset({"sshd"})),
+        _rid(10): RouteKey("process.name", frozenset({"sshd", "sshd-auth", "sshd-session"})),
         _rid(11): None,
         _rid(12): None,
     }
@@ -369,7 +369,7 @@ def test_keyword_rules_share_one_literal_index_and_a_gate(keyword_rules: list[Co
     assert plan.added_columns == ["_lc__message", "_lc__process__name", "_kw__message"]
     assert plan.bitmap_sql["_kw__message"].startswith("CASE WHEN `_lc__message` IS NOT NULL THEN array(")
     routed = plan.chunk_of(_rid(104))
-    assert routed.routed and routed.prefilter == "(`_lc__process__name` IN ('sshd'))"
+    assert routed.routed and routed.prefilter == "(`_lc__process__name` IN ('sshd', 'sshd-auth', 'sshd-session'))"
     assert "(contains(`_lc__message`, 'error in libcrypto') OR contains(`_lc__message`, 'fatal')" in routed.hits
 
 
@@ -380,7 +380,7 @@ def test_jvm_functions_read_the_fields_themselves(keyword_rules: list[CompiledRu
         "(citysoc_contains_any(`message`, 'corrupted mac', 'segfault at', 'stack smashing'))"
     assert plan.bitmap_sql["_kw__message"].startswith("citysoc_multi_contains(`message`, 'corrupted mac', ")
     routed = plan.chunk_of(_rid(104))
-    assert routed.prefilter == "(citysoc_in_lower(`process`.`name`, 'sshd'))"
+    assert routed.prefilter == "(citysoc_in_lower(`process`.`name`, 'sshd', 'sshd-auth', 'sshd-session'))"
     # one pass for the OR of four substrings; the routed rule lowers nothing else itself
     assert "citysoc_contains_any(`message`, 'error in libcrypto', 'fatal', 'bad packet', 'connection reset')" \
         in routed.hits and "contains(`_lc__message`" not in routed.hits
