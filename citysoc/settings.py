@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     collect_relp_port: int = 2514
     collect_http_port: int = 8514
     collect_ca_file: str | None = None
+    # How often the intake merges the lake's small files while its spool is idle (seconds; 0 turns it off).
+    compact_every_seconds: float = 300.0
 
     def collect_port(self, kind: str) -> int | None:
         """The public port of the listener a source of `kind` sends to (None: a kind without a listener)."""

@@ -155,7 +155,8 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
     store = event_store(settings)
     store.recover()  # finish or discard what a crashed writer left
     drainer = Drainer(spool, store, dead_letters,
-                      on_stored=health_recorder(health_store(settings), registry.current))
+                      on_stored=health_recorder(health_store(settings), registry.current),
+                      compact_every=settings.compact_every_seconds or None)
     intake = Intake(spool, registry.current, dead_letters=dead_letters)
     return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry)
 

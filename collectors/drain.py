@@ -7,6 +7,9 @@ the committed position up to `max_records` and parses, per (tenant, source), the
 in one `parse_records` call. A replay starts at the same position and sees the same batches first (the spool
 only grows at its end), so each record keeps its occurrence number among identical records of the call.
 
+Between passes, when the spool is idle, the drainer compacts the store's small files (every `compact_every`
+seconds; a stream of small batches otherwise leaves thousands of files a reader must open).
+
 A record never stops the drain: what the parser refuses is dead-lettered with its reason; a batch whose
 source names no parser, or whose parser raises (a parser bug), is dead-lettered record by record, the
 parser retried on each record alone so that one bad record takes only itself. A store that cannot write
@@ -16,6 +19,7 @@ parser retried on each record alone so that one bad record takes only itself. A 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -48,12 +52,16 @@ class Drainer:
     """Moves what the spool holds into the event store; one drainer per spool."""
 
     def __init__(self, spool: Spool, store: ParquetEventStore, dead_letters: DeadLetterStore, *,
-                 on_stored: StoredCallback | None = None, options: ParserOptions | None = None) -> None:
+                 on_stored: StoredCallback | None = None, options: ParserOptions | None = None,
+                 compact_every: float | None = None, compact_min_files: int = 8) -> None:
         self.spool = spool
         self.store = store
         self.dead_letters = dead_letters
         self.on_stored = on_stored
         self.options = options or ParserOptions()
+        self.compact_every = compact_every  # None: never (the store is compacted elsewhere)
+        self.compact_min_files = compact_min_files
+        self._compacted_at = time.monotonic()
 
     def run_once(self, *, max_records: int = 50_000) -> int:
         """Drain what is pending now, up to about `max_records` records (whole batches, at least one); returns the
@@ -105,7 +113,24 @@ class Drainer:
             if handled == 0:
                 if stopping:
                     return
+                self.compact_if_due()
                 stop.wait(idle_seconds)
+
+    def compact_if_due(self) -> int:
+        """Compact the store when `compact_every` seconds have passed since the last compaction; returns the files
+        merged away. A failing compaction is logged and tried again at the next due time: it never stops the
+        drain (the store keeps the old files or the merged one, never neither)."""
+        if self.compact_every is None or time.monotonic() - self._compacted_at < self.compact_every:
+            return 0
+        self._compacted_at = time.monotonic()
+        try:
+            merged = self.store.compact(min_files=self.compact_min_files)
+        except Exception:
+            log.exception("store compaction failed; retried at the next due time", retry_in_seconds=self.compact_every)
+            return 0
+        if merged:
+            log.info("store compacted", files_merged=merged)
+        return merged
 
     def _store_group(self, group: list[SpoolBatch]) -> tuple[SpoolBatch, ParsedBatch, WriteResult]:
         tenant, source = group[0].tenant, group[0].source

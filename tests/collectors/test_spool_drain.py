@@ -176,3 +176,35 @@ def test_run_retries_a_failing_store_without_losing_records(home: Home) -> None:
         stop.set()
         runner.join(timeout=30)
     assert stored_ids(events_dir) == [event_id("council", 0, "waits for the store")]
+
+
+def test_an_idle_drainer_compacts_the_small_files_its_passes_left(home: Home) -> None:
+    home.drainer.compact_every = 0.0  # due at every idle moment
+    home.drainer.compact_min_files = 4
+    for n in range(6):  # six passes of one batch each: six small files in one partition
+        home.append([line(n * 10 + k, f"burst {n}") for k in range(10)])
+        assert home.drainer.run_once() == 10
+    files_before = sum(len(list(folder.glob("*.parquet"))) for folder in home.store.partitions(DATASET))
+    ids_before = sorted(stored_ids(home.store.events_dir))
+    stop = threading.Event()
+    runner = threading.Thread(target=home.drainer.run, args=(stop,), kwargs={"idle_seconds": 0.05})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(
+                len(list(folder.glob("*.parquet"))) for folder in home.store.partitions(DATASET)) >= files_before:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    files_after = sum(len(list(folder.glob("*.parquet"))) for folder in home.store.partitions(DATASET))
+    assert files_before == 6 and files_after == 1
+    assert sorted(stored_ids(home.store.events_dir)) == ids_before and home.store.count(DATASET) == 60
+
+
+def test_a_drainer_without_a_compaction_interval_never_compacts(home: Home) -> None:
+    for n in range(6):
+        home.append([line(n, "one")])
+        home.drainer.run_once()
+    assert home.drainer.compact_if_due() == 0
+    assert sum(len(list(folder.glob("*.parquet"))) for folder in home.store.partitions(DATASET)) == 6
