@@ -18,6 +18,7 @@ from case_api.cases.views import router as cases_router
 from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
 from case_api.health.views import router as health_router
+from case_api.incidents.models import IncidentPolicy
 from case_api.settings import Settings
 from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
+    app.state.incident_policy = IncidentPolicy(
+        group_by=settings.case_group_by, window=settings.case_window, risk_threshold=settings.risk_threshold
+    )
 
     api = APIRouter(prefix=API_PREFIX)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +21,12 @@ class Settings(BaseSettings):
 
     home: Path = Path(".soc")
     database_url: str | None = None
+    #: Alerts sharing a value of one of these entity fields join one case (a rule's `citysoc: group_by` wins).
+    case_group_by: tuple[str, ...] = ("user.name", "source.ip")
+    #: How far apart in event time alerts of one case may be (a rule's `citysoc: window` wins); bounds risk too.
+    case_window: timedelta = timedelta(hours=24)
+    #: Entity risk (sum of its alerts' level scores within the window) that opens a case.
+    risk_threshold: int = Field(default=50, ge=1)
 
     @property
     def effective_database_url(self) -> str:

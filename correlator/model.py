@@ -60,6 +60,8 @@ class CompiledRule:
     routing: RouteKey | None = None  # the rule can only match events with these values
     # the rule can only match when one of these (field, literal) occurs in the field's lower-cased value
     required_literals: frozenset[tuple[str, str]] | None = None
+    # `citysoc: {window: 2h}`: how far apart this rule's alerts of one case may be (None: the case API's default)
+    incident_window_seconds: int | None = None
 
     @property
     def expression(self) -> str:

@@ -48,6 +48,7 @@ def insert_alert_if_new(*, session: Session, alert: AlertIn, group_key: str) -> 
             rule_level=alert.rule.level,
             rule_tags=list(alert.rule.tags),
             timestamp=alert.timestamp,
+            last_seen=alert.last_seen,
             event_ids=list(alert.event.ids),
             entities=alert.entities,
             group_key=group_key,

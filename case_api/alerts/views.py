@@ -13,6 +13,7 @@ from case_api.auth.models import Principal
 from case_api.auth.roles import ALERT_WRITERS, CASE_READERS
 from case_api.cases.flows import ingest_alerts
 from case_api.db import SessionDep
+from case_api.incidents.dependencies import IncidentPolicyDep
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -22,10 +23,16 @@ def post_alerts(
     batch: AlertBatchIn,
     session: SessionDep,
     principal: Annotated[Principal, Depends(require_roles(*ALERT_WRITERS))],
+    policy: IncidentPolicyDep,
 ) -> AlertBatchOut:
-    """Store a batch of alerts. Idempotent by alert id; an unknown tenant rejects the batch."""
-    result = ingest_alerts(session=session, alerts=batch.alerts, actor=principal.actor)
-    return AlertBatchOut(created=result.created, duplicates=result.duplicates, cases=result.case_ids)
+    """Store a batch of alerts. Idempotent by alert id; an unknown tenant rejects the batch.
+
+    Each new alert joins its tenant's incident or, below the risk threshold, is held (``pending``).
+    """
+    result = ingest_alerts(session=session, alerts=batch.alerts, actor=principal.actor, policy=policy)
+    return AlertBatchOut(
+        created=result.created, duplicates=result.duplicates, cases=result.case_ids, pending=result.pending
+    )
 
 
 @router.get(

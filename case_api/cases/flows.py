@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
 from case_api.alerts.service import derive_group_key, insert_alert_if_new
-from case_api.cases.service import add_alert_to_case, open_case_for_group
+from case_api.incidents.flows import place_alert
+from case_api.incidents.models import IncidentPolicy
+from case_api.incidents.service import lock_tenant, record_entities
 from case_api.tenants.service import require_tenants
 
 log = structlog.get_logger(__name__)
@@ -20,20 +22,20 @@ log = structlog.get_logger(__name__)
 INGEST_ATTEMPTS = 3
 # PostgreSQL: deadlock_detected, serialization_failure.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+DEFAULT_POLICY = IncidentPolicy()
 
 
 @dataclass
 class IngestResult:
     created: int = 0
     duplicates: int = 0
+    pending: int = 0
     case_ids: list[int] = field(default_factory=list)
 
 
-def case_title(alert: AlertIn, group_key: str) -> str:
-    return f"{alert.rule.title} ({group_key})"
-
-
-def ingest_alerts(*, session: Session, alerts: Sequence[AlertIn], actor: str) -> IngestResult:
+def ingest_alerts(
+    *, session: Session, alerts: Sequence[AlertIn], actor: str, policy: IncidentPolicy = DEFAULT_POLICY
+) -> IngestResult:
     """Ingest a batch (see :func:`_ingest_once`), retrying on transient lock errors.
 
     The batch takes its locks in a global order, so deadlocks should not happen; the retry is a
@@ -42,7 +44,7 @@ def ingest_alerts(*, session: Session, alerts: Sequence[AlertIn], actor: str) ->
     """
     for attempt in range(1, INGEST_ATTEMPTS + 1):
         try:
-            return _ingest_once(session=session, alerts=alerts, actor=actor)
+            return _ingest_once(session=session, alerts=alerts, actor=actor, policy=policy)
         except OperationalError as exc:
             session.rollback()
             if attempt == INGEST_ATTEMPTS or not _is_transient(exc):
@@ -58,48 +60,49 @@ def _is_transient(exc: OperationalError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
-def _ingest_once(*, session: Session, alerts: Sequence[AlertIn], actor: str) -> IngestResult:
-    """Store the alerts not seen before and add each to the open case of its tenant and group.
+def _ingest_once(
+    *, session: Session, alerts: Sequence[AlertIn], actor: str, policy: IncidentPolicy
+) -> IngestResult:
+    """Store the alerts not seen before and place each in its tenant's incidents (``incidents.flows``).
 
     One transaction for the whole batch: an unknown tenant rejects it before anything is stored,
     and a failure half-way stores nothing. Alerts already stored (same id) count as duplicates and
-    change no case, so re-posting a batch is a no-op. A group whose case is resolved or closed
-    gets a new case.
+    change no case, so re-posting a batch is a no-op.
 
-    Locks are taken in one global order (alert ids ascending, then groups ascending), so batches
+    Locks are taken in one global order (alert ids ascending, then tenants ascending), so batches
     posted concurrently wait for each other instead of deadlocking.
     """
     require_tenants(session=session, tenant_ids={alert.tenant_id for alert in alerts})
     result = IngestResult()
-    new_by_group: dict[tuple[str, str], list[AlertIn]] = defaultdict(list)
+    new_by_tenant: dict[str, list[AlertIn]] = defaultdict(list)
     for alert_in in sorted(alerts, key=lambda a: a.id):
         group_key = derive_group_key(alert_in)
         if insert_alert_if_new(session=session, alert=alert_in, group_key=group_key):
             result.created += 1
-            new_by_group[(alert_in.tenant_id, group_key)].append(alert_in)
+            record_entities(session=session, alert=alert_in, group_key=group_key, policy=policy)
+            new_by_tenant[alert_in.tenant_id].append(alert_in)
         else:
             result.duplicates += 1
 
-    for tenant_id, group_key in sorted(new_by_group):
+    case_ids: set[int] = set()
+    for tenant_id in sorted(new_by_tenant):
+        lock_tenant(session=session, tenant_id=tenant_id)
         # Oldest first, so a new case takes its title from the alert that started it.
-        members = sorted(new_by_group[(tenant_id, group_key)], key=lambda a: (a.timestamp, a.id))
-        case = open_case_for_group(
-            session=session,
-            tenant_id=tenant_id,
-            group_key=group_key,
-            title=case_title(members[0], group_key),
-            seen_at=members[0].timestamp,
-            actor=actor,
-        )
-        for alert_in in members:
+        for alert_in in sorted(new_by_tenant[tenant_id], key=lambda a: (a.timestamp, a.id)):
             alert = session.get_one(Alert, alert_in.id)
-            add_alert_to_case(session=session, case=case, alert=alert, actor=actor)
-        result.case_ids.append(case.id)
+            if alert.case_id is None:  # else an earlier alert of this batch took it in
+                place_alert(session=session, alert=alert, alert_in=alert_in, policy=policy, actor=actor)
+            if alert.case_id is None:
+                result.pending += 1
+            else:
+                case_ids.add(alert.case_id)
+    result.case_ids = sorted(case_ids)
     session.commit()
     log.info(
         "alerts ingested",
         created=result.created,
         duplicates=result.duplicates,
+        pending=result.pending,
         cases=result.case_ids,
     )
     return result

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from case_api.db import Base, UTCDateTime, utcnow
@@ -57,22 +57,12 @@ class Severity(enum.StrEnum):
 
 SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
 
-OPEN_CASE_PREDICATE = text("status NOT IN ('resolved', 'closed')")
-
-
 class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
-        # At most one open case per (tenant, group): enforced by the database, so concurrent
-        # ingests cannot open twins.
-        Index(
-            "uq_cases_open_group",
-            "tenant_id",
-            "group_key",
-            unique=True,
-            postgresql_where=OPEN_CASE_PREDICATE,
-            sqlite_where=OPEN_CASE_PREDICATE,
-        ),
+        # A group may have several open cases (one per burst of activity, see case_api/incidents):
+        # alerts are grouped under a per-tenant lock, not by a unique index.
+        Index("ix_cases_tenant_group", "tenant_id", "group_key"),
         Index("ix_cases_queue", "tenant_id", "status"),
     )
 

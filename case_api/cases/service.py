@@ -15,7 +15,6 @@ from case_api.alerts.models import Alert
 from case_api.cases.models import (
     ALLOWED_TRANSITIONS,
     FINISHED_STATUSES,
-    OPEN_CASE_PREDICATE,
     SEVERITY_ORDER,
     Case,
     CaseAction,
@@ -24,7 +23,7 @@ from case_api.cases.models import (
     CaseStatus,
     Severity,
 )
-from case_api.db import insert_for, utcnow
+from case_api.db import utcnow
 from case_api.errors import ConflictError, InvalidTransitionError, NotFoundError
 from case_api.scope import scoped
 
@@ -38,7 +37,7 @@ def record_event(*, session: Session, case_id: int, actor: str, action: CaseActi
     session.add(CaseEvent(case_id=case_id, actor=actor, action=action.value, detail=detail))
 
 
-def open_case_for_group(
+def create_case(
     *,
     session: Session,
     tenant_id: str,
@@ -46,55 +45,40 @@ def open_case_for_group(
     title: str,
     seen_at: datetime,
     actor: str,
+    reason: dict[str, Any],
 ) -> Case:
-    """The open case of ``(tenant, group_key)``, created if there is none, locked for update.
+    """A new open case of ``tenant_id``; ``reason`` (why it opened) goes into its ``created`` audit line.
 
-    Creation is ``INSERT ... ON CONFLICT DO NOTHING`` against the partial unique index of open
-    cases, so two concurrent ingests for one group end up sharing one case.
+    Callers hold the tenant's grouping lock (``incidents.service.lock_tenant``), so two batches never
+    open twin cases.
     """
     now = utcnow()
-    insert = insert_for(session)
-    statement = (
-        insert(Case)
-        .values(
-            tenant_id=tenant_id,
-            title=title[:512],
-            status=CaseStatus.NEW.value,
-            severity=Severity.LOW.value,
-            group_key=group_key,
-            alert_count=0,
-            first_seen=seen_at,
-            last_seen=seen_at,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "group_key"], index_where=OPEN_CASE_PREDICATE)
-        .returning(Case.id)
+    case = Case(
+        tenant_id=tenant_id,
+        title=title[:512],
+        status=CaseStatus.NEW.value,
+        severity=Severity.LOW.value,
+        group_key=group_key,
+        alert_count=0,
+        first_seen=seen_at,
+        last_seen=seen_at,
+        created_at=now,
+        updated_at=now,
     )
-    created_id = session.execute(statement).scalar_one_or_none()
-    if created_id is not None:
-        record_event(
-            session=session,
-            case_id=created_id,
-            actor=actor,
-            action=CaseAction.CREATED,
-            detail={"group_key": group_key, "title": title[:512]},
-        )
-    query = (
-        select(Case)
-        .where(
-            Case.tenant_id == tenant_id,
-            Case.group_key == group_key,
-            Case.status.not_in(_FINISHED),
-        )
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    session.add(case)
+    session.flush()
+    record_event(
+        session=session,
+        case_id=case.id,
+        actor=actor,
+        action=CaseAction.CREATED,
+        detail={"group_key": group_key, "title": title[:512], **reason},
     )
-    return session.scalars(query).one()
+    return case
 
 
 def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str) -> None:
-    """Count ``alert`` into ``case``: alert count, first/last seen and maximum severity.
+    """Count ``alert`` into ``case``: alert count, first/last event time and maximum severity.
 
     An alert more severe than the case so far also gives the case its title: the queue should name
     the worst thing in a case (a stopped trail), not whatever noise happened to arrive first.
@@ -109,7 +93,7 @@ def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str)
     case.severity = severity.value
     case.alert_count += 1
     case.first_seen = min(case.first_seen, alert.timestamp)
-    case.last_seen = max(case.last_seen, alert.timestamp)
+    case.last_seen = max(case.last_seen, alert.last_seen)
     case.updated_at = utcnow()
     alert.case_id = case.id
     detail: dict[str, Any] = {

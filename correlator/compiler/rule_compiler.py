@@ -25,6 +25,7 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import ValueListPlaceholderTransformation
 from sigma.rule import SigmaRule, SigmaRuleBase
 
+from citysoc.schedule import parse_duration
 from citysoc.schema import spark_schema
 from correlator.compiler.analysis import required_literals, route_key
 from correlator.compiler.backend import CitySocSparkBackend
@@ -58,6 +59,26 @@ def _tags(rule: SigmaRuleBase) -> tuple[str, ...]:
 
 def _level(rule: SigmaRuleBase) -> str | None:
     return rule.level.name.lower() if rule.level else None
+
+
+# The case API's bounds on a rule's grouping window (`incident.window_seconds` of an alert).
+MIN_INCIDENT_WINDOW, MAX_INCIDENT_WINDOW = 60, 30 * 86400
+
+
+def _incident_window(rule: SigmaRuleBase) -> int | UnsupportedRule | None:
+    """`citysoc: {window: 2h}` in seconds (None when absent): how far apart the rule's alerts of one case may be."""
+    custom = rule.custom_attributes.get("citysoc") or {}
+    text = custom.get("window") if isinstance(custom, dict) else None
+    if text is None:
+        return None
+    try:
+        seconds = int(parse_duration(str(text)).total_seconds())
+    except ValueError as exc:
+        return _unsupported(rule, f"citysoc window: {exc}")
+    if not MIN_INCIDENT_WINDOW <= seconds <= MAX_INCIDENT_WINDOW:
+        return _unsupported(rule, f"citysoc window {text!r} is outside 1m..30d "
+                                  "(how far apart alerts of one case may be)")
+    return seconds
 
 
 def _unsupported(rule: SigmaRuleBase, reason: str) -> UnsupportedRule:
@@ -185,11 +206,14 @@ class RuleCompiler:
             if expr is None:
                 return _unsupported(rule, f"group_by field {name} has no source in {', '.join(route.datasets)}")
             group_by.append((name, expr))
+        window = _incident_window(rule)
+        if isinstance(window, UnsupportedRule):
+            return window
         condition = backend.condition(queries[0])
         compiled = CompiledRule(
             id=str(rule.id), title=rule.title, level=_level(rule), tags=_tags(rule), datasets=route.datasets,
             condition=condition, location=_location(rule), kind="detection", name=rule.name,
-            group_by=tuple(group_by),
+            group_by=tuple(group_by), incident_window_seconds=window,
             # after convert_rule: the tree carries the pipeline's ECS names
             routing=route_key(rule),
             required_literals=required_literals(rule, raw_field=route.raw_field, recorded=condition.literals),
@@ -236,10 +260,13 @@ class RuleCompiler:
             op=condition.op.name.lower(), count=condition.count, value_field=value_field, value_expr=value_expr,
         )
         datasets = tuple(sorted({d for rule, _ in base for d in rule.datasets}))
+        window = _incident_window(corr)
+        if isinstance(window, UnsupportedRule):
+            return window
         return CompiledRule(
             id=str(corr.id), title=corr.title, level=_level(corr), tags=_tags(corr), datasets=datasets,
             condition=Condition.text(""), location=_location(corr), kind="correlation", name=corr.name,
-            group_by=tuple(zip(group_by, group_exprs, strict=True)), correlation=spec,
+            group_by=tuple(zip(group_by, group_exprs, strict=True)), correlation=spec, incident_window_seconds=window,
         )
 
     def _verify(self, ruleset: CompiledRuleSet) -> None:

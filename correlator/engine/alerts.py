@@ -40,6 +40,16 @@ def _rule_block(rule: CompiledRule) -> dict[str, Any]:
     return {"id": rule.id, "title": rule.title, "level": rule.level, "tags": list(rule.tags), "kind": rule.kind}
 
 
+def _incident(rule: CompiledRule) -> dict[str, Any]:
+    """`incident`: how the case API groups this rule's alerts into cases (its group-by fields, `citysoc: window`)."""
+    block: dict[str, Any] = {}
+    if rule.group_by:
+        block["group_by"] = [name for name, _ in rule.group_by]
+    if rule.incident_window_seconds is not None:
+        block["window_seconds"] = rule.incident_window_seconds
+    return {"incident": block} if block else {}
+
+
 def _entities(values: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     return {name: list(values[name]) for name in ENTITY_ORDER if values.get(name)}
 
@@ -56,25 +66,31 @@ def detection_alert(rule: CompiledRule, *, tenant: str, dataset: str, event_id: 
         "entities": _entities(entities),
         "group_key": group_key,
         "message": f"{rule.title} ({group_key})",
-    }
+    } | _incident(rule)
 
 
 def correlation_alert(rule: CompiledRule, *, tenant: str, datasets: Sequence[str], group_key: str,
                       window_start_us: int, window_end_us: int, event_ids: Sequence[str], count: int,
-                      entities: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """One alert per correlation burst; the id depends on tenant, group and window start only."""
+                      entities: Mapping[str, Sequence[str]], last_event_us: int | None = None) -> dict[str, Any]:
+    """One alert per correlation burst; the id depends on tenant, group and window start only.
+
+    `@timestamp` is the window's start; `event.end` is the burst's last event (what a case's last activity is).
+    """
     start = iso_from_micros(window_start_us)
+    event: dict[str, Any] = {"ids": list(event_ids), "count": count, "dataset": ",".join(datasets)}
+    if last_event_us is not None:
+        event["end"] = iso_from_micros(last_event_us)
     return {
         "id": window_alert_id(tenant=tenant, rule_id=rule.id, group_key=group_key, window_start=start),
         "@timestamp": start,
         "organization": {"id": tenant},
         "rule": _rule_block(rule),
-        "event": {"ids": list(event_ids), "count": count, "dataset": ",".join(datasets)},
+        "event": event,
         "entities": _entities(entities),
         "group_key": group_key,
         "window": {"start": start, "end": iso_from_micros(window_end_us)},
         "message": f"{rule.title}: {count} events for {group_key} from {start}",
-    }
+    } | _incident(rule)
 
 
 @contextmanager

@@ -63,7 +63,7 @@ def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches:
 
 def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS,
                         prefilter: bool = True) -> DataFrame:
-    """One row per burst: tenant, group key, window start/end (µs), count, event ids, datasets, entities.
+    """One row per burst: tenant, group key, window start/end and last event (µs), count, event ids, datasets, entities.
 
     One sort per (tenant, group key) and one aggregation: the window functions score every match
     (step 2 of the module's semantics), mark where a burst starts (step 3), and keep the matches that
@@ -98,6 +98,7 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
         members.groupBy("_tenant", "_group_key", "_burst_start")
         .agg(
             (F.max(qualifying_start) + F.lit(span)).alias("_burst_end"),
+            F.max("_ts_us").alias("_last_us"),
             F.count(F.lit(1)).alias("_count"),
             F.slice(events, 1, max_event_ids).alias("_events"),
             F.sort_array(F.collect_set("_dataset")).alias("_datasets"),

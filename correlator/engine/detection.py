@@ -262,7 +262,7 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
     bursts = reduce(DataFrame.unionByName, windows)
     return [correlation_alert(
         by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
-        window_start_us=row["_burst_start"], window_end_us=row["_burst_end"],
+        window_start_us=row["_burst_start"], window_end_us=row["_burst_end"], last_event_us=row["_last_us"],
         event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
         entities=_entities_of(row, lists=True)) for row in bursts.collect()]
 

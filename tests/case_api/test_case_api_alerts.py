@@ -33,7 +33,7 @@ def test_posting_the_same_batch_twice_stores_it_once(soc: SocApi, make_alert: Ma
     assert len(first["cases"]) == 2
 
     second = soc.ingest(*batch)
-    assert second == {"created": 0, "duplicates": 2, "cases": []}
+    assert second == {"created": 0, "duplicates": 2, "cases": [], "pending": 0}
     assert _alert_rows(clean_db) == 2
     case = soc.case(first["cases"][0])
     assert case["alert_count"] == 1

@@ -52,7 +52,9 @@ def test_alerts_with_one_group_key_share_a_case_with_the_max_severity(soc: SocAp
 
 def test_alerts_with_different_group_keys_open_different_cases(soc: SocApi, make_alert: MakeAlert) -> None:
     soc.add_tenant(NG)
-    result = soc.ingest(make_alert(NG, group_key="user.name=a"), make_alert(NG, group_key="user.name=b"))
+    result = soc.ingest(
+        make_alert(NG, user="a", group_key="user.name=a"), make_alert(NG, user="b", group_key="user.name=b")
+    )
     assert len(result["cases"]) == 2
     assert {c["group_key"] for c in _cases(soc)} == {"user.name=a", "user.name=b"}
 
@@ -67,8 +69,8 @@ def test_same_group_key_in_two_tenants_opens_a_case_in_each(soc: SocApi, make_al
 
 def test_a_later_batch_joins_the_open_case_and_raises_its_severity(soc: SocApi, make_alert: MakeAlert) -> None:
     soc.add_tenant(NG)
-    first = soc.ingest(make_alert(NG, level="informational"))
-    assert soc.case(first["cases"][0])["severity"] == "low"
+    first = soc.ingest(make_alert(NG, level="medium"))
+    assert soc.case(first["cases"][0])["severity"] == "medium"
     second = soc.ingest(make_alert(NG, level="critical", minutes=30))
     assert second["cases"] == first["cases"]
     case = soc.case(first["cases"][0])
@@ -102,6 +104,8 @@ def test_new_alert_for_a_finished_case_opens_a_new_case(soc: SocApi, make_alert:
 def test_queue_is_ordered_by_severity_then_recency(soc: SocApi, make_alert: MakeAlert) -> None:
     soc.add_tenant(NG)
     soc.ingest(
+        # Two low alerts: enough risk for a case of their own (one would be held as risk only).
+        make_alert(NG, user="low-old", level="low", minutes=0),
         make_alert(NG, user="low-old", level="low", minutes=0),
         make_alert(NG, user="high-old", level="high", minutes=1),
         make_alert(NG, user="high-new", level="high", minutes=9),

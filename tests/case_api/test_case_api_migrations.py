@@ -14,14 +14,14 @@ from case_api.db import downgrade_database, make_session_factory, upgrade_databa
 from case_api.models import metadata
 from case_api.sources.models import Source
 
-TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "sources", "source_events"}
+TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "alert_entities", "sources", "source_events"}
 
 
 def test_migrations_create_every_table_at_head(clean_db: Engine) -> None:
     tables = set(inspect(clean_db).get_table_names())
     assert tables >= TABLES
     with clean_db.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_migrated_schema_matches_the_models(clean_db: Engine) -> None:
@@ -31,9 +31,10 @@ def test_migrated_schema_matches_the_models(clean_db: Engine) -> None:
     assert differences == []
 
 
-def test_open_case_index_is_partial_and_unique(clean_db: Engine) -> None:
+def test_a_group_may_have_several_open_cases(clean_db: Engine) -> None:
     indexes = {ix["name"]: ix for ix in inspect(clean_db).get_indexes("cases")}
-    assert indexes["uq_cases_open_group"]["unique"]
+    assert "uq_cases_open_group" not in indexes
+    assert not indexes["ix_cases_tenant_group"]["unique"]
 
 
 def test_downgrade_to_base_and_upgrade_again(clean_db: Engine) -> None:
@@ -78,3 +79,33 @@ def test_sources_registered_before_source_access_keep_working_after_the_upgrade(
     with clean_db.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM sources")).scalar() == 3
     upgrade_database(clean_db)
+
+
+def test_alerts_stored_before_incidents_get_their_entities_and_last_event_time(clean_db: Engine) -> None:
+    downgrade_database(clean_db, "0003")
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    tenants = table("tenants", column("id", String), column("name", String), column("created_at", DateTime))
+    cases = table("cases", *(column(name) for name in (
+        "id", "tenant_id", "title", "status", "severity", "group_key", "alert_count", "first_seen", "last_seen",
+        "created_at", "updated_at")))
+    alerts = table("alerts", *(column(name) for name in (
+        "id", "tenant_id", "case_id", "rule_id", "rule_title", "rule_level", "timestamp", "group_key", "received_at")),
+        *(column(name, JSON) for name in ("rule_tags", "event_ids", "document", "entities")))
+    with clean_db.begin() as connection:
+        connection.execute(insert(tenants).values(id="northgate-hospital", name="Northgate", created_at=at))
+        connection.execute(insert(cases).values(
+            id=7, tenant_id="northgate-hospital", title="t", status="new", severity="high", group_key="user.name=bob",
+            alert_count=1, first_seen=at, last_seen=at, created_at=at, updated_at=at))
+        connection.execute(insert(alerts).values(
+            id="a1", tenant_id="northgate-hospital", case_id=7, rule_id="r1", rule_title="t", rule_level="high",
+            rule_tags=[], timestamp=at, event_ids=[], group_key="user.name=bob", document={}, received_at=at,
+            entities={"user.name": ["bob"], "host.name": ["web-01"]}))
+
+    upgrade_database(clean_db)
+
+    with clean_db.connect() as connection:
+        assert connection.execute(text("SELECT last_seen FROM alerts")).scalar() is not None
+        rows = connection.execute(
+            text("SELECT field, value, grouping, risk FROM alert_entities ORDER BY field")).all()
+    assert [(f, v, bool(g), r) for f, v, g, r in rows] == [
+        ("host.name", "web-01", False, 0), ("rule.id", "r1", False, 0), ("user.name", "bob", True, 75)]

@@ -1,0 +1,67 @@
+"""Placing one stored alert: into a matching open case, into a new case past the risk threshold, or held."""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy.orm import Session
+
+from case_api.alerts.models import Alert, AlertIn
+from case_api.cases.models import Case
+from case_api.cases.service import add_alert_to_case, create_case
+from case_api.incidents.models import IncidentPolicy
+from case_api.incidents.service import (
+    entity_risk,
+    held_alerts,
+    incident_entities,
+    matching_open_case,
+    window_of,
+)
+
+log = structlog.get_logger(__name__)
+
+
+def case_title(alert: Alert) -> str:
+    return f"{alert.rule_title} ({alert.group_key})"
+
+
+def place_alert(
+    *, session: Session, alert: Alert, alert_in: AlertIn, policy: IncidentPolicy, actor: str
+) -> Case | None:
+    """Put ``alert`` (stored, in no case yet) into its incident; ``None`` when it is held as risk only.
+
+    The caller holds the tenant's grouping lock. A case that takes the alert also takes the held
+    alerts sharing one of its incident entities within the window.
+    """
+    entities = incident_entities(alert_in, group_key=alert.group_key, policy=policy)
+    window = window_of(alert_in, policy)
+    start, end = alert.timestamp - window, alert.last_seen + window
+    case = matching_open_case(session=session, tenant_id=alert.tenant_id, entities=entities, start=start, end=end)
+    if case is None:
+        risks = {
+            entity: entity_risk(
+                session=session,
+                tenant_id=alert.tenant_id,
+                entity=entity,
+                at=alert.timestamp,
+                until=alert.last_seen,
+                window=window,
+            )
+            for entity in sorted(entities)
+        }
+        (field, value), risk = max(risks.items(), key=lambda item: (item[1], item[0]))
+        if risk < policy.risk_threshold:
+            log.debug("alert held as risk", alert_id=alert.id, tenant=alert.tenant_id, risk=risk)
+            return None
+        case = create_case(
+            session=session,
+            tenant_id=alert.tenant_id,
+            group_key=alert.group_key,
+            title=case_title(alert),
+            seen_at=alert.timestamp,
+            actor=actor,
+            reason={"risk": {"entity": f"{field}={value}", "score": risk, "threshold": policy.risk_threshold}},
+        )
+    held = held_alerts(session=session, tenant_id=alert.tenant_id, entities=entities, start=start, end=end)
+    for member in sorted({alert, *held}, key=lambda a: (a.timestamp, a.id)):
+        add_alert_to_case(session=session, case=case, alert=member, actor=actor)
+    return case
