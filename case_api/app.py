@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from case_api.alerts.views import router as alerts_router
 from case_api.auth.views import router as keys_router
+from case_api.campaigns.rules import load_campaign_rules
+from case_api.campaigns.views import router as campaigns_router
 from case_api.cases.views import router as cases_router
 from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
+    app.state.campaign_rules = load_campaign_rules(settings.campaign_rules)
     app.state.incident_policy = IncidentPolicy(
         group_by=settings.case_group_by, window=settings.case_window, risk_threshold=settings.risk_threshold
     )
@@ -66,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (tenants_router, keys_router, alerts_router, cases_router, sources_router, health_router):
+    routers = (tenants_router, keys_router, alerts_router, cases_router, campaigns_router, sources_router)
+    for router in (*routers, health_router):
         api.include_router(router)
     app.include_router(api)
     _install_error_handlers(app)

@@ -10,13 +10,26 @@ from sqlalchemy import MetaData
 
 from case_api.alerts.models import Alert
 from case_api.auth.models import ApiKey
+from case_api.campaigns.models import Campaign, CampaignCase
 from case_api.cases.models import Case, CaseEvent
 from case_api.db import Base
 from case_api.incidents.models import AlertEntity
 from case_api.sources.models import Source, SourceEvent
 from case_api.tenants.models import Tenant
 
-__all__ = ["Alert", "AlertEntity", "ApiKey", "Case", "CaseEvent", "Source", "SourceEvent", "Tenant", "metadata"]
+__all__ = [
+    "Alert",
+    "AlertEntity",
+    "ApiKey",
+    "Campaign",
+    "CampaignCase",
+    "Case",
+    "CaseEvent",
+    "Source",
+    "SourceEvent",
+    "Tenant",
+    "metadata",
+]
 
 #: ``Base.metadata`` with every table above registered in it.
 metadata: MetaData = Base.metadata

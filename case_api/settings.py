@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from case_api.campaigns.rules import DEFAULT_CAMPAIGN_RULES
+
 
 class Settings(BaseSettings):
     """Where the case API keeps its data.
@@ -27,6 +29,8 @@ class Settings(BaseSettings):
     case_window: timedelta = timedelta(hours=24)
     #: Entity risk (sum of its alerts' level scores within the window) that opens a case.
     risk_threshold: int = Field(default=50, ge=1)
+    #: Campaign rule files or folders (`*.yaml`); see `case_api/campaigns/rules.py`.
+    campaign_rules: tuple[Path, ...] = (DEFAULT_CAMPAIGN_RULES,)
 
     @property
     def effective_database_url(self) -> str:

@@ -11,6 +11,7 @@ from case_api.alerts.service import list_alerts
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal
 from case_api.auth.roles import ALERT_WRITERS, CASE_READERS
+from case_api.campaigns.dependencies import CampaignRulesDep
 from case_api.cases.flows import ingest_alerts
 from case_api.db import SessionDep
 from case_api.incidents.dependencies import IncidentPolicyDep
@@ -24,12 +25,15 @@ def post_alerts(
     session: SessionDep,
     principal: Annotated[Principal, Depends(require_roles(*ALERT_WRITERS))],
     policy: IncidentPolicyDep,
+    campaign_rules: CampaignRulesDep,
 ) -> AlertBatchOut:
     """Store a batch of alerts. Idempotent by alert id; an unknown tenant rejects the batch.
 
     Each new alert joins its tenant's incident or, below the risk threshold, is held (``pending``).
     """
-    result = ingest_alerts(session=session, alerts=batch.alerts, actor=principal.actor, policy=policy)
+    result = ingest_alerts(
+        session=session, alerts=batch.alerts, actor=principal.actor, policy=policy, campaign_rules=campaign_rules
+    )
     return AlertBatchOut(
         created=result.created, duplicates=result.duplicates, cases=result.case_ids, pending=result.pending
     )

@@ -6,7 +6,6 @@ import structlog
 from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
-from case_api.cases.models import Case
 from case_api.cases.service import add_alert_to_case, create_case
 from case_api.incidents.models import IncidentPolicy
 from case_api.incidents.service import (
@@ -26,11 +25,12 @@ def case_title(alert: Alert) -> str:
 
 def place_alert(
     *, session: Session, alert: Alert, alert_in: AlertIn, policy: IncidentPolicy, actor: str
-) -> Case | None:
-    """Put ``alert`` (stored, in no case yet) into its incident; ``None`` when it is held as risk only.
+) -> list[Alert]:
+    """Put ``alert`` (stored, in no case yet) into its incident; the alerts that got a case by it.
 
     The caller holds the tenant's grouping lock. A case that takes the alert also takes the held
-    alerts sharing one of its incident entities within the window.
+    alerts sharing one of its incident entities within the window. An empty list: the alert is
+    held as risk only.
     """
     entities = incident_entities(alert_in, group_key=alert.group_key, policy=policy)
     window = window_of(alert_in, policy)
@@ -51,7 +51,7 @@ def place_alert(
         (field, value), risk = max(risks.items(), key=lambda item: (item[1], item[0]))
         if risk < policy.risk_threshold:
             log.debug("alert held as risk", alert_id=alert.id, tenant=alert.tenant_id, risk=risk)
-            return None
+            return []
         case = create_case(
             session=session,
             tenant_id=alert.tenant_id,
@@ -62,6 +62,7 @@ def place_alert(
             reason={"risk": {"entity": f"{field}={value}", "score": risk, "threshold": policy.risk_threshold}},
         )
     held = held_alerts(session=session, tenant_id=alert.tenant_id, entities=entities, start=start, end=end)
-    for member in sorted({alert, *held}, key=lambda a: (a.timestamp, a.id)):
+    members = sorted({alert, *held}, key=lambda a: (a.timestamp, a.id))
+    for member in members:
         add_alert_to_case(session=session, case=case, alert=member, actor=actor)
-    return case
+    return members

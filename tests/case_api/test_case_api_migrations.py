@@ -14,14 +14,15 @@ from case_api.db import downgrade_database, make_session_factory, upgrade_databa
 from case_api.models import metadata
 from case_api.sources.models import Source
 
-TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "alert_entities", "sources", "source_events"}
+TABLES = {"tenants", "api_keys", "cases", "case_events", "alerts", "alert_entities", "campaigns", "campaign_cases",
+          "sources", "source_events"}
 
 
 def test_migrations_create_every_table_at_head(clean_db: Engine) -> None:
     tables = set(inspect(clean_db).get_table_names())
     assert tables >= TABLES
     with clean_db.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
 
 
 def test_migrated_schema_matches_the_models(clean_db: Engine) -> None:

@@ -1,0 +1,186 @@
+"""Campaign queries and linking. Linking reads every tenant's alerts; reads go through ``disclosure``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+import structlog
+from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy.orm import Session
+
+from case_api.alerts.models import Alert
+from case_api.campaigns.disclosure import disclose
+from case_api.campaigns.models import Campaign, CampaignCase, CampaignView
+from case_api.campaigns.rules import CampaignRule
+from case_api.db import utcnow
+from case_api.errors import NotFoundError
+from case_api.incidents.models import AlertEntity
+
+log = structlog.get_logger(__name__)
+
+# PostgreSQL advisory lock taken by every campaign change, after the tenants' grouping locks.
+_CAMPAIGN_LOCK = 0x43530002
+
+# campaign rule's position, indicator field and value, the alert's first and last event time
+Candidate = tuple[int, str, str, datetime, datetime]
+
+
+def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence[CampaignRule]) -> set[int]:
+    """Form or extend the campaigns the newly placed ``alerts`` take part in; the ids of those touched.
+
+    For every indicator a rule names and an alert carries, the cases of all tenants holding an
+    alert with that indicator within the rule's window of it are counted; at ``min_tenants``
+    distinct tenants they are linked to the rule's campaign for the indicator (the one active
+    within the window, else a new one, unless one campaign links all those cases already: the
+    same rule firing where one address was already seen adds nothing). Only alerts that sit in a
+    case count: a held alert has no case to link.
+    """
+    placed = [alert for alert in alerts if alert.case_id is not None]
+    fields = {name for rule in rules for name in rule.indicators}
+    if not placed or not fields:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CAMPAIGN_LOCK})
+    by_id = {alert.id: alert for alert in placed}
+    rows = session.execute(
+        select(AlertEntity.alert_id, AlertEntity.field, AlertEntity.value).where(
+            AlertEntity.alert_id.in_(list(by_id)), AlertEntity.field.in_(sorted(fields))
+        )
+    ).all()
+    order = {rule.id: number for number, rule in enumerate(rules)}
+    candidates: set[Candidate] = set()
+    for row in rows:
+        alert = by_id[row.alert_id]
+        for rule in rules:
+            if row.field in rule.indicators and alert.rule_level in rule.counted_levels:
+                candidates.add((order[rule.id], row.field, row.value, alert.timestamp, alert.last_seen))
+    touched: set[int] = set()
+    # In the rules' order, so a specific indicator (an address) links cases before a broad one (a rule).
+    for number, field, value, start, end in sorted(candidates):
+        campaign = _link_indicator(
+            session=session, rule=rules[number], field=field, value=value, start=start, end=end
+        )
+        if campaign is not None:
+            touched.add(campaign.id)
+    return touched
+
+
+def _link_indicator(
+    *, session: Session, rule: CampaignRule, field: str, value: str, start: datetime, end: datetime
+) -> Campaign | None:
+    low, high = start - rule.window, end + rule.window
+    sightings = session.execute(
+        select(Alert.tenant_id, Alert.case_id, func.min(Alert.timestamp), func.max(Alert.last_seen))
+        .join(AlertEntity, AlertEntity.alert_id == Alert.id)
+        .where(
+            AlertEntity.field == field,
+            AlertEntity.value == value,
+            AlertEntity.timestamp <= high,
+            AlertEntity.last_seen >= low,
+            Alert.case_id.is_not(None),
+            Alert.rule_level.in_(rule.counted_levels),
+        )
+        .group_by(Alert.tenant_id, Alert.case_id)
+    ).all()
+    if len({tenant for tenant, *_ in sightings}) < rule.min_tenants:
+        return None
+    first = min(row[2] for row in sightings)
+    last = max(row[3] for row in sightings)
+    campaign = session.scalars(
+        select(Campaign)
+        .where(
+            Campaign.rule_id == rule.id,
+            Campaign.indicator_field == field,
+            Campaign.indicator_value == value,
+            Campaign.last_seen >= low,
+            Campaign.first_seen <= high,
+        )
+        .order_by(Campaign.last_seen.desc(), Campaign.id.desc())
+        .limit(1)
+    ).first()
+    now = utcnow()
+    if campaign is None:
+        if _linked_together(session, {row[1] for row in sightings if row[1] is not None}):
+            return None
+        campaign = Campaign(
+            rule_id=rule.id, title=rule.title, indicator_field=field, indicator_value=value,
+            first_seen=first, last_seen=last, created_at=now, updated_at=now,
+        )
+        session.add(campaign)
+        session.flush()
+        log.info("campaign formed", campaign=campaign.id, rule_id=rule.id, indicator=f"{field}={value}")
+    else:
+        campaign.first_seen = min(campaign.first_seen, first)
+        campaign.last_seen = max(campaign.last_seen, last)
+        campaign.updated_at = now
+    linked = set(session.scalars(select(CampaignCase.case_id).where(CampaignCase.campaign_id == campaign.id)))
+    for tenant_id, case_id in sorted({(row[0], row[1]) for row in sightings if row[1] is not None}):
+        if case_id not in linked:
+            session.add(CampaignCase(campaign_id=campaign.id, case_id=case_id, tenant_id=tenant_id, linked_at=now))
+            linked.add(case_id)
+    return campaign
+
+
+def _linked_together(session: Session, case_ids: set[int]) -> bool:
+    """Whether one campaign already links every one of ``case_ids``: a new campaign would tell nothing new."""
+    query = (
+        select(CampaignCase.campaign_id)
+        .where(CampaignCase.case_id.in_(sorted(case_ids)))
+        .group_by(CampaignCase.campaign_id)
+        .having(func.count() == len(case_ids))
+    )
+    return session.scalars(query.limit(1)).first() is not None
+
+
+def _with_links(session: Session, campaigns: Sequence[Campaign]) -> list[tuple[Campaign, list[CampaignCase]]]:
+    links: dict[int, list[CampaignCase]] = defaultdict(list)
+    if campaigns:
+        query = select(CampaignCase).where(CampaignCase.campaign_id.in_([c.id for c in campaigns]))
+        for link in session.scalars(query.order_by(CampaignCase.case_id)):
+            links[link.campaign_id].append(link)
+    return [(campaign, links[campaign.id]) for campaign in campaigns]
+
+
+def _visible(scope: Collection[str] | None) -> list[ColumnElement[bool]]:
+    """Conditions keeping the campaigns that link a case of the scope (all of them for city roles)."""
+    if scope is None:
+        return []
+    own = select(CampaignCase.campaign_id).where(CampaignCase.tenant_id.in_(sorted(scope)))
+    return [Campaign.id.in_(own)]
+
+
+def list_campaigns(
+    *, session: Session, scope: Collection[str] | None, limit: int = 100, offset: int = 0
+) -> list[CampaignView]:
+    """Campaigns the caller may see, most recently active first, each as :func:`disclose` lets it."""
+    query = (
+        select(Campaign)
+        .where(*_visible(scope))
+        .order_by(Campaign.last_seen.desc(), Campaign.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    views = (disclose(c, links, scope=scope) for c, links in _with_links(session, list(session.scalars(query))))
+    return [view for view in views if view is not None]
+
+
+def get_campaign(*, session: Session, campaign_id: int, scope: Collection[str] | None) -> CampaignView:
+    """One campaign as the caller may see it; one it may not see is reported as not found."""
+    campaign = session.get(Campaign, campaign_id)
+    view = None
+    if campaign is not None:
+        [(campaign, links)] = _with_links(session, [campaign])
+        view = disclose(campaign, links, scope=scope)
+    if view is None:
+        raise NotFoundError(f"campaign {campaign_id} not found")
+    return view
+
+
+def case_campaigns(*, session: Session, case_id: int, scope: Collection[str] | None) -> list[CampaignView]:
+    """The campaigns linking case ``case_id`` (which the caller may see), as :func:`disclose` lets it."""
+    ids = select(CampaignCase.campaign_id).where(CampaignCase.case_id == case_id)
+    campaigns = list(session.scalars(select(Campaign).where(Campaign.id.in_(ids)).order_by(Campaign.id)))
+    views = (disclose(c, links, scope=scope) for c, links in _with_links(session, campaigns))
+    return [view for view in views if view is not None]
