@@ -1,4 +1,4 @@
-"""`soc rules check|test|backtest|coverage|attack-data`: write, test and ship Sigma rules in CI.
+"""`soc rules check|test|backtest|coverage|attack-data|sigma-cli`: write, test and ship Sigma rules in CI.
 
 The correlator's rule tooling, wired to the collectors (raw evidence and `--events` files are parsed
 by the real parsers) and to the case API (tenants' sources for coverage). Exit codes: 0 when
@@ -26,6 +26,7 @@ from correlator.authoring.check import RuleSetChecker, rule_files, summarise
 from correlator.authoring.coverage import as_json as coverage_json
 from correlator.authoring.coverage import rule_coverage, tenant_coverage
 from correlator.authoring.ruletest import junit_xml, run_rule_tests
+from correlator.authoring.sigmacli import install_attack_cache, write_validation_config
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
 
 app = typer.Typer(help="Write, check and test Sigma rules (for CI: exit code 0 only when all holds).",
@@ -215,3 +216,24 @@ def attack_data_command(
     target = out or ATTACK_DATA_FILE
     data.save(target)
     line_console.print(f"wrote {data.describe()} to {target}")
+
+
+@app.command("sigma-cli")
+def sigma_cli_command(
+    paths: PathsArg = None,
+    config: Annotated[Path, typer.Option(help="Where to write sigma-cli's validation config.")] = Path(
+        "sigma-cli.yml"),
+    cache_dir: Annotated[Path | None, typer.Option(help="pySigma's ATT&CK cache (default: the user's, "
+                                                      "where `sigma` looks).")] = None,
+    attack_data: AttackOpt = None,
+) -> None:
+    """Make the official `sigma check` work offline on these rules: put the offline ATT&CK data into pySigma's
+    cache and write a validation config; then run `sigma check -c CONFIG PATH...`."""
+    rule_paths = _rule_paths(paths)
+    data = _attack(attack_data)
+    folder = install_attack_cache(data, cache_dir)
+    written = write_validation_config(rule_paths, config)
+    line_console.print(f"pySigma's ATT&CK cache: {data.describe()} in {folder}")
+    line_console.print(f"wrote {config} ({len(written['validators']) - 1} validators left out, "
+                       f"{len(written['exclusions'])} rule(s) with our citysoc: attribute)")
+    line_console.print(f"now: sigma check --fail-on-issues -c {config} {' '.join(str(p) for p in rule_paths)}")
