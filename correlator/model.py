@@ -26,19 +26,71 @@ class RouteKey:
     values: frozenset[str]
 
 
+CORRELATION_TYPES: tuple[str, ...] = (
+    "event_count", "value_count", "temporal", "temporal_ordered", "value_sum", "value_avg", "value_percentile",
+    "value_median",
+)
+
+
+@dataclass(frozen=True)
+class ChainedReference:
+    """A correlation rule referenced by another: its alerts are the referencing rule's matches.
+
+    `group_positions`: for each of the referencing rule's group-by fields, its position in the referenced
+    rule's group-by (after `aliases`); `value_position` likewise for the condition's `field`.
+    """
+
+    rule_id: str
+    group_positions: tuple[int, ...]
+    value_position: int | None = None
+
+
 @dataclass(frozen=True)
 class CorrelationSpec:
-    """What a correlation rule counts, per group of base-rule matches, within a time span."""
+    """What a correlation rule measures, per group of referenced-rule matches, within a time span.
 
-    type: str  # "event_count" | "value_count"
-    rule_ids: tuple[str, ...]  # base detection rules
-    group_by: tuple[str, ...]  # field names as the rule writes them (used in the group key)
+    `rule_ids` are the referenced rules in the rule's order (the order `temporal_ordered` asks for);
+    detection rules among them read `group_exprs` / `value_expr`, or their own expressions in
+    `fields_by_rule` when `aliases` name a different field per rule; correlation rules among them are
+    listed in `chained`.
+    """
+
+    type: str  # one of CORRELATION_TYPES
+    rule_ids: tuple[str, ...]  # referenced rules, detection or correlation
+    group_by: tuple[str, ...]  # field names (or aliases) as the rule writes them (used in the group key)
     group_exprs: tuple[str, ...]  # Spark SQL for each group-by field
     timespan_seconds: int
     op: str  # "gte", "gt", "lte", "lt", "eq", "neq"
-    count: int
-    value_field: str | None = None  # value_count: the field whose distinct values are counted
+    count: float  # the condition's threshold (an integer for the counting types)
+    value_field: str | None = None  # the condition's `field` (value_count, value_sum, ...)
     value_expr: str | None = None
+    percentile: float | None = None  # value_percentile (value_median: 50)
+    fields_by_rule: tuple[tuple[str, tuple[str, ...], str | None], ...] = ()  # (rule id, group exprs, value expr)
+    chained: tuple[ChainedReference, ...] = ()
+
+    @property
+    def base_rule_ids(self) -> tuple[str, ...]:
+        """The referenced detection rules."""
+        chained = {reference.rule_id for reference in self.chained}
+        return tuple(rule_id for rule_id in self.rule_ids if rule_id not in chained)
+
+    def fields_for(self, rule_id: str) -> tuple[tuple[str, ...], str | None]:
+        """Group-by and value expressions reading one referenced detection rule's matches."""
+        for candidate, group_exprs, value_expr in self.fields_by_rule:
+            if candidate == rule_id:
+                return group_exprs, value_expr
+        return self.group_exprs, self.value_expr
+
+    def chain_for(self, rule_id: str) -> ChainedReference | None:
+        return next((reference for reference in self.chained if reference.rule_id == rule_id), None)
+
+    @property
+    def expressions(self) -> tuple[str, ...]:
+        """Every Spark SQL expression the correlation reads from event rows."""
+        exprs = [*self.group_exprs, *([self.value_expr] if self.value_expr else [])]
+        for _, group_exprs, value_expr in self.fields_by_rule:
+            exprs += [*group_exprs, *([value_expr] if value_expr else [])]
+        return tuple(dict.fromkeys(exprs))
 
 
 @dataclass(frozen=True)

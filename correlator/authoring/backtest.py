@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import reduce
 from pathlib import Path
 
 import yaml
@@ -21,7 +22,7 @@ from pyspark.sql import functions as F
 
 from citysoc.store import EventStore
 from correlator.authoring.evidence import evidence_path
-from correlator.engine.correlation import correlation_input, correlation_windows
+from correlator.engine.correlation import correlation_bursts, correlation_input
 from correlator.engine.detection import detection_alert_rows, read_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
@@ -125,11 +126,10 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
         for correlation in ruleset.correlations():
             if dataset in correlation.datasets:
                 correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
-    for rule_id, inputs in correlation_inputs.items():
-        combined = inputs[0]
-        for extra in inputs[1:]:
-            combined = combined.unionByName(extra)
-        rows = correlation_windows(combined, ruleset.by_id(rule_id)).select("_tenant").collect()
+    by_id = {rule.id: rule for rule in ruleset.rules}
+    combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
+    for rule_id, bursts in correlation_bursts(combined, by_id).items():
+        rows = bursts.select("_tenant").collect()
         result.alerts[rule_id] = len(rows)
         result.matches.setdefault(rule_id, len(rows))
         result.tenants[rule_id] = {row["_tenant"] for row in rows}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.errors import CitySocError
 from citysoc.schema import ARROW_SCHEMA, JSON_FIELDS, flatten, nest, to_row
-from correlator.engine.correlation import correlation_input, correlation_windows
+from correlator.engine.correlation import correlation_bursts, correlation_input, referenced_correlations
 from correlator.engine.events import prepare_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
@@ -328,6 +329,9 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
     matched: dict[tuple[str, str], int] = {}
     correlation_alerts: dict[tuple[str, str], int] = {}
     wanted = {rule.id for _, rule, _ in plan.cases}
+    every_correlation = {r.id: r for r in ruleset.correlations()}
+    wanted |= {chained for rule_id in list(wanted) if rule_id in every_correlation
+               for chained in referenced_correlations(every_correlation[rule_id], every_correlation)}
     correlations = [r for r in ruleset.correlations() if r.id in wanted]
     inputs: dict[str, list[Any]] = {}
     cached = []
@@ -342,15 +346,10 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
         for rule in correlations:
             if dataset in rule.datasets:
                 inputs.setdefault(rule.id, []).append(correlation_input(matches, rule))
-    for rule in correlations:
-        frames = inputs.get(rule.id, [])
-        if not frames:
-            continue
-        combined = frames[0]
-        for extra in frames[1:]:
-            combined = combined.unionByName(extra)
-        for row in correlation_windows(combined, rule).collect():
-            key = (row["_tenant"], rule.id)
+    combined = {rule_id: reduce(DataFrame.unionByName, frames) for rule_id, frames in inputs.items()}
+    for rule_id, bursts in correlation_bursts(combined, every_correlation).items():
+        for row in bursts.select("_tenant").collect():
+            key = (row["_tenant"], rule_id)
             correlation_alerts[key] = correlation_alerts.get(key, 0) + 1
     for frame in cached:
         frame.unpersist()

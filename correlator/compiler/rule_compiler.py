@@ -31,13 +31,24 @@ from correlator.compiler.analysis import required_literals, route_key
 from correlator.compiler.backend import CitySocSparkBackend
 from correlator.compiler.logsources import LogSourceRoute, describe_logsource, find_route
 from correlator.errors import RuleCompileError, RuleLocation
-from correlator.model import CompiledRule, CompiledRuleSet, CorrelationSpec, UnsupportedRule
+from correlator.model import (
+    CORRELATION_TYPES,
+    ChainedReference,
+    CompiledRule,
+    CompiledRuleSet,
+    CorrelationSpec,
+    UnsupportedRule,
+)
 from correlator.sql import Condition, lowered_column, lowered_sql, resolve_field
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "detection_rules"
-SUPPORTED_CORRELATIONS = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT)
+# Types measuring the condition's `field`.
+VALUE_CORRELATIONS = frozenset({
+    SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.VALUE_SUM, SigmaCorrelationType.VALUE_AVG,
+    SigmaCorrelationType.VALUE_PERCENTILE, SigmaCorrelationType.VALUE_MEDIAN,
+})
 
 
 def placeholder_pipeline(values: Mapping[str, list[str]]) -> ProcessingPipeline:
@@ -165,20 +176,16 @@ class RuleCompiler:
                 else:
                     detections[compiled[0].id] = compiled
         names = {r.name: str(r.id) for r in collection.rules if r.name and r.id}
-        compiled_correlations: list[CompiledRule] = []
-        for corr in correlations:
-            outcome = self._compile_correlation(corr, detections, names)
-            if isinstance(outcome, UnsupportedRule):
-                result.unsupported.append(outcome)
-            else:
-                compiled_correlations.append(outcome)
-        # A base rule of a correlation without `generate: true` raises no alert of its own (Sigma semantics).
+        compiled_correlations = self._compile_correlations(correlations, detections, names, result.unsupported)
+        # A rule referenced by a correlation without `generate: true` raises no alert of its own (Sigma
+        # semantics, as pySigma's `disable_output`), be it a detection or a chained correlation.
         generating = {str(c.id) for c in correlations if c.generate}
         silenced = {
             rid for c in compiled_correlations if c.correlation and c.id not in generating
             for rid in c.correlation.rule_ids
         }
         result.rules = [replace(rule, generate=rule.id not in silenced) for rule, _ in detections.values()]
+        compiled_correlations = [replace(rule, generate=rule.id not in silenced) for rule in compiled_correlations]
         result.rules += compiled_correlations
         if self.spark is not None:
             self._verify(result)
@@ -220,53 +227,138 @@ class RuleCompiler:
         )
         return compiled, route
 
+    def _compile_correlations(self, correlations: Sequence[SigmaCorrelationRule],
+                              detections: Mapping[str, tuple[CompiledRule, LogSourceRoute]],
+                              names: Mapping[str, str], unsupported: list[UnsupportedRule]) -> list[CompiledRule]:
+        """Every correlation, each after the correlations it references (chaining); cycles are refused."""
+        by_id = {str(corr.id): corr for corr in correlations}
+        compiled: dict[str, CompiledRule] = {}
+        refused: dict[str, str] = {}
+
+        def visit(corr: SigmaCorrelationRule, path: tuple[str, ...]) -> None:
+            rule_id = str(corr.id)
+            if rule_id in compiled or rule_id in refused:
+                return
+            if rule_id in path:
+                refused[rule_id] = "correlation rules reference each other in a cycle"
+                unsupported.append(_unsupported(corr, refused[rule_id]))
+                return
+            for ref in corr.rules or []:
+                child = by_id.get(names.get(ref.reference, ref.reference))
+                if child is not None:
+                    visit(child, (*path, rule_id))
+            if rule_id in refused:
+                return
+            outcome = self._compile_correlation(corr, detections, compiled, refused, names)
+            if isinstance(outcome, UnsupportedRule):
+                refused[rule_id] = outcome.reason
+                unsupported.append(outcome)
+            else:
+                compiled[rule_id] = outcome
+
+        for corr in correlations:
+            visit(corr, ())
+        return list(compiled.values())
+
     def _compile_correlation(self, corr: SigmaCorrelationRule,
-                             detections: dict[str, tuple[CompiledRule, LogSourceRoute]],
-                             names: dict[str, str]) -> CompiledRule | UnsupportedRule:
-        if corr.type not in SUPPORTED_CORRELATIONS:
-            return _unsupported(corr, f"correlation type {corr.type.name.lower()} is not supported yet")
+                             detections: Mapping[str, tuple[CompiledRule, LogSourceRoute]],
+                             chained: Mapping[str, CompiledRule], refused: Mapping[str, str],
+                             names: Mapping[str, str]) -> CompiledRule | UnsupportedRule:
+        kind = corr.type.name.lower()
+        if kind not in CORRELATION_TYPES:
+            return _unsupported(corr, f"correlation type {kind} is not supported")
         condition = corr.condition
         if not isinstance(condition, SigmaCorrelationCondition):
-            return _unsupported(corr, "extended correlation conditions are not supported yet")
-        base: list[tuple[CompiledRule, LogSourceRoute]] = []
-        for ref in corr.rules or []:
-            rule_id = names.get(ref.reference, ref.reference)
-            if rule_id not in detections:
-                return _unsupported(corr, f"references rule {ref.reference}, which is missing, unsupported "
-                                          "or itself a correlation (chained correlations are not supported yet)")
-            base.append(detections[rule_id])
-        if not base:
+            return _unsupported(corr, "extended (boolean) correlation conditions are not supported: list the rules "
+                                      "under `rules:` and use a count condition")
+        if not corr.rules:
             return _unsupported(corr, "correlation references no rule")
         group_by = tuple(corr.group_by or ())
-        group_exprs: list[str] = []
-        for name in group_by:
-            exprs = {resolve_field(route.map_field(name)) for _, route in base}
-            if None in exprs or len(exprs) != 1:
-                return _unsupported(corr, f"group-by field {name} has no single source in the referenced rules")
-            group_exprs.append(exprs.pop() or "")
-        value_field = value_expr = None
-        if corr.type == SigmaCorrelationType.VALUE_COUNT:
+        fieldref: str | None = None
+        if corr.type in VALUE_CORRELATIONS:
+            if not isinstance(condition.fieldref, str):
+                return _unsupported(corr, f"{kind} needs exactly one field in its condition")
             fieldref = condition.fieldref
-            if not isinstance(fieldref, str):
-                return _unsupported(corr, "value_count needs exactly one field in its condition")
-            value_field = fieldref
-            exprs = {resolve_field(route.map_field(fieldref)) for _, route in base}
-            if None in exprs or len(exprs) != 1:
-                return _unsupported(corr, f"field {fieldref} has no single source in the referenced rules")
-            value_expr = exprs.pop()
+        percentile: float | None = None
+        if corr.type == SigmaCorrelationType.VALUE_PERCENTILE:
+            if condition.percentile is None or not 0 <= condition.percentile <= 100:
+                return _unsupported(corr, "value_percentile needs `percentile:` between 0 and 100 in its condition")
+            percentile = float(condition.percentile)
+        elif corr.type == SigmaCorrelationType.VALUE_MEDIAN:
+            percentile = 50.0
+        rule_ids: list[str] = []
+        base_fields: list[tuple[str, tuple[str, ...], str | None]] = []
+        chain: list[ChainedReference] = []
+        datasets: set[str] = set()
+        for ref in corr.rules:
+            rule_id = names.get(ref.reference, ref.reference)
+            if rule_id in rule_ids:
+                return _unsupported(corr, f"references rule {ref.reference} twice")
+            rule_ids.append(rule_id)
+
+            def field_of(name: str, ref_name: str = ref.reference, ref_id: str = rule_id) -> str:
+                """`name`, or what the correlation's `aliases` map it to for this referenced rule."""
+                alias = corr.aliases.aliases.get(name)
+                if alias is None:
+                    return name
+                for target, mapped in alias.mapping.items():
+                    if names.get(target.reference, target.reference) == ref_id or target.reference == ref_name:
+                        return mapped
+                return name
+
+            if rule_id in detections:
+                base, route = detections[rule_id]
+                exprs: list[str] = []
+                for name in group_by:
+                    expr = resolve_field(route.map_field(field_of(name)))
+                    if expr is None:
+                        return _unsupported(corr, f"group-by field {field_of(name)} has no source in rule "
+                                                  f"{ref.reference} ({', '.join(route.datasets)})")
+                    exprs.append(expr)
+                value_expr = None
+                if fieldref is not None:
+                    value_expr = resolve_field(route.map_field(field_of(fieldref)))
+                    if value_expr is None:
+                        return _unsupported(corr, f"field {field_of(fieldref)} has no source in rule {ref.reference}")
+                base_fields.append((rule_id, tuple(exprs), value_expr))
+                datasets.update(base.datasets)
+            elif rule_id in chained:
+                child = chained[rule_id]
+                child_group = child.correlation.group_by if child.correlation else ()
+                wanted = [field_of(name) for name in group_by]
+                absent = [name for name in wanted if name not in child_group]
+                if fieldref is not None and field_of(fieldref) not in child_group:
+                    absent.append(field_of(fieldref))
+                if absent:
+                    return _unsupported(corr, f"chained correlation {ref.reference} groups by "
+                                              f"{', '.join(child_group) or 'nothing'}: {', '.join(absent)} is not "
+                                              "among its group-by fields (name it there, or map it with aliases)")
+                chain.append(ChainedReference(
+                    rule_id, tuple(child_group.index(name) for name in wanted),
+                    child_group.index(field_of(fieldref)) if fieldref is not None else None))
+                datasets.update(child.datasets)
+            elif rule_id in refused:
+                return _unsupported(corr, f"references correlation {ref.reference}, which cannot run: "
+                                          f"{refused[rule_id]}")
+            else:
+                return _unsupported(corr, f"references rule {ref.reference}, which is missing or unsupported")
+        group_exprs = base_fields[0][1] if base_fields else ()
+        value_expr = base_fields[0][2] if base_fields else None
         spec = CorrelationSpec(
-            type=corr.type.name.lower(), rule_ids=tuple(rule.id for rule, _ in base), group_by=group_by,
-            group_exprs=tuple(group_exprs), timespan_seconds=corr.timespan.seconds,
-            op=condition.op.name.lower(), count=condition.count, value_field=value_field, value_expr=value_expr,
+            type=kind, rule_ids=tuple(rule_ids), group_by=group_by, group_exprs=group_exprs,
+            timespan_seconds=corr.timespan.seconds, op=condition.op.name.lower(), count=condition.count,
+            value_field=fieldref, value_expr=value_expr, percentile=percentile,
+            fields_by_rule=tuple(f for f in base_fields[1:] if f[1:] != (group_exprs, value_expr)),
+            chained=tuple(chain),
         )
-        datasets = tuple(sorted({d for rule, _ in base for d in rule.datasets}))
         window = _incident_window(corr)
         if isinstance(window, UnsupportedRule):
             return window
         return CompiledRule(
-            id=str(corr.id), title=corr.title, level=_level(corr), tags=_tags(corr), datasets=datasets,
+            id=str(corr.id), title=corr.title, level=_level(corr), tags=_tags(corr), datasets=tuple(sorted(datasets)),
             condition=Condition.text(""), location=_location(corr), kind="correlation", name=corr.name,
-            group_by=tuple(zip(group_by, group_exprs, strict=True)), correlation=spec, incident_window_seconds=window,
+            group_by=tuple(zip(group_by, group_exprs, strict=True)) if base_fields else (), correlation=spec,
+            incident_window_seconds=window,
         )
 
     def _verify(self, ruleset: CompiledRuleSet) -> None:
@@ -279,8 +371,8 @@ class RuleCompiler:
             exprs = [e for _, e in rule.group_by]
             if rule.expression:
                 exprs.insert(0, rule.expression)
-            if rule.correlation and rule.correlation.value_expr:
-                exprs.append(rule.correlation.value_expr)
+            if rule.correlation:
+                exprs += rule.correlation.expressions
             try:
                 # the shared lower-cased columns of exactly the fields the rule reads lower-cased
                 probe = empty.withColumns({lowered_column(name): F.expr(lowered_sql(name, column=False))
@@ -296,11 +388,16 @@ class RuleCompiler:
                 failed.add(rule.id)
                 continue
             kept.append(rule)
-        # A correlation whose base rule failed analysis cannot run either.
-        for rule in list(kept):
-            if rule.correlation and failed.intersection(rule.correlation.rule_ids):
-                kept.remove(rule)
-                ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.location,
-                                                           "references a rule that failed Spark analysis"))
+        # A correlation referencing a rule that failed analysis (or cannot run for that) cannot run either.
+        changed = True
+        while changed:
+            changed = False
+            for rule in list(kept):
+                if rule.correlation and failed.intersection(rule.correlation.rule_ids):
+                    kept.remove(rule)
+                    failed.add(rule.id)
+                    changed = True
+                    ruleset.unsupported.append(UnsupportedRule(rule.id, rule.title, rule.location,
+                                                               "references a rule that failed Spark analysis"))
         ruleset.rules = kept
         ruleset.verified = True

@@ -1,11 +1,17 @@
-"""Sigma correlation rules (event_count, value_count) as Spark window functions.
+"""Sigma correlation rules (all seven types of the specification, chained) as Spark window functions.
 
 Windowing semantics (deterministic for the same input):
-1. Base-rule matches are grouped by tenant and the rule's group-by values (a match with a null
-   group-by value is not grouped).
+1. Matches of the referenced rules are grouped by tenant and the rule's group-by values (read through
+   `aliases` per referenced rule; a match with a null group-by value is not grouped). A referenced
+   correlation rule contributes one match per alert it raises, at the time of the alert's last event.
 2. Every match at time t opens a candidate window [t, t + timespan]; the window qualifies when the
-   measure over the matches inside it (event count, or distinct values of the field) satisfies the
-   condition.
+   measure over the matches inside it satisfies the condition. Measures: event_count the matches;
+   value_count the distinct values of the field; value_sum / value_avg / value_percentile /
+   value_median the sum, mean, or linearly interpolated percentile of the field's numeric values
+   (matches without a number are left out); temporal the number of distinct referenced rules matched;
+   temporal_ordered the length of the longest chain of referenced rules matched in the rule's order at
+   strictly increasing times (the default condition, `gte` the number of rules, asks for all of them,
+   in order).
 3. Qualifying windows of one group that start within `timespan` of the previous qualifying start
    form one burst. A burst runs from its first qualifying start to its last qualifying start +
    timespan and raises one alert, whose window start is the first qualifying start.
@@ -14,10 +20,11 @@ Windowing semantics (deterministic for the same input):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from correlator.engine.events import ENTITY_COLUMNS
@@ -28,42 +35,158 @@ _OPS = {
     "gte": lambda m, n: m >= n, "gt": lambda m, n: m > n, "lte": lambda m, n: m <= n,
     "lt": lambda m, n: m < n, "eq": lambda m, n: m == n, "neq": lambda m, n: m != n,
 }
+# Types whose measure never exceeds the number of matches in the window (what the bucket filters rely on).
+BOUNDED_BY_MATCHES = frozenset({"event_count", "value_count", "temporal", "temporal_ordered"})
+NUMERIC_TYPES = frozenset({"value_sum", "value_avg", "value_percentile", "value_median"})
+# Types that count an event once per referenced rule it matched (the others once).
+PER_RULE_TYPES = frozenset({"temporal", "temporal_ordered"})
+_ALERT_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # `alerts.iso_from_micros` (the session is UTC)
 
 
 def group_key_column(names: tuple[str, ...], exprs: tuple[str, ...]) -> Column:
     """`source.ip=10.0.0.1` (several fields joined by `,`); null when a group-by value is missing."""
+    return _key_of(names, [F.expr(expr).cast("string") for expr in exprs])
+
+
+def _key_of(names: Sequence[str], values: Sequence[Column]) -> Column:
     if not names:
         return F.lit("*")
-    parts = [F.concat(F.lit(f"{name}="), F.expr(expr).cast("string")) for name, expr in zip(names, exprs, strict=True)]
-    return F.concat_ws(",", *parts) if len(parts) > 1 else parts[0]
+    parts: list[Column] = []
+    for index, (name, value) in enumerate(zip(names, values, strict=True)):
+        parts += [F.lit(("," if index else "") + f"{name}="), value]
+    return F.concat(*parts)  # null as soon as one value is
+
+
+def _by_rule(rule_ids: Sequence[str], column: Callable[[str], Column]) -> Column:
+    """`column(rule id)` for the referenced rule a match row belongs to."""
+    if len(rule_ids) == 1:
+        return column(rule_ids[0])
+    case = F.when(F.col("_rule_id") == rule_ids[0], column(rule_ids[0]))
+    for rule_id in rule_ids[1:]:
+        case = case.when(F.col("_rule_id") == rule_id, column(rule_id))
+    return case
+
+
+def _numeric(value: Column) -> Column:
+    """A finite number, or null (text that is no number, NaN and infinities never count)."""
+    number = value.try_cast("double")
+    return F.when(~F.isnan(number) & (F.abs(number) < F.lit(float("inf"))), number)
+
+
+def _slot(spec: CorrelationSpec) -> Column:
+    """Position of the match's referenced rule in the rule's list (temporal types)."""
+    return (F.array_position(F.array(*map(F.lit, spec.rule_ids)), F.col("_rule_id")) - 1).cast("int")
 
 
 def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches: bool = False) -> DataFrame:
-    """Narrow rows of the base-rule matches of one correlation: tenant, group key, time, id, entities.
+    """Narrow rows of the referenced detection rules' matches of one correlation: tenant, id, time,
+    dataset, group key and values, value, referenced rule and its position, entities (as arrays).
 
     `unique_matches`: the caller's matches hold each (tenant, event, rule) once, so a correlation with
     one base rule needs no de-duplication (no shuffle).
     """
     spec = _spec(rule)
-    selected = matches.filter(F.col("_rule_id").isin(list(spec.rule_ids)))
+    base = list(spec.base_rule_ids)
+    selected = matches.filter(F.col("_rule_id").isin(base)) if base else matches.limit(0)
+    references = base or [""]
+
+    def group_values(rule_id: str) -> Column:
+        return F.array(*(F.expr(expr).cast("string") for expr in spec.fields_for(rule_id)[0]))
+
+    def value(rule_id: str) -> Column:
+        expr = spec.fields_for(rule_id)[1]
+        return F.expr(expr).cast("string") if expr else F.lit(None).cast("string")
+
+    if base:
+        values = _by_rule(references, group_values)
+        measured = _by_rule(references, value)
+    else:  # only chained references: no rows, same columns
+        values = F.array_repeat(F.lit(None).cast("string"), len(spec.group_by))
+        measured = F.lit(None).cast("string")
     columns = [
         F.col("_tenant"), F.col("_event_id"), F.col("_ts_us"), F.col("_dataset"),
-        group_key_column(spec.group_by, spec.group_exprs).alias("_group_key"),
-        (F.expr(spec.value_expr).cast("string") if spec.value_expr else F.lit(None).cast("string")).alias("_value"),
-        *(F.col(column) for column in ENTITY_COLUMNS.values()),
+        values.alias("_group_values"), measured.alias("_value"), F.col("_rule_id"),
+        *(F.array_compact(F.array(F.col(column))).alias(column) for column in ENTITY_COLUMNS.values()),
     ]
-    narrowed = selected.select(*columns).filter(F.col("_group_key").isNotNull())
-    if spec.value_expr:
-        narrowed = narrowed.filter(F.col("_value").isNotNull())
-    if unique_matches and len(spec.rule_ids) == 1:
+    narrowed = _keyed(selected.select(*columns), spec)
+    if unique_matches and len(base) <= 1:
         return narrowed
-    # An event matched by two base rules (or delivered twice) counts once.
-    return narrowed.dropDuplicates(["_tenant", "_dataset", "_event_id"])
+    # An event matched by two referenced rules (or delivered twice) counts once; per rule for the
+    # temporal types, which ask which rules matched.
+    keys = ["_tenant", "_dataset", "_event_id", *(["_rule_id"] if spec.type in PER_RULE_TYPES else [])]
+    return narrowed.dropDuplicates(keys)
+
+
+def _keyed(rows: DataFrame, spec: CorrelationSpec) -> DataFrame:
+    """`rows` with `_group_key`, `_slot` (and only the matches the correlation can measure)."""
+    names = spec.group_by
+    key = _key_of(names, [F.element_at("_group_values", index + 1) for index in range(len(names))])
+    keyed = rows.withColumns({"_group_key": key, "_slot": _slot(spec)}).filter(F.col("_group_key").isNotNull())
+    if spec.type in NUMERIC_TYPES:
+        return keyed.withColumn("_value", _numeric(F.col("_value"))).filter(F.col("_value").isNotNull())
+    if spec.value_field:
+        return keyed.filter(F.col("_value").isNotNull())
+    return keyed
+
+
+def chained_input(bursts: DataFrame, child: CompiledRule, parent: CompiledRule) -> DataFrame:
+    """The alerts of `child` (rows of `correlation_windows`) as matches of `parent`, which references it.
+
+    One row per alert, at the time of its last event, with the alert's id as event id (what the parent's
+    alert lists) and the child's group values moved to the parent's group-by positions.
+    """
+    reference = _spec(parent).chain_for(child.id)
+    if reference is None:
+        raise ValueError(f"rule {parent.id} does not reference {child.id}")
+    start = F.date_format(F.timestamp_micros("_burst_start"), _ALERT_TIME_FORMAT)
+    alert_id = F.substring(F.sha2(F.concat_ws("\x1f", F.lit("correlation"), F.col("_tenant"), F.lit(child.id),
+                                              F.col("_group_key"), start), 256), 1, 32)
+    values = F.array(*(F.element_at("_group_values", position + 1) for position in reference.group_positions))
+    value = (F.element_at("_group_values", reference.value_position + 1) if reference.value_position is not None
+             else F.lit(None).cast("string"))
+    rows = bursts.select(
+        F.col("_tenant"), alert_id.alias("_event_id"), F.col("_last_us").alias("_ts_us"),
+        F.array_join("_datasets", ",").alias("_dataset"), values.alias("_group_values"), value.alias("_value"),
+        F.lit(child.id).alias("_rule_id"), *(F.col(column) for column in ENTITY_COLUMNS.values()),
+    )
+    return _keyed(rows, _spec(parent))
+
+
+def _measure(spec: CorrelationSpec, ahead: WindowSpec) -> Column:
+    """The correlation's measure over the window frame `ahead` (step 2 of the module's semantics)."""
+    if spec.type == "event_count":
+        return F.count(F.lit(1)).over(ahead)
+    if spec.type == "value_count":
+        return F.size(F.collect_set("_value").over(ahead))
+    if spec.type == "value_sum":
+        return F.sum("_value").over(ahead)
+    if spec.type == "value_avg":
+        return F.avg("_value").over(ahead)
+    if spec.type in ("value_percentile", "value_median"):
+        return F.percentile(F.col("_value"), F.lit((spec.percentile if spec.percentile is not None else 50) / 100))\
+            .over(ahead)
+    if spec.type == "temporal":
+        return F.size(F.collect_set("_slot").over(ahead))
+    if spec.type == "temporal_ordered":
+        # slots in time order, a later rule first among equal times (so equal times never chain); the
+        # longest strictly increasing run of slots is the longest chain in the rule's order
+        moments = F.array_sort(F.collect_list(F.struct(F.col("_ts_us"), (-F.col("_slot")).alias("_neg"))).over(ahead))
+        slots = F.transform(moments, lambda moment: -moment["_neg"])
+        return F.size(F.aggregate(slots, F.array().cast("array<int>"), _patience))
+    raise ValueError(f"correlation type {spec.type} is not supported")
+
+
+def _patience(tails: Column, slot: Column) -> Column:
+    """One step of patience sorting: `tails[k]` is the least last slot of an increasing chain of k + 1."""
+    at = F.array_position(F.transform(tails, lambda tail: tail >= slot), True)
+    return F.when(at == 0, F.concat(tails, F.array(slot))).otherwise(
+        F.transform(tails, lambda tail, index: F.when(index == at - 1, slot).otherwise(tail)))
 
 
 def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS,
                         prefilter: bool = True) -> DataFrame:
-    """One row per burst: tenant, group key, window start/end and last event (µs), count, event ids, datasets, entities.
+    """One row per burst: tenant, group key and values, window start/end (µs), last event time, count,
+    event ids, datasets, entities.
 
     One sort per (tenant, group key) and one aggregation: the window functions score every match
     (step 2 of the module's semantics), mark where a burst starts (step 3), and keep the matches that
@@ -78,15 +201,12 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
         inputs = _matches_that_can_qualify(inputs, spec)
     ordered = Window.partitionBy("_tenant", "_group_key").orderBy("_ts_us")
     ahead = ordered.rangeBetween(0, span)
-    measure = (
-        F.count(F.lit(1)).over(ahead) if spec.type == "event_count"
-        else F.size(F.collect_set("_value").over(ahead))
-    )
+    qualifies = _OPS[spec.op](_measure(spec, ahead), F.lit(spec.count))
     qualifying_start = F.when(F.col("_qualifies"), F.col("_ts_us"))
     previous_start = F.last(qualifying_start, ignorenulls=True).over(ordered.rowsBetween(Window.unboundedPreceding, -1))
     new_burst = F.col("_qualifies") & (previous_start.isNull() | ((F.col("_ts_us") - previous_start) > span))
     members = (
-        inputs.withColumn("_qualifies", _OPS[spec.op](measure, F.lit(spec.count)))
+        inputs.withColumn("_qualifies", F.coalesce(qualifies, F.lit(False)))
         .withColumn("_covering_start", F.max(qualifying_start).over(ordered.rangeBetween(-span, 0)))
         .withColumn("_new_burst", new_burst)
         .withColumn("_burst_start", F.last(F.when(F.col("_new_burst"), F.col("_ts_us")), ignorenulls=True)
@@ -100,12 +220,58 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
             (F.max(qualifying_start) + F.lit(span)).alias("_burst_end"),
             F.max("_ts_us").alias("_last_us"),
             F.count(F.lit(1)).alias("_count"),
+            F.first("_group_values").alias("_group_values"),
             F.slice(events, 1, max_event_ids).alias("_events"),
-            F.sort_array(F.collect_set("_dataset")).alias("_datasets"),
-            *(F.sort_array(F.collect_set(column)).alias(column) for column in ENTITY_COLUMNS.values()),
+            F.array_sort(F.array_distinct(F.flatten(F.transform(F.collect_set("_dataset"),
+                                                                lambda d: F.split(d, ","))))).alias("_datasets"),
+            *(F.array_sort(F.array_distinct(F.flatten(F.collect_set(column)))).alias(column)
+              for column in ENTITY_COLUMNS.values()),
         )
         .withColumn("_rule_id", F.lit(rule.id))
     )
+
+
+def referenced_correlations(rule: CompiledRule, by_id: Mapping[str, CompiledRule]) -> list[str]:
+    """The correlation rules `rule` references, directly or through them (children first)."""
+    found: list[str] = []
+    for reference in _spec(rule).chained:
+        child = by_id[reference.rule_id]
+        found += [rule_id for rule_id in referenced_correlations(child, by_id) if rule_id not in found]
+        if child.id not in found:
+            found.append(child.id)
+    return found
+
+
+def correlation_bursts(inputs: Mapping[str, DataFrame | None], by_id: Mapping[str, CompiledRule], *,
+                       windows: Callable[[CompiledRule, DataFrame], DataFrame | None] | None = None,
+                       ) -> dict[str, DataFrame]:
+    """The bursts (`correlation_windows` rows) of every correlation in `inputs` (rule id -> its detection
+    rules' matches, `correlation_input`; None when none), children before the rules that chain them.
+
+    A child referenced by another rule is materialised once (`localCheckpoint`) and read by both.
+    `windows(rule, frame)` windows one rule's inputs (None: it cannot raise anything); default
+    `correlation_windows`. A chained rule missing from `inputs` had no matches.
+    """
+    window = windows or (lambda rule, frame: correlation_windows(frame, rule))
+    order: list[str] = []
+    for rule_id in inputs:
+        for candidate in [*referenced_correlations(by_id[rule_id], by_id), rule_id]:
+            if candidate not in order:
+                order.append(candidate)
+    referenced = {reference.rule_id for rule_id in order for reference in _spec(by_id[rule_id]).chained}
+    bursts: dict[str, DataFrame] = {}
+    for rule_id in order:
+        rule = by_id[rule_id]
+        frames = [frame for frame in [inputs.get(rule_id)] if frame is not None]
+        frames += [chained_input(bursts[reference.rule_id], by_id[reference.rule_id], rule)
+                   for reference in _spec(rule).chained if reference.rule_id in bursts]
+        if not frames:
+            continue
+        found = window(rule, reduce(DataFrame.unionByName, frames))
+        if found is None:
+            continue
+        bursts[rule_id] = found.localCheckpoint(eager=True) if rule_id in referenced else found
+    return bursts
 
 
 def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataFrame:
@@ -119,7 +285,7 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     hash aggregation instead of sorting every group: a busy sshd's source IPs fail now and then all
     week, rarely ten times in five minutes.
     """
-    if spec.op not in ("gte", "gt"):
+    if not _bucketable(spec):
         return inputs
     needed = _needed(spec)
     span = spec.timespan_seconds * 1_000_000
@@ -133,9 +299,14 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     return bucketed.join(buckets, on=[*keys, "_bucket"], how="left_semi").drop("_bucket")
 
 
+def _bucketable(spec: CorrelationSpec) -> bool:
+    """`gte`/`gt` on a measure bounded by the window's matches: the bucket filters apply."""
+    return spec.op in ("gte", "gt") and spec.type in BOUNDED_BY_MATCHES
+
+
 def _needed(spec: CorrelationSpec) -> int:
-    """The least measure a window must reach under `gte`/`gt` (counts are integers)."""
-    return spec.count if spec.op == "gte" else spec.count + 1
+    """The least measure a window must reach under `gte`/`gt` (the bounded measures are integers)."""
+    return max(0, math.ceil(spec.count) if spec.op == "gte" else math.floor(spec.count) + 1)
 
 
 def _bucket_column(span_us: int) -> Column:
@@ -154,7 +325,7 @@ def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     pairs of string keys (a hash collision only makes more buckets hot).
     """
     spec = _spec(rule)
-    if spec.op not in ("gte", "gt"):
+    if not _bucketable(spec):
         return None
     return inputs.select(F.lit((_needed(spec) + 1) // 2).alias("_half"),
                          F.xxhash64("_tenant", "_group_key").alias("_key"),

@@ -26,6 +26,7 @@ from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import EventStore
 from correlator.engine.alerts import correlation_alert, detection_alert, store_new_alerts
 from correlator.engine.correlation import (
+    correlation_bursts,
     correlation_input,
     correlation_windows,
     group_key_column,
@@ -33,6 +34,7 @@ from correlator.engine.correlation import (
     hot_bucket_probe,
     hot_buckets,
     near_hot_buckets,
+    referenced_correlations,
 )
 from correlator.engine.events import ENTITY_COLUMNS, prepare_events
 from correlator.engine.matching import match_rules
@@ -130,7 +132,7 @@ def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule], corre
     `matches`, when the caller knows them (else asked of the JVM, as in `prepare_events`).
     """
     exprs = [expr for rule in [*detections, *correlations] for _, expr in rule.group_by]
-    exprs += [c.correlation.value_expr for c in correlations if c.correlation and c.correlation.value_expr]
+    exprs += [expr for c in correlations if c.correlation for expr in c.correlation.expressions]
     paths = [tuple(part.strip("`") for part in found.split("`.`"))
              for expr in exprs for found in _FIELD_PATH.findall(expr)]
     if columns is None:
@@ -211,7 +213,12 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, store: EventStore, rul
     # Correlations over this dataset alone run here, beside the other datasets' matching; those over
     # several datasets wait for all of them (`run_detection`).
     started = time.perf_counter()
-    own = {rule_id: [frame] for rule_id, frame in inputs.items() if set(by_id[rule_id].datasets) == {dataset}}
+    # a correlation chained by one over several datasets waits with it
+    every_correlation = {rule.id: rule for rule in rules.correlations()}
+    deferred = {chained for rule in correlations if set(rule.datasets) != {dataset}
+                for chained in referenced_correlations(rule, every_correlation)}
+    own = {rule_id: [frame] for rule_id, frame in inputs.items()
+           if set(by_id[rule_id].datasets) == {dataset} and rule_id not in deferred}
     run.correlation_inputs = {rule_id: frame for rule_id, frame in inputs.items() if rule_id not in own}
     if own:
         run.alerts.extend(correlation_alerts(own, by_id, run.matches, hot_buckets_max=options.hot_buckets_max))
@@ -225,17 +232,20 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
                        hot_buckets_max: int = EngineOptions.hot_buckets_max) -> list[dict[str, Any]]:
     """One alert per burst of each correlation, from its inputs (one per dataset).
 
-    First one aggregation finds, for every `gte`/`gt` correlation at once, the buckets where a burst
-    can be (`hot_bucket_probe`, `hot_buckets`); a correlation with none raises nothing and is not
-    windowed at all, the others window only the matches near them. Then one job for the windows of
-    them all. More than `hot_buckets_max` hot buckets a rule on average: every correlation windows all its
-    matches. `matches`
-    (rule id -> matched events, over the inputs' datasets) bounds the hot buckets: when they must all
-    fit, they are collected without a limit (Spark runs a limit's partitions one job after another).
+    First one aggregation finds, for every `gte`/`gt` correlation at once whose measure is bounded by
+    its matches and that chains no other, the buckets where a burst can be (`hot_bucket_probe`,
+    `hot_buckets`); a correlation with none raises nothing and is not windowed at all, the others window
+    only the matches near them. Then the windows of them all (`correlation_bursts`: children first);
+    only the rules that generate alerts are collected. More than `hot_buckets_max` hot buckets a rule on
+    average: every correlation windows all its matches. `matches` (rule id -> matched events, over the
+    inputs' datasets) bounds the hot buckets: when they must all fit, they are collected without a limit
+    (Spark runs a limit's partitions one job after another).
     """
     combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
+    # rules chaining others window their inputs as they come (their matches exist only once the
+    # children's are known); the others are probed together first
     probes = {rule_id: probe for rule_id, frame in combined.items()
-              if (probe := hot_bucket_probe(frame, by_id[rule_id])) is not None}
+              if not _chains(by_id[rule_id]) and (probe := hot_bucket_probe(frame, by_id[rule_id])) is not None}
     hot: dict[str, list[tuple[int, int]]] = {rule_id: [] for rule_id in probes}
     complete = True  # every hot bucket collected (at most hot_buckets_max a rule, on average, reach the driver)
     if probes:
@@ -248,23 +258,27 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
         complete = len(rows) <= cap
         for row in rows:
             hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
-    windows: list[DataFrame] = []
-    for rule_id, frame in combined.items():
-        rule = by_id[rule_id]
-        if rule_id in probes and complete and not hot[rule_id]:
-            continue  # no bucket holds half the threshold: no window can reach it
-        if rule_id in probes and complete and len(hot[rule_id]) <= hot_buckets_max:
-            windows.append(correlation_windows(near_hot_buckets(frame, rule, hot[rule_id]), rule, prefilter=False))
-        else:  # lt/lte/eq/neq (every match may count), or bursts everywhere
-            windows.append(correlation_windows(frame, rule))
-    if not windows:
+
+    def windows(rule: CompiledRule, frame: DataFrame) -> DataFrame | None:
+        if rule.id in probes and complete and not hot[rule.id]:
+            return None  # no bucket holds half the threshold: no window can reach it
+        if rule.id in probes and complete and len(hot[rule.id]) <= hot_buckets_max:
+            return correlation_windows(near_hot_buckets(frame, rule, hot[rule.id]), rule, prefilter=False)
+        return correlation_windows(frame, rule)  # lt/lte/eq/neq, sums and averages, chains, or bursts everywhere
+
+    bursts = [frame for rule_id, frame in correlation_bursts(combined, by_id, windows=windows).items()
+              if by_id[rule_id].generate]
+    if not bursts:
         return []
-    bursts = reduce(DataFrame.unionByName, windows)
     return [correlation_alert(
         by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
         window_start_us=row["_burst_start"], window_end_us=row["_burst_end"], last_event_us=row["_last_us"],
         event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
-        entities=_entities_of(row, lists=True)) for row in bursts.collect()]
+        entities=_entities_of(row, lists=True)) for row in reduce(DataFrame.unionByName, bursts).collect()]
+
+
+def _chains(rule: CompiledRule) -> bool:
+    return rule.correlation is not None and bool(rule.correlation.chained)
 
 
 def run_detection(spark: SparkSession, *, store: EventStore, alerts_dir: Path, rules: CompiledRuleSet,

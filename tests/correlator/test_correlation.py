@@ -1,4 +1,4 @@
-"""Correlation windows (event_count, value_count) against a plain Python reference of the documented semantics.
+"""Correlation windows (every type) against a plain Python reference of the documented semantics.
 
 The reference follows `correlator/correlation.py`'s module docstring literally (candidate window per
 match, bursts chained by qualifying starts within the timespan, members listed in time order); the
@@ -34,16 +34,22 @@ from correlator.sql import Condition
 SPAN_S = 60
 
 
-def _rule(kind: str, op: str, count: int) -> CompiledRule:
-    spec = CorrelationSpec(type=kind, rule_ids=("base",), group_by=("source.ip",), group_exprs=("_source_ip",),
+NUMERIC = ("value_sum", "value_avg", "value_percentile", "value_median")
+TEMPORAL = ("temporal", "temporal_ordered")
+
+
+def _rule(kind: str, op: str, count: float, percentile: float | None = None) -> CompiledRule:
+    valued = kind == "value_count" or kind in NUMERIC
+    spec = CorrelationSpec(type=kind, rule_ids=("a", "b", "c") if kind in TEMPORAL else ("base",),
+                           group_by=("source.ip",), group_exprs=("_source_ip",),
                            timespan_seconds=SPAN_S, op=op, count=count,
-                           value_field="user.name" if kind == "value_count" else None,
-                           value_expr="_user_name" if kind == "value_count" else None)
+                           value_field="user.name" if valued else None, value_expr="_user_name" if valued else None,
+                           percentile=50.0 if kind == "value_median" else percentile)
     return CompiledRule(id=f"corr-{kind}-{op}-{count}", title="t", level="high", tags=(), datasets=("system.auth",),
                         condition=Condition.text(""), location=RuleLocation(), kind="correlation", correlation=spec)
 
 
-def _inputs(seed: int) -> list[dict[str, Any]]:
+def _inputs(seed: int, kind: str = "event_count") -> list[dict[str, Any]]:
     rng = random.Random(seed)
     rows = []
     for number in range(400):
@@ -54,10 +60,45 @@ def _inputs(seed: int) -> list[dict[str, Any]]:
         second = rng.choice([rng.randrange(0, 120), rng.randrange(500, 560), rng.randrange(2000, 2400),
                              rng.randrange(5000, 50000)])
         user = rng.choice(["root", "admin", "alice", "bob", "carol", "dave"])
+        value = str(rng.choice([0, 1, 2, 5, 10, 40, 100])) if kind in NUMERIC else user
+        rule_id = rng.choice(["a", "b", "c"]) if kind in TEMPORAL else "base"
         rows.append({"_tenant": tenant, "_event_id": f"e{number:04d}", "_ts_us": second * 1_000_000,
-                     "_dataset": "system.auth", "_group_key": f"source.ip={ip}", "_value": user,
+                     "_dataset": "system.auth", "_group_key": f"source.ip={ip}", "_group_values": [ip],
+                     "_value": value, "_rule_id": rule_id, "_slot": "abc".index(rule_id) if kind in TEMPORAL else 0,
                      "_user_name": user, "_source_ip": ip, "_host_name": "web01", "_cloud_account_id": None})
     return rows
+
+
+def _percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between the closest ranks (Spark's `percentile`, pySigma sqlite's)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * p / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _longest_chain(members: list[dict[str, Any]]) -> int:
+    """Longest run of rules in the rule's order at strictly increasing times (quadratic, plain)."""
+    best: list[int] = []
+    for i, row in enumerate(members):
+        best.append(1 + max((best[j] for j in range(i) if members[j]["_ts_us"] < row["_ts_us"]
+                             and members[j]["_slot"] < row["_slot"]), default=0))
+    return max(best, default=0)
+
+
+def measure(spec: CorrelationSpec, inside: list[dict[str, Any]]) -> float:
+    numbers = [float(m["_value"]) for m in inside] if spec.type in NUMERIC else []
+    return {
+        "event_count": lambda: len(inside),
+        "value_count": lambda: len({m["_value"] for m in inside}),
+        "value_sum": lambda: sum(numbers),
+        "value_avg": lambda: sum(numbers) / len(numbers),
+        "value_percentile": lambda: _percentile(numbers, spec.percentile or 0),
+        "value_median": lambda: _percentile(numbers, 50),
+        "temporal": lambda: len({m["_slot"] for m in inside}),
+        "temporal_ordered": lambda: _longest_chain(sorted(inside, key=lambda m: m["_ts_us"])),
+    }[spec.type]()
 
 
 def reference(rows: list[dict[str, Any]], rule: CompiledRule) -> set[tuple[Any, ...]]:
@@ -73,8 +114,7 @@ def reference(rows: list[dict[str, Any]], rule: CompiledRule) -> set[tuple[Any, 
         starts = []
         for row in members:  # step 2: the window [t, t + span] of every match
             inside = [m for m in members if row["_ts_us"] <= m["_ts_us"] <= row["_ts_us"] + span]
-            measure = len(inside) if spec.type == "event_count" else len({m["_value"] for m in inside})
-            if _OPS[spec.op](measure, spec.count):
+            if _OPS[spec.op](measure(spec, inside), spec.count):
                 starts.append(row["_ts_us"])
         bursts: list[list[int]] = []  # step 3: qualifying starts within `span` of the previous one chain
         for start in sorted(set(starts)):
@@ -90,35 +130,45 @@ def reference(rows: list[dict[str, Any]], rule: CompiledRule) -> set[tuple[Any, 
     return found
 
 
-@pytest.mark.parametrize(("kind", "op", "count"), [
-    ("event_count", "gte", 5), ("event_count", "gt", 8), ("event_count", "eq", 3), ("event_count", "lt", 2),
-    ("value_count", "gte", 3), ("value_count", "gte", 5), ("value_count", "lte", 1),
+@pytest.mark.parametrize(("kind", "op", "count", "percentile"), [
+    ("event_count", "gte", 5, None), ("event_count", "gt", 8, None), ("event_count", "eq", 3, None),
+    ("event_count", "lt", 2, None), ("value_count", "gte", 3, None), ("value_count", "gte", 5, None),
+    ("value_count", "lte", 1, None), ("value_sum", "gte", 150, None), ("value_sum", "lt", 3, None),
+    ("value_avg", "gt", 30.5, None), ("value_avg", "lte", 1.5, None), ("value_percentile", "gte", 60.5, 90),
+    ("value_median", "gte", 7.5, None), ("temporal", "gte", 3, None), ("temporal", "eq", 2, None),
+    ("temporal_ordered", "gte", 3, None), ("temporal_ordered", "gte", 2, None), ("temporal_ordered", "lt", 2, None),
 ])
-def test_windows_equal_the_reference(spark: Any, kind: str, op: str, count: int) -> None:
-    rows = _inputs(seed=zlib.crc32(f"{kind}{op}{count}".encode()))
-    rule = _rule(kind, op, count)
-    frame = _frame(spark, rows)
+def test_windows_equal_the_reference(spark: Any, kind: str, op: str, count: float, percentile: float | None) -> None:
+    rows = _inputs(seed=zlib.crc32(f"{kind}{op}{count}".encode()), kind=kind)
+    rule = _rule(kind, op, count, percentile)
+    frame = _frame(spark, rows, numeric=kind in NUMERIC)
     expected = reference(rows, rule)
     assert expected, "the seeded input should raise at least one burst"
     assert _bursts(correlation_windows(frame, rule, max_event_ids=1000)) == expected
     probe = hot_bucket_probe(frame, rule)
-    assert (probe is None) == (op not in ("gte", "gt"))
+    assert (probe is None) == (op not in ("gte", "gt") or kind in NUMERIC)
     if probe is not None:  # `correlation_alerts`' path: only the matches near a hot bucket are windowed
         hot = [(row["_key"], row["_bucket"]) for row in hot_buckets({rule.id: probe}).collect()]
         near = near_hot_buckets(frame, rule, hot)
-        assert near.count() < frame.count()  # the sparse stretch is left out
+        if count >= 3:  # the sparse stretch is left out (below that, one match a bucket makes it hot)
+            assert near.count() < frame.count()
         assert _bursts(correlation_windows(near, rule, max_event_ids=1000)) == expected
         assert _bursts(correlation_windows(near, rule, max_event_ids=1000, prefilter=False)) == expected
 
 
-_COLUMNS = ["_tenant", "_event_id", "_ts_us", "_dataset", "_group_key", "_value", *ENTITY_COLUMNS.values()]
+_COLUMNS = ["_tenant", "_event_id", "_ts_us", "_dataset", "_group_key", "_group_values", "_value", "_rule_id",
+            "_slot", *ENTITY_COLUMNS.values()]
 
 
-def _frame(spark: Any, rows: list[dict[str, Any]]) -> Any:
-    return spark.createDataFrame([tuple(row.get(c) for c in _COLUMNS) for row in rows],
-                                 "_tenant string, _event_id string, _ts_us long, _dataset string, _group_key string, "
-                                 "_value string, _user_name string, _source_ip string, _host_name string, "
-                                 "_cloud_account_id string")
+def _frame(spark: Any, rows: list[dict[str, Any]], *, numeric: bool = False) -> Any:
+    """Rows as `correlation_input` gives them (entities as arrays; `numeric`: values as numbers)."""
+    frame = spark.createDataFrame(
+        [tuple(row.get(c) for c in _COLUMNS[:-4]) + tuple([row[c]] if row.get(c) else [] for c in _COLUMNS[-4:])
+         for row in rows],
+        "_tenant string, _event_id string, _ts_us long, _dataset string, _group_key string, "
+        "_group_values array<string>, _value string, _rule_id string, _slot int, _user_name array<string>, "
+        "_source_ip array<string>, _host_name array<string>, _cloud_account_id array<string>")
+    return frame.withColumn("_value", frame["_value"].cast("double")) if numeric else frame
 
 
 def _bursts(windows: Any) -> set[tuple[Any, ...]]:
