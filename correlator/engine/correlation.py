@@ -3,7 +3,9 @@
 Windowing semantics (deterministic for the same input):
 1. Matches of the referenced rules are grouped by tenant and the rule's group-by values (read through
    `aliases` per referenced rule; a match with a null group-by value is not grouped). A referenced
-   correlation rule contributes one match per alert it raises, at the time of the alert's last event.
+   correlation rule contributes one match per alert it raises, at the moment its condition was first
+   met in that burst (the first match whose trailing window [t - timespan, t] qualifies; else the
+   burst's last match).
 2. Every match at time t opens a candidate window [t, t + timespan]; the window qualifies when the
    measure over the matches inside it satisfies the condition. Measures: event_count the matches;
    value_count the distinct values of the field; value_sum / value_avg / value_percentile /
@@ -132,8 +134,9 @@ def _keyed(rows: DataFrame, spec: CorrelationSpec) -> DataFrame:
 def chained_input(bursts: DataFrame, child: CompiledRule, parent: CompiledRule) -> DataFrame:
     """The alerts of `child` (rows of `correlation_windows`) as matches of `parent`, which references it.
 
-    One row per alert, at the time of its last event, with the alert's id as event id (what the parent's
-    alert lists) and the child's group values moved to the parent's group-by positions.
+    One row per alert, at the moment its condition was met (`correlation_windows(moments=True)`), with
+    the alert's id as event id (what the parent's alert lists) and the child's group values moved to the
+    parent's group-by positions.
     """
     reference = _spec(parent).chain_for(child.id)
     if reference is None:
@@ -145,7 +148,7 @@ def chained_input(bursts: DataFrame, child: CompiledRule, parent: CompiledRule) 
     value = (F.element_at("_group_values", reference.value_position + 1) if reference.value_position is not None
              else F.lit(None).cast("string"))
     rows = bursts.select(
-        F.col("_tenant"), alert_id.alias("_event_id"), F.col("_last_us").alias("_ts_us"),
+        F.col("_tenant"), alert_id.alias("_event_id"), F.col("_moment_us").alias("_ts_us"),
         F.array_join("_datasets", ",").alias("_dataset"), values.alias("_group_values"), value.alias("_value"),
         F.lit(child.id).alias("_rule_id"), *(F.col(column) for column in ENTITY_COLUMNS.values()),
     )
@@ -184,9 +187,13 @@ def _patience(tails: Column, slot: Column) -> Column:
 
 
 def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS,
-                        prefilter: bool = True) -> DataFrame:
-    """One row per burst: tenant, group key and values, window start/end (µs), last event time, count,
+                        prefilter: bool = True, moments: bool = False) -> DataFrame:
+    """One row per burst: tenant, group key and values, window start/end (µs), `_moment_us`, count,
     event ids, datasets, entities.
+
+    `_moment_us`: the burst's last match; with `moments`, the first match of the burst whose trailing
+    window [t - timespan, t] qualifies (when the condition was met, which a rule chaining this one
+    orders by), the last match when none does (a measure that falls as matches join, such as an average).
 
     One sort per (tenant, group key) and one aggregation: the window functions score every match
     (step 2 of the module's semantics), mark where a burst starts (step 3), and keep the matches that
@@ -205,6 +212,12 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
     qualifying_start = F.when(F.col("_qualifies"), F.col("_ts_us"))
     previous_start = F.last(qualifying_start, ignorenulls=True).over(ordered.rowsBetween(Window.unboundedPreceding, -1))
     new_burst = F.col("_qualifies") & (previous_start.isNull() | ((F.col("_ts_us") - previous_start) > span))
+    if moments:
+        met = _OPS[spec.op](_measure(spec, ordered.rangeBetween(-span, 0)), F.lit(spec.count))
+        inputs = inputs.withColumn("_met", F.coalesce(met, F.lit(False)))
+    moment = F.max("_ts_us")
+    if moments:
+        moment = F.coalesce(F.min(F.when(F.col("_met"), F.col("_ts_us"))), moment)
     members = (
         inputs.withColumn("_qualifies", F.coalesce(qualifies, F.lit(False)))
         .withColumn("_covering_start", F.max(qualifying_start).over(ordered.rangeBetween(-span, 0)))
@@ -218,7 +231,7 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
         members.groupBy("_tenant", "_group_key", "_burst_start")
         .agg(
             (F.max(qualifying_start) + F.lit(span)).alias("_burst_end"),
-            F.max("_ts_us").alias("_last_us"),
+            moment.alias("_moment_us"),
             F.count(F.lit(1)).alias("_count"),
             F.first("_group_values").alias("_group_values"),
             F.slice(events, 1, max_event_ids).alias("_events"),
@@ -242,17 +255,20 @@ def referenced_correlations(rule: CompiledRule, by_id: Mapping[str, CompiledRule
     return found
 
 
+Windowing = Callable[[CompiledRule, DataFrame, bool], "DataFrame | None"]
+
+
 def correlation_bursts(inputs: Mapping[str, DataFrame | None], by_id: Mapping[str, CompiledRule], *,
-                       windows: Callable[[CompiledRule, DataFrame], DataFrame | None] | None = None,
-                       ) -> dict[str, DataFrame]:
+                       windows: Windowing | None = None) -> dict[str, DataFrame]:
     """The bursts (`correlation_windows` rows) of every correlation in `inputs` (rule id -> its detection
     rules' matches, `correlation_input`; None when none), children before the rules that chain them.
 
     A child referenced by another rule is materialised once (`localCheckpoint`) and read by both.
-    `windows(rule, frame)` windows one rule's inputs (None: it cannot raise anything); default
-    `correlation_windows`. A chained rule missing from `inputs` had no matches.
+    `windows(rule, frame, moments)` windows one rule's inputs (None: it cannot raise anything; `moments`:
+    the rule is chained, `correlation_windows(moments=True)`); default `correlation_windows`. A chained
+    rule missing from `inputs` had no matches.
     """
-    window = windows or (lambda rule, frame: correlation_windows(frame, rule))
+    window = windows or (lambda rule, frame, moments: correlation_windows(frame, rule, moments=moments))
     order: list[str] = []
     for rule_id in inputs:
         for candidate in [*referenced_correlations(by_id[rule_id], by_id), rule_id]:
@@ -267,7 +283,7 @@ def correlation_bursts(inputs: Mapping[str, DataFrame | None], by_id: Mapping[st
                    for reference in _spec(rule).chained if reference.rule_id in bursts]
         if not frames:
             continue
-        found = window(rule, reduce(DataFrame.unionByName, frames))
+        found = window(rule, reduce(DataFrame.unionByName, frames), rule_id in referenced)
         if found is None:
             continue
         bursts[rule_id] = found.localCheckpoint(eager=True) if rule_id in referenced else found

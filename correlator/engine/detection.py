@@ -259,12 +259,14 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
         for row in rows:
             hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
 
-    def windows(rule: CompiledRule, frame: DataFrame) -> DataFrame | None:
+    def windows(rule: CompiledRule, frame: DataFrame, moments: bool) -> DataFrame | None:
         if rule.id in probes and complete and not hot[rule.id]:
             return None  # no bucket holds half the threshold: no window can reach it
         if rule.id in probes and complete and len(hot[rule.id]) <= hot_buckets_max:
-            return correlation_windows(near_hot_buckets(frame, rule, hot[rule.id]), rule, prefilter=False)
-        return correlation_windows(frame, rule)  # lt/lte/eq/neq, sums and averages, chains, or bursts everywhere
+            return correlation_windows(near_hot_buckets(frame, rule, hot[rule.id]), rule, prefilter=False,
+                                       moments=moments)
+        # lt/lte/eq/neq, sums and averages, chains, or bursts everywhere
+        return correlation_windows(frame, rule, moments=moments)
 
     bursts = [frame for rule_id, frame in correlation_bursts(combined, by_id, windows=windows).items()
               if by_id[rule_id].generate]

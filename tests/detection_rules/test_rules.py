@@ -54,7 +54,8 @@ def test_rule_has_positive_and_negative_evidence(path: Path) -> None:
 
 
 RAW_EVIDENCE = ("cloudtrail_logging_disabled", "console_login_without_mfa", "sshd_failed_password",
-                "sshd_root_login_accepted", "sshd_brute_force")
+                "sshd_root_login_accepted", "sshd_brute_force", "sshd_login_accepted", "sshd_brute_force_then_login",
+                "iam_access_key_created", "cloudtrail_trail_stopped", "logging_disabled_after_new_access_key")
 
 
 @pytest.mark.parametrize("name", RAW_EVIDENCE)
