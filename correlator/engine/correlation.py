@@ -188,8 +188,8 @@ def _patience(tails: Column, slot: Column) -> Column:
 
 def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids: int = MAX_EVENT_IDS,
                         prefilter: bool = True, moments: bool = False) -> DataFrame:
-    """One row per burst: tenant, group key and values, window start/end (µs), `_moment_us`, count,
-    event ids, datasets, entities.
+    """One row per burst: tenant, group key and values, window start/end and last match (`_last_us`) in
+    µs, `_moment_us`, count, event ids, datasets, entities.
 
     `_moment_us`: the burst's last match; with `moments`, the first match of the burst whose trailing
     window [t - timespan, t] qualifies (when the condition was met, which a rule chaining this one
@@ -231,6 +231,7 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
         members.groupBy("_tenant", "_group_key", "_burst_start")
         .agg(
             (F.max(qualifying_start) + F.lit(span)).alias("_burst_end"),
+            F.max("_ts_us").alias("_last_us"),
             moment.alias("_moment_us"),
             F.count(F.lit(1)).alias("_count"),
             F.first("_group_values").alias("_group_values"),
