@@ -159,11 +159,12 @@ class CaseClient:
     # Alerts
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> dict[str, Any]:
         """Send alerts in batches; the API is idempotent by alert id, so a retry is safe."""
-        total: dict[str, Any] = {"created": 0, "duplicates": 0, "cases": []}
+        total: dict[str, Any] = {"created": 0, "duplicates": 0, "cases": [], "pending": 0}
         for start in range(0, len(alerts), batch_size):
             answer = self._request("POST", "/alerts", json={"alerts": list(alerts[start : start + batch_size])})
             total["created"] += answer["created"]
             total["duplicates"] += answer["duplicates"]
+            total["pending"] += answer.get("pending", 0)  # held as entity risk when its batch was placed
             total["cases"] = sorted(set(total["cases"]) | set(answer["cases"]))
         return total
 
@@ -180,6 +181,14 @@ class CaseClient:
 
     def get_case(self, case_id: int) -> dict[str, Any]:
         return self._request("GET", f"/cases/{case_id}")  # type: ignore[no-any-return]
+
+    # Campaigns
+    def list_campaigns(self, *, limit: int = 500) -> list[dict[str, Any]]:
+        """Campaigns as this key may see them: whole for city roles, a member's own part for tenant keys."""
+        return self._request("GET", "/campaigns", params={"limit": limit})  # type: ignore[no-any-return]
+
+    def get_campaign(self, campaign_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/campaigns/{campaign_id}")  # type: ignore[no-any-return]
 
     def iter_cases(self, tenants: Sequence[str]) -> Iterator[dict[str, Any]]:
         for tenant in tenants:

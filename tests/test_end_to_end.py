@@ -104,6 +104,13 @@ def test_demo_from_empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s
     assert set(by_tenant) == {"elm-street-gp", "northgate-hospital", "riverside-council"}
     # The brute force at the GP practice groups under the attacker's address.
     assert any("203.0.113.77" in case["group_key"] for case in by_tenant["elm-street-gp"])
+    # The same address probed the hospital: one city-wide campaign links the two members' cases.
+    assert "city-wide campaigns" in output.lower()
+    [campaign] = json_lines(soc("campaigns", "list", "--json"))
+    assert campaign["indicator"] == {"field": "source.ip", "value": "203.0.113.77"}
+    assert campaign["tenants"] == ["elm-street-gp", "northgate-hospital"]
+    linked = {case["tenant_id"] for case in cases if case["id"] in campaign["case_ids"]}
+    assert linked == {"elm-street-gp", "northgate-hospital"}
     # The council's trail being stopped and the backdoor key are both alerts of the council's cases.
     council_alerts = json_lines(soc("alerts", "list", "--json", "--tenant", "riverside-council"))
     actions = {a["rule"]["title"] for a in council_alerts}
@@ -112,4 +119,5 @@ def test_demo_from_empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s
     # Idempotent: a second demo adds nothing.
     soc("demo", "--no-corpora")
     assert json_lines(soc("cases", "list", "--json")) == cases
+    assert json_lines(soc("campaigns", "list", "--json")) == [campaign]
     shutil.rmtree(home)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from citysoc.cli import alerts, cases, deadletter, rules, sources, tenants
+from citysoc.cli import alerts, campaigns, cases, deadletter, rules, sources, tenants
 from citysoc.cli.collect import collect
 from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
@@ -28,6 +28,7 @@ app.command()(demo)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(cases.app, name="cases")
+app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(deadletter.app, name="deadletter")
 app.add_typer(rules.app, name="rules")
 app.add_typer(sources.app, name="sources")

@@ -18,7 +18,7 @@ import typer
 from citysoc.caseclient import CaseClientError
 from citysoc.cli.common import console, load_settings
 from citysoc.cli.flows import detect_once, ingest_with_progress
-from citysoc.cli.render import print_case_queue
+from citysoc.cli.render import print_campaigns, print_case_queue
 from citysoc.scenario import TENANTS, CityScenario
 from citysoc.settings import Settings
 from citysoc.wiring import case_client
@@ -88,9 +88,12 @@ def run_demo(settings: Settings, *, corpora: Path | None, use_corpora: bool) -> 
     with case_client(settings, role="soc_analyst") as client:
         for tenant in TENANTS:
             print_case_queue(console, client.list_cases(tenant=tenant.id), title=f"{tenant.name} ({tenant.id})")
+        console.rule("city-wide campaigns")
+        print_campaigns(console, client.list_campaigns())
     console.print(
         f"\nfinished in {time.monotonic() - started:.0f} s. Next:\n"
         "  soc cases list            the queue (add --json for one object per line)\n"
+        "  soc campaigns list        indicators seen at several member organisations, with their cases\n"
         "  soc alerts list --json    the alerts behind it\n"
         f"  soc api                   serve the case API at http://127.0.0.1:8000/api/v1/docs;\n"
         f"                            API keys (admin, analyst, service) are in {settings.secrets_file}"

@@ -117,6 +117,21 @@ def print_case_queue(console: Console, cases: Sequence[dict[str, Any]], *, title
     console.print(table)
 
 
+def print_campaigns(console: Console, campaigns: Sequence[dict[str, Any]], *, title: str = "Campaigns") -> None:
+    """City-wide campaigns; a member's key sees its own cases and a count of the other members instead."""
+    table = Table("campaign", "indicator", "member organisations", "cases", "last seen", "title", title=title,
+                  title_justify="left")
+    for campaign in campaigns:
+        indicator = f"{campaign['indicator']['field']}={campaign['indicator']['value']}"
+        members = (", ".join(campaign["tenants"]) if "tenants" in campaign
+                   else f"yours + {campaign['other_organisations']} other(s)")
+        table.add_row(str(campaign["id"]), indicator, members, ", ".join(str(c) for c in campaign["case_ids"]),
+                      str(campaign.get("last_seen", "-"))[:16].replace("T", " "), campaign["title"])
+    if not campaigns:
+        table.add_row("-", "-", "-", "-", "-", "no campaigns: no indicator seen at several member organisations")
+    console.print(table)
+
+
 def print_dead_letters(console: Console, letters: Sequence[dict[str, str]]) -> None:
     table = Table("tenant", "source", "origin", "reason", "raw")
     for letter in letters:
@@ -153,7 +168,8 @@ def detection_summary(run: DetectionRun) -> str:
     result, answer = run.result, run.delivered
     return (f"detection: {sum(result.events.values())} events scanned, {len(result.alerts)} alerts matched, "
             f"{len(result.new_alerts)} new; case API: {answer['created']} alerts added to "
-            f"{len(answer['cases'])} case(s), {answer['duplicates']} already known")
+            f"{len(answer['cases'])} case(s), {answer.get('pending', 0)} held as entity risk, "
+            f"{answer['duplicates']} already known")
 
 
 class ConsoleDetectionReporter:
