@@ -14,13 +14,17 @@ from citysoc.errors import CitySocError
 
 @dataclass(frozen=True, order=True)
 class RuleLocation:
-    """A place in a rule or evidence file: `path` (empty when unknown) and a 1-based `line` (0: the file)."""
+    """A place in a rule or evidence file: `path` (empty when unknown), a 1-based `line` (0: the file) and, where
+    known (YAML syntax errors), a 1-based `column` (0: unknown)."""
 
     path: str = ""
     line: int = 0
+    column: int = 0
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else self.path
+        if not self.line:
+            return self.path
+        return f"{self.path}:{self.line}:{self.column}" if self.column else f"{self.path}:{self.line}"
 
 
 class CorrelatorError(CitySocError):

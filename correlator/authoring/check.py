@@ -10,8 +10,11 @@ Checks, each finding naming `file:line`, the rule id and the check:
 - `attack-tag`: `attack.*` tactic and technique tags exist in the offline ATT&CK data (its version
   is named in the finding);
 - `field`: every field a detection uses is known to the log source's mapping and the event schema;
+- `evidence`: the rule's evidence (sidecar or inline) is well formed and its `ecs:` events name only fields of
+  the event schema;
 - `compile`: the rule compiles for our engine (optionally analysed by Spark against the schema).
-A rule whose log source we do not collect is a warning: valid, but it cannot run here.
+A rule whose log source we do not collect is a warning: valid, but it cannot run here. A log source that
+neither Sigma's taxonomy nor CitySOC knows (a typo such as `service: sudo`) is an error: it would never run.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule, SigmaRuleB
 from sigma.validation import SigmaValidator
 
 from correlator.authoring.attack import AttackData
+from correlator.authoring.evidence import evidence_for_rule
 from correlator.compiler import RuleCompiler
 from correlator.compiler.logsources import ROUTES, find_route
-from correlator.errors import RuleLocation
+from correlator.errors import EvidenceError, RuleLocation
 from correlator.model import UnsupportedRule
 from correlator.sql import resolve_field
 
@@ -60,6 +64,39 @@ SIGMA_PRODUCTS = frozenset({
     "macos", "zeek", "cisco", "fortios", "paloalto", "jvm", "nodejs", "python", "ruby_on_rails", "spring",
     "django", "sql", "kubernetes", "qualys", "bitbucket", "huawei", "juniper",
 } | {route.product for route in ROUTES})
+# For the products we collect: the (category, service) pairs of Sigma's log-source taxonomy that SigmaHQ's
+# rules use (2026), besides our own routes. A pair outside both is a typo or an invention (`service: sudo`):
+# an error, since the rule would never run. Other products' taxonomies are not ours to judge: a warning.
+SIGMA_LOGSOURCES: dict[str, frozenset[tuple[str | None, str | None]]] = {
+    "linux": frozenset({(None, None), (None, "auditd"), (None, "auth"), (None, "clamav"), (None, "cron"),
+                        (None, "guacamole"), (None, "sshd"), (None, "syslog"), (None, "vsftpd"),
+                        ("file_event", None), ("network_connection", None), ("process_creation", None)}),
+    "aws": frozenset({(None, "cloudtrail")}),
+    "azure": frozenset({(None, "activitylogs"), (None, "auditlogs"), (None, "pim"), (None, "riskdetection"),
+                        (None, "signinlogs")}),
+    "gcp": frozenset({(None, "gcp.audit"), (None, "google_workspace.admin"), (None, "google_workspace.login")}),
+    "m365": frozenset({(None, "audit"), (None, "exchange"), (None, "threat_detection"), (None, "threat_management")}),
+    "okta": frozenset({(None, "okta")}),
+    "github": frozenset({(None, "audit")}),
+}
+
+
+def unknown_logsource(product: str | None, category: str | None, service: str | None) -> str | None:
+    """Why a log source is unknown to Sigma's taxonomy and to CitySOC's routes, or None when it is known (or not
+    ours to judge)."""
+    if product is None:
+        return None
+    if product not in SIGMA_PRODUCTS:
+        return f"product {product!r} is not a Sigma product (known: {', '.join(sorted(SIGMA_PRODUCTS))})"
+    known = SIGMA_LOGSOURCES.get(product)
+    if known is None:
+        return None
+    routed = {(route.category, route.service) for route in ROUTES if route.product == product}
+    if (category, service) in known | routed:
+        return None
+    names = sorted({f"service: {svc}" for _, svc in known | routed if svc} |
+                   {f"category: {cat}" for cat, _ in known | routed if cat})
+    return f"{product} has no such log source in Sigma's taxonomy or CitySOC's routes (known: {', '.join(names)})"
 
 
 @dataclass(frozen=True)
@@ -76,11 +113,13 @@ class Finding:
 
     @property
     def where(self) -> str:
-        return f"{self.location.path}:{self.location.line}"
+        where = self.location
+        return f"{where.path}:{where.line}:{where.column}" if where.column else f"{where.path}:{where.line}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"severity": self.severity, "check": self.check, "path": self.location.path,
-                "line": self.location.line, "rule_id": self.rule_id, "message": self.message}
+                "line": self.location.line, "column": self.location.column, "rule_id": self.rule_id,
+                "message": self.message}
 
     def __str__(self) -> str:
         rule = f" {self.rule_id}" if self.rule_id else ""
@@ -160,9 +199,10 @@ class RuleSetChecker:
         for rule in valid:
             findings += self._folder(rule, paths)
             findings += self._attack_tags(rule)
+        findings += self._evidence(valid)
         field_findings = [f for rule in valid for f in self._fields(rule)]
         findings += field_findings
-        findings += self._compile(compiler, paths, {f.rule_id for f in field_findings})
+        findings += self._compile(compiler, paths, {f.rule_id for f in field_findings}, valid)
         return sorted(set(findings), key=lambda f: (f.location, f.check, f.message))
 
     # Individual checks ---------------------------------------------------------------------------
@@ -171,7 +211,7 @@ class RuleSetChecker:
         match = re.search(r"line (\d+)", problem.reason)
         line = problem.location.line or (int(match.group(1)) if match else 1)
         return Finding(ERROR, "yaml" if "YAML" in problem.reason else "sigma",
-                       RuleLocation(problem.location.path, line), problem.id, problem.reason)
+                       RuleLocation(problem.location.path, line, problem.location.column), problem.id, problem.reason)
 
     def _sigma_errors(self, rules: Sequence[SigmaRuleBase]) -> list[Finding]:
         findings = []
@@ -257,6 +297,20 @@ class RuleSetChecker:
                            f"(offline data: {self.attack.source or 'attack-enterprise.json'})")
                 for tag in self.attack.unknown_tags(_tags(rule))]
 
+    def _evidence(self, rules: Sequence[SigmaRuleBase]) -> list[Finding]:
+        findings = []
+        for path in sorted({_path(rule) for rule in rules if _path(rule)}):
+            rule_id = next((str(rule.id) for rule in rules if _path(rule) == path and rule.id), None)
+            try:
+                evidence_for_rule(Path(path))
+            except EvidenceError as exc:
+                text = str(exc)
+                where = re.match(r"(?P<path>.+?):(?P<line>\d+)(?::(?P<column>\d+))?: ?", text)
+                location = RuleLocation(where["path"], int(where["line"]), int(where["column"] or 0)) if where \
+                    else RuleLocation(path, 1)
+                findings.append(Finding(ERROR, "evidence", location, rule_id, text[where.end():] if where else text))
+        return findings
+
     def _fields(self, rule: SigmaRuleBase) -> list[Finding]:
         if not isinstance(rule, SigmaRule):
             return []
@@ -280,8 +334,11 @@ class RuleSetChecker:
                         "use an ECS name of citysoc/schema.py or a mapped source name"))
         return findings
 
-    def _compile(self, compiler: RuleCompiler, paths: Sequence[Path], with_field_findings: set[str | None]) \
-            -> list[Finding]:
+    def _compile(self, compiler: RuleCompiler, paths: Sequence[Path], with_field_findings: set[str | None],
+                 rules: Sequence[SigmaRuleBase]) -> list[Finding]:
+        unknown_sources = {
+            str(rule.id): why for rule in rules if isinstance(rule, SigmaRule)
+            and (why := unknown_logsource(rule.logsource.product, rule.logsource.category, rule.logsource.service))}
         findings = []
         result = compiler.compile(paths)
         for problem in result.unsupported:
@@ -292,6 +349,12 @@ class RuleSetChecker:
                 continue  # each unknown field is reported with its line by the `field` check
             path = problem.path or ""
             not_collected = reason.startswith("log source")
+            if not_collected and problem.id in unknown_sources:
+                line = self._lines.find(path, r"^\s+service:", r"^\s+category:", r"^\s+product:", r"^logsource:")
+                findings.append(Finding.at(
+                    ERROR, "logsource", path, line, problem.id,
+                    f"unknown log source: {unknown_sources[problem.id]}; the rule would never run"))
+                continue
             line = self._lines.find(path, r"^logsource:", r"^correlation:") if not_collected else \
                 self._lines.find(path, r"^detection:", r"^correlation:")
             findings.append(Finding.at(WARNING if not_collected else ERROR, "compile", path, line, problem.id,

@@ -22,7 +22,7 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.errors import CitySocError
-from citysoc.schema import ARROW_SCHEMA, JSON_FIELDS, flatten, nest, to_row
+from citysoc.schema import ARROW_SCHEMA, FIELDS, JSON_FIELDS, flatten, nest, to_row
 from correlator.engine.correlation import correlation_bursts, correlation_input, referenced_correlations
 from correlator.engine.events import prepare_events
 from correlator.engine.matching import match_rules
@@ -112,6 +112,8 @@ def _event(entry: Mapping[str, Any], where: str) -> EvidenceEvent:
         raise EvidenceError(f"{where}: an event is a mapping with `ecs:` or `raw:`")
     if ("ecs" in entry) == ("raw" in entry):
         raise EvidenceError(f"{where}: give the event as exactly one of `ecs:` or `raw:`")
+    if "ecs" in entry:
+        _check_ecs(entry["ecs"], where)
     return EvidenceEvent(ecs=entry.get("ecs"), raw=entry.get("raw"), dataset=entry.get("dataset"),
                          repeat=int(entry.get("repeat", 1)), every_seconds=float(entry.get("every", 0)))
 
@@ -158,6 +160,20 @@ def _located(data: Mapping[str, Any], node: yaml.Node | None, key: str,
         yield line, f"{source}:{line}: {key}[{index}]", item
 
 
+def _check_ecs(ecs: Any, where: str) -> None:
+    """An `ecs:` event names only fields of the event schema, with values the schema can hold."""
+    if not isinstance(ecs, Mapping):
+        raise EvidenceError(f"{where}: `ecs:` is a mapping of ECS fields (dotted or nested)")
+    try:
+        names = [name for name, _ in flatten(ecs_document(ecs))]
+    except (TypeError, ValueError) as exc:
+        raise EvidenceError(f"{where}: `ecs:` has a value the event schema cannot hold: {exc}") from None
+    unknown = sorted(name for name in names if name not in FIELDS)
+    if unknown:
+        raise EvidenceError(f"{where}: field(s) not in the event schema: {', '.join(unknown)} "
+                            "(use the ECS names of citysoc/schema.py, e.g. source.ip, user.name)")
+
+
 def parse_evidence(data: Mapping[str, Any], *, source: str, node: yaml.Node | None = None) -> list[EvidenceCase]:
     """Cases from an evidence mapping (`examples:` and/or `sequences:`); `node` gives line numbers."""
     if not isinstance(data, Mapping):
@@ -191,7 +207,7 @@ def _compose(path: Path) -> tuple[Any, yaml.Node | None]:
         return yaml.safe_load(text) or {}, yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         raise EvidenceError(f"{where}: not valid YAML: {exc}") from None
 
 

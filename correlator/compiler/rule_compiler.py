@@ -96,10 +96,23 @@ def _unsupported(rule: SigmaRuleBase, reason: str) -> UnsupportedRule:
     return UnsupportedRule(str(rule.id) if rule.id else None, rule.title, _location(rule), reason)
 
 
-def _yaml_line(error: BaseException) -> int:
-    """1-based line of a YAML error (0 when it has none)."""
+def _yaml_location(path: Path, error: BaseException) -> RuleLocation:
+    """Where a YAML error is: 1-based line and column of its problem (the file alone when it has none)."""
     mark = getattr(error, "problem_mark", None)
-    return mark.line + 1 if mark is not None else 0
+    if mark is None:
+        return RuleLocation(str(path))
+    return RuleLocation(str(path), mark.line + 1, mark.column + 1)
+
+
+def _yaml_text(error: BaseException) -> str:
+    """`expected <block end>, but found '<block mapping start>' (while parsing a block mapping at line 7)`."""
+    problem, context = getattr(error, "problem", None), getattr(error, "context", None)
+    if not problem:
+        return _error_text(error)
+    mark = getattr(error, "context_mark", None)
+    if context and mark is not None:
+        return f"{problem} ({context} that starts at line {mark.line + 1})"
+    return f"{problem} ({context})" if context else str(problem)
 
 
 def _error_text(error: BaseException) -> str:
@@ -130,8 +143,8 @@ class RuleCompiler:
             try:
                 list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                problems.append(UnsupportedRule(None, None, RuleLocation(str(path), _yaml_line(exc)),
-                                                f"not valid YAML: {_error_text(exc)}"))
+                problems.append(UnsupportedRule(None, None, _yaml_location(path, exc),
+                                                f"not valid YAML: {_yaml_text(exc)}"))
                 return None
             return path
 

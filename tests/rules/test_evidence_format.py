@@ -58,7 +58,7 @@ def test_cases_know_their_file_and_line(tmp_path: Path) -> None:
         examples:
           - description: fires
             match: true
-            ecs: {a: 1}
+            ecs: {user.name: alice}
           - description: panther style
             expected_result: false
             raw: "line"
@@ -66,7 +66,7 @@ def test_cases_know_their_file_and_line(tmp_path: Path) -> None:
           - description: range
             alerts: {at_least: 1, at_most: 3}
             events:
-              - ecs: {a: 1}
+              - ecs: {user.name: alice}
         """))
     first, second, third = load_evidence(path)
     assert (first.location.line, second.location.line, third.location.line) == (3, 6, 10)
@@ -78,6 +78,9 @@ def test_cases_know_their_file_and_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("body, message", [
     ({"examples": [{"match": "yes", "ecs": {}}]}, "`match:` must be true or false"),
     ({"examples": [{"match": True, "ecs": {}, "raw": "x"}]}, "exactly one of `ecs:` or `raw:`"),
+    ({"examples": [{"match": True, "ecs": {"user.nmae": "x", "source.ip": "192.0.2.1"}}]},
+     r"field\(s\) not in the event schema: user.nmae"),
+    ({"examples": [{"match": True, "ecs": ["user.name"]}]}, "`ecs:` is a mapping of ECS fields"),
     ({"sequences": [{"alerts": {"most": 1}, "events": [{"ecs": {}}]}]}, "at_least, at_most or exactly"),
     ({"sequences": [{"alerts": 1}]}, "needs `events:`"),
     ({}, "no `examples:` or `sequences:`"),

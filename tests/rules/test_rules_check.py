@@ -39,6 +39,54 @@ def test_broken_yaml_is_reported_with_file_and_line(rules_dir: Path) -> None:
     assert f"{broken}:" in result.output and "[yaml]" in result.output
 
 
+def test_a_yaml_error_names_its_line_and_column_and_the_problem(rules_dir: Path) -> None:
+    path = write_rule(rules_dir / "linux", "misindented")
+    lines = path.read_text().splitlines()
+    at = lines.index("    condition: selection")
+    lines[at] = "      condition: selection"  # two spaces too deep: a block mapping inside a block mapping
+    path.write_text("\n".join(lines) + "\n")
+    result = run_soc("rules", "check", "--json", str(rules_dir))
+    assert result.exit_code == 1
+    finding = next(f for f in _findings(result.stdout) if f.get("check") == "yaml")
+    assert (finding["path"], finding["line"], finding["column"]) == (str(path), at + 1, 7), finding
+    assert "expected <block end>" in finding["message"] and f"starts at line {at - 1}" in finding["message"]
+    plain = run_soc("rules", "check", str(rules_dir))
+    assert f"{path}:{at + 1}:7: error [yaml]" in plain.output
+
+
+def test_an_unknown_log_source_is_an_error_and_an_uncollected_one_a_warning(rules_dir: Path) -> None:
+    typo = write_rule(rules_dir / "linux", "sudo_typo", service="sudo")
+    uncollected = write_rule(rules_dir / "windows", "windows_security", product="windows", service="security",
+                             selection="EventID: 4625")
+    result = run_soc("rules", "check", "--json", str(rules_dir))
+    assert result.exit_code == 1
+    findings = _findings(result.stdout)
+    unknown = [f for f in findings if f.get("check") == "logsource"]
+    assert len(unknown) == 1 and unknown[0]["path"] == str(typo) and unknown[0]["severity"] == "error"
+    assert unknown[0]["line"] == 12 and "service: auth" in unknown[0]["message"]  # the known ones are listed
+    windows = [f for f in findings if f.get("path") == str(uncollected) and f.get("check") == "compile"]
+    assert [f["severity"] for f in windows] == ["warning"] and "not collected" in windows[0]["message"]
+    invented = write_rule(rules_dir / "linx", "invented_product", product="linx", service="auth")
+    again = _findings(run_soc("rules", "check", "--json", str(invented)).stdout)
+    assert any(f.get("check") == "logsource" and "'linx' is not a Sigma product" in f["message"] for f in again)
+
+
+def test_evidence_naming_a_field_outside_the_schema_is_an_error_at_its_line(rules_dir: Path) -> None:
+    rule = write_rule(rules_dir / "linux", "typo_evidence", evidence=(
+        "examples:\n"
+        "  - description: fires\n"
+        "    match: true\n"
+        "    ecs: {system.auth.ssh.event: Failed, process.name: sshd}\n"
+        "  - description: a typo in a field name\n"
+        "    match: false\n"
+        "    ecs: {system.auth.ssh.event: Accepted, user.nmae: alice}\n"))
+    result = run_soc("rules", "check", str(rules_dir))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    evidence = rule.with_name("typo_evidence.evidence.yaml")
+    line = next(line for line in result.output.splitlines() if "[evidence]" in line)
+    assert line.startswith(f"{evidence}:5: error [evidence]") and "user.nmae" in line, result.output
+
+
 def test_invalid_sigma_is_reported_with_the_rule_id(rules_dir: Path) -> None:
     rule_id = str(uuid.uuid4())
     path = write_rule(rules_dir / "linux", "nocondition", rule_id=rule_id)
