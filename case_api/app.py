@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from case_api.alerts.views import router as alerts_router
@@ -21,6 +26,7 @@ from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
+from case_api.middleware import EdgeGuard
 from case_api.settings import Settings
 from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
@@ -28,6 +34,10 @@ from citysoc.deadletter import DeadLetterStore
 from citysoc.health import HealthStore
 
 API_PREFIX = "/api/v1"
+DOCS_URL = f"{API_PREFIX}/docs"
+# Swagger UI's script and style sheet, as the fastapi-offline package vendors them from swagger-ui-dist:
+# served from this origin, so the page works without internet access and under a strict CSP.
+SWAGGER_ASSETS = Path(str(resources.files("fastapi_offline") / "static"))
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="CitySOC case API",
         version="1",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings
@@ -73,9 +83,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (*routers, health_router):
         api.include_router(router)
     app.include_router(api)
+    _install_docs(app)
     _install_error_handlers(app)
+    # Inside the request-id middleware: that one runs the app in a task group, which would wrap the
+    # guard's 413 (raised while the body is read) in an exception group.
+    app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, max_body_bytes=settings.max_body_bytes)
     app.middleware("http")(_bind_request_id)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    app.mount(f"{DOCS_URL}/static", StaticFiles(directory=SWAGGER_ASSETS), name="docs-static")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{API_PREFIX}/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_URL}/static/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_URL}/static/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_URL}/static/favicon.png",
+        )
 
 
 async def _bind_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -105,6 +133,15 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "detail": "invalid request: " + "; ".join(messages),
                 "errors": [_jsonable_error(error) for error in errors],
             },
+            status_code=422,
+        )
+
+    @app.exception_handler(DataError)
+    async def data_error(_request: Request, exc: DataError) -> JSONResponse:
+        # The edge checks should have refused the value; say what the database refused, never the value.
+        log.warning("database refused a value", error_type=type(exc.orig).__name__)
+        return JSONResponse(
+            {"detail": "a value in the request cannot be stored (out of range, too long or a NUL character)"},
             status_code=422,
         )
 

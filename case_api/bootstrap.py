@@ -26,8 +26,9 @@ def ensure_bootstrap_keys(settings: Settings) -> dict[str, str]:
 
     The first call generates them, stores their hashes as API keys and the secrets in
     ``settings.secrets_path``. Later calls read that file and re-create any key the database lost
-    (e.g. after it was reset), with the same secret. If the file is gone, old bootstrap keys are
-    revoked and new ones issued, since their secrets cannot be recovered.
+    (e.g. after it was reset), with the same secret. A key an administrator revoked stays revoked: its
+    role gets a new secret, written to the file. If the file is gone, old bootstrap keys are revoked
+    and new ones issued, since their secrets cannot be recovered.
     """
     settings.ensure_home()
     stored = _read_secrets(settings.secrets_path)
@@ -39,11 +40,13 @@ def ensure_bootstrap_keys(settings: Settings) -> dict[str, str]:
         with make_session_factory(engine)() as session:
             for role in BOOTSTRAP_ROLES:
                 secret = secrets[role.value]
-                active = session.scalars(
-                    select(ApiKey).where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
-                ).first()
-                if active is not None:
+                existing = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_secret(secret))).first()
+                if existing is not None and existing.revoked_at is None:
                     continue
+                if existing is not None:
+                    # An administrator revoked this key: it stays revoked, and the role gets a new secret
+                    # (a secret's hash is unique, so the old one can never be issued again).
+                    secret = secrets[role.value] = generate_secret()
                 # Keys of this name whose secret we no longer hold are dead weight: revoke them.
                 for orphan in session.scalars(
                     select(ApiKey).where(ApiKey.name == BOOTSTRAP_KEY_NAMES[role], ApiKey.revoked_at.is_(None))

@@ -21,6 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from citysoc.files import ensure_private_dir, ensure_private_file
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Stable constraint names, so migrations can refer to them on both backends.
@@ -77,15 +79,21 @@ def make_engine(url: str) -> Engine:
     url = normalise_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
     database = parsed.database
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    # hide_parameters: an error message never carries the values of a statement (secrets, raw alerts).
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}, "hide_parameters": True}
     if not database or database == ":memory:":
         # One shared connection, or every pool checkout would see its own empty database.
         kwargs["poolclass"] = StaticPool
     else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # The case database holds every tenant's cases: owner-only, and so are its journal and WAL
+        # files, which SQLite creates with the database file's mode.
+        path = Path(database).expanduser()
+        if not path.parent.exists():
+            ensure_private_dir(path.parent)
+        ensure_private_file(path)
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _enable_sqlite_foreign_keys)
     return engine

@@ -8,7 +8,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from case_api.bounds import MAX_BODY_BYTES
 from case_api.campaigns.rules import DEFAULT_CAMPAIGN_RULES
+from citysoc.files import ensure_private_dir
 
 
 class Settings(BaseSettings):
@@ -31,6 +33,8 @@ class Settings(BaseSettings):
     risk_threshold: int = Field(default=50, ge=1)
     #: Campaign rule files or folders (`*.yaml`); see `case_api/campaigns/rules.py`.
     campaign_rules: tuple[Path, ...] = (DEFAULT_CAMPAIGN_RULES,)
+    #: Largest request body accepted (``SOC_MAX_BODY_BYTES``); larger ones are answered 413.
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
 
     @property
     def effective_database_url(self) -> str:
@@ -55,6 +59,6 @@ class Settings(BaseSettings):
         return self.home / "deadletter"
 
     def ensure_home(self) -> Path:
-        """Create the data home if it does not exist yet and return it."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        return self.home
+        """Create the data home (owner-only, 0700) if it does not exist yet and return it."""
+        return ensure_private_dir(self.home)
+

@@ -158,14 +158,28 @@ class CaseClient:
 
     # Alerts
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> dict[str, Any]:
-        """Send alerts in batches; the API is idempotent by alert id, so a retry is safe."""
-        total: dict[str, Any] = {"created": 0, "duplicates": 0, "cases": [], "pending": 0}
+        """Send alerts in batches; the API is idempotent by (tenant, alert id), so a retry is safe.
+
+        The answer adds up the batches' `created`, `duplicates`, `pending` and `cases`, and lists in
+        `rejected` the alerts the API refused one by one (each with `index` into `alerts`, `id`,
+        `tenant_id`, `reason`); a batch refused whole (every alert in it invalid) counts its alerts there too.
+        """
+        total: dict[str, Any] = {"created": 0, "duplicates": 0, "cases": [], "pending": 0, "rejected": []}
         for start in range(0, len(alerts), batch_size):
-            answer = self._request("POST", "/alerts", json={"alerts": list(alerts[start : start + batch_size])})
+            batch = list(alerts[start : start + batch_size])
+            try:
+                answer = self._request("POST", "/alerts", json={"alerts": batch})
+            except CaseClientError as exc:
+                if exc.status != 422:
+                    raise
+                total["rejected"] += [{"index": start + i, "id": a.get("id"), "tenant_id": None, "reason": exc.detail}
+                                      for i, a in enumerate(batch)]
+                continue
             total["created"] += answer["created"]
             total["duplicates"] += answer["duplicates"]
             total["pending"] += answer.get("pending", 0)  # held as entity risk when its batch was placed
             total["cases"] = sorted(set(total["cases"]) | set(answer["cases"]))
+            total["rejected"] += [{**r, "index": start + r["index"]} for r in answer.get("rejected", [])]
         return total
 
     # Cases

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from citysoc.files import ensure_private_dir
+
 
 class Settings(BaseSettings):
     """Everything the embedded default writes lives under `home` ($SOC_HOME, default ./.soc)."""
@@ -79,5 +81,5 @@ class Settings(BaseSettings):
         return self.home / "detect-state.json"
 
     def ensure_home(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
-        return self.home
+        """Create the data home, owner-only (0700), if it does not exist yet and return it."""
+        return ensure_private_dir(self.home)

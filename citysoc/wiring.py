@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from pyspark.sql import SparkSession
 
@@ -38,6 +39,8 @@ from correlator.authoring.evidence import RawParser
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
 from correlator.engine.session import build_session
 from correlator.model import CompiledRuleSet
+
+log = structlog.get_logger(__name__)
 
 # Stores --------------------------------------------------------------------------------------------
 
@@ -108,7 +111,11 @@ def alert_sink(settings: Settings) -> AlertSink:
 
     def deliver(alerts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         with case_client(settings, role="service") as client:
-            return client.post_alerts(alerts)
+            answer = client.post_alerts(alerts)
+        for refused in answer["rejected"]:
+            log.warning("alert refused by the case API", alert_id=refused["id"], tenant=refused["tenant_id"],
+                        reason=refused["reason"][:500])
+        return answer
 
     return deliver
 

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from case_api.bounds import BoundedInput
 from case_api.cases.models import Case
 from case_api.db import Base, UTCDateTime, utcnow
 from case_api.tenants.models import Tenant, TenantId
 
 SigmaLevel = Literal["informational", "low", "medium", "high", "critical"]
 
+#: Alerts in one posted batch.
+MAX_BATCH_ALERTS = 10_000
+#: Entity fields of one alert, values per field and characters per value.
+MAX_ENTITY_FIELDS = 64
+MAX_ENTITY_VALUES = 100
+MAX_ENTITY_VALUE_LENGTH = 1024
+#: Matched event ids of one alert (the correlator keeps the first 100 of a window).
+MAX_EVENT_IDS = 1000
+
 
 class Alert(Base):
     __tablename__ = "alerts"
     __table_args__ = (Index("ix_alerts_tenant_timestamp", "tenant_id", "timestamp"),)
 
-    # Deterministic id from the correlator (hash of rule and events): replays are no-ops.
+    # Deterministic id from the correlator (hash of rule and events): replays are no-ops. The key is
+    # (tenant, id), so one tenant's alert can never shadow another's that happens to share its id.
+    tenant_id: Mapped[str] = mapped_column(ForeignKey(Tenant.id), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey(Tenant.id))
     # None while the alert is held as entity risk only (below the risk threshold, in no open case).
     case_id: Mapped[int | None] = mapped_column(ForeignKey(Case.id), index=True, nullable=True)
     rule_id: Mapped[str] = mapped_column(String(200))
@@ -43,26 +54,26 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class AlertOrganization(BaseModel):
+class AlertOrganization(BoundedInput):
     model_config = ConfigDict(extra="allow")
 
     id: TenantId
 
 
-class AlertRule(BaseModel):
+class AlertRule(BoundedInput):
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1, max_length=200)
     title: str = Field(min_length=1, max_length=500)
     level: SigmaLevel = "medium"
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
 
 
-class AlertEvent(BaseModel):
+class AlertEvent(BoundedInput):
     model_config = ConfigDict(extra="allow")
 
-    ids: list[str] = Field(default_factory=list)
-    dataset: str | None = None
+    ids: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=MAX_EVENT_IDS)
+    dataset: str | None = Field(default=None, max_length=500)
     end: datetime | None = Field(default=None, description="Time of the last event (ECS `event.end`)")
 
     @field_validator("end")
@@ -76,7 +87,7 @@ class AlertIncident(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    group_by: list[str] | None = Field(
+    group_by: list[Annotated[str, Field(max_length=100)]] | None = Field(
         default=None, max_length=16, description="Entity fields whose values alerts share to join one case"
     )
     window_seconds: int | None = Field(
@@ -84,7 +95,7 @@ class AlertIncident(BaseModel):
     )
 
 
-class AlertIn(BaseModel):
+class AlertIn(BoundedInput):
     """One alert as the correlator posts it. Unknown keys are kept in the stored document."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -94,7 +105,10 @@ class AlertIn(BaseModel):
     organization: AlertOrganization
     rule: AlertRule
     event: AlertEvent = Field(default_factory=AlertEvent)
-    entities: dict[str, list[str]] = Field(default_factory=dict)
+    entities: dict[
+        Annotated[str, Field(max_length=100)],
+        list[Annotated[str, Field(max_length=MAX_ENTITY_VALUE_LENGTH)]],
+    ] = Field(default_factory=dict, max_length=MAX_ENTITY_FIELDS)
     group_key: str | None = Field(default=None, min_length=1, max_length=512)
     incident: AlertIncident = Field(default_factory=AlertIncident)
 
@@ -115,11 +129,15 @@ class AlertIn(BaseModel):
         # ECS fields may hold one value or many; store them uniformly as lists of strings.
         if not isinstance(value, dict):
             return value
-        return {
+        as_lists = {
             field: [str(v) for v in (values if isinstance(values, list) else [values])]
             for field, values in value.items()
             if values is not None
         }
+        for field, values in as_lists.items():
+            if len(values) > MAX_ENTITY_VALUES:
+                raise ValueError(f"entity {field!r} has {len(values):,} values, at most {MAX_ENTITY_VALUES}")
+        return as_lists
 
     @property
     def tenant_id(self) -> str:
@@ -136,7 +154,17 @@ class AlertIn(BaseModel):
 
 
 class AlertBatchIn(BaseModel):
-    alerts: list[AlertIn] = Field(max_length=10_000)
+    """A batch as posted. Each alert is validated on its own (see ``AlertIn``), so one bad alert is
+    refused alone and the rest of the batch is stored."""
+
+    alerts: list[dict[str, JsonValue]] = Field(max_length=MAX_BATCH_ALERTS)
+
+
+class RejectedAlert(BaseModel):
+    index: int = Field(description="Position of the alert in the posted batch")
+    id: str | None = Field(description="The alert's id, if it had a readable one")
+    tenant_id: str | None = Field(description="The alert's tenant, if it named one")
+    reason: str
 
 
 class AlertBatchOut(BaseModel):
@@ -145,6 +173,11 @@ class AlertBatchOut(BaseModel):
     cases: list[int] = Field(description="Ids of the cases the new alerts were added to")
     pending: int = Field(
         default=0, description="New alerts held as entity risk only: below the risk threshold and in no open case"
+    )
+    rejected: list[RejectedAlert] = Field(
+        default_factory=list,
+        description="Alerts refused (invalid, or of an unregistered tenant), each with the reason; "
+        "the others were stored",
     )
 
 

@@ -31,7 +31,7 @@ def derive_group_key(alert: AlertIn) -> str:
 
 
 def insert_alert_if_new(*, session: Session, alert: AlertIn, group_key: str) -> bool:
-    """Store ``alert`` unless an alert with its id exists; ``True`` if it was stored.
+    """Store ``alert`` unless its tenant has an alert with its id; ``True`` if it was stored.
 
     ``INSERT ... ON CONFLICT DO NOTHING`` makes this safe against concurrent posts of the same
     alert on PostgreSQL as well as SQLite (the loser of a race sees a duplicate, not an error).
@@ -55,7 +55,7 @@ def insert_alert_if_new(*, session: Session, alert: AlertIn, group_key: str) -> 
             document=alert.document(),
             received_at=utcnow(),
         )
-        .on_conflict_do_nothing(index_elements=["id"])
+        .on_conflict_do_nothing(index_elements=["tenant_id", "id"])
         .returning(Alert.id)
     )
     return session.execute(statement).scalar_one_or_none() is not None

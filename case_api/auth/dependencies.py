@@ -6,20 +6,26 @@ from collections.abc import Callable
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Header
+from fastapi import Depends
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from case_api.auth.models import Principal, Role
 from case_api.auth.service import authenticate, tenant_scope
 from case_api.db import SessionDep
 from case_api.errors import AuthenticationError, PermissionDeniedError
 
+# Declared as security schemes, so the OpenAPI document says how to authenticate (and Swagger UI offers
+# it); ``auto_error=False`` leaves the wording of a refusal to get_principal.
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description="API key as a bearer token")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key")
 
-def _presented_secret(authorization: str | None, x_api_key: str | None) -> str | None:
-    if authorization:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            return credentials.strip()
-        return None
+#: Longest credential looked at; longer ones are refused without hashing them.
+MAX_SECRET_LENGTH = 512
+
+
+def _presented_secret(bearer: HTTPAuthorizationCredentials | None, x_api_key: str | None) -> str | None:
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
     if x_api_key and x_api_key.strip():
         return x_api_key.strip()
     return None
@@ -27,13 +33,13 @@ def _presented_secret(authorization: str | None, x_api_key: str | None) -> str |
 
 def get_principal(
     session: SessionDep,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+    x_api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
 ) -> Principal:
-    secret = _presented_secret(authorization, x_api_key)
+    secret = _presented_secret(bearer, x_api_key)
     if secret is None:
         raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    principal = authenticate(session=session, secret=secret)
+    principal = None if len(secret) > MAX_SECRET_LENGTH else authenticate(session=session, secret=secret)
     if principal is None:
         raise AuthenticationError("invalid or revoked API key")
     structlog.contextvars.bind_contextvars(actor=principal.name, role=principal.role.value)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from case_api.bounds import BoundedInput
 from case_api.db import Base, UTCDateTime, utcnow
 from case_api.tenants.models import Tenant, TenantId
 
@@ -61,7 +62,7 @@ class Principal:
         return self.name
 
 
-class ApiKeyIn(BaseModel):
+class ApiKeyIn(BoundedInput):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response, status
 from case_api.auth.dependencies import require_roles
 from case_api.auth.models import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Principal, Role
 from case_api.auth.service import create_api_key, list_api_keys, revoke_api_key
+from case_api.bounds import IdPath
 from case_api.db import SessionDep
 
 router = APIRouter(prefix="/keys", tags=["api keys"])
@@ -28,6 +29,6 @@ def list_keys(session: SessionDep, _admin: AdminPrincipal) -> list[ApiKeyOut]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_key(key_id: int, session: SessionDep, _admin: AdminPrincipal) -> Response:
+def revoke_key(key_id: IdPath, session: SessionDep, _admin: AdminPrincipal) -> Response:
     revoke_api_key(session=session, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

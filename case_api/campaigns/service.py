@@ -43,16 +43,19 @@ def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence
         return set()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CAMPAIGN_LOCK})
-    by_id = {alert.id: alert for alert in placed}
+    # Alerts are keyed by (tenant, id): two tenants' alerts may share an id.
+    by_key = {(alert.tenant_id, alert.id): alert for alert in placed}
     rows = session.execute(
-        select(AlertEntity.alert_id, AlertEntity.field, AlertEntity.value).where(
-            AlertEntity.alert_id.in_(list(by_id)), AlertEntity.field.in_(sorted(fields))
+        select(AlertEntity.tenant_id, AlertEntity.alert_id, AlertEntity.field, AlertEntity.value).where(
+            AlertEntity.alert_id.in_(sorted({alert.id for alert in placed})), AlertEntity.field.in_(sorted(fields))
         )
     ).all()
     order = {rule.id: number for number, rule in enumerate(rules)}
     candidates: set[Candidate] = set()
     for row in rows:
-        alert = by_id[row.alert_id]
+        alert = by_key.get((row.tenant_id, row.alert_id))
+        if alert is None:  # another tenant's alert with the same id
+            continue
         for rule in rules:
             if row.field in rule.indicators and alert.rule_level in rule.counted_levels:
                 candidates.add((order[rule.id], row.field, row.value, alert.timestamp, alert.last_seen))
@@ -73,7 +76,7 @@ def _link_indicator(
     low, high = start - rule.window, end + rule.window
     sightings = session.execute(
         select(Alert.tenant_id, Alert.case_id, func.min(Alert.timestamp), func.max(Alert.last_seen))
-        .join(AlertEntity, AlertEntity.alert_id == Alert.id)
+        .join(AlertEntity, (AlertEntity.alert_id == Alert.id) & (AlertEntity.tenant_id == Alert.tenant_id))
         .where(
             AlertEntity.field == field,
             AlertEntity.value == value,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from case_api.bounds import BoundedInput
 from case_api.db import Base, UTCDateTime, utcnow
 from case_api.tenants.models import Tenant
 
@@ -126,7 +127,7 @@ class CaseEventOut(BaseModel):
     detail: dict[str, Any]
 
 
-class CasePatch(BaseModel):
+class CasePatch(BoundedInput):
     """Fields a responder may change. ``assignee: null`` unassigns."""
 
     model_config = ConfigDict(extra="forbid")

@@ -137,13 +137,21 @@ def get_case(*, session: Session, case_id: int, scope: Collection[str] | None, f
     return case
 
 
-def case_alerts(*, session: Session, case: Case) -> list[Alert]:
-    query = select(Alert).where(Alert.case_id == case.id).order_by(Alert.timestamp, Alert.id)
+def case_alerts(*, session: Session, case: Case, limit: int = 100, offset: int = 0) -> list[Alert]:
+    """A page of the case's alerts, oldest first (the case was found in the caller's scope)."""
+    query = (
+        select(Alert)
+        .where(Alert.case_id == case.id, Alert.tenant_id == case.tenant_id)
+        .order_by(Alert.timestamp, Alert.id)
+        .limit(limit)
+        .offset(offset)
+    )
     return list(session.scalars(query))
 
 
-def case_events(*, session: Session, case: Case) -> list[CaseEvent]:
-    query = select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+def case_events(*, session: Session, case: Case, limit: int = 100, offset: int = 0) -> list[CaseEvent]:
+    """A page of the case's audit trail, oldest first."""
+    query = select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id).limit(limit).offset(offset)
     return list(session.scalars(query))
 
 

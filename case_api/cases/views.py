@@ -12,6 +12,7 @@ from case_api.alerts.models import AlertOut
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS, CASE_WORKERS
+from case_api.bounds import IdPath, Offset
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.models import Case, CaseEventOut, CaseOut, CasePatch, CaseStatus
@@ -21,9 +22,15 @@ from case_api.db import SessionDep
 router = APIRouter(prefix="/cases", tags=["cases"])
 
 
+#: Alerts and audit lines a case detail carries unless asked for fewer; the rest is paged.
+DETAIL_PAGE = 100
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
 class CaseDetailOut(CaseOut):
-    alerts: list[AlertOut]
-    events: list[CaseEventOut]
+    alerts: list[AlertOut] = Field(description="A page of the case's alerts, oldest first (see alerts_offset)")
+    events: list[CaseEventOut] = Field(description="A page of the audit trail, oldest first (see events_offset)")
     campaigns: list[CampaignView] = Field(
         description="City-wide campaigns linking this case, as the caller may see them (campaigns/disclosure.py)"
     )
@@ -35,8 +42,8 @@ def get_cases(
     scope: TenantScope,
     tenant: str | None = None,
     status: CaseStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[CaseOut]:
     """The queue: most severe first, then most recently active."""
     cases = list_cases(session=session, scope=scope, tenant_id=tenant, status=status, limit=limit, offset=offset)
@@ -48,13 +55,51 @@ def get_cases(
     response_model=CaseDetailOut,
     dependencies=[Depends(require_roles(*CASE_READERS))],
 )
-def get_one_case(case_id: int, session: SessionDep, scope: TenantScope) -> CaseDetailOut:
-    return _detail(session, get_case(session=session, case_id=case_id, scope=scope), scope)
+def get_one_case(
+    case_id: IdPath,
+    session: SessionDep,
+    scope: TenantScope,
+    alerts_limit: Limit = DETAIL_PAGE,
+    alerts_offset: Offset = 0,
+    events_limit: Limit = DETAIL_PAGE,
+    events_offset: Offset = 0,
+) -> CaseDetailOut:
+    """The case with a page of its alerts and of its audit trail (``alert_count`` says how many alerts)."""
+    case = get_case(session=session, case_id=case_id, scope=scope)
+    return _detail(
+        session, case, scope, alerts=(alerts_limit, alerts_offset), events=(events_limit, events_offset)
+    )
+
+
+@router.get(
+    "/{case_id}/alerts",
+    response_model=list[AlertOut],
+    dependencies=[Depends(require_roles(*CASE_READERS))],
+)
+def get_case_alerts(
+    case_id: IdPath, session: SessionDep, scope: TenantScope, limit: Limit = DETAIL_PAGE, offset: Offset = 0
+) -> list[AlertOut]:
+    """The case's alerts, oldest first, one page at a time."""
+    case = get_case(session=session, case_id=case_id, scope=scope)
+    return [AlertOut.model_validate(a) for a in case_alerts(session=session, case=case, limit=limit, offset=offset)]
+
+
+@router.get(
+    "/{case_id}/events",
+    response_model=list[CaseEventOut],
+    dependencies=[Depends(require_roles(*CASE_READERS))],
+)
+def get_case_events(
+    case_id: IdPath, session: SessionDep, scope: TenantScope, limit: Limit = DETAIL_PAGE, offset: Offset = 0
+) -> list[CaseEventOut]:
+    """The case's audit trail, oldest first, one page at a time."""
+    case = get_case(session=session, case_id=case_id, scope=scope)
+    return [CaseEventOut.model_validate(e) for e in case_events(session=session, case=case, limit=limit, offset=offset)]
 
 
 @router.patch("/{case_id}", response_model=CaseDetailOut)
 def patch_case(
-    case_id: int,
+    case_id: IdPath,
     patch: CasePatch,
     session: SessionDep,
     scope: TenantScope,
@@ -65,14 +110,21 @@ def patch_case(
     return _detail(session, case, scope)
 
 
-def _detail(session: Session, case: Case, scope: frozenset[str] | None) -> CaseDetailOut:
-    alerts = [AlertOut.model_validate(a) for a in case_alerts(session=session, case=case)]
-    events = [CaseEventOut.model_validate(e) for e in case_events(session=session, case=case)]
+def _detail(
+    session: Session,
+    case: Case,
+    scope: frozenset[str] | None,
+    *,
+    alerts: tuple[int, int] = (DETAIL_PAGE, 0),
+    events: tuple[int, int] = (DETAIL_PAGE, 0),
+) -> CaseDetailOut:
+    alert_page = case_alerts(session=session, case=case, limit=alerts[0], offset=alerts[1])
+    event_page = case_events(session=session, case=case, limit=events[0], offset=events[1])
     return CaseDetailOut.model_validate(
         {
             **CaseOut.model_validate(case).model_dump(),
-            "alerts": alerts,
-            "events": events,
+            "alerts": [AlertOut.model_validate(a) for a in alert_page],
+            "events": [CaseEventOut.model_validate(e) for e in event_page],
             "campaigns": case_campaigns(session=session, case_id=case.id, scope=scope),
         }
     )

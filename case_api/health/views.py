@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.roles import DEAD_LETTER_READERS, SOURCE_READERS
+from case_api.bounds import IdPath
 from case_api.db import SessionDep
 from case_api.health.dependencies import DeadLetterStoreDep, HealthStoreDep
 from case_api.health.models import DeadLetterOut, SourceHealthOut
@@ -20,7 +21,7 @@ router = APIRouter(tags=["data health"])
 
 @router.get("/sources/{source_id}/health", response_model=SourceHealthOut,
             dependencies=[Depends(require_roles(*SOURCE_READERS))])
-def get_source_health(source_id: int, session: SessionDep, scope: TenantScope,
+def get_source_health(source_id: IdPath, session: SessionDep, scope: TenantScope,
                       store: HealthStoreDep) -> SourceHealthOut:
     """Last event received, events per minute over the last hour, parse-error rate, last dead letter."""
     source = get_source(session=session, source_id=source_id, scope=scope)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, ForeignKeyConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from case_api.alerts.models import Alert
@@ -39,10 +39,14 @@ class AlertEntity(Base):
     __table_args__ = (
         Index("ix_alert_entities_tenant_entity", "tenant_id", "field", "value", "timestamp"),
         Index("ix_alert_entities_entity", "field", "value", "timestamp"),
+        # Alerts are keyed by (tenant, id): an entity row names its alert the same way.
+        ForeignKeyConstraint(
+            ["tenant_id", "alert_id"], [Alert.tenant_id, Alert.id], name="fk_alert_entities_alert_id_alerts"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    alert_id: Mapped[str] = mapped_column(ForeignKey(Alert.id), index=True)
+    alert_id: Mapped[str] = mapped_column(String(128), index=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey(Tenant.id))
     field: Mapped[str] = mapped_column(String(100))
     value: Mapped[str] = mapped_column(String(MAX_ENTITY_VALUE))

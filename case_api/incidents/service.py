@@ -109,7 +109,7 @@ def matching_open_case(
     latest = func.max(AlertEntity.last_seen)
     query = (
         select(Alert.case_id)
-        .join(AlertEntity, AlertEntity.alert_id == Alert.id)
+        .join(AlertEntity, (AlertEntity.alert_id == Alert.id) & (AlertEntity.tenant_id == Alert.tenant_id))
         .join(Case, Case.id == Alert.case_id)
         .where(*_near(entities, tenant_id=tenant_id, start=start, end=end), Case.status.not_in(_FINISHED))
         .group_by(Alert.case_id)
@@ -130,10 +130,10 @@ def held_alerts(
     """Alerts in no case that share an entity within [start, end], oldest first."""
     ids = (
         select(AlertEntity.alert_id)
-        .join(Alert, Alert.id == AlertEntity.alert_id)
+        .join(Alert, (Alert.id == AlertEntity.alert_id) & (Alert.tenant_id == AlertEntity.tenant_id))
         .where(*_near(entities, tenant_id=tenant_id, start=start, end=end), Alert.case_id.is_(None))
     )
-    query = select(Alert).where(Alert.id.in_(ids)).order_by(Alert.timestamp, Alert.id)
+    query = select(Alert).where(Alert.tenant_id == tenant_id, Alert.id.in_(ids)).order_by(Alert.timestamp, Alert.id)
     return list(session.scalars(query))
 
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from case_api.bounds import BoundedInput
 from case_api.db import Base, UTCDateTime, utcnow
 from case_api.health.models import SourceHealthOut
 from case_api.sources.kinds import KINDS
@@ -89,7 +90,7 @@ class SourceEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class SourceIn(BaseModel):
+class SourceIn(BoundedInput):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: TenantId
@@ -106,7 +107,7 @@ class SourceIn(BaseModel):
     certificate_sha256: Fingerprint | None = Field(default=None, description="TLS client certificate fingerprint")
 
 
-class SourcePatch(BaseModel):
+class SourcePatch(BoundedInput):
     """What may change on a source; a field left out stays. Lists replace the current ones."""
 
     model_config = ConfigDict(extra="forbid")

@@ -15,6 +15,7 @@ from case_api.auth.roles import (
     SOURCE_READERS,
     SOURCE_WRITERS,
 )
+from case_api.bounds import MAX_ID, IdPath
 from case_api.db import SessionDep
 from case_api.errors import PermissionDeniedError
 from case_api.health.dependencies import HealthStoreDep
@@ -87,7 +88,9 @@ def get_audit(
     session: SessionDep,
     scope: TenantScope,
     tenant: Annotated[TenantId | None, Query(description="Only this tenant's")] = None,
-    source_id: Annotated[int | None, Query(description="Only this source's (also once it is deleted)")] = None,
+    source_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this source's (also once it is deleted)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[SourceEventOut]:
     """The sources' audit trail, newest first: who added, changed, re-issued or deleted what."""
@@ -96,12 +99,12 @@ def get_audit(
 
 
 @router.get("/{source_id}", response_model=SourceOut, dependencies=[Depends(require_roles(*SOURCE_READERS))])
-def get_one_source(source_id: int, session: SessionDep, scope: TenantScope, store: HealthStoreDep) -> SourceOut:
+def get_one_source(source_id: IdPath, session: SessionDep, scope: TenantScope, store: HealthStoreDep) -> SourceOut:
     return _with_health([get_source(session=session, source_id=source_id, scope=scope)], store)[0]
 
 
 @router.patch("/{source_id}", response_model=SourceOut)
-def patch_source(source_id: int, patch: SourcePatch, session: SessionDep, scope: TenantScope,
+def patch_source(source_id: IdPath, patch: SourcePatch, session: SessionDep, scope: TenantScope,
                  manager: Manager) -> SourceOut:
     """Change datasets, networks, cloud accounts or the pinned certificate (lists replace the current ones)."""
     source = update_source(session=session, source_id=source_id, scope=scope, patch=patch, actor=manager)
@@ -109,14 +112,14 @@ def patch_source(source_id: int, patch: SourcePatch, session: SessionDep, scope:
 
 
 @router.post("/{source_id}/token", response_model=SourceCreated)
-def post_token(source_id: int, session: SessionDep, scope: TenantScope, manager: Manager) -> SourceCreated:
+def post_token(source_id: IdPath, session: SessionDep, scope: TenantScope, manager: Manager) -> SourceCreated:
     """Issue an http source a new bearer token (shown once); the previous one stops working."""
     source, token = issue_token(session=session, source_id=source_id, scope=scope, actor=manager)
     return SourceCreated.model_validate({**SourceOut.model_validate(source).model_dump(), "token": token})
 
 
 @router.delete("/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_source(source_id: int, session: SessionDep, scope: TenantScope, manager: Manager) -> Response:
+def remove_source(source_id: IdPath, session: SessionDep, scope: TenantScope, manager: Manager) -> Response:
     delete_source(session=session, source_id=source_id, scope=scope, actor=manager)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from case_api.bounds import BoundedInput
 from case_api.db import Base, UTCDateTime, utcnow
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -31,7 +32,7 @@ class Tenant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class TenantIn(BaseModel):
+class TenantIn(BoundedInput):
     model_config = ConfigDict(extra="forbid")
 
     id: TenantId

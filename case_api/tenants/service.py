@@ -31,6 +31,14 @@ def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Ten
     return list(session.scalars(query))
 
 
+def known_tenants(*, session: Session, tenant_ids: Iterable[str]) -> set[str]:
+    """Those of ``tenant_ids`` that are registered."""
+    wanted = set(tenant_ids)
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Tenant.id).where(Tenant.id.in_(wanted))))
+
+
 def require_tenants(*, session: Session, tenant_ids: Iterable[str]) -> None:
     """Raise :class:`UnregisteredTenantError` naming every tenant id that is not registered."""
     wanted = set(tenant_ids)

@@ -33,7 +33,7 @@ def test_posting_the_same_batch_twice_stores_it_once(soc: SocApi, make_alert: Ma
     assert len(first["cases"]) == 2
 
     second = soc.ingest(*batch)
-    assert second == {"created": 0, "duplicates": 2, "cases": [], "pending": 0}
+    assert second == {"created": 0, "duplicates": 2, "cases": [], "pending": 0, "rejected": []}
     assert _alert_rows(clean_db) == 2
     case = soc.case(first["cases"][0])
     assert case["alert_count"] == 1
@@ -46,13 +46,22 @@ def test_duplicate_inside_one_batch_counts_once(soc: SocApi, make_alert: MakeAle
     assert (result["created"], result["duplicates"]) == (1, 1)
 
 
-def test_unknown_tenant_rejects_the_whole_batch(soc: SocApi, make_alert: MakeAlert, clean_db: Engine) -> None:
+def test_alert_of_an_unknown_tenant_is_rejected_alone(soc: SocApi, make_alert: MakeAlert, clean_db: Engine) -> None:
     soc.add_tenant(NG)
-    response = soc.post_alerts(make_alert(NG), make_alert("ghost-charity"))
-    assert response.status_code == 422
-    assert "ghost-charity" in response.json()["detail"]
-    assert _alert_rows(clean_db) == 0
-    assert soc.client.get("/api/v1/cases", headers=soc.analyst).json() == []
+    ghost = make_alert("ghost-charity")
+    response = soc.post_alerts(make_alert(NG), ghost)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["created"] == 1
+    [rejected] = answer["rejected"]
+    assert (rejected["index"], rejected["id"], rejected["tenant_id"]) == (1, ghost["id"], "ghost-charity")
+    assert "unknown tenant 'ghost-charity'" in rejected["reason"]
+    assert _alert_rows(clean_db) == 1
+
+    only_ghosts = soc.post_alerts(make_alert("ghost-charity"))
+    assert only_ghosts.status_code == 422
+    assert "ghost-charity" in only_ghosts.json()["detail"]
+    assert _alert_rows(clean_db) == 1
 
 
 def test_malformed_alert_is_422_naming_the_field(soc: SocApi, make_alert: MakeAlert) -> None:

@@ -1,0 +1,110 @@
+"""ASGI middleware at the edge of the API: body size, characters the database cannot store, security headers.
+
+Pure ASGI (not ``BaseHTTPMiddleware``), so a body is counted while it streams in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Sent with every answer. The API serves JSON only; the documentation page needs its own scripts and
+#: the inline bootstrap FastAPI writes, served from this origin (no CDN).
+API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = orjson.dumps({"detail": detail})
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+class EdgeGuard:
+    """Refuses what must not reach the application and adds the security headers to every answer.
+
+    - a NUL character in the path or the query string: 422 (PostgreSQL cannot compare text with one);
+    - a body over ``max_body_bytes``: 413, by its ``Content-Length`` before anything is read, else
+      counted as it arrives (Starlette's own body limit answers in plain text, not the API's JSON);
+    - every answer gets :data:`API_HEADERS`, a Content-Security-Policy (the documentation pages a
+      looser one that allows their own scripts) and ``Cache-Control: no-store`` on API data.
+    """
+
+    def __init__(self, app: ASGIApp, *, docs_prefix: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.docs_prefix = docs_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        is_docs = path.startswith(self.docs_prefix)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[Any] = list(message.get("headers", []))
+                headers.extend(API_HEADERS)
+                headers.append((b"content-security-policy", DOCS_CSP if is_docs else API_CSP))
+                if not is_docs:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            await _send_json(send_with_headers, 422, "the path or query contains a NUL character (%00): remove it")
+            return
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await _send_json(send_with_headers, 413, body_too_large(self.max_body_bytes))
+            return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # FastAPI re-raises HTTP exceptions met while reading a body: the app answers 413.
+                    raise HTTPException(413, body_too_large(self.max_body_bytes))
+            return message
+
+        await self.app(scope, counting_receive, send_with_headers)
+
+
+def body_too_large(limit: int) -> str:
+    return f"request body larger than {limit:,} bytes: send smaller batches"
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
