@@ -41,6 +41,12 @@ class ConflictError(CaseApiError):
     status_code = 409
 
 
+class PreconditionFailedError(CaseApiError):
+    """The object changed since the version the caller named in ``If-Match``."""
+
+    status_code = 412
+
+
 class InvalidTransitionError(ConflictError):
     """A case status change that the case workflow does not allow."""
 

@@ -11,6 +11,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from case_api.alerts.models import Alert, AlertIn, RejectedAlert
 from case_api.alerts.service import derive_group_key, insert_alert_if_new
@@ -24,7 +25,7 @@ from case_api.tenants.service import known_tenants
 
 log = structlog.get_logger(__name__)
 
-INGEST_ATTEMPTS = 3
+INGEST_ATTEMPTS = 5
 # PostgreSQL: deadlock_detected, serialization_failure.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 DEFAULT_POLICY = IncidentPolicy()
@@ -65,11 +66,12 @@ def ingest_alerts(
             )
             result.rejected = rejected
             return result
-        except OperationalError as exc:
+        except (OperationalError, StaleDataError) as exc:
+            # StaleDataError: on SQLite a case changed (a PATCH) between its read and the batch's write.
             session.rollback()
             if attempt == INGEST_ATTEMPTS or not _is_transient(exc):
                 raise
-            log.warning("alert batch retried", attempt=attempt, error=str(exc.orig))
+            log.warning("alert batch retried", attempt=attempt, error=type(exc).__name__)
     raise AssertionError("unreachable")
 
 
@@ -117,7 +119,9 @@ def _readable(value: Any) -> str | None:
     return None
 
 
-def _is_transient(exc: OperationalError) -> bool:
+def _is_transient(exc: OperationalError | StaleDataError) -> bool:
+    if isinstance(exc, StaleDataError):
+        return True
     code = getattr(exc.orig, "sqlstate", None)
     if code in TRANSIENT_SQLSTATES:
         return True

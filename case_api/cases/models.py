@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from case_api.bounds import BoundedInput
@@ -79,6 +79,12 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Optimistic concurrency: every change to the row adds one, and SQLAlchemy's UPDATE carries
+    # ``WHERE version = <the version read>``, so a change made since the read fails instead of being
+    # overwritten (the same on SQLite, where row locks do not exist, and PostgreSQL). Sent as the ETag.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it as declared)
 
 
 class CaseEvent(Base):
@@ -116,6 +122,7 @@ class CaseOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     assignee: str | None
+    version: int = Field(description="Changes with every change to the case; sent as the ETag, expected in If-Match")
 
 
 class CaseEventOut(BaseModel):

@@ -10,6 +10,7 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from case_api.alerts.models import Alert
 from case_api.cases.models import (
@@ -24,7 +25,13 @@ from case_api.cases.models import (
     Severity,
 )
 from case_api.db import utcnow
-from case_api.errors import ConflictError, InvalidTransitionError, NotFoundError
+from case_api.errors import (
+    CaseApiError,
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from case_api.scope import scoped
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
@@ -163,6 +170,10 @@ def check_transition(current: CaseStatus, target: CaseStatus) -> None:
         )
 
 
+#: Attempts at a change that lost a race without If-Match (re-read, re-checked, applied again).
+CHANGE_ATTEMPTS = 20
+
+
 def update_case(
     *,
     session: Session,
@@ -170,9 +181,43 @@ def update_case(
     scope: Collection[str] | None,
     patch: CasePatch,
     actor: str,
+    if_match: int | None = None,
 ) -> Case:
-    """Apply a status and/or assignee change, writing one audit event per change."""
-    case = get_case(session=session, case_id=case_id, scope=scope, for_update=True)
+    """Apply a status and/or assignee change, writing one audit event per change, atomically.
+
+    The change is checked against the case as read and written only if the case still has the
+    version read (see ``Case.version``). With ``if_match`` the caller names the version it saw: any
+    other is :class:`PreconditionFailedError` (412), before or during the write. Without it, a
+    change that lost a race is re-read and checked again, so it applies to the newest state (or is
+    refused by the workflow); the audit trail therefore replays to the stored status.
+    """
+    for _attempt in range(CHANGE_ATTEMPTS):
+        case = get_case(session=session, case_id=case_id, scope=scope, for_update=True)
+        if if_match is not None and case.version != if_match:
+            session.rollback()
+            raise PreconditionFailedError(
+                f"case {case_id} is at version {case.version}, not {if_match}: read it again and redo the change"
+            )
+        try:
+            _apply_patch(session=session, case=case, patch=patch, actor=actor)
+            session.commit()
+            return case
+        except StaleDataError:
+            session.rollback()
+            if if_match is not None:
+                raise PreconditionFailedError(
+                    f"case {case_id} changed while this change was written: read it again and redo the change"
+                ) from None
+        except IntegrityError as exc:  # another open case appeared for the group meanwhile
+            session.rollback()
+            raise ConflictError(f"case {case_id} cannot be reopened: its group already has an open case") from exc
+        except CaseApiError:
+            session.rollback()
+            raise
+    raise ConflictError(f"case {case_id} is changing too often to apply this change now: try again")
+
+
+def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) -> None:
     changed = False
     if patch.status is not None and patch.status.value != case.status:
         current = CaseStatus(case.status)
@@ -200,12 +245,7 @@ def update_case(
         changed = True
     if changed:
         case.updated_at = utcnow()
-        try:
-            session.commit()
-        except IntegrityError as exc:  # another open case appeared for the group meanwhile
-            session.rollback()
-            raise ConflictError(f"case {case_id} cannot be reopened: its group already has an open case") from exc
-    return case
+        session.flush()  # the versioned UPDATE: raises StaleDataError if the case changed since it was read
 
 
 def _ensure_group_has_no_open_case(*, session: Session, case: Case) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.models import Case, CaseEventOut, CaseOut, CasePatch, CaseStatus
 from case_api.cases.service import case_alerts, case_events, get_case, list_cases, update_case
+from case_api.cases.versions import IfMatch, etag, parse_if_match
 from case_api.db import SessionDep
 
 router = APIRouter(prefix="/cases", tags=["cases"])
@@ -59,6 +60,7 @@ def get_one_case(
     case_id: IdPath,
     session: SessionDep,
     scope: TenantScope,
+    response: Response,
     alerts_limit: Limit = DETAIL_PAGE,
     alerts_offset: Offset = 0,
     events_limit: Limit = DETAIL_PAGE,
@@ -66,6 +68,7 @@ def get_one_case(
 ) -> CaseDetailOut:
     """The case with a page of its alerts and of its audit trail (``alert_count`` says how many alerts)."""
     case = get_case(session=session, case_id=case_id, scope=scope)
+    response.headers["ETag"] = etag(case)
     return _detail(
         session, case, scope, alerts=(alerts_limit, alerts_offset), events=(events_limit, events_offset)
     )
@@ -104,9 +107,17 @@ def patch_case(
     session: SessionDep,
     scope: TenantScope,
     principal: Annotated[Principal, Depends(require_roles(*CASE_WORKERS))],
+    response: Response,
+    if_match: IfMatch = None,
 ) -> CaseDetailOut:
-    """Change status (see the case workflow) and/or assignee."""
-    case = update_case(session=session, case_id=case_id, scope=scope, patch=patch, actor=principal.actor)
+    """Change status (see the case workflow) and/or assignee.
+
+    Send the case's ETag in ``If-Match`` so a change made by someone else since you read the case is
+    refused (412) instead of overwritten; without it the change applies to the newest state.
+    """
+    case = update_case(session=session, case_id=case_id, scope=scope, patch=patch, actor=principal.actor,
+                       if_match=parse_if_match(if_match))
+    response.headers["ETag"] = etag(case)
     return _detail(session, case, scope)
 
 

@@ -84,3 +84,89 @@ def test_concurrent_claims_of_one_network_by_several_tenants_leave_exactly_one(s
 
     assert statuses == [201] + [409] * 7
     assert len(soc.client.get("/api/v1/sources", headers=soc.admin).json()) == 1
+
+
+def _status_replay(events: list[dict[str, Any]]) -> list[str]:
+    """The statuses a case went through, read from its audit trail, checking each `from` is the last `to`."""
+    statuses = ["new"]
+    for event in events:
+        if event["action"] == "status_changed":
+            assert event["detail"]["from"] == statuses[-1], events
+            statuses.append(event["detail"]["to"])
+    return statuses
+
+
+def test_twenty_concurrent_status_changes_replay_to_the_stored_status_and_closed_stays_final(
+    soc: SocApi, app: FastAPI, make_alert: MakeAlert
+) -> None:
+    soc.add_tenant(NG)
+    [case_id] = soc.ingest(make_alert(NG))["cases"]
+    # Every order of these is possible; a stale read would let a late writer reopen a closed case or
+    # write a `from` that is not the previous `to`.
+    targets = ["in_progress", "on_hold", "resolved", "closed", "in_progress"] * 4
+
+    def patch(target: str) -> int:
+        with http_client(app) as http:
+            response = http.patch(f"/api/v1/cases/{case_id}", json={"status": target}, headers=soc.analyst)
+        assert response.status_code in (200, 409), response.text
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(patch, targets))
+
+    assert 200 in statuses
+    case = soc.case(case_id, headers=soc.analyst)
+    events = soc.client.get(f"/api/v1/cases/{case_id}/events", params={"limit": 1000}, headers=soc.analyst).json()
+    replay = _status_replay(events)
+    assert replay[-1] == case["status"]
+    if "closed" in replay:
+        assert replay.index("closed") == len(replay) - 1  # nothing after closed
+    assert case["version"] == 1 + len(replay) - 1 + 1  # created at 1, the alert added, one per change
+    assert len(replay) - 1 <= statuses.count(200)  # a 200 may also be a no-op (already at the target)
+
+
+def test_concurrent_changes_from_one_read_version_let_exactly_one_through(
+    soc: SocApi, app: FastAPI, make_alert: MakeAlert
+) -> None:
+    soc.add_tenant(NG)
+    [case_id] = soc.ingest(make_alert(NG))["cases"]
+    read = soc.client.get(f"/api/v1/cases/{case_id}", headers=soc.analyst)
+    version = read.headers["etag"]
+
+    def assign(n: int) -> int:
+        with http_client(app) as http:
+            response = http.patch(f"/api/v1/cases/{case_id}", json={"assignee": f"analyst-{n}"},
+                                  headers={**soc.analyst, "If-Match": version})
+        assert response.status_code in (200, 412), response.text
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(assign, range(20)))
+
+    assert sorted(statuses) == [200] + [412] * 19
+    case = soc.case(case_id)
+    assigned = [e for e in case["events"] if e["action"] == "assigned"]
+    assert len(assigned) == 1 and assigned[0]["detail"]["to"] == case["assignee"]
+
+
+def test_etag_follows_every_change_and_a_stale_if_match_is_412(soc: SocApi, make_alert: MakeAlert) -> None:
+    soc.add_tenant(NG)
+    [case_id] = soc.ingest(make_alert(NG))["cases"]
+    url = f"/api/v1/cases/{case_id}"
+    first = soc.client.get(url, headers=soc.analyst)
+    assert first.headers["etag"] == f'"{first.json()["version"]}"'
+
+    def patch(body: dict[str, Any], if_match: str) -> Any:
+        return soc.client.patch(url, json=body, headers={**soc.analyst, "If-Match": if_match})
+
+    changed = patch({"status": "in_progress"}, first.headers["etag"])
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != first.headers["etag"]
+    stale = patch({"assignee": "ann"}, first.headers["etag"])
+    assert stale.status_code == 412
+    assert "read it again" in stale.json()["detail"]
+    assert soc.case(case_id)["assignee"] is None
+    assert patch({"assignee": "ann"}, f"W/{changed.headers['etag']}").status_code == 200
+    assert patch({"assignee": "bob"}, "*").status_code == 200
+    assert patch({"assignee": "x"}, "yesterday").status_code == 422
+    assert patch({"assignee": "x"}, '"99999999999"').status_code == 422
