@@ -18,7 +18,7 @@ from rich.table import Table
 from citysoc.detection_service import DetectionRun
 from citysoc.schedule import Window
 from correlator.authoring.attack import AttackData
-from correlator.authoring.backtest import BacktestExpectation, BacktestResult
+from correlator.authoring.backtest import BacktestExpectation, BacktestResult, RuleRow
 from correlator.authoring.check import ERROR, Finding
 from correlator.authoring.coverage import Coverage
 from correlator.authoring.ruletest import FAIL, NOT_RUNNABLE, PASS, UNTESTED, RuleTestReport
@@ -220,12 +220,13 @@ def print_test_report(console: Console, report: RuleTestReport) -> None:
     )
 
 
-def print_backtest(console: Console, result: BacktestResult, rows: Sequence[tuple[str, str, int, int]], *,
+def print_backtest(console: Console, result: BacktestResult, rows: Sequence[RuleRow], *,
                    expectations: int, violations: Sequence[tuple[str, BacktestExpectation, int]]) -> None:
-    table = Table("alerts", "matched events", "tenants", "rule", "id", title="Backtest (noisiest first)",
-                  title_justify="left")
-    for rid, title, matched, alerts in rows:
-        table.add_row(str(alerts), str(matched), str(len(result.tenants.get(rid, ()))), escape(title), rid)
+    table = Table("alerts", "events behind alerts", "matched events", "tenants", "kind", "rule", "id",
+                  title="Backtest (noisiest first)", title_justify="left")
+    for row in rows:
+        table.add_row(str(row.alerts), str(row.behind), str(row.matched),
+                      str(len(result.tenants.get(row.rule_id, ()))), row.kind, escape(row.title), row.rule_id)
     console.print(table)
     scanned = ", ".join(f"{dataset}: {count}" for dataset, count in sorted(result.events.items())) or "none"
     console.print(f"events scanned: {scanned}; {sum(result.alerts.values())} alert(s) in all; "

@@ -154,8 +154,7 @@ def backtest(
     violations = result.violations(ruleset, expectations)
     rows = ranked(ruleset, result)
     if as_json:
-        print_json_lines([{"rule_id": rid, "title": title, "matched_events": matched, "alerts": alerts,
-                           "tenants": sorted(result.tenants.get(rid, ()))} for rid, title, matched, alerts in rows])
+        print_json_lines([{**row.as_dict(), "tenants": sorted(result.tenants.get(row.rule_id, ()))} for row in rows])
         print_json_lines([{"type": "violation", "rule_id": rid, "expected": str(exp), "declared_in": exp.where,
                            "alerts": alerts} for rid, exp, alerts in violations])
     else:

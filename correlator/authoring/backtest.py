@@ -80,8 +80,13 @@ def expectations_from_evidence(ruleset: CompiledRuleSet) -> list[BacktestExpecta
 @dataclass
 class BacktestResult:
     events: dict[str, int] = field(default_factory=dict)  # dataset -> events scanned
-    matches: dict[str, int] = field(default_factory=dict)  # rule id -> matched events
+    # rule id -> events its detection matched; for a correlation, the matches of its referenced rules (for a
+    # chained one, the alerts of the correlations it refers to) in the scanned time range
+    matches: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, int] = field(default_factory=dict)  # rule id -> alerts it would raise
+    # rule id -> events behind those alerts: a detection alert has one; a correlation alert the matches
+    # inside its window (capped nowhere: counted, not listed)
+    behind: dict[str, int] = field(default_factory=dict)
     tenants: dict[str, set[str]] = field(default_factory=dict)  # rule id -> tenants alerted
 
     def violations(self, ruleset: CompiledRuleSet, expectations: Iterable[BacktestExpectation]) \
@@ -122,24 +127,47 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
         for row in alert_rows.groupBy("_rule_id").agg(F.count("*").alias("n"),
                                                       F.collect_set("_tenant").alias("t")).collect():
             result.alerts[row["_rule_id"]] = result.alerts.get(row["_rule_id"], 0) + row["n"]
+            result.behind[row["_rule_id"]] = result.alerts[row["_rule_id"]]  # one event an alert
             result.tenants.setdefault(row["_rule_id"], set()).update(row["t"])
         for correlation in ruleset.correlations():
             if dataset in correlation.datasets:
                 correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
     by_id = {rule.id: rule for rule in ruleset.rules}
     combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
+    for rule_id, frame in combined.items():
+        result.matches[rule_id] = frame.count()
     for rule_id, bursts in correlation_bursts(combined, by_id).items():
-        rows = bursts.select("_tenant").collect()
+        rows = bursts.select("_tenant", "_count").collect()
         result.alerts[rule_id] = len(rows)
-        result.matches.setdefault(rule_id, len(rows))
+        result.behind[rule_id] = sum(row["_count"] for row in rows)
         result.tenants[rule_id] = {row["_tenant"] for row in rows}
+    for rule in ruleset.correlations():  # a chained correlation is fed by the alerts of those it refers to
+        if rule.id not in combined and rule.correlation is not None:
+            result.matches[rule.id] = sum(result.alerts.get(ref, 0) for ref in rule.correlation.rule_ids)
     for frame in cached:
         frame.unpersist()
     return result
 
 
-def ranked(ruleset: CompiledRuleSet, result: BacktestResult) -> Sequence[tuple[str, str, int, int]]:
-    """(rule id, title, matched events, alerts) for every rule, noisiest first."""
-    rows = [(rule.id, rule.title, result.matches.get(rule.id, 0), result.alerts.get(rule.id, 0))
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule's line of the report."""
+
+    rule_id: str
+    title: str
+    kind: str  # "detection" | "correlation"
+    matched: int  # events its detection matched (correlation: matches of the rules it refers to)
+    alerts: int
+    behind: int  # events behind its alerts
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rule_id": self.rule_id, "title": self.title, "kind": self.kind, "matched_events": self.matched,
+                "alerts": self.alerts, "events_behind_alerts": self.behind}
+
+
+def ranked(ruleset: CompiledRuleSet, result: BacktestResult) -> Sequence[RuleRow]:
+    """A row for every rule, noisiest first."""
+    rows = [RuleRow(rule.id, rule.title, rule.kind,
+                    result.matches.get(rule.id, 0), result.alerts.get(rule.id, 0), result.behind.get(rule.id, 0))
             for rule in ruleset.rules]
-    return sorted(rows, key=lambda row: (-row[3], -row[2], row[1]))
+    return sorted(rows, key=lambda row: (-row.alerts, -row.matched, row.title))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,12 @@ def test_backtest_counts_alerts_on_given_files_and_enforces_expectations(spark: 
     base = ("rules", "backtest", "--events", str(log), "--source", "syslog", "--year", "2026")
     result = run_soc(*base, "--json")
     assert result.exit_code == 0, result.output
-    import json
-
     rows = {row["rule_id"]: row for row in map(json.loads, result.stdout.splitlines()) if "rule_id" in row}
     brute = "db1db3c8-e14b-43ae-a194-b0f5242600c5"
     assert rows[brute]["alerts"] == 1 and rows[brute]["tenants"] == ["backtest"]
+    # a correlation's one alert stands on the 12 failed logins inside its window: counted apart from the alerts
+    assert (rows[brute]["kind"], rows[brute]["events_behind_alerts"], rows[brute]["matched_events"]) == \
+        ("correlation", 12, 12)
     assert rows["67e8ef0a-be01-4c25-9357-738a507ad525"]["matched_events"] == 12  # base rule: matches, no alerts
     assert rows["67e8ef0a-be01-4c25-9357-738a507ad525"]["alerts"] == 0
     noisy = run_soc(*base, "--expect", f"{brute}:exactly=0")
