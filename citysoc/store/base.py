@@ -3,6 +3,12 @@
 Every read and write of events goes through an `EventStore`; only the store knows how events are laid
 out (folders of a Parquet lake, data streams of Elasticsearch). Readers ask for one dataset, optionally
 some tenants, within a time window of event time `[since, until)`.
+
+Continuous detection also asks what is new by arrival, not by event time: a store keeps an arrival order
+and answers with integer marks in it (`arrival_watermark`, `arrivals`). The Parquet lake numbers its
+committed writes; Elasticsearch would use `event.ingested` in microseconds (less its refresh interval).
+Consumers register how far they have read (`set_consumer_cursor`), so that maintenance (compaction)
+never makes unread events disappear from, or old events reappear in, what is new.
 """
 
 from __future__ import annotations
@@ -17,6 +23,18 @@ from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.errors import EventStoreError
 from citysoc.schema import ARROW_SCHEMA
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What arrived for one tenant and dataset between two arrival marks: how many events, and the range of
+    their event times (`first_us`..`last_us`, microseconds since the epoch, both included)."""
+
+    dataset: str
+    tenant: str
+    first_us: int
+    last_us: int
+    events: int
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,24 @@ class EventStore(ABC):
     def columns(self) -> tuple[str, ...]:
         """The top-level columns of the frames `read` returns (known without asking Spark)."""
         return (*ARROW_SCHEMA.names, "tenant", "dataset")
+
+    # Arrival order: what continuous detection reads ------------------------------------------------
+
+    @abstractmethod
+    def arrival_watermark(self) -> int:
+        """The mark of the newest stored event in arrival order (0 when none). Every event stored before this
+        call returned has a mark at or below it, and is readable."""
+
+    @abstractmethod
+    def arrivals(self, *, after: int, upto: int, datasets: Collection[str] | None = None) -> list[Arrival]:
+        """What arrived with marks in (`after`, `upto`]: the events' count and event-time range, per (dataset,
+        tenant) and as finely as the store knows arrivals apart (the lake: per write), sorted by dataset and
+        tenant. An event may be reported again in a later range (after maintenance), never lost."""
+
+    @abstractmethod
+    def set_consumer_cursor(self, name: str, mark: int) -> None:
+        """Record that consumer `name` has handled everything up to `mark`; the store keeps what is after it
+        reportable as new."""
 
 
 _REGISTRY: dict[str, type[EventStore]] = {}

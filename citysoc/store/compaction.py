@@ -4,7 +4,7 @@ group whatever the partition's size). Swapping the merged file in is the store's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,13 +16,13 @@ from citysoc.store.durable import fsync_file
 TARGET_ROWS = 1024 * 1024  # a merged file holds up to this many rows (16 of the store's row groups)
 
 
-def plan_merges(folder: Path, *, min_files: int) -> list[list[Path]]:
+def plan_merges(folder: Path, *, min_files: int, skip: Collection[Path] = ()) -> list[list[Path]]:
     """Groups of a partition's small files to merge, each of at most about `TARGET_ROWS` rows; none when the
     folder holds fewer than `min_files` small files. Hidden files (`.x`, `_x`, as Spark skips them), files in
-    another schema and unreadable files are left out."""
+    another schema, unreadable files and those in `skip` are left out."""
     small: list[tuple[Path, int]] = []
     for path in sorted(folder.glob("*.parquet")):
-        if path.name.startswith((".", "_")):
+        if path.name.startswith((".", "_")) or path in skip:
             continue
         try:
             metadata = pq.read_metadata(path)

@@ -10,8 +10,9 @@ staged under `_staging/`, and its ids claimed in the same index transaction that
 then take their final names (`citysoc.store.journal`). A kill -9 at any instant leaves each write wholly
 stored or not at all: no duplicate, no lost event once `write_table` returned, and no file a reader trips
 on (staged files are hidden, and the next writer finishes or discards them). `compact` merges a
-partition's small files the same way. Lock order: `.compact.lock` (compactions) before `.lock` (the index,
-every writer).
+partition's small files the same way. The same transaction gives each write its arrival number and records
+its files in the arrival log (`citysoc.store.arrivals`), which continuous detection reads. Lock order:
+`.compact.lock` (compactions) before `.lock` (the index, every writer).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, spark_schema, to_row
-from citysoc.store import claims, journal
-from citysoc.store.base import EventStore, WriteResult, register_store
+from citysoc.store import arrivals, claims, journal
+from citysoc.store.arrivals import LakeFile
+from citysoc.store.base import Arrival, EventStore, WriteResult, register_store
 from citysoc.store.compaction import plan_merges, write_merged
 from citysoc.store.durable import fsync_dir, fsync_file, make_dirs_durably
 from citysoc.store.journal import COMPACT_PREFIX, WRITE_PREFIX, FileSwap
@@ -104,6 +106,7 @@ class ParquetEventStore(EventStore):
         conn.execute("PRAGMA synchronous = FULL")  # a COMMIT is on disk when it returns
         claims.create(conn, self.events_dir)
         conn.execute(journal.JOURNAL_DDL)
+        arrivals.create(conn, self.events_dir)
         self._local.conn, self._local.inode = conn, path.stat().st_ino
         return conn
 
@@ -158,10 +161,11 @@ class ParquetEventStore(EventStore):
             keep = [positions[index] for index in claims.claim(conn, tenant=tenant, dataset=dataset, keys=keys)]
             if keep:
                 unchanged = len(keep) == table.num_rows  # every row new: no copy
-                swaps = self._stage(tenant=tenant, dataset=dataset,
-                                    table=table if unchanged else table.take(pa.array(keep, pa.int64())))
+                swaps, files = self._stage(tenant=tenant, dataset=dataset,
+                                           table=table if unchanged else table.take(pa.array(keep, pa.int64())))
                 try:
                     journal.record(conn, swaps)
+                    arrivals.record_write(conn, files)
                     conn.execute("COMMIT")  # the instant the events are stored: claims and files together
                 except BaseException:
                     with suppress(Exception):  # what is left is finished or discarded by the next writer
@@ -171,11 +175,13 @@ class ParquetEventStore(EventStore):
                 journal.forget(conn, swaps)
         return WriteResult(stored=len(keep), duplicates=len(id_list) - len(keep))
 
-    def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> list[FileSwap]:
-        """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names."""
+    def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> tuple[list[FileSwap], list[LakeFile]]:
+        """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names, and
+        the files as the arrival log records them."""
         days = table.column("@timestamp").cast(pa.date32())  # UTC days: the type's zone is UTC
         bounds = pc.min_max(days)
         swaps: list[FileSwap] = []
+        files: list[LakeFile] = []
         try:
             for day in [bounds["min"]] if bounds["min"] == bounds["max"] else pc.unique(days):
                 staged = journal.staged_path(self.events_dir, WRITE_PREFIX)
@@ -185,12 +191,15 @@ class ParquetEventStore(EventStore):
                 part = table if bounds["min"] == bounds["max"] else table.filter(pc.equal(days, day))
                 pq.write_table(part, staged, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
                 fsync_file(staged)
+                first, last = arrivals.time_range(part)
+                files.append(LakeFile(swaps[-1].final, dataset=dataset, tenant=tenant, first_us=first, last_us=last,
+                                      rows=part.num_rows))
             fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
             for swap in swaps:
                 (self.events_dir / swap.staged).unlink(missing_ok=True)
             raise
-        return swaps
+        return swaps, files
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.events_dir).as_posix()
@@ -204,7 +213,11 @@ class ParquetEventStore(EventStore):
         crash at any instant leaves the old files or the merged one. A reader listing a partition meanwhile
         may briefly see both, the same events twice, which the detection engine de-duplicates by event id;
         it never sees neither. A reader that listed the old files before the swap and opens one after it
-        finds it gone and must read again, so run compaction between detection passes."""
+        finds it gone and must read again, so run compaction between detection passes.
+
+        Only files every registered consumer has read (`set_consumer_cursor`) are merged, and a merged file
+        takes the newest arrival number of its inputs: compaction never hides an unread event from
+        `arrivals`, nor makes a read one new again."""
         if min_files < 2:
             raise ValueError("min_files must be at least 2: merging one file changes nothing")
         if not self.events_dir.is_dir():
@@ -214,9 +227,10 @@ class ParquetEventStore(EventStore):
             fcntl.flock(compacting, fcntl.LOCK_EX)  # one compaction at a time; writers go on meanwhile
             with self._locked_index() as conn:
                 journal.remove_orphans(conn, self.events_dir, prefixes=(COMPACT_PREFIX,))
+                read_upto = arrivals.mergeable(conn)
             for name in [dataset] if dataset is not None else self.datasets():
                 for folder in self.partitions(name):
-                    for group in plan_merges(folder, min_files=min_files):
+                    for group in plan_merges(folder, min_files=min_files, skip=self._unread(folder, read_upto)):
                         staged = journal.staged_path(self.events_dir, COMPACT_PREFIX)
                         try:
                             write_merged(group, staged, row_group_rows=ROW_GROUP_ROWS)
@@ -231,6 +245,7 @@ class ParquetEventStore(EventStore):
                             try:
                                 conn.execute("BEGIN IMMEDIATE")
                                 journal.record(conn, [swap])
+                                arrivals.record_merge(conn, swap.final, swap.replaces)
                                 conn.execute("COMMIT")  # the instant the merged file replaces its inputs
                             except BaseException:
                                 with suppress(Exception):
@@ -240,6 +255,46 @@ class ParquetEventStore(EventStore):
                             journal.forget(conn, [swap])
                         merged += len(group)
         return merged
+
+    def _unread(self, folder: Path, read_upto: int | None) -> set[Path]:
+        """The files of `folder` some consumer has not read yet (arrived after `read_upto`)."""
+        if read_upto is None:
+            return set()
+        paths = [self._relative(path) for path in folder.glob("*.parquet")]
+        with self._locked_index() as conn:
+            marks = arrivals.seq_of(conn, paths)
+        return {self.events_dir / path for path, seq in marks.items() if seq > read_upto}
+
+    # --- arrival order --------------------------------------------------------------------------------
+
+    def arrival_watermark(self) -> int:
+        """The number of the last committed write; taken under the lake lock, so every file up to it is in
+        place (an interrupted swap is finished first)."""
+        with self._locked_index() as conn:
+            return arrivals.watermark(conn)
+
+    def arrivals(self, *, after: int, upto: int, datasets: Collection[str] | None = None) -> list[Arrival]:
+        with self._locked_index() as conn:
+            return arrivals.arrivals(conn, after=after, upto=upto, datasets=datasets)
+
+    def arrived_files(self, dataset: str, *, after: int, upto: int) -> list[Path]:
+        """The files of `dataset` the writes numbered in (`after`, `upto`] stored (or merges of them)."""
+        with self._locked_index() as conn:
+            return [self.events_dir / path for path in arrivals.arrived_files(conn, dataset=dataset, after=after,
+                                                                               upto=upto)]
+
+    def set_consumer_cursor(self, name: str, mark: int) -> None:
+        with self._locked_index() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            arrivals.set_cursor(conn, name, mark)
+            conn.execute("COMMIT")
+
+    def drop_consumer_cursor(self, name: str) -> None:
+        """Forget a consumer that will not come back (compaction then no longer waits for it)."""
+        with self._locked_index() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            arrivals.drop_cursor(conn, name)
+            conn.execute("COMMIT")
 
     def stored(self, *, tenant: str | None = None, dataset: str | None = None) -> int:
         """Stored events, optionally for one tenant and/or dataset (from the id index)."""
