@@ -182,6 +182,20 @@ class CaseClient:
             total["rejected"] += [{**r, "index": start + r["index"]} for r in answer.get("rejected", [])]
         return total
 
+    def list_alerts(self, *, tenant: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        """Alerts the case API holds, newest first, as far as this key's tenant scope reaches."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if tenant:
+            params["tenant"] = tenant
+        return self._request("GET", "/alerts", params=params)  # type: ignore[no-any-return]
+
+    def iter_alerts(self, *, tenant: str | None = None, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every alert in scope, page by page."""
+        offset = 0
+        while batch := self.list_alerts(tenant=tenant, limit=page, offset=offset):
+            yield from batch
+            offset += len(batch)
+
     # Cases
     def list_cases(self, *, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[
         dict[str, Any]

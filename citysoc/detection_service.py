@@ -1,10 +1,12 @@
 """The detection service: compiled rules kept warm in one Spark session, run over the event store.
 
 `DetectionService.run_once` is one pass: detect over [since, until), store the alerts not stored
-before, deliver every alert of the pass to a sink (the case API). `DetectionService.run` is
-`soc detect --every`: a pass every interval over the windows of `citysoc.schedule`, a checkpoint
-(the end of the last finished run) in a state file, a failed run retried by the next one, and a stop
-on SIGTERM or a `threading.Event` after the current run.
+before, deliver every alert of the pass to a sink (the case API). `DetectionService.run` is continuous
+detection (`soc detect --every`, `soc run`): a cycle every interval that selects what is new by arrival
+(the store's arrival marks after the checkpoint), evaluates event-time windows around it
+(`citysoc.schedule.plan_windows`), delivers the alerts, and only then moves the checkpoint (a file written
+atomically, and the store's consumer cursor). A failed cycle is retried by the next one; SIGTERM or a
+`threading.Event` stops the service after the current cycle.
 
 The service knows nothing of the terminal or of how the case API is reached: a `DetectionReporter`
 shows progress and outcomes, an `AlertSink` delivers. The composition root (`citysoc.wiring`,
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +29,14 @@ import structlog
 from pyspark.sql import SparkSession
 
 from citysoc.errors import DetectionServiceError
-from citysoc.schedule import Window, default_lookback, load_state, next_window, save_state
+from citysoc.schedule import (
+    DEFAULT_ALLOWED_LATENESS,
+    WindowPlan,
+    default_lookback,
+    load_checkpoint,
+    plan_windows,
+    save_checkpoint,
+)
 from citysoc.store import EventStore
 from correlator.engine.detection import DetectionResult, run_detection
 from correlator.model import CompiledRuleSet
@@ -38,13 +47,26 @@ AlertSink = Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Any]]
 """Delivers alerts and answers what it made of them: `created`, `duplicates` and the `cases` touched
 (the contract of `CaseClient.post_alerts`). It must be idempotent by alert id."""
 
+NOTHING_DELIVERED: Mapping[str, Any] = {"created": 0, "duplicates": 0, "cases": []}
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What a continuous cycle selected: arrival marks in (`after`, `upto`] and the plan that evaluated them."""
+
+    after: int
+    upto: int
+    plan: WindowPlan
+
 
 @dataclass(frozen=True)
 class DetectionRun:
-    """One finished pass: what detection found and what the sink made of its alerts."""
+    """One finished pass: what detection found and what the sink made of its alerts (and, for a cycle of
+    continuous detection, what it selected)."""
 
     result: DetectionResult
     delivered: Mapping[str, Any]
+    cycle: Cycle | None = None
 
 
 class DetectionReporter(Protocol):
@@ -54,25 +76,52 @@ class DetectionReporter(Protocol):
         """Long work under way ("running detection"), for as long as the context lasts."""
         ...
 
-    def finished(self, run: DetectionRun, *, attempt: int, window: Window) -> None:
-        """A scheduled run finished and its alerts were delivered."""
+    def finished(self, run: DetectionRun, *, attempt: int) -> None:
+        """A cycle that found new arrivals finished and its alerts were delivered."""
         ...
 
-    def failed(self, error: Exception, *, attempt: int, window: Window) -> None:
-        """A scheduled run failed; the next run covers its window again."""
+    def failed(self, error: Exception, *, attempt: int) -> None:
+        """A cycle failed; the next one evaluates its arrivals again."""
         ...
+
+
+@dataclass
+class _Merged:
+    results: list[DetectionResult] = field(default_factory=list)
+
+    def result(self, rules: CompiledRuleSet) -> DetectionResult:
+        """The results of a cycle's windows as one: counts added, each alert once."""
+        merged = DetectionResult(unsupported=list(rules.unsupported))
+        alerts: dict[str, dict[str, Any]] = {}
+        new: dict[str, dict[str, Any]] = {}
+        for result in self.results:
+            for dataset, events in result.events.items():
+                merged.events[dataset] = merged.events.get(dataset, 0) + events
+            for dataset, matches in result.matches.items():
+                into = merged.matches.setdefault(dataset, {})
+                for rule_id, count in matches.items():
+                    into[rule_id] = into.get(rule_id, 0) + count
+            for step, seconds in result.timings.items():
+                merged.timings[step] = merged.timings.get(step, 0.0) + seconds
+            alerts.update((alert["id"], alert) for alert in result.alerts)
+            new.update((alert["id"], alert) for alert in result.new_alerts)
+        merged.alerts = sorted(alerts.values(), key=lambda a: (a["@timestamp"], a["id"]))
+        merged.new_alerts = sorted(new.values(), key=lambda a: (a["@timestamp"], a["id"]))
+        for alert in merged.alerts:
+            merged.alerts_by_rule[alert["rule"]["id"]] = merged.alerts_by_rule.get(alert["rule"]["id"], 0) + 1
+        return merged
 
 
 class DetectionService:
     """Detection over `store` with one Spark session and one compiled rule set for its whole life.
 
     Alerts are stored under `alerts_dir` (only the new ones) and delivered to `sink` (all of a run's,
-    since delivery is idempotent); `state_file` is the checkpoint of `run`; `clock` is "now" for the
-    end of each scheduled window.
+    since delivery is idempotent); `checkpoint_file` keeps the arrival mark of `run`'s last finished cycle,
+    and the store knows it as the cursor of consumer `consumer`; `clock` is "now" for the allowed lateness.
     """
 
     def __init__(self, spark: SparkSession, rules: CompiledRuleSet, *, store: EventStore, alerts_dir: Path,
-                 sink: AlertSink, reporter: DetectionReporter, state_file: Path,
+                 sink: AlertSink, reporter: DetectionReporter, checkpoint_file: Path, consumer: str = "detection",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.spark = spark
         self.rules = rules
@@ -80,7 +129,8 @@ class DetectionService:
         self.alerts_dir = alerts_dir
         self.sink = sink
         self.reporter = reporter
-        self.state_file = state_file
+        self.checkpoint_file = checkpoint_file
+        self.consumer = consumer
         self._clock = clock
 
     def default_lookback(self) -> timedelta:
@@ -93,56 +143,90 @@ class DetectionService:
         with self.reporter.step("running detection"):
             result = run_detection(self.spark, store=self.store, alerts_dir=self.alerts_dir, rules=self.rules,
                                    since=since, until=until)
+        return DetectionRun(result, self._deliver(result))
+
+    def _deliver(self, result: DetectionResult) -> Mapping[str, Any]:
+        if not result.alerts:
+            return NOTHING_DELIVERED
         with self.reporter.step("sending alerts to the case API"):
             # All alerts of the run, not only new ones: the sink is idempotent by id, and this heals a
             # previous run whose alerts were stored but not delivered.
-            delivered = self.sink(result.alerts)
-        return DetectionRun(result, delivered)
+            return self.sink(result.alerts)
 
-    def run(self, *, every: timedelta, lookback: timedelta, since: datetime | None = None, runs: int = 0,
-            stop: threading.Event | None = None) -> list[DetectionRun]:
-        """A run every `every` until `stop` is set or SIGTERM arrives (after the current run), or after
-        `runs` runs when not 0. Resumes from the state file unless `since` says where to start.
+    def run_cycle(self, *, after: int, upto: int, lookback: timedelta,
+                  allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+                  floor: datetime | None = None) -> DetectionRun:
+        """Evaluate what arrived with marks in (`after`, `upto`] and deliver its alerts (the checkpoint is the
+        caller's). Each window reads the events of its tenants around the new ones by event time, so
+        correlations see the context; what was seen before raises the same alert ids again, which the alert
+        store and the case API keep once."""
+        arrived = self.store.arrivals(after=after, upto=upto, datasets=self.rules.datasets)
+        plan = plan_windows(arrived, lookback=lookback, cutoff=self._clock() - allowed_lateness, floor=floor)
+        if plan.late:
+            late = plan.late_window()
+            log.warning("events arrived later than the allowed lateness; not evaluated by continuous detection",
+                        events=plan.late_events, window=str(late), tenants=late.tenants if late else ())
+        log.info("detection cycle started", after=after, upto=upto, windows=len(plan.windows))
+        merged = _Merged()
+        with self.reporter.step("running detection"):
+            for window in plan.windows:
+                merged.results.append(run_detection(self.spark, store=self.store, alerts_dir=self.alerts_dir,
+                                                    rules=self.rules, since=window.since, until=window.until,
+                                                    tenants=window.tenants))
+        result = merged.result(self.rules)
+        log.info("detection cycle evaluated", upto=upto, alerts=len(result.alerts), new_alerts=len(result.new_alerts))
+        delivered = self._deliver(result)
+        log.info("alerts delivered", upto=upto, created=delivered["created"], duplicates=delivered["duplicates"])
+        return DetectionRun(result, delivered, Cycle(after, upto, plan))
 
-        Raises `DetectionServiceError` when it stops while its last runs were failing.
+    def run(self, *, every: timedelta, lookback: timedelta, allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+            since: datetime | None = None, runs: int = 0, stop: threading.Event | None = None) -> list[DetectionRun]:
+        """A cycle every `every` until `stop` is set or SIGTERM arrives (after the current cycle), or after
+        `runs` cycles when not 0. Resumes after the checkpoint; without one, from the store's first arrival.
+        `since`: events before it are never evaluated. A cycle with nothing new does not start Spark.
+
+        Raises `DetectionServiceError` when it stops while its last cycles were failing.
         """
         stop = stop or threading.Event()
-        previous = None if since is not None else load_state(self.state_file)
+        after = load_checkpoint(self.checkpoint_file) or 0
+        self.store.set_consumer_cursor(self.consumer, after)
         finished: list[DetectionRun] = []
         attempts = failed = 0
-        with _stop_on_sigterm(stop):
+        with stop_on_sigterm(stop):
             while not stop.is_set():
                 started = time.monotonic()
                 attempts += 1
-                window = next_window(now=self._clock().replace(microsecond=0), every=every, lookback=lookback,
-                                     previous_until=previous, since=since if previous is None else None)
                 try:
-                    run = self.run_once(window.since, window.until)
-                except Exception as exc:  # a service outlives a failed run: the next one covers its window again
+                    upto = self.store.arrival_watermark()
+                    if upto > after:
+                        run = self.run_cycle(after=after, upto=upto, lookback=lookback,
+                                             allowed_lateness=allowed_lateness, floor=since)
+                        # delivered: only now does the checkpoint move (a crash before it repeats the cycle)
+                        save_checkpoint(self.checkpoint_file, upto)
+                        log.info("checkpoint written", arrival=upto)
+                        after = upto
+                        self.store.set_consumer_cursor(self.consumer, upto)
+                        self.reporter.finished(run, attempt=attempts)
+                        finished.append(run)
+                except Exception as exc:  # a service outlives a failed cycle: the next one evaluates it again
                     failed += 1
-                    if previous is None:
-                        since = window.since  # a first run that failed: the retry starts where it started
-                    log.error("detection run failed", window=str(window), error=str(exc), exc_info=True)
-                    self.reporter.failed(exc, attempt=attempts, window=window)
+                    log.error("detection cycle failed", after=after, error=str(exc), exc_info=True)
+                    self.reporter.failed(exc, attempt=attempts)
                 else:
                     failed = 0
-                    self.reporter.finished(run, attempt=attempts, window=window)
-                    finished.append(run)
-                    save_state(self.state_file, window.until)
-                    previous = window.until
                 if runs and attempts >= runs:
                     break
                 late = time.monotonic() - started - every.total_seconds()
                 if late > 0:
-                    log.warning("detection run took longer than --every", seconds_over=round(late, 1))
+                    log.warning("detection cycle took longer than --every", seconds_over=round(late, 1))
                 stop.wait(max(0.0, -late))
         if failed:
-            raise DetectionServiceError(f"the last {failed} detection run(s) failed; see the messages above")
+            raise DetectionServiceError(f"the last {failed} detection cycle(s) failed; see the messages above")
         return finished
 
 
 @contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+def stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
     """SIGTERM sets `stop` while the context lasts. Python only lets the main thread set handlers; a
     service run elsewhere (a test, an embedding application) is stopped through the event alone."""
     if threading.current_thread() is not threading.main_thread():

@@ -1,28 +1,35 @@
-"""`soc detect --every`: the time windows a long-lived detection service runs over.
+"""Continuous detection's bookkeeping: durations, the checkpoint, and the event-time windows a cycle evaluates.
 
-A 24/7 SOC does not start a JVM, Spark and the rule compiler for every pass: `soc detect --every 5m`
-keeps them (and the JIT-compiled rule code) for the life of the process and detects over each new
-stretch of time. Anchors: Elastic Security's rule schedule (a run every `interval` over
-[now - interval - additional look-back, now)) and Splunk's scheduled searches (earliest/latest).
+A cycle selects what is new by arrival: the store's arrival marks after the checkpoint, up to its watermark
+(`citysoc.store.EventStore.arrivals`), whatever the events' own times. It then evaluates windows over event
+time: each arrival's event-time range widened by the look-back on both sides (a correlation window that
+holds a new event may hold older and newer ones), ranges that touch merged (`plan_windows`). An arrival whose
+newest event is older than the allowed lateness is not evaluated by the service: it is reported, with the
+`soc detect --since --until` that evaluates it, never skipped silently.
 
-Each run covers [previous run's end - look-back, now): the look-back re-reads events that arrived
-late and correlation windows that straddle two runs. Alert ids are deterministic (`citysoc.ids`), so
-what an earlier run saw is not raised or stored twice. The end of the last finished run is kept in
-a state file, so a restarted service goes on where it stopped instead of leaving a gap.
+The checkpoint is the arrival mark a cycle finished with; it is written atomically only once the cycle's
+alerts are delivered, so a restart after a crash at any instant evaluates the unfinished cycle's arrivals
+again, and deterministic alert ids make that repeat nothing.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
+from citysoc.store import Arrival
+from citysoc.store.durable import make_dirs_durably, replace_atomically
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_LOOKBACK = timedelta(minutes=5)
+DEFAULT_ALLOWED_LATENESS = timedelta(days=7)
+_US = timedelta(microseconds=1)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -51,47 +58,86 @@ def default_lookback(correlation_timespans: list[int]) -> timedelta:
 
 @dataclass(frozen=True)
 class Window:
+    """A stretch of event time `[since, until)`, of some tenants (all when empty)."""
+
     since: datetime
     until: datetime
+    tenants: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"[{_iso(self.since)}, {_iso(self.until)})"
+        return f"[{iso(self.since)}, {iso(self.until)})"
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def next_window(*, now: datetime, every: timedelta, lookback: timedelta, previous_until: datetime | None,
-                since: datetime | None = None) -> Window:
-    """The window of the next run, up to `now`.
-
-    From `since` when given (the first run of `--every --since ...`), else from the previous run's end
-    minus `lookback`, else (a first start) from `now - every - lookback`. Never after `now`.
-    """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    if since is not None:
-        start = since
-    elif previous_until is not None:
-        start = previous_until - lookback
-    else:
-        start = now - every - lookback
-    return Window(min(start, now), now)
+def moment_of(microseconds: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + microseconds * _US
 
 
-def load_state(path: Path) -> datetime | None:
-    """The end of the last finished run, or None (no state yet, or a state file that cannot be read)."""
+@dataclass(frozen=True)
+class WindowPlan:
+    """What a cycle evaluates (`windows`) and the arrivals it leaves to an explicit run (`late`)."""
+
+    windows: list[Window] = field(default_factory=list)
+    late: list[Arrival] = field(default_factory=list)
+
+    @property
+    def late_events(self) -> int:
+        return sum(arrival.events for arrival in self.late)
+
+    def late_window(self) -> Window | None:
+        """The event-time stretch that holds every late arrival (what `soc detect --since --until` covers)."""
+        if not self.late:
+            return None
+        return Window(moment_of(min(a.first_us for a in self.late)), moment_of(max(a.last_us for a in self.late) + 1),
+                      tuple(sorted({a.tenant for a in self.late})))
+
+
+def plan_windows(arrivals: Sequence[Arrival], *, lookback: timedelta, cutoff: datetime,
+                 floor: datetime | None = None) -> WindowPlan:
+    """The event-time windows that evaluate `arrivals`: each arrival's range widened by `lookback` on both sides,
+    overlapping ranges merged (with their tenants). An arrival whose newest event is before `cutoff` (now less
+    the allowed lateness) is `late`; one before `floor` is left out altogether."""
+    floor_us = None if floor is None else (floor - moment_of(0)) // _US
+    cutoff_us = (cutoff - moment_of(0)) // _US
+    pad = lookback // _US
+    spans: list[tuple[int, int, str]] = []
+    late: list[Arrival] = []
+    for arrival in arrivals:
+        if floor_us is not None and arrival.last_us < floor_us:
+            continue
+        if arrival.last_us < cutoff_us:
+            late.append(arrival)
+            continue
+        start = arrival.first_us - pad if floor_us is None else max(arrival.first_us - pad, floor_us)
+        spans.append((start, arrival.last_us + pad + 1, arrival.tenant))
+    windows: list[Window] = []
+    current: tuple[int, int, set[str]] | None = None
+    for start, end, tenant in sorted(spans):
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], end), current[2] | {tenant})
+            continue
+        if current is not None:
+            windows.append(Window(moment_of(current[0]), moment_of(current[1]), tuple(sorted(current[2]))))
+        current = (start, end, {tenant})
+    if current is not None:
+        windows.append(Window(moment_of(current[0]), moment_of(current[1]), tuple(sorted(current[2]))))
+    return WindowPlan(windows, late)
+
+
+def load_checkpoint(path: Path) -> int | None:
+    """The arrival mark of the last finished cycle, or None (no checkpoint yet, or one that cannot be read: the
+    service then starts from the beginning of the store, and alert ids keep that from repeating anything)."""
     try:
-        document = orjson.loads(path.read_bytes())
-        return datetime.fromisoformat(document["until"])
+        mark = orjson.loads(path.read_bytes())["arrival"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return mark if isinstance(mark, int) and mark >= 0 else None
 
 
-def save_state(path: Path, until: datetime) -> None:
-    """Atomically record the end of a finished run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(orjson.dumps({"until": until.astimezone(UTC).isoformat()}))
-    partial.replace(path)
+def save_checkpoint(path: Path, mark: int) -> None:
+    """Atomically and durably record the arrival mark of a finished cycle."""
+    make_dirs_durably(path.parent)
+    replace_atomically(path, orjson.dumps({"arrival": mark, "at": iso(datetime.now(UTC))}))

@@ -76,9 +76,9 @@ class Settings(BaseSettings):
         return self.home / "secrets.json"
 
     @property
-    def detect_state_file(self) -> Path:
-        """Where `soc detect --every` keeps the end of its last finished run."""
-        return self.home / "detect-state.json"
+    def detect_checkpoint_file(self) -> Path:
+        """Where continuous detection keeps the arrival mark of its last finished cycle."""
+        return self.home / "detect-checkpoint.json"
 
     def ensure_home(self) -> Path:
         """Create the data home, owner-only (0700), if it does not exist yet and return it."""

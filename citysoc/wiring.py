@@ -69,6 +69,12 @@ def embedded_case_app(settings: Settings) -> tuple[FastAPI, dict[str, str]]:
     return application, ensure_bootstrap_keys(case_settings)
 
 
+def bootstrap_keys(settings: Settings) -> dict[str, str]:
+    """The embedded case API's bootstrap API keys by role (made, with the database, on first use)."""
+    settings.ensure_home()
+    return ensure_bootstrap_keys(CaseSettings(home=settings.home, database_url=settings.database_url))
+
+
 @contextmanager
 def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
     """A client of the case API: the remote one at SOC_API_URL, else the embedded one in-process.
@@ -202,4 +208,5 @@ def detection_service(settings: Settings, spark: SparkSession, rules: CompiledRu
                       reporter: DetectionReporter) -> DetectionService:
     """The service over the lake, storing alerts in the lake and delivering them to the case API."""
     return DetectionService(spark, rules, store=event_store(settings), alerts_dir=settings.alerts_dir,
-                            sink=alert_sink(settings), reporter=reporter, state_file=settings.detect_state_file)
+                            sink=alert_sink(settings), reporter=reporter,
+                            checkpoint_file=settings.detect_checkpoint_file)

@@ -15,6 +15,7 @@ from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
 from citysoc.cli.detect import detect
 from citysoc.cli.ingest import ingest
+from citysoc.cli.run import run
 from citysoc.cli.serve import api
 from citysoc.errors import CitySocError
 
@@ -25,6 +26,7 @@ app.command()(collect)
 app.command()(detect)
 app.command()(api)
 app.command()(demo)
+app.command()(run)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(cases.app, name="cases")

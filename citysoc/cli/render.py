@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from citysoc.detection_service import DetectionRun
-from citysoc.schedule import Window
+from citysoc.schedule import iso
 from correlator.authoring.attack import AttackData
 from correlator.authoring.backtest import BacktestExpectation, BacktestResult, RuleRow
 from correlator.authoring.check import ERROR, Finding
@@ -173,7 +173,7 @@ def detection_summary(run: DetectionRun) -> str:
 
 
 class ConsoleDetectionReporter:
-    """A `DetectionReporter` on a console: a spinner per step, one line per scheduled run."""
+    """A `DetectionReporter` on a console: a spinner per step, one line per cycle that found something new."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -181,12 +181,24 @@ class ConsoleDetectionReporter:
     def step(self, description: str) -> AbstractContextManager[object]:
         return self.console.status(description)
 
-    def finished(self, run: DetectionRun, *, attempt: int, window: Window) -> None:
-        self.console.print(f"run {attempt} {window}: {detection_summary(run)}")
+    def finished(self, run: DetectionRun, *, attempt: int) -> None:
+        cycle = run.cycle
+        if cycle is None:
+            self.console.print(f"run {attempt}: {detection_summary(run)}")
+            return
+        windows = ", ".join(str(window) for window in cycle.plan.windows) or "none"
+        self.console.print(f"cycle {attempt} arrivals ({cycle.after}, {cycle.upto}] windows {windows}: "
+                           f"{detection_summary(run)}", highlight=False)
+        late = cycle.plan.late_window()
+        if late is not None:
+            self.console.print(
+                f"cycle {attempt}: {cycle.plan.late_events} events of {', '.join(late.tenants)} arrived later than the "
+                f"allowed lateness (event time {late}) and were not evaluated; `soc detect --since "
+                f"{iso(late.since)} --until {iso(late.until)}` evaluates them", highlight=False)
 
-    def failed(self, error: Exception, *, attempt: int, window: Window) -> None:
-        self.console.print(f"run {attempt} {window}: failed ({type(error).__name__}: {error}); "
-                           "its window is covered again by the next run")
+    def failed(self, error: Exception, *, attempt: int) -> None:
+        self.console.print(f"cycle {attempt}: failed ({type(error).__name__}: {error}); "
+                           "the next cycle evaluates its arrivals again")
 
 
 # Rule tooling --------------------------------------------------------------------------------------

@@ -180,18 +180,20 @@ class _DatasetRun:
 
 
 def _detect_dataset(spark: SparkSession, dataset: str, *, store: EventStore, rules: CompiledRuleSet,
-                    since: datetime | None, until: datetime | None, options: EngineOptions) -> _DatasetRun | None:
+                    since: datetime | None, until: datetime | None, options: EngineOptions,
+                    tenants: Collection[str] | None = None) -> _DatasetRun | None:
     run = _DatasetRun(dataset)
     started = time.perf_counter()
     detections = rules.detections(dataset)
-    events = read_events(spark, store, dataset, since=since, until=until, deduplicate=False, options=options)
+    events = read_events(spark, store, dataset, since=since, until=until, tenants=tenants, deduplicate=False,
+                         options=options)
     if events is None or not detections:
         return None
     correlations = [c for c in rules.correlations() if dataset in c.datasets]
     by_id = {rule.id: rule for rule in [*detections, *correlations]}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"citysoc-count-{dataset}") as counter:
         # the store counts beside Spark's scan instead of after it
-        counted = counter.submit(store.count, dataset, since=since, until=until)
+        counted = counter.submit(store.count, dataset, since=since, until=until, tenants=tenants)
         # One scan of the store that reads only the columns the rules and the alerts need (Spark prunes
         # nested Parquet columns); only matched rows are kept and checkpointed, once per (tenant, event,
         # rule): what follows reads a small table, not the rules' plan again.
@@ -285,8 +287,9 @@ def _chains(rule: CompiledRule) -> bool:
 
 def run_detection(spark: SparkSession, *, store: EventStore, alerts_dir: Path, rules: CompiledRuleSet,
                   since: datetime | None = None, until: datetime | None = None,
-                  options: EngineOptions | None = None) -> DetectionResult:
-    """Detect over the store in [since, until), store alerts not stored before, report what happened.
+                  options: EngineOptions | None = None, tenants: Collection[str] | None = None) -> DetectionResult:
+    """Detect over the store in [since, until) (the `tenants`' events only, when given), store alerts not
+    stored before, report what happened.
 
     Datasets are detected `options.parallel_datasets` at a time, each as its own Spark jobs (Spark's
     FIFO scheduler gives a free core to the other dataset's tasks): one dataset's driver work and last
@@ -300,7 +303,8 @@ def run_detection(spark: SparkSession, *, store: EventStore, alerts_dir: Path, r
     correlation_inputs: dict[str, list[DataFrame]] = {}
 
     def detect(dataset: str) -> _DatasetRun | None:
-        return _detect_dataset(spark, dataset, store=store, rules=rules, since=since, until=until, options=options)
+        return _detect_dataset(spark, dataset, store=store, rules=rules, since=since, until=until, options=options,
+                               tenants=tenants)
 
     datasets = list(rules.datasets)
     if options.parallel_datasets == 1 or len(datasets) < 2:
