@@ -41,7 +41,15 @@ class Output:
         for line in self.process.stdout:
             self.lines.put(line)
 
-    def wait_for(self, pattern: str, timeout: float = 240) -> re.Match[str]:
+    def mark(self) -> int:
+        """A position in the output: `wait_for(..., since=mark)` looks only at lines after it."""
+        return len(self.seen)
+
+    def wait_for(self, pattern: str, timeout: float = 240, since: int = 0) -> re.Match[str]:
+        """The first line at or after `since` that matches (parts start side by side: their lines interleave)."""
+        for line in self.seen[since:]:
+            if found := re.search(pattern, line):
+                return found
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -111,9 +119,10 @@ def test_soc_run_turns_a_syslog_line_into_a_case_and_stops_in_order(tmp_path: Pa
         assert alert["case_id"] == cases[0]["id"] and alert["rule_title"] == "SSH Login As Root Accepted"
 
         # a part that dies is restarted, and works again
+        restarted = output.mark()
         os.kill(intake_pid, signal.SIGKILL)
-        output.wait_for(r"part exited; restarting it .*part=intake")
-        output.wait_for(r"\[intake\] .*intake ready")
+        output.wait_for(r"part exited; restarting it .*part=intake", since=restarted)
+        output.wait_for(r"\[intake\] .*intake ready", since=restarted)
         send_syslog(port, "root")  # the same login again, a second later: a second alert on the same case
         assert len(wait_for_alerts(api, key, 2)) == 2
 
