@@ -93,7 +93,7 @@ def test_an_unknown_source_kind_lists_the_known_ones(home: Path, tmp_path: Path)
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--every", "5x"], "'5x' is not a duration"),
-    (["--runs", "2"], "--lookback and --runs only apply with --every"),
+    (["--runs", "2"], "--lookback, --allowed-lateness and --runs only apply with --every"),
     (["--every", "5m", "--until", "2024-01-01"], "it takes --since, not --until"),
 ])
 def test_detect_schedule_options_are_checked_before_anything_starts(home: Path, args: list[str], message: str) -> None:

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from citysoc.cli import app
+from citysoc.logging import configure_logging
 from citysoc.schedule import load_checkpoint
 from citysoc.supervisor import Part, PartFailedError, Supervisor
 
@@ -135,6 +136,12 @@ def test_soc_run_turns_a_syslog_line_into_a_case_and_stops_in_order(tmp_path: Pa
     stopped = [found.group(1) for found in re.finditer(r"stopping part\s+part=([\w-]+)", text)]
     assert stopped == ["intake", "detection", "case-api"], text
     assert load_checkpoint(home / "detect-checkpoint.json") == 2  # both arrivals evaluated and delivered
+
+
+@pytest.fixture(autouse=True)
+def log_to_this_tests_stderr() -> None:
+    """The supervisor logs through structlog: to this test's stderr, not one an earlier test closed."""
+    configure_logging()
 
 
 def python_part(name: str, code: str, **options: float) -> Part:
