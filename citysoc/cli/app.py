@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from citysoc.cli import alerts, campaigns, cases, deadletter, rules, sources, tenants
+from citysoc.cli import alerts, campaigns, cases, deadletter, geoip, rules, sources, tenants
 from citysoc.cli.collect import collect
 from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
@@ -34,6 +34,7 @@ app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(deadletter.app, name="deadletter")
 app.add_typer(rules.app, name="rules")
 app.add_typer(sources.app, name="sources")
+app.add_typer(geoip.app, name="geoip")
 
 
 def main() -> None:
