@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,35 +30,48 @@ def derive_group_key(alert: AlertIn) -> str:
     return f"rule.id={alert.rule.id}"
 
 
-def insert_alert_if_new(*, session: Session, alert: AlertIn, group_key: str) -> bool:
-    """Store ``alert`` unless its tenant has an alert with its id; ``True`` if it was stored.
+# Rows per INSERT: 14 parameters each stays under SQLite's 32,766 bound parameters.
+_INSERT_CHUNK = 1000
 
-    ``INSERT ... ON CONFLICT DO NOTHING`` makes this safe against concurrent posts of the same
-    alert on PostgreSQL as well as SQLite (the loser of a race sees a duplicate, not an error).
+
+def insert_new_alerts(*, session: Session, alerts: Sequence[tuple[AlertIn, str]]) -> set[tuple[str, str]]:
+    """Store each ``(alert, group_key)`` unless its tenant has an alert with its id; the (tenant, id) stored.
+
+    Multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, in the order given (callers sort by
+    (tenant, id), the global lock order), makes this safe against concurrent posts of the same alerts on
+    PostgreSQL as well as SQLite: the loser of a race sees duplicates, not an error.
     """
     insert = insert_for(session)
-    statement = (
-        insert(Alert)
-        .values(
-            id=alert.id,
-            tenant_id=alert.tenant_id,
-            case_id=None,
-            rule_id=alert.rule.id,
-            rule_title=alert.rule.title,
-            rule_level=alert.rule.level,
-            rule_tags=list(alert.rule.tags),
-            timestamp=alert.timestamp,
-            last_seen=alert.last_seen,
-            event_ids=list(alert.event.ids),
-            entities=alert.entities,
-            group_key=group_key,
-            document=alert.document(),
-            received_at=utcnow(),
+    received = utcnow()
+    stored: set[tuple[str, str]] = set()
+    for first in range(0, len(alerts), _INSERT_CHUNK):
+        rows = [
+            {
+                "id": alert.id,
+                "tenant_id": alert.tenant_id,
+                "case_id": None,
+                "rule_id": alert.rule.id,
+                "rule_title": alert.rule.title,
+                "rule_level": alert.rule.level,
+                "rule_tags": list(alert.rule.tags),
+                "timestamp": alert.timestamp,
+                "last_seen": alert.last_seen,
+                "event_ids": list(alert.event.ids),
+                "entities": alert.entities,
+                "group_key": group_key,
+                "document": alert.document(),
+                "received_at": received,
+            }
+            for alert, group_key in alerts[first : first + _INSERT_CHUNK]
+        ]
+        statement = (
+            insert(Alert)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "id"])
+            .returning(Alert.tenant_id, Alert.id)
         )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "id"])
-        .returning(Alert.id)
-    )
-    return session.execute(statement).scalar_one_or_none() is not None
+        stored.update((tenant_id, alert_id) for tenant_id, alert_id in session.execute(statement))
+    return stored
 
 
 def list_alerts(

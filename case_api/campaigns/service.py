@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import structlog
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert
@@ -22,9 +22,6 @@ log = structlog.get_logger(__name__)
 
 # PostgreSQL advisory lock taken by every campaign change, after the tenants' grouping locks.
 _CAMPAIGN_LOCK = 0x43530002
-
-# campaign rule's position, indicator field and value, the alert's first and last event time
-Candidate = tuple[int, str, str, datetime, datetime]
 
 
 def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence[CampaignRule]) -> set[int]:
@@ -51,46 +48,73 @@ def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence
         )
     ).all()
     order = {rule.id: number for number, rule in enumerate(rules)}
-    candidates: set[Candidate] = set()
+    spans: dict[tuple[int, str, str], set[tuple[datetime, datetime]]] = defaultdict(set)
     for row in rows:
         alert = by_key.get((row.tenant_id, row.alert_id))
         if alert is None:  # another tenant's alert with the same id
             continue
         for rule in rules:
             if row.field in rule.indicators and alert.rule_level in rule.counted_levels:
-                candidates.add((order[rule.id], row.field, row.value, alert.timestamp, alert.last_seen))
+                spans[(order[rule.id], row.field, row.value)].add((alert.timestamp, alert.last_seen))
     touched: set[int] = set()
     # In the rules' order, so a specific indicator (an address) links cases before a broad one (a rule).
-    for number, field, value, start, end in sorted(candidates):
-        campaign = _link_indicator(
-            session=session, rule=rules[number], field=field, value=value, start=start, end=end
-        )
+    for (number, field, value), alert_spans in sorted(spans.items()):
+        touched |= _link_indicator(session=session, rule=rules[number], field=field, value=value, spans=alert_spans)
+    return touched
+
+
+# tenant, case, the alert's first and last event time
+Sighting = Row[str, int | None, datetime, datetime]
+
+_SIGHTINGS = (
+    select(Alert.tenant_id, Alert.case_id, Alert.timestamp, Alert.last_seen)
+    .join(AlertEntity, (AlertEntity.alert_id == Alert.id) & (AlertEntity.tenant_id == Alert.tenant_id))
+    .where(
+        AlertEntity.field == bindparam("field"),
+        AlertEntity.value == bindparam("value"),
+        AlertEntity.timestamp <= bindparam("high"),
+        AlertEntity.last_seen >= bindparam("low"),
+        Alert.case_id.is_not(None),
+        Alert.rule_level.in_(bindparam("levels", expanding=True)),
+    )
+)
+
+
+def _link_indicator(
+    *, session: Session, rule: CampaignRule, field: str, value: str, spans: set[tuple[datetime, datetime]]
+) -> set[int]:
+    """Link, for each new alert's span, the cases sighting the indicator within the window of it.
+
+    One query reads every sighting near any of the spans; each span then picks its own from them.
+    """
+    low = min(start for start, _ in spans) - rule.window
+    high = max(end for _, end in spans) + rule.window
+    sightings = session.execute(
+        _SIGHTINGS,
+        {"field": field, "value": value, "low": low, "high": high, "levels": list(rule.counted_levels)},
+    ).all()
+    touched: set[int] = set()
+    done: set[frozenset[int]] = set()
+    for start, end in sorted(spans):
+        near = [row for row in sightings if row.timestamp <= end + rule.window and row.last_seen >= start - rule.window]
+        cases = frozenset(row.case_id for row in near if row.case_id is not None)
+        if cases in done or len({row.tenant_id for row in near}) < rule.min_tenants:
+            continue
+        done.add(cases)
+        campaign = _link_cases(session=session, rule=rule, field=field, value=value, sightings=near,
+                               low=start - rule.window, high=end + rule.window)
         if campaign is not None:
             touched.add(campaign.id)
     return touched
 
 
-def _link_indicator(
-    *, session: Session, rule: CampaignRule, field: str, value: str, start: datetime, end: datetime
+def _link_cases(
+    *, session: Session, rule: CampaignRule, field: str, value: str, sightings: Sequence[Sighting],
+    low: datetime, high: datetime,
 ) -> Campaign | None:
-    low, high = start - rule.window, end + rule.window
-    sightings = session.execute(
-        select(Alert.tenant_id, Alert.case_id, func.min(Alert.timestamp), func.max(Alert.last_seen))
-        .join(AlertEntity, (AlertEntity.alert_id == Alert.id) & (AlertEntity.tenant_id == Alert.tenant_id))
-        .where(
-            AlertEntity.field == field,
-            AlertEntity.value == value,
-            AlertEntity.timestamp <= high,
-            AlertEntity.last_seen >= low,
-            Alert.case_id.is_not(None),
-            Alert.rule_level.in_(rule.counted_levels),
-        )
-        .group_by(Alert.tenant_id, Alert.case_id)
-    ).all()
-    if len({tenant for tenant, *_ in sightings}) < rule.min_tenants:
-        return None
-    first = min(row[2] for row in sightings)
-    last = max(row[3] for row in sightings)
+    """Link the sighting cases to the rule's campaign for the indicator active within [low, high], or a new one."""
+    first = min(row.timestamp for row in sightings)
+    last = max(row.last_seen for row in sightings)
     campaign = session.scalars(
         select(Campaign)
         .where(
@@ -105,7 +129,7 @@ def _link_indicator(
     ).first()
     now = utcnow()
     if campaign is None:
-        if _linked_together(session, {row[1] for row in sightings if row[1] is not None}):
+        if _linked_together(session, {row.case_id for row in sightings}):
             return None
         campaign = Campaign(
             rule_id=rule.id, title=rule.title, indicator_field=field, indicator_value=value,
@@ -119,7 +143,7 @@ def _link_indicator(
         campaign.last_seen = max(campaign.last_seen, last)
         campaign.updated_at = now
     linked = set(session.scalars(select(CampaignCase.case_id).where(CampaignCase.campaign_id == campaign.id)))
-    for tenant_id, case_id in sorted({(row[0], row[1]) for row in sightings if row[1] is not None}):
+    for tenant_id, case_id in sorted({(row.tenant_id, row.case_id) for row in sightings}):
         if case_id not in linked:
             session.add(CampaignCase(campaign_id=campaign.id, case_id=case_id, tenant_id=tenant_id, linked_at=now))
             linked.add(case_id)

@@ -9,18 +9,19 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from case_api.alerts.models import Alert, AlertIn, RejectedAlert
-from case_api.alerts.service import derive_group_key, insert_alert_if_new
+from case_api.alerts.service import derive_group_key, insert_new_alerts
 from case_api.campaigns.rules import CampaignRule
 from case_api.campaigns.service import link_campaigns
 from case_api.errors import UnregisteredTenantError
 from case_api.incidents.flows import place_alert
 from case_api.incidents.models import IncidentPolicy
-from case_api.incidents.service import lock_tenant, record_entities
+from case_api.incidents.service import entity_rows, lock_tenant, record_entities
 from case_api.tenants.service import known_tenants
 
 log = structlog.get_logger(__name__)
@@ -148,14 +149,24 @@ def _ingest_once(
     """
     result = IngestResult()
     new_by_tenant: dict[str, list[AlertIn]] = defaultdict(list)
-    for alert_in in sorted(alerts, key=lambda a: (a.tenant_id, a.id)):
-        group_key = derive_group_key(alert_in)
-        if insert_alert_if_new(session=session, alert=alert_in, group_key=group_key):
+    entities: list[dict[str, Any]] = []
+    keyed = [(alert_in, derive_group_key(alert_in)) for alert_in in sorted(alerts, key=lambda a: (a.tenant_id, a.id))]
+    stored_keys = insert_new_alerts(session=session, alerts=keyed)
+    for alert_in, group_key in keyed:
+        if (alert_in.tenant_id, alert_in.id) in stored_keys:
+            stored_keys.discard((alert_in.tenant_id, alert_in.id))  # twice in one batch: the second is a duplicate
             result.created += 1
-            record_entities(session=session, alert=alert_in, group_key=group_key, policy=policy)
+            entities += entity_rows(alert_in, group_key=group_key, policy=policy)
             new_by_tenant[alert_in.tenant_id].append(alert_in)
         else:
             result.duplicates += 1
+    record_entities(session=session, rows=entities)
+    # One query loads the new alerts into the session, so placing each needs no lookup of its own.
+    new_keys = [(alert.tenant_id, alert.id) for members in new_by_tenant.values() for alert in members]
+    stored: dict[tuple[str, str], Alert] = {}
+    if new_keys:
+        query = select(Alert).where(tuple_(Alert.tenant_id, Alert.id).in_(new_keys))
+        stored = {(alert.tenant_id, alert.id): alert for alert in session.scalars(query)}
 
     case_ids: set[int] = set()
     placed: list[Alert] = []
@@ -163,7 +174,7 @@ def _ingest_once(
         lock_tenant(session=session, tenant_id=tenant_id)
         # Oldest first, so a new case takes its title from the alert that started it.
         for alert_in in sorted(new_by_tenant[tenant_id], key=lambda a: (a.timestamp, a.id)):
-            alert = session.get_one(Alert, (alert_in.tenant_id, alert_in.id))
+            alert = stored[(alert_in.tenant_id, alert_in.id)]
             if alert.case_id is None:  # else an earlier alert of this batch took it in
                 placed += place_alert(session=session, alert=alert, alert_in=alert_in, policy=policy, actor=actor)
             if alert.case_id is None:

@@ -6,13 +6,15 @@ import structlog
 from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
+from case_api.cases.models import Case
 from case_api.cases.service import add_alert_to_case, create_case
 from case_api.incidents.models import IncidentPolicy
 from case_api.incidents.service import (
-    entity_risk,
-    held_alerts,
+    entity_risks,
+    held_alert_ids,
     incident_entities,
     matching_open_case,
+    neighbours,
     window_of,
 )
 
@@ -35,19 +37,12 @@ def place_alert(
     entities = incident_entities(alert_in, group_key=alert.group_key, policy=policy)
     window = window_of(alert_in, policy)
     start, end = alert.timestamp - window, alert.last_seen + window
-    case = matching_open_case(session=session, tenant_id=alert.tenant_id, entities=entities, start=start, end=end)
-    if case is None:
-        risks = {
-            entity: entity_risk(
-                session=session,
-                tenant_id=alert.tenant_id,
-                entity=entity,
-                at=alert.timestamp,
-                until=alert.last_seen,
-                window=window,
-            )
-            for entity in sorted(entities)
-        }
+    near = neighbours(session=session, tenant_id=alert.tenant_id, entities=entities, start=start, end=end)
+    case_id = matching_open_case(near)
+    if case_id is not None:
+        case = session.get_one(Case, case_id, with_for_update=True, populate_existing=True)
+    else:
+        risks = entity_risks(near, at=alert.timestamp, window=window)
         (field, value), risk = max(risks.items(), key=lambda item: (item[1], item[0]))
         if risk < policy.risk_threshold:
             log.debug("alert held as risk", alert_id=alert.id, tenant=alert.tenant_id, risk=risk)
@@ -61,7 +56,8 @@ def place_alert(
             actor=actor,
             reason={"risk": {"entity": f"{field}={value}", "score": risk, "threshold": policy.risk_threshold}},
         )
-    held = held_alerts(session=session, tenant_id=alert.tenant_id, entities=entities, start=start, end=end)
+    held_ids = held_alert_ids(near, excluding=alert.id)
+    held = [session.get_one(Alert, (alert.tenant_id, alert_id)) for alert_id in held_ids]
     members = sorted({alert, *held}, key=lambda a: (a.timestamp, a.id))
     for member in members:
         add_alert_to_case(session=session, case=case, alert=member, actor=actor)

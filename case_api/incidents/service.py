@@ -9,10 +9,12 @@ entity's held alerts. Below the threshold the alert is stored and held, with no 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text, tuple_
+from sqlalchemy import bindparam, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
@@ -53,8 +55,8 @@ def window_of(alert: AlertIn, policy: IncidentPolicy) -> timedelta:
     return policy.window if seconds is None else timedelta(seconds=seconds)
 
 
-def record_entities(*, session: Session, alert: AlertIn, group_key: str, policy: IncidentPolicy) -> None:
-    """Store the entities ``alert`` names (incident entities first), its rule as ``rule.id``, and its risk."""
+def entity_rows(alert: AlertIn, *, group_key: str, policy: IncidentPolicy) -> list[dict[str, Any]]:
+    """The ``alert_entities`` rows of ``alert``: incident entities first, then the others and its rule."""
     grouping = incident_entities(alert, group_key=group_key, policy=policy)
     others = {
         (name, value)
@@ -66,19 +68,25 @@ def record_entities(*, session: Session, alert: AlertIn, group_key: str, policy:
     chosen = [(entity, True) for entity in sorted(grouping)]
     chosen += [(entity, False) for entity in sorted(others - grouping)]
     risk = policy.risk_of(alert.rule.level)
-    session.add_all(
-        AlertEntity(
-            alert_id=alert.id,
-            tenant_id=alert.tenant_id,
-            field=name,
-            value=value,
-            grouping=is_grouping,
-            risk=risk if is_grouping else 0,
-            timestamp=alert.timestamp,
-            last_seen=alert.last_seen,
-        )
+    return [
+        {
+            "alert_id": alert.id,
+            "tenant_id": alert.tenant_id,
+            "field": name,
+            "value": value,
+            "grouping": is_grouping,
+            "risk": risk if is_grouping else 0,
+            "timestamp": alert.timestamp,
+            "last_seen": alert.last_seen,
+        }
         for (name, value), is_grouping in chosen[:MAX_ENTITIES_PER_ALERT]
-    )
+    ]
+
+
+def record_entities(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Store entity rows (:func:`entity_rows`) in one statement (executemany, no ORM unit of work)."""
+    if rows:
+        session.execute(insert(AlertEntity), list(rows))
 
 
 def lock_tenant(*, session: Session, tenant_id: str) -> None:
@@ -90,67 +98,97 @@ def lock_tenant(*, session: Session, tenant_id: str) -> None:
         )
 
 
-def _near(entities: Collection[Entity], *, tenant_id: str, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
-    """Incident-entity rows of ``tenant_id`` naming one of ``entities`` whose alert overlaps [start, end]."""
-    return [
-        AlertEntity.tenant_id == tenant_id,
+@dataclass(frozen=True)
+class Neighbour:
+    """An incident-entity row near an alert: the entity, its alert's times and risk, and that alert's case."""
+
+    entity: Entity
+    alert_id: str
+    case_id: int | None
+    case_open: bool
+    timestamp: datetime
+    last_seen: datetime
+    risk: int
+
+
+_NEIGHBOURS = (
+    select(
+        AlertEntity.field,
+        AlertEntity.value,
+        AlertEntity.alert_id,
+        Alert.case_id,
+        Case.status,
+        AlertEntity.timestamp,
+        AlertEntity.last_seen,
+        AlertEntity.risk,
+    )
+    .join(Alert, (Alert.id == AlertEntity.alert_id) & (Alert.tenant_id == AlertEntity.tenant_id))
+    .outerjoin(Case, Case.id == Alert.case_id)
+    .where(
+        AlertEntity.tenant_id == bindparam("tenant"),
         AlertEntity.grouping.is_(True),
-        tuple_(AlertEntity.field, AlertEntity.value).in_(sorted(entities)),
-        AlertEntity.timestamp <= end,
-        AlertEntity.last_seen >= start,
+        tuple_(AlertEntity.field, AlertEntity.value).in_(bindparam("entities", expanding=True)),
+        AlertEntity.timestamp <= bindparam("end"),
+        AlertEntity.last_seen >= bindparam("start"),
+    )
+)
+
+
+def neighbours(
+    *, session: Session, tenant_id: str, entities: Collection[Entity], start: datetime, end: datetime
+) -> list[Neighbour]:
+    """Every incident-entity row of ``tenant_id`` naming one of ``entities`` whose alert overlaps [start, end].
+
+    One indexed query (``ix_alert_entities_tenant_entity``) answers grouping, held alerts and risk; the
+    statement is built once (building it per alert cost more than running it).
+    """
+    rows = session.execute(
+        _NEIGHBOURS, {"tenant": tenant_id, "entities": sorted(entities), "start": start, "end": end}
+    )
+    return [
+        Neighbour(
+            entity=(row.field, row.value),
+            alert_id=row.alert_id,
+            case_id=row.case_id,
+            case_open=row.status is not None and row.status not in _FINISHED,
+            timestamp=row.timestamp,
+            last_seen=row.last_seen,
+            risk=row.risk,
+        )
+        for row in rows
     ]
 
 
-def matching_open_case(
-    *, session: Session, tenant_id: str, entities: Collection[Entity], start: datetime, end: datetime
-) -> Case | None:
-    """The open case holding an alert that shares an entity within [start, end]; the most recently
-    active one when several do (cases are never merged: each keeps its own triage)."""
-    latest = func.max(AlertEntity.last_seen)
-    query = (
-        select(Alert.case_id)
-        .join(AlertEntity, (AlertEntity.alert_id == Alert.id) & (AlertEntity.tenant_id == Alert.tenant_id))
-        .join(Case, Case.id == Alert.case_id)
-        .where(*_near(entities, tenant_id=tenant_id, start=start, end=end), Case.status.not_in(_FINISHED))
-        .group_by(Alert.case_id)
-        .order_by(latest.desc(), Alert.case_id.desc())
-        .limit(1)
-    )
-    case_id = session.scalars(query).first()
-    if case_id is None:
+def matching_open_case(near: Sequence[Neighbour]) -> int | None:
+    """The open case holding a neighbour; the most recently active one when several do (cases are never
+    merged: each keeps its own triage)."""
+    latest: dict[int, datetime] = {}
+    for row in near:
+        if row.case_id is not None and row.case_open:
+            latest[row.case_id] = max(latest.get(row.case_id, row.last_seen), row.last_seen)
+    if not latest:
         return None
-    return session.scalars(
-        select(Case).where(Case.id == case_id).with_for_update().execution_options(populate_existing=True)
-    ).one()
+    return max(latest, key=lambda case_id: (latest[case_id], case_id))
 
 
-def held_alerts(
-    *, session: Session, tenant_id: str, entities: Collection[Entity], start: datetime, end: datetime
-) -> list[Alert]:
-    """Alerts in no case that share an entity within [start, end], oldest first."""
-    ids = (
-        select(AlertEntity.alert_id)
-        .join(Alert, (Alert.id == AlertEntity.alert_id) & (Alert.tenant_id == AlertEntity.tenant_id))
-        .where(*_near(entities, tenant_id=tenant_id, start=start, end=end), Alert.case_id.is_(None))
-    )
-    query = select(Alert).where(Alert.tenant_id == tenant_id, Alert.id.in_(ids)).order_by(Alert.timestamp, Alert.id)
-    return list(session.scalars(query))
+def held_alert_ids(near: Sequence[Neighbour], *, excluding: str) -> set[str]:
+    """Neighbours' alerts that are in no case."""
+    return {row.alert_id for row in near if row.case_id is None and row.alert_id != excluding}
 
 
-def entity_risk(
-    *, session: Session, tenant_id: str, entity: Entity, at: datetime, until: datetime, window: timedelta
-) -> int:
-    """The most risk ``entity`` gathered in any window of length ``window`` that overlaps [at, until].
+def entity_risks(near: Sequence[Neighbour], *, at: datetime, window: timedelta) -> dict[Entity, int]:
+    """For each entity, the most risk it gathered in a window of length ``window`` that reaches ``at`` or later.
 
-    Every window that could contain the alert is considered, so the outcome does not depend on the
-    order alerts arrive in (a late alert counts towards the ones after it as well as before).
+    Every window around the alert counts, so the outcome does not depend on the order alerts arrive in
+    (a late alert counts towards the ones after it as well as before). Each alert counts once per entity.
     """
-    rows = session.execute(
-        select(AlertEntity.timestamp, AlertEntity.risk).where(
-            *_near([entity], tenant_id=tenant_id, start=at - window, end=until + window)
-        )
-    ).all()
-    return best_window([(row.timestamp, row.risk) for row in rows], window=window, ending_from=at)
+    points: dict[Entity, dict[str, tuple[datetime, int]]] = {}
+    for row in near:
+        points.setdefault(row.entity, {})[row.alert_id] = (row.timestamp, row.risk)
+    return {
+        entity: best_window(list(by_alert.values()), window=window, ending_from=at)
+        for entity, by_alert in points.items()
+    }
 
 
 def best_window(points: Iterable[tuple[datetime, int]], *, window: timedelta, ending_from: datetime) -> int:
