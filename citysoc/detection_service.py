@@ -31,6 +31,7 @@ from pyspark.sql import SparkSession
 from citysoc.errors import DetectionServiceError
 from citysoc.schedule import (
     DEFAULT_ALLOWED_LATENESS,
+    Window,
     WindowPlan,
     default_lookback,
     load_checkpoint,
@@ -52,11 +53,40 @@ NOTHING_DELIVERED: Mapping[str, Any] = {"created": 0, "duplicates": 0, "cases": 
 
 @dataclass(frozen=True)
 class Cycle:
-    """What a continuous cycle selected: arrival marks in (`after`, `upto`] and the plan that evaluated them."""
+    """What a continuous cycle selected: arrival marks in (`after`, `upto`], the windows of the new events that
+    the detection rules evaluated (`plan`), and the wider ones correlations evaluated (`context`, often none)."""
 
     after: int
     upto: int
     plan: WindowPlan
+    context: WindowPlan = field(default_factory=WindowPlan)
+
+
+_COMPLETE_WINDOW_OPS = frozenset({"lt", "lte", "eq", "neq"})  # fewer matches can satisfy these
+
+
+def correlations_to_evaluate(rules: CompiledRuleSet, matched: set[str]) -> CompiledRuleSet:
+    """The correlations whose outcome new matches (`matched`: rule ids) can change, with every rule they refer to
+    (chained correlations and their detection rules): those referring, directly or through a chain, to a
+    matched rule, and those whose condition fewer matches can satisfy."""
+    by_id = {rule.id: rule for rule in rules.rules}
+
+    def closure(rule_id: str, seen: set[str]) -> set[str]:
+        if rule_id in seen or rule_id not in by_id:
+            return seen
+        seen.add(rule_id)
+        spec = by_id[rule_id].correlation
+        for referenced in spec.rule_ids if spec is not None else ():
+            closure(referenced, seen)
+        return seen
+
+    wanted: set[str] = set()
+    for correlation in rules.correlations():
+        needed = closure(correlation.id, set())
+        spec = correlation.correlation
+        if (spec is not None and spec.op in _COMPLETE_WINDOW_OPS) or needed & matched:
+            wanted |= needed
+    return CompiledRuleSet([rule for rule in rules.rules if rule.id in wanted], [], rules.verified)
 
 
 @dataclass(frozen=True)
@@ -132,6 +162,8 @@ class DetectionService:
         self.checkpoint_file = checkpoint_file
         self.consumer = consumer
         self._clock = clock
+        self._detections = CompiledRuleSet([rule for rule in rules.rules if rule.kind == "detection"],
+                                           list(rules.unsupported), rules.verified)
 
     def default_lookback(self) -> timedelta:
         """The longest correlation timespan of the rules, at least `citysoc.schedule.MIN_LOOKBACK`."""
@@ -157,27 +189,42 @@ class DetectionService:
                   allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
                   floor: datetime | None = None) -> DetectionRun:
         """Evaluate what arrived with marks in (`after`, `upto`] and deliver its alerts (the checkpoint is the
-        caller's). Each window reads the events of its tenants around the new ones by event time, so
-        correlations see the context; what was seen before raises the same alert ids again, which the alert
-        store and the case API keep once."""
+        caller's).
+
+        First the detection rules, over the event-time ranges of the new events only (`Cycle.plan`). Then
+        the correlations that can have changed, those whose referenced rules matched a new event (and
+        every `lt`/`lte`/`eq`/`neq` one: fewer matches can satisfy them), over windows around the new events
+        widened by `lookback` (`Cycle.context`), so their windows see older and newer events. What was seen
+        before raises the same alert ids again, which the alert store and the case API keep once."""
         arrived = self.store.arrivals(after=after, upto=upto, datasets=self.rules.datasets)
-        plan = plan_windows(arrived, lookback=lookback, cutoff=self._clock() - allowed_lateness, floor=floor)
+        cutoff = self._clock() - allowed_lateness
+        plan = plan_windows(arrived, lookback=timedelta(0), cutoff=cutoff, floor=floor)
         if plan.late:
             late = plan.late_window()
             log.warning("events arrived later than the allowed lateness; not evaluated by continuous detection",
                         events=plan.late_events, window=str(late), tenants=late.tenants if late else ())
         log.info("detection cycle started", after=after, upto=upto, windows=len(plan.windows))
         merged = _Merged()
+        context = WindowPlan()
         with self.reporter.step("running detection"):
             for window in plan.windows:
-                merged.results.append(run_detection(self.spark, store=self.store, alerts_dir=self.alerts_dir,
-                                                    rules=self.rules, since=window.since, until=window.until,
-                                                    tenants=window.tenants))
+                merged.results.append(self._detect(self._detections, window))
+            matched = {rule_id for result in merged.results for per_rule in result.matches.values()
+                       for rule_id, count in per_rule.items() if count}
+            correlations = correlations_to_evaluate(self.rules, matched)
+            if correlations.rules:
+                context = plan_windows(arrived, lookback=lookback, cutoff=cutoff, floor=floor)
+                for window in context.windows:
+                    merged.results.append(self._detect(correlations, window))
         result = merged.result(self.rules)
         log.info("detection cycle evaluated", upto=upto, alerts=len(result.alerts), new_alerts=len(result.new_alerts))
         delivered = self._deliver(result)
         log.info("alerts delivered", upto=upto, created=delivered["created"], duplicates=delivered["duplicates"])
-        return DetectionRun(result, delivered, Cycle(after, upto, plan))
+        return DetectionRun(result, delivered, Cycle(after, upto, plan, context))
+
+    def _detect(self, rules: CompiledRuleSet, window: Window) -> DetectionResult:
+        return run_detection(self.spark, store=self.store, alerts_dir=self.alerts_dir, rules=rules,
+                             since=window.since, until=window.until, tenants=window.tenants)
 
     def run(self, *, every: timedelta, lookback: timedelta, allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
             since: datetime | None = None, runs: int = 0, stop: threading.Event | None = None) -> list[DetectionRun]:

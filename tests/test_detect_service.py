@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from citysoc.cli import app
 from citysoc.deadletter import DeadLetterStore
-from citysoc.detection_service import DetectionRun, DetectionService
+from citysoc.detection_service import DetectionRun, DetectionService, correlations_to_evaluate
 from citysoc.errors import DetectionServiceError
 from citysoc.schedule import (
     Window,
@@ -39,6 +39,9 @@ from citysoc.store import Arrival, ParquetEventStore
 from citysoc.wiring import alert_sink, case_client, compile_rules, event_store
 from collectors.ingest import ingest_files
 from correlator.compiler import DEFAULT_RULES_DIR
+from correlator.errors import RuleLocation
+from correlator.model import CompiledRule, CompiledRuleSet, CorrelationSpec
+from correlator.sql import Condition
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 US = 1_000_000
@@ -103,6 +106,31 @@ def test_arrivals_older_than_the_allowed_lateness_are_reported_and_before_the_fl
     clipped = plan_windows([live], lookback=timedelta(hours=1), cutoff=NOW - timedelta(days=1),
                            floor=NOW - timedelta(minutes=1))
     assert clipped.windows[0].since == NOW - timedelta(minutes=1)
+
+
+def rule(rule_id: str, *, refers: tuple[str, ...] = (), op: str = "gte") -> CompiledRule:
+    spec = None if not refers else CorrelationSpec(type="event_count", rule_ids=refers, group_by=(), group_exprs=(),
+                                                   timespan_seconds=300, op=op, count=10)
+    return CompiledRule(id=rule_id, title=rule_id, level="high", tags=(), datasets=("system.auth",),
+                        condition=Condition(("true",)), location=RuleLocation(), kind="correlation" if refers
+                        else "detection", correlation=spec)
+
+
+def test_only_correlations_new_matches_can_change_reread_their_context() -> None:
+    rules = CompiledRuleSet([rule("failed"), rule("accepted"), rule("root"),
+                             rule("brute-force", refers=("failed",)),
+                             rule("then-success", refers=("brute-force", "accepted")),  # chained
+                             rule("too-quiet", refers=("root",), op="lt")])
+
+    def ids(matched: set[str]) -> list[str]:
+        return sorted(r.id for r in correlations_to_evaluate(rules, matched).rules)
+
+    # a new failed login: the brute force, the chain built on it, and the quiet check (fewer can satisfy it)
+    assert ids({"failed"}) == ["accepted", "brute-force", "failed", "root", "then-success", "too-quiet"]
+    assert ids({"accepted"}) == ["accepted", "brute-force", "failed", "root", "then-success", "too-quiet"]
+    assert ids(set()) == ["root", "too-quiet"]
+    assert ids({"root"}) == ["root", "too-quiet"]
+    assert correlations_to_evaluate(CompiledRuleSet([rule("failed")]), {"failed"}).rules == []
 
 
 def test_checkpoint_round_trip_and_a_damaged_one(tmp_path: Path) -> None:
@@ -203,7 +231,11 @@ def test_an_event_an_hour_old_arriving_now_is_detected_on_the_next_cycle(live_ho
     first, second = recorder.runs[:2]
     assert first.cycle is not None and second.cycle is not None
     assert (first.cycle.after, second.cycle.after, second.cycle.upto) == (0, 1, 2)
-    assert [window.since < now - timedelta(hours=1) < window.until for window in second.cycle.plan.windows] == [True]
+    hour_ago = now - timedelta(hours=1)
+    backlog = hour_ago.replace(microsecond=hour_ago.microsecond // 1000 * 1000)  # the line's time: milliseconds
+    # the detection rules read exactly the new event's stretch of event time, an hour back
+    assert [(window.since, window.tenants) for window in second.cycle.plan.windows] == [(backlog,
+                                                                                           ("riverside-council",))]
     assert [len(run.result.new_alerts) for run in (first, second)] == [1, 1]
     with case_client(settings, role="soc_analyst") as client:
         alerts = list(client.iter_alerts())

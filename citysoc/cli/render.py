@@ -187,8 +187,10 @@ class ConsoleDetectionReporter:
             self.console.print(f"run {attempt}: {detection_summary(run)}")
             return
         windows = ", ".join(str(window) for window in cycle.plan.windows) or "none"
-        self.console.print(f"cycle {attempt} arrivals ({cycle.after}, {cycle.upto}] windows {windows}: "
-                           f"{detection_summary(run)}", highlight=False)
+        context = ", ".join(str(window) for window in cycle.context.windows)
+        self.console.print(f"cycle {attempt} arrivals ({cycle.after}, {cycle.upto}] windows {windows}"
+                           f"{f' correlating {context}' if context else ''}: {detection_summary(run)}",
+                           highlight=False)
         late = cycle.plan.late_window()
         if late is not None:
             self.console.print(
