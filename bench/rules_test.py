@@ -1,6 +1,11 @@
 """How long a rule author waits for `soc rules test`: own rules plus a 100-rule external pack.
 
-Run: `python -m bench.rules_test [--pack-size 100] [--naive-sample 3]`. Not a test.
+Run: `python -m bench.rules_test [--pack-size 100] [--naive-sample 3] [--skip-pack] [--skip-backtest]`. Not a test.
+
+A rule author's loop, first: `soc rules test` on the project's own rules in a fresh process (target 15 s);
+`soc rules test --watch` re-running a saved rule's cases with the warm engine, from the save to the printed
+report (target 2 s; median of several saves); `soc rules backtest` over the demo lake in a fresh process
+(target 20 s; the lake is made once by `soc demo` under bench/out/rules-home).
 
 The pack is SigmaHQ's aws and linux rules (from ../shared/corpora/sigmahq), copied to
 bench/out/rules-pack/ with generated evidence: one look-alike per rule, an event of the rule's own
@@ -15,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,11 +71,84 @@ def timed(args: list[str]) -> tuple[float, str]:
     return elapsed, summary
 
 
+def watch_latencies(saves: int) -> list[float]:
+    """Seconds from saving an evidence file to the `rules:` line of its re-run, under `soc rules test --watch`."""
+    folder = OUT / "rules-watch"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(REPO / "detection_rules", folder)
+    env = {**os.environ, "SOC_HOME": str(OUT / "rules-home")}
+    process = subprocess.Popen([str(SOC), "rules", "test", "--watch", str(folder)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=env)
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put((time.perf_counter(), line))
+
+    def summary(timeout: float) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                at, line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line.startswith("rules:"):
+                return at
+        raise SystemExit("soc rules test --watch printed no report in time")
+
+    threading.Thread(target=read, daemon=True).start()
+    seconds: list[float] = []
+    try:
+        summary(600)
+        evidence = sorted(folder.rglob("*.evidence.yaml"))
+        for n in range(saves):
+            path = evidence[n % len(evidence)]
+            text = path.read_text()
+            saved = time.perf_counter()
+            path.write_text(text + f"# saved {n}\n")
+            seconds.append(summary(120) - saved)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    return seconds
+
+
+def bench_author_loop(options: argparse.Namespace) -> None:
+    own = REPO / "detection_rules"
+    elapsed, summary = timed(["rules", "test", str(own)])
+    print(f"soc rules test, own rules, fresh process: {elapsed:.1f} s (target 15 s: "
+          f"{'met' if elapsed <= 15 else 'NOT met'})\n  {summary}")
+    latencies = watch_latencies(options.watch_saves)
+    print(f"soc rules test --watch, save -> report: median {statistics.median(latencies):.2f} s, "
+          f"max {max(latencies):.2f} s over {len(latencies)} saves (target 2 s: "
+          f"{'met' if statistics.median(latencies) <= 2 else 'NOT met'})")
+    if options.skip_backtest:
+        return
+    home = OUT / "rules-home"
+    if not (home / "events").is_dir():
+        subprocess.run([str(SOC), "demo"], env={**os.environ, "SOC_HOME": str(home)}, check=True,
+                       capture_output=True)
+    started = time.perf_counter()
+    done = subprocess.run([str(SOC), "rules", "backtest"], env={**os.environ, "SOC_HOME": str(home)},
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    last = [line for line in done.stdout.splitlines() if line.startswith("events scanned")]
+    print(f"soc rules backtest over the demo lake, fresh process: {seconds:.1f} s (target 20 s: "
+          f"{'met' if seconds <= 20 else 'NOT met'})\n  {last[0] if last else done.stdout[-300:]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pack-size", type=int, default=100)
     parser.add_argument("--naive-sample", type=int, default=3, help="rules timed one process each")
+    parser.add_argument("--watch-saves", type=int, default=5, help="saves timed under --watch")
+    parser.add_argument("--skip-pack", action="store_true", help="only the author's loop on the own rules")
+    parser.add_argument("--skip-backtest", action="store_true")
     options = parser.parse_args()
+    bench_author_loop(options)
+    if options.skip_pack:
+        return
     if not CORPORA.is_dir():
         raise SystemExit(f"needs the SigmaHQ corpus at {CORPORA}")
     pack = build_pack(options.pack_size)

@@ -8,12 +8,15 @@ options).
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import watchfiles
 from pyspark.sql import SparkSession
 
 from citysoc.cli.common import JsonOpt, line_console, line_err_console, load_settings, parse_time, print_json_lines
@@ -25,7 +28,8 @@ from correlator.authoring.backtest import expectations_from_evidence, parse_expe
 from correlator.authoring.check import RuleSetChecker, rule_files, summarise
 from correlator.authoring.coverage import as_json as coverage_json
 from correlator.authoring.coverage import rule_coverage, tenant_coverage
-from correlator.authoring.ruletest import junit_xml, run_rule_tests
+from correlator.authoring.evidence import RawParser
+from correlator.authoring.ruletest import RuleTestReport, junit_xml, rule_of_change, run_rule_tests
 from correlator.authoring.sigmacli import install_attack_cache, write_validation_config
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
 
@@ -92,11 +96,29 @@ def test(
     as_json: JsonOpt = False,
     require_evidence: Annotated[bool, typer.Option(help="A rule without evidence fails.")] = False,
     year: Annotated[int, typer.Option(help="Year for raw syslog lines that carry none.")] = 2026,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep the engine warm and re-run a rule's cases when its "
+                                                         "rule or evidence file is saved (Ctrl-C ends).")] = False,
 ) -> None:
     """Run every rule's evidence through the compiled Spark engine; exit 0 only when every expectation holds."""
     rule_paths = _rule_paths(paths)
-    with line_err_console.status("starting Spark, compiling rules, running evidence"):
-        report = run_rule_tests(_spark(), rule_paths, raw_parser=raw_parser(year), require_evidence=require_evidence)
+    parser = raw_parser(year)
+    saved = _Saves(rule_paths) if watch else None  # watching from the start: a save during the first run counts
+    try:
+        with line_err_console.status("starting Spark, compiling rules, running evidence"):
+            spark = _spark()
+            report = run_rule_tests(spark, rule_paths, raw_parser=parser, require_evidence=require_evidence)
+        _show_test_report(report, junit=junit, as_json=as_json)
+        if saved is not None:
+            report = _watch(spark, rule_paths, parser, report, saved, require_evidence=require_evidence,
+                            as_json=as_json)
+    finally:
+        if saved is not None:
+            saved.stop()
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _show_test_report(report: RuleTestReport, *, junit: Path | None, as_json: bool) -> None:
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text(junit_xml(report), encoding="utf-8")
@@ -109,8 +131,54 @@ def test(
         } for r in report.results])
     else:
         print_test_report(line_console, report)
-    if not report.ok:
-        raise typer.Exit(1)
+
+
+class _Saves:
+    """Rule and evidence files saved under `paths`, watched on a thread from construction until `stop`."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.changes: queue.Queue[set[Path]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(list(paths),), daemon=True)
+        self._thread.start()
+
+    def _run(self, paths: list[Path]) -> None:
+        for changes in watchfiles.watch(*paths, watch_filter=_rule_or_evidence, debounce=150, step=25,
+                                        stop_event=self._stop, raise_interrupt=False):
+            self.changes.put({rule_of_change(Path(path)) for _, path in changes})
+
+    def next(self) -> set[Path]:
+        """The rule files of the next save (merging saves that arrived meanwhile); blocks."""
+        changed = self.changes.get()
+        while not self.changes.empty():
+            changed |= self.changes.get_nowait()
+        return changed
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _watch(spark: SparkSession, rule_paths: Sequence[Path], parser: RawParser, report: RuleTestReport,
+           saved: _Saves, *, require_evidence: bool, as_json: bool) -> RuleTestReport:
+    """Re-run the cases of each saved rule (its `.yml` or `.evidence.yaml`) with the warm session; returns the
+    last report of a change (the first one when nothing changed). Ctrl-C ends the watch."""
+    line_err_console.print(f"watching {', '.join(map(str, rule_paths))} for saved rules and evidence (Ctrl-C ends)")
+    try:
+        while True:
+            existing = sorted(path for path in saved.next() if path.is_file())
+            if not existing:
+                continue
+            line_err_console.print(f"changed: {', '.join(map(str, existing))}")
+            report = run_rule_tests(spark, rule_paths, raw_parser=parser, require_evidence=require_evidence,
+                                    only=existing)
+            _show_test_report(report, junit=None, as_json=as_json)
+    except KeyboardInterrupt:
+        return report
+
+
+def _rule_or_evidence(change: watchfiles.Change, path: str) -> bool:
+    return change != watchfiles.Change.deleted and path.endswith((".yml", ".evidence.yaml"))
 
 
 # backtest ----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,11 +89,24 @@ def _not_runnable(problem: UnsupportedRule) -> RuleTestResult:
                           problem=problem_text)
 
 
+def rule_of_change(path: Path) -> Path:
+    """The rule file a saved file belongs to: itself, or the rule of an `x.evidence.yaml` sidecar (`x.yml`)."""
+    if path.name.endswith(".evidence.yaml"):
+        return path.with_name(path.name.removesuffix(".evidence.yaml") + ".yml")
+    return path
+
+
 def run_rule_tests(spark: SparkSession, paths: Sequence[Path], *, raw_parser: RawParser | None,
-                   require_evidence: bool = False) -> RuleTestReport:
+                   require_evidence: bool = False, only: Collection[Path] | None = None) -> RuleTestReport:
+    """Compile the rules under `paths` and run their evidence; with `only` (rule files), run and report just the
+    cases of those rules (the whole set is still compiled, so correlations resolve the rules they refer to)."""
     started = time.perf_counter()
     ruleset = RuleCompiler(spark).compile(paths)
     cases, results = _gather(ruleset)
+    if only is not None:
+        wanted = {path.resolve() for path in only}
+        results = {rid: r for rid, r in results.items() if r.path and Path(r.path).resolve() in wanted}
+        cases = {rid: found for rid, found in cases.items() if rid in results}
     outcomes = check_evidence(spark, ruleset, cases, raw_parser=raw_parser) if cases else []
     for outcome in outcomes:
         result = results[outcome.rule_id]
@@ -102,7 +115,8 @@ def run_rule_tests(spark: SparkSession, paths: Sequence[Path], *, raw_parser: Ra
             result.status = FAIL
     report = RuleTestReport(require_evidence=require_evidence)
     report.results = sorted(results.values(), key=lambda r: (r.path or "", r.rule_id or ""))
-    report.results += [_not_runnable(problem) for problem in ruleset.unsupported]
+    report.results += [_not_runnable(problem) for problem in ruleset.unsupported
+                       if only is None or (problem.path and Path(problem.path).resolve() in wanted)]
     report.seconds = time.perf_counter() - started
     return report
 
