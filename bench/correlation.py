@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -93,8 +94,10 @@ def _event_log_peaks(directory: Path) -> dict[str, float]:
     """The largest `Peak Execution Memory` of one task, and the executor's peak heap and execution
     memory, in MB, from Spark's event log."""
     task = heap = execution = 0
-    for log in directory.iterdir():
+    for log in directory.rglob("events_*"):
         for line in log.read_text().splitlines():
+            if not line.startswith("{"):
+                continue
             event = json.loads(line)
             if event.get("Event") == "SparkListenerTaskEnd":
                 task = max(task, (event.get("Task Metrics") or {}).get("Peak Execution Memory", 0))
@@ -113,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["PYSPARK_SUBMIT_ARGS"] = (
         f'--driver-java-options "-Dlog4j2.configurationFile=file:{LOG4J2_CONFIG}" '
         f"--conf spark.eventLog.enabled=true --conf spark.eventLog.dir=file:{logs} "
-        "--conf spark.eventLog.logStageExecutorMetrics=true pyspark-shell")
+        "--conf spark.eventLog.compress=false --conf spark.eventLog.logStageExecutorMetrics=true pyspark-shell")
     spark = build_session(master=f"local[{args.cores}]", shuffle_partitions=args.partitions,
                           app_name="citysoc-bench-correlation", driver_memory=args.driver_memory)
     rule = correlation_rule(args.kind, args.threshold)
@@ -126,11 +129,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     else:
         alerts = len(correlation_windows(inputs, rule, prefilter=False).collect())
     seconds = time.perf_counter() - started
+    jvm_peak = _jvm_peak_mb()
     spark.stop()
     figures = {"run": args.run, "kind": args.kind, "seconds": seconds, "events": args.events, "keys": args.keys,
                "alerts": alerts, "events_per_s": args.events / seconds,
                "driver_python_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "jvm_rss_peak_mb": _jvm_peak_mb(), **_event_log_peaks(logs)}
+               "jvm_rss_peak_mb": jvm_peak, **_event_log_peaks(logs)}
+    shutil.rmtree(logs)
     return figures
 
 
