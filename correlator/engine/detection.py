@@ -238,10 +238,11 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
     its matches and that chains no other, the buckets where a burst can be (`hot_bucket_probe`,
     `hot_buckets`); a correlation with none raises nothing and is not windowed at all, the others window
     only the matches near them. Then the windows of them all (`correlation_bursts`: children first);
-    only the rules that generate alerts are collected. More than `hot_buckets_max` hot buckets a rule on
-    average: every correlation windows all its matches. `matches` (rule id -> matched events, over the
-    inputs' datasets) bounds the hot buckets: when they must all fit, they are collected without a limit
-    (Spark runs a limit's partitions one job after another).
+    only the rules that generate alerts are collected. A rule with more than `hot_buckets_max` hot
+    buckets windows all its matches, unfiltered: its matches are dense, and a second density filter
+    costs more than it drops (`bench/correlation.py`). `matches` (rule id -> matched events, over the
+    inputs' datasets) bounds the hot buckets: when they must all fit, they are collected at once;
+    otherwise they are materialised and counted per rule first.
     """
     combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
     # rules chaining others window their inputs as they come (their matches exist only once the
@@ -249,26 +250,31 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
     probes = {rule_id: probe for rule_id, frame in combined.items()
               if not _chains(by_id[rule_id]) and (probe := hot_bucket_probe(frame, by_id[rule_id])) is not None}
     hot: dict[str, list[tuple[int, int]]] = {rule_id: [] for rule_id in probes}
-    complete = True  # every hot bucket collected (at most hot_buckets_max a rule, on average, reach the driver)
     if probes:
-        cap = hot_buckets_max * len(probes)
         found = hot_buckets(probes)
-        if matches is not None and sum(hot_bucket_bound(by_id[rule_id], matches) for rule_id in probes) <= cap:
+        if matches is not None and sum(hot_bucket_bound(by_id[rule_id], matches)
+                                       for rule_id in probes) <= hot_buckets_max * len(probes):
             rows = found.collect()
-        else:
-            rows = found.limit(cap + 1).collect()
-        complete = len(rows) <= cap
+        else:  # counted per rule first (a limit would run the aggregation's partitions one after another)
+            found = found.localCheckpoint(eager=True)
+            counts = {row["_rule_id"]: row["count"] for row in found.groupBy("_rule_id").count().collect()}
+            fitting = [rule_id for rule_id in probes if counts.get(rule_id, 0) <= hot_buckets_max]
+            rows = found.filter(F.col("_rule_id").isin(fitting)).collect() if fitting else []
+            hot = {rule_id: [] for rule_id in fitting}
         for row in rows:
             hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))
+    # the rules whose hot buckets all reached the driver (at most hot_buckets_max each)
+    complete = {rule_id for rule_id, buckets in hot.items() if len(buckets) <= hot_buckets_max}
 
     def windows(rule: CompiledRule, frame: DataFrame, moments: bool) -> DataFrame | None:
-        if rule.id in probes and complete and not hot[rule.id]:
+        if rule.id in complete and not hot[rule.id]:
             return None  # no bucket holds half the threshold: no window can reach it
-        if rule.id in probes and complete and len(hot[rule.id]) <= hot_buckets_max:
+        if rule.id in complete:
             return correlation_windows(near_hot_buckets(frame, rule, hot[rule.id]), rule, prefilter=False,
                                        moments=moments)
-        # lt/lte/eq/neq, sums and averages, chains, or bursts everywhere
-        return correlation_windows(frame, rule, moments=moments)
+        # lt/lte/eq/neq, sums, averages and chains: the pair-of-buckets filter where it applies; more hot
+        # buckets than the driver takes: every match (the pairs of such dense matches pass that filter anyway)
+        return correlation_windows(frame, rule, moments=moments, prefilter=rule.id not in probes)
 
     bursts = [frame for rule_id, frame in correlation_bursts(combined, by_id, windows=windows).items()
               if by_id[rule_id].generate]
