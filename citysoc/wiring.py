@@ -145,11 +145,13 @@ def ingest(settings: Settings, *, tenant: str, source: str, paths: Sequence[Path
 
 
 def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: Sequence[Path],
-                             year: int | None) -> tuple[ParquetEventStore, IngestReport]:
-    """Parse `paths` with the real collector into a lake of their own under `folder` (never the user's)."""
+                             year: int | None,
+                             enricher: GeoEnricher | None = None) -> tuple[ParquetEventStore, IngestReport]:
+    """Parse `paths` with the real collector (and `enricher`, as ingest enriches) into a lake of their own under
+    `folder` (never the user's)."""
     store = ParquetEventStore(folder / "events")
     report = ingest_files(tenant=tenant, source=source, paths=list(paths), store=store,
-                          dead_letters=DeadLetterStore(folder / "deadletter"), year=year)
+                          dead_letters=DeadLetterStore(folder / "deadletter"), year=year, enricher=enricher)
     return store, report
 
 

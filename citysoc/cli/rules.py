@@ -22,7 +22,14 @@ from pyspark.sql import SparkSession
 from citysoc.cli.common import JsonOpt, line_console, line_err_console, load_settings, parse_time, print_json_lines
 from citysoc.cli.render import print_backtest, print_coverage, print_findings, print_test_report
 from citysoc.store import EventStore
-from citysoc.wiring import case_client, event_store, ingest_into_scratch_lake, raw_parser, spark_session
+from citysoc.wiring import (
+    case_client,
+    event_store,
+    geo_enricher,
+    ingest_into_scratch_lake,
+    raw_parser,
+    spark_session,
+)
 from correlator.authoring.attack import ATTACK_DATA_FILE, AttackData
 from correlator.authoring.backtest import expectations_from_evidence, parse_expectation, ranked, run_backtest
 from correlator.authoring.check import RuleSetChecker, rule_files, summarise
@@ -210,7 +217,7 @@ def backtest(
         store: EventStore = event_store(settings)
         if events:
             store, report = ingest_into_scratch_lake(Path(scratch), tenant=tenant or "backtest", source=source or "",
-                                                     paths=events, year=year)
+                                                     paths=events, year=year, enricher=geo_enricher(settings))
             line_err_console.print(f"events: {report.summary()}")
         with line_err_console.status("starting Spark and compiling rules"):
             spark = _spark()
