@@ -22,6 +22,7 @@ from case_api.auth.views import router as keys_router
 from case_api.campaigns.rules import load_campaign_rules
 from case_api.campaigns.views import router as campaigns_router
 from case_api.cases.views import router as cases_router
+from case_api.cases.work_views import router as case_work_router
 from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
 from case_api.health.views import router as health_router
@@ -79,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    routers = (tenants_router, keys_router, alerts_router, cases_router, campaigns_router, sources_router)
+    routers = (
+        tenants_router, keys_router, alerts_router, case_work_router, cases_router, campaigns_router, sources_router
+    )
     for router in (*routers, health_router):
         api.include_router(router)
     app.include_router(api)

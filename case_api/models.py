@@ -12,6 +12,7 @@ from case_api.alerts.models import Alert
 from case_api.auth.models import ApiKey
 from case_api.campaigns.models import Campaign, CampaignCase
 from case_api.cases.models import Case, CaseEvent
+from case_api.cases.work_models import CaseComment, CaseObservable, CaseTask
 from case_api.db import Base
 from case_api.incidents.models import AlertEntity
 from case_api.sources.models import Source, SourceEvent
@@ -24,7 +25,10 @@ __all__ = [
     "Campaign",
     "CampaignCase",
     "Case",
+    "CaseComment",
     "CaseEvent",
+    "CaseObservable",
+    "CaseTask",
     "Source",
     "SourceEvent",
     "Tenant",

@@ -58,6 +58,29 @@ class Severity(enum.StrEnum):
 
 SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
 
+
+class Resolution(enum.StrEnum):
+    """Why a case was closed (required to close one)."""
+
+    TRUE_POSITIVE = "true_positive"
+    BENIGN = "benign"  # real activity, but expected or authorised
+    FALSE_POSITIVE = "false_positive"
+    DUPLICATE = "duplicate"  # merged into another case
+
+
+#: Urgency of a case (Splunk ES): its severity against the tenant's asset criticality, P1 most urgent.
+PRIORITY_MATRIX: dict[Severity, dict[Severity, str]] = {
+    # criticality -> severity -> priority
+    Severity.LOW: {Severity.LOW: "P4", Severity.MEDIUM: "P4", Severity.HIGH: "P3", Severity.CRITICAL: "P2"},
+    Severity.MEDIUM: {Severity.LOW: "P4", Severity.MEDIUM: "P3", Severity.HIGH: "P2", Severity.CRITICAL: "P1"},
+    Severity.HIGH: {Severity.LOW: "P3", Severity.MEDIUM: "P2", Severity.HIGH: "P1", Severity.CRITICAL: "P1"},
+    Severity.CRITICAL: {Severity.LOW: "P2", Severity.MEDIUM: "P1", Severity.HIGH: "P1", Severity.CRITICAL: "P1"},
+}
+
+
+def priority(severity: Severity, criticality: Severity) -> str:
+    return PRIORITY_MATRIX[criticality][severity]
+
 class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
@@ -79,6 +102,11 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    merged_into_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: ATT&CK technique ids (``T1110``, ``T1562.008``) from the case's alerts' tags.
+    techniques: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Optimistic concurrency: every change to the row adds one, and SQLAlchemy's UPDATE carries
     # ``WHERE version = <the version read>``, so a change made since the read fails instead of being
     # overwritten (the same on SQLite, where row locks do not exist, and PostgreSQL). Sent as the ETag.
@@ -105,6 +133,13 @@ class CaseAction(enum.StrEnum):
     ALERT_ADDED = "alert_added"
     STATUS_CHANGED = "status_changed"
     ASSIGNED = "assigned"
+    SEVERITY_CHANGED = "severity_changed"
+    COMMENTED = "commented"
+    TASK_ADDED = "task_added"
+    TASK_CHANGED = "task_changed"
+    OBSERVABLE_ADDED = "observable_added"
+    MERGED = "merged"  # other cases merged into this one
+    MERGED_INTO = "merged_into"  # this case merged into another
 
 
 class CaseOut(BaseModel):
@@ -122,6 +157,13 @@ class CaseOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     assignee: str | None
+    resolution: Resolution | None
+    merged_into_id: int | None
+    techniques: list[str]
+    closed_at: datetime | None
+    priority: str = Field(
+        default="", description="P1 (most urgent) to P4: severity against the tenant's asset criticality"
+    )
     version: int = Field(description="Changes with every change to the case; sent as the ETag, expected in If-Match")
 
 
@@ -135,15 +177,23 @@ class CaseEventOut(BaseModel):
 
 
 class CasePatch(BoundedInput):
-    """Fields a responder may change. ``assignee: null`` unassigns."""
+    """Fields a responder may change. ``assignee: null`` unassigns; closing needs a ``resolution``."""
 
     model_config = ConfigDict(extra="forbid")
 
     status: CaseStatus | None = None
-    assignee: str | None = Field(default=None, max_length=200)
+    resolution: Resolution | None = Field(default=None, description="Required with status closed")
+    assignee: str | None = Field(default=None, max_length=200, description="A known user (an API key's name)")
+    severity: Severity | None = Field(default=None, description="The analyst's assessment, replacing the alerts'")
 
     @model_validator(mode="after")
     def _status_not_null(self) -> CasePatch:
         if "status" in self.model_fields_set and self.status is None:
             raise ValueError("status cannot be null; leave it out to keep the current status")
+        if "severity" in self.model_fields_set and self.severity is None:
+            raise ValueError("severity cannot be null")
+        if self.status is CaseStatus.CLOSED and self.resolution is None:
+            raise ValueError("closing a case needs a resolution: true_positive, benign, false_positive or duplicate")
+        if self.resolution is not None and self.status not in (CaseStatus.CLOSED, CaseStatus.RESOLVED):
+            raise ValueError("a resolution goes with status resolved or closed")
         return self

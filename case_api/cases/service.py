@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case as sql_case
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from case_api.alerts.models import Alert
+from case_api.auth.models import ApiKey, Role
+from case_api.auth.roles import CASE_WORKERS
+from case_api.cases.enrich import enrich_case
 from case_api.cases.models import (
     ALLOWED_TRANSITIONS,
     FINISHED_STATUSES,
@@ -20,19 +23,23 @@ from case_api.cases.models import (
     Case,
     CaseAction,
     CaseEvent,
+    CaseOut,
     CasePatch,
     CaseStatus,
     Severity,
+    priority,
 )
 from case_api.db import utcnow
 from case_api.errors import (
     CaseApiError,
     ConflictError,
+    InvalidRequestError,
     InvalidTransitionError,
     NotFoundError,
     PreconditionFailedError,
 )
 from case_api.scope import scoped
+from case_api.tenants.service import criticality_of
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
@@ -111,6 +118,7 @@ def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str)
     if case.alert_count > 1 and case.severity != previous.value:
         detail["severity"] = {"from": previous.value, "to": case.severity}
     record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.ALERT_ADDED, detail=detail)
+    enrich_case(session=session, case=case, alert=alert)
 
 
 def list_cases(
@@ -119,15 +127,33 @@ def list_cases(
     scope: Collection[str] | None,
     tenant_id: str | None = None,
     status: CaseStatus | None = None,
+    open_only: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[Case]:
-    """The case queue: most severe first, then most recently active."""
+    """The case queue: most severe first, then oldest activity first (the longest waiting is worked first)."""
     query = scoped(select(Case), Case.tenant_id, scope=scope, tenant_id=tenant_id)
     if status is not None:
         query = query.where(Case.status == status.value)
-    query = query.order_by(_SEVERITY_RANK.desc(), Case.last_seen.desc(), Case.id.desc())
+    if open_only:
+        query = query.where(Case.status.not_in(_FINISHED))
+    query = query.order_by(_SEVERITY_RANK.desc(), Case.first_seen, Case.id)
     return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def case_outs(*, session: Session, cases: Sequence[Case]) -> list[CaseOut]:
+    """Cases as the API shows them, with their priority from the tenant's asset criticality."""
+    criticality = criticality_of(session=session, tenant_ids={case.tenant_id for case in cases})
+    return [
+        CaseOut.model_validate(case).model_copy(update={
+            "priority": priority(Severity(case.severity), Severity(criticality.get(case.tenant_id, "medium")))
+        })
+        for case in cases
+    ]
+
+
+def case_out(*, session: Session, case: Case) -> CaseOut:
+    return case_outs(session=session, cases=[case])[0]
 
 
 def get_case(*, session: Session, case_id: int, scope: Collection[str] | None, for_update: bool = False) -> Case:
@@ -225,15 +251,18 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
         if not current.is_open and patch.status.is_open:
             _ensure_group_has_no_open_case(session=session, case=case)
         case.status = patch.status.value
-        record_event(
-            session=session,
-            case_id=case.id,
-            actor=actor,
-            action=CaseAction.STATUS_CHANGED,
-            detail={"from": current.value, "to": patch.status.value},
-        )
+        detail: dict[str, Any] = {"from": current.value, "to": patch.status.value}
+        if patch.resolution is not None:
+            detail["resolution"] = patch.resolution.value
+            case.resolution = patch.resolution.value
+        elif patch.status.is_open:
+            case.resolution = None
+        case.closed_at = utcnow() if patch.status is CaseStatus.CLOSED else None
+        record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.STATUS_CHANGED, detail=detail)
         changed = True
     if "assignee" in patch.model_fields_set and patch.assignee != case.assignee:
+        if patch.assignee is not None:
+            require_known_assignee(session=session, name=patch.assignee, tenant_id=case.tenant_id)
         record_event(
             session=session,
             case_id=case.id,
@@ -243,9 +272,36 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
         )
         case.assignee = patch.assignee
         changed = True
+    if patch.severity is not None and patch.severity.value != case.severity:
+        record_event(
+            session=session,
+            case_id=case.id,
+            actor=actor,
+            action=CaseAction.SEVERITY_CHANGED,
+            detail={"from": case.severity, "to": patch.severity.value},
+        )
+        case.severity = patch.severity.value
+        changed = True
     if changed:
         case.updated_at = utcnow()
         session.flush()  # the versioned UPDATE: raises StaleDataError if the case changed since it was read
+
+
+def require_known_assignee(*, session: Session, name: str, tenant_id: str) -> None:
+    """An assignee is a known user who may work the case: the name of an active API key of a city SOC
+    role, or of a responder of the case's tenant."""
+    city = [role.value for role in CASE_WORKERS if not role.is_tenant_bound]
+    found = session.scalars(
+        select(ApiKey.id).where(
+            ApiKey.name == name,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.role.in_(city), (ApiKey.role == Role.TENANT_RESPONDER.value) & (ApiKey.tenant_id == tenant_id)),
+        )
+    ).first()
+    if found is None:
+        raise InvalidRequestError(
+            f"unknown assignee {name!r}: assign a user who may work this case (the name of their API key)"
+        )
 
 
 def _ensure_group_has_no_open_case(*, session: Session, case: Case) -> None:

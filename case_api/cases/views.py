@@ -16,7 +16,15 @@ from case_api.bounds import IdPath, Offset
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.models import Case, CaseEventOut, CaseOut, CasePatch, CaseStatus
-from case_api.cases.service import case_alerts, case_events, get_case, list_cases, update_case
+from case_api.cases.service import (
+    case_alerts,
+    case_events,
+    case_out,
+    case_outs,
+    get_case,
+    list_cases,
+    update_case,
+)
 from case_api.cases.versions import IfMatch, etag, parse_if_match
 from case_api.db import SessionDep
 
@@ -43,12 +51,14 @@ def get_cases(
     scope: TenantScope,
     tenant: str | None = None,
     status: CaseStatus | None = None,
+    open_only: Annotated[bool, Query(alias="open", description="Only cases not resolved or closed")] = False,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[CaseOut]:
-    """The queue: most severe first, then most recently active."""
-    cases = list_cases(session=session, scope=scope, tenant_id=tenant, status=status, limit=limit, offset=offset)
-    return [CaseOut.model_validate(c) for c in cases]
+    """The queue: most severe first, then oldest first."""
+    cases = list_cases(session=session, scope=scope, tenant_id=tenant, status=status, open_only=open_only,
+                       limit=limit, offset=offset)
+    return case_outs(session=session, cases=cases)
 
 
 @router.get(
@@ -133,7 +143,7 @@ def _detail(
     event_page = case_events(session=session, case=case, limit=events[0], offset=events[1])
     return CaseDetailOut.model_validate(
         {
-            **CaseOut.model_validate(case).model_dump(),
+            **case_out(session=session, case=case).model_dump(),
             "alerts": [AlertOut.model_validate(a) for a in alert_page],
             "events": [CaseEventOut.model_validate(e) for e in event_page],
             "campaigns": case_campaigns(session=session, case_id=case.id, scope=scope),

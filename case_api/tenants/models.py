@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import String
@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from case_api.bounds import BoundedInput
 from case_api.db import Base, UTCDateTime, utcnow
+
+Criticality = Literal["low", "medium", "high", "critical"]
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
@@ -29,6 +31,9 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(63), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    #: How much the member's assets matter (low, medium, high, critical): with a case's severity it gives
+    #: the case's priority (a hospital's clinical systems rank above a small charity's laptops).
+    asset_criticality: Mapped[str] = mapped_column(String(16), default="medium", server_default="medium")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -37,6 +42,14 @@ class TenantIn(BoundedInput):
 
     id: TenantId
     name: str = Field(min_length=1, max_length=200)
+    asset_criticality: Criticality = "medium"
+
+
+class TenantPatch(BoundedInput):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    asset_criticality: Criticality | None = None
 
 
 class TenantOut(BaseModel):
@@ -44,4 +57,5 @@ class TenantOut(BaseModel):
 
     id: str
     name: str
+    asset_criticality: Criticality
     created_at: datetime

@@ -8,15 +8,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from case_api.errors import ConflictError, UnregisteredTenantError
+from case_api.errors import ConflictError, NotFoundError, UnregisteredTenantError
 from case_api.scope import scoped
-from case_api.tenants.models import Tenant, TenantIn
+from case_api.tenants.models import Tenant, TenantIn, TenantPatch
 
 
 def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
     if session.get(Tenant, tenant_in.id) is not None:
         raise ConflictError(f"tenant {tenant_in.id!r} already exists")
-    tenant = Tenant(id=tenant_in.id, name=tenant_in.name)
+    tenant = Tenant(id=tenant_in.id, name=tenant_in.name, asset_criticality=tenant_in.asset_criticality)
     session.add(tenant)
     try:
         session.commit()
@@ -24,6 +24,27 @@ def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
         session.rollback()
         raise ConflictError(f"tenant {tenant_in.id!r} already exists") from exc
     return tenant
+
+
+def update_tenant(*, session: Session, tenant_id: str, patch: TenantPatch) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFoundError(f"tenant {tenant_id!r} not found")
+    if patch.name is not None:
+        tenant.name = patch.name
+    if patch.asset_criticality is not None:
+        tenant.asset_criticality = patch.asset_criticality
+    session.commit()
+    return tenant
+
+
+def criticality_of(*, session: Session, tenant_ids: Iterable[str]) -> dict[str, str]:
+    """Asset criticality by tenant id."""
+    wanted = set(tenant_ids)
+    if not wanted:
+        return {}
+    rows = session.execute(select(Tenant.id, Tenant.asset_criticality).where(Tenant.id.in_(wanted)))
+    return {tenant_id: criticality for tenant_id, criticality in rows}
 
 
 def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Tenant]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal, Role
 from case_api.db import SessionDep
-from case_api.tenants.models import TenantIn, TenantOut
-from case_api.tenants.service import create_tenant, list_tenants
+from case_api.tenants.models import TenantIn, TenantOut, TenantPatch
+from case_api.tenants.service import create_tenant, list_tenants, update_tenant
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
@@ -27,3 +27,14 @@ def add_tenant(
 @router.get("", response_model=list[TenantOut])
 def get_tenants(session: SessionDep, scope: TenantScope) -> list[TenantOut]:
     return [TenantOut.model_validate(t) for t in list_tenants(session=session, scope=scope)]
+
+
+@router.patch("/{tenant_id}", response_model=TenantOut)
+def patch_tenant(
+    tenant_id: Annotated[str, Path(max_length=63)],
+    patch: TenantPatch,
+    session: SessionDep,
+    _admin: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
+) -> TenantOut:
+    """Rename a tenant or change its asset criticality (which sets its cases' priority)."""
+    return TenantOut.model_validate(update_tenant(session=session, tenant_id=tenant_id, patch=patch))

@@ -160,7 +160,8 @@ def test_a_member_sees_only_its_own_case_and_a_count_of_the_others(
         assert _get(soc, "/api/v1/alerts", headers, tenant=tenant) == []
         assert _get(soc, "/api/v1/cases", headers, tenant=tenant) == []
         if role is Role.TENANT_RESPONDER:
-            patch = soc.client.patch(f"/api/v1/cases/{case_id}", json={"status": "closed"}, headers=headers)
+            patch = soc.client.patch(f"/api/v1/cases/{case_id}", json={"status": "closed", "resolution": "benign"},
+                                     headers=headers)
             assert patch.status_code == 404
 
 

@@ -25,6 +25,9 @@ def _cases(soc: SocApi, headers: dict[str, str] | None = None, **params: Any) ->
 
 
 def _patch(soc: SocApi, case_id: int, headers: dict[str, str], **body: Any) -> Any:
+    """PATCH a case; closing it gives the resolution a close needs unless the test names one."""
+    if body.get("status") == "closed":
+        body.setdefault("resolution", "true_positive")
     return soc.client.patch(f"/api/v1/cases/{case_id}", json=body, headers=headers)
 
 
@@ -101,7 +104,7 @@ def test_new_alert_for_a_finished_case_opens_a_new_case(soc: SocApi, make_alert:
     assert soc.case(new)["status"] == "new"
 
 
-def test_queue_is_ordered_by_severity_then_recency(soc: SocApi, make_alert: MakeAlert) -> None:
+def test_queue_is_ordered_by_severity_then_age(soc: SocApi, make_alert: MakeAlert) -> None:
     soc.add_tenant(NG)
     soc.ingest(
         # Two low alerts: enough risk for a case of their own (one would be held as risk only).
@@ -113,7 +116,7 @@ def test_queue_is_ordered_by_severity_then_recency(soc: SocApi, make_alert: Make
         make_alert(NG, user="med", level="medium", minutes=20),
     )
     order = [c["group_key"].removeprefix("user.name=") for c in _cases(soc)]
-    assert order == ["crit", "high-new", "high-old", "med", "low-old"]
+    assert order == ["crit", "high-old", "high-new", "med", "low-old"]
     assert len(_cases(soc, limit=2)) == 2
     assert [c["status"] for c in _cases(soc, status="new")] == ["new"] * 5
     assert _cases(soc, status="closed") == []
@@ -126,6 +129,7 @@ def test_status_and_assignee_changes_are_audited(soc: SocApi, make_alert: MakeAl
     soc.add_tenant(NG)
     case_id = soc.ingest(make_alert(NG), make_alert(NG, level="high", minutes=1))["cases"][0]
     lead = soc.headers(Role.SOC_LEAD, name="lead-lucy")
+    soc.headers(Role.SOC_ANALYST, name="analyst-ann")  # a known user to assign
 
     response = _patch(soc, case_id, lead, status="in_progress", assignee="analyst-ann")
     assert response.status_code == 200, response.text
@@ -199,6 +203,7 @@ def test_who_may_change_a_case(soc: SocApi, make_alert: MakeAlert, role: Role, s
     soc.add_tenant(NG)
     case_id = soc.ingest(make_alert(NG))["cases"][0]
     headers = soc.headers(role, tenant=NG if role.is_tenant_bound else None)
+    soc.headers(Role.SOC_ANALYST, name="someone")
     response = _patch(soc, case_id, headers, assignee="someone")
     assert response.status_code == status, response.text
     assert isinstance(response.json()["detail" if status != 200 else "id"], (str, int))

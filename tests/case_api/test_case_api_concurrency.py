@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from structlog.testing import capture_logs
 
+from case_api.auth.models import Role
 from tests.case_api.conftest import http_client
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ def test_twenty_concurrent_status_changes_replay_to_the_stored_status_and_closed
 
     def patch(target: str) -> int:
         with http_client(app) as http:
-            response = http.patch(f"/api/v1/cases/{case_id}", json={"status": target}, headers=soc.analyst)
+            body = {"status": target} | ({"resolution": "true_positive"} if target == "closed" else {})
+            response = http.patch(f"/api/v1/cases/{case_id}", json=body, headers=soc.analyst)
         assert response.status_code in (200, 409), response.text
         return response.status_code
 
@@ -130,6 +132,8 @@ def test_concurrent_changes_from_one_read_version_let_exactly_one_through(
 ) -> None:
     soc.add_tenant(NG)
     [case_id] = soc.ingest(make_alert(NG))["cases"]
+    for n in range(20):
+        soc.headers(Role.SOC_ANALYST, name=f"analyst-{n}")
     read = soc.client.get(f"/api/v1/cases/{case_id}", headers=soc.analyst)
     version = read.headers["etag"]
 
@@ -153,6 +157,8 @@ def test_etag_follows_every_change_and_a_stale_if_match_is_412(soc: SocApi, make
     soc.add_tenant(NG)
     [case_id] = soc.ingest(make_alert(NG))["cases"]
     url = f"/api/v1/cases/{case_id}"
+    soc.headers(Role.SOC_ANALYST, name="ann")
+    soc.headers(Role.SOC_LEAD, name="bob")
     first = soc.client.get(url, headers=soc.analyst)
     assert first.headers["etag"] == f'"{first.json()["version"]}"'
 

@@ -25,5 +25,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("cases") as batch:
-        batch.drop_column("version")
+    op.drop_column("cases", "version")  # SQLite 3.35+: no batch copy of a table others refer to
