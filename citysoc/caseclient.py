@@ -197,18 +197,47 @@ class CaseClient:
             offset += len(batch)
 
     # Cases
-    def list_cases(self, *, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[
-        dict[str, Any]
-    ]:
+    def list_cases(self, *, tenant: str | None = None, status: str | None = None, open_only: bool = False,
+                   limit: int = 500) -> list[dict[str, Any]]:
+        """The queue: most severe first, then oldest; `open_only` leaves out resolved and closed cases."""
         params: dict[str, Any] = {"limit": limit}
         if tenant:
             params["tenant"] = tenant
         if status:
             params["status"] = status
+        if open_only:
+            params["open"] = "true"
         return self._request("GET", "/cases", params=params)  # type: ignore[no-any-return]
 
     def get_case(self, case_id: int) -> dict[str, Any]:
+        """The case with a page of its alerts and audit trail; `version` is what `if_match` takes."""
         return self._request("GET", f"/cases/{case_id}")  # type: ignore[no-any-return]
+
+    def update_case(self, case_id: int, *, if_match: int | None = None, **changes: Any) -> dict[str, Any]:
+        """Change `status` (with `resolution` to close), `assignee` or `severity`.
+
+        With `if_match` (the `version` read), a case someone changed since is refused (412).
+        """
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        return self._request("PATCH", f"/cases/{case_id}", json=changes,  # type: ignore[no-any-return]
+                             headers=headers)
+
+    def case_part(self, case_id: int, part: str) -> list[dict[str, Any]]:
+        """One of a case's lists: `alerts`, `events`, `comments`, `tasks` or `observables`."""
+        return self._request("GET", f"/cases/{case_id}/{part}")  # type: ignore[no-any-return]
+
+    def comment_case(self, case_id: int, body: str) -> dict[str, Any]:
+        return self._request("POST", f"/cases/{case_id}/comments", json={"body": body})  # type: ignore[no-any-return]
+
+    def merge_cases(self, target_id: int, sources: Sequence[int]) -> dict[str, Any]:
+        """Merge `sources` into `target_id` (one member's cases); each source is closed as a duplicate."""
+        return self._request("POST", f"/cases/{target_id}/merge",  # type: ignore[no-any-return]
+                             json={"sources": list(sources)})
+
+    def bulk_cases(self, action: str, case_ids: Sequence[int], **arguments: Any) -> list[dict[str, Any]]:
+        """`assign` (assignee), `close` (resolution, comment) or `merge` (into) many cases; one outcome each."""
+        body = {"action": action, "case_ids": list(case_ids), **arguments}
+        return self._request("POST", "/cases/bulk", json=body)  # type: ignore[no-any-return]
 
     # Campaigns
     def list_campaigns(self, *, limit: int = 500) -> list[dict[str, Any]]:

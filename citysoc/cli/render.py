@@ -105,15 +105,56 @@ def print_alerts(console: Console, alerts: Sequence[dict[str, Any]]) -> None:
 
 
 def print_case_queue(console: Console, cases: Sequence[dict[str, Any]], *, title: str = "Case queue") -> None:
-    table = Table("case", "tenant", "severity", "status", "alerts", "last seen", "title", title=title,
-                  title_justify="left")
+    table = Table("case", "tenant", "severity", "priority", "status", "assignee", "alerts", "first seen", "title",
+                  title=title, title_justify="left")
     for case in cases:
         severity = case["severity"]
         table.add_row(str(case["id"]), case["tenant_id"], f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]",
-                      case["status"], str(case["alert_count"]), str(case["last_seen"])[:16].replace("T", " "),
-                      case["title"])
+                      case.get("priority", ""), case["status"], case.get("assignee") or "-", str(case["alert_count"]),
+                      str(case["first_seen"])[:16].replace("T", " "), case["title"])
     if not cases:
-        table.add_row("-", "-", "-", "-", "0", "-", "no open cases")
+        table.add_row("-", "-", "-", "-", "-", "-", "0", "-", "no open cases")
+    console.print(table)
+
+
+def print_case_detail(console: Console, case: dict[str, Any], *, comments: Sequence[dict[str, Any]],
+                      tasks: Sequence[dict[str, Any]], observables: Sequence[dict[str, Any]]) -> None:
+    """`soc cases show`: the case's fields, then what analysts gathered, then its alerts and audit trail."""
+    severity = case["severity"]
+    console.print(f"[bold]case {case['id']}[/bold] {case['title']}")
+    fields = [
+        ("tenant", case["tenant_id"]),
+        ("status", case["status"] + (f" ({case['resolution']})" if case.get("resolution") else "")),
+        ("severity", f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/] · priority {case.get('priority', '')}"),
+        ("assignee", case.get("assignee") or "-"),
+        ("alerts", f"{case['alert_count']} · {str(case['first_seen'])[:16]} .. {str(case['last_seen'])[:16]}"),
+        ("ATT&CK", ", ".join(case.get("techniques") or []) or "-"),
+        ("version", str(case.get("version", ""))),
+    ]
+    if case.get("merged_into_id"):
+        fields.append(("merged into", str(case["merged_into_id"])))
+    for name, value in fields:
+        console.print(f"  {name:<10} {value}")
+    if observables:
+        table = Table("kind", "value", "TLP", "from", title="Observables", title_justify="left")
+        for item in observables:
+            table.add_row(item["kind"], item["value"], item["tlp"].upper(), item["source"])
+        console.print(table)
+    if tasks:
+        table = Table("task", "status", "title", title="Tasks", title_justify="left")
+        for task in tasks:
+            table.add_row(str(task["id"]), task["status"], task["title"])
+        console.print(table)
+    for comment in comments:
+        console.print(f"  [dim]{str(comment['at'])[:16]} {comment['author']}:[/dim] {comment['body']}")
+    table = Table("time", "level", "rule", "alert", title="Alerts", title_justify="left")
+    for alert in case.get("alerts", []):
+        table.add_row(str(alert["timestamp"])[:19], alert["rule_level"], alert["rule_title"], alert["id"][:12])
+    console.print(table)
+    table = Table("at", "actor", "action", "detail", title="Audit trail", title_justify="left")
+    for event in case.get("events", []):
+        table.add_row(str(event["at"])[:19], event["actor"], event["action"],
+                      ", ".join(f"{k}={v}" for k, v in event["detail"].items())[:120])
     console.print(table)
 
 
