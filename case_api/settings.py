@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from case_api.bounds import MAX_BODY_BYTES
 from case_api.campaigns.rules import DEFAULT_CAMPAIGN_RULES
 from citysoc.files import ensure_private_dir
+from citysoc.schedule import parse_duration
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,16 @@ class Settings(BaseSettings):
     campaign_rules: tuple[Path, ...] = (DEFAULT_CAMPAIGN_RULES,)
     #: Largest request body accepted (``SOC_MAX_BODY_BYTES``); larger ones are answered 413.
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
+
+    @field_validator("case_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """`SOC_CASE_WINDOW=2h` like a rule's `citysoc: {window: 2h}`; seconds and ISO 8601 work too."""
+        if isinstance(value, str) and value.strip().isdigit():
+            return timedelta(seconds=int(value))
+        if isinstance(value, str) and value.strip() and value.strip()[-1] in "smhd":
+            return parse_duration(value)
+        return value
 
     @property
     def effective_database_url(self) -> str:

@@ -219,3 +219,14 @@ def test_an_unknown_incident_key_is_refused_with_its_name(soc: SocApi, make_aler
     response = soc.post_alerts(make_alert(NG, incident={"group_by": ["source.ip"], "windw": 60}))
     assert response.status_code == 422
     assert "windw" in response.text
+
+
+@pytest.mark.parametrize(("text", "expected"), [("2h", 7200), ("7200", 7200), ("PT3H", 10800), ("1d", 86400)])
+def test_the_default_window_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: int
+) -> None:
+    monkeypatch.setenv("SOC_CASE_WINDOW", text)
+    monkeypatch.setenv("SOC_CASE_GROUP_BY", '["user.name", "host.name"]')
+    settings = Settings()
+    assert settings.case_window == timedelta(seconds=expected)
+    assert settings.case_group_by == ("user.name", "host.name")
