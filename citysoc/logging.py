@@ -22,6 +22,12 @@ def configure_logging(*, fmt: str = "console", level: str = "WARNING") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.WARNING)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_current_stderr,
         cache_logger_on_first_use=False,
     )
+
+
+def _current_stderr(*_args: object) -> structlog.PrintLogger:
+    """A logger on the stderr of the moment: one bound at set-up would outlive a replaced stream (a test
+    runner's capture), and every later log line would fail on the closed file."""
+    return structlog.PrintLogger(sys.stderr)
