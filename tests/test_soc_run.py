@@ -12,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from citysoc.cli import app
@@ -139,9 +141,12 @@ def test_soc_run_turns_a_syslog_line_into_a_case_and_stops_in_order(tmp_path: Pa
 
 
 @pytest.fixture(autouse=True)
-def log_to_this_tests_stderr() -> None:
-    """The supervisor logs through structlog: to this test's stderr, not one an earlier test closed."""
+def log_to_this_tests_stderr() -> Iterator[None]:
+    """The supervisor logs through structlog: to this test's stderr, not one an earlier test closed (and no
+    later test inherits this one's)."""
     configure_logging()
+    yield
+    structlog.reset_defaults()
 
 
 def python_part(name: str, code: str, **options: float) -> Part:
