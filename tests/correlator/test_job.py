@@ -150,9 +150,11 @@ def test_event_count_fires_at_threshold_not_below(spark: Any, own_rules: Compile
         "organization": {"id": "acme"},
         "rule": {"id": BRUTE_FORCE, "title": "SSH Brute Force From One Source", "level": "high",
                  "tags": ["attack.credential-access", "attack.t1110.001"], "kind": "correlation"},
-        "event": {"ids": [f"a{i}" for i in range(10)], "count": 10, "dataset": "system.auth"},
+        "event": {"ids": [f"a{i}" for i in range(10)], "count": 10, "dataset": "system.auth",
+                  "end": "2026-03-01T12:04:30.000Z"},  # the last failure
         "entities": {"user.name": ["root"], "source.ip": ["203.0.113.10"], "host.name": ["web01"]},
         "group_key": "source.ip=203.0.113.10",
+        "incident": {"group_by": ["source.ip"]},
         "window": {"start": "2026-03-01T12:00:00.000Z", "end": "2026-03-01T12:05:00.000Z"},
         "message": "SSH Brute Force From One Source: 10 events for source.ip=203.0.113.10 "
                    "from 2026-03-01T12:00:00.000Z",
