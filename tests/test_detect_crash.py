@@ -4,11 +4,10 @@ case API are exactly those of a run that was never killed (none lost, none twice
 from __future__ import annotations
 
 import os
-import queue
+import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from citysoc.store import ParquetEventStore
 from citysoc.wiring import case_client
 from collectors.ingest import ingest_files
 from correlator.engine.alerts import read_alerts
+from tests.process_output import Output
 
 TENANT = "riverside-council"
 SOC = Path(sys.executable).parent / "soc"
@@ -38,27 +38,14 @@ class Detector:
         self.process = subprocess.Popen(
             [str(SOC), "detect", "--no-own-rules", "--rules", str(rules), "--every", "1s", "--allowed-lateness",
              "5000d"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.output = Output(self.process, self.process.stderr)
 
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
+    @property
+    def seen(self) -> list[str]:
+        return self.output.seen
 
     def wait_for(self, text: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=1)
-            except queue.Empty:
-                assert self.process.poll() is None, "".join(self.seen)
-                continue
-            self.seen.append(line)
-            if text in line:
-                return
-        raise AssertionError(f"no {text!r} within {timeout}s:\n{''.join(self.seen)}")
+        self.output.wait_for(re.escape(text), timeout=timeout, since=len(self.output.seen))
 
     def kill(self) -> None:
         """kill -9 of the detector and its JVM, at once."""

@@ -4,7 +4,6 @@ SIGTERM stops every part in order), and the supervisor's restart policy on small
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import socket
@@ -26,50 +25,9 @@ from citysoc.cli import app
 from citysoc.logging import configure_logging
 from citysoc.schedule import load_checkpoint
 from citysoc.supervisor import Part, PartFailedError, Supervisor
+from tests.process_output import Output
 
 SOC = Path(sys.executable).parent / "soc"
-
-
-class Output:
-    """A process's output lines, read as they come."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.process = process
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def mark(self) -> int:
-        """A position in the output: `wait_for(..., since=mark)` looks only at lines after it."""
-        return len(self.seen)
-
-    def wait_for(self, pattern: str, timeout: float = 240, since: int = 0) -> re.Match[str]:
-        """The first line at or after `since` that matches (parts start side by side: their lines interleave)."""
-        for line in self.seen[since:]:
-            if found := re.search(pattern, line):
-                return found
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=1)
-            except queue.Empty:
-                assert self.process.poll() is None, "".join(self.seen)
-                continue
-            self.seen.append(line)
-            if found := re.search(pattern, line):
-                return found
-        raise AssertionError(f"no {pattern!r} within {timeout}s:\n{''.join(self.seen)}")
-
-    def rest(self) -> str:
-        remaining = "".join(self.seen)
-        while not self.lines.empty():
-            remaining += self.lines.get()
-        return remaining
 
 
 def send_syslog(port: int, user: str) -> None:
