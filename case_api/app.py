@@ -33,6 +33,7 @@ from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
 from citysoc.deadletter import DeadLetterStore
 from citysoc.health import HealthStore
+from citysoc.store import ParquetEventStore
 
 API_PREFIX = "/api/v1"
 DOCS_URL = f"{API_PREFIX}/docs"
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
+    app.state.event_store = ParquetEventStore(settings.events_dir)  # evidence: read only, by event id
     app.state.campaign_rules = load_campaign_rules(settings.campaign_rules)
     app.state.incident_policy = IncidentPolicy(
         group_by=settings.case_group_by, window=settings.case_window, risk_threshold=settings.risk_threshold

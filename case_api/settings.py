@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         return self.home / "health"
 
     @property
+    def events_dir(self) -> Path:
+        """The event store the intake writes (the Parquet lake's events, as `citysoc.settings` places them)."""
+        return self.home / "lake" / "events"
+
+    @property
     def deadletter_dir(self) -> Path:
         """Where the collectors keep the records they could not parse (`citysoc.deadletter.DeadLetterStore`)."""
         return self.home / "deadletter"

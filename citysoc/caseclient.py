@@ -226,6 +226,12 @@ class CaseClient:
         """One of a case's lists: `alerts`, `events`, `comments`, `tasks` or `observables`."""
         return self._request("GET", f"/cases/{case_id}/{part}")  # type: ignore[no-any-return]
 
+    def case_evidence(self, case_id: int, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """A page of the raw events behind the case's alerts (`items`, each with its ECS `event` or null when the
+        event store does not hold it) and `total`, the distinct event ids its alerts list."""
+        return self._request("GET", f"/cases/{case_id}/evidence",  # type: ignore[no-any-return]
+                             params={"limit": limit, "offset": offset})
+
     def comment_case(self, case_id: int, body: str) -> dict[str, Any]:
         return self._request("POST", f"/cases/{case_id}/comments", json={"body": body})  # type: ignore[no-any-return]
 

@@ -3,6 +3,7 @@ SQLite under SOC_HOME), and every step reads back through the API and its audit 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 
 from citysoc.cli import app
 from citysoc.settings import Settings
+from citysoc.store import ParquetEventStore
 from citysoc.wiring import case_client
+from correlator.engine.alerts import iso_from_micros
 from tests.case_api.conftest import build_alert
 
 NG = "northgate-hospital"
@@ -77,3 +80,27 @@ def test_an_analyst_works_a_case_from_the_queue_to_closure(home: Path) -> None:
     assert all(e["actor"] == "bootstrap-analyst" for e in shown["events"][2:])
     code, _, err = soc(home, "cases", "show", "2147483648")
     assert code == 2 and "Usage" in err  # out of range: a usage error, before any request
+
+
+def test_cases_show_evidence_prints_the_raw_events_of_the_alerts(home: Path, corpora: Path) -> None:
+    code, _, err = soc(home, "ingest", "--tenant", NG, "--source", "syslog", "--year", "2024",
+                       str(corpora / "loghub" / "OpenSSH_2k.log"))
+    assert code == 0, err
+    lake = ParquetEventStore(Settings(home=home).events_dir).arrow_dataset("system.auth", tenants=[NG])
+    assert lake is not None
+    rows = sorted(lake.to_table().to_pylist(), key=lambda row: (row["@timestamp"], row["event"]["id"]))[:3]
+    first = (rows[0]["@timestamp"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    alert = build_alert(NG, user=None, level="high", entities={"source.ip": ["173.234.31.186"]},
+                        event={"ids": [row["event"]["id"] for row in rows], "dataset": "system.auth"})
+    alert["@timestamp"] = iso_from_micros(first)
+    with case_client(Settings(home=home), role="service") as client:
+        [case_id] = client.post_alerts([alert])["cases"]
+
+    code, out, _ = soc(home, "cases", "show", str(case_id), "--evidence", "--limit", "2")
+    assert code == 0
+    assert "events 1..2 of 3" in out and "more: --offset 2" in out
+    assert rows[0]["event"]["original"] in out and rows[1]["event"]["original"] in out
+    assert rows[2]["event"]["original"] not in out
+    code, out, _ = soc(home, "cases", "show", str(case_id), "--events", "--offset", "2", "--json")
+    assert code == 0 and [item["event"]["event"]["original"] for item in json_lines(out)] == [
+        rows[2]["event"]["original"]]

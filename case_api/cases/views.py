@@ -15,6 +15,7 @@ from case_api.auth.roles import CASE_READERS, CASE_WORKERS
 from case_api.bounds import IdPath, Offset
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import case_campaigns
+from case_api.cases.evidence import EVIDENCE_PAGE, MAX_EVIDENCE_PAGE, EventStoreDep, EvidencePage, case_evidence
 from case_api.cases.models import Case, CaseEventOut, CaseOut, CasePatch, CaseStatus
 from case_api.cases.service import (
     case_alerts,
@@ -108,6 +109,25 @@ def get_case_events(
     """The case's audit trail, oldest first, one page at a time."""
     case = get_case(session=session, case_id=case_id, scope=scope)
     return [CaseEventOut.model_validate(e) for e in case_events(session=session, case=case, limit=limit, offset=offset)]
+
+
+@router.get(
+    "/{case_id}/evidence",
+    response_model=EvidencePage,
+    dependencies=[Depends(require_roles(*CASE_READERS))],
+)
+def get_case_evidence(
+    case_id: IdPath,
+    session: SessionDep,
+    scope: TenantScope,
+    store: EventStoreDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVIDENCE_PAGE)] = EVIDENCE_PAGE,
+    offset: Offset = 0,
+) -> EvidencePage:
+    """The raw events (ECS with ``event.original``) behind the case's alerts, read from the event store within
+    the case's tenant; alerts by event time, one page at a time (``total`` says how many)."""
+    case = get_case(session=session, case_id=case_id, scope=scope)
+    return case_evidence(session=session, case=case, store=store, limit=limit, offset=offset)
 
 
 @router.patch("/{case_id}", response_model=CaseDetailOut)

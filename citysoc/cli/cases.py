@@ -10,7 +10,7 @@ import typer
 
 from citysoc.caseclient import CaseClient, CaseClientError
 from citysoc.cli.common import JsonOpt, TenantOpt, console, err_console, load_settings, print_json_lines
-from citysoc.cli.render import print_case_detail, print_case_queue
+from citysoc.cli.render import print_case_detail, print_case_queue, print_evidence
 from citysoc.wiring import case_client
 
 app = typer.Typer(help="The case queue: list, read and work cases.", no_args_is_help=True)
@@ -56,8 +56,24 @@ def cases_list(tenant: TenantOpt = None, as_json: JsonOpt = False,
 
 
 @app.command("show")
-def cases_show(case_id: CaseArg, as_json: JsonOpt = False) -> None:
-    """One case: its fields, comments, tasks, observables, recent alerts and audit trail."""
+def cases_show(case_id: CaseArg, as_json: JsonOpt = False,
+               evidence: Annotated[bool, typer.Option("--evidence", "--events",
+                                                      help="The raw events behind its alerts, a page at a time.")]
+               = False,
+               limit: Annotated[int, typer.Option(help="Events per page (with --evidence).", min=1, max=200)] = 20,
+               offset: Annotated[int, typer.Option(help="Events to skip (with --evidence).", min=0,
+                                                   max=10_000_000)] = 0,
+               ) -> None:
+    """One case: its fields, comments, tasks, observables, recent alerts and audit trail; with `--evidence`, the
+    raw events (ECS and original record) behind its alerts instead, oldest alert first."""
+    if evidence:
+        with _client() as client:
+            page = client.case_evidence(case_id, limit=limit, offset=offset)
+        if as_json:
+            print_json_lines(page["items"])
+        else:
+            print_evidence(console, page)
+        return
     with _client() as client:
         case = client.get_case(case_id)
         parts = {part: client.case_part(case_id, part) for part in ("comments", "tasks", "observables")}

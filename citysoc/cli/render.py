@@ -158,6 +158,26 @@ def print_case_detail(console: Console, case: dict[str, Any], *, comments: Seque
     console.print(table)
 
 
+def print_evidence(console: Console, page: dict[str, Any]) -> None:
+    """`soc cases show --evidence`: a page of the raw events behind a case's alerts, each with its original."""
+    items = page["items"]
+    first = page["offset"] + 1
+    console.print(f"[bold]Evidence[/bold] of case {page['case_id']} ({page['tenant_id']}): events {first}.."
+                  f"{page['offset'] + len(items)} of {page['total']}")
+    for item in items:
+        event = item["event"]
+        if event is None:
+            console.print(f"  [yellow]{item['event_id']}[/yellow] not in the event store "
+                          f"(alerts {', '.join(a[:12] for a in item['alert_ids'])})")
+            continue
+        meta = event.get("event", {})
+        console.print(f"  [dim]{event.get('@timestamp', '')} {meta.get('dataset', '')} {item['event_id']}[/dim]"
+                      + (f" {escape(str(meta['action']))}" if meta.get("action") else ""))
+        console.print(f"    {escape(str(meta.get('original', '(no original kept)')))}", soft_wrap=True)
+    if page["offset"] + len(items) < page["total"]:
+        console.print(f"[dim]more: --offset {page['offset'] + len(items)}[/dim]")
+
+
 def print_campaigns(console: Console, campaigns: Sequence[dict[str, Any]], *, title: str = "Campaigns") -> None:
     """City-wide campaigns; a member's key sees its own cases and a count of the other members instead."""
     table = Table("campaign", "indicator", "member organisations", "cases", "last seen", "title", title=title,

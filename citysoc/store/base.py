@@ -82,6 +82,18 @@ class EventStore(ABC):
               tenants: Collection[str] | None = None) -> int:
         """Events of a dataset in `[since, until)` with an `event.id`, as `read` would give them."""
 
+    @abstractmethod
+    def events_by_id(self, *, tenant: str, ids: Collection[str],
+                     windows: Collection[tuple[datetime, datetime]]) -> list[dict[str, Any]]:
+        """One tenant's stored events whose `event.id` is in `ids`, as ECS documents (`event.original` included,
+        absent fields left out, times as ISO 8601 strings), at most one per id, in no particular order.
+
+        `windows` are the `[since, until)` ranges of event time the events lie in (an alert's time bounds):
+        the store reads only what covers them, and may return a listed event that lies outside them.
+        Only the tenant's own partition (folder, data stream) is read, so an id that names another tenant's
+        event finds nothing. What evidence (the case API's `/cases/{id}/evidence`) shows.
+        """
+
     @property
     def columns(self) -> tuple[str, ...]:
         """The top-level columns of the frames `read` returns (known without asking Spark)."""

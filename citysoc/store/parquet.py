@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, spark_schema, to_row
-from citysoc.store import arrivals, claims, journal
+from citysoc.store import arrivals, claims, journal, lookup
 from citysoc.store.arrivals import LakeFile
 from citysoc.store.base import Arrival, EventStore, WriteResult, register_store
 from citysoc.store.compaction import plan_merges, write_merged
@@ -348,6 +348,25 @@ class ParquetEventStore(EventStore):
             return None
         return ds.dataset(files, format="parquet", partitioning=ds.partitioning(flavor="hive"),
                           partition_base_dir=str(self.events_dir))
+
+    def events_by_id(self, *, tenant: str, ids: Collection[str],
+                     windows: Collection[tuple[datetime, datetime]]) -> list[dict[str, Any]]:
+        """Read from the tenant's day folders the windows touch, every dataset (`citysoc.store.lookup`); a file
+        that compaction replaced meanwhile makes the lookup list the folders again."""
+        validate_tenant_id(tenant)  # it names a folder
+        days = lookup.wanted_days(windows)
+        if not ids or not days:
+            return []
+        for attempt in range(lookup.READ_ATTEMPTS):
+            files = [file for name in self.datasets()
+                     for folder in lookup.tenant_day_folders(self.events_dir / f"dataset={name}", tenant, days)
+                     for file in sorted(folder.glob("*.parquet"))]
+            try:
+                return lookup.find_events(files, tenant=tenant, ids=ids)
+            except FileNotFoundError:
+                if attempt + 1 == lookup.READ_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def count(self, dataset: str, *, since: datetime | None = None, until: datetime | None = None,
               tenants: Collection[str] | None = None) -> int:
