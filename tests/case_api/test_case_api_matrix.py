@@ -309,6 +309,7 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("PATCH", f"{V1}/cases/{{case_id}}"): Entry(WORKERS, fresh_case({"status": "in_progress"})),
     ("GET", f"{V1}/cases/{{case_id}}/alerts"): Entry(READERS, shared_case),
     ("GET", f"{V1}/cases/{{case_id}}/events"): Entry(READERS, shared_case),
+    ("GET", f"{V1}/cases/{{case_id}}/evidence"): Entry(READERS, shared_case),
     ("GET", f"{V1}/cases/{{case_id}}/comments"): Entry(READERS, shared_case),
     ("POST", f"{V1}/cases/{{case_id}}/comments"): Entry(WORKERS, on_shared_case({"body": "seen"}), ok=201),
     ("GET", f"{V1}/cases/{{case_id}}/tasks"): Entry(READERS, shared_case),
