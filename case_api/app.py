@@ -28,6 +28,8 @@ from case_api.errors import AuthenticationError, CaseApiError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
 from case_api.middleware import EdgeGuard
+from case_api.notifications.flows import drain_in_background, outbox_drainer, soc_contacts
+from case_api.notifications.views import router as notifications_router
 from case_api.settings import Settings
 from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
+        lifespan=drain_in_background,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
     app.state.event_store = ParquetEventStore(settings.events_dir)  # evidence: read only, by event id
+    app.state.soc_contacts = soc_contacts(settings)
+    app.state.outbox_drainer = outbox_drainer(settings, app.state.session_factory)
     app.state.campaign_rules = load_campaign_rules(settings.campaign_rules)
     app.state.incident_policy = IncidentPolicy(
         group_by=settings.case_group_by, window=settings.case_window, risk_threshold=settings.risk_threshold
@@ -83,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     routers = (
-        tenants_router, keys_router, alerts_router, case_work_router, cases_router, campaigns_router, sources_router
+        tenants_router, keys_router, alerts_router, case_work_router, cases_router, campaigns_router, sources_router,
+        notifications_router,
     )
     for router in (*routers, health_router):
         api.include_router(router)

@@ -15,6 +15,7 @@ from case_api.cases.models import Case, CaseEvent
 from case_api.cases.work_models import CaseComment, CaseObservable, CaseTask
 from case_api.db import Base
 from case_api.incidents.models import AlertEntity
+from case_api.notifications.models import Notification, NotificationAttempt, TenantContact
 from case_api.sources.models import Source, SourceEvent
 from case_api.tenants.models import Tenant
 
@@ -29,9 +30,12 @@ __all__ = [
     "CaseEvent",
     "CaseObservable",
     "CaseTask",
+    "Notification",
+    "NotificationAttempt",
     "Source",
     "SourceEvent",
     "Tenant",
+    "TenantContact",
     "metadata",
 ]
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from case_api.bounds import MAX_BODY_BYTES
@@ -38,7 +38,25 @@ class Settings(BaseSettings):
     #: Largest request body accepted (``SOC_MAX_BODY_BYTES``); larger ones are answered 413.
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
 
-    @field_validator("case_window", mode="before")
+    # Notifications (case_api/notifications): the SOC's own destinations, the SMTP relay, the outbox drainer.
+    #: SOC addresses told of every member's new high/critical cases and SLA breaches (a JSON list).
+    notify_soc_emails: tuple[str, ...] = ()
+    #: SOC webhook (Standard Webhooks) and its `whsec_...` signing secret.
+    notify_soc_webhook_url: str | None = None
+    notify_soc_webhook_secret: SecretStr | None = None
+    #: Seconds between outbox drains by the API's background thread (0 turns the thread off).
+    notify_interval: float = Field(default=10.0, ge=0)
+    #: Attempts per notification, and the wait after the first failure (doubling, at most an hour).
+    notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    notify_backoff: timedelta = timedelta(seconds=30)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "citysoc@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+
+    @field_validator("case_window", "notify_backoff", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         """`SOC_CASE_WINDOW=2h` like a rule's `citysoc: {window: 2h}`; seconds and ISO 8601 work too."""

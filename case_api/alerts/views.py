@@ -17,6 +17,7 @@ from case_api.cases.flows import ingest_alerts
 from case_api.db import SessionDep
 from case_api.errors import InvalidRequestError
 from case_api.incidents.dependencies import IncidentPolicyDep
+from case_api.notifications.dependencies import SocContactsDep
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
@@ -28,6 +29,7 @@ def post_alerts(
     principal: Annotated[Principal, Depends(require_roles(*ALERT_WRITERS))],
     policy: IncidentPolicyDep,
     campaign_rules: CampaignRulesDep,
+    soc_contacts: SocContactsDep,
 ) -> AlertBatchOut:
     """Store a batch of alerts, idempotent by (tenant, alert id).
 
@@ -37,7 +39,8 @@ def post_alerts(
     risk threshold, is held (``pending``).
     """
     result = ingest_alerts(
-        session=session, raw_alerts=batch.alerts, actor=principal.actor, policy=policy, campaign_rules=campaign_rules
+        session=session, raw_alerts=batch.alerts, actor=principal.actor, policy=policy, campaign_rules=campaign_rules,
+        soc_contacts=soc_contacts,
     )
     if batch.alerts and len(result.rejected) == len(batch.alerts):
         reasons = "; ".join(f"alert {r.index} ({r.id}): {r.reason}" for r in result.rejected[:10])

@@ -18,10 +18,12 @@ from case_api.alerts.models import Alert, AlertIn, RejectedAlert
 from case_api.alerts.service import derive_group_key, insert_new_alerts
 from case_api.campaigns.rules import CampaignRule
 from case_api.campaigns.service import link_campaigns
+from case_api.cases.models import Case
 from case_api.errors import UnregisteredTenantError
 from case_api.incidents.flows import place_alert
 from case_api.incidents.models import IncidentPolicy
 from case_api.incidents.service import entity_rows, lock_tenant, record_entities
+from case_api.notifications.service import SocContacts, notify_new_cases
 from case_api.tenants.service import known_tenants
 
 log = structlog.get_logger(__name__)
@@ -30,6 +32,7 @@ INGEST_ATTEMPTS = 5
 # PostgreSQL: deadlock_detected, serialization_failure.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 DEFAULT_POLICY = IncidentPolicy()
+NO_SOC_CONTACTS = SocContacts()
 
 
 @dataclass
@@ -49,6 +52,7 @@ def ingest_alerts(
     actor: str,
     policy: IncidentPolicy = DEFAULT_POLICY,
     campaign_rules: Sequence[CampaignRule] = (),
+    soc_contacts: SocContacts = NO_SOC_CONTACTS,
 ) -> IngestResult:
     """Ingest a posted batch: every alert validated on its own, the valid ones stored.
 
@@ -63,7 +67,8 @@ def ingest_alerts(
     for attempt in range(1, INGEST_ATTEMPTS + 1):
         try:
             result = _ingest_once(
-                session=session, alerts=accepted, actor=actor, policy=policy, campaign_rules=campaign_rules
+                session=session, alerts=accepted, actor=actor, policy=policy, campaign_rules=campaign_rules,
+                soc_contacts=soc_contacts,
             )
             result.rejected = rejected
             return result
@@ -136,6 +141,7 @@ def _ingest_once(
     actor: str,
     policy: IncidentPolicy,
     campaign_rules: Sequence[CampaignRule],
+    soc_contacts: SocContacts,
 ) -> IngestResult:
     """Store the alerts not seen before, place each in its tenant's incidents (``incidents.flows``)
     and link the cases that took them to city-wide campaigns (``campaigns.service``).
@@ -183,6 +189,9 @@ def _ingest_once(
                 case_ids.add(alert.case_id)
     result.case_ids = sorted(case_ids)
     result.campaign_ids = sorted(link_campaigns(session=session, alerts=placed, rules=campaign_rules))
+    # In the batch's transaction (the outbox pattern): a case is never stored without its notifications.
+    notify_new_cases(session=session, cases=[session.get_one(Case, case_id) for case_id in result.case_ids],
+                     soc=soc_contacts)
     session.commit()
     log.info(
         "alerts ingested",

@@ -132,6 +132,12 @@ class World:
         assert isinstance(source_id, int)
         return source_id
 
+    def new_contact(self, tenant: str) -> int:
+        body = {"channel": "email", "address": f"duty{self.number()}@{tenant}.example"}
+        contact_id = self._post(f"/api/v1/tenants/{tenant}/contacts", body)["id"]
+        assert isinstance(contact_id, int)
+        return contact_id
+
     def new_key(self, tenant: str) -> int:
         body = {"name": f"viewer{self.number()}", "role": "tenant_viewer", "tenant_id": tenant}
         key_id = self._post("/api/v1/keys", body)["id"]
@@ -241,6 +247,23 @@ def fresh_key(world: World, which: Which) -> Call:
     return Call(path={"key_id": MISSING_ID if which == "missing" else world.new_key(tenant_of(which))})
 
 
+def new_contact_body(world: World, which: Which) -> Call:
+    tenant = tenant_of(which)
+    address = f"it{world.number()}@{tenant}.example"
+    return Call(path={"tenant_id": tenant}, json={"channel": "email", "address": address})
+
+
+def tenant_contacts(_world: World, which: Which) -> Call:
+    return Call(path={"tenant_id": tenant_of(which)})
+
+
+def fresh_contact(world: World, which: Which) -> Call:
+    if which == "missing":
+        return Call(path={"tenant_id": OWN, "contact_id": MISSING_ID})
+    tenant = tenant_of(which)
+    return Call(path={"tenant_id": tenant, "contact_id": world.new_contact(tenant)})
+
+
 def new_alert(world: World, which: Which) -> Call:
     tenant = tenant_of(which)
     return Call(json={"alerts": [build_alert(tenant, entities={"user.name": [f"user{world.number()}-{tenant}"]})]})
@@ -298,6 +321,10 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", f"{V1}/tenants"): whole_list(EVERYONE),
     ("POST", f"{V1}/tenants"): Entry(ADMIN, new_tenant, ok=201, other=201, missing=201),
     ("PATCH", f"{V1}/tenants/{{tenant_id}}"): Entry(ADMIN, tenant_path),
+    ("POST", f"{V1}/tenants/{{tenant_id}}/contacts"): Entry(ADMIN, new_contact_body, ok=201),
+    ("GET", f"{V1}/tenants/{{tenant_id}}/contacts"): Entry(ADMIN, tenant_contacts),
+    ("DELETE", f"{V1}/tenants/{{tenant_id}}/contacts/{{contact_id}}"): Entry(ADMIN, fresh_contact, ok=204),
+    ("GET", f"{V1}/notifications"): whole_list((Role.ADMIN, Role.SOC_LEAD)),
     ("GET", f"{V1}/keys"): whole_list(ADMIN),
     ("POST", f"{V1}/keys"): Entry(ADMIN, new_key_body, ok=201, missing=422),
     ("DELETE", f"{V1}/keys/{{key_id}}"): Entry(ADMIN, fresh_key, ok=204),
