@@ -245,6 +245,27 @@ class CaseClient:
         body = {"action": action, "case_ids": list(case_ids), **arguments}
         return self._request("POST", "/cases/bulk", json=body)  # type: ignore[no-any-return]
 
+    # Notifications
+    def add_contact(self, tenant_id: str, *, channel: str, address: str) -> dict[str, Any]:
+        """A member's email or webhook contact; a webhook's answer carries its signing secret, this once."""
+        return self._request("POST", f"/tenants/{tenant_id}/contacts",  # type: ignore[no-any-return]
+                             json={"channel": channel, "address": address})
+
+    def list_contacts(self, tenant_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/tenants/{tenant_id}/contacts")  # type: ignore[no-any-return]
+
+    def remove_contact(self, tenant_id: str, contact_id: int) -> None:
+        self._request("DELETE", f"/tenants/{tenant_id}/contacts/{contact_id}")
+
+    def list_notifications(self, *, tenant: str | None = None, case_id: int | None = None,
+                           status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The outbox, newest first, each with its delivery log."""
+        params: dict[str, Any] = {"limit": limit}
+        for name, value in (("tenant", tenant), ("case_id", case_id), ("status", status)):
+            if value is not None:
+                params[name] = value
+        return self._request("GET", "/notifications", params=params)  # type: ignore[no-any-return]
+
     # Campaigns
     def list_campaigns(self, *, limit: int = 500) -> list[dict[str, Any]]:
         """Campaigns as this key may see them: whole for city roles, a member's own part for tenant keys."""

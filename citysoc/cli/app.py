@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from citysoc.cli import alerts, campaigns, cases, deadletter, geoip, rules, sources, tenants
+from citysoc.cli import alerts, campaigns, cases, deadletter, geoip, notifications, rules, sources, tenants
 from citysoc.cli.collect import collect
 from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
@@ -35,6 +35,8 @@ app.add_typer(deadletter.app, name="deadletter")
 app.add_typer(rules.app, name="rules")
 app.add_typer(sources.app, name="sources")
 app.add_typer(geoip.app, name="geoip")
+app.add_typer(notifications.contacts_app, name="contacts")
+app.add_typer(notifications.notifications_app, name="notifications")
 
 
 def main() -> None:
