@@ -20,10 +20,16 @@ from typing import Any
 import pyarrow as pa
 import yaml
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from citysoc.errors import CitySocError
 from citysoc.schema import ARROW_SCHEMA, FIELDS, JSON_FIELDS, flatten, nest, to_row
-from correlator.engine.correlation import correlation_bursts, correlation_input, referenced_correlations
+from correlator.engine.correlation import (
+    correlation_bursts,
+    correlation_input,
+    correlation_windows,
+    referenced_correlations,
+)
 from correlator.engine.events import prepare_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
@@ -305,7 +311,9 @@ def _events(spark: SparkSession, docs: Sequence[dict[str, Any]]) -> DataFrame:
 # Evidence is a few hundred rows against hundreds of rule expressions: generating and compiling Java for
 # the projection costs far more than evaluating it. Spark's interpreted evaluation runs the same plan and
 # the same expressions with the same semantics (Spark's own tests run both modes), about twice as fast here.
-_INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+# A few hundred rows fit one task: one shuffle partition instead of the session's, for every shuffle.
+_INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+                "spark.sql.shuffle.partitions": "1"}
 
 
 @contextmanager
@@ -325,6 +333,10 @@ def _interpreted(spark: SparkSession) -> Iterator[None]:
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, old)
+
+
+def _unfiltered_windows(rule: CompiledRule, frame: DataFrame, moments: bool) -> DataFrame:
+    return correlation_windows(frame, rule, prefilter=False, moments=moments)
 
 
 def check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
@@ -350,25 +362,29 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
                for chained in referenced_correlations(every_correlation[rule_id], every_correlation)}
     correlations = [r for r in ruleset.correlations() if r.id in wanted]
     inputs: dict[str, list[Any]] = {}
-    cached = []
     for dataset in ruleset.datasets:
         detections = ruleset.detections(dataset)
         if dataset not in plan.docs or not detections:
             continue
-        matches = match_rules(_events(spark, plan.docs[dataset]), plan_matching(detections, options)).persist()
-        cached.append(matches)
+        # materialised once, lineage cut: the correlations' plans start from these rows, not from the
+        # match plan with every rule's expression that Spark would otherwise analyse again for each
+        matches = match_rules(_events(spark, plan.docs[dataset]), plan_matching(detections, options))\
+            .localCheckpoint(eager=True)
         for row in matches.groupBy("_tenant", "_rule_id").count().collect():
             matched[(row["_tenant"], row["_rule_id"])] = row["count"]
         for rule in correlations:
             if dataset in rule.datasets:
                 inputs.setdefault(rule.id, []).append(correlation_input(matches, rule))
     combined = {rule_id: reduce(DataFrame.unionByName, frames) for rule_id, frames in inputs.items()}
-    for rule_id, bursts in correlation_bursts(combined, every_correlation).items():
-        for row in bursts.select("_tenant").collect():
-            key = (row["_tenant"], rule_id)
+    # a few rows per case: the bucket pre-filter (which only drops matches no window can use) would cost
+    # more shuffles than it saves; every correlation's bursts come back in one Spark job
+    bursts = correlation_bursts(combined, every_correlation, windows=_unfiltered_windows)
+    if bursts:
+        every_burst = reduce(DataFrame.unionByName, [frame.select("_tenant", F.lit(rule_id).alias("_rule_id"))
+                                                     for rule_id, frame in bursts.items()])
+        for row in every_burst.collect():
+            key = (row["_tenant"], row["_rule_id"])
             correlation_alerts[key] = correlation_alerts.get(key, 0) + 1
-    for frame in cached:
-        frame.unpersist()
     outcomes = list(plan.not_run)
     for tenant, rule, case in plan.cases:
         if rule.kind == "correlation":
