@@ -6,8 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case as sql_case
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -18,8 +17,9 @@ from case_api.auth.roles import CASE_WORKERS
 from case_api.cases.enrich import enrich_case
 from case_api.cases.models import (
     ALLOWED_TRANSITIONS,
+    CASE_IS_OPEN,
     FINISHED_STATUSES,
-    SEVERITY_ORDER,
+    SEVERITY_RANK,
     Case,
     CaseAction,
     CaseEvent,
@@ -43,7 +43,6 @@ from case_api.tenants.service import criticality_of
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
-_SEVERITY_RANK = sql_case({s.value: rank for rank, s in enumerate(SEVERITY_ORDER)}, value=Case.severity, else_=-1)
 
 
 def record_event(*, session: Session, case_id: int, actor: str, action: CaseAction, detail: dict[str, Any]) -> None:
@@ -132,13 +131,21 @@ def list_cases(
     offset: int = 0,
 ) -> list[Case]:
     """The case queue: most severe first, then oldest activity first (the longest waiting is worked first)."""
+    query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only)
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def queue_query(
+    *, scope: Collection[str] | None, tenant_id: str | None = None, status: CaseStatus | None = None,
+    open_only: bool = False,
+) -> Select[Case]:
+    """The queue's query; the open queue is read off its indexes (``ix_cases_open_queue*``)."""
     query = scoped(select(Case), Case.tenant_id, scope=scope, tenant_id=tenant_id)
     if status is not None:
         query = query.where(Case.status == status.value)
     if open_only:
-        query = query.where(Case.status.not_in(_FINISHED))
-    query = query.order_by(_SEVERITY_RANK.desc(), Case.first_seen, Case.id)
-    return list(session.scalars(query.limit(limit).offset(offset)))
+        query = query.where(CASE_IS_OPEN)
+    return query.order_by(SEVERITY_RANK.desc(), Case.first_seen, Case.id)
 
 
 def case_outs(*, session: Session, cases: Sequence[Case]) -> list[CaseOut]:
