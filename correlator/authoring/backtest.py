@@ -134,13 +134,24 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
                 correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
     by_id = {rule.id: rule for rule in ruleset.rules}
     combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
-    for rule_id, frame in combined.items():
-        result.matches[rule_id] = frame.count()
-    for rule_id, bursts in correlation_bursts(combined, by_id).items():
-        rows = bursts.select("_tenant", "_count").collect()
-        result.alerts[rule_id] = len(rows)
-        result.behind[rule_id] = sum(row["_count"] for row in rows)
-        result.tenants[rule_id] = {row["_tenant"] for row in rows}
+    # one Spark job for every correlation's input count, one for every correlation's bursts
+    if combined:
+        counted = reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"))
+                                                 for rule_id, frame in combined.items()])
+        result.matches.update({rule_id: 0 for rule_id in combined})
+        for row in counted.groupBy("_rule_id").count().collect():
+            result.matches[row["_rule_id"]] = row["count"]
+    bursts = correlation_bursts(combined, by_id)
+    for rule_id in bursts:
+        result.alerts[rule_id], result.behind[rule_id], result.tenants[rule_id] = 0, 0, set()
+    if bursts:
+        every_burst = reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"), "_tenant", "_count")
+                                                     for rule_id, frame in bursts.items()])
+        for row in every_burst.collect():
+            rule_id = row["_rule_id"]
+            result.alerts[rule_id] += 1
+            result.behind[rule_id] += row["_count"]
+            result.tenants[rule_id].add(row["_tenant"])
     for rule in ruleset.correlations():  # a chained correlation is fed by the alerts of those it refers to
         if rule.id not in combined and rule.correlation is not None:
             result.matches[rule.id] = sum(result.alerts.get(ref, 0) for ref in rule.correlation.rule_ids)
