@@ -11,7 +11,7 @@ at least once, and the message keeps its id (`webhook-id`, `Message-ID`) so the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,6 +32,10 @@ from case_api.notifications.senders import DeliveryError, Notifier, OutgoingMess
 
 log = structlog.get_logger(__name__)
 
+#: A check run before each drain that enqueues what became due by `now` (e.g. SLA clocks that ran past their
+#: due time, through `service.notify_sla_breach`) in the session it is given; returns how many it added.
+Sweep = Callable[[Session, datetime], int]
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -51,6 +55,7 @@ class DrainReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    swept: int = 0  # notifications the sweeps added
     ids: list[int] = field(default_factory=list)
 
 
@@ -58,8 +63,10 @@ class OutboxDrainer:
     """Sends what is due in the outbox with the notifiers of each channel."""
 
     def __init__(self, session_factory: Callable[[], Session], notifiers: Mapping[str, Notifier], *,
-                 soc_webhook_secret: str | None = None, retry: RetryPolicy | None = None, batch: int = 50) -> None:
+                 soc_webhook_secret: str | None = None, retry: RetryPolicy | None = None, batch: int = 50,
+                 sweeps: Sequence[Sweep] = ()) -> None:
         self.session_factory = session_factory
+        self.sweeps = list(sweeps)
         self.notifiers = dict(notifiers)
         self.soc_webhook_secret = soc_webhook_secret
         self.retry = retry or RetryPolicy()
@@ -69,6 +76,10 @@ class OutboxDrainer:
         """Send every notification due at `now` (default: the clock) that no other drainer holds."""
         now = now or utcnow()
         report = DrainReport()
+        for sweep in self.sweeps:
+            with self.session_factory() as session:
+                report.swept += sweep(session, now)
+                session.commit()
         for notification_id in self.claim(now):
             report.ids.append(notification_id)
             outcome = self._deliver(notification_id, now)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy.orm import Session
 
 from case_api.app import create_app
 from case_api.auth.models import Role
@@ -216,6 +217,26 @@ def test_sla_breach_call_point_notifies_once_per_clock(
     payloads = [d.payload for d in receiver.verified]
     assert {(p["type"], p["data"]["clock"], p["data"]["due_at"]) for p in payloads} == {
         ("case.sla_breached", "acknowledge", due.isoformat()), ("case.sla_breached", "resolve", due.isoformat())}
+
+
+def test_a_sweep_enqueues_before_the_drain_that_sends_it(
+    api: SocApi, napp: FastAPI, mailbox: tuple[Mailbox, int]
+) -> None:
+    """The drainer's hook for checks of running clocks: what a sweep enqueues at `now` goes in the same round."""
+    [case_id] = api.ingest(build_alert(NG, level="medium", user="gina"))["cases"]
+    due = datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
+
+    def overdue(session: Session, now: datetime) -> int:
+        case = session.get_one(Case, case_id)
+        return notify_sla_breach(session=session, case=case, clock="triage", due_at=due,
+                                 soc=napp.state.soc_contacts) if now > due else 0
+
+    sender = OutboxDrainer(napp.state.session_factory, drainer(napp).notifiers, sweeps=[overdue])
+    assert sender.drain_once(due - timedelta(minutes=1)).ids == []
+    report = sender.drain_once(due + timedelta(seconds=1))
+    assert (report.swept, report.sent, report.retried) == (2, 1, 1)  # SOC email sent; SOC webhook: no secret here
+    assert sender.drain_once(due + timedelta(seconds=2)).swept == 0  # once per clock, however often it runs
+    assert "SLA breached (triage)" in mailbox[0].messages[0]["Subject"]
 
 
 def test_contacts_are_managed_by_city_admins_and_checked(api: SocApi, napp: FastAPI) -> None:
