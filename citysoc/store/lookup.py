@@ -54,15 +54,19 @@ def tenant_day_folders(dataset_dir: Path, tenant: str, days: list[tuple[date, da
     return [folder for name in names if (folder := tenant_dir / f"day={name}").is_dir()]
 
 
-def find_events(files: list[Path], *, tenant: str, ids: Collection[str]) -> list[dict[str, Any]]:
+def find_events(files: list[Path], *, tenant: str, ids: Collection[str],
+                windows: Collection[tuple[datetime, datetime]] = ()) -> list[dict[str, Any]]:
     """The events of `files` (one tenant's) whose `event.id` is in `ids`, one per id, as ECS documents.
 
-    A row whose `organization.id` names another tenant is never returned, wherever it was filed.
-    Raises FileNotFoundError when a file disappeared while being read (compaction replaced it)."""
+    Row groups whose `@timestamp` range (from the file's statistics) meets none of `windows` are skipped
+    unread: a live day is many small files of a few seconds each. A row whose `organization.id` names another
+    tenant is never returned, wherever it was filed. Raises FileNotFoundError when a file disappeared while
+    being read (compaction replaced it)."""
     wanted = pa.array(sorted(set(ids)), pa.string())
+    bounds = [(since.astimezone(UTC), until.astimezone(UTC)) for since, until in windows]
     found: dict[str, dict[str, Any]] = {}
     for path in files:
-        for row in _matching_rows(path, wanted):
+        for row in _matching_rows(path, wanted, bounds):
             event_id = row["event"]["id"]
             owner = (row.get("organization") or {}).get("id")
             if event_id in found or (owner is not None and owner != tenant):
@@ -73,10 +77,12 @@ def find_events(files: list[Path], *, tenant: str, ids: Collection[str]) -> list
     return list(found.values())
 
 
-def _matching_rows(path: Path, wanted: pa.Array) -> Iterator[dict[str, Any]]:
+def _matching_rows(path: Path, wanted: pa.Array, bounds: list[tuple[datetime, datetime]]) -> Iterator[dict[str, Any]]:
     parquet = pq.ParquetFile(path)
     try:
         for group in range(parquet.num_row_groups):
+            if bounds and not _may_overlap(parquet.metadata.row_group(group), bounds):
+                continue
             ids = pc.struct_field(parquet.read_row_group(group, columns=["event.id"]).column("event"), "id")
             mask = pc.is_in(ids, value_set=wanted)
             if not pc.any(mask).as_py():
@@ -84,6 +90,21 @@ def _matching_rows(path: Path, wanted: pa.Array) -> Iterator[dict[str, Any]]:
             yield from parquet.read_row_group(group).filter(mask).to_pylist()
     finally:
         parquet.close()
+
+
+def _may_overlap(group: pq.RowGroupMetaData, bounds: list[tuple[datetime, datetime]]) -> bool:
+    """Whether the row group's `@timestamp` statistics leave room for an event in one of the windows (True when
+    the file has no usable statistics)."""
+    for index in range(group.num_columns):
+        column = group.column(index)
+        if column.path_in_schema != "@timestamp":
+            continue
+        stats = column.statistics
+        if stats is None or not stats.has_min_max or not isinstance(stats.min, datetime):
+            return True
+        first, last = stats.min.astimezone(UTC), stats.max.astimezone(UTC)
+        return any(first < until and since <= last for since, until in bounds)
+    return True
 
 
 def to_document(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -362,7 +362,7 @@ class ParquetEventStore(EventStore):
                      for folder in lookup.tenant_day_folders(self.events_dir / f"dataset={name}", tenant, days)
                      for file in sorted(folder.glob("*.parquet"))]
             try:
-                return lookup.find_events(files, tenant=tenant, ids=ids)
+                return lookup.find_events(files, tenant=tenant, ids=ids, windows=windows)
             except FileNotFoundError:
                 if attempt + 1 == lookup.READ_ATTEMPTS:
                     raise

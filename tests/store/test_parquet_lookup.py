@@ -72,3 +72,18 @@ def test_large_files_and_compacted_partitions_answer_the_same(tmp_path: Path) ->
     after = store.events_by_id(tenant="council", ids=[*wanted, "e70003"], windows=WHOLE)
     key = sorted(event["event"]["id"] for event in before)
     assert key == sorted(event["event"]["id"] for event in after) == sorted([*wanted, "e70003"])
+
+
+def test_row_groups_outside_the_windows_are_not_read(tmp_path: Path) -> None:
+    """Within a day, a write of other seconds is skipped by its `@timestamp` statistics (a live day is many small
+    files); the windows decide, not the day alone."""
+    store = lake(tmp_path)
+    morning, evening = T0.replace(hour=8), T0.replace(hour=20)
+    store.write(tenant="council", dataset=DATASET, events=[{"@timestamp": morning, "event": {"id": "m"}}])
+    store.write(tenant="council", dataset=DATASET, events=[{"@timestamp": evening, "event": {"id": "e"}}])
+    around_morning = [(morning - timedelta(seconds=1), morning + timedelta(seconds=1))]
+    assert [e["event"]["id"] for e in store.events_by_id(tenant="council", ids=["m", "e"],
+                                                          windows=around_morning)] == ["m"]
+    both = [*around_morning, (evening, evening + timedelta(milliseconds=1))]
+    assert sorted(e["event"]["id"] for e in store.events_by_id(tenant="council", ids=["m", "e"], windows=both)) == [
+        "e", "m"]
