@@ -128,6 +128,18 @@ def test_a_new_high_case_reaches_the_members_and_the_socs_contacts_once(
     assert (len(mailbox[0].messages), len(receiver.verified), len(log(api))) == (2, 2, 4)
 
 
+def test_a_members_contacts_never_hear_of_another_members_case(
+    api: SocApi, napp: FastAPI, mailbox: tuple[Mailbox, int], receiver: WebhookReceiver
+) -> None:
+    add_contact(api, NG, "email", "it@northgate.example")
+    receiver.secrets["/ng"] = add_contact(api, NG, "webhook", f"{receiver.url}/ng")["secret"]
+    [school_case] = api.ingest(build_alert(RS, level="critical", user="harry"))["cases"]
+    assert drainer(napp).drain_once().sent == 2  # the SOC's email and webhook only
+    assert [m["X-Envelope-To"] for m in mailbox[0].messages] == [SOC_MAIL]
+    assert [(d.path, d.payload["data"]["case"]["id"]) for d in receiver.verified] == [("/soc", school_case)]
+    assert {e["audience"] for e in log(api, tenant=RS)} == {"soc"} and log(api, tenant=NG) == []
+
+
 def test_a_case_that_rises_to_high_is_announced_then(api: SocApi, napp: FastAPI, mailbox: tuple[Mailbox, int]) -> None:
     [case_id] = api.ingest(build_alert(NG, user="carol", level="medium"))["cases"]
     assert drainer(napp).drain_once().ids == [] and log(api) == []
