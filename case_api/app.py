@@ -18,7 +18,10 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from case_api.alerts.views import router as alerts_router
+from case_api.audit.views import router as audit_router
+from case_api.auth.service import LastUseThrottle
 from case_api.auth.views import router as keys_router
+from case_api.auth.views import users_router
 from case_api.campaigns.rules import load_campaign_rules
 from case_api.campaigns.views import router as campaigns_router
 from case_api.cases.views import router as cases_router
@@ -70,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.last_use = LastUseThrottle()
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
@@ -88,8 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     routers = (
-        tenants_router, keys_router, alerts_router, case_work_router, cases_router, campaigns_router, sources_router,
-        notifications_router,
+        tenants_router, users_router, keys_router, audit_router, alerts_router, case_work_router, cases_router,
+        campaigns_router, sources_router, notifications_router,
     )
     for router in (*routers, health_router):
         api.include_router(router)

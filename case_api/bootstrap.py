@@ -1,4 +1,7 @@
-"""First-run API keys for the embedded default, kept in ``{home}/secrets.json`` (mode 600)."""
+"""First-run users and API keys for the embedded default, secrets kept in ``{home}/secrets.json`` (mode 600).
+
+Users ``bootstrap-admin``, ``bootstrap-analyst`` and ``bootstrap-service`` each own one key of the same name.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from case_api.auth.models import ApiKey, ApiKeyIn, Role
-from case_api.auth.service import create_api_key, generate_secret, hash_secret
-from case_api.db import make_engine, make_session_factory, upgrade_database, utcnow
+from case_api.auth.models import ApiKey, ApiKeyIn, Role, User
+from case_api.auth.service import create_api_key, generate_secret, hash_secret, revoke_api_key
+from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.settings import Settings
 
 BOOTSTRAP_ROLES = (Role.ADMIN, Role.SOC_ANALYST, Role.SERVICE)
@@ -28,7 +31,8 @@ def ensure_bootstrap_keys(settings: Settings) -> dict[str, str]:
     ``settings.secrets_path``. Later calls read that file and re-create any key the database lost
     (e.g. after it was reset), with the same secret. A key an administrator revoked stays revoked: its
     role gets a new secret, written to the file. If the file is gone, old bootstrap keys are revoked
-    and new ones issued, since their secrets cannot be recovered.
+    and new ones issued, since their secrets cannot be recovered. A bootstrap user an administrator
+    disabled gets no key.
     """
     settings.ensure_home()
     stored = _read_secrets(settings.secrets_path)
@@ -39,6 +43,9 @@ def ensure_bootstrap_keys(settings: Settings) -> dict[str, str]:
         upgrade_database(engine)
         with make_session_factory(engine)() as session:
             for role in BOOTSTRAP_ROLES:
+                user = session.get(User, BOOTSTRAP_KEY_NAMES[role])
+                if user is not None and user.disabled:
+                    continue  # an administrator disabled it: no key of it works, and none is made
                 secret = secrets[role.value]
                 existing = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_secret(secret))).first()
                 if existing is not None and existing.revoked_at is None:
@@ -47,11 +54,12 @@ def ensure_bootstrap_keys(settings: Settings) -> dict[str, str]:
                     # An administrator revoked this key: it stays revoked, and the role gets a new secret
                     # (a secret's hash is unique, so the old one can never be issued again).
                     secret = secrets[role.value] = generate_secret()
-                # Keys of this name whose secret we no longer hold are dead weight: revoke them.
+                # Keys of this user whose secret we no longer hold are dead weight: revoke them.
                 for orphan in session.scalars(
-                    select(ApiKey).where(ApiKey.name == BOOTSTRAP_KEY_NAMES[role], ApiKey.revoked_at.is_(None))
-                ):
-                    orphan.revoked_at = utcnow()
+                    select(ApiKey).where(ApiKey.user_id == BOOTSTRAP_KEY_NAMES[role], ApiKey.revoked_at.is_(None))
+                ).all():
+                    revoke_api_key(session=session, key_id=orphan.id, actor=BOOTSTRAP_KEY_NAMES[role])
+                # The key (and, the first time, its user: the bootstrap user ids are the key names).
                 create_api_key(
                     session=session,
                     key_in=ApiKeyIn(name=BOOTSTRAP_KEY_NAMES[role], role=role),

@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from case_api.alerts.models import Alert
-from case_api.auth.models import ApiKey
+from case_api.audit.models import AuditEntry, AuditHead
+from case_api.auth.models import ApiKey, User
 from case_api.campaigns.models import Campaign, CampaignCase
 from case_api.cases.models import Case, CaseEvent
 from case_api.cases.work_models import CaseComment, CaseObservable, CaseTask
@@ -23,6 +24,8 @@ __all__ = [
     "Alert",
     "AlertEntity",
     "ApiKey",
+    "AuditEntry",
+    "AuditHead",
     "Campaign",
     "CampaignCase",
     "Case",
@@ -36,6 +39,7 @@ __all__ = [
     "SourceEvent",
     "Tenant",
     "TenantContact",
+    "User",
     "metadata",
 ]
 

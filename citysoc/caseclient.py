@@ -101,9 +101,37 @@ class CaseClient:
     def list_tenants(self) -> list[dict[str, Any]]:
         return self._request("GET", "/tenants")  # type: ignore[no-any-return]
 
-    def create_key(self, *, name: str, role: str, tenant_id: str | None = None) -> dict[str, Any]:
-        body = {"name": name, "role": role, "tenant_id": tenant_id}
-        return self._request("POST", "/keys", json=body)  # type: ignore[no-any-return]
+    # Users, keys and the audit log (admin)
+    def add_user(self, user_id: str, *, role: str, tenant_id: str | None = None,
+                 display_name: str | None = None) -> dict[str, Any]:
+        body = {"id": user_id, "role": role, "tenant_id": tenant_id, "display_name": display_name}
+        return self._request("POST", "/users", json={k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/users")  # type: ignore[no-any-return]
+
+    def update_user(self, user_id: str, **changes: Any) -> dict[str, Any]:
+        return self._request("PATCH", f"/users/{user_id}", json=changes)  # type: ignore[no-any-return]
+
+    def create_key(self, *, name: str, role: str | None = None, tenant_id: str | None = None,
+                   user_id: str | None = None, expires_at: str | None = None) -> dict[str, Any]:
+        """A key for ``user_id``; or, with ``role``, a user named ``name`` and a key for them."""
+        body = {"name": name, "role": role, "tenant_id": tenant_id, "user_id": user_id, "expires_at": expires_at}
+        return self._request("POST", "/keys", json={k: v for k, v in body.items() if v is not None})  # type: ignore[no-any-return]
+
+    def list_keys(self, *, user_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"user_id": user_id} if user_id else {}
+        return self._request("GET", "/keys", params=params)  # type: ignore[no-any-return]
+
+    def revoke_key(self, key_id: int) -> None:
+        self._request("DELETE", f"/keys/{key_id}")
+
+    def audit_entries(self, *, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+        params = {"limit": limit, **{k: v for k, v in filters.items() if v is not None}}
+        return self._request("GET", "/audit", params=params)  # type: ignore[no-any-return]
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._request("GET", "/audit/verify")  # type: ignore[no-any-return]
 
     # Sources
     def add_source(self, *, tenant_id: str, kind: str, name: str, datasets: Sequence[str] = (),

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-import structlog
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from case_api.auth.models import Principal, Role
-from case_api.auth.service import authenticate, tenant_scope
+from case_api.auth.service import LastUseThrottle, authenticate, tenant_scope
 from case_api.db import SessionDep
 from case_api.errors import AuthenticationError, PermissionDeniedError
 
@@ -32,6 +31,7 @@ def _presented_secret(bearer: HTTPAuthorizationCredentials | None, x_api_key: st
 
 
 def get_principal(
+    request: Request,
     session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
     x_api_key: Annotated[str | None, Depends(api_key_scheme)] = None,
@@ -39,10 +39,14 @@ def get_principal(
     secret = _presented_secret(bearer, x_api_key)
     if secret is None:
         raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    principal = None if len(secret) > MAX_SECRET_LENGTH else authenticate(session=session, secret=secret)
+    throttle: LastUseThrottle | None = getattr(request.app.state, "last_use", None)
+    principal = (
+        None if len(secret) > MAX_SECRET_LENGTH else authenticate(session=session, secret=secret, throttle=throttle)
+    )
     if principal is None:
         raise AuthenticationError("invalid or revoked API key")
-    structlog.contextvars.bind_contextvars(actor=principal.name, role=principal.role.value)
+    # For the access log, which runs outside the dependency's context (request.state lives in the scope).
+    request.state.principal = principal
     return principal
 
 

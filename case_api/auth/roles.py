@@ -27,3 +27,6 @@ SOURCE_ACCESS_READERS = (Role.ADMIN, Role.SERVICE)
 #: May read dead letters (raw records) and the sources' audit trail (tenant roles only their own tenant's).
 DEAD_LETTER_READERS = (Role.ADMIN, Role.SOC_LEAD, Role.SOC_ANALYST, Role.TENANT_RESPONDER, Role.TENANT_VIEWER)
 SOURCE_AUDIT_READERS = DEAD_LETTER_READERS
+#: May read the deployment's audit log (users, keys, tenants, sources, cases) and check its chain.
+AUDIT_READERS = (Role.ADMIN, Role.SOC_LEAD)
+AUDIT_VERIFIERS = AUDIT_READERS

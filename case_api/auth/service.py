@@ -1,17 +1,29 @@
-"""API key issue, lookup and revocation, and what each principal may see."""
+"""Users and their API keys: issue, lookup, expiry, last use, revocation; and what each principal may see.
+
+Every change here is written to the audit log (``case_api.audit``) with the acting user's id.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from case_api.auth.models import ApiKey, ApiKeyIn, Principal, Role
+from case_api.audit.service import record
+from case_api.auth.models import ApiKey, ApiKeyIn, Principal, Role, User, UserIn, UserPatch
 from case_api.db import utcnow
-from case_api.errors import NotFoundError
+from case_api.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
 from case_api.tenants.service import require_tenants
+
+#: How finely a key's last use is recorded: at most one write per key per this interval, so a storm of
+#: requests on one key costs one UPDATE a minute, not one per request.
+LAST_USE_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_secret(secret: str) -> str:
@@ -22,46 +34,211 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def create_api_key(*, session: Session, key_in: ApiKeyIn, secret: str | None = None) -> tuple[ApiKey, str]:
-    """Store a new key and return it with its secret (generated unless given)."""
-    if key_in.tenant_id is not None:
-        require_tenants(session=session, tenant_ids=[key_in.tenant_id])
-    secret = secret or generate_secret()
-    key = ApiKey(
-        name=key_in.name,
-        role=key_in.role.value,
-        tenant_id=key_in.tenant_id,
-        key_hash=hash_secret(secret),
-        prefix=secret[:8],
-    )
-    session.add(key)
+# Users ---------------------------------------------------------------------------------------------
+
+
+def create_user(*, session: Session, user_in: UserIn, actor: str) -> User:
+    user = _add_user(session=session, user_in=user_in, actor=actor)
     session.commit()
+    return user
+
+
+def _add_user(*, session: Session, user_in: UserIn, actor: str) -> User:
+    """Add (flushed, not committed) a new user, audited."""
+    if user_in.tenant_id is not None:
+        require_tenants(session=session, tenant_ids=[user_in.tenant_id])
+    taken = ConflictError(f"user {user_in.id!r} already exists (a user id is never reused)")
+    if session.get(User, user_in.id) is not None:
+        raise taken
+    user = User(id=user_in.id, display_name=user_in.display_name or user_in.id, role=user_in.role.value,
+                tenant_id=user_in.tenant_id, created_at=utcnow())
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # created concurrently since the check above
+        session.rollback()
+        raise taken from exc
+    record(session, actor=actor, action="user.created", target_type="user", target_id=user.id,
+           tenant_id=user.tenant_id, detail={"role": user.role, "tenant_id": user.tenant_id,
+                                             "display_name": user.display_name})
+    return user
+
+
+def ensure_user(*, session: Session, user_in: UserIn, actor: str) -> User:
+    """The user ``user_in.id``, created if missing; an existing one must have the role and tenant asked for."""
+    user = session.get(User, user_in.id)
+    if user is None:
+        return _add_user(session=session, user_in=user_in, actor=actor)
+    if (user.role, user.tenant_id) != (user_in.role.value, user_in.tenant_id):
+        raise ConflictError(
+            f"user {user.id!r} exists with role {user.role!r}"
+            + (f" in tenant {user.tenant_id!r}" if user.tenant_id else "")
+            + ": give user_id to add a key for them, or another name"
+        )
+    return user
+
+
+def get_user(*, session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"user {user_id!r} not found")
+    return user
+
+
+def list_users(*, session: Session) -> list[tuple[User, datetime | None]]:
+    """Every user with the last use of any of their keys."""
+    last_use = (
+        select(ApiKey.user_id, func.max(ApiKey.last_used_at).label("last_used_at"))
+        .group_by(ApiKey.user_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(User, last_use.c.last_used_at).outerjoin(last_use, last_use.c.user_id == User.id).order_by(User.id)
+    )
+    return [(user, last) for user, last in rows]
+
+
+def update_user(*, session: Session, user_id: str, patch: UserPatch, actor: str) -> User:
+    user = get_user(session=session, user_id=user_id)
+    changes: dict[str, dict[str, str | None]] = {}
+    if patch.display_name is not None and patch.display_name != user.display_name:
+        changes["display_name"] = {"from": user.display_name, "to": patch.display_name}
+        user.display_name = patch.display_name
+    if patch.role is not None and (patch.role.value, patch.tenant_id) != (user.role, user.tenant_id):
+        if patch.tenant_id is not None:
+            require_tenants(session=session, tenant_ids=[patch.tenant_id])
+        changes["role"] = {"from": user.role, "to": patch.role.value}
+        changes["tenant_id"] = {"from": user.tenant_id, "to": patch.tenant_id}
+        user.role, user.tenant_id = patch.role.value, patch.tenant_id
+    if patch.disabled is not None and patch.disabled != user.disabled:
+        if patch.disabled and user.id == actor:
+            raise InvalidRequestError("you cannot disable yourself: ask another administrator")
+        changes["disabled"] = {"from": str(user.disabled).lower(), "to": str(patch.disabled).lower()}
+        user.disabled_at = utcnow() if patch.disabled else None
+    if changes:
+        action = "user.disabled" if set(changes) == {"disabled"} and patch.disabled else "user.changed"
+        record(session, actor=actor, action=action, target_type="user", target_id=user.id,
+               tenant_id=user.tenant_id, detail=changes)
+        session.commit()
+    return user
+
+
+# Keys ----------------------------------------------------------------------------------------------
+
+
+def create_api_key(*, session: Session, key_in: ApiKeyIn, actor: str | None = None,
+                   secret: str | None = None) -> tuple[ApiKey, str]:
+    """Store a new key and return it with its secret (generated unless given).
+
+    ``key_in.user_id`` names the owner; without it a user named ``key_in.name`` with ``key_in.role`` is
+    made (or reused when it exists with that role and tenant). ``actor`` is who does it (default: the
+    owner, for keys an operator makes on the server, such as the bootstrap keys).
+    """
+    if key_in.user_id is not None:
+        user = get_user(session=session, user_id=key_in.user_id)
+    else:
+        assert key_in.role is not None  # ApiKeyIn checked it
+        user = ensure_user(session=session, user_in=UserIn(id=_user_id_from(key_in.name), role=key_in.role,
+                                                           tenant_id=key_in.tenant_id, display_name=key_in.name),
+                           actor=actor or _user_id_from(key_in.name))
+    if user.disabled:
+        raise InvalidRequestError(f"user {user.id!r} is disabled: enable them first (PATCH /users/{user.id})")
+    now = utcnow()
+    if key_in.expires_at is not None and key_in.expires_at <= now:
+        raise InvalidRequestError(f"expires_at {key_in.expires_at.isoformat()} is not in the future")
+    secret = secret or generate_secret()
+    key = ApiKey(name=key_in.name, user_id=user.id, key_hash=hash_secret(secret), prefix=secret[:8],
+                 created_at=now, expires_at=key_in.expires_at)
+    session.add(key)
+    session.flush()
+    record(session, actor=actor or user.id, action="key.created", target_type="key", target_id=str(key.id),
+           tenant_id=user.tenant_id, detail={"name": key.name, "user_id": user.id, "prefix": key.prefix,
+                                             "expires_at": key.expires_at.isoformat() if key.expires_at else None})
+    session.commit()
+    session.refresh(key)  # the owner's role and tenant
     return key, secret
 
 
-def list_api_keys(*, session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+def _user_id_from(name: str) -> str:
+    try:
+        return UserIn(id=name, role=Role.ADMIN).id
+    except ValueError:
+        raise InvalidRequestError(
+            f"{name[:100]!r} cannot be a user id (letters, digits and . _ @ + - only): "
+            "create the user first and give user_id"
+        ) from None
 
 
-def revoke_api_key(*, session: Session, key_id: int) -> ApiKey:
+def list_api_keys(*, session: Session, user_id: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
+    return list(session.scalars(query))
+
+
+def revoke_api_key(*, session: Session, key_id: int, actor: str) -> ApiKey:
     key = session.get(ApiKey, key_id)
     if key is None:
         raise NotFoundError(f"API key {key_id} not found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        record(session, actor=actor, action="key.revoked", target_type="key", target_id=str(key.id),
+               tenant_id=key.tenant_id, detail={"name": key.name, "user_id": key.user_id, "prefix": key.prefix})
         session.commit()
     return key
 
 
-def authenticate(*, session: Session, secret: str) -> Principal | None:
-    """The principal owning an active key with this secret, or ``None``."""
+class LastUseThrottle:
+    """Remembers, per process, when each key's last use was written, so it is written once per interval."""
+
+    def __init__(self, interval: timedelta = LAST_USE_RESOLUTION) -> None:
+        self.interval = interval.total_seconds()
+        self._written: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, key_id: int) -> bool:
+        """Whether to write now; claims the write, so concurrent requests on one key write once."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._written.get(key_id)
+            if last is not None and now - last < self.interval:
+                return False
+            self._written[key_id] = now
+            return True
+
+
+def authenticate(*, session: Session, secret: str, throttle: LastUseThrottle | None = None) -> Principal | None:
+    """The principal of an active, unexpired key of an enabled user with this secret, or ``None``.
+
+    Raises :class:`AuthenticationError` for an expired key or a disabled user (so the caller learns why).
+    Records the key's last use at most once per :data:`LAST_USE_RESOLUTION` per key: across processes the
+    UPDATE only writes when the stored time is older than that, and within one ``throttle`` skips the
+    statement altogether.
+    """
     # Looking up by hash: the timing of the index lookup can leak the hash, never the secret.
-    key = session.scalars(
-        select(ApiKey).where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
+    row = session.execute(
+        select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
     ).first()
-    if key is None:
+    if row is None:
         return None
-    return Principal(key_id=key.id, name=key.name, role=Role(key.role), tenant_id=key.tenant_id)
+    key, user = row
+    now = utcnow()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthenticationError(f"API key {key.prefix}... expired at {key.expires_at.isoformat()}: ask for a new one")
+    if user.disabled:
+        raise AuthenticationError(f"user {user.id!r} is disabled")
+    if (key.last_used_at is None or now - key.last_used_at >= LAST_USE_RESOLUTION) and (
+        throttle is None or throttle.due(key.id)
+    ):
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key.id,
+                   or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USE_RESOLUTION))
+            .values(last_used_at=now)
+        )
+        session.commit()
+    return Principal(user_id=user.id, role=Role(user.role), tenant_id=user.tenant_id, key_id=key.id)
 
 
 def tenant_scope(principal: Principal) -> frozenset[str] | None:

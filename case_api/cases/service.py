@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from case_api.alerts.models import Alert
-from case_api.auth.models import ApiKey, Role
+from case_api.audit.service import record
+from case_api.auth.models import Role, User
 from case_api.auth.roles import CASE_WORKERS
 from case_api.cases.enrich import enrich_case
 from case_api.cases.models import (
@@ -46,8 +47,11 @@ _FINISHED = [s.value for s in FINISHED_STATUSES]
 
 
 def record_event(*, session: Session, case_id: int, actor: str, action: CaseAction, detail: dict[str, Any]) -> None:
-    """Append one line to the case's audit trail (never updated or deleted)."""
+    """Append one line to the case's audit trail (never updated or deleted), and to the audit log."""
     session.add(CaseEvent(case_id=case_id, actor=actor, action=action.value, detail=detail))
+    case = session.get(Case, case_id)
+    record(session, actor=actor, action=f"case.{action.value}", target_type="case", target_id=case_id,
+           tenant_id=case.tenant_id if case is not None else None, detail=detail)
 
 
 def create_case(
@@ -295,19 +299,19 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
 
 
 def require_known_assignee(*, session: Session, name: str, tenant_id: str) -> None:
-    """An assignee is a known user who may work the case: the name of an active API key of a city SOC
-    role, or of a responder of the case's tenant."""
+    """An assignee is a known user who may work the case: an enabled user of a city SOC role, or a
+    responder of the case's tenant."""
     city = [role.value for role in CASE_WORKERS if not role.is_tenant_bound]
     found = session.scalars(
-        select(ApiKey.id).where(
-            ApiKey.name == name,
-            ApiKey.revoked_at.is_(None),
-            or_(ApiKey.role.in_(city), (ApiKey.role == Role.TENANT_RESPONDER.value) & (ApiKey.tenant_id == tenant_id)),
+        select(User.id).where(
+            User.id == name,
+            User.disabled_at.is_(None),
+            or_(User.role.in_(city), (User.role == Role.TENANT_RESPONDER.value) & (User.tenant_id == tenant_id)),
         )
     ).first()
     if found is None:
         raise InvalidRequestError(
-            f"unknown assignee {name!r}: assign a user who may work this case (the name of their API key)"
+            f"unknown assignee {name!r}: assign a user who may work this case (their user id, see GET /users)"
         )
 
 

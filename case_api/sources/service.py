@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from case_api.audit.service import record
 from case_api.auth.models import Principal
 from case_api.errors import ConflictError, InvalidRequestError, NotFoundError
 from case_api.scope import scoped
@@ -172,4 +173,6 @@ def _check_conflicts(session: Session, source: Source) -> None:
 
 def _audit(session: Session, source: Source, actor: Principal, action: str, detail: dict[str, Any]) -> None:
     session.add(SourceEvent(tenant_id=source.tenant_id, source_id=source.id, source_name=source.name,
-                            actor=actor.actor, actor_key_id=actor.key_id, action=action, detail=detail))
+                            actor=actor.actor, actor_key_id=actor.key_id or 0, action=action, detail=detail))
+    record(session, actor=actor.actor, action=f"source.{action}", target_type="source", target_id=source.id,
+           tenant_id=source.tenant_id, detail={"name": source.name, **detail})

@@ -8,16 +8,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from case_api.audit.service import record
 from case_api.errors import ConflictError, NotFoundError, UnregisteredTenantError
 from case_api.scope import scoped
 from case_api.tenants.models import Tenant, TenantIn, TenantPatch
 
 
-def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
+def create_tenant(*, session: Session, tenant_in: TenantIn, actor: str) -> Tenant:
     if session.get(Tenant, tenant_in.id) is not None:
         raise ConflictError(f"tenant {tenant_in.id!r} already exists")
     tenant = Tenant(id=tenant_in.id, name=tenant_in.name, asset_criticality=tenant_in.asset_criticality)
     session.add(tenant)
+    record(session, actor=actor, action="tenant.created", target_type="tenant", target_id=tenant.id,
+           tenant_id=tenant.id, detail={"name": tenant.name, "asset_criticality": tenant.asset_criticality})
     try:
         session.commit()
     except IntegrityError as exc:  # created concurrently since the check above
@@ -26,15 +29,21 @@ def create_tenant(*, session: Session, tenant_in: TenantIn) -> Tenant:
     return tenant
 
 
-def update_tenant(*, session: Session, tenant_id: str, patch: TenantPatch) -> Tenant:
+def update_tenant(*, session: Session, tenant_id: str, patch: TenantPatch, actor: str) -> Tenant:
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFoundError(f"tenant {tenant_id!r} not found")
-    if patch.name is not None:
+    changes: dict[str, dict[str, str]] = {}
+    if patch.name is not None and patch.name != tenant.name:
+        changes["name"] = {"from": tenant.name, "to": patch.name}
         tenant.name = patch.name
-    if patch.asset_criticality is not None:
+    if patch.asset_criticality is not None and patch.asset_criticality != tenant.asset_criticality:
+        changes["asset_criticality"] = {"from": tenant.asset_criticality, "to": patch.asset_criticality}
         tenant.asset_criticality = patch.asset_criticality
-    session.commit()
+    if changes:
+        record(session, actor=actor, action="tenant.changed", target_type="tenant", target_id=tenant.id,
+               tenant_id=tenant.id, detail=changes)
+        session.commit()
     return tenant
 
 

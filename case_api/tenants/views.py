@@ -19,9 +19,9 @@ router = APIRouter(prefix="/tenants", tags=["tenants"])
 def add_tenant(
     tenant_in: TenantIn,
     session: SessionDep,
-    _admin: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
+    admin: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
 ) -> TenantOut:
-    return TenantOut.model_validate(create_tenant(session=session, tenant_in=tenant_in))
+    return TenantOut.model_validate(create_tenant(session=session, tenant_in=tenant_in, actor=admin.actor))
 
 
 @router.get("", response_model=list[TenantOut])
@@ -34,7 +34,7 @@ def patch_tenant(
     tenant_id: Annotated[str, Path(max_length=63)],
     patch: TenantPatch,
     session: SessionDep,
-    _admin: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
+    admin: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
 ) -> TenantOut:
     """Rename a tenant or change its asset criticality (which sets its cases' priority)."""
-    return TenantOut.model_validate(update_tenant(session=session, tenant_id=tenant_id, patch=patch))
+    return TenantOut.model_validate(update_tenant(session=session, tenant_id=tenant_id, patch=patch, actor=admin.actor))

@@ -3,7 +3,7 @@
 - `app`: the Typer application assembling the command modules, and `main`;
 - `common`: settings, consoles, shared options, the JSON-lines printer, time and duration options;
 - `render`: Rich tables and summary lines; `flows`: work several commands show progress for;
-- one module per command group: `tenants`, `sources`, `ingest`, `detect`, `alerts`, `cases`,
+- one module per command group: `tenants`, `users`, `keys`, `audit`, `sources`, `ingest`, `detect`, `alerts`, `cases`,
   `deadletter`, `rules`, `serve` (`soc api`), `demo`. They import `common`, `render`, `flows` and
   `citysoc.wiring`, never each other.
 """

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import typer
 
-from citysoc.cli import alerts, campaigns, cases, deadletter, geoip, notifications, rules, sources, tenants
+from citysoc.cli import (
+    alerts,
+    audit,
+    campaigns,
+    cases,
+    deadletter,
+    geoip,
+    keys,
+    notifications,
+    rules,
+    sources,
+    tenants,
+    users,
+)
 from citysoc.cli.collect import collect
 from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
@@ -28,6 +41,9 @@ app.command()(api)
 app.command()(demo)
 app.command()(run)
 app.add_typer(tenants.app, name="tenants")
+app.add_typer(users.app, name="users")
+app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(cases.app, name="cases")
 app.add_typer(campaigns.app, name="campaigns")

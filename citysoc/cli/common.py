@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from citysoc.caseclient import CaseClientError
 from citysoc.logging import configure_logging
 from citysoc.schedule import parse_duration
 from citysoc.settings import Settings
@@ -60,3 +62,13 @@ def parse_duration_option(value: str | None, option: str) -> timedelta | None:
         return parse_duration(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+@contextmanager
+def api_refusals() -> Iterator[None]:
+    """A refusal of the case API (`CaseClientError`) becomes a one-line error on stderr and exit code 1."""
+    try:
+        yield
+    except CaseClientError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None

@@ -341,3 +341,34 @@ def print_coverage(console: Console, result: Coverage, ruleset: CompiledRuleSet,
                                + (" …" if len(info["can_fire"]) > 6 else ""),
                                str(len(info["cannot_fire"])))
         console.print(per_tenant)
+
+
+# Users, keys, audit --------------------------------------------------------------------------------
+
+
+def print_users(console: Console, users: Sequence[dict[str, Any]]) -> None:
+    table = Table("user", "name", "role", "tenant", "state", "last key use")
+    for user in users:
+        table.add_row(escape(user["id"]), escape(user["display_name"]), user["role"], user["tenant_id"] or "-",
+                      "[red]disabled[/red]" if user["disabled_at"] else "active", user["last_used_at"] or "never")
+    console.print(table)
+
+
+def print_keys(console: Console, keys: Sequence[dict[str, Any]]) -> None:
+    table = Table("id", "user", "name", "role", "prefix", "expires", "last use", "state")
+    now = datetime.now(UTC)
+    for key in keys:
+        expired = key["expires_at"] is not None and datetime.fromisoformat(key["expires_at"]) <= now
+        state = "[red]revoked[/red]" if key["revoked_at"] else "[yellow]expired[/yellow]" if expired else "active"
+        table.add_row(str(key["id"]), escape(key["user_id"]), escape(key["name"]), key["role"], key["prefix"] + "...",
+                      key["expires_at"] or "never", key["last_used_at"] or "never", state)
+    console.print(table)
+
+
+def print_audit(console: Console, entries: Sequence[dict[str, Any]]) -> None:
+    table = Table("seq", "at", "actor", "action", "object", "tenant", "detail")
+    for entry in entries:
+        table.add_row(str(entry["seq"]), entry["at"][:19], escape(entry["actor"]), entry["action"],
+                      escape(f"{entry['target_type']} {entry['target_id']}"), entry["tenant_id"] or "-",
+                      escape(str(entry["detail"])[:120]))
+    console.print(table)

@@ -118,12 +118,14 @@ class SocApi:
         self.service = self.headers(Role.SERVICE)
 
     def headers(self, role: Role, tenant: str | None = None, name: str | None = None) -> Headers:
-        """Issue an API key straight in the database and return its auth header."""
+        """Issue an API key straight in the database and return its auth header.
+
+        The key belongs to the user ``name`` (made with ``role`` and ``tenant`` unless it exists with
+        them); by default ``test-<role>``, or ``test-<role>-<tenant>`` for a tenant role.
+        """
+        user = name or (f"test-{role.value}-{tenant}" if tenant else f"test-{role.value}")
         with self._session_factory() as session:
-            _, secret = create_api_key(
-                session=session,
-                key_in=ApiKeyIn(name=name or f"test-{role.value}", role=role, tenant_id=tenant),
-            )
+            _, secret = create_api_key(session=session, key_in=ApiKeyIn(name=user, role=role, tenant_id=tenant))
         return {"Authorization": f"Bearer {secret}"}
 
     def add_tenant(self, tenant_id: str, name: str | None = None) -> None:
