@@ -58,6 +58,7 @@ SOURCE_WRITERS = (*WORKERS, Role.SERVICE)
 SOURCE_READERS = (*SOURCE_WRITERS, Role.TENANT_VIEWER, Role.RULE_AUTHOR)
 SOURCE_ACCESS = (Role.ADMIN, Role.SERVICE)
 DEAD_LETTER_READERS = READERS
+AUDIT_READERS = (Role.ADMIN, Role.SOC_LEAD)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,11 @@ class World:
         contact_id = self._post(f"/api/v1/tenants/{tenant}/contacts", body)["id"]
         assert isinstance(contact_id, int)
         return contact_id
+
+    def new_user(self, tenant: str) -> str:
+        user_id = f"viewer{self.number()}-{tenant}"
+        self._post("/api/v1/users", {"id": user_id, "role": "tenant_viewer", "tenant_id": tenant})
+        return user_id
 
     def new_key(self, tenant: str) -> int:
         return self._fresh("key", tenant, lambda: self._make_key(tenant))
@@ -272,6 +278,18 @@ def new_key_body(world: World, which: Which) -> Call:
     return Call(json={"name": f"viewer{world.number()}", "role": "tenant_viewer", "tenant_id": tenant_of(which)})
 
 
+def new_user_body(world: World, which: Which) -> Call:
+    return Call(json={"id": f"user{world.number()}", "role": "tenant_viewer", "tenant_id": tenant_of(which)})
+
+
+def fresh_user(body: Any = None) -> Target:
+    def target(world: World, which: Which) -> Call:
+        return Call(path={"user_id": "no-such-user" if which == "missing" else world.new_user(tenant_of(which))},
+                    json=body)
+
+    return target
+
+
 def fresh_key(world: World, which: Which) -> Call:
     return Call(path={"key_id": MISSING_ID if which == "missing" else world.new_key(tenant_of(which))})
 
@@ -357,6 +375,12 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", f"{V1}/keys"): whole_list(ADMIN),
     ("POST", f"{V1}/keys"): Entry(ADMIN, new_key_body, ok=201, missing=422),
     ("DELETE", f"{V1}/keys/{{key_id}}"): Entry(ADMIN, fresh_key, ok=204),
+    ("GET", f"{V1}/users"): whole_list(ADMIN),
+    ("POST", f"{V1}/users"): Entry(ADMIN, new_user_body, ok=201, missing=422),
+    ("GET", f"{V1}/users/{{user_id}}"): Entry(ADMIN, fresh_user()),
+    ("PATCH", f"{V1}/users/{{user_id}}"): Entry(ADMIN, fresh_user({"display_name": "Renamed"})),
+    ("GET", f"{V1}/audit"): listing(AUDIT_READERS),
+    ("GET", f"{V1}/audit/verify"): whole_list(AUDIT_READERS),
     ("POST", f"{V1}/alerts"): Entry(ALERT_WRITERS, new_alert, missing=422),
     ("GET", f"{V1}/alerts"): listing(READERS),
     ("GET", f"{V1}/cases"): listing(READERS),
