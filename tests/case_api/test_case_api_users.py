@@ -191,7 +191,7 @@ def test_a_disabled_user_is_refused_everywhere_and_cannot_be_assigned(soc: SocAp
 
 
 def test_keys_made_before_users_become_owned_by_users_made_from_their_names(clean_db: Engine) -> None:
-    downgrade_database(clean_db, "0009")
+    downgrade_database(clean_db, "0010")
     at = datetime(2026, 1, 5, tzinfo=UTC)
     tenants = table("tenants", column("id", String), column("name", String), column("created_at"))
     keys = table("api_keys", column("id"), column("name", String), column("role", String), column("tenant_id", String),
