@@ -49,22 +49,24 @@ def _scope(conn: sqlite3.Connection, tenant: str, dataset: str) -> int:
     return int(row[0])
 
 
-def claim(conn: sqlite3.Connection, *, tenant: str, dataset: str, keys: Sequence[tuple[int, str]]) -> list[int]:
+def claim(conn: sqlite3.Connection, *, tenant: str, dataset: str, keys: Sequence[tuple[int, str]],
+          ordered: bool = False) -> list[int]:
     """Claim the (second, id) keys, which are distinct; the positions in `keys` of those not claimed before, in
-    order. Call inside a transaction."""
+    order. `ordered`: the keys are sorted already. Call inside a transaction."""
     scope = _scope(conn, tenant, dataset)
-    ordered = sorted(keys)  # neighbouring keys fill the same pages
+    if not ordered:
+        keys = sorted(keys)  # neighbouring keys fill the same pages
     conn.execute("SAVEPOINT claim")
     before = conn.total_changes
     # the scope is a number this module made: a literal spares binding it on every row
-    conn.executemany(f"INSERT OR IGNORE INTO event_claim (scope, second, id) VALUES ({scope:d}, ?, ?)", ordered)
+    conn.executemany(f"INSERT OR IGNORE INTO event_claim (scope, second, id) VALUES ({scope:d}, ?, ?)", keys)
     if conn.total_changes - before == len(keys):  # all new: the common case costs one insert per id
         conn.execute("RELEASE claim")
         return list(range(len(keys)))
     conn.execute("ROLLBACK TO claim")  # some were known: find out which, in one pass
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch_key (second INTEGER, id TEXT, PRIMARY KEY (second, id))")
     conn.execute("DELETE FROM temp.batch_key")
-    conn.executemany("INSERT INTO temp.batch_key (second, id) VALUES (?, ?)", ordered)
+    conn.executemany("INSERT INTO temp.batch_key (second, id) VALUES (?, ?)", keys)
     new = set(conn.execute("INSERT OR IGNORE INTO event_claim (scope, second, id) SELECT ?, second, id "
                            "FROM temp.batch_key ORDER BY second, id RETURNING second, id", (scope,)).fetchall())
     conn.execute("RELEASE claim")

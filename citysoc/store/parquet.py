@@ -147,18 +147,24 @@ class ParquetEventStore(EventStore):
             raise ValueError("every event needs an event.id")
         if table.column("@timestamp").null_count:
             raise ValueError("every event needs an @timestamp")
-        id_list = ids.to_pylist()
-        stamps = claims.seconds(table.column("@timestamp")).to_pylist()
-        first = dict(zip(reversed(id_list), range(len(id_list) - 1, -1, -1), strict=True))  # each id's first row
-        if len(first) == len(id_list):  # no id repeats within the table (the usual case): no per-row Python
-            positions: list[int] = list(range(len(id_list)))
-            keys = list(zip(stamps, id_list, strict=True))
-        else:
-            positions = sorted(first.values())
-            keys = [(stamps[position], id_list[position]) for position in positions]
+        key_table = pa.table({"second": claims.seconds(table.column("@timestamp")), "id": ids})
+        candidates = None  # every row, the usual case: no id repeats within the table
+        if pc.count_distinct(ids).as_py() != len(ids):  # each id's first row only
+            id_list = ids.to_pylist()
+            first = dict(zip(reversed(id_list), range(len(id_list) - 1, -1, -1), strict=True))
+            candidates = pa.array(sorted(first.values()), pa.int64())
+            key_table = key_table.take(candidates)
+        # the keys in index order, sorted by Arrow (neighbouring keys fill the same pages of the index)
+        order = pc.sort_indices(key_table, sort_keys=[("second", "ascending"), ("id", "ascending")])
+        key_table = key_table.take(order)
+        keys = list(zip(key_table.column("second").to_pylist(), key_table.column("id").to_pylist(), strict=True))
+        rows: list[int] = (order if candidates is None else candidates.take(order)).to_pylist()  # each key's row
         with self._locked_index() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            keep = [positions[index] for index in claims.claim(conn, tenant=tenant, dataset=dataset, keys=keys)]
+            claimed = claims.claim(conn, tenant=tenant, dataset=dataset, keys=keys, ordered=True)
+            # the rows to store, in table order
+            keep = list(range(table.num_rows)) if len(claimed) == table.num_rows else sorted(
+                rows[index] for index in claimed)
             if keep:
                 unchanged = len(keep) == table.num_rows  # every row new: no copy
                 swaps, files = self._stage(tenant=tenant, dataset=dataset,
@@ -173,7 +179,7 @@ class ParquetEventStore(EventStore):
                     raise
                 journal.complete(self.events_dir, swaps)
                 journal.forget(conn, swaps)
-        return WriteResult(stored=len(keep), duplicates=len(id_list) - len(keep))
+        return WriteResult(stored=len(keep), duplicates=table.num_rows - len(keep))
 
     def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> tuple[list[FileSwap], list[LakeFile]]:
         """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names, and
