@@ -14,8 +14,16 @@ from correlator.errors import RuleLocation
 from correlator.sql import Condition
 
 RuleKind = Literal["detection", "correlation"]
-# Entity fields, in the order the default group key picks the first present one.
-ENTITY_FIELDS: tuple[str, ...] = ("user.name", "source.ip", "host.name", "cloud.account.id")
+# Entity fields that key incidents: the default group key is the first of them an event has.
+GROUPING_ENTITY_FIELDS: tuple[str, ...] = ("user.name", "source.ip", "host.name", "cloud.account.id")
+# Entity fields an alert carries as indicators only (campaigns across tenants, case observables): they never
+# make a group key, so a tenant's alerts do not join one case because they share a browser or a domain.
+INDICATOR_ENTITY_FIELDS: tuple[str, ...] = (
+    "user.email", "user_agent.original", "source.domain", "destination.domain", "url.domain", "dns.question.name",
+    "process.hash.sha256", "file.hash.sha256", "source.as.number",
+)
+# Every entity field an alert names, in the order alerts list them.
+ENTITY_FIELDS: tuple[str, ...] = GROUPING_ENTITY_FIELDS + INDICATOR_ENTITY_FIELDS
 
 
 @dataclass(frozen=True)

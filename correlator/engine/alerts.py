@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from citysoc.ids import alert_id, window_alert_id
-from correlator.model import CompiledRule
+from correlator.model import ENTITY_FIELDS, CompiledRule
 
 ALERT_SCHEMA = pa.schema([
     ("id", pa.string()), ("@timestamp", pa.string()), ("rule_id", pa.string()), ("kind", pa.string()),
     ("doc", pa.string()),
 ])
-ENTITY_ORDER: tuple[str, ...] = ("user.name", "source.ip", "host.name", "cloud.account.id")
+ENTITY_ORDER: tuple[str, ...] = ENTITY_FIELDS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

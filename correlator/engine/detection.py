@@ -41,7 +41,7 @@ from correlator.engine.matching import match_rules
 from correlator.engine.options import EngineOptions
 from correlator.engine.plan import plan_matching
 from correlator.engine.session import engine_options
-from correlator.model import CompiledRule, CompiledRuleSet, UnsupportedRule
+from correlator.model import GROUPING_ENTITY_FIELDS, CompiledRule, CompiledRuleSet, UnsupportedRule
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +70,9 @@ def read_events(spark: SparkSession, store: EventStore, dataset: str, *, since: 
 
 
 def _default_group_key() -> Column:
-    present = [F.concat(F.lit(f"{name}="), F.col(column)) for name, column in ENTITY_COLUMNS.items()]
+    """The first grouping entity an event has (`user.name=alice`), else its event id; never an indicator-only
+    entity (`GROUPING_ENTITY_FIELDS`)."""
+    present = [F.concat(F.lit(f"{name}="), F.col(ENTITY_COLUMNS[name])) for name in GROUPING_ENTITY_FIELDS]
     return F.coalesce(*present, F.concat(F.lit("event.id="), F.col("_event_id")))
 
 

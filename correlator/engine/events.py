@@ -14,11 +14,17 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from citysoc.schema import FIELDS
 from correlator.engine.jvm import register_functions
 from correlator.model import ENTITY_FIELDS
 
 # The entity fields as top-level columns (alerts and correlations read them from narrow rows).
 ENTITY_COLUMNS: dict[str, str] = {name: "_" + name.replace(".", "_") for name in ENTITY_FIELDS}
+
+
+def _entity_value(name: str) -> Column:
+    """An entity field as a string column (`source.as.number` is a long in the schema)."""
+    return F.col(name) if FIELDS.get(name, "string") == "string" else F.col(name).cast("string")
 
 
 def epoch_micros(moment: datetime) -> int:
@@ -65,7 +71,7 @@ def prepare_events(events: DataFrame, *, since: datetime | None = None, until: d
     if "dataset" in present:
         dataset = F.coalesce(dataset, F.col("dataset").cast("string"))
     added = {"_tenant": tenant, "_event_id": F.col("event.id"), "_ts_us": F.unix_micros(F.col("`@timestamp`")),
-             "_dataset": dataset, **{column: F.col(name) for name, column in ENTITY_COLUMNS.items()}}
+             "_dataset": dataset, **{column: _entity_value(name) for name, column in ENTITY_COLUMNS.items()}}
     condition = F.col("_tenant").isNotNull() & F.col("_event_id").isNotNull() & F.col("_ts_us").isNotNull()
     if since is not None or until is not None:
         condition = condition & window_condition(events.sparkSession, F.col("_ts_us"), since, until,

@@ -162,12 +162,13 @@ _COLUMNS = ["_tenant", "_event_id", "_ts_us", "_dataset", "_group_key", "_group_
 
 def _frame(spark: Any, rows: list[dict[str, Any]], *, numeric: bool = False) -> Any:
     """Rows as `correlation_input` gives them (entities as arrays; `numeric`: values as numbers)."""
+    entities = len(ENTITY_COLUMNS)
     frame = spark.createDataFrame(
-        [tuple(row.get(c) for c in _COLUMNS[:-4]) + tuple([row[c]] if row.get(c) else [] for c in _COLUMNS[-4:])
-         for row in rows],
+        [tuple(row.get(c) for c in _COLUMNS[:-entities])
+         + tuple([row[c]] if row.get(c) else [] for c in _COLUMNS[-entities:]) for row in rows],
         "_tenant string, _event_id string, _ts_us long, _dataset string, _group_key string, "
-        "_group_values array<string>, _value string, _rule_id string, _slot int, _user_name array<string>, "
-        "_source_ip array<string>, _host_name array<string>, _cloud_account_id array<string>")
+        "_group_values array<string>, _value string, _rule_id string, _slot int, "
+        + ", ".join(f"{column} array<string>" for column in ENTITY_COLUMNS.values()))
     return frame.withColumn("_value", frame["_value"].cast("double")) if numeric else frame
 
 

@@ -91,6 +91,32 @@ def test_sigmahq_disable_logging_rule_matches_stop_logging_only(spark: Any, corp
     assert read_alerts(tmp_path / "alerts") == result.alerts
 
 
+def test_alerts_carry_indicator_entities_which_never_make_the_group_key(spark: Any, corpora: Path,
+                                                                       tmp_path: Path) -> None:
+    """User agent, domain, hash, e-mail and ASN (a long, as a string) are alert entities; the group key is
+    still the first grouping entity, and an event with none of those is keyed by its id, not its agent."""
+    rule_file = corpora / "sigmahq/rules/cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml"
+    ruleset = RuleCompiler(spark).compile([rule_file])
+    indicators = {"user_agent": {"original": "evil-kit/2.1"}, "url": {"domain": "Login.Example.NET"},
+                  "process": {"hash": {"sha256": "AB" * 32}}, "file": {"hash": {"sha256": "cd" * 32}}}
+    with_user = cloudtrail("e-user", "StopLogging", at=T0)
+    with_user["user"] |= {"email": "Alice@Example.org"}
+    with_user["source"] |= {"as": {"number": 64500}, "domain": "vpn.example.net"}
+    bare = cloudtrail("e-bare", "StopLogging", at=T0 + timedelta(seconds=1), user=None, source_ip=None)
+    bare["cloud"] = {"region": "eu-west-2"}
+    write_lake(tmp_path / "events", [with_user | indicators, bare | indicators])
+    result = run_detection(spark, store=lake(tmp_path), alerts_dir=tmp_path / "alerts", rules=ruleset)
+    shared = {"user_agent.original": ["evil-kit/2.1"], "url.domain": ["Login.Example.NET"],
+              "process.hash.sha256": ["AB" * 32], "file.hash.sha256": ["cd" * 32]}
+    assert [(a["event"]["ids"], a["entities"], a["group_key"]) for a in result.alerts] == [
+        (["e-user"], {"user.name": ["alice"], "source.ip": ["198.51.100.1"], "cloud.account.id": ["111122223333"],
+                      "user.email": ["Alice@Example.org"], "source.domain": ["vpn.example.net"],
+                      "source.as.number": ["64500"]} | shared, "user.name=alice"),
+        (["e-bare"], shared, "event.id=e-bare"),
+    ]
+    assert list(result.alerts[0]["entities"])[:3] == ["user.name", "source.ip", "cloud.account.id"]
+
+
 def test_rerun_adds_no_alert_and_ids_are_deterministic(spark: Any, own_rules: CompiledRuleSet,
                                                        tmp_path: Path) -> None:
     write_lake(tmp_path / "events", [
