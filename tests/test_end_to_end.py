@@ -107,7 +107,7 @@ def test_demo_from_empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s
     # The same address probed the hospital: one city-wide campaign links the two members' cases.
     assert "city-wide campaigns" in output.lower()
     [campaign] = json_lines(soc("campaigns", "list", "--json"))
-    assert campaign["indicator"] == {"field": "source.ip", "value": "203.0.113.77"}
+    assert campaign["indicator"] == {"kind": "ip", "value": "203.0.113.77"}
     assert campaign["tenants"] == ["elm-street-gp", "northgate-hospital"]
     linked = {case["tenant_id"] for case in cases if case["id"] in campaign["case_ids"]}
     assert linked == {"elm-street-gp", "northgate-hospital"}

@@ -7,7 +7,7 @@ one into something a caller reads; every endpoint showing a campaign (``/campaig
 | field               | city roles (scope: every tenant) | a member's keys (scope: own tenant)        |
 |---------------------|----------------------------------|--------------------------------------------|
 | id, title           | yes                              | yes (the campaign rule's, not tenant data) |
-| indicator           | yes                              | yes: it is in the member's own alerts      |
+| indicator (kind, value) | yes                          | yes: it is in the member's own alerts      |
 | rule_id             | yes                              | no                                         |
 | tenants             | every member's id                | no names                                   |
 | case_ids            | every case                       | only its own cases                         |
@@ -31,7 +31,7 @@ def disclose(
     ``scope=None`` (city roles) sees the whole campaign. A tenant scope sees it only when one of
     its own cases is linked, and then only its own cases and the number of other organisations.
     """
-    indicator = Indicator(field=campaign.indicator_field, value=campaign.indicator_value)
+    indicator = Indicator(kind=campaign.indicator_kind, value=campaign.indicator_value)
     tenants = sorted({link.tenant_id for link in links})
     if scope is None:
         return CampaignOut(

@@ -23,7 +23,8 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     rule_id: Mapped[str] = mapped_column(String(36))
     title: Mapped[str] = mapped_column(String(200))
-    indicator_field: Mapped[str] = mapped_column(String(100))
+    # the indicator's kind (`campaigns.indicators`); the column kept its first name, `indicator_field`
+    indicator_kind: Mapped[str] = mapped_column("indicator_field", String(100))
     indicator_value: Mapped[str] = mapped_column(String(MAX_ENTITY_VALUE))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -43,8 +44,12 @@ class CampaignCase(Base):
 
 
 class Indicator(BaseModel):
-    field: str = Field(description="Alert entity field (`source.ip`, ...), or `rule.id` for the same detection")
-    value: str
+    kind: str = Field(
+        description="`ip`, `user_agent`, `domain`, `hash`, `user_principal`, `asn`, or `rule` (the same detection)"
+    )
+    value: str = Field(
+        description="Normalised: a canonical address, a lower-case domain, hash or principal, an AS number"
+    )
 
 
 class CampaignOut(BaseModel):
@@ -65,7 +70,7 @@ class CampaignNotice(BaseModel):
 
     id: int
     title: str
-    indicator: Indicator = Field(description="The indicator as it appears in the member's own alerts")
+    indicator: Indicator = Field(description="The indicator, which the member's own alerts carry")
     case_ids: list[int] = Field(description="The member's own cases in the campaign")
     other_organisations: int = Field(description="How many other member organisations saw the same")
     summary: str

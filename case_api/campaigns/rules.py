@@ -8,8 +8,13 @@ folders or files. A rule reads:
 title: Same source address at several member organisations
 id: 9c1d0f6e-...            # uuid: campaigns are keyed by it
 description: ...
-indicators: [source.ip, user_agent.original]   # alert entity fields, or `rule.id` (the same rule firing)
+indicators: [ip, user_agent, domain]   # indicator kinds (`campaigns/indicators.py`), `rule`: the same rule firing
 min_tenants: 2              # distinct member organisations, at least 2
+min_tenants_by_kind:        # optional: more organisations for a noisier kind
+    user_agent: 3
+ignore:                     # optional, per kind: values that are never a campaign
+    ip: [10.0.0.0/8]        #   `ip`: addresses or networks (CIDR)
+    user_agent: ["Mozilla/5.0 (*"]   # other kinds: shell-style patterns, case-insensitive, on the normalised value
 window: 24h                 # how far from an alert the other organisations' sightings may lie
 min_level: low              # optional: only alerts of this Sigma level or worse count
 ```
@@ -17,15 +22,18 @@ min_level: low              # optional: only alerts of this Sigma level or worse
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from case_api.campaigns.indicators import INDICATOR_KINDS
 from case_api.errors import CaseApiError
 from citysoc.schedule import parse_duration
 
@@ -45,6 +53,8 @@ class CampaignRule(BaseModel):
     description: str = ""
     indicators: tuple[str, ...] = Field(min_length=1)
     min_tenants: int = Field(default=2, ge=2)
+    min_tenants_by_kind: Mapping[str, Annotated[int, Field(ge=2)]] = Field(default_factory=dict)
+    ignore: Mapping[str, tuple[str, ...]] = Field(default_factory=dict)
     window: timedelta
     min_level: str = "informational"
 
@@ -52,6 +62,30 @@ class CampaignRule(BaseModel):
     @classmethod
     def _uuid(cls, value: str) -> str:
         return str(uuid.UUID(value))
+
+    @field_validator("indicators")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in INDICATOR_KINDS:
+                field_of = [kind.name for kind in INDICATOR_KINDS.values() if name in kind.fields]
+                advice = (f"{name!r} is an entity field; name its kind: {field_of[0]}" if field_of
+                          else f"{name!r} is not an indicator kind")
+                raise ValueError(f"{advice} (kinds: {', '.join(INDICATOR_KINDS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> CampaignRule:
+        for option in ("min_tenants_by_kind", "ignore"):
+            stray = sorted(set(getattr(self, option)) - set(self.indicators))
+            if stray:
+                raise ValueError(f"{option} names {', '.join(stray)}, not among this rule's indicators")
+        for pattern in self.ignore.get("ip", ()):
+            try:
+                ipaddress.ip_network(pattern, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"ignore.ip: {pattern!r} is not an address or network (CIDR)") from exc
+        return self
 
     @field_validator("window", mode="before")
     @classmethod
@@ -68,6 +102,17 @@ class CampaignRule(BaseModel):
     @property
     def counted_levels(self) -> tuple[str, ...]:
         return SIGMA_LEVELS[SIGMA_LEVELS.index(self.min_level):]
+
+    def min_tenants_for(self, kind: str) -> int:
+        return self.min_tenants_by_kind.get(kind, self.min_tenants)
+
+    def ignores(self, kind: str, value: str) -> bool:
+        """Whether the normalised ``value`` of ``kind`` is configured as never a campaign (``ignore``)."""
+        patterns = self.ignore.get(kind, ())
+        if kind == "ip":
+            address = ipaddress.ip_address(value)
+            return any(address in ipaddress.ip_network(pattern, strict=False) for pattern in patterns)
+        return any(fnmatch.fnmatchcase(value.lower(), pattern.lower()) for pattern in patterns)
 
 
 def load_campaign_rules(paths: Iterable[Path]) -> tuple[CampaignRule, ...]:

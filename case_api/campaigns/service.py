@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert
 from case_api.campaigns.disclosure import disclose
+from case_api.campaigns.indicators import INDICATOR_KINDS
 from case_api.campaigns.models import Campaign, CampaignCase, CampaignView
 from case_api.campaigns.rules import CampaignRule
 from case_api.db import utcnow
@@ -27,16 +28,17 @@ _CAMPAIGN_LOCK = 0x43530002
 def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence[CampaignRule]) -> set[int]:
     """Form or extend the campaigns the newly placed ``alerts`` take part in; the ids of those touched.
 
-    For every indicator a rule names and an alert carries, the cases of all tenants holding an
-    alert with that indicator within the rule's window of it are counted; at ``min_tenants``
-    distinct tenants they are linked to the rule's campaign for the indicator (the one active
-    within the window, else a new one, unless one campaign links all those cases already: the
-    same rule firing where one address was already seen adds nothing). Only alerts that sit in a
-    case count: a held alert has no case to link.
+    For every indicator (kind and normalised value, ``campaigns.indicators``) of a kind a rule names
+    and an alert carries, the cases of all tenants holding an alert with that indicator within the
+    rule's window of it are counted; at the rule's ``min_tenants`` for the kind (distinct tenants)
+    they are linked to the rule's campaign for the indicator (the one active within the window, else
+    a new one, unless one campaign links all those cases already: the same rule firing where one
+    address was already seen adds nothing). Values the rule ignores count for nothing. Only alerts
+    that sit in a case count: a held alert has no case to link.
     """
     placed = [alert for alert in alerts if alert.case_id is not None]
-    fields = {name for rule in rules for name in rule.indicators}
-    if not placed or not fields:
+    stored = {INDICATOR_KINDS[kind].stored_as: kind for rule in rules for kind in rule.indicators}
+    if not placed or not stored:
         return set()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CAMPAIGN_LOCK})
@@ -44,7 +46,7 @@ def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence
     by_key = {(alert.tenant_id, alert.id): alert for alert in placed}
     rows = session.execute(
         select(AlertEntity.tenant_id, AlertEntity.alert_id, AlertEntity.field, AlertEntity.value).where(
-            AlertEntity.alert_id.in_(sorted({alert.id for alert in placed})), AlertEntity.field.in_(sorted(fields))
+            AlertEntity.alert_id.in_(sorted({alert.id for alert in placed})), AlertEntity.field.in_(sorted(stored))
         )
     ).all()
     order = {rule.id: number for number, rule in enumerate(rules)}
@@ -53,13 +55,15 @@ def link_campaigns(*, session: Session, alerts: Sequence[Alert], rules: Sequence
         alert = by_key.get((row.tenant_id, row.alert_id))
         if alert is None:  # another tenant's alert with the same id
             continue
+        kind = stored[row.field]
         for rule in rules:
-            if row.field in rule.indicators and alert.rule_level in rule.counted_levels:
-                spans[(order[rule.id], row.field, row.value)].add((alert.timestamp, alert.last_seen))
+            counted = kind in rule.indicators and alert.rule_level in rule.counted_levels
+            if counted and not rule.ignores(kind, row.value):
+                spans[(order[rule.id], kind, row.value)].add((alert.timestamp, alert.last_seen))
     touched: set[int] = set()
     # In the rules' order, so a specific indicator (an address) links cases before a broad one (a rule).
-    for (number, field, value), alert_spans in sorted(spans.items()):
-        touched |= _link_indicator(session=session, rule=rules[number], field=field, value=value, spans=alert_spans)
+    for (number, kind, value), alert_spans in sorted(spans.items()):
+        touched |= _link_indicator(session=session, rule=rules[number], kind=kind, value=value, spans=alert_spans)
     return touched
 
 
@@ -81,7 +85,7 @@ _SIGHTINGS = (
 
 
 def _link_indicator(
-    *, session: Session, rule: CampaignRule, field: str, value: str, spans: set[tuple[datetime, datetime]]
+    *, session: Session, rule: CampaignRule, kind: str, value: str, spans: set[tuple[datetime, datetime]]
 ) -> set[int]:
     """Link, for each new alert's span, the cases sighting the indicator within the window of it.
 
@@ -91,17 +95,18 @@ def _link_indicator(
     high = max(end for _, end in spans) + rule.window
     sightings = session.execute(
         _SIGHTINGS,
-        {"field": field, "value": value, "low": low, "high": high, "levels": list(rule.counted_levels)},
+        {"field": INDICATOR_KINDS[kind].stored_as, "value": value, "low": low, "high": high,
+         "levels": list(rule.counted_levels)},
     ).all()
     touched: set[int] = set()
     done: set[frozenset[int]] = set()
     for start, end in sorted(spans):
         near = [row for row in sightings if row.timestamp <= end + rule.window and row.last_seen >= start - rule.window]
         cases = frozenset(row.case_id for row in near if row.case_id is not None)
-        if cases in done or len({row.tenant_id for row in near}) < rule.min_tenants:
+        if cases in done or len({row.tenant_id for row in near}) < rule.min_tenants_for(kind):
             continue
         done.add(cases)
-        campaign = _link_cases(session=session, rule=rule, field=field, value=value, sightings=near,
+        campaign = _link_cases(session=session, rule=rule, kind=kind, value=value, sightings=near,
                                low=start - rule.window, high=end + rule.window)
         if campaign is not None:
             touched.add(campaign.id)
@@ -109,7 +114,7 @@ def _link_indicator(
 
 
 def _link_cases(
-    *, session: Session, rule: CampaignRule, field: str, value: str, sightings: Sequence[Sighting],
+    *, session: Session, rule: CampaignRule, kind: str, value: str, sightings: Sequence[Sighting],
     low: datetime, high: datetime,
 ) -> Campaign | None:
     """Link the sighting cases to the rule's campaign for the indicator active within [low, high], or a new one."""
@@ -119,7 +124,7 @@ def _link_cases(
         select(Campaign)
         .where(
             Campaign.rule_id == rule.id,
-            Campaign.indicator_field == field,
+            Campaign.indicator_kind == kind,
             Campaign.indicator_value == value,
             Campaign.last_seen >= low,
             Campaign.first_seen <= high,
@@ -132,12 +137,12 @@ def _link_cases(
         if _linked_together(session, {row.case_id for row in sightings}):
             return None
         campaign = Campaign(
-            rule_id=rule.id, title=rule.title, indicator_field=field, indicator_value=value,
+            rule_id=rule.id, title=rule.title, indicator_kind=kind, indicator_value=value,
             first_seen=first, last_seen=last, created_at=now, updated_at=now,
         )
         session.add(campaign)
         session.flush()
-        log.info("campaign formed", campaign=campaign.id, rule_id=rule.id, indicator=f"{field}={value}")
+        log.info("campaign formed", campaign=campaign.id, rule_id=rule.id, indicator=f"{kind}={value}")
     else:
         campaign.first_seen = min(campaign.first_seen, first)
         campaign.last_seen = max(campaign.last_seen, last)

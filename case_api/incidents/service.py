@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
+from case_api.campaigns.indicators import INDICATOR_FIELD_PREFIX, alert_indicators
 from case_api.cases.models import FINISHED_STATUSES, Case
 from case_api.incidents.models import (
     GROUP_KEY_FIELD,
@@ -56,17 +57,22 @@ def window_of(alert: AlertIn, policy: IncidentPolicy) -> timedelta:
 
 
 def entity_rows(alert: AlertIn, *, group_key: str, policy: IncidentPolicy) -> list[dict[str, Any]]:
-    """The ``alert_entities`` rows of ``alert``: incident entities first, then the others and its rule."""
+    """The ``alert_entities`` rows of ``alert``: incident entities first, then its rule and its typed
+    indicators (``indicator:<kind>``, what campaigns match on), then its other raw entities."""
     grouping = incident_entities(alert, group_key=group_key, policy=policy)
+    indicators = {
+        (name, value) for name, value in alert_indicators(alert.entities) if len(value) <= MAX_ENTITY_VALUE
+    } | {(RULE_FIELD, alert.rule.id)}
     others = {
         (name, value)
         for name, values in alert.entities.items()
+        if not _reserved(name)
         for value in values
         if value and len(value) <= MAX_ENTITY_VALUE and len(name) <= 100
     }
-    others.add((RULE_FIELD, alert.rule.id))
     chosen = [(entity, True) for entity in sorted(grouping)]
-    chosen += [(entity, False) for entity in sorted(others - grouping)]
+    chosen += [(entity, False) for entity in sorted(indicators - grouping)]
+    chosen += [(entity, False) for entity in sorted(others - grouping - indicators)]
     risk = policy.risk_of(alert.rule.level)
     return [
         {
@@ -81,6 +87,11 @@ def entity_rows(alert: AlertIn, *, group_key: str, policy: IncidentPolicy) -> li
         }
         for (name, value), is_grouping in chosen[:MAX_ENTITIES_PER_ALERT]
     ]
+
+
+def _reserved(name: str) -> bool:
+    """Entity row fields only the case API writes: an alert naming one could pose as another rule or kind."""
+    return name == RULE_FIELD or name.startswith(INDICATOR_FIELD_PREFIX)
 
 
 def record_entities(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:

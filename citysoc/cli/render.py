@@ -183,7 +183,7 @@ def print_campaigns(console: Console, campaigns: Sequence[dict[str, Any]], *, ti
     table = Table("campaign", "indicator", "member organisations", "cases", "last seen", "title", title=title,
                   title_justify="left")
     for campaign in campaigns:
-        indicator = f"{campaign['indicator']['field']}={campaign['indicator']['value']}"
+        indicator = f"{campaign['indicator']['kind']}={campaign['indicator']['value']}"
         members = (", ".join(campaign["tenants"]) if "tenants" in campaign
                    else f"yours + {campaign['other_organisations']} other(s)")
         table.add_row(str(campaign["id"]), indicator, members, ", ".join(str(c) for c in campaign["case_ids"]),

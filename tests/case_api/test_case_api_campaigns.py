@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from case_api.app import create_app
 from case_api.auth.models import Role
 from case_api.campaigns.disclosure import disclose
+from case_api.campaigns.indicators import INDICATOR_KINDS
 from case_api.campaigns.models import Campaign, CampaignCase, CampaignNotice, CampaignOut
 from case_api.campaigns.rules import DEFAULT_CAMPAIGN_RULES, CampaignRuleError, load_campaign_rules
 from case_api.settings import Settings
@@ -58,7 +59,7 @@ def test_one_attacker_at_three_members_forms_one_campaign_linking_their_three_ca
     soc: SocApi, city: dict[str, int]
 ) -> None:
     [campaign] = _get(soc, "/api/v1/campaigns", soc.analyst)
-    assert campaign["indicator"] == {"field": "source.ip", "value": ATTACKER}
+    assert campaign["indicator"] == {"kind": "ip", "value": ATTACKER}
     assert campaign["tenants"] == sorted([HOSPITAL, SCHOOL, COUNCIL])
     assert campaign["case_ids"] == sorted(city[t] for t in (HOSPITAL, SCHOOL, COUNCIL))
     assert campaign["title"] == "Same Attacker Indicator At Several Member Organisations"
@@ -110,7 +111,7 @@ def test_the_same_high_rule_at_three_members_is_a_campaign_of_its_own(soc: SocAp
     soc.ingest(*(_attack(t, make_alert, ip=f"198.51.100.{n}", minutes=n * 10)
                  for n, t in enumerate((HOSPITAL, SCHOOL, COUNCIL))))
     [campaign] = _get(soc, "/api/v1/campaigns", soc.analyst)
-    assert campaign["indicator"] == {"field": "rule.id", "value": "4db60cc0-36fb-42b7-9b58-a5b53019fb74"}
+    assert campaign["indicator"] == {"kind": "rule", "value": "4db60cc0-36fb-42b7-9b58-a5b53019fb74"}
     assert campaign["title"] == "Same Detection At Several Member Organisations"
     assert len(campaign["tenants"]) == 3
 
@@ -138,7 +139,7 @@ def test_a_member_sees_only_its_own_case_and_a_count_of_the_others(
     assert notice["case_ids"] == [city[member]]
     assert notice["other_organisations"] == 2
     assert notice["summary"] == "also seen at 2 other member organisations"
-    assert notice["indicator"] == {"field": "source.ip", "value": ATTACKER}
+    assert notice["indicator"] == {"kind": "ip", "value": ATTACKER}
     assert _get(soc, f"/api/v1/campaigns/{notice['id']}", headers) == notice
 
     own_case = _get(soc, f"/api/v1/cases/{city[member]}", headers)
@@ -186,7 +187,7 @@ def test_service_and_rule_author_cannot_read_campaigns(soc: SocApi, city: dict[s
 
 def test_disclose_decides_by_scope_alone() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    campaign = Campaign(id=5, rule_id="r", title="t", indicator_field="source.ip", indicator_value=ATTACKER,
+    campaign = Campaign(id=5, rule_id="r", title="t", indicator_kind="ip", indicator_value=ATTACKER,
                         first_seen=at, last_seen=at)
     links = [CampaignCase(campaign_id=5, case_id=n, tenant_id=t) for n, t in enumerate((HOSPITAL, SCHOOL, GP), 1)]
     assert disclose(campaign, links, scope=frozenset()) is None  # a tenant role without a tenant
@@ -204,22 +205,39 @@ def test_disclose_decides_by_scope_alone() -> None:
 
 def test_the_shipped_campaign_rules_load() -> None:
     rules = load_campaign_rules([DEFAULT_CAMPAIGN_RULES])
-    assert {rule.indicators[0] for rule in rules} == {"source.ip", "source.as.number", "rule.id"}
-    [same] = [rule for rule in rules if "source.ip" in rule.indicators]
-    assert set(same.indicators) >= {"source.ip", "user_agent.original", "url.domain", "file.hash.sha256", "user.email"}
-    assert same.min_tenants == 2
+    assert {kind for rule in rules for kind in rule.indicators} == set(INDICATOR_KINDS)
+    [same] = [rule for rule in rules if "ip" in rule.indicators]
+    assert set(same.indicators) == {"ip", "user_agent", "domain", "hash", "user_principal"}
+    assert (same.min_tenants, same.min_tenants_for("user_agent"), same.min_tenants_for("domain")) == (2, 3, 2)
+    browser = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+               "Chrome/131.0 Safari/537.36")
+    assert same.ignores("user_agent", browser) and same.ignores("user_agent", "Boto3/1.35.0 md/Botocore#1.35.0")
+    assert not same.ignores("user_agent", "python-requests/2.32.3")
+    assert same.ignores("ip", "10.20.30.40") and same.ignores("ip", "fe80::1") and not same.ignores("ip", ATTACKER)
+    assert same.ignores("domain", "login.microsoftonline.com")
+    assert not same.ignores("domain", "microsoftonline.com.evil.example")
 
 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [source.ip]\nwindow: 1 day\n",
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip]\nwindow: 1 day\n",
          "window: Value error, '1 day' is not a duration"),
-        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [source.ip]\nwindow: 1d\nmin_tenants: 1\n",
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip]\nwindow: 1d\nmin_tenants: 1\n",
          "min_tenants: Input should be greater than or equal to 2"),
-        ("title: t\nid: not-a-uuid\nindicators: [source.ip]\nwindow: 1d\n", "id: Value error"),
-        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [source.ip]\nwindow: 1d\nmin_tenant: 3\n",
+        ("title: t\nid: not-a-uuid\nindicators: [ip]\nwindow: 1d\n", "id: Value error"),
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip]\nwindow: 1d\nmin_tenant: 3\n",
          "min_tenant: Extra inputs are not permitted"),
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [source.ip]\nwindow: 1d\n",
+         "indicators: Value error, 'source.ip' is an entity field; name its kind: ip"),
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip, colour]\nwindow: 1d\n",
+         "indicators: Value error, 'colour' is not an indicator kind (kinds: ip, user_agent, domain, hash,"),
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip]\nwindow: 1d\n"
+         "min_tenants_by_kind: {domain: 3}\n", "min_tenants_by_kind names domain, not among this rule's indicators"),
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip]\nwindow: 1d\n"
+         "min_tenants_by_kind: {ip: 1}\n", "min_tenants_by_kind.ip: Input should be greater than or equal to 2"),
+        ("title: t\nid: 6f1f3c52-8a4e-4d6b-9a57-0c2f7d1e4b90\nindicators: [ip]\nwindow: 1d\n"
+         "ignore: {ip: [10.0.0.0/33]}\n", "ignore.ip: '10.0.0.0/33' is not an address or network (CIDR)"),
     ],
 )
 def test_a_bad_campaign_rule_is_refused_naming_the_file_and_field(tmp_path: Path, text: str, problem: str) -> None:
@@ -236,7 +254,7 @@ def three_member_soc(tmp_path: Path, db_url: str, clean_db: Any) -> Iterator[Soc
     """The API with one campaign rule of its own: a user agent at three members within an hour."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("title: Same Agent\nid: 0b7f5f0e-2a8e-4d3c-9a61-0f6a1c7c3b21\n"
-                     "indicators: [user_agent.original]\nmin_tenants: 3\nwindow: 1h\n")
+                     "indicators: [user_agent]\nmin_tenants: 3\nwindow: 1h\n")
     app: FastAPI = create_app(Settings(home=tmp_path / "home", database_url=db_url, campaign_rules=(rules,)))
     with http_client(app) as http:
         yield SocApi(http, app)
@@ -256,5 +274,5 @@ def test_the_campaign_rules_are_configurable(three_member_soc: SocApi, make_aler
     assert _get(soc, "/api/v1/campaigns", soc.analyst) == []  # two members: below this rule's three
     soc.ingest(agent(COUNCIL, 20))
     [campaign] = _get(soc, "/api/v1/campaigns", soc.analyst)
-    assert campaign["indicator"] == {"field": "user_agent.original", "value": "masscan/1.3"}
+    assert campaign["indicator"] == {"kind": "user_agent", "value": "masscan/1.3"}
     assert campaign["tenants"] == sorted([HOSPITAL, SCHOOL, COUNCIL])

@@ -64,7 +64,7 @@ def test_one_attacker_at_three_members_is_one_campaign_linking_three_cases(
     assert {a["rule"]["id"] for a in alerts if a["entities"].get("source.ip") == [ATTACKER]} == {BRUTE_FORCE_RULE}
 
     [campaign] = json_lines(soc("campaigns", "list", "--json"))
-    assert campaign["indicator"] == {"field": "source.ip", "value": ATTACKER}
+    assert campaign["indicator"] == {"kind": "ip", "value": ATTACKER}
     assert campaign["tenants"] == sorted(MEMBERS)
     assert campaign["case_ids"] == sorted(attacked.values())
     # The case's last activity is the burst's last failure, not the start of its window.
