@@ -75,3 +75,71 @@ def test_one_attacker_at_three_members_is_one_campaign_linking_three_cases(
 
     soc("detect")  # again: nothing new, the same one campaign
     assert json_lines(soc("campaigns", "list", "--json")) == [campaign]
+
+
+NO_MFA_RULE = "2be62026-f416-4c70-9184-32f188f79ce5"
+ATTACK_TOOL = "Pacu/1.6.0 (Python 3.12; +https://github.com/RhinoSecurityLabs/pacu)"
+CONTRACTOR = "Contractor@City-IT.example"
+
+
+def _console_logins(path: Path, *, member: int, start: datetime, user: str) -> Path:
+    """CloudTrail as a member's trail delivers it: one console sign-in without MFA by an IAM user, from the
+    member's own address but with the attacker's tool as user agent."""
+    record = {
+        "eventVersion": "1.09", "eventTime": f"{start:%Y-%m-%dT%H:%M:%SZ}", "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin", "awsRegion": "eu-west-2", "sourceIPAddress": f"198.51.100.{10 + member}",
+        "userAgent": ATTACK_TOOL, "eventID": f"6c3a1f0e-0000-4000-8000-00000000000{member}",
+        "eventType": "AwsConsoleSignIn", "recipientAccountId": f"11112222333{member}",
+        "userIdentity": {"type": "IAMUser", "principalId": f"AIDA00000000000000{member}",
+                         "arn": f"arn:aws:iam::11112222333{member}:user/{user}",
+                         "accountId": f"11112222333{member}", "userName": user},
+        "additionalEventData": {"MFAUsed": "No", "LoginTo": "https://console.aws.amazon.com/console/home"},
+        "responseElements": {"ConsoleLogin": "Success"},
+    }
+    path.write_text(orjson.dumps({"Records": [record]}).decode())
+    return path
+
+
+def test_a_user_agent_and_a_user_principal_at_several_members_are_campaigns_of_their_kinds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark: object
+) -> None:
+    """Console sign-ins through the real pipeline (`soc ingest` of CloudTrail, `soc detect` with the project's
+    rules): one attack tool's user agent at two members is below the user agent's three, at three it is a
+    campaign; one IAM user principal (spelt differently) at two members is a campaign at once. Each member's
+    address differs, so no address campaign forms."""
+    monkeypatch.setenv("SOC_HOME", str(tmp_path / "soc"))
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    users = (CONTRACTOR, CONTRACTOR.lower(), "finance-admin")
+
+    def ingest(number: int) -> None:
+        member = MEMBERS[number]
+        soc("tenants", "add", member, "--name", member.replace("-", " ").title())
+        trail = _console_logins(tmp_path / f"{member}.json", member=number, user=users[number],
+                                start=start + timedelta(minutes=20 * number))
+        soc("ingest", "--tenant", member, "--source", "aws.cloudtrail", str(trail))
+
+    ingest(0)
+    ingest(1)
+    soc("detect")
+    alerts = json_lines(soc("alerts", "list", "--json"))
+    assert sorted((a["organization"]["id"], a["entities"]["user_agent.original"]) for a in alerts
+                  if a["rule"]["id"] == NO_MFA_RULE) == [(m, [ATTACK_TOOL]) for m in sorted(MEMBERS[:2])]
+    cases = {case["tenant_id"]: case["id"] for case in json_lines(soc("cases", "list", "--json"))}
+    [principal] = json_lines(soc("campaigns", "list", "--json"))
+    assert principal["indicator"] == {"kind": "user_principal", "value": CONTRACTOR.lower()}
+    assert principal["tenants"] == sorted(MEMBERS[:2])
+    assert principal["case_ids"] == sorted(cases[m] for m in MEMBERS[:2])
+
+    ingest(2)
+    soc("detect")
+    cases = {case["tenant_id"]: case["id"] for case in json_lines(soc("cases", "list", "--json"))}
+    campaigns = {c["indicator"]["kind"]: c for c in json_lines(soc("campaigns", "list", "--json"))}
+    assert sorted(campaigns) == ["user_agent", "user_principal"]
+    agent = campaigns["user_agent"]
+    assert agent["indicator"] == {"kind": "user_agent", "value": ATTACK_TOOL}
+    assert agent["tenants"] == sorted(MEMBERS)
+    assert agent["case_ids"] == sorted(cases.values())
+    assert campaigns["user_principal"] == principal
+    monkeypatch.setenv("COLUMNS", "300")  # the table on one line a campaign
+    table = soc("campaigns", "list")
+    assert f"user_agent={ATTACK_TOOL}" in table and f"user_principal={CONTRACTOR.lower()}" in table
