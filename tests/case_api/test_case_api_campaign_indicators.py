@@ -185,14 +185,14 @@ def test_city_analysts_see_each_kinds_campaign_whole_on_its_cases(
 def test_the_typed_indicator_migration_carries_campaigns_and_sightings_over(
     soc: SocApi, make_alert: MakeAlert, db_engine: Engine
 ) -> None:
-    """Back to 0008 (campaigns named by field, no typed rows) and up again: the campaign reads as a kind, and
+    """Back to 0011 (campaigns named by field, no typed rows) and up again: the campaign reads as a kind, and
     a new member's sighting finds the earlier members' through the backfilled rows."""
     for tenant in MEMBERS:
         soc.add_tenant(tenant)
     sightings = [{"source.ip": ["2001:db8::1"]}, {"source.ip": ["2001:0DB8::1"]}, {"source.ip": ["2001:db8::1"]}]
     soc.ingest(*_alerts(make_alert, sightings[:2], every=1))
     [before] = _get(soc, "/api/v1/campaigns", soc.analyst)
-    downgrade_database(db_engine, "0008")
+    downgrade_database(db_engine, "0011")
     with db_engine.connect() as connection:
         assert connection.execute(text("SELECT indicator_field FROM campaigns")).scalars().all() == ["source.ip"]
         typed = "SELECT count(*) FROM alert_entities WHERE field LIKE 'indicator:%'"

@@ -2,8 +2,8 @@
 and existing alerts get their ``indicator:<kind>`` entity rows (normalised values), so alerts placed
 after the upgrade link with sightings from before it.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from case_api.campaigns.indicators import INDICATOR_KINDS, RULE_KIND, alert_indicators
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
