@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from citysoc.cli import app
+from tests.collectors.samples import sysmon_line
 
 pytestmark = pytest.mark.slow
 
@@ -143,3 +144,62 @@ def test_a_user_agent_and_a_user_principal_at_several_members_are_campaigns_of_t
     monkeypatch.setenv("COLUMNS", "300")  # the table on one line a campaign
     table = soc("campaigns", "list")
     assert f"user_agent={ATTACK_TOOL}" in table and f"user_principal={CONTRACTOR.lower()}" in table
+
+
+IMPLANT_SHA256 = "5E884898DA28047151D0E56F8DC6292773603D0D6AABBDD62A11EF721D1542D8"
+OWN_SYSMON_RULES = """
+title: Implant Started From A Hidden Folder
+id: 0d9c3f6a-6d0e-4c1e-9f2b-3a7e5c1d2b01
+logsource: {product: linux, category: process_creation}
+detection:
+    selection: {Image|endswith: /.cache/.x/kworkerd}
+    condition: selection
+level: medium
+---
+title: Connection To The Implant's Update Domain
+id: 0d9c3f6a-6d0e-4c1e-9f2b-3a7e5c1d2b02
+logsource: {product: linux, category: network_connection}
+detection:
+    selection: {DestinationHostname|endswith: .evil-updates.example}
+    condition: selection
+level: medium
+"""
+
+
+def test_a_file_hash_and_a_domain_at_two_members_are_campaigns_of_their_kinds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spark: object
+) -> None:
+    """Sysmon for Linux through syslog (`soc ingest`), two rules of the member's own (`soc detect --rules`): the
+    implant's hash (Sysmon writes it upper-case) at two members is one campaign, its update domain (spelt
+    differently) another; the private address both machines connect from is no campaign."""
+    monkeypatch.setenv("SOC_HOME", str(tmp_path / "soc"))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "implant.yml").write_text(OWN_SYSMON_RULES)
+    domains = ("C2.Evil-Updates.example", "c2.evil-updates.EXAMPLE")
+    for number, member in enumerate(MEMBERS[:2]):
+        soc("tenants", "add", member, "--name", member.replace("-", " ").title())
+        utc = f"2026-03-02 09:{10 * number:02d}:00.000"
+        lines = [
+            sysmon_line(1, {"Image": "/root/.cache/.x/kworkerd", "CommandLine": "kworkerd -d", "User": "root",
+                            "Hashes": f"SHA256={IMPLANT_SHA256}"}, host=f"{member}-app", record=1, utc=utc),
+            sysmon_line(3, {"Image": "/root/.cache/.x/kworkerd", "User": "www-data", "Protocol": "tcp",
+                            "Initiated": "true", "SourceIp": "10.0.0.5", "SourcePort": "50000",
+                            "DestinationIp": f"198.51.100.{20 + number}", "DestinationHostname": domains[number],
+                            "DestinationPort": "443"}, host=f"{member}-app", record=2, utc=utc),
+        ]
+        log = tmp_path / f"{member}.log"
+        log.write_text("\n".join(line.replace("Mar  1 12:00:00", f"Mar  2 09:{10 * number:02d}:00")
+                                 for line in lines) + "\n")
+        soc("ingest", "--tenant", member, "--source", "syslog", "--year", "2026", str(log))
+    soc("detect", "--rules", str(rules))
+
+    cases = json_lines(soc("cases", "list", "--json"))
+    by_key = {(case["tenant_id"], case["group_key"]): case["id"] for case in cases}
+    campaigns = {c["indicator"]["kind"]: c for c in json_lines(soc("campaigns", "list", "--json"))}
+    assert sorted(campaigns) == ["domain", "hash"]
+    assert campaigns["hash"]["indicator"] == {"kind": "hash", "value": IMPLANT_SHA256.lower()}
+    assert campaigns["domain"]["indicator"] == {"kind": "domain", "value": "c2.evil-updates.example"}
+    for kind, user in (("hash", "root"), ("domain", "www-data")):
+        assert campaigns[kind]["tenants"] == sorted(MEMBERS[:2])
+        assert campaigns[kind]["case_ids"] == sorted(by_key[(m, f"user.name={user}")] for m in MEMBERS[:2])
