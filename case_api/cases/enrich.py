@@ -25,16 +25,20 @@ OBSERVABLE_FIELDS: dict[str, ObservableKind] = {
     "client.ip": ObservableKind.IP,
     "user.name": ObservableKind.USER,
     "user.target.name": ObservableKind.USER,
+    "user.email": ObservableKind.USER,
     "host.name": ObservableKind.HOST,
     "host.hostname": ObservableKind.HOST,
     "cloud.account.id": ObservableKind.CLOUD_ACCOUNT,
     "dns.question.name": ObservableKind.DOMAIN,
     "url.domain": ObservableKind.DOMAIN,
     "destination.domain": ObservableKind.DOMAIN,
+    "source.domain": ObservableKind.DOMAIN,
     "file.hash.sha256": ObservableKind.HASH,
     "file.hash.sha1": ObservableKind.HASH,
     "file.hash.md5": ObservableKind.HASH,
     "process.hash.sha256": ObservableKind.HASH,
+    "process.hash.sha1": ObservableKind.HASH,
+    "process.hash.md5": ObservableKind.HASH,
 }
 #: Observables taken from one alert, at most (a correlation may name hundreds of users).
 MAX_OBSERVABLES_PER_ALERT = 50

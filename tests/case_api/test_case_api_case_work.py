@@ -108,13 +108,16 @@ def test_comments_are_kept_in_order_audited_and_scoped(soc: SocApi, make_alert: 
 def test_alerts_give_the_case_techniques_observables_and_playbook_tasks(soc: SocApi, make_alert: MakeAlert) -> None:
     soc.add_tenant(NG)
     case_id = _case(soc, make_alert, entities={"user.name": ["christophe"], "cloud.account.id": ["143434273843"],
-                                                 "source.ip": ["86.245.153.234"]})
+                                                 "source.ip": ["86.245.153.234"], "user.email": ["c@ng.example"],
+                                                 "source.domain": ["vpn.ng.example"],
+                                                 "user_agent.original": ["aws-cli/2.15"]})
     case = soc.case(case_id)
     assert case["techniques"] == ["T1562.008"]
     observables = soc.client.get(f"/api/v1/cases/{case_id}/observables", headers=soc.analyst).json()
     assert {(o["kind"], o["value"], o["tlp"], o["source"]) for o in observables} == {
         ("user", "christophe", "amber", "alert"), ("cloud_account", "143434273843", "amber", "alert"),
-        ("ip", "86.245.153.234", "amber", "alert")}
+        ("ip", "86.245.153.234", "amber", "alert"), ("user", "c@ng.example", "amber", "alert"),
+        ("domain", "vpn.ng.example", "amber", "alert")}  # a user agent is no observable kind
 
     tasks = soc.client.get(f"/api/v1/cases/{case_id}/tasks", headers=soc.analyst).json()
     [playbook] = [p for p in load_playbooks() if p.matches(rule_ids=[case["alerts"][0]["rule_id"]],
