@@ -189,7 +189,9 @@ def test_the_typed_indicator_migration_carries_campaigns_and_sightings_over(
     a new member's sighting finds the earlier members' through the backfilled rows."""
     for tenant in MEMBERS:
         soc.add_tenant(tenant)
-    sightings = [{"source.ip": ["2001:db8::1"]}, {"source.ip": ["2001:0DB8::1"]}, {"source.ip": ["2001:db8::1"]}]
+    sightings = [{"source.ip": ["2001:db8::1"], "url.domain": ["Evil.Example"]},
+                 {"source.ip": ["2001:0DB8::1"], "file.hash.md5": ["D41D8CD98F00B204E9800998ECF8427E"]},
+                 {"source.ip": ["2001:db8::1"]}]
     soc.ingest(*_alerts(make_alert, sightings[:2], every=1))
     [before] = _get(soc, "/api/v1/campaigns", soc.analyst)
     downgrade_database(db_engine, "0011")
@@ -200,7 +202,10 @@ def test_the_typed_indicator_migration_carries_campaigns_and_sightings_over(
     upgrade_database(db_engine)
     assert _get(soc, "/api/v1/campaigns", soc.analyst) == [before]
     with db_engine.connect() as connection:
-        assert connection.execute(text(typed)).scalar() == 2  # one per alert (the 2001:0DB8::1 spelling as well)
+        rows = connection.execute(text("SELECT field, value FROM alert_entities WHERE field LIKE 'indicator:%'"))
+        assert sorted(rows.tuples()) == [  # the 2001:0DB8::1 spelling normalised as well
+            ("indicator:domain", "evil.example"), ("indicator:hash", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("indicator:ip", "2001:db8::1"), ("indicator:ip", "2001:db8::1")]
     soc.ingest(_sighting(make_alert, MEMBERS[2], sightings[2], minutes=5))
     [after] = _get(soc, "/api/v1/campaigns", soc.analyst)
     assert (after["id"], after["indicator"]) == (before["id"], {"kind": "ip", "value": "2001:db8::1"})
