@@ -82,12 +82,28 @@ class SyslogFramer:
     # --- non-transparent framing ----------------------------------------------------------------------
 
     def _feed_lines(self, data: bytes) -> list[Message]:
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._keep(data, 0, len(data))
+            return []
+        first = data.find(b"\n")
+        messages = self._end_lines(data, 0, first)  # the line whose start the buffer may hold
+        if first < last:  # whole lines in between: the buffer is empty, so they need no state
+            lines = data[first + 1:last].split(b"\n")
+            if max(map(len, lines)) <= self.max_bytes:  # the usual chunk: one pass, no line cut
+                messages += [Message(line[:-1] if line.endswith(b"\r") else line, len(line))
+                             for line in lines if line and line != b"\r"]
+            else:
+                messages += self._end_lines(data, first + 1, last)
+        self._keep(data, last + 1, len(data))
+        return messages
+
+    def _end_lines(self, data: bytes, start: int, last: int) -> list[Message]:
+        """The messages of the lines of `data` from `start` to the LF at `last`, one by one."""
         messages: list[Message] = []
-        start = 0
         while True:
-            end = data.find(b"\n", start)
+            end = data.find(b"\n", start, last + 1)
             if end < 0:
-                self._keep(data, start, len(data))
                 return messages
             self._keep(data, start, end)
             size = len(self._buffer) + self._discarding

@@ -39,6 +39,26 @@ def test_newline_framing_is_detected_and_independent_of_read_boundaries(seed: in
     assert not any(m.cut for m in messages)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_many_lines_in_one_read_frame_as_they_do_byte_by_byte(seed: int) -> None:
+    # reads holding many whole lines take a one-pass path; a read of one byte never does: both must agree,
+    # over-long lines, blank lines, lone CRs and CRLFs included
+    rng = random.Random(seed)
+    pieces = [*LINES, b"", b"\r", b"x" * 50, b"y" * 51, b"<13>z\r"]
+    stream = b"".join(rng.choice(pieces) + rng.choice([b"\n", b"\r\n"]) for _ in range(200)) + b"tail"
+    stream = stream.lstrip(b"\r\n")
+
+    def framed(step: int) -> list[tuple[bytes, int, bool]]:
+        framer = SyslogFramer(max_bytes=50)
+        messages = [m for start in range(0, len(stream), step) for m in framer.feed(stream[start:start + step])]
+        return [(m.payload, m.size, m.cut) for m in messages + framer.finish()]
+
+    byte_by_byte = framed(1)
+    assert any(cut for _, _, cut in byte_by_byte) and byte_by_byte[-1] == (b"tail", 4, False)
+    for step in (len(stream), 4096, 333, 97):
+        assert framed(step) == byte_by_byte
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_octet_counting_is_detected_from_the_first_byte(seed: int) -> None:
     # a message may itself contain LF under octet-counting: the count, not the LF, ends it
