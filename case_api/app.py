@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -30,7 +29,7 @@ from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
-from case_api.middleware import EdgeGuard
+from case_api.middleware import AccessLog, EdgeGuard
 from case_api.notifications.flows import drain_in_background, outbox_drainer, soc_contacts
 from case_api.notifications.views import router as notifications_router
 from case_api.settings import Settings
@@ -100,10 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     _install_docs(app)
     _install_error_handlers(app)
-    # Inside the request-id middleware: that one runs the app in a task group, which would wrap the
-    # guard's 413 (raised while the body is read) in an exception group.
     app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, max_body_bytes=settings.max_body_bytes)
-    app.middleware("http")(_bind_request_id)
+    # Outermost: it times and logs every answer, the guard's refusals included.
+    app.add_middleware(AccessLog)
     return app
 
 
@@ -119,18 +117,6 @@ def _install_docs(app: FastAPI) -> None:
             swagger_css_url=f"{DOCS_URL}/static/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_URL}/static/favicon.png",
         )
-
-
-async def _bind_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    try:
-        response = await call_next(request)
-    finally:
-        structlog.contextvars.clear_contextvars()
-    response.headers["X-Request-ID"] = request_id
-    return response
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,13 +1,18 @@
-"""ASGI middleware at the edge of the API: body size, characters the database cannot store, security headers.
+"""ASGI middleware at the edge of the API: body size, characters the database cannot store, security headers;
+the access log and request ids.
 
 Pure ASGI (not ``BaseHTTPMiddleware``), so a body is counted while it streams in.
 """
 
 from __future__ import annotations
 
+import re
+import time
+import uuid
 from typing import Any
 
 import orjson
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -107,4 +112,69 @@ def _content_length(scope: Scope) -> int | None:
                 return int(value)
             except ValueError:
                 return None
+    return None
+
+
+#: An ``X-Request-ID`` the caller sends is kept when it looks like an id (so it cannot forge log lines).
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = structlog.get_logger("case_api.access")
+
+
+class AccessLog:
+    """One structured log line per request, and its request id.
+
+    The request id is the caller's ``X-Request-ID`` when it is a plain token of at most 128
+    characters, else a new one; it is echoed in the answer's ``X-Request-ID`` and bound to every log
+    line written while the request runs. The access line (``event="request"``) carries the request id,
+    method, path (never the query string), status, duration in milliseconds and, once authenticated,
+    the user's id, role and tenant, as ``auth.dependencies.get_principal`` left them in the request
+    state. It never carries a header, a key or a token.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = _header(scope, b"x-request-id")
+        request_id = offered if offered is not None and _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            principal = scope.get("state", {}).get("principal")
+            access_log.info(
+                "request",
+                request_id=request_id,
+                method=scope.get("method", ""),
+                path=scope.get("path", "")[:500],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                user_id=getattr(principal, "user_id", None),
+                role=principal.role.value if principal is not None else None,
+                tenant_id=getattr(principal, "tenant_id", None),
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
     return None
