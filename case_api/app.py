@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from case_api.alerts.views import router as alerts_router
 from case_api.audit.views import router as audit_router
 from case_api.auth.service import LastUseThrottle
+from case_api.auth.tokens import TokenVerifier
 from case_api.auth.views import router as keys_router
 from case_api.auth.views import users_router
 from case_api.campaigns.rules import load_campaign_rules
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.last_use = LastUseThrottle()
+    oidc = settings.oidc()
+    app.state.token_verifier = TokenVerifier(oidc) if oidc is not None else None
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)

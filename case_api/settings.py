@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from case_api.auth.tokens import DEFAULT_ALGORITHMS, OidcConfig
 from case_api.bounds import MAX_BODY_BYTES
 from case_api.campaigns.rules import DEFAULT_CAMPAIGN_RULES
 from citysoc.files import ensure_private_dir
@@ -37,6 +38,16 @@ class Settings(BaseSettings):
     campaign_rules: tuple[Path, ...] = (DEFAULT_CAMPAIGN_RULES,)
     #: Largest request body accepted (``SOC_MAX_BODY_BYTES``); larger ones are answered 413.
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024)
+    #: OpenID Connect bearer tokens (see ``case_api/auth/tokens.py``): off unless the issuer is set.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_user_claim: str = "preferred_username"
+    oidc_role_claim: str = "citysoc_role"
+    oidc_tenant_claim: str = "citysoc_tenant"
+    oidc_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    oidc_leeway: int = Field(default=30, ge=0, le=600)
 
     # Notifications (case_api/notifications): the SOC's own destinations, the SMTP relay, the outbox drainer.
     #: SOC addresses told of every member's new high/critical cases and SLA breaches (a JSON list).
@@ -65,6 +76,17 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip() and value.strip()[-1] in "smhd":
             return parse_duration(value)
         return value
+
+    def oidc(self) -> OidcConfig | None:
+        """The bearer-token configuration, or ``None`` when ``SOC_OIDC_ISSUER`` is not set."""
+        if not self.oidc_issuer:
+            return None
+        if not self.oidc_audience:
+            raise ValueError("SOC_OIDC_ISSUER is set but SOC_OIDC_AUDIENCE is not: give the audience tokens must name")
+        return OidcConfig(issuer=self.oidc_issuer, audience=self.oidc_audience, jwks_url=self.oidc_jwks_url,
+                          jwks_file=self.oidc_jwks_file, user_claim=self.oidc_user_claim,
+                          role_claim=self.oidc_role_claim, tenant_claim=self.oidc_tenant_claim,
+                          algorithms=self.oidc_algorithms, leeway_seconds=self.oidc_leeway)
 
     @property
     def effective_database_url(self) -> str:

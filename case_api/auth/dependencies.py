@@ -10,16 +10,19 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from case_api.auth.models import Principal, Role
 from case_api.auth.service import LastUseThrottle, authenticate, tenant_scope
+from case_api.auth.tokens import TokenVerifier, looks_like_jwt
 from case_api.db import SessionDep
 from case_api.errors import AuthenticationError, PermissionDeniedError
 
 # Declared as security schemes, so the OpenAPI document says how to authenticate (and Swagger UI offers
 # it); ``auto_error=False`` leaves the wording of a refusal to get_principal.
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description="API key as a bearer token")
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description="API key, or an OpenID Connect access token (JWT) when configured")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key")
 
-#: Longest credential looked at; longer ones are refused without hashing them.
+#: Longest API key looked at; longer ones are refused without hashing them.
 MAX_SECRET_LENGTH = 512
+#: Longest bearer JWT looked at (an RS512 signature alone is 683 characters).
+MAX_TOKEN_LENGTH = 8192
 
 
 def _presented_secret(bearer: HTTPAuthorizationCredentials | None, x_api_key: str | None) -> str | None:
@@ -39,10 +42,17 @@ def get_principal(
     secret = _presented_secret(bearer, x_api_key)
     if secret is None:
         raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    throttle: LastUseThrottle | None = getattr(request.app.state, "last_use", None)
-    principal = (
-        None if len(secret) > MAX_SECRET_LENGTH else authenticate(session=session, secret=secret, throttle=throttle)
-    )
+    verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
+    if verifier is not None and bearer is not None and secret == bearer.credentials.strip() and looks_like_jwt(secret):
+        if len(secret) > MAX_TOKEN_LENGTH:
+            raise AuthenticationError(f"bearer token longer than {MAX_TOKEN_LENGTH} characters")
+        principal: Principal | None = verifier.principal(session, secret)
+    else:
+        throttle: LastUseThrottle | None = getattr(request.app.state, "last_use", None)
+        principal = (
+            None if len(secret) > MAX_SECRET_LENGTH
+            else authenticate(session=session, secret=secret, throttle=throttle)
+        )
     if principal is None:
         raise AuthenticationError("invalid or revoked API key")
     # For the access log, which runs outside the dependency's context (request.state lives in the scope).
