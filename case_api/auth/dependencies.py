@@ -16,7 +16,10 @@ from case_api.errors import AuthenticationError, PermissionDeniedError
 
 # Declared as security schemes, so the OpenAPI document says how to authenticate (and Swagger UI offers
 # it); ``auto_error=False`` leaves the wording of a refusal to get_principal.
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description="API key, or an OpenID Connect access token (JWT) when configured")
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="bearer",
+    description="API key, or an OpenID Connect access token (JWT) when configured",
+)
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key")
 
 #: Longest API key looked at; longer ones are refused without hashing them.
