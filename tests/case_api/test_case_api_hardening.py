@@ -149,7 +149,8 @@ def test_case_detail_pages_its_alerts_and_audit_trail(soc: SocApi, make_alert: M
 def test_openapi_declares_the_security_schemes_and_every_data_operation_uses_them(client: httpx.Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     schemes = document["components"]["securitySchemes"]
-    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "description": "API key as a bearer token"}
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer",
+                                 "description": "API key, or an OpenID Connect access token (JWT) when configured"}
     assert schemes["apiKey"]["in"] == "header" and schemes["apiKey"]["name"] == "X-API-Key"
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
