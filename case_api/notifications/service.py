@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from case_api.audit.service import record
 from case_api.cases.models import Case, Severity
 from case_api.db import insert_for, utcnow
 from case_api.errors import InvalidRequestError, NotFoundError
@@ -90,6 +91,9 @@ def add_contact(
     contact = TenantContact(tenant_id=tenant_id, channel=contact_in.channel.value, address=contact_in.address,
                             secret=secret, created_by=actor, created_at=utcnow())
     session.add(contact)
+    session.flush()
+    record(session, actor=actor, action="tenant.contact_added", target_type="contact", target_id=contact.id,
+           tenant_id=tenant_id, detail={"channel": contact.channel, "address": contact.address})
     session.commit()
     return contact, secret
 
@@ -101,11 +105,13 @@ def list_contacts(*, session: Session, tenant_id: str) -> list[TenantContact]:
     return list(session.scalars(query))
 
 
-def remove_contact(*, session: Session, tenant_id: str, contact_id: int) -> None:
+def remove_contact(*, session: Session, tenant_id: str, contact_id: int, actor: str) -> None:
     """Remove a contact; its undelivered notifications fail at their next attempt (no address to use)."""
     contact = session.get(TenantContact, contact_id)
     if contact is None or contact.tenant_id != tenant_id:
         raise NotFoundError(f"contact {contact_id} of tenant {tenant_id!r} not found")
+    record(session, actor=actor, action="tenant.contact_removed", target_type="contact", target_id=contact.id,
+           tenant_id=tenant_id, detail={"channel": contact.channel, "address": contact.address})
     session.delete(contact)
     session.commit()
 

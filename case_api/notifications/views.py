@@ -49,10 +49,14 @@ def get_contacts(tenant_id: TenantPath, session: SessionDep) -> list[ContactOut]
     return [ContactOut.model_validate(c) for c in list_contacts(session=session, tenant_id=tenant_id)]
 
 
-@router.delete("/tenants/{tenant_id}/contacts/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
-               dependencies=[Depends(require_roles(*CONTACT_MANAGERS))])
-def delete_contact(tenant_id: TenantPath, contact_id: IdPath, session: SessionDep) -> None:
-    remove_contact(session=session, tenant_id=tenant_id, contact_id=contact_id)
+@router.delete("/tenants/{tenant_id}/contacts/{contact_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_contact(
+    tenant_id: TenantPath,
+    contact_id: IdPath,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require_roles(*CONTACT_MANAGERS))],
+) -> None:
+    remove_contact(session=session, tenant_id=tenant_id, contact_id=contact_id, actor=principal.actor)
 
 
 @router.get("/notifications", response_model=list[NotificationOut],

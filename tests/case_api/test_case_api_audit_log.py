@@ -163,3 +163,19 @@ def test_concurrent_changes_chain_without_a_fork(soc: SocApi, app: FastAPI, make
     entries = _log(soc)
     assert len(entries) == before + 30
     assert _verify(soc)["ok"] is True
+
+
+def test_member_contacts_added_and_removed_are_logged_without_the_webhook_secret(soc: SocApi) -> None:
+    soc.add_tenant(NG)
+    url = f"/api/v1/tenants/{NG}/contacts"
+    hook = soc.client.post(url, json={"channel": "webhook", "address": "https://hooks.ng.example/soc"},
+                           headers=soc.admin)
+    assert hook.status_code == 201, hook.text
+    assert soc.client.delete(f"{url}/{hook.json()['id']}", headers=soc.admin).status_code == 204
+    entries = _log(soc, target_type="contact")
+    assert [(e["action"], e["actor"], e["tenant_id"], e["detail"]) for e in entries] == [
+        ("tenant.contact_removed", "test-admin", NG, {"channel": "webhook", "address": "https://hooks.ng.example/soc"}),
+        ("tenant.contact_added", "test-admin", NG, {"channel": "webhook", "address": "https://hooks.ng.example/soc"}),
+    ]
+    assert hook.json()["secret"] not in repr(_log(soc))
+    assert _verify(soc)["ok"] is True
