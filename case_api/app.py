@@ -34,6 +34,7 @@ from case_api.middleware import AccessLog, EdgeGuard
 from case_api.notifications.flows import drain_in_background, outbox_drainer, soc_contacts
 from case_api.notifications.views import router as notifications_router
 from case_api.settings import Settings
+from case_api.sla.views import router as sla_router
 from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
 from citysoc.deadletter import DeadLetterStore
@@ -94,8 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     routers = (
-        tenants_router, users_router, keys_router, audit_router, alerts_router, case_work_router, cases_router,
-        campaigns_router, sources_router, notifications_router,
+        tenants_router, sla_router, users_router, keys_router, audit_router, alerts_router, case_work_router,
+        cases_router, campaigns_router, sources_router, notifications_router,
     )
     for router in (*routers, health_router):
         api.include_router(router)

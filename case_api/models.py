@@ -17,6 +17,7 @@ from case_api.cases.work_models import CaseComment, CaseObservable, CaseTask
 from case_api.db import Base
 from case_api.incidents.models import AlertEntity
 from case_api.notifications.models import Notification, NotificationAttempt, TenantContact
+from case_api.sla.models import TenantContract
 from case_api.sources.models import Source, SourceEvent
 from case_api.tenants.models import Tenant
 
@@ -39,6 +40,7 @@ __all__ = [
     "SourceEvent",
     "Tenant",
     "TenantContact",
+    "TenantContract",
     "User",
     "metadata",
 ]

@@ -101,6 +101,17 @@ class CaseClient:
     def list_tenants(self) -> list[dict[str, Any]]:
         return self._request("GET", "/tenants")  # type: ignore[no-any-return]
 
+    def get_contract(self, tenant_id: str) -> dict[str, Any]:
+        """The member's SLA contract (`default: true` when it has none of its own)."""
+        return self._request("GET", f"/tenants/{tenant_id}/contract")  # type: ignore[no-any-return]
+
+    def set_contract(self, tenant_id: str, contract: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Give the member `contract` (calendar and targets); `None` puts it back on the default."""
+        if contract is None:
+            return self._request("DELETE", f"/tenants/{tenant_id}/contract")  # type: ignore[no-any-return]
+        return self._request("PUT", f"/tenants/{tenant_id}/contract",  # type: ignore[no-any-return]
+                             json=dict(contract))
+
     # Users, keys and the audit log (admin)
     def add_user(self, user_id: str, *, role: str, tenant_id: str | None = None,
                  display_name: str | None = None) -> dict[str, Any]:
@@ -227,7 +238,7 @@ class CaseClient:
     # Cases
     def list_cases(self, *, tenant: str | None = None, status: str | None = None, open_only: bool = False,
                    limit: int = 500) -> list[dict[str, Any]]:
-        """The queue: most severe first, then oldest; `open_only` leaves out resolved and closed cases."""
+        """The queue: by SLA due time, then severity; `open_only` leaves out resolved and closed cases."""
         params: dict[str, Any] = {"limit": limit}
         if tenant:
             params["tenant"] = tenant

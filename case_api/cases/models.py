@@ -7,7 +7,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, ColumnElement, ForeignKey, Index, Integer, String, case, literal_column, text
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    SQLColumnExpression,
+    String,
+    case,
+    literal_column,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from case_api.bounds import BoundedInput
@@ -19,6 +30,7 @@ class CaseStatus(enum.StrEnum):
     NEW = "new"
     IN_PROGRESS = "in_progress"
     ON_HOLD = "on_hold"
+    AWAITING_MEMBER = "awaiting_member"  # waiting on the member: the SLA clocks are paused
     RESOLVED = "resolved"
     CLOSED = "closed"
 
@@ -31,10 +43,17 @@ FINISHED_STATUSES = frozenset({CaseStatus.RESOLVED, CaseStatus.CLOSED})
 
 # The case workflow. ``closed`` is final: new alerts for the group open a new case instead.
 # ``resolved`` may be reopened (back to ``in_progress``) while no other case is open for its group.
+# ``awaiting_member`` pauses the SLA clocks (case_api/sla/clocks.py); ``on_hold`` does not: a hold the SOC
+# chose is the SOC's time.
 ALLOWED_TRANSITIONS: dict[CaseStatus, frozenset[CaseStatus]] = {
-    CaseStatus.NEW: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.ON_HOLD, CaseStatus.RESOLVED, CaseStatus.CLOSED}),
-    CaseStatus.IN_PROGRESS: frozenset({CaseStatus.ON_HOLD, CaseStatus.RESOLVED, CaseStatus.CLOSED}),
-    CaseStatus.ON_HOLD: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.RESOLVED, CaseStatus.CLOSED}),
+    CaseStatus.NEW: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.ON_HOLD, CaseStatus.AWAITING_MEMBER,
+                               CaseStatus.RESOLVED, CaseStatus.CLOSED}),
+    CaseStatus.IN_PROGRESS: frozenset({CaseStatus.ON_HOLD, CaseStatus.AWAITING_MEMBER, CaseStatus.RESOLVED,
+                                       CaseStatus.CLOSED}),
+    CaseStatus.ON_HOLD: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.AWAITING_MEMBER, CaseStatus.RESOLVED,
+                                   CaseStatus.CLOSED}),
+    CaseStatus.AWAITING_MEMBER: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.ON_HOLD, CaseStatus.RESOLVED,
+                                           CaseStatus.CLOSED}),
     CaseStatus.RESOLVED: frozenset({CaseStatus.IN_PROGRESS, CaseStatus.CLOSED}),
     CaseStatus.CLOSED: frozenset(),
 }
@@ -107,6 +126,18 @@ class Case(Base):
     #: ATT&CK technique ids (``T1110``, ``T1562.008``) from the case's alerts' tags.
     techniques: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # SLA clocks (case_api/sla/clocks.py): when each stopped, the pauses, and the due times they give.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    triaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sla_paused_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Closed pauses, ``[[start, end], ...]`` as ISO 8601 UTC.
+    sla_pauses: Mapped[list[list[str]]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    acknowledge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    triage_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolve_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The earliest due time of a running, unpaused clock: the queue's order (none: every clock stopped or paused).
+    sla_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Optimistic concurrency: every change to the row adds one, and SQLAlchemy's UPDATE carries
     # ``WHERE version = <the version read>``, so a change made since the read fails instead of being
     # overwritten (the same on SQLite, where row locks do not exist, and PostgreSQL). Sent as the ETag.
@@ -126,12 +157,19 @@ SEVERITY_RANK: ColumnElement[int] = case(
 CASE_IS_OPEN: ColumnElement[bool] = Case.status.not_in(
     [literal_column(f"'{s.value}'") for s in sorted(FINISHED_STATUSES)]
 )
-# The open queue, most severe first then oldest first, for the city (every tenant) and for one member:
-# a page is read off the index instead of sorting every open case (bench/api.py).
-Index("ix_cases_open_queue", SEVERITY_RANK.desc(), Case.first_seen, Case.id,
+#: The queue's order: the next SLA due time (cases without one, every clock stopped or paused, last), then
+#: the most severe, then the oldest. ``IS NULL`` first rather than ``NULLS LAST``: SQLite's indexes keep
+#: NULLs first and cannot serve ``NULLS LAST``; this expression orders the same on both backends and is
+#: indexed on both.
+DUE_IS_UNSET: ColumnElement[bool] = Case.sla_due_at.is_(None)
+QUEUE_ORDER: tuple[SQLColumnExpression[Any], ...] = (DUE_IS_UNSET, Case.sla_due_at, SEVERITY_RANK.desc(),
+                                               Case.first_seen, Case.id)
+# The open queue for the city (every tenant) and for one member: a page is read off the index instead of
+# sorting every open case (bench/api.py).
+Index("ix_cases_open_queue", DUE_IS_UNSET, Case.sla_due_at, SEVERITY_RANK.desc(), Case.first_seen, Case.id,
       postgresql_where=CASE_IS_OPEN, sqlite_where=CASE_IS_OPEN)
-Index("ix_cases_open_queue_tenant", Case.tenant_id, SEVERITY_RANK.desc(), Case.first_seen, Case.id,
-      postgresql_where=CASE_IS_OPEN, sqlite_where=CASE_IS_OPEN)
+Index("ix_cases_open_queue_tenant", Case.tenant_id, DUE_IS_UNSET, Case.sla_due_at, SEVERITY_RANK.desc(),
+      Case.first_seen, Case.id, postgresql_where=CASE_IS_OPEN, sqlite_where=CASE_IS_OPEN)
 
 
 class CaseEvent(Base):
@@ -161,6 +199,24 @@ class CaseAction(enum.StrEnum):
     MERGED_INTO = "merged_into"  # this case merged into another
 
 
+class SlaClockOut(BaseModel):
+    target_seconds: int = Field(description="The contract's target for the case's severity (running time)")
+    due_at: datetime = Field(description="When the target is used up; while paused, when it would be if resumed now")
+    done_at: datetime | None = Field(description="When the clock stopped (none: still running)")
+    breached: bool = Field(description="Stopped after its due time, or still running past it")
+
+
+class CaseSlaOut(BaseModel):
+    """The case's SLA clocks as of the answer, from its tenant's contract (see case_api/sla/clocks.py)."""
+
+    contract: str = Field(description="'tenant' (the member's own contract) or 'default'")
+    calendar: str = Field(description="24x7, or business hours (time zone)")
+    paused: bool = Field(description="Awaiting the member: the running clocks are paused")
+    acknowledge: SlaClockOut
+    triage: SlaClockOut
+    resolve: SlaClockOut
+
+
 class CaseOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -180,6 +236,12 @@ class CaseOut(BaseModel):
     merged_into_id: int | None
     techniques: list[str]
     closed_at: datetime | None
+    acknowledged_at: datetime | None
+    triaged_at: datetime | None
+    resolved_at: datetime | None
+    sla_due_at: datetime | None = Field(description="The next due time of a running, unpaused SLA clock: the "
+                                        "queue's order")
+    sla: CaseSlaOut | None = None
     priority: str = Field(
         default="", description="P1 (most urgent) to P4: severity against the tenant's asset criticality"
     )

@@ -20,7 +20,7 @@ from case_api.cases.models import (
     ALLOWED_TRANSITIONS,
     CASE_IS_OPEN,
     FINISHED_STATUSES,
-    SEVERITY_RANK,
+    QUEUE_ORDER,
     Case,
     CaseAction,
     CaseEvent,
@@ -40,6 +40,8 @@ from case_api.errors import (
     PreconditionFailedError,
 )
 from case_api.scope import scoped
+from case_api.sla.clocks import acknowledge, change_status
+from case_api.sla.service import refresh_case, with_clocks
 from case_api.tenants.service import criticality_of
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
@@ -120,6 +122,8 @@ def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str)
     }
     if case.alert_count > 1 and case.severity != previous.value:
         detail["severity"] = {"from": previous.value, "to": case.severity}
+    if case.alert_count == 1 or case.severity != previous.value:  # the targets follow the severity
+        refresh_case(session=session, case=case)
     record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.ALERT_ADDED, detail=detail)
     enrich_case(session=session, case=case, alert=alert)
 
@@ -134,7 +138,10 @@ def list_cases(
     limit: int = 100,
     offset: int = 0,
 ) -> list[Case]:
-    """The case queue: most severe first, then oldest activity first (the longest waiting is worked first)."""
+    """The case queue: the next SLA due time first, then most severe, then oldest activity.
+
+    Cases whose clocks are all stopped or paused (awaiting the member) have no due time and come after the others.
+    """
     query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only)
     return list(session.scalars(query.limit(limit).offset(offset)))
 
@@ -149,18 +156,19 @@ def queue_query(
         query = query.where(Case.status == status.value)
     if open_only:
         query = query.where(CASE_IS_OPEN)
-    return query.order_by(SEVERITY_RANK.desc(), Case.first_seen, Case.id)
+    return query.order_by(*QUEUE_ORDER)
 
 
 def case_outs(*, session: Session, cases: Sequence[Case]) -> list[CaseOut]:
-    """Cases as the API shows them, with their priority from the tenant's asset criticality."""
+    """Cases as the API shows them, with their priority from the tenant's asset criticality and their SLA clocks."""
     criticality = criticality_of(session=session, tenant_ids={case.tenant_id for case in cases})
-    return [
+    outs = [
         CaseOut.model_validate(case).model_copy(update={
             "priority": priority(Severity(case.severity), Severity(criticality.get(case.tenant_id, "medium")))
         })
         for case in cases
     ]
+    return with_clocks(session=session, cases=cases, outs=outs)
 
 
 def case_out(*, session: Session, case: Case) -> CaseOut:
@@ -256,6 +264,7 @@ def update_case(
 
 def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) -> None:
     changed = False
+    now = utcnow()
     if patch.status is not None and patch.status.value != case.status:
         current = CaseStatus(case.status)
         check_transition(current, patch.status)
@@ -268,7 +277,8 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
             case.resolution = patch.resolution.value
         elif patch.status.is_open:
             case.resolution = None
-        case.closed_at = utcnow() if patch.status is CaseStatus.CLOSED else None
+        case.closed_at = now if patch.status is CaseStatus.CLOSED else None
+        change_status(case, current, patch.status, now)
         record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.STATUS_CHANGED, detail=detail)
         changed = True
     if "assignee" in patch.model_fields_set and patch.assignee != case.assignee:
@@ -294,7 +304,9 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
         case.severity = patch.severity.value
         changed = True
     if changed:
-        case.updated_at = utcnow()
+        acknowledge(case, now)
+        refresh_case(session=session, case=case)
+        case.updated_at = now
         session.flush()  # the versioned UPDATE: raises StaleDataError if the case changed since it was read
 
 

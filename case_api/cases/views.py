@@ -56,7 +56,7 @@ def get_cases(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[CaseOut]:
-    """The queue: most severe first, then oldest first."""
+    """The queue: the next SLA due time first, then most severe; cases with every clock stopped or paused last."""
     cases = list_cases(session=session, scope=scope, tenant_id=tenant, status=status, open_only=open_only,
                        limit=limit, offset=offset)
     return case_outs(session=session, cases=cases)

@@ -23,6 +23,8 @@ from case_api.cases.work_models import (
 )
 from case_api.db import insert_for, utcnow
 from case_api.errors import CaseApiError, ConflictError, InvalidRequestError, NotFoundError, PreconditionFailedError
+from case_api.sla.clocks import acknowledge, change_status
+from case_api.sla.service import refresh_case
 
 Scope = Collection[str] | None
 
@@ -141,6 +143,8 @@ def merge_cases(
         record_event(session=session, case_id=target.id, actor=actor, action=CaseAction.MERGED,
                      detail={"cases": merged})
         target.updated_at = utcnow()
+        acknowledge(target, target.updated_at)
+        refresh_case(session=session, case=target)
         session.flush()
         session.commit()
     except StaleDataError:
@@ -176,6 +180,8 @@ def _move_into(*, session: Session, source: Case, target: Case, actor: str) -> N
     source.resolution = Resolution.DUPLICATE.value
     source.merged_into_id = target.id
     source.closed_at = source.updated_at = utcnow()
+    change_status(source, CaseStatus(previous), CaseStatus.CLOSED, source.closed_at)
+    refresh_case(session=session, case=source)
     record_event(session=session, case_id=source.id, actor=actor, action=CaseAction.MERGED_INTO,
                  detail={"into": target.id, "alerts": getattr(moved, "rowcount", None)})
     record_event(session=session, case_id=source.id, actor=actor, action=CaseAction.STATUS_CHANGED,

@@ -1,20 +1,24 @@
 """SLA contracts: per member, the time to acknowledge, triage and resolve a case of each severity, and
-the calendar those times run on. A tenant without one of its own has :data:`DEFAULT_CONTRACT`."""
+the calendar those times run on. Stored per tenant; a tenant without one has :data:`DEFAULT_CONTRACT`."""
 
 from __future__ import annotations
 
 import enum
 import itertools
 import re
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
 
 from case_api.bounds import BoundedInput
 from case_api.cases.models import Severity
+from case_api.db import Base, UTCDateTime, utcnow
 from case_api.sla.calendar import AlwaysOpen, BusinessHours, SlaCalendar, Weekday
+from case_api.tenants.models import Tenant
 from citysoc.schedule import format_duration, parse_duration
 
 #: The longest target a contract may set.
@@ -169,3 +173,22 @@ DEFAULT_CONTRACT = SlaContract.model_validate({
         "low": {"acknowledge": "1d", "triage": "3d", "resolve": "10d"},
     },
 })
+
+
+class TenantContract(Base):
+    """A member's own SLA contract (the JSON of :class:`SlaContract`)."""
+
+    __tablename__ = "tenant_contracts"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey(Tenant.id), primary_key=True)
+    contract: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class ContractOut(BaseModel):
+    tenant_id: str
+    default: bool = Field(description="True when the member has no contract of its own and the default applies")
+    contract: SlaContract
+    updated_at: datetime | None = None
+    updated_by: str | None = None

@@ -17,7 +17,7 @@ app = typer.Typer(help="The case queue: list, read and work cases.", no_args_is_
 
 CaseArg = Annotated[int, typer.Argument(help="Case id.", min=1, max=2**31 - 1)]
 RESOLUTIONS = ("true_positive", "benign", "false_positive", "duplicate")
-STATUSES = ("new", "in_progress", "on_hold", "resolved", "closed")
+STATUSES = ("new", "in_progress", "on_hold", "awaiting_member", "resolved", "closed")
 RESOLUTION_HELP = f"With resolved/closed: {', '.join(RESOLUTIONS)}."
 
 
@@ -46,7 +46,7 @@ def cases_list(tenant: TenantOpt = None, as_json: JsonOpt = False,
                status: Annotated[str | None, typer.Option(help="Only cases with this status.")] = None,
                show_all: Annotated[bool, typer.Option("--all", help="Resolved and closed cases too.")] = False,
                ) -> None:
-    """The open queue, most severe first, then oldest (`--all` for resolved and closed cases too)."""
+    """The open queue, by SLA due time then severity (`--all` for resolved and closed cases too)."""
     with _client() as client:
         cases = client.list_cases(tenant=tenant, status=status, open_only=not (show_all or status))
     if as_json:
@@ -98,7 +98,7 @@ def cases_status(case_id: CaseArg,
                  status: Annotated[str, typer.Argument(help=f"One of {', '.join(STATUSES)}.")],
                  resolution: Annotated[str | None, typer.Option(help=RESOLUTION_HELP)] = None,
                  as_json: JsonOpt = False) -> None:
-    """Move a case along its workflow (closing needs --resolution)."""
+    """Move a case along its workflow (closing needs --resolution; awaiting_member pauses the SLA clocks)."""
     changes: dict[str, Any] = {"status": status}
     if resolution:
         changes["resolution"] = resolution

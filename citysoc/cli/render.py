@@ -37,6 +37,26 @@ def print_tenants(console: Console, tenants: Sequence[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def print_contract(console: Console, answer: dict[str, Any]) -> None:
+    """A member's SLA contract: its calendar, then the targets per severity."""
+    contract = answer["contract"]
+    calendar = contract["calendar"]
+    origin = "the default contract" if answer["default"] else f"own contract, set by {answer['updated_by']}"
+    console.print(f"[bold]{answer['tenant_id']}[/bold]: {origin}")
+    if calendar["kind"] == "24x7":
+        console.print("  calendar 24x7")
+    else:
+        hours = ", ".join(f"{day} {spans}" for day, spans in calendar["hours"].items())
+        holidays = ", ".join(calendar.get("holidays") or []) or "none"
+        console.print(f"  calendar business hours, {calendar['timezone']}: {hours}; holidays: {holidays}")
+    table = Table("severity", "acknowledge", "triage", "resolve", title="Targets", title_justify="left")
+    for severity in ("critical", "high", "medium", "low"):
+        targets = contract["targets"][severity]
+        table.add_row(f"[{SEVERITY_STYLE[severity]}]{severity}[/]", targets["acknowledge"], targets["triage"],
+                      targets["resolve"])
+    console.print(table)
+
+
 def print_sources(console: Console, sources: Sequence[dict[str, Any]], *, now: datetime | None = None) -> None:
     """Sources with how their senders are known and their data health over the last hour."""
     now = now or datetime.now(UTC)
@@ -104,17 +124,68 @@ def print_alerts(console: Console, alerts: Sequence[dict[str, Any]]) -> None:
     console.print(f"{len(alerts)} alert(s)")
 
 
-def print_case_queue(console: Console, cases: Sequence[dict[str, Any]], *, title: str = "Case queue") -> None:
-    table = Table("case", "tenant", "severity", "priority", "status", "assignee", "alerts", "first seen", "title",
-                  title=title, title_justify="left")
+def print_case_queue(console: Console, cases: Sequence[dict[str, Any]], *, title: str = "Case queue",
+                     now: datetime | None = None) -> None:
+    """The queue in the API's order: next SLA due time, then severity."""
+    now = now or datetime.now(UTC)
+    table = Table("case", "tenant", "severity", "priority", "status", "SLA due", "assignee", "alerts", "first seen",
+                  "title", title=title, title_justify="left")
     for case in cases:
         severity = case["severity"]
         table.add_row(str(case["id"]), case["tenant_id"], f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]",
-                      case.get("priority", ""), case["status"], case.get("assignee") or "-", str(case["alert_count"]),
-                      str(case["first_seen"])[:16].replace("T", " "), case["title"])
+                      case.get("priority", ""), case["status"], sla_due(case, now), case.get("assignee") or "-",
+                      str(case["alert_count"]), str(case["first_seen"])[:16].replace("T", " "), escape(case["title"]))
     if not cases:
-        table.add_row("-", "-", "-", "-", "-", "-", "0", "-", "no open cases")
+        table.add_row("-", "-", "-", "-", "-", "-", "-", "0", "-", "no open cases")
     console.print(table)
+
+
+SLA_CLOCKS = ("acknowledge", "triage", "resolve")
+
+
+def span(seconds: float) -> str:
+    """`45s`, `12m`, `3h05m`, `4h`, `2d04h`."""
+    seconds = int(abs(seconds))
+    if seconds >= 86400:
+        hours = seconds % 86400 // 3600
+        return f"{seconds // 86400}d{hours:02d}h" if hours else f"{seconds // 86400}d"
+    if seconds >= 3600:
+        minutes = seconds % 3600 // 60
+        return f"{seconds // 3600}h{minutes:02d}m" if minutes else f"{seconds // 3600}h"
+    return f"{seconds // 60}m" if seconds >= 60 else f"{seconds}s"
+
+
+def sla_due(case: dict[str, Any], now: datetime) -> str:
+    """The clock due next and how long until (or since) it is due; `paused` while awaiting the member."""
+    sla = case.get("sla") or {}
+    if sla.get("paused"):
+        return "[dim]paused[/dim]"
+    running = [(clock, sla[clock]) for clock in SLA_CLOCKS if clock in sla and not sla[clock]["done_at"]]
+    if not running:
+        breached = [clock for clock in SLA_CLOCKS if clock in sla and sla[clock]["breached"]]
+        return f"[red]{', '.join(breached)} breached[/red]" if breached else "met"
+    clock, reading = min(running, key=lambda item: item[1]["due_at"])
+    left = (datetime.fromisoformat(reading["due_at"]) - now).total_seconds()
+    if left < 0:
+        return f"[bold red]{clock} overdue {span(left)}[/bold red]"
+    return f"[yellow]{clock} in {span(left)}[/yellow]" if left < 3600 else f"{clock} in {span(left)}"
+
+
+def sla_lines(case: dict[str, Any]) -> list[tuple[str, str]]:
+    """The contract's calendar, then each clock's target and due time, done or breached."""
+    sla = case.get("sla")
+    if not sla:
+        return []
+    paused = " · [dim]paused, awaiting the member[/dim]" if sla["paused"] else ""
+    lines = [("SLA", f"{sla['calendar']}, {sla['contract']} contract{paused}")]
+    for clock in SLA_CLOCKS:
+        reading = sla[clock]
+        due = str(reading["due_at"])[:16].replace("T", " ")
+        state = (f"done {str(reading['done_at'])[:16].replace('T', ' ')} (due {due})" if reading["done_at"]
+                 else f"due {due}")
+        mark = "[red]breached[/red] " if reading["breached"] else ""
+        lines.append((f" {clock}", f"{span(reading['target_seconds'])}: {mark}{state}"))
+    return lines
 
 
 def print_case_detail(console: Console, case: dict[str, Any], *, comments: Sequence[dict[str, Any]],
@@ -129,12 +200,13 @@ def print_case_detail(console: Console, case: dict[str, Any], *, comments: Seque
         ("assignee", case.get("assignee") or "-"),
         ("alerts", f"{case['alert_count']} · {str(case['first_seen'])[:16]} .. {str(case['last_seen'])[:16]}"),
         ("ATT&CK", ", ".join(case.get("techniques") or []) or "-"),
+        *sla_lines(case),
         ("version", str(case.get("version", ""))),
     ]
     if case.get("merged_into_id"):
         fields.append(("merged into", str(case["merged_into_id"])))
     for name, value in fields:
-        console.print(f"  {name:<10} {value}")
+        console.print(f"  {name:<12} {value}")
     if observables:
         table = Table("kind", "value", "TLP", "from", title="Observables", title_justify="left")
         for item in observables:

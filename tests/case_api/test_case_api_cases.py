@@ -104,7 +104,9 @@ def test_new_alert_for_a_finished_case_opens_a_new_case(soc: SocApi, make_alert:
     assert soc.case(new)["status"] == "new"
 
 
-def test_queue_is_ordered_by_severity_then_age(soc: SocApi, make_alert: MakeAlert) -> None:
+def test_queue_on_the_default_contract_is_most_severe_then_oldest(soc: SocApi, make_alert: MakeAlert) -> None:
+    # The queue is ordered by SLA due time (test_case_api_sla.py); under one contract the more severe case
+    # has the shorter target, and of two equally severe cases the one opened first is due first.
     soc.add_tenant(NG)
     soc.ingest(
         # Two low alerts: enough risk for a case of their own (one would be held as risk only).

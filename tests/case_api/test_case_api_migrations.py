@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, Engine, String, column, insert, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 
+from case_api.cases.models import Case
 from case_api.cases.service import queue_query
 from case_api.db import alembic_config, downgrade_database, make_session_factory, upgrade_database
 from case_api.models import metadata
@@ -142,3 +143,44 @@ def test_alerts_stored_before_incidents_get_their_entities_and_last_event_time(c
             text("SELECT field, value, grouping, risk FROM alert_entities ORDER BY field")).all()
     assert [(f, v, bool(g), r) for f, v, g, r in rows] == [
         ("host.name", "web-01", False, 0), ("rule.id", "r1", False, 0), ("user.name", "bob", True, 75)]
+
+
+def test_cases_opened_before_sla_clocks_get_stop_and_due_times_from_their_audit_trail(clean_db: Engine) -> None:
+    downgrade_database(clean_db, "0008")
+    at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    tenants = table("tenants", column("id", String), column("name", String), column("created_at", DateTime))
+    cases = table("cases", *(column(name) for name in (
+        "id", "tenant_id", "title", "status", "severity", "group_key", "alert_count", "first_seen", "last_seen",
+        "created_at", "updated_at", "closed_at")))
+    events = table("case_events", column("case_id"), column("at"), column("actor"), column("action"),
+                   column("detail", JSON))
+    with clean_db.begin() as connection:
+        connection.execute(insert(tenants).values(id="northgate-hospital", name="Northgate", created_at=at))
+        connection.execute(insert(cases), [
+            {"id": n, "tenant_id": "northgate-hospital", "title": "t", "status": status, "severity": severity,
+             "group_key": f"k{n}", "alert_count": 1, "first_seen": at, "last_seen": at, "created_at": at,
+             "updated_at": at, "closed_at": closed}
+            for n, status, severity, closed in [(1, "new", "critical", None), (2, "in_progress", "high", None),
+                                                 (3, "closed", "medium", at + 90 * minute)]])
+        connection.execute(insert(events), [
+            {"case_id": case_id, "at": at + offset * minute, "actor": "ana", "action": action, "detail": detail}
+            for case_id, offset, action, detail in [
+                (1, 0, "created", {}), (2, 5, "assigned", {"from": None, "to": "ana"}),
+                (2, 20, "status_changed", {"from": "new", "to": "in_progress"}),
+                (3, 30, "status_changed", {"from": "new", "to": "resolved"}),
+                (3, 40, "status_changed", {"from": "resolved", "to": "in_progress"}),
+                (3, 90, "status_changed", {"from": "in_progress", "to": "closed", "resolution": "benign"}),
+            ]])
+
+    upgrade_database(clean_db)
+
+    with make_session_factory(clean_db)() as session:
+        found = {c.id: c for c in session.scalars(select(Case))}
+    assert (found[1].acknowledged_at, found[1].triaged_at, found[1].resolved_at) == (None, None, None)
+    assert found[1].sla_due_at == found[1].acknowledge_due_at == at + 15 * minute
+    assert (found[2].acknowledged_at, found[2].triaged_at) == (at + 5 * minute, at + 20 * minute)
+    assert found[2].sla_due_at == found[2].resolve_due_at == at + timedelta(days=1)
+    assert (found[3].triaged_at, found[3].resolved_at, found[3].sla_due_at) == (at + 30 * minute, at + 90 * minute,
+                                                                                 None)
+    assert found[3].sla_pauses == []
