@@ -49,8 +49,14 @@ def contract_of(*, session: Session, tenant_id: str) -> SlaContract:
 
 
 def refresh_case(*, session: Session, case: Case) -> None:
-    """Recompute the case's stored due times (after its status, severity or clocks changed)."""
-    refresh_due_times(case, contract_of(session=session, tenant_id=case.tenant_id))
+    """Recompute the case's stored due times (after its status, severity or clocks changed).
+
+    Reading the contract does not flush the change under way first, so the case is written in one UPDATE
+    (one version) with its new due times.
+    """
+    with session.no_autoflush:
+        contract = contract_of(session=session, tenant_id=case.tenant_id)
+    refresh_due_times(case, contract)
 
 
 def with_clocks(*, session: Session, cases: Sequence[Case], outs: Sequence[CaseOut]) -> list[CaseOut]:

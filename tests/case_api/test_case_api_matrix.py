@@ -35,6 +35,7 @@ from fastapi import FastAPI
 
 from case_api.auth.models import Role
 from case_api.settings import Settings
+from case_api.sla.models import DEFAULT_CONTRACT
 from citysoc.deadletter import DeadLetter, DeadLetterStore
 from tests.case_api.conftest import Headers, SocApi, build_alert
 
@@ -274,6 +275,13 @@ def tenant_path(_world: World, which: Which) -> Call:
     return Call(path={"tenant_id": tenant_of(which)}, json={"asset_criticality": "high"})
 
 
+def contract_path(body: Any = None) -> Target:
+    return lambda _world, which: Call(path={"tenant_id": tenant_of(which)}, json=body)
+
+
+CONTRACT = DEFAULT_CONTRACT.model_dump(mode="json")
+
+
 def new_key_body(world: World, which: Which) -> Call:
     return Call(json={"name": f"viewer{world.number()}", "role": "tenant_viewer", "tenant_id": tenant_of(which)})
 
@@ -372,6 +380,9 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", f"{V1}/tenants/{{tenant_id}}/contacts"): Entry(ADMIN, tenant_contacts),
     ("DELETE", f"{V1}/tenants/{{tenant_id}}/contacts/{{contact_id}}"): Entry(ADMIN, fresh_contact, ok=204),
     ("GET", f"{V1}/notifications"): whole_list((Role.ADMIN, Role.SOC_LEAD)),
+    ("GET", f"{V1}/tenants/{{tenant_id}}/contract"): Entry(READERS, contract_path()),
+    ("PUT", f"{V1}/tenants/{{tenant_id}}/contract"): Entry(ADMIN, contract_path(CONTRACT)),
+    ("DELETE", f"{V1}/tenants/{{tenant_id}}/contract"): Entry(ADMIN, contract_path()),
     ("GET", f"{V1}/keys"): whole_list(ADMIN),
     ("POST", f"{V1}/keys"): Entry(ADMIN, new_key_body, ok=201, missing=422),
     ("DELETE", f"{V1}/keys/{{key_id}}"): Entry(ADMIN, fresh_key, ok=204),
