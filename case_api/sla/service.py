@@ -8,6 +8,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from case_api.audit.service import record
 from case_api.cases.models import FINISHED_STATUSES, Case, CaseOut
 from case_api.db import utcnow
 from case_api.errors import NotFoundError
@@ -86,6 +87,11 @@ def set_contract(*, session: Session, tenant_id: str, contract: SlaContract | No
     if session.get(Tenant, tenant_id) is None:
         raise NotFoundError(f"tenant {tenant_id!r} not found")
     row = session.get(TenantContract, tenant_id, with_for_update=True)
+    previous = None if row is None else row.contract
+    new = None if contract is None else contract.model_dump(mode="json")
+    if previous != new:
+        record(session, actor=actor, action="tenant.contract_changed", target_type="tenant", target_id=tenant_id,
+               tenant_id=tenant_id, detail={"from": previous, "to": new})
     if contract is None:
         if row is not None:
             session.delete(row)

@@ -213,6 +213,10 @@ def test_a_business_hours_contract_sets_the_due_times_of_open_cases(soc: SocApi,
     reset = soc.client.delete(f"/api/v1/tenants/{NG}/contract", headers=soc.admin)
     assert reset.status_code == 200 and reset.json()["default"] is True
     assert _at(soc.case(case["id"])["sla_due_at"]) == created + timedelta(hours=1)
+    # Both changes are in the audit log, with the contract before and after.
+    audit = soc.client.get("/api/v1/audit", params={"tenant": NG}, headers=soc.admin).json()
+    changes = [entry["detail"] for entry in audit if entry["action"] == "tenant.contract_changed"]
+    assert sorted((c["from"] is None, c["to"] is None) for c in changes) == [(False, True), (True, False)]
 
 
 def test_who_may_read_and_set_a_contract(soc: SocApi) -> None:
