@@ -9,8 +9,8 @@ the member before it), so the queue is ordered by due time at once.
 The open-queue indexes of revision 0010 become indexes on the new queue order: the next due time first
 (`sla_due_at IS NULL`, then `sla_due_at`), then severity rank, first seen and id.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
