@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
 import structlog
@@ -32,6 +33,7 @@ from collectors.listeners.framing import FramingError, Message, SyslogFramer
 from collectors.listeners.tls import peer_credential
 from collectors.records import RawRecord
 
+_CUT = attrgetter("cut")  # Message.cut
 log = structlog.get_logger("collectors.listeners")
 T = TypeVar("T")
 Protocol = Literal["syslog", "relp"]
@@ -150,20 +152,21 @@ class _Connection:
     async def _deliver_syslog(self, messages: Sequence[Message]) -> bool:
         """False when the sender is no longer attributed (the connection is then closed)."""
         received = datetime.now(UTC)
-        records: list[tuple[RawRecord, int]] = []
+        prefix = f"{self.transport} {self.host}:{self.port} #"
+        records = [RawRecord(message.payload, f"{prefix}{number}", received)
+                   for number, message in enumerate(messages, self.sequence + 1)]
+        self.sequence += len(messages)
         cut: list[tuple[RawRecord, int]] = []
-        for message in messages:
-            self.sequence += 1
-            record = RawRecord(message.payload, f"{self.transport} {self.host}:{self.port} #{self.sequence}",
-                               received)
-            (cut if message.cut else records).append((record, message.size))
+        if any(map(_CUT, messages)):
+            cut = [(record, message.size) for record, message in zip(records, messages, strict=True) if message.cut]
+            records = [record for record, message in zip(records, messages, strict=True) if not message.cut]
         try:
             if cut:
                 await self._in_worker(lambda: self.intake.reject(
                     [record for record, _ in cut], reason=_cut_reason(cut[0][1], self.limits.max_message_bytes),
                     peer=self.host, transport=self.transport, credential=self.credential))
             if records:
-                await self._append([record for record, _ in records])
+                await self._append(records)
         except NotAttributed as refused:
             self._refused(refused, len(messages))
             return False

@@ -49,11 +49,15 @@ def test_tcp_senders_of_either_framing_land_under_their_sources_tenant(tmp_path:
         with connect(intake.address("syslog-tcp")) as lf, connect(intake.address("syslog-tcp")) as counted:
             lf.sendall(line("lf-probe", 1) + b"\n" + line("lf-probe", 2) + b"\r\n")
             counted.sendall(b"".join(b"%d %s" % (len(m), m) for m in (line("oc-probe", 3), line("oc-probe", 4))))
-        records = wait_for(lambda: len(intake.records("-probe")) == 4 and intake.records("-probe"), what="4 records")
+            wait_for(lambda: len(intake.records("-probe")) == 4, what="4 records")
+            lf.sendall(line("lf-probe", 5) + b"\n")  # a later read of the same connection
+        records = wait_for(lambda: len(intake.records("-probe")) == 5 and intake.records("-probe"), what="5 records")
     assert {(tenant, source) for tenant, source, _ in records} == {("riverside-council", "syslog")}
-    assert sorted(r.payload for _, _, r in records) == sorted(line(m, n) for m, n in (
-        ("lf-probe", 1), ("lf-probe", 2), ("oc-probe", 3), ("oc-probe", 4)))
+    sent = (("lf-probe", 1), ("lf-probe", 2), ("oc-probe", 3), ("oc-probe", 4), ("lf-probe", 5))
+    assert sorted(r.payload for _, _, r in records) == sorted(line(m, n) for m, n in sent)
     assert all(r.origin.startswith("tcp 127.0.0.1:") for _, _, r in records)
+    origins = {r.payload: r.origin for _, _, r in records}  # each connection numbers its messages from 1 on
+    assert [origins[line(m, n)].rsplit(" #", 1)[1] for m, n in sent] == ["1", "2", "1", "2", "3"]
 
 
 def test_udp_datagrams_are_one_record_each(tmp_path: Path) -> None:
@@ -87,13 +91,16 @@ def test_an_over_long_message_is_dead_lettered_with_its_reason_and_the_next_one_
             sender.sendall(huge + b"\n" + line("after-probe", 2) + b"\n")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.sendto(huge, intake.address("syslog-udp"))
-        wait_for(lambda: intake.records("after-probe"), what="the message after the long one")
+        after = wait_for(lambda: intake.records("after-probe"), what="the message after the long one")
         letters = wait_for(lambda: len(list(intake.dead_letters.list())) == 2 and list(intake.dead_letters.list()),
                            what="two dead letters")
     assert {letter["tenant"] for letter in letters} == {"riverside-council"}
     assert all("over the listener's limit of 1024 bytes" in letter["reason"] for letter in letters)
     assert all(letter["raw"] == huge[:1024].decode() for letter in letters)
     assert intake.records("huge-probe") == []
+    # the cut message keeps its number on the connection: the next one is #2
+    assert [r.origin.rsplit(" #", 1)[1] for _, _, r in after] == ["2"]
+    assert [letter["origin"].rsplit(" #", 1)[1] for letter in letters if letter["origin"].startswith("tcp ")] == ["1"]
 
 
 def test_a_full_spool_pushes_back_on_tcp_and_loses_nothing(tmp_path: Path) -> None:
