@@ -3,6 +3,7 @@ reading the same day with a plain pyarrow filter on `event.id` (every column of 
 
     python -m bench.evidence                    # 1,000,000 events in the day, 20 pages of 50 ids
     python -m bench.evidence --events 200000 --pages 5
+    python -m bench.evidence --no-compact       # the day as written, one file per batch of 20,000
 
 The day: loghub's `OpenSSH_2k.log` parsed by the syslog collector (`ingest_files`), its rows repeated with fresh
 event ids and times spread over one UTC day, written through the store in batches of 20,000 (file ingest's
@@ -14,6 +15,7 @@ machine; wall seconds are printed beside them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import resource
 import tempfile
@@ -51,7 +53,7 @@ def template(folder: Path) -> pa.Table:
     return lake.to_table().drop_columns(["dataset", "tenant", "day"])
 
 
-def fill(store: ParquetEventStore, rows: pa.Table, events: int) -> list[str]:
+def fill(store: ParquetEventStore, rows: pa.Table, events: int, *, compact: bool = True) -> list[str]:
     """Write `events` copies of the template rows with fresh ids over one day; return the ids."""
     ids: list[str] = []
     step_us = 86_400_000_000 // events
@@ -59,7 +61,8 @@ def fill(store: ParquetEventStore, rows: pa.Table, events: int) -> list[str]:
     for first in range(0, events, BATCH):
         count = min(BATCH, events - first)
         batch = rows.take(pa.array([(first + i) % rows.num_rows for i in range(count)], pa.int64()))
-        batch_ids = [f"{first + i:012d}-evidence-bench" for i in range(count)]
+        # hashes, as real ids are: no file's min/max statistics of event.id can narrow a lookup
+        batch_ids = [hashlib.blake2b(b"%d" % (first + i), digest_size=16).hexdigest() for i in range(count)]
         stamps = pa.array([start_us + (first + i) * step_us for i in range(count)], pa.int64()).cast(
             batch.schema.field("@timestamp").type)
         event = batch.column("event").combine_chunks()
@@ -69,7 +72,8 @@ def fill(store: ParquetEventStore, rows: pa.Table, events: int) -> list[str]:
         batch = batch.set_column(batch.schema.get_field_index("@timestamp"), "@timestamp", stamps)
         store.write_table(tenant=TENANT, dataset=DATASET, table=batch)
         ids += batch_ids
-    store.compact(min_files=2)
+    if compact:
+        store.compact(min_files=2)
     return ids
 
 
@@ -86,13 +90,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--page-size", type=int, default=50)
+    parser.add_argument("--no-compact", action="store_true", help="leave the day as written (one file a batch), "
+                        "as a live day is before the idle intake compacts it")
     args = parser.parse_args()
     rng = random.Random(19)
     with tempfile.TemporaryDirectory(dir=REPO / "bench") as scratch:
         folder = Path(scratch)
         store = ParquetEventStore(folder / "events")
         started = time.perf_counter()
-        ids = fill(store, template(folder), args.events)
+        ids = fill(store, template(folder), args.events, compact=not args.no_compact)
         files = [p for p in store.events_dir.rglob("*.parquet") if "_staging" not in p.parts]
         print(f"{args.events:,} events of one tenant-day in {len(files)} file(s), written in "
               f"{time.perf_counter() - started:.0f} s")

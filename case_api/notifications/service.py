@@ -70,8 +70,12 @@ def check_address(channel: Channel, address: str) -> None:
         if not re.fullmatch(EMAIL_PATTERN, address):
             raise InvalidRequestError(f"address: {address[:100]!r} is not an email address (name@example.org)")
         return
-    parts = urlsplit(address)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(address)
+        usable = parts.scheme in ("https", "http") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # e.g. "http://[" or a port out of range
+        usable = False
+    if not usable:
         raise InvalidRequestError("address: a webhook address is an http:// or https:// URL with a host name")
 
 
