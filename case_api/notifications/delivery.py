@@ -161,7 +161,7 @@ class OutboxDrainer:
             try:
                 self.drain_once()
             except Exception as exc:  # a database hiccup must not end the thread; the next round retries
-                log.error("outbox drain failed", error_type=type(exc).__name__)
+                log.error("outbox drain failed", error_type=type(exc).__name__, error=str(exc)[:200])
             stop.wait(interval)
 
 

@@ -259,6 +259,7 @@ def test_contacts_are_managed_by_city_admins_and_checked(api: SocApi, napp: Fast
     assert api.client.post("/api/v1/tenants/no-such-member/contacts", json=body,
                            headers=api.admin).status_code == 404
     for channel, address in (("email", "not an address"), ("webhook", "ftp://x.example/h"), ("webhook", "https://"),
+                             ("webhook", "http://["), ("webhook", "http://a.example:99999/"),
                              ("sms", "+44 7700 900000")):
         answer = api.client.post(f"/api/v1/tenants/{NG}/contacts", json={"channel": channel, "address": address},
                                  headers=api.admin)
