@@ -273,21 +273,39 @@ def hits_sql(rules: Sequence[tuple[str, str]]) -> str:
     return "array(" + ", ".join(f"CASE WHEN ({sql}) THEN {sql_string(rule_id)} END" for rule_id, sql in rules) + ")"
 
 
-def dispatch_sql(key: str, branches: Sequence[tuple[str, str]], *, flat_max: int) -> str:
-    """SQL for `branches[i][1]` where `key == branches[i][0]`, else an empty array.
+def dispatch_sql(key: str, branches: Sequence[tuple[tuple[str, ...], str]], *, flat_max: int) -> str:
+    """SQL for `branches[i][1]` where `key` is one of the values `branches[i][0]`, else an empty array.
 
-    `branches` must be sorted by value. A binary search with `<` on strings (about log2(n) comparisons
-    per event), down to flat `CASE`s of at most `flat_max` branches (where a flat CASE is as cheap).
+    Every value appears in one branch, and the branches are sorted: each branch's values are sorted and
+    all below the next branch's (`route_branches` gives them so). A binary search with `<` on strings
+    (about log2(n) comparisons per event), down to flat `CASE`s of at most `flat_max` branches (where a
+    flat CASE is as cheap).
     """
     if not branches:
         return EMPTY_ARRAY
     if len(branches) <= max(1, flat_max):
-        cases = " ".join(f"WHEN {key} = {sql_string(value)} THEN {hits}" for value, hits in branches)
+        cases = " ".join(f"WHEN {key} = {sql_string(values[0])} THEN {hits}" if len(values) == 1
+                         else f"WHEN {in_list_sql(key, values)} THEN {hits}" for values, hits in branches)
         return f"CASE {cases} ELSE {EMPTY_ARRAY} END"
     middle = len(branches) // 2
-    return (f"CASE WHEN {key} < {sql_string(branches[middle][0])} "
+    return (f"CASE WHEN {key} < {sql_string(branches[middle][0][0])} "
             f"THEN {dispatch_sql(key, branches[:middle], flat_max=flat_max)} "
             f"ELSE {dispatch_sql(key, branches[middle:], flat_max=flat_max)} END")
+
+
+def route_branches(hits_by_value: Mapping[str, str]) -> list[tuple[tuple[str, ...], str]]:
+    """`dispatch_sql`'s branches for value -> hits SQL: the values in order, neighbours with the same hits
+    in one branch. Each branch's hits are generated code of the chunk's projection: a rule routed on n
+    neighbouring values (a service's several program names) appears once, not n times, which keeps the
+    projection's methods small enough for the JIT to compile."""
+    branches: list[tuple[tuple[str, ...], str]] = []
+    for value in sorted(hits_by_value):
+        hits = hits_by_value[value]
+        if branches and branches[-1][1] == hits:
+            branches[-1] = ((*branches[-1][0], value), hits)
+        else:
+            branches.append(((value,), hits))
+    return branches
 
 
 def in_list_sql(operand: str, values: Iterable[str]) -> str:

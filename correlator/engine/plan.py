@@ -42,6 +42,7 @@ from correlator.sql import (
     in_list_sql,
     lowered_column,
     lowered_sql,
+    route_branches,
 )
 
 
@@ -197,8 +198,8 @@ def _hits(chunk: RuleChunk, rendered: Mapping[str, str], *, flat_max: int) -> st
     parts: list[str] = []
     for name in sorted(chunk.routed):
         by_value = chunk.routed[name]
-        branches = [(value, hits_sql([(rule.id, rendered[rule.id]) for rule in by_value[value]]))
-                    for value in sorted(by_value)]
+        branches = route_branches({value: hits_sql([(rule.id, rendered[rule.id]) for rule in rules])
+                                   for value, rules in by_value.items()})
         parts.append(dispatch_sql(lowered_sql(name, column=True), branches, flat_max=flat_max))
     if chunk.unrouted:
         parts.append(hits_sql([(rule.id, rendered[rule.id]) for rule in chunk.unrouted]))

@@ -209,6 +209,24 @@ def test_chunks_respect_the_predicate_budget_and_keep_unrouted_apart() -> None:
         EngineOptions(chunk_size=0)
 
 
+def test_neighbouring_route_values_with_the_same_rules_share_one_branch() -> None:
+    """A service that logs under several program names routes its rules on each of them; the projection's
+    generated code holds such a rule once per distinct set of rules, not once per name (three copies of
+    the sshd rules made the auth projection's tasks take about 1.7x the CPU)."""
+    programs = frozenset({"sshd", "sshd-auth", "sshd-session"})
+    rules = [_rule(1, RouteKey("process.name", programs)), _rule(2, RouteKey("process.name", programs)),
+             _rule(3, RouteKey("process.name", frozenset({"cron", "crond"})))]
+    for flat_max in (0, 1, 4, 100):
+        (chunk,) = plan_matching(rules, EngineOptions(flat_case_max=flat_max)).chunks
+        assert [chunk.hits.count(f"'{_rid(number)}'") for number in (1, 2, 3)] == [1, 1, 1]
+        assert "IN ('sshd', 'sshd-auth', 'sshd-session')" in chunk.hits
+    # a value with other rules splits the neighbours: one branch per distinct set of rules
+    rules.append(_rule(4, RouteKey("process.name", frozenset({"sshd-auth"}))))
+    (chunk,) = plan_matching(rules, EngineOptions(flat_case_max=100)).chunks
+    assert [chunk.hits.count(f"'{_rid(number)}'") for number in (1, 3, 4)] == [3, 1, 1]
+    assert "= 'sshd-auth'" in chunk.hits
+
+
 def _mixed_events() -> list[dict[str, Any]]:
     events = []
     actions = ["StopLogging", "stoplogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors", "CreateAccessKey",
@@ -222,7 +240,12 @@ def _mixed_events() -> list[dict[str, Any]]:
     events += [ssh("s-failed", "Failed", ip="10.0.0.1"), ssh("s-accepted", "Accepted", ip="10.0.0.2")]
     other = ssh("s-other-program", "Failed", ip="10.0.0.3")
     other["process"]["name"] = "SSHD"  # routing keys are lower-cased like the predicates' values
-    return [*events, other]
+    renamed = []
+    for program in ("sshd-session", "sshd-auth"):  # OpenSSH 9.8+: one branch of the route dispatch for the three
+        event = ssh(f"s-{program}", "Failed", ip="10.0.0.4")
+        event["process"]["name"] = program
+        renamed.append(event)
+    return [*events, other, *renamed]
 
 
 def _pairs(frame: Any) -> list[tuple[str, str]]:
