@@ -115,6 +115,8 @@ class OutboxDrainer:
                 detail, ok = notifier.send(message), True
             except DeliveryError as exc:
                 detail, ok = exc.detail, False
+            except Exception as exc:  # a notifier's unexpected error is a failed attempt, never a stuck row
+                detail, ok = f"{notification.channel} {type(exc).__name__}", False
             return self._settle(session, notification, ok=ok, detail=detail, now=now)
 
     def _message(self, session: Session, notification: Notification) -> OutgoingMessage:
@@ -161,7 +163,7 @@ class OutboxDrainer:
             try:
                 self.drain_once()
             except Exception as exc:  # a database hiccup must not end the thread; the next round retries
-                log.error("outbox drain failed", error_type=type(exc).__name__, error=str(exc)[:200])
+                log.error("outbox drain failed", error_type=type(exc).__name__)  # its text may name a URL
             stop.wait(interval)
 
 

@@ -19,7 +19,7 @@ from case_api.auth.models import Role
 from case_api.cases.models import Case
 from case_api.notifications.delivery import OutboxDrainer
 from case_api.notifications.flows import drain_in_background, outbox_drainer
-from case_api.notifications.senders import new_webhook_secret
+from case_api.notifications.senders import Notifier, OutgoingMessage, new_webhook_secret
 from case_api.notifications.service import notify_sla_breach
 from case_api.settings import Settings
 from tests.case_api.conftest import SocApi, build_alert, http_client
@@ -236,7 +236,7 @@ def test_a_sweep_enqueues_before_the_drain_that_sends_it(
 ) -> None:
     """The drainer's hook for checks of running clocks: what a sweep enqueues at `now` goes in the same round."""
     [case_id] = api.ingest(build_alert(NG, level="medium", user="gina"))["cases"]
-    due = datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
+    due = datetime.now(UTC) + timedelta(hours=1)
 
     def overdue(session: Session, now: datetime) -> int:
         case = session.get_one(Case, case_id)
@@ -249,6 +249,24 @@ def test_a_sweep_enqueues_before_the_drain_that_sends_it(
     assert (report.swept, report.sent, report.retried) == (2, 1, 1)  # SOC email sent; SOC webhook: no secret here
     assert sender.drain_once(due + timedelta(seconds=2)).swept == 0  # once per clock, however often it runs
     assert "SLA breached (triage)" in mailbox[0].messages[0]["Subject"]
+
+
+class ExplodingNotifier(Notifier):
+    """A plug-in notifier that fails in a way no notifier should (an unexpected exception naming its URL)."""
+
+    channel = "webhook"
+
+    def send(self, message: OutgoingMessage) -> str:
+        raise RuntimeError(f"bug while posting to {message.address}")
+
+
+def test_an_unexpected_notifier_error_is_a_failed_attempt_not_a_stuck_row(api: SocApi, napp: FastAPI) -> None:
+    api.ingest(build_alert(NG, level="high", user="ivy"))
+    sender = OutboxDrainer(napp.state.session_factory, {**drainer(napp).notifiers, "webhook": ExplodingNotifier()})
+    report = sender.drain_once()
+    assert (report.sent, report.retried) == (1, 1)
+    [hook] = [e for e in log(api) if e["channel"] == "webhook"]
+    assert (hook["status"], hook["attempts"], hook["last_error"]) == ("pending", 1, "webhook RuntimeError")
 
 
 def test_contacts_are_managed_by_city_admins_and_checked(api: SocApi, napp: FastAPI) -> None:
