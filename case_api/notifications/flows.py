@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from case_api.notifications.delivery import OutboxDrainer, RetryPolicy
 from case_api.notifications.senders import EmailNotifier, Notifier, SmtpConfig, WebhookNotifier
 from case_api.notifications.service import SocContacts
+from case_api.notifications.sla import sla_breach_sweep
 from case_api.settings import Settings
 
 
@@ -34,7 +35,8 @@ def outbox_drainer(settings: Settings, session_factory: Callable[[], Session]) -
     secret = settings.notify_soc_webhook_secret
     return OutboxDrainer(session_factory, notifiers(settings),
                          soc_webhook_secret=secret.get_secret_value() if secret else None,
-                         retry=RetryPolicy(max_attempts=settings.notify_max_attempts, base=settings.notify_backoff))
+                         retry=RetryPolicy(max_attempts=settings.notify_max_attempts, base=settings.notify_backoff),
+                         sweeps=[sla_breach_sweep(soc_contacts(settings))])
 
 
 @asynccontextmanager

@@ -177,7 +177,8 @@ def test_failed_deliveries_back_off_exponentially_and_give_up_after_the_last_att
             assert [a["detail"] for a in flaky["log"]] == ["HTTP 500", "HTTP 500", "HTTP 204"]
             assert (closed["status"], closed["attempts"], closed["last_error"]) == ("failed", 3, "HTTP ConnectError")
             assert len(receiver.verified) == 1
-            assert sender.drain_once(t0 + timedelta(hours=5)).ids == []
+            later = sender.drain_once(t0 + timedelta(hours=5)).ids  # (the SLA sweep finds the case's clocks late)
+            assert flaky["id"] not in later and closed["id"] not in later
     finally:
         app.state.engine.dispose()
 
@@ -249,6 +250,30 @@ def test_a_sweep_enqueues_before_the_drain_that_sends_it(
     assert (report.swept, report.sent, report.retried) == (2, 1, 1)  # SOC email sent; SOC webhook: no secret here
     assert sender.drain_once(due + timedelta(seconds=2)).swept == 0  # once per clock, however often it runs
     assert "SLA breached (triage)" in mailbox[0].messages[0]["Subject"]
+
+
+def test_running_clocks_past_their_due_time_are_announced_once_by_the_api_drainer(
+    api: SocApi, napp: FastAPI, mailbox: tuple[Mailbox, int]
+) -> None:
+    """The drainer the API builds sweeps for running SLA clocks past due (the member's default contract)."""
+    [case_id] = api.ingest(build_alert(NG, level="medium", user="jo"))["cases"]
+    [other] = api.ingest(build_alert(RS, level="medium", user="kim"))["cases"]
+    worked = api.client.patch(f"/api/v1/cases/{other}", json={"status": "in_progress"}, headers=api.analyst)
+    assert worked.status_code == 200, worked.text
+    case = api.case(case_id)
+    sla = case["sla"]
+    assert sla["acknowledge"]["breached"] is False
+    sender = drainer(napp)
+    assert sender.drain_once().swept == 0  # nothing due yet
+    later = datetime.fromisoformat(sla["resolve"]["due_at"]) + timedelta(minutes=1)
+    report = sender.drain_once(later)
+    # NG's three running clocks, RS's resolve clock (its acknowledge and triage stopped): x (SOC email, webhook)
+    assert (report.swept, report.sent) == (8, 8)
+    subjects = sorted(m["Subject"].strip() for m in mailbox[0].messages)
+    assert subjects == sorted([f"[CitySOC] SLA breached ({clock}) on medium case {case_id} at {NG}"
+                               for clock in ("acknowledge", "triage", "resolve")]
+                              + [f"[CitySOC] SLA breached (resolve) on medium case {other} at {RS}"])
+    assert sender.drain_once(later + timedelta(hours=1)).swept == 0  # announced once
 
 
 class ExplodingNotifier(Notifier):

@@ -1,0 +1,58 @@
+"""SLA breaches noticed as time passes: the sweep the outbox drainer runs before each round.
+
+A clock breaches when it is still running past its due time (`case_api.sla.clocks`), with no request to
+notice it. The sweep looks for open, unpaused cases with a running clock whose stored due time has passed
+and enqueues `case.sla_breached` for each such clock once (`service.notify_sla_breach`; the outbox's keys
+make a repeat a no-op, and clocks already announced are left out before that). A clock that an analyst stops
+after its due time but before a sweep saw it running (sweeps run every `SOC_NOTIFY_INTERVAL`) is shown as
+breached on the case and counted in the metrics, and not notified: it is being worked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from case_api.cases.models import FINISHED_STATUSES, Case
+from case_api.notifications.delivery import Sweep
+from case_api.notifications.models import Notification, NotificationEvent
+from case_api.notifications.service import SocContacts, notify_sla_breach
+from case_api.sla.models import Clock
+
+#: Each clock's stored due time and the time that stops it.
+CLOCK_COLUMNS = {
+    Clock.ACKNOWLEDGE: (Case.acknowledge_due_at, Case.acknowledged_at),
+    Clock.TRIAGE: (Case.triage_due_at, Case.triaged_at),
+    Clock.RESOLVE: (Case.resolve_due_at, Case.resolved_at),
+}
+
+
+def sla_breach_sweep(soc: SocContacts) -> Sweep:
+    """The sweep for the drainer (`OutboxDrainer(sweeps=[...])`)."""
+
+    def sweep(session: Session, now: datetime) -> int:
+        running_late = or_(*(and_(due < now, stop.is_(None)) for due, stop in CLOCK_COLUMNS.values()))
+        query = select(Case).where(Case.status.not_in([s.value for s in FINISHED_STATUSES]),
+                                   Case.sla_paused_since.is_(None), running_late)
+        cases = list(session.scalars(query))
+        if not cases:
+            return 0
+        announced = {
+            (case_id, key.split(":")[2])
+            for case_id, key in session.execute(
+                select(Notification.case_id, Notification.dedup_key)
+                .where(Notification.case_id.in_([case.id for case in cases]),
+                       Notification.event == NotificationEvent.SLA_BREACHED.value))
+        }
+        added = 0
+        for case in cases:
+            for clock, (due_column, stop_column) in CLOCK_COLUMNS.items():
+                due: datetime | None = getattr(case, due_column.key)
+                running = getattr(case, stop_column.key) is None
+                if due is not None and due < now and running and (case.id, clock.value) not in announced:
+                    added += notify_sla_breach(session=session, case=case, clock=clock.value, due_at=due, soc=soc)
+        return added
+
+    return sweep
