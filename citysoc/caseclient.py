@@ -305,6 +305,13 @@ class CaseClient:
                 params[name] = value
         return self._request("GET", "/notifications", params=params)  # type: ignore[no-any-return]
 
+    def metrics(self, *, tenant: str | None = None, since: str | None = None,
+                until: str | None = None) -> dict[str, Any]:
+        """MTTA, MTTT and MTTR with percentiles and SLA breaches per member and severity (`rows`) and per severity
+        over every member in scope (`overall`), for the cases opened in [since, until)."""
+        params = {k: v for k, v in {"tenant": tenant, "since": since, "until": until}.items() if v is not None}
+        return self._request("GET", "/metrics", params=params)  # type: ignore[no-any-return]
+
     # Campaigns
     def list_campaigns(self, *, limit: int = 500) -> list[dict[str, Any]]:
         """Campaigns as this key may see them: whole for city roles, a member's own part for tenant keys."""

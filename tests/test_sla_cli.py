@@ -81,3 +81,23 @@ def test_the_queue_shows_the_clock_due_next_and_pauses(home: Path) -> None:
     code, out, _ = soc(home, "cases", "show", str(alice))
     assert code == 0 and "acknowledge 15m: done" in out and "resolve     4h: due" in out
     assert "paused, awaiting the member" in out
+
+
+def test_soc_metrics_table_and_json(home: Path) -> None:
+    with case_client(Settings(home=home), role="service") as client:
+        client.post_alerts([build_alert(NG, user=user, level="high") for user in ("alice", "bob")])
+    queue = json_lines(soc(home, "cases", "list", "--json")[1])
+    assert soc(home, "cases", "assign", str(queue[0]["id"]), "bootstrap-analyst")[0] == 0
+    code, out, _ = soc(home, "metrics", "--json")
+    rows = json_lines(out)
+    assert code == 0 and [(r["tenant_id"], r["severity"], r["cases"]) for r in rows] == [(NG, "high", 2),
+                                                                                      (None, "high", 2)]
+    assert (rows[0]["acknowledge"]["count"], rows[0]["acknowledge"]["running"]) == (1, 1)
+    assert rows[0]["acknowledge"]["p50_seconds"] is not None and rows[0]["triage"]["p50_seconds"] is None
+    code, out, _ = soc(home, "metrics")
+    assert code == 0 and "MTTA" in out and "MTTR" in out and NG in out and "all members" in out
+    assert json_lines(soc(home, "metrics", "--tenant", "riverside-school", "--json")[1]) == []
+    code, _, err = soc(home, "metrics", "--since", "2026-12-02", "--until", "2026-12-01")
+    assert code == 1 and "since must be before until" in err
+    code, _, err = soc(home, "metrics", "--since", "last week")
+    assert code == 2 and "ISO-8601" in err

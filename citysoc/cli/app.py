@@ -28,6 +28,7 @@ from citysoc.cli.common import err_console
 from citysoc.cli.demo import demo
 from citysoc.cli.detect import detect
 from citysoc.cli.ingest import ingest
+from citysoc.cli.metrics import metrics
 from citysoc.cli.run import run
 from citysoc.cli.serve import api
 from citysoc.errors import CitySocError
@@ -40,6 +41,7 @@ app.command()(detect)
 app.command()(api)
 app.command()(demo)
 app.command()(run)
+app.command()(metrics)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")

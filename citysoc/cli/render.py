@@ -444,3 +444,24 @@ def print_audit(console: Console, entries: Sequence[dict[str, Any]]) -> None:
                       escape(f"{entry['target_type']} {entry['target_id']}"), entry["tenant_id"] or "-",
                       escape(str(entry["detail"])[:120]))
     console.print(table)
+
+
+def print_metrics(console: Console, answer: dict[str, Any]) -> None:
+    """`soc metrics`: per member and severity, one line per clock; then every member together."""
+    table = Table("member", "severity", "cases", "clock", "stopped", "mean", "p50", "p90", "p95", "breached",
+                  "running", title=f"Cases opened {answer['since'][:16]} .. {answer['until'][:16]} (UTC)",
+                  title_justify="left")
+    for row in [*answer["rows"], *answer["overall"]]:
+        member = row["tenant_id"] or "[bold]all members[/bold]"
+        severity = row["severity"]
+        for n, (clock, name) in enumerate((("acknowledge", "MTTA"), ("triage", "MTTT"), ("resolve", "MTTR"))):
+            figures = row[clock]
+            cells = ["-" if figures[key] is None else span(figures[key])
+                     for key in ("mean_seconds", "p50_seconds", "p90_seconds", "p95_seconds")]
+            breached = f"[red]{figures['breached']}[/red]" if figures["breached"] else "0"
+            table.add_row(member if n == 0 else "", f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]" if n == 0
+                          else "", str(row["cases"]) if n == 0 else "", name, str(figures["count"]), *cells, breached,
+                          str(figures["running"]), end_section=n == 2)
+    if not answer["rows"]:
+        table.add_row("-", "-", "0", "-", "-", "-", "-", "-", "-", "-", "-")
+    console.print(table)

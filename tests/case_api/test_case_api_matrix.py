@@ -383,6 +383,8 @@ MATRIX: dict[tuple[str, str], Entry] = {
     ("GET", f"{V1}/tenants/{{tenant_id}}/contract"): Entry(READERS, contract_path()),
     ("PUT", f"{V1}/tenants/{{tenant_id}}/contract"): Entry(ADMIN, contract_path(CONTRACT)),
     ("DELETE", f"{V1}/tenants/{{tenant_id}}/contract"): Entry(ADMIN, contract_path()),
+    # An object, not a list: what a member sees of another tenant's figures is checked by the leak search.
+    ("GET", f"{V1}/metrics"): Entry(READERS, tenant_filter, other=200, missing=200),
     ("GET", f"{V1}/keys"): whole_list(ADMIN),
     ("POST", f"{V1}/keys"): Entry(ADMIN, new_key_body, ok=201, missing=422),
     ("DELETE", f"{V1}/keys/{{key_id}}"): Entry(ADMIN, fresh_key, ok=204),
