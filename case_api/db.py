@@ -74,19 +74,31 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+#: Connections an engine may hold. The API runs its sync endpoints and dependencies in AnyIO's thread
+#: pool (40 threads), and a request holds its session's connection across several of those calls: with
+#: fewer connections than threads, threads that wait for a connection can hold every thread a request
+#: needs to finish and give its connection back, and everything stalls until the pool's 30 s timeout
+#: (SQLAlchemy's default 5 + 10 did, at 60 concurrent requests). Opened on demand, kept up to pool_size.
+POOL: dict[str, Any] = {"pool_size": 10, "max_overflow": 50}
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys on and its directory created."""
     url = normalise_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, **POOL)
 
     database = parsed.database
     # hide_parameters: an error message never carries the values of a statement (secrets, raw alerts).
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}, "hide_parameters": True}
+    kwargs: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": 30}, "hide_parameters": True, **POOL
+    }
     if not database or database == ":memory:":
         # One shared connection, or every pool checkout would see its own empty database.
         kwargs["poolclass"] = StaticPool
+        for key in POOL:
+            del kwargs[key]
     else:
         # The case database holds every tenant's cases: owner-only, and so are its journal and WAL
         # files, which SQLite creates with the database file's mode.
