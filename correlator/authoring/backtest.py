@@ -22,13 +22,13 @@ from pyspark.sql import functions as F
 
 from citysoc.store import EventStore
 from correlator.authoring.evidence import evidence_path
-from correlator.engine.correlation import correlation_bursts, correlation_input
+from correlator.engine.correlation import correlation_bursts, correlation_input, correlation_windows
 from correlator.engine.detection import detection_alert_rows, read_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
 from correlator.engine.session import engine_options
 from correlator.errors import BacktestError
-from correlator.model import CompiledRuleSet
+from correlator.model import CompiledRule, CompiledRuleSet
 
 _EXPECT = re.compile(r"^(?P<rule>[^:]+):(?P<op>at_least|at_most|exactly)=(?P<n>\d+)$")
 
@@ -141,7 +141,8 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
         result.matches.update({rule_id: 0 for rule_id in combined})
         for row in counted.groupBy("_rule_id").count().collect():
             result.matches[row["_rule_id"]] = row["count"]
-    bursts = correlation_bursts(combined, by_id)
+    bursts = correlation_bursts(combined, by_id, windows=lambda rule, frame, moments: correlation_windows(
+        frame, rule, prefilter=_worth_prefiltering(rule, result.matches), moments=moments))
     for rule_id in bursts:
         result.alerts[rule_id], result.behind[rule_id], result.tenants[rule_id] = 0, 0, set()
     if bursts:
@@ -158,6 +159,19 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
     for frame in cached:
         frame.unpersist()
     return result
+
+
+# Below this many matches of its rules, a correlation windows them all: the bucket pre-filter (three
+# shuffles, each a Spark job of its own under adaptive execution) costs more than sorting so few rows.
+PREFILTER_MIN_MATCHES = 100_000
+
+
+def _worth_prefiltering(rule: CompiledRule, matches: Mapping[str, int]) -> bool:
+    """Whether `rule`'s windows should pre-filter its inputs (`correlation_windows(prefilter=...)`), given
+    each rule's matched events: only for many matches (a chained rule's inputs are alerts: few)."""
+    if rule.correlation is None:
+        return False
+    return sum(matches.get(rule_id, 0) for rule_id in rule.correlation.base_rule_ids) >= PREFILTER_MIN_MATCHES
 
 
 @dataclass(frozen=True)
