@@ -7,6 +7,7 @@ import enum
 import itertools
 import re
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -117,6 +118,11 @@ class CalendarSpec(BoundedInput):
         return self
 
     def calendar(self) -> SlaCalendar:
+        """The calendar to compute with, built once per contract read (clocks ask for it for every case)."""
+        return self._compiled
+
+    @cached_property
+    def _compiled(self) -> SlaCalendar:
         if self.kind == "24x7":
             return AlwaysOpen()
         hours = {day: parse_spans(spans) for day, spans in self.hours.items()}
