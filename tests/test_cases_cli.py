@@ -5,31 +5,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
-from typer.testing import CliRunner
 
-from citysoc.cli import app
 from citysoc.settings import Settings
 from citysoc.store import ParquetEventStore
 from citysoc.wiring import case_client
 from correlator.engine.alerts import iso_from_micros
 from tests.case_api.conftest import build_alert
+from tests.cli_runner import json_lines, run_soc
 
 NG = "northgate-hospital"
 
 
 def soc(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env={"SOC_HOME": str(home), "COLUMNS": "200"})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(output: str) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in output.splitlines() if line.strip()]
+    return run_soc(home, *args)
 
 
 @pytest.fixture

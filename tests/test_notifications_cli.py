@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
-from typer.testing import CliRunner
 
-from citysoc.cli import app
 from citysoc.settings import Settings
 from citysoc.wiring import case_client
 from tests.case_api.conftest import build_alert
 from tests.case_api.notify_peers import Mailbox, WebhookReceiver, smtp_server, webhook_receiver
+from tests.cli_runner import json_lines, run_soc
 
 NG = "northgate-hospital"
 
@@ -27,16 +24,9 @@ def peers() -> Iterator[tuple[Mailbox, int, WebhookReceiver]]:
 
 
 def soc(home: Path, smtp_port: int, *args: str) -> tuple[int, str, str]:
-    env = {"SOC_HOME": str(home), "COLUMNS": "200", "SOC_SMTP_HOST": "127.0.0.1", "SOC_SMTP_PORT": str(smtp_port),
+    env = {"SOC_SMTP_HOST": "127.0.0.1", "SOC_SMTP_PORT": str(smtp_port),
            "SOC_NOTIFY_SOC_EMAILS": '["soc@city.example"]'}
-    result = CliRunner().invoke(app, list(args), env=env)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(output: str) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in output.splitlines() if line.strip()]
+    return run_soc(home, *args, env=env)
 
 
 def test_contacts_and_delivery_from_the_cli(tmp_path: Path, peers: tuple[Mailbox, int, WebhookReceiver],

@@ -7,29 +7,20 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from case_api.app import create_app
 from case_api.settings import Settings as CaseSettings
 from citysoc.caseclient import CaseClient, CaseClientError
-from citysoc.cli import app
+from tests.cli_runner import json_lines, run_soc
 
 NG = "northgate-hospital"
 
 
 def soc(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env={"SOC_HOME": str(home), "COLUMNS": "200"})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def json_lines(output: str) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in output.splitlines() if line.strip()]
+    return run_soc(home, *args)
 
 
 def test_an_admin_adds_a_user_and_an_expiring_key_and_every_change_is_audited(tmp_path: Path) -> None:
