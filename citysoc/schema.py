@@ -15,6 +15,7 @@ files: Spark reads them with this schema as null, and compaction merges old file
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -92,6 +93,12 @@ FIELDS: dict[str, str] = {
     "user.id": "string",
     # ECS: a user's e-mail address; Entra ID / Microsoft 365 user principal names (user@domain) land here
     "user.email": "string",
+    "user.full_name": "string",
+    "user.domain": "string",
+    # the user an action was done to (a role granted, a factor reset), as Elastic's okta and azure pipelines set it
+    "user.target.id": "string",
+    "user.target.name": "string",
+    "user.target.email": "string",
     "user_agent.original": "string",
     "url.original": "string",
     "url.domain": "string",
@@ -102,11 +109,13 @@ FIELDS: dict[str, str] = {
     "cloud.provider": "string",
     "cloud.region": "string",
     "cloud.account.id": "string",
+    "cloud.project.id": "string",
     "related.ip": "list<string>",
     "related.user": "list<string>",
     "error.code": "string",
     "error.message": "string",
     "log.file.path": "string",
+    "log.logger": "string",
     "log.syslog.priority": "long",
     "log.syslog.facility.code": "long",
     "log.syslog.facility.name": "string",
@@ -144,16 +153,43 @@ FIELDS: dict[str, str] = {
     "leef.device.version": "string",
     "leef.device.event_id": "string",
     "leef.extensions": "json",
+    # Cloud and identity audit logs (collectors.cloud), as Elastic's okta, o365, github, gcp and azure
+    # integrations lay them out. Open-ended vendor records are JSON: `okta` (the LogEvent, keys snake_cased),
+    # `o365.audit` (the audit record as Microsoft writes it), `github` (the audit event as GitHub writes it),
+    # `azure.*.properties` and `gcp.audit.request`/`response`/`authorization_info`.
     "okta": "json",
     "o365.audit": "json",
+    "github": "json",
+    "gcp.audit.type": "string",
     "gcp.audit.method_name": "string",
     "gcp.audit.service_name": "string",
     "gcp.audit.resource_name": "string",
+    "gcp.audit.authentication_info.principal_email": "string",
+    "gcp.audit.status.code": "long",
+    "gcp.audit.status.message": "string",
+    "gcp.audit.request": "json",
+    "gcp.audit.response": "json",
+    "gcp.audit.authorization_info": "json",
+    "azure.tenant_id": "string",
+    "azure.correlation_id": "string",
     "azure.resource.id": "string",
     "azure.resource.provider": "string",
     "azure.activitylogs.operation_name": "string",
     "azure.activitylogs.category": "string",
+    "azure.activitylogs.result_type": "string",
+    "azure.activitylogs.result_signature": "string",
+    "azure.activitylogs.identity": "json",
     "azure.activitylogs.properties": "json",
+    "azure.signinlogs.operation_name": "string",
+    "azure.signinlogs.category": "string",
+    "azure.signinlogs.result_type": "string",
+    "azure.signinlogs.result_signature": "string",
+    "azure.signinlogs.result_description": "string",
+    "azure.signinlogs.properties": "json",
+    "azure.auditlogs.operation_name": "string",
+    "azure.auditlogs.category": "string",
+    "azure.auditlogs.result_signature": "string",
+    "azure.auditlogs.properties": "json",
     "azure.identity_protection.properties.risk_event_type": "string",
     "aws.cloudtrail.event_version": "string",
     "aws.cloudtrail.event_type": "string",
@@ -195,7 +231,8 @@ JSON_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if
 
 # Datasets the collectors produce, and the Sigma log sources they serve.
 DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog", "sysmon_linux.log", "auditd.log",
-                             "cef.log", "leef.log")
+                             "cef.log", "leef.log", "azure.activitylogs", "azure.signinlogs", "azure.auditlogs",
+                             "o365.audit", "gcp.audit", "okta.system", "github.audit")
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -307,6 +344,15 @@ def _fill(tree: Mapping[str, Any], flat: Mapping[str, Any], prefix: str) -> dict
         else:
             row[key] = flat.get(name)
     return row
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake_case(name: str) -> str:
+    """`debugContext.debugData.requestUri` -> `debug_context.debug_data.request_uri`: how Elastic's
+    integrations name vendor fields (okta.*, azure.*.properties), shared by the parsers and the Sigma mapping."""
+    return ".".join(_CAMEL.sub("_", part).lower() for part in name.split("."))
 
 
 def event_time(row: Mapping[str, Any]) -> datetime:

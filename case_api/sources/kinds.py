@@ -21,6 +21,13 @@ PARSER_DATASETS: dict[str, tuple[str, ...]] = {
     "syslog": ("system.auth", "system.syslog", "sysmon_linux.log", "auditd.log", "cef.log", "leef.log"),
     "aws.cloudtrail": ("aws.cloudtrail",),
     "auditd": ("auditd.log",),
+    "azure.activitylogs": ("azure.activitylogs", "azure.signinlogs", "azure.auditlogs"),
+    "azure.signinlogs": ("azure.signinlogs", "azure.activitylogs", "azure.auditlogs"),
+    "azure.auditlogs": ("azure.auditlogs", "azure.activitylogs", "azure.signinlogs"),
+    "o365.audit": ("o365.audit",),
+    "gcp.audit": ("gcp.audit",),
+    "okta.system": ("okta.system",),
+    "github.audit": ("github.audit",),
 }
 #: Parsers whose records name a cloud account; only their sources carry `cloud_accounts`.
 CLOUD_PARSERS = frozenset({"aws.cloudtrail"})

@@ -28,7 +28,7 @@ from sigma.processing.transformations import (
 )
 from sigma.rule import SigmaLogSource
 
-from citysoc.schema import FIELDS, JSON_FIELDS
+from citysoc.schema import FIELDS, JSON_FIELDS, snake_case
 
 # CloudTrail record field names (as SigmaHQ's aws rules write them) -> ECS, as Elastic's aws integration.
 CLOUDTRAIL_FIELDS: dict[str, str] = {
@@ -279,14 +279,6 @@ LINUX_SYSMON_ROUTES: dict[str, LogSourceRoute] = {category: _sysmon_route(catego
 #   field `azure.activitylogs.properties`.
 # - azure/riskdetection -> `azure.identity_protection`: `riskEventType` ->
 #   `azure.identity_protection.properties.risk_event_type`.
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def snake_case(name: str) -> str:
-    """`debugContext.debugData.requestUri` -> `debug_context.debug_data.request_uri` (Elastic's okta names)."""
-    return ".".join(_CAMEL.sub("_", part).lower() for part in name.split("."))
 
 
 OKTA_FIELDS: dict[str, str] = {
