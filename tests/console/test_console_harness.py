@@ -8,7 +8,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.console.conftest import Axe, ConsoleWorld, blocking
+from tests.console.conftest import Axe
+from tests.console.harness import ConsoleWorld, blocking
 
 
 def test_docs_page_renders_offline_in_chromium(live_server: ConsoleWorld, browser: Any, axe: Axe) -> None:

@@ -1,0 +1,249 @@
+"""A live case API and a headless Chromium, for the console's browser tests and its screenshots.
+
+The real app (``create_app``) is served by uvicorn in a thread on a free port, on a SQLite database in
+a given home, and seeded through its own API. Chromium is Debian's, driven by Selenium through
+chromium-driver; axe-core comes from the npm registry (``make setup`` puts it in ``.cache/npm``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from case_api.app import create_app
+from case_api.auth.models import Role
+from case_api.settings import Settings
+from tests.case_api.conftest import Headers, SocApi, build_alert
+
+REPO = Path(__file__).resolve().parents[2]
+AXE_JS = Path(os.environ.get("SOC_AXE_JS", REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"))
+#: axe-core's impact levels that fail a page.
+BLOCKING_IMPACTS = frozenset({"serious", "critical"})
+WINDOW = (1366, 900)
+SESSION_COOKIE = "citysoc_console"
+
+TENANTS = {"northgate-hospital": "Northgate Hospital", "riverside-school": "Riverside School"}
+
+
+@dataclass
+class ConsoleWorld:
+    """What the live server was seeded with: its URL, the users' API keys and each member's cases by name."""
+
+    url: str
+    api: httpx.Client
+    soc: SocApi
+    keys: dict[str, str] = field(default_factory=dict)
+    cases: dict[str, dict[str, int]] = field(default_factory=dict)  # member -> case name -> case id
+
+    def headers(self, user: str) -> Headers:
+        return {"Authorization": f"Bearer {self.keys[user]}"}
+
+    def case(self, case_id: int, user: str = "analyst") -> dict[str, Any]:
+        response = self.api.get(f"/api/v1/cases/{case_id}", headers=self.headers(user))
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def add_user(self, user: str, role: Role, tenant: str | None = None) -> str:
+        """A user with one API key (the key returned and kept under ``user``)."""
+        header = self.soc.headers(role, tenant, name=user)
+        self.keys[user] = header["Authorization"].removeprefix("Bearer ")
+        return self.keys[user]
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def live_case_api(home: Path) -> Iterator[ConsoleWorld]:
+    """The case API under uvicorn on 127.0.0.1 (a free port), on a new SQLite database under ``home``."""
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'cases.db'}")
+    app = create_app(settings)
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="console-live-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the case API did not start under uvicorn")
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, timeout=30) as api:
+            world = ConsoleWorld(url=url, api=api, soc=SocApi(api, app))
+            world.keys["admin"] = world.soc.admin["Authorization"].removeprefix("Bearer ")
+            yield world
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        app.state.engine.dispose()
+
+
+#: The attacker's address that both members' campaign cases share.
+ATTACKER = "203.0.113.50"
+
+
+def seed_members(world: ConsoleWorld) -> None:
+    """Two members, an analyst and a responder in each member; per member three cases opened by alerts:
+    ``work`` (two high alerts), ``second`` (one medium alert) and ``campaign`` (the attacker seen at both)."""
+    for tenant, name in TENANTS.items():
+        world.soc.add_tenant(tenant, name)
+    world.add_user("ana.analyst", Role.SOC_ANALYST)
+    world.keys["analyst"] = world.keys["ana.analyst"]
+    for tenant in TENANTS:
+        world.add_user(f"responder-{tenant}", Role.TENANT_RESPONDER, tenant)
+        world.keys[tenant] = world.keys[f"responder-{tenant}"]
+    batches = {
+        "work": lambda t: [build_alert(t, user="christophe", level="high", group_key=f"{t}-work", minutes=n)
+                           for n in (0, 2)],
+        "second": lambda t: [build_alert(t, user="mallory", level="medium", group_key=f"{t}-second", minutes=5)],
+        "campaign": lambda t: [build_alert(t, level="high", minutes=30, rule_title="SSH Login As Root Accepted",
+                                           group_key=f"{t}-campaign",
+                                           entities={"source.ip": [ATTACKER], "host.name": [f"{t}-web"]})],
+    }
+    for name, alerts in batches.items():
+        for tenant in TENANTS:
+            cases = world.soc.ingest(*alerts(tenant))["cases"]
+            assert len(cases) == 1, cases
+            world.cases.setdefault(tenant, {})[name] = cases[0]
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here (what to install), or ``None``."""
+    for program, package in (("chromium", "chromium"), ("chromedriver", "chromium-driver")):
+        if shutil.which(program) is None:
+            return f"{program} not found (Debian package {package}; `make setup` as root installs it)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven through chromium-driver (never a browser Selenium downloads)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(shutil.which("chromium"))
+    for argument in (
+        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
+        "--disable-extensions", "--disable-background-networking", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "--lang=en-GB", "--force-prefers-reduced-motion",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(shutil.which("chromedriver"))))
+    try:
+        driver.set_page_load_timeout(30)
+        driver.set_script_timeout(30)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def forget_everything(driver: Any) -> None:
+    """Every cookie of every site gone, and a blank page: the browser of a new visitor."""
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.get("about:blank")
+
+
+def run_axe(driver: Any, axe_source: str) -> list[dict[str, Any]]:
+    """axe-core's violations on the current page (every impact and rule tag)."""
+    driver.execute_script(axe_source)
+    results: dict[str, Any] = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']})"
+        ".then(r => done({violations: r.violations})).catch(e => done({error: String(e)}));"
+    )
+    if "error" in results:
+        raise RuntimeError(f"axe-core failed on {driver.current_url}: {results['error']}")
+    violations: list[dict[str, Any]] = results["violations"]
+    return violations
+
+
+def blocking(violations: list[dict[str, Any]]) -> list[str]:
+    """The serious and critical violations, one readable line each (rule, impact, the first elements)."""
+    lines = []
+    for violation in violations:
+        if violation.get("impact") in BLOCKING_IMPACTS:
+            targets = [" ".join(map(str, node["target"])) for node in violation["nodes"][:3]]
+            lines.append(f"{violation['id']} ({violation['impact']}): {violation['help']} at {targets}")
+    return lines
+
+
+def sign_in(driver: Any, world: ConsoleWorld, user: str, next_path: str | None = None) -> None:
+    """Sign in on the console's sign-in page with ``user``'s API key, as a person would (type, press Enter)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    query = f"?next={next_path}" if next_path else ""
+    driver.get(f"{world.url}/console/login{query}")
+    field_ = WebDriverWait(driver, 10).until(ec.element_to_be_clickable((By.ID, "api-key")))
+    field_.send_keys(world.keys[user], Keys.ENTER)
+    WebDriverWait(driver, 10).until(
+        lambda d: "/console/login" not in d.current_url or d.find_elements(By.ID, "login-error")
+    )
+    errors = driver.find_elements(By.ID, "login-error")
+    assert not errors, f"{user} could not sign in: {errors[0].text}"
+
+
+def navigation_status(driver: Any) -> int:
+    """The HTTP status of the page the browser shows (Navigation Timing's ``responseStatus``)."""
+    status: int = driver.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus")
+    return status
+
+
+def press(driver: Any, *keys: str) -> None:
+    """Press keys in the focused element, as a keyboard would (no element is clicked)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).send_keys(*keys).perform()
+
+
+def tab_until(driver: Any, css: str, *, backwards: bool = False, limit: int = 80) -> Any:
+    """Press Tab (Shift+Tab when ``backwards``) until the focused element matches ``css``; that element.
+
+    Fails with the focus path when ``limit`` presses do not get there (a control keyboard users cannot reach).
+    """
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    visited: list[str] = []
+    for _ in range(limit):
+        chain = ActionChains(driver)
+        if backwards:
+            chain.key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT)
+        else:
+            chain.send_keys(Keys.TAB)
+        chain.perform()
+        found = driver.execute_script(
+            "const e = document.activeElement; return [e.matches(arguments[0]), e.id || e.tagName + ':' + "
+            "(e.textContent || '').trim().slice(0, 20)];",
+            css,
+        )
+        if found[0]:
+            return driver.switch_to.active_element
+        visited.append(found[1])
+    raise AssertionError(f"{limit} presses of {'Shift+' if backwards else ''}Tab did not reach {css}: {visited}")
