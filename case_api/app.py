@@ -39,7 +39,8 @@ from case_api.sources.views import router as sources_router
 from case_api.tenants.views import router as tenants_router
 from citysoc.deadletter import DeadLetterStore
 from citysoc.health import HealthStore
-from citysoc.store import ParquetEventStore
+from citysoc.settings import Settings as StoreSettings
+from citysoc.store.factory import open_event_store
 
 API_PREFIX = "/api/v1"
 DOCS_URL = f"{API_PREFIX}/docs"
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
-    app.state.event_store = ParquetEventStore(settings.events_dir)  # evidence: read only, by event id
+    # evidence: read only, by event id, from the store SOC_EVENT_STORE chooses (the lake under SOC_HOME by default)
+    app.state.event_store = open_event_store(StoreSettings(home=settings.home), dead_letters=app.state.dead_letters)
     app.state.soc_contacts = soc_contacts(settings)
     app.state.outbox_drainer = outbox_drainer(settings, app.state.session_factory)
     app.state.campaign_rules = load_campaign_rules(settings.campaign_rules)

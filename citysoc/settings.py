@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     compact_every_seconds: float = 300.0
     # The GeoIP database (`soc geoip update` installs it; ingest enriches source.ip from it). Unset: $SOC_HOME/geoip.
     geoip_dir: Path | None = None
+    # Event store: the embedded Parquet lake, or Elasticsearch data streams (`citysoc.store.elastic`).
+    event_store: Literal["parquet", "elasticsearch"] = "parquet"
+    # Elasticsearch (used when event_store is elasticsearch): the cluster, and how to authenticate to it
+    # (an API key, else user and password); the CA file its TLS certificate chains to.
+    es_url: str | None = None
+    es_api_key: str | None = None
+    es_username: str | None = None
+    es_password: str | None = None
+    es_ca_file: str | None = None
+    # Spark's reader: one partition per slice of the point in time, and documents per search page.
+    es_read_slices: int = 2
+    es_page_size: int = 2000
 
     def collect_port(self, kind: str) -> int | None:
         """The public port of the listener a source of `kind` sends to (None: a kind without a listener)."""

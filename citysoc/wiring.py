@@ -24,7 +24,9 @@ from citysoc.detection_service import AlertSink, DetectionReporter, DetectionSer
 from citysoc.errors import ConfigurationError, UnknownTenantError
 from citysoc.health import HealthStore
 from citysoc.settings import Settings
-from citysoc.store import ParquetEventStore
+from citysoc.store import EventStore, ParquetEventStore
+from citysoc.store.elastic import ElasticsearchEventStore
+from citysoc.store.factory import open_event_store
 from collectors.attribution import SourceRegistry
 from collectors.attribution_api import health_recorder, registry_from
 from collectors.drain import Drainer
@@ -46,8 +48,15 @@ log = structlog.get_logger(__name__)
 # Stores --------------------------------------------------------------------------------------------
 
 
-def event_store(settings: Settings) -> ParquetEventStore:
-    return ParquetEventStore(settings.events_dir)
+def event_store(settings: Settings) -> EventStore:
+    """The store SOC_EVENT_STORE chooses: the lake under $SOC_HOME (default), or Elasticsearch at SOC_ES_URL."""
+    return open_event_store(settings, dead_letters=dead_letter_store(settings))
+
+
+def elasticsearch_store(settings: Settings) -> ElasticsearchEventStore | None:
+    """The Elasticsearch store when it is the configured one (tenant roles, alerts stream), else None."""
+    store = event_store(settings) if settings.event_store == "elasticsearch" else None
+    return store if isinstance(store, ElasticsearchEventStore) else None
 
 
 def dead_letter_store(settings: Settings) -> DeadLetterStore:
@@ -116,7 +125,11 @@ def alert_sink(settings: Settings) -> AlertSink:
     for one run, and the embedded database is not held open between runs.
     """
 
+    elastic = elasticsearch_store(settings)
+
     def deliver(alerts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        if elastic is not None:  # dashboards read alerts from the alerts data streams (ids make it idempotent)
+            elastic.write_alerts(alerts)
         with case_client(settings, role="service") as client:
             answer = client.post_alerts(alerts)
         for refused in answer["rejected"]:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import structlog
 
 from citysoc.deadletter import DeadLetter, DeadLetterStore
-from citysoc.store import ParquetEventStore, WriteResult
+from citysoc.store import EventStore, WriteResult
 from collectors.base import ParserOptions, get_parser
 from collectors.enrich import GeoEnricher
 from collectors.errors import UnknownParserError
@@ -52,7 +52,7 @@ class RecordParser(Protocol):
 class Drainer:
     """Moves what the spool holds into the event store; one drainer per spool."""
 
-    def __init__(self, spool: Spool, store: ParquetEventStore, dead_letters: DeadLetterStore, *,
+    def __init__(self, spool: Spool, store: EventStore, dead_letters: DeadLetterStore, *,
                  on_stored: StoredCallback | None = None, options: ParserOptions | None = None,
                  compact_every: float | None = None, compact_min_files: int = 8,
                  enricher: GeoEnricher | None = None) -> None:

@@ -27,7 +27,7 @@ import structlog
 
 from citysoc.deadletter import DeadLetter, DeadLetterStore
 from citysoc.ids import Occurrences
-from citysoc.store.parquet import ParquetEventStore
+from citysoc.store.base import EventStore
 from collectors.base import LogParser, ParserOptions, get_parser
 from collectors.enrich import GeoEnricher
 from collectors.errors import InputPathError
@@ -115,7 +115,7 @@ def record_batches(records: Iterable[RawRecord], *, size: int,
 class _Writer:
     """Gathers a file's tables per dataset and writes them in large pieces."""
 
-    def __init__(self, store: ParquetEventStore, report: IngestReport, tenant: str) -> None:
+    def __init__(self, store: EventStore, report: IngestReport, tenant: str) -> None:
         self.store, self.report, self.tenant = store, report, tenant
         self.pending: dict[str, list[pa.Table]] = {}
 
@@ -141,7 +141,7 @@ def ingest_files(
     tenant: str,
     source: str,
     paths: Sequence[Path],
-    store: ParquetEventStore,
+    store: EventStore,
     dead_letters: DeadLetterStore,
     year: int | None = None,
     batch_size: int = 20_000,
@@ -176,7 +176,7 @@ def ingest_files(
     return report
 
 
-def _ingest_file(parser: LogParser, path: Path, *, tenant: str, source: str, store: ParquetEventStore,
+def _ingest_file(parser: LogParser, path: Path, *, tenant: str, source: str, store: EventStore,
                  dead_letters: DeadLetterStore, report: IngestReport, batch_size: int,
                  on_progress: Callable[[int], None] | None, enricher: GeoEnricher | None) -> tuple[int, int]:
     """One file through parser and store; returns (events, dead letters) of the file."""

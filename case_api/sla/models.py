@@ -20,6 +20,7 @@ from case_api.cases.models import Severity
 from case_api.db import Base, UTCDateTime, utcnow
 from case_api.sla.calendar import AlwaysOpen, BusinessHours, SlaCalendar, Weekday
 from case_api.tenants.models import Tenant
+from citysoc.retention import Retention
 from citysoc.schedule import format_duration, parse_duration
 
 #: The longest target a contract may set.
@@ -157,6 +158,9 @@ class SlaContract(BoundedInput):
 
     calendar: CalendarSpec = Field(default_factory=CalendarSpec)
     targets: dict[Severity, ClockTargets] = Field(description="One entry per severity: low, medium, high, critical")
+    retention: Retention | None = Field(
+        default=None, description="How long the member's events are kept in the event store (Elasticsearch: its "
+        "ILM policy); unset: the store's default (warm after 7d, deleted after 365d)")
 
     @model_validator(mode="after")
     def _every_severity(self) -> SlaContract:

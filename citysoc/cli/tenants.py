@@ -12,8 +12,10 @@ import yaml
 from citysoc.caseclient import CaseClientError
 from citysoc.cli.common import JsonOpt, console, err_console, load_settings, print_json_lines
 from citysoc.cli.render import print_contract, print_tenants
+from citysoc.retention import retention_of
+from citysoc.settings import Settings
 from citysoc.tenancy import validate_tenant_id
-from citysoc.wiring import case_client
+from citysoc.wiring import case_client, elasticsearch_store
 
 app = typer.Typer(help="Member organisations (tenants).", no_args_is_help=True)
 
@@ -55,6 +57,19 @@ def tenants_add(
                 err_console.print(f"[red]error:[/red] tenant {tenant_id} added, but not its contract: {exc}")
                 raise typer.Exit(1) from None
     console.print(f"tenant [bold]{tenant['id']}[/bold] added" + (" with its SLA contract" if document else ""))
+    role = apply_to_event_store(settings, tenant_id, document)
+    if role is not None:
+        console.print(f"Elasticsearch role [bold]{role}[/bold]: read-only, {tenant_id}'s own documents "
+                      "(give it to the member's Kibana users)")
+
+
+def apply_to_event_store(settings: Settings, tenant_id: str, contract: dict[str, Any] | None) -> str | None:
+    """With Elasticsearch as the event store: the member's role (its own data streams, document-level security on
+    organization.id) and its retention (ILM policy); returns the role's name. The embedded lake needs nothing."""
+    store = elasticsearch_store(settings)
+    if store is None:
+        return None
+    return store.ensure_tenant(tenant_id, retention_of(contract))
 
 
 @app.command("list")
@@ -79,8 +94,9 @@ def tenants_contract(
     if contract and default:
         raise typer.BadParameter("give either --contract FILE or --default", param_hint="--default")
     document = read_contract(contract) if contract else None
+    settings = load_settings()
     try:
-        with case_client(load_settings(), role="admin") as client:
+        with case_client(settings, role="admin") as client:
             if document is not None or default:
                 answer = client.set_contract(tenant_id, document)
             else:
@@ -88,6 +104,8 @@ def tenants_contract(
     except CaseClientError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    if document is not None or default:
+        apply_to_event_store(settings, tenant_id, document)
     if as_json:
         print_json_lines([answer])
         return

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.errors import EventStoreError
@@ -60,6 +61,19 @@ class EventStore(ABC):
     @abstractmethod
     def write(self, *, tenant: str, dataset: str, events: Iterable[Mapping[str, Any]]) -> WriteResult:
         """Store the events (ECS documents with `@timestamp` and `event.id`)."""
+
+    def write_table(self, *, tenant: str, dataset: str, table: pa.Table) -> WriteResult:
+        """Store an Arrow table of events (`citysoc.schema.ARROW_SCHEMA`); what the collectors hand over. A store
+        that writes documents one by one takes the table's rows."""
+        return self.write(tenant=tenant, dataset=dataset, events=table.to_pylist())
+
+    def compact(self, dataset: str | None = None, *, min_files: int = 8) -> int:
+        """Merge small files (a store with files); returns how many were merged away. Nothing to do by default."""
+        return 0
+
+    def recover(self) -> None:
+        """Finish or discard what a crashed writer left (a store with its own write protocol). Nothing by default."""
+        return None
 
     @abstractmethod
     def datasets(self) -> list[str]:
