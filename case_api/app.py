@@ -40,6 +40,7 @@ from case_api.tenants.views import router as tenants_router
 from citysoc.deadletter import DeadLetterStore
 from citysoc.health import HealthStore
 from citysoc.settings import Settings as StoreSettings
+from citysoc.store import ParquetEventStore
 from citysoc.store.factory import open_event_store
 
 API_PREFIX = "/api/v1"
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)
     # evidence: read only, by event id, from the store SOC_EVENT_STORE chooses (the lake under SOC_HOME by default)
-    app.state.event_store = open_event_store(StoreSettings(home=settings.home), dead_letters=app.state.dead_letters)
+    app.state.event_store = (
+        ParquetEventStore(settings.events_dir) if settings.event_store == "parquet"
+        else open_event_store(StoreSettings(home=settings.home), dead_letters=app.state.dead_letters))
     app.state.soc_contacts = soc_contacts(settings)
     app.state.outbox_drainer = outbox_drainer(settings, app.state.session_factory)
     app.state.campaign_rules = load_campaign_rules(settings.campaign_rules)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +28,8 @@ class Settings(BaseSettings):
 
     home: Path = Path(".soc")
     database_url: str | None = None
+    #: Where evidence (events by id) is read: the lake under ``SOC_HOME``, or Elasticsearch (``SOC_ES_*``).
+    event_store: Literal["parquet", "elasticsearch"] = "parquet"
     #: Alerts sharing a value of one of these entity fields join one case (a rule's `citysoc: group_by` wins).
     case_group_by: tuple[str, ...] = ("user.name", "source.ip")
     #: How far apart in event time alerts of one case may be (a rule's `citysoc: window` wins); bounds risk too.

@@ -115,3 +115,14 @@ def test_a_file_whose_every_record_is_dead_lettered_fails_the_ingest(home: Path,
     assert "every record of 1 file(s) was dead-lettered" in result.stdout and "access.log" in result.stdout
     assert soc(home, "ingest", "--tenant", "elm-street-gp", "--source", "syslog", "--year", "2024",
                str(good)).returncode == 0
+
+
+def test_tenants_add_with_elasticsearch_unconfigured_says_what_is_missing_and_adds_nothing(home: Path) -> None:
+    env = {**os.environ, "SOC_HOME": str(home), "COLUMNS": "200", "SOC_EVENT_STORE": "elasticsearch"}
+    env.pop("SOC_ES_URL", None)
+    result = subprocess.run([str(SOC), "tenants", "add", "elm-street-gp"], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 2
+    assert "SOC_ES_URL" in result.stderr
+    listed = soc(home, "tenants", "list", "--json")
+    assert "elm-street-gp" not in listed.stdout  # the member is not half-added

@@ -48,6 +48,7 @@ def tenants_add(
     settings = load_settings()
     validate_tenant_id(tenant_id)
     document = read_contract(contract) if contract else None
+    elasticsearch_store(settings)  # a misconfigured event store fails before the tenant is added
     with case_client(settings, role="admin") as client:
         tenant = client.add_tenant(tenant_id, name or tenant_id)
         if document is not None:

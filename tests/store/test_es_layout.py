@@ -77,7 +77,8 @@ def test_templates_outrank_the_builtin_logs_template_and_make_data_streams() -> 
 
 
 def test_lifecycle_policy_takes_the_contract_retention() -> None:
-    phases = es_layout.lifecycle_policy(Retention.model_validate({"warm_after": "2d", "delete_after": "400d"}))["phases"]
+    retention = Retention.model_validate({"warm_after": "2d", "delete_after": "400d"})
+    phases = es_layout.lifecycle_policy(retention)["phases"]
     assert list(phases) == ["hot", "warm", "delete"]
     assert phases["hot"]["actions"]["rollover"]["max_primary_shard_size"] == "50gb"
     assert phases["warm"]["min_age"] == "2d" and phases["delete"]["min_age"] == "400d"
