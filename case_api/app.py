@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from case_api.alerts.views import router as alerts_router
 from case_api.audit.views import router as audit_router
@@ -26,8 +27,10 @@ from case_api.campaigns.rules import load_campaign_rules
 from case_api.campaigns.views import router as campaigns_router
 from case_api.cases.views import router as cases_router
 from case_api.cases.work_views import router as case_work_router
+from case_api.console.views import HEADINGS, console_error, install_console, is_console
+from case_api.console.web import CONSOLE_PREFIX
 from case_api.db import make_engine, make_session_factory, upgrade_database
-from case_api.errors import AuthenticationError, CaseApiError
+from case_api.errors import AuthenticationError, CaseApiError, InvalidRequestError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
 from case_api.middleware import AccessLog, EdgeGuard
@@ -106,9 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (*routers, health_router):
         api.include_router(router)
     app.include_router(api)
+    install_console(app)
     _install_docs(app)
     _install_error_handlers(app)
-    app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, console_prefix=CONSOLE_PREFIX,
+                       max_body_bytes=settings.max_body_bytes)
     # Outermost: it times and logs every answer, the guard's refusals included.
     app.add_middleware(AccessLog)
     return app
@@ -130,14 +135,18 @@ def _install_docs(app: FastAPI) -> None:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CaseApiError)
-    async def case_api_error(_request: Request, exc: CaseApiError) -> JSONResponse:
+    async def case_api_error(request: Request, exc: CaseApiError) -> Response:
+        if is_console(request):
+            return console_error(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         messages = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors]
+        if is_console(request):
+            return console_error(request, InvalidRequestError("invalid request: " + "; ".join(messages)))
         return JSONResponse(
             {
                 "detail": "invalid request: " + "; ".join(messages),
@@ -156,7 +165,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_console(request) and exc.status_code in HEADINGS:
+            error = CaseApiError(str(exc.detail))
+            error.status_code = exc.status_code
+            return console_error(request, error)
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
 

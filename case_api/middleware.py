@@ -28,6 +28,11 @@ API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+#: The console's pages: its own script and style sheet only (no inline script or style), forms to itself.
+CONSOLE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
@@ -51,13 +56,16 @@ class EdgeGuard:
     - a body over ``max_body_bytes``: 413, by its ``Content-Length`` before anything is read, else
       counted as it arrives (Starlette's own body limit answers in plain text, not the API's JSON);
     - every answer gets :data:`API_HEADERS`, a Content-Security-Policy (the documentation pages a
-      looser one that allows their own scripts) and ``Cache-Control: no-store`` on API data.
+      looser one that allows their own scripts, the console its own script and style sheet) and
+      ``Cache-Control: no-store`` on API data and console pages.
     """
 
-    def __init__(self, app: ASGIApp, *, docs_prefix: str, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, docs_prefix: str, max_body_bytes: int,
+                 console_prefix: str | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.docs_prefix = docs_prefix
+        self.console_prefix = console_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,12 +73,14 @@ class EdgeGuard:
             return
         path: str = scope.get("path", "")
         is_docs = path.startswith(self.docs_prefix)
+        is_console = self.console_prefix is not None and path.startswith(self.console_prefix)
+        csp = DOCS_CSP if is_docs else CONSOLE_CSP if is_console else API_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 headers.extend(API_HEADERS)
-                headers.append((b"content-security-policy", DOCS_CSP if is_docs else API_CSP))
+                headers.append((b"content-security-policy", csp))
                 if not is_docs:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}

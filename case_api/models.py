@@ -14,6 +14,7 @@ from case_api.auth.models import ApiKey, User
 from case_api.campaigns.models import Campaign, CampaignCase
 from case_api.cases.models import Case, CaseEvent
 from case_api.cases.work_models import CaseComment, CaseObservable, CaseTask
+from case_api.console.models import ConsoleSession
 from case_api.db import Base
 from case_api.incidents.models import AlertEntity
 from case_api.notifications.models import Notification, NotificationAttempt, TenantContact
@@ -34,6 +35,7 @@ __all__ = [
     "CaseEvent",
     "CaseObservable",
     "CaseTask",
+    "ConsoleSession",
     "Notification",
     "NotificationAttempt",
     "Source",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -135,6 +136,7 @@ def list_cases(
     tenant_id: str | None = None,
     status: CaseStatus | None = None,
     open_only: bool = False,
+    filters: QueueFilter | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[Case]:
@@ -142,21 +144,60 @@ def list_cases(
 
     Cases whose clocks are all stopped or paused (awaiting the member) have no due time and come after the others.
     """
-    query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only)
+    query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only, filters=filters)
     return list(session.scalars(query.limit(limit).offset(offset)))
 
 
 def queue_query(
     *, scope: Collection[str] | None, tenant_id: str | None = None, status: CaseStatus | None = None,
-    open_only: bool = False,
+    open_only: bool = False, filters: QueueFilter | None = None,
 ) -> Select[Case]:
-    """The queue's query; the open queue is read off its indexes (``ix_cases_open_queue*``)."""
+    """The queue's query; the open queue is read off its indexes (``ix_cases_open_queue*``), the filters
+    applied while walking it."""
     query = scoped(select(Case), Case.tenant_id, scope=scope, tenant_id=tenant_id)
     if status is not None:
         query = query.where(Case.status == status.value)
     if open_only:
         query = query.where(CASE_IS_OPEN)
+    if filters is not None:
+        query = filters.apply(query)
     return query.order_by(*QUEUE_ORDER)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The console's further queue filters: severity, assignee (``unassigned``: none) and SLA state.
+
+    SLA states read the stored next due time (``sla_due_at``) against ``now``: ``overdue`` (past it),
+    ``due_soon`` (within ``soon``), ``on_track`` (later), ``no_clock`` (every clock stopped or paused).
+    """
+
+    severity: Severity | None = None
+    assignee: str | None = None
+    unassigned: bool = False
+    sla_state: str | None = None
+    now: datetime | None = None
+    soon: timedelta = timedelta(hours=1)
+
+    SLA_STATES = ("overdue", "due_soon", "on_track", "no_clock")
+
+    def apply(self, query: Select[Case]) -> Select[Case]:
+        if self.severity is not None:
+            query = query.where(Case.severity == self.severity.value)
+        if self.unassigned:
+            query = query.where(Case.assignee.is_(None))
+        elif self.assignee:
+            query = query.where(Case.assignee == self.assignee)
+        now = self.now or utcnow()
+        if self.sla_state == "overdue":
+            query = query.where(Case.sla_due_at < now)
+        elif self.sla_state == "due_soon":
+            query = query.where(Case.sla_due_at >= now, Case.sla_due_at < now + self.soon)
+        elif self.sla_state == "on_track":
+            query = query.where(Case.sla_due_at >= now + self.soon)
+        elif self.sla_state == "no_clock":
+            query = query.where(Case.sla_due_at.is_(None))
+        return query
 
 
 def case_outs(*, session: Session, cases: Sequence[Case]) -> list[CaseOut]:
