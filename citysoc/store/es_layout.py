@@ -36,8 +36,10 @@ ALERTS_DATASET = "citysoc.alerts"
 #: Above the built-in `logs` template (priority 100) that matches `logs-*-*`.
 DATASET_PRIORITY = 200
 TENANT_PRIORITY = 250
-#: Rollover of a backing index: Elastic's recommended shard size, and at least daily so ILM ages stay precise.
-ROLLOVER = {"max_primary_shard_size": "50gb", "max_age": "1d"}
+#: Rollover of a backing index: at Elastic's recommended shard size, else monthly. A stream per tenant and dataset
+#: rolling over daily would keep tenants x datasets x retention-days shards (200 x 7 x 365 = 511,000): monthly,
+#: a small member's stream holds one shard a month (docs/scaling.md). ILM ages count from rollover.
+ROLLOVER = {"max_primary_shard_size": "50gb", "max_age": "30d"}
 #: The meta every object carries, so an operator sees what made it.
 META = {"managed_by": "citysoc", "managed": True}
 
