@@ -28,7 +28,7 @@ def _row_ids(html: str) -> list[int]:
 
 def test_pages_need_a_session_and_send_the_browser_to_sign_in(world: World) -> None:
     browser = world.browser()
-    for path in ("/console/", "/console/queue", "/console/queue/rows"):
+    for path in ("/console/", "/console/queue", "/console/queue/rows", f"/console/cases/{world.cases[HOSPITAL][0]}"):
         response = browser.http.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/console/login?next=%2Fconsole%2F")
