@@ -17,13 +17,13 @@ is still in flight when the watermark is taken is stamped before it but not yet 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from elasticsearch import Elasticsearch, NotFoundError, helpers
+from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.deadletter import DeadLetter, DeadLetterStore
@@ -43,6 +43,8 @@ MAX_RETRIES = 5  # 429s retried: 2, 4, 8, 16, 32 s of backoff before the write f
 INITIAL_BACKOFF = 2.0
 MAX_BACKOFF = 60.0
 EVENT_STREAMS = f"logs-*-*,-{es_layout.dataset_pattern(es_layout.ALERTS_DATASET)}"
+#: Longest list of data streams put in a request's path (Elasticsearch's request line is at most 4 KB).
+MAX_INDEX_EXPRESSION = 2000
 
 
 class EventStoreUnavailableError(EventStoreError):
@@ -173,10 +175,7 @@ class ElasticsearchEventStore(EventStore):
         letters: list[DeadLetter] = []
         unavailable: list[str] = []
         actions = ({"_op_type": "create", "_index": stream, "_id": doc["event"]["id"], "_source": doc} for doc in fresh)
-        for ok, item in helpers.streaming_bulk(
-                self.client, actions, chunk_size=CHUNK, raise_on_error=False, raise_on_exception=True,
-                max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=MAX_BACKOFF,
-                retry_on_status=(429,)):
+        for ok, item in self._bulk(actions, stream):
             outcome = bulk_outcome(ok, item)
             if outcome.outcome == "stored":
                 stored += 1
@@ -199,6 +198,19 @@ class ElasticsearchEventStore(EventStore):
                 f"Elasticsearch did not take {len(unavailable)} of {len(fresh)} documents for {stream} after "
                 f"{self.max_retries} retries: {unavailable[0]}; write them again later (stored ones are skipped)")
         return WriteResult(stored=stored, duplicates=duplicates)
+
+    def _bulk(self, actions: Iterable[dict[str, Any]], target: str) -> Iterator[tuple[bool, dict[str, Any]]]:
+        """`helpers.streaming_bulk` with the backoff on 429 (documents and whole requests); a request the cluster
+        still refuses after it, or cannot be reached for, is `EventStoreUnavailableError`."""
+        try:
+            yield from helpers.streaming_bulk(
+                self.client, actions, chunk_size=CHUNK, raise_on_error=False, raise_on_exception=True,
+                max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=MAX_BACKOFF,
+                retry_on_status=(429,))
+        except (ApiError, TransportError) as error:
+            raise EventStoreUnavailableError(
+                f"Elasticsearch did not take a bulk request for {target}: {error}; write it again later "
+                "(what was stored is skipped)") from error
 
     def _stored_ids(self, stream: str, documents: Sequence[Mapping[str, Any]]) -> set[str]:
         """Ids of `documents` the stream holds already, in any backing index (within their time range)."""
@@ -223,9 +235,7 @@ class ElasticsearchEventStore(EventStore):
         actions = ({"_op_type": "create", "_index": es_layout.alerts_stream(alert["organization"]["id"]),
                     "_id": alert["id"], "_source": alert_document(alert)} for alert in alerts)
         stored = duplicates = 0
-        for ok, item in helpers.streaming_bulk(
-                self.client, actions, chunk_size=CHUNK, raise_on_error=False, max_retries=self.max_retries,
-                initial_backoff=self.initial_backoff, max_backoff=MAX_BACKOFF, retry_on_status=(429,)):
+        for ok, item in self._bulk(actions, "the alerts data streams"):
             outcome = bulk_outcome(ok, item)
             if outcome.outcome == "stored":
                 stored += 1
@@ -251,10 +261,12 @@ class ElasticsearchEventStore(EventStore):
         return sorted(found)
 
     def index_expression(self, dataset: str, tenants: Collection[str] | None) -> str:
-        """The data streams a read touches: the tenants' own, or every tenant's of the dataset."""
+        """The data streams a read touches: the tenants' own, or every tenant's of the dataset (also when the
+        tenants' names would not fit a request line; the query's `organization.id` filter still scopes it)."""
         if tenants is None:
             return es_layout.dataset_pattern(dataset)
-        return ",".join(es_layout.stream_name(dataset, tenant) for tenant in sorted(tenants))
+        names = ",".join(es_layout.stream_name(dataset, tenant) for tenant in sorted(tenants))
+        return names if len(names) <= MAX_INDEX_EXPRESSION else es_layout.dataset_pattern(dataset)
 
     def _filters(self, since: datetime | None, until: datetime | None,
                  tenants: Collection[str] | None) -> list[dict[str, Any]]:

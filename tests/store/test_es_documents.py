@@ -140,3 +140,22 @@ def test_alerts_are_ecs_documents_with_rule_event_ids_and_tenant() -> None:
     assert document["threat"]["technique"]["id"] == ["T1110.001"]
     assert document["source"] == {"ip": ["192.0.2.7"]} and document["user"] == {"name": ["root"]}
     assert document["event"]["severity"] == 73 and document["event"]["end"] == "2026-12-01T09:35:15.123Z"
+
+
+def test_read_options_scope_the_streams_and_carry_the_connection() -> None:
+    from citysoc.store.elastic import ElasticsearchEventStore, EsConnection
+
+    # a client is made but never used: nothing here sends a request
+    store = ElasticsearchEventStore(EsConnection(url="https://es.example:9200", api_key="key", ca_certs="/ca.crt"),
+                                    read_slices=6)
+    options = store.read_options("system.auth", since=datetime(2026, 12, 1, 1, tzinfo=UTC),
+                                 until=datetime(2026, 12, 2, tzinfo=UTC), tenants=["b-org", "a-org"])
+    assert options["index"] == "logs-system.auth-a-org,logs-system.auth-b-org"
+    assert options["tenants"] == "a-org,b-org" and options["slices"] == "6"
+    assert options["since"] == "2026-12-01T01:00:00+00:00" and options["until"] == "2026-12-02T00:00:00+00:00"
+    assert (options["url"], options["api_key"], options["ca_certs"]) == ("https://es.example:9200", "key", "/ca.crt")
+    assert "password" not in options
+    many = [f"member-organisation-{number:03d}" for number in range(200)]
+    assert store.index_expression("system.auth", many) == "logs-system.auth-*"  # the request line stays short
+    plan = plan_from_options(store.read_options("system.auth", tenants=many), source_schema())
+    assert {"terms": {"organization.id": sorted(many)}} in plan.query()["bool"]["filter"]  # still scoped

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,8 +68,8 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     assert isinstance(store, ElasticsearchEventStore)
     store.ensure_layout()
     yield store
-    for tenant in tenants(run_id):  # leave the cluster as found
-        store.client.indices.delete_data_stream(name=f"logs-*-{tenant}", expand_wildcards="all")
+    # leave the cluster as found
+    store.client.indices.delete_data_stream(name=f"logs-*-ct-{run_id}-*", expand_wildcards="all")
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,33 @@ def test_arrivals_report_what_was_written(store: EventStore, written: dict[str, 
         assert arrival.first_us <= arrival.last_us
     assert per_tenant == {first: 12, second: 5}
     assert store.arrivals(after=upto, upto=upto) == []
+
+
+def test_the_detection_job_runs_over_the_store(store: EventStore, spark: SparkSession, run_id: str,
+                                               tmp_path: Path) -> None:
+    """The correlator's own job (`run_detection`) over the store: twelve failed SSH logins from one address
+    within two minutes raise the brute-force alert, naming those events, for that member only."""
+    from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+    from correlator.engine.detection import run_detection
+
+    member = f"ct-{run_id}-c"
+    failures = [{"@timestamp": T0 + timedelta(seconds=10 * number), "message": "Failed password for root from "
+                 "198.51.100.9 port 22 ssh2", "event": {"id": f"c-{number}", "outcome": "failure"},
+                 "process": {"name": "sshd"}, "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
+                 "source": {"ip": "198.51.100.9"}, "user": {"name": "root"}} for number in range(12)]
+    assert store.write(tenant=member, dataset=DATASET, events=failures).stored == 12
+    store.arrival_watermark()
+    folder = tmp_path / "rules"  # the correlation and its base rule only: compiling is most of the cost
+    folder.mkdir()
+    for name in ("sshd_failed_password.yml", "sshd_brute_force.yml"):
+        shutil.copy(DEFAULT_RULES_DIR / "linux" / name, folder / name)
+    rules = RuleCompiler(spark).compile([folder])
+    result = run_detection(spark, store=store, alerts_dir=tmp_path / "alerts", rules=rules, tenants=[member],
+                           since=T0 - timedelta(minutes=5), until=T0 + timedelta(minutes=10))
+    assert result.events[DATASET] == 12
+    brute = [alert for alert in result.alerts if alert["rule"]["title"] == "SSH Brute Force From One Source"]
+    assert len(brute) == 1 and brute[0]["organization"]["id"] == member
+    assert set(brute[0]["event"]["ids"]) <= {event["event"]["id"] for event in failures}
 
 
 # --- Elasticsearch only ----------------------------------------------------------------------------------
