@@ -152,10 +152,12 @@ def test_the_detection_job_runs_over_the_store(store: EventStore, spark: SparkSe
     from correlator.engine.detection import run_detection
 
     member = f"ct-{run_id}-c"
-    failures = [{"@timestamp": T0 + timedelta(seconds=10 * number), "message": "Failed password for root from "
-                 "198.51.100.9 port 22 ssh2", "event": {"id": f"c-{number}", "outcome": "failure"},
-                 "process": {"name": "sshd"}, "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
-                 "source": {"ip": "198.51.100.9"}, "user": {"name": "root"}} for number in range(12)]
+    failures: list[dict[str, Any]] = [
+        {"@timestamp": T0 + timedelta(seconds=10 * number),
+         "message": "Failed password for root from 198.51.100.9 port 22 ssh2",
+         "event": {"id": f"c-{number}", "outcome": "failure"}, "process": {"name": "sshd"},
+         "system": {"auth": {"ssh": {"event": "Failed", "method": "password"}}},
+         "source": {"ip": "198.51.100.9"}, "user": {"name": "root"}} for number in range(12)]
     assert store.write(tenant=member, dataset=DATASET, events=failures).stored == 12
     store.arrival_watermark()
     folder = tmp_path / "rules"  # the correlation and its base rule only: compiling is most of the cost
