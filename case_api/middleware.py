@@ -21,13 +21,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+#: No referrer leaves the service. The console's pages say ``same-origin`` instead of ``no-referrer``: under
+#: ``no-referrer`` Chromium sends ``Origin: null`` with the console's own form posts, which the CSRF check
+#: (console/web.py) must refuse; other sites still get no referrer.
+API_REFERRER_POLICY = b"no-referrer"
+CONSOLE_REFERRER_POLICY = b"same-origin"
 #: The console's pages: its own script and style sheet only (no inline script or style), forms to itself.
 CONSOLE_CSP = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -80,6 +84,7 @@ class EdgeGuard:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 headers.extend(API_HEADERS)
+                headers.append((b"referrer-policy", CONSOLE_REFERRER_POLICY if is_console else API_REFERRER_POLICY))
                 headers.append((b"content-security-policy", csp))
                 if not is_docs:
                     headers.append((b"cache-control", b"no-store"))

@@ -169,6 +169,14 @@ def test_security_headers_on_answers_and_errors(soc: SocApi) -> None:
         assert response.headers["referrer-policy"] == "no-referrer"
 
 
+def test_console_pages_keep_the_referrer_on_this_site(client: httpx.Client) -> None:
+    """Under ``no-referrer`` a browser posts the console's forms with ``Origin: null`` (refused as cross-site)."""
+    page = client.get("/console/login")
+    assert page.status_code == 200
+    assert page.headers["referrer-policy"] == "same-origin"
+    assert client.get("/api/v1/health").headers["referrer-policy"] == "no-referrer"
+
+
 def test_docs_page_loads_its_assets_from_this_server(client: httpx.Client) -> None:
     page = client.get("/api/v1/docs")
     assert page.status_code == 200
