@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ import uvicorn
 from case_api.app import create_app
 from case_api.auth.models import Role
 from case_api.settings import Settings
+from citysoc.deadletter import DeadLetterStore
+from citysoc.store import ParquetEventStore
+from collectors.ingest import ingest_files
 from tests.case_api.conftest import Headers, SocApi, build_alert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +47,7 @@ class ConsoleWorld:
     url: str
     api: httpx.Client
     soc: SocApi
+    settings: Settings
     keys: dict[str, str] = field(default_factory=dict)
     cases: dict[str, dict[str, int]] = field(default_factory=dict)  # member -> case name -> case id
 
@@ -60,6 +65,34 @@ class ConsoleWorld:
         header = self.soc.headers(role, tenant, name=user)
         self.keys[user] = header["Authorization"].removeprefix("Bearer ")
         return self.keys[user]
+
+
+    def store_syslog(self, tenant: str, lines: list[str]) -> list[dict[str, Any]]:
+        """Syslog lines through the real ingest path into the lake the API reads evidence from; the events
+        stored from them (with their ids), oldest first."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "auth.log"
+            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            store = ParquetEventStore(self.settings.events_dir)
+            ingest_files(tenant=tenant, source="syslog", paths=[path], store=store,
+                         dead_letters=DeadLetterStore(self.settings.deadletter_dir))
+        lake = store.arrow_dataset("system.auth", tenants=[tenant])
+        assert lake is not None, "the sshd lines were not stored as system.auth"
+        rows = [row for row in lake.to_table().to_pylist() if row["event"]["original"] in set(lines)]
+        assert len(rows) == len(lines), f"{len(lines)} lines, {len(rows)} events stored"
+        return sorted(rows, key=lambda row: (row["@timestamp"], row["event"]["id"]))
+
+
+def evidence_alert(tenant: str, rows: list[dict[str, Any]], *, alert_id: str, title: str, level: str,
+                   tags: list[str], entities: dict[str, list[str]]) -> dict[str, Any]:
+    """An alert in the correlator's shape over stored events: from the first event's time to the last's."""
+    times = sorted(row["@timestamp"] for row in rows)
+    return {
+        "id": alert_id, "@timestamp": times[0].isoformat(), "organization": {"id": tenant},
+        "rule": {"id": f"rule-{title.lower().replace(' ', '-')}"[:200], "title": title, "level": level, "tags": tags},
+        "event": {"ids": [row["event"]["id"] for row in rows], "dataset": "system.auth", "end": times[-1].isoformat()},
+        "entities": entities,
+    }
 
 
 def _free_socket() -> socket.socket:
@@ -87,7 +120,7 @@ def live_case_api(home: Path) -> Iterator[ConsoleWorld]:
             time.sleep(0.02)
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30) as api:
-            world = ConsoleWorld(url=url, api=api, soc=SocApi(api, app))
+            world = ConsoleWorld(url=url, api=api, soc=SocApi(api, app), settings=settings)
             world.keys["admin"] = world.soc.admin["Authorization"].removeprefix("Bearer ")
             yield world
     finally:
@@ -115,9 +148,14 @@ def seed_members(world: ConsoleWorld) -> None:
         "work": lambda t: [build_alert(t, user="christophe", level="high", group_key=f"{t}-work", minutes=n)
                            for n in (0, 2)],
         "second": lambda t: [build_alert(t, user="mallory", level="medium", group_key=f"{t}-second", minutes=5)],
-        "campaign": lambda t: [build_alert(t, level="high", minutes=30, rule_title="SSH Login As Root Accepted",
-                                           group_key=f"{t}-campaign",
-                                           entities={"source.ip": [ATTACKER], "host.name": [f"{t}-web"]})],
+        "campaign": lambda t: [evidence_alert(
+            t, world.store_syslog(t, [
+                f"<38>1 2024-07-31T13:36:0{n}Z {t}-web sshd 4121 - - {outcome} password for root from {ATTACKER} "
+                f"port 5012{n} ssh2" for n, outcome in enumerate(("Failed", "Failed", "Accepted"))
+            ]),
+            alert_id=f"{t}-root-login", title="SSH Login As Root Accepted", level="high", tags=["attack.t1078"],
+            entities={"source.ip": [ATTACKER], "user.name": ["root"], "host.name": [f"{t}-web"]},
+        )],
     }
     for name, alerts in batches.items():
         for tenant in TENANTS:

@@ -1,0 +1,33 @@
+"""axe-core in every console page, as the analyst and as a member see it: no serious or critical violation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import Axe
+from tests.console.harness import ConsoleWorld, blocking, navigation_status, sign_in
+
+HOSPITAL = "northgate-hospital"
+
+# (page, who is signed in, path; "{work}"/"{campaign}" are the signed-in member's or the hospital's cases)
+PAGES = [
+    ("sign-in", None, "/console/login"),
+    ("queue", "analyst", "/console/queue"),
+    ("case", "analyst", "/console/cases/{campaign}"),
+    ("member cases", HOSPITAL, "/console/queue"),
+    ("member case", HOSPITAL, "/console/cases/{campaign}"),
+]
+
+
+@pytest.mark.parametrize(("page", "user", "path"), PAGES, ids=[page for page, _, _ in PAGES])
+def test_page_has_no_serious_accessibility_violation(
+    live_server: ConsoleWorld, browser: Any, axe: Axe, page: str, user: str | None, path: str
+) -> None:
+    if user is not None:
+        sign_in(browser, live_server, user)
+    browser.get(live_server.url + path.format(**live_server.cases[HOSPITAL]))
+    assert navigation_status(browser) == 200, f"{page}: {browser.current_url}"
+    found = blocking(axe(browser))
+    assert not found, f"{page} ({path}):\n" + "\n".join(found)
