@@ -30,7 +30,7 @@ from citysoc.deadletter import DeadLetter, DeadLetterStore
 from citysoc.errors import EventStoreError
 from citysoc.retention import DEFAULT_RETENTION, Retention
 from citysoc.schema import ARROW_SCHEMA, DATASETS
-from citysoc.store import es_layout
+from citysoc.store import es_layout, es_source
 from citysoc.store.base import Arrival, EventStore, WriteResult, register_store
 from citysoc.store.es_documents import bulk_outcome, event_document, hit_document
 from citysoc.store.es_source import SOURCE_NAME, ElasticsearchSource, time_range
@@ -134,18 +134,18 @@ class ElasticsearchEventStore(EventStore):
 
     def ensure_tenant(self, tenant: str, retention: Retention = DEFAULT_RETENTION,
                       datasets: Iterable[str] = DATASETS) -> str:
-        """What a new member needs: its ILM policy and index templates when its retention is not the default
-        (for `datasets` and every dataset stored already), and its read-only role with document-level security
-        on `organization.id`. Returns the role's name. Idempotent (a changed contract puts the new retention)."""
+        """What a member needs: its ILM policy (its contract's retention), an index template per dataset naming
+        that policy (for `datasets` and every dataset stored already), and its read-only role with document-level
+        security on `organization.id`. Returns the role's name. Idempotent; a changed contract puts the new
+        policy, which ILM applies to the member's existing backing indices too. A stream of a dataset outside
+        those (or written before the member was added) uses the default policy until the next call."""
         validate_tenant_id(tenant)
         self.ensure_layout(())
-        if retention != DEFAULT_RETENTION:
-            self.client.ilm.put_lifecycle(name=es_layout.policy_name(tenant),
-                                          policy=es_layout.lifecycle_policy(retention))
-            for dataset in sorted({*datasets, *self.datasets()}):
-                self._ensure_dataset(dataset)
-                self.client.indices.put_index_template(name=es_layout.tenant_template_name(dataset, tenant),
-                                                       **es_layout.tenant_template(dataset, tenant))
+        self.client.ilm.put_lifecycle(name=es_layout.policy_name(tenant), policy=es_layout.lifecycle_policy(retention))
+        for dataset in sorted({*datasets, *self.datasets()}):
+            self._ensure_dataset(dataset)
+            self.client.indices.put_index_template(name=es_layout.tenant_template_name(dataset, tenant),
+                                                   **es_layout.tenant_template(dataset, tenant))
         role = es_layout.role_name(tenant)
         self.client.security.put_role(name=role, **es_layout.tenant_role(tenant))
         return role
@@ -270,7 +270,7 @@ class ElasticsearchEventStore(EventStore):
 
     def _filters(self, since: datetime | None, until: datetime | None,
                  tenants: Collection[str] | None) -> list[dict[str, Any]]:
-        filters: list[dict[str, Any]] = [{"exists": {"field": "event.id"}}]
+        filters: list[dict[str, Any]] = list(es_source.OWN_DOCUMENTS)
         if (clause := time_range(since, until)) is not None:
             filters.append(clause)
         if tenants is not None:
@@ -356,7 +356,8 @@ class ElasticsearchEventStore(EventStore):
         index = EVENT_STREAMS if datasets is None else ",".join(es_layout.dataset_pattern(d) for d in sorted(datasets))
         if not index:
             return []
-        query = {"range": {"event.ingested": {"gt": after // 1000, "lte": upto // 1000, "format": "epoch_millis"}}}
+        query = {"bool": {"filter": [*es_source.OWN_DOCUMENTS, {"range": {"event.ingested": {
+            "gt": after // 1000, "lte": upto // 1000, "format": "epoch_millis"}}}]}}
         found: list[Arrival] = []
         after_key: dict[str, Any] | None = None
         while True:

@@ -6,9 +6,11 @@ is reviewable and unit-tested without a cluster; `citysoc.store.elastic` sends t
 
 - Events: data streams `logs-<dataset>-<tenant>` (Elastic's data stream naming scheme: type, dataset,
   namespace = tenant). One index template per dataset (`logs-<dataset>-*`) composed of the ECS mappings of
-  the event schema and the settings component; a tenant whose retention differs from the default gets its
-  own index template per dataset (`logs-<dataset>-<tenant>`, a higher priority) that names its ILM policy.
-  Every template's priority is above the built-in `logs` template (100), which would otherwise match.
+  the event schema and the settings component, and per member one per dataset (`logs-<dataset>-<tenant>`, a
+  higher priority) naming the member's ILM policy (its contract's retention). Priorities are above the
+  built-in `logs` template (100) and Elastic's integrations (200): a cluster that also receives Elastic Agent
+  data for the same datasets gets CitySOC's mappings for those streams; keep such data in another cluster, or
+  name no member like an Agent namespace (`default`).
 - Alerts: data streams `logs-citysoc.alerts-<tenant>`, their own mappings (`rule.*`, `event.ids`, entities).
 - `event.ingested` is set by the final pipeline to the moment Elasticsearch received the document (as
   Elastic's integrations do): the arrival order continuous detection reads (`EventStore.arrivals`).
@@ -33,9 +35,10 @@ ALERTS_TEMPLATE = f"{PREFIX}-alerts"
 INGESTED_PIPELINE = f"{PREFIX}-events@ingested"
 DEFAULT_POLICY = f"{PREFIX}-events"
 ALERTS_DATASET = "citysoc.alerts"
-#: Above the built-in `logs` template (priority 100) that matches `logs-*-*`.
-DATASET_PRIORITY = 200
-TENANT_PRIORITY = 250
+#: Above the built-in `logs` template (priority 100) that matches `logs-*-*`, and not equal to the 200 of Elastic's
+#: integration templates (`logs-system.auth-*`): Elasticsearch refuses two overlapping templates of one priority.
+DATASET_PRIORITY = 210
+TENANT_PRIORITY = 260
 #: Rollover of a backing index: at Elastic's recommended shard size, else monthly. A stream per tenant and dataset
 #: rolling over daily would keep tenants x datasets x retention-days shards (200 x 7 x 365 = 511,000): monthly,
 #: a small member's stream holds one shard a month (docs/scaling.md). ILM ages count from rollover.

@@ -55,6 +55,10 @@ _TERM_FIELDS: dict[tuple[str, ...], str] = {
     ("dataset",): "event.dataset",
     ("event", "id"): "event.id",
 }
+#: What makes a document one of CitySOC's events: another shipper's documents in a matching stream (an Elastic Agent
+#: integration writing `logs-system.auth-default`) have no `organization.id` and are never read as a member's.
+OWN_DOCUMENTS: tuple[dict[str, Any], ...] = ({"exists": {"field": "event.id"}},
+                                             {"exists": {"field": "organization.id"}})
 _RANGE_OPS: dict[type[Filter], str] = {GreaterThan: "gt", GreaterThanOrEqual: "gte", LessThan: "lt",
                                        LessThanOrEqual: "lte"}
 
@@ -123,7 +127,7 @@ class ReadPlan:
     keep_alive: str = DEFAULT_KEEP_ALIVE
 
     def query(self) -> dict[str, Any]:
-        return {"bool": {"filter": [{"exists": {"field": "event.id"}}, *self.filters]}}
+        return {"bool": {"filter": [*OWN_DOCUMENTS, *self.filters]}}
 
     def page(self, *, pit_id: str, slice_id: int, after: Sequence[Any] | None) -> dict[str, Any]:
         """The keyword arguments of one `Elasticsearch.search` call for a page of a slice."""

@@ -119,6 +119,7 @@ def test_read_plan_pages_one_slice_of_a_point_in_time() -> None:
     assert first["sort"] == [{"_shard_doc": "asc"}] and first["size"] == 500 and "search_after" not in first
     filters = first["query"]["bool"]["filter"]
     assert {"terms": {"organization.id": ["council"]}} in filters
+    assert {"exists": {"field": "organization.id"}} in filters  # another shipper's documents are not a member's
     assert {"range": {"@timestamp": {"gte": "2026-12-01T00:00:00+00:00", "lt": "2026-12-02T00:00:00+00:00",
                                      "format": "strict_date_optional_time"}}} in filters
     assert plan.page(pit_id="pit-2", slice_id=0, after=[17])["search_after"] == [17]

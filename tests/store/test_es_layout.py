@@ -64,6 +64,7 @@ def test_templates_outrank_the_builtin_logs_template_and_make_data_streams() -> 
     dataset = es_layout.dataset_template("system.auth")
     assert dataset["index_patterns"] == ["logs-system.auth-*"] and dataset["data_stream"] == {}
     assert dataset["priority"] > 100  # the built-in `logs` template matches logs-*-* at 100
+    assert dataset["priority"] != 200  # Elastic's integration templates: equal priorities may not overlap
     assert dataset["composed_of"] == [es_layout.MAPPINGS_COMPONENT, es_layout.SETTINGS_COMPONENT]
     tenant = es_layout.tenant_template("system.auth", "council")
     assert tenant["index_patterns"] == ["logs-system.auth-council"] and tenant["priority"] > dataset["priority"]
