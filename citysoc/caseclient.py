@@ -147,10 +147,13 @@ class CaseClient:
     # Sources
     def add_source(self, *, tenant_id: str, kind: str, name: str, datasets: Sequence[str] = (),
                    parser: str | None = None, networks: Sequence[str] = (), cloud_accounts: Sequence[str] = (),
-                   certificate_sha256: str | None = None) -> dict[str, Any]:
-        """Register a source; an http source's answer carries its bearer `token`, shown this once."""
+                   certificate_sha256: str | None = None, pull: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Register a source; an http source's answer carries its bearer `token`, shown this once. `pull`: a
+        pulled kind's settings, credentials as references (env:NAME, file:/path)."""
         body: dict[str, Any] = {"tenant_id": tenant_id, "kind": kind, "name": name, "datasets": list(datasets),
                                 "networks": list(networks), "cloud_accounts": list(cloud_accounts)}
+        if pull:
+            body["pull"] = dict(pull)
         if parser is not None:
             body["parser"] = parser
         if certificate_sha256 is not None:

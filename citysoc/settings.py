@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         return self.home / "spool"
 
     @property
+    def pull_dir(self) -> Path:
+        """The pulls' own spool (`spool/`) and checkpoints (`checkpoints/`): `soc pull` runs beside `soc collect`."""
+        return self.home / "pull"
+
+    @property
     def secrets_file(self) -> Path:
         return self.home / "secrets.json"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from pyspark.sql import SparkSession
 from case_api.app import create_app
 from case_api.bootstrap import ensure_bootstrap_keys
 from case_api.settings import Settings as CaseSettings
+from case_api.sources.kinds import PULL_KINDS
 from citysoc.caseclient import CaseClient
 from citysoc.deadletter import DeadLetterStore
 from citysoc.detection_service import AlertSink, DetectionReporter, DetectionService
@@ -36,6 +38,7 @@ from collectors.intake import Intake, ReloadingRegistry
 from collectors.listeners.config import ListenerPlan
 from collectors.listeners.service import IntakeService
 from collectors.listeners.tls import TlsFiles, default_server_names, ensure_tls_files
+from collectors.pull import PullCheckpoints, PullRunner, PullSource
 from collectors.raw import parse_raw
 from collectors.spool import Spool
 from correlator.authoring.evidence import RawParser
@@ -194,6 +197,41 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
                       compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
     intake = Intake(spool, registry.current, dead_letters=dead_letters)
     return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry)
+
+
+def pull_sources(settings: Settings, *, only: Sequence[str] = ()) -> list[PullSource]:
+    """The registered pulled sources (all, or those named or numbered in `only`), read now from the case API."""
+    with case_client(settings, role="service") as client:
+        access = client.source_access()
+    sources = [PullSource(id=entry["id"], tenant=entry["tenant_id"], name=entry["name"], kind=entry["kind"],
+                          parser=entry["parser"], settings=entry.get("pull") or {})
+               for entry in access if entry["kind"] in PULL_KINDS]
+    if only:
+        sources = [source for source in sources if source.name in only or str(source.id) in only]
+    return sources
+
+
+@dataclass
+class PullService:
+    """`soc pull`: the pull runner appending to its own spool, and the drainer moving that spool into the lake."""
+
+    runner: PullRunner
+    drainer: Drainer
+    spool: Spool
+
+
+def pull_service(settings: Settings, *, only: Sequence[str] = ()) -> PullService:
+    settings.ensure_home()
+    spool = Spool(settings.pull_dir / "spool")
+    dead_letters = dead_letter_store(settings)
+    store = event_store(settings)
+    store.recover()
+    registry = source_registry(settings)
+    drainer = Drainer(spool, store, dead_letters, on_stored=health_recorder(health_store(settings), lambda: registry),
+                      compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
+    runner = PullRunner(spool, PullCheckpoints(settings.pull_dir / "checkpoints"), dead_letters,
+                        lambda: pull_sources(settings, only=only))
+    return PullService(runner, drainer, spool)
 
 
 def raw_parser(year: int | None) -> RawParser:

@@ -94,7 +94,7 @@ def test_soc_run_turns_a_syslog_line_into_a_case_and_stops_in_order(tmp_path: Pa
             os.killpg(live.pid, signal.SIGKILL)
     text = output.rest()
     stopped = [found.group(1) for found in re.finditer(r"stopping part\s+part=([\w-]+)", text)]
-    assert stopped == ["intake", "detection", "case-api"], text
+    assert stopped == ["intake", "pull", "detection", "case-api"], text
     assert load_checkpoint(home / "detect-checkpoint.json") == 2  # both arrivals evaluated and delivered
 
 

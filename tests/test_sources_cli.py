@@ -108,7 +108,7 @@ def test_an_http_token_is_printed_once_with_the_curl_line(home: Path) -> None:
 
 def test_refusals_read_as_advice(home: Path) -> None:
     m365 = soc(home, "sources", "add", "--tenant", NG, "--kind", "m365", "mail")
-    assert m365.returncode == 2 and "nothing can feed a 'm365' source yet" in m365.stderr
+    assert m365.returncode == 2 and "a m365 source needs tenant_id, client_id, client_secret" in m365.stderr
     assert soc(home, "sources", "add", "--tenant", NG, "--kind", "syslog-udp", "--network", "10.1.0.0/16",
                "dmz").returncode == 0
     overlap = soc(home, "sources", "add", "--tenant", RS, "--kind", "syslog-udp", "--network", "10.1.2.0/24", "lab")

@@ -37,3 +37,22 @@ def test_every_listener_kind_has_a_port_and_onboarding_instructions() -> None:
         if port is not None:
             guide = instructions(kind.name, host=settings.collect_host, port=port, token="t", ca_file=None)
             assert "intake.example.org" in guide and str(port) in guide
+
+
+def test_every_pulled_kind_has_a_puller_with_the_same_settings() -> None:
+    from collectors.pull import get_puller, puller_kinds
+
+    pulled = {kind.name for kind in kinds.KINDS.values() if kind.pulled}
+    assert pulled == set(kinds.PULL_KINDS) == set(puller_kinds())
+    for name, spec in kinds.PULL_KINDS.items():
+        puller = get_puller(name)
+        assert set(puller.required_settings) <= set(spec.required), name
+        assert set(puller.secret_settings) == set(spec.secrets), name
+        assert kinds.KINDS[name].parser in kinds.PARSER_DATASETS, name
+    # what the member grants names the least privilege each provider has for reading its audit log
+    least = {"aws-s3": ("s3:GetObject", "s3:ListBucket", "sqs:ReceiveMessage", "sqs:DeleteMessage"),
+             "azure-eventhub": ("Listen right only", "consumer group"), "m365": ("ActivityFeed.Read",),
+             "gcp-pubsub": ("roles/pubsub.subscriber",), "okta": ("Read-Only Administrator", "okta.logs.read"),
+             "github": ("read:audit_log",)}
+    for name, phrases in least.items():
+        assert all(phrase in kinds.PULL_KINDS[name].grants for phrase in phrases), name

@@ -1,10 +1,12 @@
 """The kinds of source CitySOC can be fed by, and how a source of each kind is recognised.
 
 A kind says how records arrive: through a listener of `soc collect` (syslog over UDP, TCP, TLS or RELP;
-HTTP), or from files and pulls (`soc ingest`). Listener kinds have transports, and a sender is attributed
-to its source by a credential (HTTP token, TLS client certificate) or by its configured network; file
-kinds have neither. The case API keeps this table so that every client (CLI, console, scripts) gets the
-same answers; `tests/test_sources_kinds.py` checks it against the collectors' parser registry.
+HTTP), from files (`soc ingest`), or pulled from a provider's API by `soc pull` (`PULL_KINDS`: the
+settings each takes, which of them name credentials, and what the member grants on their side). Listener
+kinds have transports, and a sender is attributed to its source by a credential (HTTP token, TLS client
+certificate) or by its configured network; file and pulled kinds have neither. The case API keeps this
+table so that every client (CLI, console, scripts) gets the same answers; `tests/test_sources_kinds.py`
+checks it against the collectors' parser registry and pullers.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class SourceKind:
     fixed_parser: bool = False
     credential: Literal["token", "certificate"] | None = None
     networks: Literal["required", "allowed", "refused"] = "refused"
+    pulled: bool = False
 
     @property
     def listens(self) -> bool:
@@ -69,13 +72,81 @@ KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
     SourceKind("syslog", frozenset(), "syslog", fixed_parser=True),
     SourceKind("aws.cloudtrail", frozenset(), "aws.cloudtrail", fixed_parser=True),
     SourceKind("auditd", frozenset(), "auditd", fixed_parser=True),
+    # pulled by `soc pull` from the provider's API; the parser is the dataset the provider sends, or another
+    # when the member routes something else there (GitHub audit streaming to S3: --parser github.audit)
+    SourceKind("aws-s3", frozenset(), "aws.cloudtrail", pulled=True),
+    SourceKind("azure-eventhub", frozenset(), "azure.activitylogs", pulled=True),
+    SourceKind("m365", frozenset(), "o365.audit", fixed_parser=True, pulled=True),
+    SourceKind("gcp-pubsub", frozenset(), "gcp.audit", pulled=True),
+    SourceKind("okta", frozenset(), "okta.system", fixed_parser=True, pulled=True),
+    SourceKind("github", frozenset(), "github.audit", fixed_parser=True, pulled=True),
 )}
 ALIASES = {"cloudtrail": "aws.cloudtrail", "auditd.log": "auditd", "relp": "syslog-relp"}
 
-#: Kinds members ask for that nothing in CitySOC can feed yet (cloud and identity audit logs).
-PLANNED_KINDS = frozenset({"m365", "o365", "o365.audit", "azure", "azure-eventhub", "azure.signinlogs",
-                           "azure.activitylogs", "azure.auditlogs", "gcp", "gcp-pubsub", "gcp.audit", "okta",
-                           "okta.system", "github", "github.audit", "aws-s3"})
+ALIASES.update({"o365": "m365", "azure": "azure-eventhub", "gcp": "gcp-pubsub", "s3": "aws-s3"})
+
+#: Datasets are what a file ingest or a pull names, not a kind: the kind that feeds each.
+DATASET_KINDS = {"o365.audit": "m365", "azure.signinlogs": "azure-eventhub", "azure.activitylogs": "azure-eventhub",
+                 "azure.auditlogs": "azure-eventhub", "gcp.audit": "gcp-pubsub", "okta.system": "okta",
+                 "github.audit": "github"}
+
+
+@dataclass(frozen=True)
+class PullKind:
+    """What a pulled kind takes (`--setting KEY=VALUE`): `required` and `optional` settings, the `secrets`
+    among them (given as `env:NAME` or `file:/path`, never the secret itself), the `endpoints` that only a
+    city role may point elsewhere than the provider, and what the member must grant on their side."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    secrets: tuple[str, ...]
+    grants: str
+    endpoints: tuple[str, ...] = ()
+    lists: tuple[str, ...] = ()  # settings that hold several values (comma-separated on the command line)
+
+
+PULL_KINDS: dict[str, PullKind] = {
+    "aws-s3": PullKind(
+        required=("bucket",),
+        optional=("region", "prefix", "queue_url", "visibility_timeout", "access_key_id", "secret_access_key",
+                  "session_token", "endpoint_url", "sqs_endpoint_url"),
+        secrets=("access_key_id", "secret_access_key", "session_token"), endpoints=("endpoint_url", "sqs_endpoint_url"),
+        grants="In AWS, give the principal CitySOC uses (an IAM user or role) only: s3:ListBucket on the bucket "
+               "(scoped to the trail's prefix), s3:GetObject on its objects, kms:Decrypt on the trail's KMS key if "
+               "it is encrypted with one, and, with SQS notifications (recommended: queue_url), "
+               "sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on the queue only."),
+    "azure-eventhub": PullKind(
+        required=("connection_string", "eventhub", "consumer_group"), optional=("idle_seconds",),
+        secrets=("connection_string",),
+        grants="In Azure, route the diagnostic settings (Activity log; Entra ID SignInLogs and AuditLogs) to an "
+               "event hub; create a consumer group for CitySOC and a shared access policy on that event hub with "
+               "the Listen right only (or give CitySOC's app 'Azure Event Hubs Data Receiver' on it); "
+               "connection_string is a reference to that policy's connection string."),
+    "m365": PullKind(
+        required=("tenant_id", "client_id", "client_secret"),
+        optional=("content_types", "api_url", "token_url"), secrets=("client_secret",),
+        endpoints=("api_url", "token_url"), lists=("content_types",),
+        grants="In Entra ID, register an app for CitySOC with the Office 365 Management APIs application "
+               "permission ActivityFeed.Read (and ActivityFeed.ReadDlp for DLP.All), granted admin consent; "
+               "unified audit logging must be on. client_secret is a reference to the app's secret."),
+    "gcp-pubsub": PullKind(
+        required=("subscription",), optional=("credentials_file",), secrets=("credentials_file",),
+        grants="In Google Cloud, create a log sink (audit logs: logName:\"cloudaudit.googleapis.com\") to a "
+               "Pub/Sub topic and a pull subscription on it; give CitySOC's service account "
+               "roles/pubsub.subscriber on that subscription only. credentials_file is file:/path to its key."),
+    "okta": PullKind(
+        required=("domain", "token"), optional=("since", "auth_scheme"), secrets=("token",),
+        grants="In Okta, create the API token as a Read-Only Administrator (or a service app with the "
+               "okta.logs.read scope, auth_scheme=Bearer). For event hooks instead, register an http source "
+               "and give Okta its URL with the Authorization header 'Bearer <token>'."),
+    "github": PullKind(
+        required=("token",), optional=("org", "enterprise", "since", "include", "api_url"), secrets=("token",),
+        endpoints=("api_url",),
+        grants="In GitHub, a token of an organisation owner with the read:audit_log scope (or a GitHub App "
+               "with the organisation 'Administration: read' permission for the audit log); for an enterprise, "
+               "an enterprise owner's token with read:audit_log. Audit log streaming to S3 or Event Hubs "
+               "is pulled by an aws-s3 or azure-eventhub source with parser github.audit."),
+}
 
 
 def source_kind(name: str) -> SourceKind:
@@ -84,11 +155,9 @@ def source_kind(name: str) -> SourceKind:
     if kind is not None:
         return kind
     known = ", ".join(KINDS)
-    if name in PLANNED_KINDS:
-        raise InvalidRequestError(
-            f"nothing can feed a {name!r} source yet: CitySOC has no collector or parser for it, so it would "
-            f"never receive an event. Register it once its collector exists; the kinds that can be fed today "
-            f"are: {known}")
+    if name in DATASET_KINDS:
+        raise InvalidRequestError(f"{name!r} is a dataset, not a kind: pull it with a {DATASET_KINDS[name]!r} source, "
+                                  f"or ingest files with `soc ingest --source {name}`")
     raise InvalidRequestError(f"unknown source kind {name!r}; use one of: {known}")
 
 

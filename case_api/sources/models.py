@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +23,9 @@ SourceKindName = Annotated[
 ]
 DatasetName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$", examples=["system.auth"])]
 NetworkText = Annotated[str, Field(min_length=2, max_length=64, examples=["192.0.2.0/24"])]
+PullSettingName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", examples=["bucket"])]
+PullSettingValue = Annotated[str, Field(max_length=2000)] | Annotated[
+    list[Annotated[str, Field(max_length=200)]], Field(max_length=20)]
 CloudAccount = Annotated[str, Field(pattern=r"^[0-9]{12}$", description="AWS account id (12 digits)",
                                     examples=["111122223333"])]
 
@@ -61,6 +64,13 @@ class Source(Base):
     # SHA-256 of the bearer token; the token itself is shown once when issued and never stored.
     token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     certificate_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    # A pulled source's settings (kinds.PULL_KINDS): where to pull from and references to its credentials
+    # (`env:NAME`, `file:/path`), never a secret. None for the other kinds.
+    pull: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    @property
+    def pull_settings(self) -> dict[str, Any]:
+        return dict(self.pull or {})
 
     @property
     def transports(self) -> list[str]:
@@ -105,6 +115,10 @@ class SourceIn(BoundedInput):
     cloud_accounts: list[CloudAccount] = Field(default_factory=list, max_length=100,
                                                description="Cloud accounts its records may name (CloudTrail)")
     certificate_sha256: Fingerprint | None = Field(default=None, description="TLS client certificate fingerprint")
+    pull: dict[PullSettingName, PullSettingValue] = Field(
+        default_factory=dict, max_length=20,
+        description="A pulled kind's settings (see the kind's list); credentials only as references, env:NAME or "
+                    "file:/path, never the secret itself")
 
 
 class SourcePatch(BoundedInput):
@@ -132,6 +146,8 @@ class SourceOut(BaseModel):
     cloud_accounts: list[str]
     has_token: bool
     certificate_sha256: str | None
+    pull: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("pull_settings", "pull"),
+                                 description="A pulled source's settings; credentials appear as references only")
     created_at: datetime
     health: SourceHealthOut | None = Field(default=None, description="Data health, as the intake last recorded it")
 
@@ -155,6 +171,7 @@ class SourceAccessOut(BaseModel):
     cloud_accounts: list[str]
     token_sha256: str | None
     certificate_sha256: str | None
+    pull: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("pull_settings", "pull"))
 
 
 class SourceEventOut(BaseModel):

@@ -25,6 +25,7 @@ from case_api.sources.claims import (
 )
 from case_api.sources.kinds import PARSER_DATASETS, resolve_parser, source_kind
 from case_api.sources.models import Source, SourceEvent, SourceIn, SourcePatch
+from case_api.sources.pull import check_pull_settings
 from case_api.tenants.service import require_tenants
 
 
@@ -44,18 +45,20 @@ def add_source(*, session: Session, source_in: SourceIn, actor: Principal) -> tu
                     certificate_sha256=source_in.certificate_sha256)
     check_may_claim(actor, networks=networks, cloud_accounts=accounts,
                     certificate_sha256=source_in.certificate_sha256)
+    pull = check_pull_settings(kind, dict(source_in.pull), actor)
     token = secrets.token_urlsafe(32) if kind.credential == "token" else None
     source = Source(tenant_id=source_in.tenant_id, kind=kind.name, name=source_in.name, parser=parser,
                     datasets=sorted(set(source_in.datasets or PARSER_DATASETS[parser])), networks=networks,
                     cloud_accounts=accounts, token_sha256=token_sha256(token) if token else None,
-                    certificate_sha256=source_in.certificate_sha256)
+                    certificate_sha256=source_in.certificate_sha256, pull=pull or None)
     lock_claims(session)
     session.add(source)
     _flush(session, source)
     _check_conflicts(session, source)
     detail: dict[str, Any] = {"kind": source.kind, "parser": source.parser, "datasets": source.datasets,
                               "networks": networks, "cloud_accounts": accounts,
-                              "certificate_sha256": source.certificate_sha256, "token": "issued" if token else None}
+                              "certificate_sha256": source.certificate_sha256, "token": "issued" if token else None,
+                              "pull": pull}  # references to credentials, never a secret
     _audit(session, source, actor, "created", {k: v for k, v in detail.items() if v})
     session.commit()
     return source, token

@@ -29,6 +29,7 @@ from citysoc.cli.demo import demo
 from citysoc.cli.detect import detect
 from citysoc.cli.ingest import ingest
 from citysoc.cli.metrics import metrics
+from citysoc.cli.pull import pull
 from citysoc.cli.run import run
 from citysoc.cli.serve import api
 from citysoc.errors import CitySocError
@@ -37,6 +38,7 @@ app = typer.Typer(help="CitySOC: log correlation for a city-wide, multi-tenant S
                   pretty_exceptions_enable=False)
 app.command()(ingest)
 app.command()(collect)
+app.command()(pull)
 app.command()(detect)
 app.command()(api)
 app.command()(demo)

@@ -1,11 +1,12 @@
 """`soc run`: the whole live SOC on one machine, as one supervised command.
 
-Three parts, each a `soc` command in a process of its own (`citysoc.supervisor`): the case API (`soc api`),
-the intake (`soc collect`: listeners, spool and drainer) and continuous detection (`soc detect --every`,
-Spark kept warm, selecting by arrival). The intake and detection reach the case API over HTTP with the
-service key, as they would on separate machines. Started in that order, each once the one before is ready;
-stopped intake first (stop accepting, flush the spool into the lake), then detection (finish the cycle,
-write the checkpoint), then the API.
+Four parts, each a `soc` command in a process of its own (`citysoc.supervisor`): the case API (`soc api`),
+the intake (`soc collect`: listeners, spool and drainer), the cloud pulls (`soc pull --every`: the pulled
+sources, their own spool and drainer) and continuous detection (`soc detect --every`, Spark kept warm,
+selecting by arrival). The intake, pulls and detection reach the case API over HTTP with the service key, as
+they would on separate machines. Started in that order, each once the one before is ready; stopped intake
+first (stop accepting, flush the spool into the lake), then the pulls (finish the batch in hand), then
+detection (finish the cycle, write the checkpoint), then the API.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _parse(text: str, option: str) -> ListenAddress:
 
 
 def live_parts(settings: Settings, *, api: ListenAddress, listeners: dict[ListenerKind, list[ListenAddress]],
-               every: str, detect_args: list[str], master: str | None) -> list[Part]:
-    """The case API, the intake and detection as child processes of this interpreter."""
+               every: str, detect_args: list[str], master: str | None, pull_every: str = "60s") -> list[Part]:
+    """The case API, the intake, the pulls and detection as child processes of this interpreter."""
     keys = bootstrap_keys(settings)  # the API's first start would make them too; made here, they are known
     api_url = f"http://{api}"
     base = {name: value for name, value in os.environ.items() if not name.startswith(("SOC_API_URL", "SOC_API_KEY"))}
@@ -72,6 +73,7 @@ def live_parts(settings: Settings, *, api: ListenAddress, listeners: dict[Listen
         Part("case-api", [*soc, "api", "--host", api.host, "--port", str(api.port)], base,
              ready=lambda: _api_ready(api_url), stop_timeout=30),
         Part("intake", [*soc, "collect", *intake_args], clients, stop_timeout=120),
+        Part("pull", [*soc, "pull", "--every", pull_every], clients, stop_timeout=120),
         Part("detection", [*soc, "detect", "--every", every, *detect_args], clients, stop_timeout=300),
     ]
 
@@ -98,13 +100,15 @@ def run(
         help="Detection's allowed lateness (see `soc detect --help`).")] = None,
     master: Annotated[str | None, typer.Option(
         help="Spark master for detection (default $SOC_SPARK_MASTER, local[2]); e.g. spark://host:7077.")] = None,
+    pull_every: Annotated[str, typer.Option(help="How often the pulled sources (soc pull) are polled.")] = "60s",
 ) -> None:
-    """Run the live SOC: case API, intake (listeners, spool, drainer) and continuous detection, supervised.
+    """Run the live SOC: case API, intake (listeners, spool, drainer), cloud pulls and continuous detection.
 
-    SIGTERM or Ctrl-C stops it in order: intake (spool flushed), detection (checkpoint written), case API.
+    SIGTERM or Ctrl-C stops it in order: intake (spool flushed), pulls, detection (checkpoint written), case API.
     A part that dies is restarted; one that keeps dying stops everything with its last lines.
     """
-    for value, option in ((every, "--every"), (lookback, "--lookback"), (allowed_lateness, "--allowed-lateness")):
+    for value, option in ((every, "--every"), (lookback, "--lookback"), (allowed_lateness, "--allowed-lateness"),
+                          (pull_every, "--pull-every")):
         parse_duration_option(value, option)  # checked here, before anything starts
     settings = load_settings()
     if "log_level" not in settings.model_fields_set:  # a foreground service says what it starts and stops
@@ -122,10 +126,10 @@ def run(
     detect_args += ["--lookback", lookback] if lookback else []
     detect_args += ["--allowed-lateness", allowed_lateness] if allowed_lateness else []
     parts = live_parts(settings, api=api_address, listeners=listeners, every=every, detect_args=detect_args,
-                       master=master)
+                       master=master, pull_every=pull_every)
     line_err_console.print(f"case API on http://{api_address}/api/v1 (API keys: {settings.secrets_file})")
     for kind, addresses in listeners.items():
         line_err_console.print(f"intake {kind} on {', '.join(map(str, addresses))}")
-    supervisor = Supervisor(parts, stop_order=["intake", "detection", "case-api"])
+    supervisor = Supervisor(parts, stop_order=["intake", "pull", "detection", "case-api"])
     supervisor.run(threading.Event())
     line_err_console.print("stopped")

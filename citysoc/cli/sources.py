@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from case_api.sources.kinds import PULL_KINDS
 from citysoc.cli.common import JsonOpt, TenantOpt, line_console, load_settings, plain_console, print_json_lines
 from citysoc.cli.render import print_sources
 from citysoc.settings import Settings
@@ -30,7 +31,8 @@ def sources_add(
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant the source belongs to.")],
     kind: Annotated[str, typer.Option("--kind", "-k", help=(
         "How records arrive: syslog-udp, syslog-tcp, syslog-tls, syslog-relp or http to `soc collect`; "
-        "syslog, aws.cloudtrail or auditd from files (`soc ingest`)."))],
+        "syslog, aws.cloudtrail or auditd from files (`soc ingest`); aws-s3, azure-eventhub, m365, gcp-pubsub, "
+        "okta or github pulled by `soc pull`."))],
     network: Annotated[list[str] | None, typer.Option(
         "--network", "-n", help="Sender network (CIDR or one address); repeatable. How UDP/TCP senders are known.")]
     = None,
@@ -46,6 +48,9 @@ def sources_add(
         "(PEM or DER); its fingerprint is pinned.")] = None,
     dataset: Annotated[list[str] | None, typer.Option(
         "--dataset", "-d", help="Datasets it feeds (default: what its parser writes).")] = None,
+    setting: Annotated[list[str] | None, typer.Option(
+        "--setting", metavar="KEY=VALUE", help="A pulled kind's setting (repeatable), e.g. bucket=trail-logs, "
+        "token=env:OKTA_TOKEN. Credentials only as env:NAME or file:/path, never the secret.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a log source; for a listener kind, issue its credential and print what the partner configures."""
@@ -53,11 +58,12 @@ def sources_add(
         if client_cert_sha256 is not None:
             raise typer.BadParameter("give the certificate or its fingerprint, not both", param_hint="--client-cert")
         client_cert_sha256 = certificate_fingerprint(client_cert)
+    pull_settings = _settings(setting or [])
     settings = load_settings()
     with case_client(settings, role="admin") as client:
         source = client.add_source(tenant_id=tenant, kind=kind, name=name, datasets=dataset or (), parser=parser,
                                    networks=network or (), cloud_accounts=account or (),
-                                   certificate_sha256=client_cert_sha256)
+                                   certificate_sha256=client_cert_sha256, pull=pull_settings)
     guide = onboarding(settings, source)
     if as_json:
         print_json_lines([{**source, "instructions": guide}])
@@ -103,6 +109,16 @@ def sources_remove(source_id: Annotated[int, typer.Argument(help="The source's i
     plain_console.print(f"source {source['tenant_id']}/{source['name']} (id {source_id}) removed")
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{key!r} is not KEY=VALUE", param_hint="--setting")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
 def certificate_fingerprint(path: Path) -> str:
     """SHA-256 of a certificate's DER bytes (what a TLS listener sees), from a PEM or DER file."""
     data = path.read_bytes()
@@ -120,7 +136,14 @@ def certificate_fingerprint(path: Path) -> str:
 
 
 def onboarding(settings: Settings, source: dict[str, Any]) -> str:
-    """What to tell the partner: the sender's configuration for a listener kind, the ingest line for a file kind."""
+    """What to tell the partner: the sender's configuration for a listener kind, what to grant for a pulled
+    kind, the ingest line for a file kind."""
+    pulled = PULL_KINDS.get(source["kind"])
+    if pulled is not None:
+        references = ", ".join(f"{name}={source['pull'][name]}" for name in pulled.secrets if name in source["pull"])
+        return (f"what the member grants (least privilege): {pulled.grants}\n"
+                f"credentials are read by `soc pull` from {references or 'its default credentials'}: set them in "
+                f"its environment or files, never in the source. Pull now: soc pull --once --source {source['id']}")
     port = settings.collect_port(source["kind"])
     if port is None:
         return (f"feed it from files: soc ingest --tenant {source['tenant_id']} --source {source['parser']} PATH...")

@@ -1,9 +1,11 @@
 """HTTP intake: `POST /v1/events`, an ASGI application (served by uvicorn beside the syslog listeners).
 
 The body is NDJSON (one record per line, kept byte for byte) or a JSON array (one record per element),
-optionally `Content-Encoding: gzip`; `Authorization: Bearer <token>` names the source, and with it the
-tenant. `?source=NAME` (or the `X-Soc-Source` header) names the parser when the token's source does not
-fix one. Answers, always JSON with a `detail` that says what to do:
+optionally `Content-Encoding: gzip`; `Authorization: Bearer <token>` (or `?token=`, for a Pub/Sub push
+endpoint, which cannot set a header) names the source, and with it the tenant. `?source=NAME` (or the
+`X-Soc-Source` header) names the parser when the token's source does not fix one. A GET with
+`X-Okta-Verification-Challenge` is Okta's event hook verification, answered with the challenge once the
+token is known. Answers, always JSON with a `detail` that says what to do:
 
 - 200 `{"accepted": N, "request_id": ...}` only once the batch is durable in the spool;
 - 400 a body that is not NDJSON or a JSON array at all, a broken gzip, an unknown or wrong parser
@@ -56,7 +58,7 @@ def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette
         request_id = uuid.uuid4().hex[:16]
         peer = request.client.host if request.client else "unknown"
         bound = log.bind(request_id=request_id, peer=peer)
-        token = _bearer(request.headers.get("authorization", ""))
+        token = _token(request)
         if token is None:
             return _answer(401, "send the source's token as 'Authorization: Bearer <token>'", request_id,
                            headers={"WWW-Authenticate": 'Bearer realm="citysoc"'})
@@ -116,10 +118,30 @@ def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette
         bound.debug("batch accepted", tenant=source.tenant, source=source.name, records=len(records))
         return JSONResponse({"accepted": len(records), "request_id": request_id})
 
+    async def verify(request: Request) -> Response:
+        """Okta's one-time event hook verification: a GET carrying `X-Okta-Verification-Challenge`, answered
+        `{"verification": <the challenge>}` once the hook's Authorization names a registered source."""
+        request_id = uuid.uuid4().hex[:16]
+        challenge = request.headers.get("x-okta-verification-challenge")
+        if challenge is None:
+            return _answer(405, "POST events here; a GET is only Okta's event hook verification", request_id)
+        token = _token(request)
+        peer = request.client.host if request.client else "unknown"
+        try:
+            if token is None:
+                raise NotAttributed("send the source's token as 'Authorization: Bearer <token>'")
+            source = intake.resolve(peer=peer, transport="http", credential=Credential("token", token))
+        except NotAttributed as refused:
+            intake.stats.add("http", "refused")
+            return _answer(401, refused.reason, request_id, headers={"WWW-Authenticate": 'Bearer realm="citysoc"'})
+        log.info("okta event hook verified", tenant=source.tenant, source=source.name, request_id=request_id)
+        return JSONResponse({"verification": challenge})
+
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     return Starlette(routes=[Route("/v1/events", events, methods=["POST"]),
+                             Route("/v1/events", verify, methods=["GET"]),
                              Route("/v1/health", health, methods=["GET"])])
 
 
@@ -180,6 +202,12 @@ def _is_json(line: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return True
+
+
+def _token(request: Request) -> str | None:
+    """The bearer token, or `?token=` for senders that cannot set a header (a Pub/Sub push subscription's
+    endpoint URL carries it; the intake logs no URLs)."""
+    return _bearer(request.headers.get("authorization", "")) or (request.query_params.get("token") or None)
 
 
 def _bearer(header: str) -> str | None:

@@ -46,11 +46,20 @@ class PullRunner:
         self.environ = environ
         self.sleep = sleep
 
-    def poll(self) -> PullReport:
+    def poll(self, stop: threading.Event | None = None) -> PullReport:
+        """Pull every source once (a set `stop` ends the poll after the batch in hand)."""
         report = PullReport()
-        for source in self.sources():
+        try:
+            sources = list(self.sources())
+        except Exception as error:  # the registry (the case API) unreachable: try again at the next poll
+            log.warning("pull sources could not be listed; trying again at the next poll", error=str(error))
+            report.failed["*"] = f"the pull sources could not be listed: {error}"
+            return report
+        for source in sources:
+            if stop is not None and stop.is_set():
+                break
             try:
-                self.pull_source(source, report)
+                self.pull_source(source, report, stop=stop)
             except Exception as error:  # one source's failure (its provider, its credential) never stops the others
                 reason = error.reason if isinstance(error, PullError) else repr(error)
                 report.failed[source.name] = reason
@@ -58,7 +67,8 @@ class PullRunner:
                             kind=source.kind, reason=reason)
         return report
 
-    def pull_source(self, source: PullSource, report: PullReport | None = None) -> PullReport:
+    def pull_source(self, source: PullSource, report: PullReport | None = None, *,
+                    stop: threading.Event | None = None) -> PullReport:
         report = report if report is not None else PullReport()
         puller = get_puller(source.kind)(source, environ=self.environ, sleep=self.sleep,
                                          state_dir=self.checkpoints.directory)
@@ -77,6 +87,8 @@ class PullRunner:
                 report.batches += 1
                 report.records += len(batch.records)
                 report.dead_lettered += len(batch.dead)
+                if stop is not None and stop.is_set():
+                    break
         finally:
             puller.close()
         if report.records or report.dead_lettered:
@@ -87,7 +99,7 @@ class PullRunner:
     def run(self, stop: threading.Event, *, every: float) -> None:
         """Poll every `every` seconds until `stop` is set."""
         while not stop.is_set():
-            self.poll()
+            self.poll(stop)
             stop.wait(every)
 
 

@@ -48,7 +48,13 @@ def test_a_udp_source_is_known_by_its_networks_normalised(tenants: SocApi) -> No
 
 
 @pytest.mark.parametrize(("body", "advice"), [
-    ({"kind": "m365"}, "nothing can feed a 'm365' source yet"),
+    ({"kind": "m365"}, "a m365 source needs tenant_id, client_id, client_secret"),
+    ({"kind": "okta.system"}, "'okta.system' is a dataset, not a kind: pull it with a 'okta' source"),
+    ({"kind": "okta", "pull": {"domain": "https://acme.okta.com", "token": "00abcSECRET"}},
+     "token is a credential: give where the puller finds it"),
+    ({"kind": "okta", "pull": {"domain": "http://acme.okta.com", "token": "env:T"}}, "domain must be an https URL"),
+    ({"kind": "github", "pull": {"token": "env:T", "bucket": "x"}}, "a github source takes no setting bucket"),
+    ({"kind": "syslog", "pull": {"bucket": "x"}}, "a syslog source is not pulled"),
     ({"kind": "netflow"}, "unknown source kind 'netflow'; use one of: syslog-udp"),
     ({"kind": "syslog-udp"}, "can only be recognised by its address"),
     ({"kind": "syslog-udp", "networks": ["192.0.2.300/24"]}, "'192.0.2.300/24' is not a network"),
@@ -152,7 +158,8 @@ def test_the_access_list_is_for_the_intake_only(tenants: SocApi) -> None:
     access = tenants.client.get("/api/v1/sources/access", headers=tenants.service).json()
     assert access == [{"id": access[0]["id"], "tenant_id": NG, "name": "edge", "kind": "syslog-relp",
                        "parser": "syslog", "transports": ["relp", "tls"], "networks": ["192.0.2.0/24"],
-                       "cloud_accounts": [], "token_sha256": None, "certificate_sha256": "cd" * 32}]
+                       "cloud_accounts": [], "token_sha256": None, "certificate_sha256": "cd" * 32,
+                       "pull": {}}]
 
 
 def test_a_tenant_key_onboards_token_sources_but_claims_nothing_the_city_must_vouch_for(tenants: SocApi) -> None:
@@ -216,3 +223,27 @@ def test_a_deleted_sources_id_is_never_given_to_another_source(tenants: SocApi) 
     assert tenants.client.delete(f"/api/v1/sources/{first['id']}", headers=tenants.admin).status_code == 204
     second = created(tenants, RS, "push", kind="http", parser="syslog")
     assert second["id"] > first["id"]
+
+
+def test_pulled_sources_keep_credential_references_and_only_the_city_registers_them(tenants: SocApi) -> None:
+    pull = {"domain": "https://northgate.okta.com", "token": "env:NORTHGATE_OKTA_TOKEN", "since": "2026-12-01"}
+    okta = created(tenants, NG, "okta", kind="okta", pull=pull)
+    assert okta["parser"] == "okta.system" and okta["datasets"] == ["okta.system"] and okta["pull"] == pull
+    assert okta["transports"] == [] and okta["token"] is None
+    access = tenants.client.get("/api/v1/sources/access", headers=tenants.service).json()
+    assert [entry["pull"] for entry in access if entry["id"] == okta["id"]] == [pull]
+    # a member's key cannot point the city's puller at a credential reference or a file of its choosing
+    responder = tenants.headers(Role.TENANT_RESPONDER, tenant=RS)
+    theirs = post(tenants, RS, "okta", headers=responder, kind="okta",
+                  pull={**pull, "token": "env:NORTHGATE_OKTA_TOKEN"})
+    assert theirs.status_code == 403 and "credentials the city SOC keeps" in theirs.json()["detail"]
+    # a secret pasted as a value is refused and repeated nowhere: not in the answer, the trail or the table
+    pasted = post(tenants, NG, "okta-2", kind="okta", pull={**pull, "token": "00aSECRETTOKENVALUE"})
+    assert pasted.status_code == 422 and "SECRETTOKENVALUE" not in pasted.text
+    trail = tenants.client.get("/api/v1/sources/audit", headers=tenants.admin).text
+    assert "env:NORTHGATE_OKTA_TOKEN" in trail and "SECRETTOKENVALUE" not in trail
+    s3 = created(tenants, NG, "trail", kind="aws-s3", cloud_accounts=["111122223333"],
+                 pull={"bucket": "ng-trail", "queue_url": "https://sqs.eu-west-2.amazonaws.com/1/ng"})
+    assert s3["parser"] == "aws.cloudtrail" and s3["pull"]["bucket"] == "ng-trail"
+    streamed = created(tenants, NG, "github-stream", kind="aws-s3", parser="github.audit", pull={"bucket": "ng-gh"})
+    assert streamed["datasets"] == ["github.audit"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections.abc import Iterator
@@ -133,3 +134,25 @@ def test_a_full_spool_is_429_with_retry_after(intake: Running, http: httpx.Clien
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) > 0
     assert intake.records("full-probe") == []
+
+
+def test_okta_event_hook_verification_answers_the_challenge_only_to_a_known_token(http: httpx.Client) -> None:
+    challenge = {"X-Okta-Verification-Challenge": "hv3m7-challenge"}
+    verified = http.get("/v1/events", headers={"Authorization": f"Bearer {SCHOOL_TOKEN}", **challenge})
+    assert verified.status_code == 200 and verified.json() == {"verification": "hv3m7-challenge"}
+    assert http.get("/v1/events", headers={"Authorization": "Bearer stranger", **challenge}).status_code == 401
+    assert http.get("/v1/events", headers=challenge).status_code == 401
+    assert http.get("/v1/events", headers={"Authorization": f"Bearer {SCHOOL_TOKEN}"}).status_code == 405
+
+
+def test_a_pubsub_push_carries_its_token_in_the_endpoint_url(intake: Running, http: httpx.Client) -> None:
+    entry = {"insertId": "push-probe-1", "logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity"}
+    push = {"message": {"data": base64.b64encode(json.dumps(entry).encode()).decode(), "messageId": "1",
+                        "publishTime": "2026-12-01T10:00:00Z", "attributes": {}},
+            "subscription": "projects/p/subscriptions/citysoc-push"}
+    body = json.dumps(push).encode()
+    assert http.post("/v1/events", content=body, params={"token": "stranger"}).status_code == 401
+    answer = http.post("/v1/events", content=body, params={"token": SCHOOL_TOKEN, "source": "gcp.audit"})
+    assert answer.status_code == 200, answer.text
+    [(tenant, source, record)] = intake.records("citysoc-push")
+    assert (tenant, source) == ("harbour-school", "gcp.audit") and json.loads(record.payload) == push

@@ -1,0 +1,60 @@
+"""`soc sources add` for a pulled kind prints what the member grants and keeps only credential references;
+`soc pull --once` pulls it (here from a local server speaking GitHub's audit log API) into the lake, and a
+second run stores nothing new."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from citysoc.store import ParquetEventStore
+from tests.collectors.pull_servers import GitHubAuditLog, github_entry
+from tests.test_sources_cli import NG, soc
+
+T = int(datetime(2026, 12, 1, 9, 0, tzinfo=UTC).timestamp() * 1000)
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubAuditLog]:
+    log = GitHubAuditLog("northgate", "gh-secret-value")
+    log.entries = [github_entry(number, T + number * 1000) for number in range(120)]
+    with log.server:
+        yield log
+
+
+def test_a_github_source_is_added_then_pulled_into_the_lake_once(tmp_path: Path, github: GitHubAuditLog) -> None:
+    home = tmp_path / "soc"
+    assert soc(home, "tenants", "add", NG).returncode == 0
+    added = soc(home, "sources", "add", "--tenant", NG, "--kind", "github", "github-audit",
+                "--setting", "org=northgate", "--setting", "token=env:NORTHGATE_GH_TOKEN",
+                "--setting", f"api_url={github.server.url}", "--setting", "since=2026-12-01T00:00:00Z")
+    assert added.returncode == 0, added.stderr
+    assert "read:audit_log" in added.stdout and "token=env:NORTHGATE_GH_TOKEN" in added.stdout
+    assert "soc pull --once --source" in added.stdout
+    listed = soc(home, "sources", "list", "--json")
+    [entry] = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert entry["pull"]["token"] == "env:NORTHGATE_GH_TOKEN"
+
+    unset = soc(home, "pull", "--once")
+    assert unset.returncode == 1 and "NORTHGATE_GH_TOKEN is not set" in unset.stderr
+    pulled = soc(home, "pull", "--once", NORTHGATE_GH_TOKEN="gh-secret-value")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "pulled 120 records" in pulled.stderr and "gh-secret-value" not in pulled.stdout + pulled.stderr
+    store = ParquetEventStore(home / "lake" / "events")
+    assert store.stored(tenant=NG, dataset="github.audit") == 120
+    again = soc(home, "pull", "--once", NORTHGATE_GH_TOKEN="gh-secret-value")
+    assert again.returncode == 0 and "pulled 0 records" in again.stderr
+    assert store.stored(tenant=NG, dataset="github.audit") == 120
+
+
+def test_a_literal_secret_is_refused_and_not_repeated(tmp_path: Path) -> None:
+    home = tmp_path / "soc"
+    assert soc(home, "tenants", "add", NG).returncode == 0
+    refused = soc(home, "sources", "add", "--tenant", NG, "--kind", "okta", "okta", "--setting",
+                  "domain=https://northgate.okta.com", "--setting", "token=00aPASTEDSECRET")
+    assert refused.returncode == 2 and "token is a credential" in refused.stderr
+    assert "PASTEDSECRET" not in refused.stdout + refused.stderr
