@@ -74,7 +74,7 @@ class EsConnection:
 
     def options(self) -> dict[str, str]:
         """The data source's connection options (`citysoc.store.es_source.connect`)."""
-        given = {"url": self.url, "api_key": self.api_key, "username": self.username, "password": self.password,
+        given = {"url": self.url, "secret_api_key": self.api_key, "username": self.username, "password": self.password,
                  "ca_certs": self.ca_certs}
         return {key: value for key, value in given.items() if value}
 

@@ -14,7 +14,9 @@ What is pushed to Elasticsearch:
 - the columns: `_source` is filtered to the fields of the schema the reader is given, so a reader made with
   a narrower schema (`spark.read.schema(...)`) fetches only those.
 
-Connection options: `url` and `api_key`, or `username` and `password`; `ca_certs`.
+Connection options: `url` and `secret_api_key`, or `username` and `password`; `ca_certs`. The key's option name
+holds `secret` so that Spark redacts it wherever it redacts options (`spark.redaction.regex`), as it
+does `password`.
 """
 
 from __future__ import annotations
@@ -168,8 +170,8 @@ def connect(options: Mapping[str, str]) -> Any:
     from elasticsearch import Elasticsearch
 
     kwargs: dict[str, Any] = {}
-    if options.get("api_key"):
-        kwargs["api_key"] = options["api_key"]
+    if options.get("secret_api_key"):
+        kwargs["api_key"] = options["secret_api_key"]
     elif options.get("username"):
         kwargs["basic_auth"] = (options["username"], options.get("password", ""))
     if options.get("ca_certs"):

@@ -154,7 +154,8 @@ def test_read_options_scope_the_streams_and_carry_the_connection() -> None:
     assert options["index"] == "logs-system.auth-a-org,logs-system.auth-b-org"
     assert options["tenants"] == "a-org,b-org" and options["slices"] == "6"
     assert options["since"] == "2026-12-01T01:00:00+00:00" and options["until"] == "2026-12-02T00:00:00+00:00"
-    assert (options["url"], options["api_key"], options["ca_certs"]) == ("https://es.example:9200", "key", "/ca.crt")
+    assert (options["url"], options["secret_api_key"], options["ca_certs"]) == (
+        "https://es.example:9200", "key", "/ca.crt")  # `secret`: Spark redacts it in plans and its UI
     assert "password" not in options
     many = [f"member-organisation-{number:03d}" for number in range(200)]
     assert store.index_expression("system.auth", many) == "logs-system.auth-*"  # the request line stays short

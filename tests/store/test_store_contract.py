@@ -243,3 +243,34 @@ def test_the_settings_name_what_elasticsearch_needs(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigurationError, match="SOC_ES_URL"):
         open_event_store(Settings(home=tmp_path, event_store="elasticsearch", es_url=None))
+
+
+def test_soc_tenants_add_gives_the_member_its_role_and_retention(store: EventStore, run_id: str,
+                                                                tmp_path: Path) -> None:
+    """The CLI end to end: `soc tenants add --contract` with SOC_EVENT_STORE=elasticsearch (and the SOC_ES_*
+    settings of this run) puts the member's DLS role and its contract's retention as its ILM policy."""
+    import yaml
+
+    from case_api.sla.models import DEFAULT_CONTRACT
+    from citysoc.store import es_layout
+    from tests.cli_runner import run_soc
+
+    es = elastic(store)
+    member = f"ct-{run_id}-d"
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(yaml.safe_dump(DEFAULT_CONTRACT.model_dump(mode="json") | {
+        "retention": {"warm_after": "2d", "delete_after": "30d"}}), encoding="utf-8")
+    role, policy = es_layout.role_name(member), es_layout.policy_name(member)
+    try:
+        code, out, err = run_soc(tmp_path / "home", "tenants", "add", member, "--contract", str(contract),
+                                 env={"SOC_EVENT_STORE": "elasticsearch"})
+        assert code == 0, err
+        assert role in out
+        (grant,) = es.client.security.get_role(name=role)[role]["indices"]
+        assert grant["names"] == [f"logs-*-{member}"] and "organization.id" in str(grant["query"])
+        phases = es.client.ilm.get_lifecycle(name=policy)[policy]["policy"]["phases"]
+        assert phases["delete"]["min_age"] == "30d" and phases["warm"]["min_age"] == "2d"
+    finally:
+        es.client.options(ignore_status=404).security.delete_role(name=role)
+        es.client.options(ignore_status=404).indices.delete_index_template(name=f"citysoc-logs-*-{member}")
+        es.client.options(ignore_status=404).ilm.delete_lifecycle(name=policy)
