@@ -6,7 +6,8 @@ some tenants, within a time window of event time `[since, until)`.
 
 Continuous detection also asks what is new by arrival, not by event time: a store keeps an arrival order
 and answers with integer marks in it (`arrival_watermark`, `arrivals`). The Parquet lake numbers its
-committed writes; Elasticsearch would use `event.ingested` in microseconds (less its refresh interval).
+committed writes; Elasticsearch uses `event.ingested` as its final pipeline sets it, in microseconds (less a
+slack for bulk requests in flight: `citysoc.store.elastic`).
 Consumers register how far they have read (`set_consumer_cursor`), so that maintenance (compaction)
 never makes unread events disappear from, or old events reappear in, what is new.
 """
