@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from case_api.app import create_app
 from case_api.auth.models import Role
 from case_api.settings import Settings
 from citysoc.deadletter import DeadLetterStore
+from citysoc.health import HealthStore
 from citysoc.store import ParquetEventStore
 from collectors.ingest import ingest_files
 from tests.case_api.conftest import Headers, SocApi, build_alert
@@ -50,6 +52,7 @@ class ConsoleWorld:
     settings: Settings
     keys: dict[str, str] = field(default_factory=dict)
     cases: dict[str, dict[str, int]] = field(default_factory=dict)  # member -> case name -> case id
+    sources: dict[str, int] = field(default_factory=dict)  # member -> its syslog source's id
 
     def headers(self, user: str) -> Headers:
         return {"Authorization": f"Bearer {self.keys[user]}"}
@@ -66,6 +69,13 @@ class ConsoleWorld:
         self.keys[user] = header["Authorization"].removeprefix("Bearer ")
         return self.keys[user]
 
+
+    def add_source(self, tenant: str, name: str, network: str) -> int:
+        """A syslog-over-TCP source of the member, registered through the API; its id."""
+        response = self.api.post("/api/v1/sources", headers=self.headers("admin"),
+                                 json={"tenant_id": tenant, "kind": "syslog-tcp", "name": name, "networks": [network]})
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
 
     def store_syslog(self, tenant: str, lines: list[str]) -> list[dict[str, Any]]:
         """Syslog lines through the real ingest path into the lake the API reads evidence from; the events
@@ -157,6 +167,16 @@ def seed_members(world: ConsoleWorld) -> None:
             entities={"source.ip": [ATTACKER], "user.name": ["root"], "host.name": [f"{t}-web"]},
         )],
     }
+    for n, tenant in enumerate(TENANTS):
+        world.sources[tenant] = world.add_source(tenant, "bastion auth.log", f"10.{20 + n}.0.0/16")
+        # The intake's drainer counts each source's batches: an hour of them, a few records dead-lettered.
+        health = HealthStore(world.settings.health_dir)
+        now = datetime.now(UTC)
+        for minute in range(60, 0, -5):
+            received = now - timedelta(minutes=minute)
+            health.record(source_id=world.sources[tenant], tenant=tenant, events=40 + minute, dead=minute % 3,
+                          last_event_time=received, received=received, last_dead_origin="10.20.4.7",
+                          last_dead_reason="unparsable syslog line: no PRI part" if minute % 3 else None)
     for name, alerts in batches.items():
         for tenant in TENANTS:
             cases = world.soc.ingest(*alerts(tenant))["cases"]

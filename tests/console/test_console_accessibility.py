@@ -27,7 +27,7 @@ def test_page_has_no_serious_accessibility_violation(
 ) -> None:
     if user is not None:
         sign_in(browser, live_server, user)
-    browser.get(live_server.url + path.format(**live_server.cases[HOSPITAL]))
+    browser.get(live_server.url + path.format(**live_server.cases[HOSPITAL], source=live_server.sources[HOSPITAL]))
     assert navigation_status(browser) == 200, f"{page}: {browser.current_url}"
     found = blocking(axe(browser))
     assert not found, f"{page} ({path}):\n" + "\n".join(found)

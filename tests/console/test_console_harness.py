@@ -12,7 +12,7 @@ from tests.console.conftest import Axe
 from tests.console.harness import ConsoleWorld, blocking
 
 
-def test_docs_page_renders_offline_in_chromium(live_server: ConsoleWorld, browser: Any, axe: Axe) -> None:
+def test_docs_page_renders_offline_in_chromium(live_server: ConsoleWorld, browser: Any) -> None:
     browser.get(f"{live_server.url}/api/v1/docs")
     title = WebDriverWait(browser, 20).until(
         ec.visibility_of_element_located((By.CSS_SELECTOR, ".swagger-ui .info .title"))
@@ -23,8 +23,6 @@ def test_docs_page_renders_offline_in_chromium(live_server: ConsoleWorld, browse
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     assert sources and all(source.startswith(live_server.url) for source in sources), sources
-    violations = axe(browser)
-    assert isinstance(violations, list)
 
 
 def test_axe_reports_what_a_page_gets_wrong(browser: Any, axe: Axe) -> None:
