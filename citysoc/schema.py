@@ -190,7 +190,16 @@ FIELDS: dict[str, str] = {
     "azure.auditlogs.category": "string",
     "azure.auditlogs.result_signature": "string",
     "azure.auditlogs.properties": "json",
+    "azure.identity_protection.operation_name": "string",
+    "azure.identity_protection.category": "string",
     "azure.identity_protection.properties.risk_event_type": "string",
+    "azure.identity_protection.properties.risk_level": "string",
+    "azure.identity_protection.properties.risk_state": "string",
+    "azure.identity_protection.properties.risk_detail": "string",
+    "azure.identity_protection.properties.activity": "string",
+    "azure.identity_protection.properties.source": "string",
+    "azure.identity_protection.properties.detection_timing_type": "string",
+    "azure.identity_protection.properties.additional_info": "json",
     "aws.cloudtrail.event_version": "string",
     "aws.cloudtrail.event_type": "string",
     "aws.cloudtrail.event_category": "string",
@@ -232,7 +241,7 @@ JSON_FIELDS: frozenset[str] = frozenset(name for name, kind in FIELDS.items() if
 # Datasets the collectors produce, and the Sigma log sources they serve.
 DATASETS: tuple[str, ...] = ("aws.cloudtrail", "system.auth", "system.syslog", "sysmon_linux.log", "auditd.log",
                              "cef.log", "leef.log", "azure.activitylogs", "azure.signinlogs", "azure.auditlogs",
-                             "o365.audit", "gcp.audit", "okta.system", "github.audit")
+                             "azure.identity_protection", "o365.audit", "gcp.audit", "okta.system", "github.audit")
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),

@@ -1,6 +1,7 @@
 """Cloud and identity audit-log parsers, one per dataset, each registered as a `soc ingest --source`:
-`azure.activitylogs`, `azure.signinlogs`, `azure.auditlogs`, `o365.audit`, `gcp.audit`, `okta.system`,
-`github.audit` (see `collectors/README.md` for the shapes each takes and how its fields map).
+`azure.activitylogs`, `azure.signinlogs`, `azure.auditlogs`, `azure.identity_protection`, `o365.audit`,
+`gcp.audit`, `okta.system`, `github.audit` (`collectors/README.md` says which shapes each takes and how
+its fields map).
 
 For pulls that hold decoded records rather than files:
 - `normalise_native(dataset, record, tenant=...)`: one native record (a dict, no envelope) -> a nested ECS
@@ -17,7 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from collectors.base import ParserOptions, get_parser
-from collectors.cloud.azure import AzureActivityLogsParser, AzureAuditLogsParser, AzureSignInLogsParser
+from collectors.cloud.azure import (
+    AzureActivityLogsParser,
+    AzureAuditLogsParser,
+    AzureIdentityProtectionParser,
+    AzureSignInLogsParser,
+)
 from collectors.cloud.base import CloudAuditParser, native_event
 from collectors.cloud.gcp import GcpAuditParser
 from collectors.cloud.github import GitHubAuditParser
@@ -25,8 +31,8 @@ from collectors.cloud.o365 import O365AuditParser
 from collectors.cloud.okta import OktaSystemLogParser
 
 CLOUD_PARSERS: dict[str, type[CloudAuditParser]] = {parser.name: parser for parser in (
-    AzureActivityLogsParser, AzureSignInLogsParser, AzureAuditLogsParser, O365AuditParser, GcpAuditParser,
-    OktaSystemLogParser, GitHubAuditParser)}
+    AzureActivityLogsParser, AzureSignInLogsParser, AzureAuditLogsParser, AzureIdentityProtectionParser,
+    O365AuditParser, GcpAuditParser, OktaSystemLogParser, GitHubAuditParser)}
 
 
 def cloud_parser(dataset: str, options: ParserOptions | None = None) -> CloudAuditParser:

@@ -1,12 +1,15 @@
-"""Azure Activity logs and Microsoft Entra ID sign-in and audit logs -> ECS, as Elastic's azure integration
-maps them (`azure.activitylogs`, `azure.signinlogs`, `azure.auditlogs`).
+"""Azure Activity logs and Microsoft Entra ID sign-in, audit and risk logs -> ECS, as Elastic's azure
+integration maps them (`azure.activitylogs`, `azure.signinlogs`, `azure.auditlogs`,
+`azure.identity_protection`).
 
 Native shape: what a diagnostic setting streams to Event Hub (or writes to a storage account): a message
 body `{"records": [...]}` whose records carry `time`, `category`, `operationName`, `resultType`,
 `callerIpAddress`, `correlationId`, `tenantId` or `resourceId`, `identity` and `properties`; records one
 by one or as NDJSON are taken too, and so are Microsoft Graph's `signIn` and `directoryAudit` objects
 (as the Entra admin center downloads them). The `category` decides the dataset, whichever of the three
-parsers reads the record: one Event Hub may carry all of them. A resource log of another service
+parsers reads the record: one Event Hub may carry all of them. Risk records (`UserRiskEvents`, `RiskyUsers`,
+and their service-principal twins) keep `properties.riskEventType` and the risk level, state and detail
+under `azure.identity_protection.properties.*`. A resource log of another service
 (`kube-audit`, `StorageRead`, ...) is refused with its category.
 
 Sign-ins: `properties.id` is `event.id`; `resultType` 0 is success, any other code failure;
@@ -39,6 +42,9 @@ from collectors.cloud.base import (
 from collectors.errors import UnparsableRecordError
 
 ACTIVITY, SIGNIN, AUDIT = "azure.activitylogs", "azure.signinlogs", "azure.auditlogs"
+RISK = "azure.identity_protection"
+RISK_CATEGORIES = frozenset({"UserRiskEvents", "RiskyUsers", "ServicePrincipalRiskEvents", "RiskyServicePrincipals"})
+DATASETS = (ACTIVITY, SIGNIN, AUDIT, RISK)
 SIGNIN_CATEGORIES = frozenset({"SignInLogs", "NonInteractiveUserSignInLogs", "ServicePrincipalSignInLogs",
                                "ManagedIdentitySignInLogs", "ADFSSignInLogs"})
 # The storage / Event Hub schema writes an Administrative event's category as Write, Delete or Action.
@@ -59,12 +65,14 @@ def dataset_of(record: dict[str, Any]) -> str:
         return SIGNIN
     if category in ACTIVITY_CATEGORIES:
         return ACTIVITY
+    if category in RISK_CATEGORIES:
+        return RISK
     if category is None:
         raise UnparsableRecordError("record lacks category: expected an Azure Event Hub record (time, category, "
                                     "operationName, properties, ...)")
     raise UnparsableRecordError(
-        f"category {str(category)[:60]!r} is a resource log of another service, not an Activity log, an Entra "
-        f"sign-in or an Entra audit record: no parser maps it")
+        f"category {str(category)[:60]!r} is a resource log of another service, not an Activity log or an Entra "
+        f"sign-in, audit or risk record: no parser maps it")
 
 
 def _from_graph(record: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +123,8 @@ class AzureParser(CloudAuditParser):
             return dataset, {**common, **_signin(record, properties)}
         if dataset == AUDIT:
             return dataset, {**common, **_audit(record, properties)}
+        if dataset == RISK:
+            return dataset, {**common, **_risk(record, properties)}
         return dataset, {**common, **_activity(record, properties)}
 
 
@@ -123,10 +133,15 @@ def _address(value: Any) -> Any:
 
 
 def _signin(record: dict[str, Any], properties: dict[str, Any]) -> Flat:
+    # resultType is the sign-in's error code (0: success); where a record carries a word there instead, the
+    # code in properties.status.errorCode is the one the rules compare with
     result_type = text(record.get("resultType"))
-    if result_type is None and isinstance(dig(properties, "status", "errorCode"), int):
-        result_type = str(properties["status"]["errorCode"])
-    outcome = None if result_type is None else ("success" if result_type.lower() in _SUCCESS else "failure")
+    code = dig(properties, "status", "errorCode")
+    if (result_type is None or not result_type.isdigit()) and isinstance(code, int) and not isinstance(code, bool):
+        result_type = str(code)
+    lowered = (result_type or "").lower()
+    outcome = ("success" if lowered in _SUCCESS else "failure" if lowered.isdigit() or lowered in _FAILURE
+               else None)
     upn = properties.get("userPrincipalName")
     address = _address(properties.get("ipAddress")) or _address(record.get("callerIpAddress"))
     return {
@@ -182,6 +197,28 @@ def _audit(record: dict[str, Any], properties: dict[str, Any]) -> Flat:
     return flat
 
 
+def _risk(record: dict[str, Any], properties: dict[str, Any]) -> Flat:
+    upn = properties.get("userPrincipalName")
+    address = _address(properties.get("ipAddress")) or _address(record.get("callerIpAddress"))
+    prefix = "azure.identity_protection.properties."
+    return {
+        "event.id": text(properties.get("id")),
+        "event.action": text(record.get("operationName")),
+        "event.category": ["iam"],
+        "cloud.account.id": text(record.get("tenantId")),
+        "azure.identity_protection.operation_name": text(record.get("operationName")),
+        "azure.identity_protection.category": text(record.get("category")),
+        **{prefix + name: text(properties.get(key)) for name, key in (
+            ("risk_event_type", "riskEventType"), ("risk_level", "riskLevel"), ("risk_state", "riskState"),
+            ("risk_detail", "riskDetail"), ("activity", "activity"), ("source", "source"),
+            ("detection_timing_type", "detectionTimingType"))},
+        prefix + "additional_info": compact_json(properties.get("additionalInfo")),
+        **source_fields(address),
+        **user_fields(upn, user_id=properties.get("userId"), full_name=properties.get("userDisplayName")),
+        "related.user": related_users(upn),
+    }
+
+
 def _activity(record: dict[str, Any], properties: dict[str, Any]) -> Flat:
     identity = record.get("identity")
     claims = mapping(mapping(identity).get("claims"))
@@ -219,18 +256,25 @@ def _activity(record: dict[str, Any], properties: dict[str, Any]) -> Flat:
 class AzureActivityLogsParser(AzureParser):
     name = ACTIVITY
     aliases = ("azure-activity",)
-    datasets = (ACTIVITY, SIGNIN, AUDIT)
+    datasets = DATASETS
 
 
 @register_parser
 class AzureSignInLogsParser(AzureParser):
     name = SIGNIN
     aliases = ("entra-signin",)
-    datasets = (SIGNIN, ACTIVITY, AUDIT)
+    datasets = (SIGNIN, ACTIVITY, AUDIT, RISK)
 
 
 @register_parser
 class AzureAuditLogsParser(AzureParser):
     name = AUDIT
     aliases = ("entra-audit",)
-    datasets = (AUDIT, ACTIVITY, SIGNIN)
+    datasets = (AUDIT, ACTIVITY, SIGNIN, RISK)
+
+
+@register_parser
+class AzureIdentityProtectionParser(AzureParser):
+    name = RISK
+    aliases = ("entra-risk",)
+    datasets = (RISK, ACTIVITY, SIGNIN, AUDIT)

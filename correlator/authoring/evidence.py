@@ -268,6 +268,9 @@ def _case_docs(rule: CompiledRule, case: EvidenceCase, tenant: str,
             base = ecs_document(parsed)
         else:
             base = ecs_document(event.ecs or {})
+            given = base.get("event", {}).get("dataset")
+            if event.dataset is None and isinstance(given, str):  # an ECS event naming its dataset goes there
+                dataset = given
         for copy in range(event.repeat):
             doc = ecs_document(base)
             offset = timedelta(seconds=event.every_seconds * copy)

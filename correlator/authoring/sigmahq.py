@@ -180,6 +180,68 @@ def sigmahq_coverage(spark: Any, root: Path, folders: Sequence[str] = RULE_FOLDE
     return report
 
 
+# Why the cloud and identity rules that cannot run do not: per log source without a route, and per compiler
+# reason (a field of the rule that the native record does not have). Shown in the report when it has them.
+LOGSOURCE_GAPS: dict[str, str] = {
+    "product=azure/service=pim": "Entra PIM alerts (Microsoft Graph `roleManagementAlerts`) are not among the "
+    "sign-in, audit, risk and Activity records a diagnostic setting streams to Event Hub: nothing collects them.",
+    "product=m365/service=threat_management": "Microsoft 365 alert records: the rules name `eventSource`, "
+    "`eventName` and `status`, fields of no documented Management Activity API record (an alert "
+    "(`SecurityComplianceAlerts`, RecordType 40) names itself in `Name`); not mapped rather than guessed.",
+    "product=m365/service=threat_detection": "as threat_management: `eventSource`/`eventName`/`status` are no "
+    "fields of a Management Activity API record.",
+    "product=m365/service=exchange": "as threat_management: `eventSource`/`eventName`/`status` are no fields of a "
+    "Management Activity API record (Exchange admin records are `o365.audit`, served by the m365/audit rules).",
+    "product=gcp/service=google_workspace.admin": "Google Workspace Admin SDK reports (Elastic's google_workspace "
+    "integration), not Cloud Audit Logs: nothing collects them.",
+    "product=gcp/service=google_workspace.login": "Google Workspace login reports: as google_workspace.admin.",
+}
+_LIST_FIELD = ("a list of objects in the record: a dotted name cannot say which element "
+               "(the whole list is matched with `TargetResources|contains`)")
+FIELD_GAPS: dict[str, str] = {
+    "field Status has no source in azure.signinlogs": "Log Analytics' `Status` is an object shown as "
+    "Success/Failure with its details; the Event Hub record splits it (resultType, resultSignature, "
+    "properties.status), and no one field answers both `Status: Success` and `Status|contains: MFA Denied`.",
+    "field properties.message has no source in azure.signinlogs": "a field of the classic Activity Log shape; "
+    "sign-in records have none.",
+    "field ActivityDetails has no source in azure.signinlogs": "a placeholder of the rule (with `Username: UPN`), "
+    "no field of a sign-in record.",
+    "field Initiatedby has no source in azure.auditlogs": "a placeholder of the rule (`'UPN'`), no field of the "
+    "record.",
+    "field activityType has no source in azure.auditlogs": "Log Analytics only; the Event Hub audit record has "
+    "`operationType` and `activityDisplayName`.",
+    "field failure_status_reason has no source in azure.auditlogs": "a Log Analytics parsing of the details; in "
+    "the Event Hub record it is an entry of the `additionalDetails` list.",
+    "field ConsentContext.IsAdminConsent has no source in azure.auditlogs": "an entry of the `additionalDetails` "
+    "list of the Event Hub record (`ConsentContext.IsAdminConsent` as a key/value pair).",
+    "field additionalDetails.additionalInfo has no source in azure.auditlogs": _LIST_FIELD,
+    "field TargetResources.ModifiedProperties.DisplayName has no source in azure.auditlogs": _LIST_FIELD,
+    "field TargetResources.modifiedProperties has no source in azure.auditlogs": _LIST_FIELD,
+    "field TargetResources.modifiedProperties.newValue has no source in azure.auditlogs": _LIST_FIELD,
+    "field targetResources.type has no source in azure.auditlogs": _LIST_FIELD,
+    "field data.protoPayload.authorizationInfo.permission has no source in gcp.audit": "`authorizationInfo` is a "
+    "list; one element's permission cannot be named by a dotted path.",
+    "field data.protoPayload.resource.type has no source in gcp.audit": "no field of the record: the LogEntry's "
+    "`resource.type` is outside `protoPayload`.",
+}
+
+
+def _gap_lines(report: CoverageReport) -> list[str]:
+    """The cloud gaps present in the report, with why each cannot run."""
+    by_logsource = Counter(r.logsource for r in report.rules if not r.compiled)
+    by_reason = report.reasons()
+    rows = [f"| {key} | {by_logsource[key]} | {_cell(why)} |" for key, why in LOGSOURCE_GAPS.items()
+            if by_logsource.get(key)]
+    rows += [f"| {_cell(reason)} | {by_reason[reason]} | {_cell(why)} |" for reason, why in FIELD_GAPS.items()
+             if by_reason.get(reason)]
+    if not rows:
+        return []
+    return ["", "## Cloud and identity gaps", "",
+            "The cloud and identity audit logs are collected (`collectors/cloud/`, mapped as Elastic's azure, "
+            "o365, gcp, okta and github integrations map them); these rules still cannot run, and why:", "",
+            "| log source or reason | rules | why |", "|---|---:|---|", *rows]
+
+
 def _percent(compiled: int, total: int) -> str:
     return f"{100 * compiled / total:.1f}%" if total else "–"
 
@@ -219,6 +281,7 @@ def render_markdown(report: CoverageReport) -> str:
         datasets = sorted({d for r in report.rules if r.logsource == key for d in r.datasets})
         lines.append(f"| {key} | {', '.join(datasets) or '–'} | {report.collector_status(key)} | {c} | {t} | "
                      f"{_percent(c, t)} |")
+    lines += _gap_lines(report)
     lines += ["", "## Reasons", "", "| rules | reason |", "|---:|---|"]
     lines += [f"| {count} | {_cell(reason)} |" for reason, count in
               sorted(report.reasons().items(), key=lambda item: (-item[1], item[0]))]

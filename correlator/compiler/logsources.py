@@ -258,25 +258,33 @@ LINUX_SYSMON_ROUTES: dict[str, LogSourceRoute] = {category: _sysmon_route(catego
 
 
 # --- cloud log sources ----------------------------------------------------------------------------
-# Routes for cloud log sources that have a field mapping but no collector yet.
+# Routes for the cloud and identity audit logs that `collectors.cloud` writes.
 #
 # Each maps SigmaHQ's field names to the ECS fields and dataset Elastic's integration for that source
-# uses, so the rules compile now and run once a collector writes the dataset (`docs/coverage/sigmahq.md`
-# marks them "mapping only"). Only names whose Elastic home is known are mapped; any other name makes
-# its rule unsupported with `field X has no source in <dataset>`, rather than silently never matching.
+# uses. Only names whose home in the native record is known are mapped; any other name makes its rule
+# unsupported with `field X has no source in <dataset>`, rather than silently never matching
+# (`docs/coverage/sigmahq.md` lists them with their reasons).
 #
-# - okta/okta -> `okta.system`: `eventType` -> `event.action`; any other name -> its snake_case path in the
-#   JSON field `okta` (Elastic's `okta.*` layout: `debugContext.debugData.requestUri` ->
+# - okta/okta -> `okta.system`: `eventType` -> `event.action`; the other names -> their snake_case path in
+#   the JSON field `okta` (Elastic's `okta.*` layout: `debugContext.debugData.requestUri` ->
 #   `okta.debug_context.debug_data.request_uri`).
 # - m365/audit -> `o365.audit`: `Operation` -> `event.action`, `Workload` -> `event.provider`; any other
 #   name -> its key in the JSON field `o365.audit` (the record as Microsoft writes it, Elastic's layout).
-# - github/audit -> `github.audit`: `action` -> `event.action`.
+# - github/audit -> `github.audit`: `action` -> `event.action`; any other plain name -> its key in the JSON
+#   field `github` (the event as GitHub writes it).
 # - gcp/gcp.audit -> `gcp.audit`: `gcp.audit.method_name` (already the ECS name) and
 #   `data.protoPayload.methodName/serviceName/resourceName` -> `gcp.audit.method_name/service_name/resource_name`.
 # - azure/activitylogs -> `azure.activitylogs`: `operationName`/`OperationNameValue` ->
 #   `azure.activitylogs.operation_name`, `CategoryValue` -> `azure.activitylogs.category`, `ResourceId` ->
 #   `azure.resource.id`, `ResourceProviderValue` -> `azure.resource.provider`, `properties.*` -> the JSON
 #   field `azure.activitylogs.properties`.
+# - azure/signinlogs -> `azure.signinlogs`: SigmaHQ writes the Log Analytics `SigninLogs` column names;
+#   `ResultType`/`ResultDescription` -> the record's `resultType`/`resultDescription`, the others -> their
+#   place in `properties` (snake_case, as Elastic names them). `Status` is not mapped: in Log Analytics it
+#   is an object shown as Success/Failure with its details, which no one field of the record answers.
+# - azure/auditlogs -> `azure.auditlogs`: `OperationName`/`operationName`/`properties.message` (the
+#   activity's display name in the rules) -> `azure.auditlogs.operation_name`; `Category` -> the audit's
+#   category (`properties.category`: UserManagement, RoleManagement, ...), `Status` -> `properties.result`.
 # - azure/riskdetection -> `azure.identity_protection`: `riskEventType` ->
 #   `azure.identity_protection.properties.risk_event_type`.
 
@@ -309,7 +317,7 @@ O365_AUDIT = LogSourceRoute(
 )
 GITHUB_AUDIT = LogSourceRoute(
     name="github_audit", product="github", service="audit", datasets=("github.audit",), raw_field="event.original",
-    field_mapping={"action": "event.action"},
+    field_mapping={"action": "event.action"}, open_prefix="github", json_numbers_as_strings=True,
 )
 GCP_AUDIT = LogSourceRoute(
     name="gcp_audit", product="gcp", service="gcp.audit", datasets=("gcp.audit",), raw_field="event.original",
@@ -331,6 +339,54 @@ AZURE_ACTIVITY = LogSourceRoute(
     },
     prefix_mapping={"properties": "azure.activitylogs.properties"}, json_numbers_as_strings=True,
 )
+_SIGNIN_PROPERTIES = (
+    "AuthenticationRequirement", "RiskState", "RiskLevelDuringSignIn", "RiskLevelAggregated", "RiskDetail",
+    "ResourceDisplayName", "AppDisplayName", "AppId", "IsInteractive", "ConditionalAccessStatus",
+    "NetworkLocationDetails", "AuthenticationProtocol", "UserType", "CrossTenantAccessType",
+)
+AZURE_SIGNIN_FIELDS: dict[str, str] = {
+    "ResultType": "azure.signinlogs.result_type",
+    "ResultDescription": "azure.signinlogs.result_description",
+    "Resultdescription": "azure.signinlogs.result_description",
+    "ResultSignature": "azure.signinlogs.result_signature",
+    "OperationName": "azure.signinlogs.operation_name",
+    "Category": "azure.signinlogs.category",
+    "userAgent": "user_agent.original",
+    "UserAgent": "user_agent.original",
+    "IPAddress": "source.ip",
+    "UserPrincipalName": "user.email",
+    "UserId": "user.id",
+    "UserDisplayName": "user.full_name",
+    "ClientApp": "azure.signinlogs.properties.client_app_used",
+    **{name: f"azure.signinlogs.properties.{snake_case(name[0].lower() + name[1:])}" for name in _SIGNIN_PROPERTIES},
+    "conditionalAccessStatus": "azure.signinlogs.properties.conditional_access_status",
+    **{f"DeviceDetail.{name}": f"azure.signinlogs.properties.device_detail.{target}" for name, target in (
+        ("deviceId", "device_id"), ("isCompliant", "is_compliant"), ("isManaged", "is_managed"),
+        ("trustType", "trust_type"), ("trusttype", "trust_type"), ("operatingSystem", "operating_system"),
+        ("browser", "browser"), ("displayName", "display_name"))},
+}
+AZURE_SIGNIN = LogSourceRoute(
+    name="azure_signinlogs", product="azure", service="signinlogs", datasets=("azure.signinlogs",),
+    raw_field="event.original", field_mapping=AZURE_SIGNIN_FIELDS, json_numbers_as_strings=True,
+)
+AZURE_AUDIT_FIELDS: dict[str, str] = {
+    "OperationName": "azure.auditlogs.operation_name",
+    "operationName": "azure.auditlogs.operation_name",
+    "properties.message": "azure.auditlogs.operation_name",
+    "ActivityDisplayName": "azure.auditlogs.properties.activity_display_name",
+    "Category": "azure.auditlogs.properties.category",
+    "category": "azure.auditlogs.properties.category",
+    "Status": "azure.auditlogs.properties.result",
+    "properties.result": "azure.auditlogs.properties.result",
+    "LoggedByService": "azure.auditlogs.properties.logged_by_service",
+    "TargetResources": "azure.auditlogs.properties.target_resources",
+    "properties.targetResources": "azure.auditlogs.properties.target_resources",
+    "InitiatedBy": "azure.auditlogs.properties.initiated_by",
+}
+AZURE_AUDIT = LogSourceRoute(
+    name="azure_auditlogs", product="azure", service="auditlogs", datasets=("azure.auditlogs",),
+    raw_field="event.original", field_mapping=AZURE_AUDIT_FIELDS, json_numbers_as_strings=True,
+)
 AZURE_RISK = LogSourceRoute(
     name="azure_riskdetection", product="azure", service="riskdetection", datasets=("azure.identity_protection",),
     raw_field="event.original",
@@ -339,7 +395,7 @@ AZURE_RISK = LogSourceRoute(
 
 CLOUD_ROUTES: dict[tuple[str, str], LogSourceRoute] = {
     (route.product or "", route.service or ""): route
-    for route in (OKTA, O365_AUDIT, GITHUB_AUDIT, GCP_AUDIT, AZURE_ACTIVITY, AZURE_RISK)
+    for route in (OKTA, O365_AUDIT, GITHUB_AUDIT, GCP_AUDIT, AZURE_ACTIVITY, AZURE_SIGNIN, AZURE_AUDIT, AZURE_RISK)
 }
 
 

@@ -234,3 +234,24 @@ def test_soc_ingest_takes_each_dataset_by_its_name(cloud: Path, tmp_path: Path) 
     assert code != 0 and "every record of 1 file(s) was dead-lettered" in out  # not audit records: said so
     code, out, _ = run_soc(home, "ingest", "--tenant", "council", "--source", "okta.system", str(okta))
     assert "0 stored" in out and "4 already stored" in out  # provider ids: a re-ingest adds nothing
+
+
+def test_entra_risk_records_and_sign_in_codes_in_properties(tmp_path: Path) -> None:
+    risk = {"time": "2026-01-01T08:00:00Z", "category": "UserRiskEvents", "operationName": "User Risk Detection",
+            "tenantId": "t-1", "properties": {"id": "risk-1", "riskEventType": "unlikelyTravel", "riskLevel": "high",
+                                              "riskState": "atRisk", "userPrincipalName": "alice@contoso.example",
+                                              "ipAddress": "198.51.100.23", "additionalInfo": [{"Key": "k"}]}}
+    worded = {"time": "2026-01-01T08:00:00Z", "category": "SignInLogs", "operationName": "Sign-in activity",
+              "resultType": "Failure", "properties": {"id": "s-1", "status": {"errorCode": 50053}}}
+    (tmp_path / "hub.json").write_bytes(orjson.dumps({"records": [risk, worded]}))
+    events, letters = parse("azure.identity_protection", tmp_path / "hub.json")
+    assert letters == []
+    (risk_doc, signin_doc) = (event.doc for event in events)
+    assert [event.dataset for event in events] == ["azure.identity_protection", "azure.signinlogs"]
+    properties = risk_doc["azure"]["identity_protection"]["properties"]
+    assert properties["risk_event_type"] == "unlikelyTravel" and properties["risk_level"] == "high"
+    assert risk_doc["event"]["id"] == "risk-1" and risk_doc["user"]["email"] == "alice@contoso.example"
+    assert risk_doc["source"]["ip"] == "198.51.100.23"
+    # a word where the error code belongs: the code of properties.status is what rules compare with
+    assert signin_doc["azure"]["signinlogs"]["result_type"] == "50053"
+    assert signin_doc["event"]["outcome"] == "failure"

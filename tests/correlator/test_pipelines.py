@@ -236,3 +236,39 @@ def test_sigmahq_linux_rules_fire_on_parsed_sysmon_and_auditd_events(spark, corp
     }
     by_rule = {alert["rule"]["id"]: alert for alert in result.alerts}
     assert by_rule["e2072cab-8c9a-459b-b63c-40ae79e27031"]["entities"]["host.name"] == ["web01"]
+
+
+def test_entra_sigma_names_read_where_the_parser_puts_them() -> None:
+    """SigmaHQ's Log Analytics names for sign-ins and audits map to the fields `collectors.cloud` fills."""
+    import json
+
+    from collectors.cloud import normalise_native
+    from correlator.compiler.logsources import AZURE_AUDIT, AZURE_SIGNIN
+
+    signin = normalise_native("azure.signinlogs", {
+        "time": "2026-01-01T00:00:00Z", "category": "SignInLogs", "resultType": "50074",
+        "properties": {"id": "s", "authenticationRequirement": "singleFactorAuthentication",
+                       "deviceDetail": {"trustType": "Workplace"}, "riskState": "atRisk", "clientAppUsed": "IMAP4"}},
+        tenant="t")
+    properties = json.loads(signin["azure"]["signinlogs"]["properties"])
+    for name, value in (("AuthenticationRequirement", "singleFactorAuthentication"), ("RiskState", "atRisk"),
+                        ("DeviceDetail.trusttype", "Workplace"), ("ClientApp", "IMAP4")):
+        path = AZURE_SIGNIN.map_field(name).removeprefix("azure.signinlogs.properties.").split(".")
+        found: object = properties
+        for key in path:
+            found = found[key]  # type: ignore[index]
+        assert found == value, name
+    assert AZURE_SIGNIN.map_field("ResultType") == "azure.signinlogs.result_type"
+    assert signin["azure"]["signinlogs"]["result_type"] == "50074"
+    assert resolve_field(AZURE_SIGNIN.map_field("RiskState")) == (
+        "get_json_object(`azure`.`signinlogs`.`properties`, '$.risk_state')")
+    audit = normalise_native("azure.auditlogs", {
+        "time": "2026-01-01T00:00:00Z", "category": "AuditLogs", "operationName": "Add member to role",
+        "properties": {"id": "a", "category": "RoleManagement", "result": "success",
+                       "loggedByService": "Core Directory"}},
+        tenant="t")
+    audit_properties = json.loads(audit["azure"]["auditlogs"]["properties"])
+    assert AZURE_AUDIT.map_field("properties.message") == "azure.auditlogs.operation_name"
+    assert audit["azure"]["auditlogs"]["operation_name"] == "Add member to role"
+    for name, value in (("Category", "RoleManagement"), ("Status", "success"), ("LoggedByService", "Core Directory")):
+        assert audit_properties[AZURE_AUDIT.map_field(name).rsplit(".", 1)[-1]] == value, name

@@ -36,7 +36,8 @@ def test_rule_metadata(path: Path) -> None:
     assert any(tag.startswith("attack.t") for tag in doc["tags"]), f"{path}: needs an ATT&CK technique tag"
     assert ("correlation" in doc) != ("detection" in doc and "logsource" in doc), path
     if "logsource" in doc:  # folder says the log source
-        assert path.parent.name == {"aws": "aws", "linux": "linux"}[doc["logsource"]["product"]]
+        product = doc["logsource"]["product"]
+        assert path.parent.name == product, path
 
 
 def test_rule_ids_are_unique() -> None:
@@ -55,7 +56,10 @@ def test_rule_has_positive_and_negative_evidence(path: Path) -> None:
 
 RAW_EVIDENCE = ("cloudtrail_logging_disabled", "console_login_without_mfa", "sshd_failed_password",
                 "sshd_root_login_accepted", "sshd_brute_force", "sshd_login_accepted", "sshd_brute_force_then_login",
-                "iam_access_key_created", "cloudtrail_trail_stopped", "logging_disabled_after_new_access_key")
+                "iam_access_key_created", "cloudtrail_trail_stopped", "logging_disabled_after_new_access_key",
+                "entra_signin_failed", "entra_admin_role_or_mfa_change", "okta_admin_or_mfa_change",
+                "exchange_mailbox_forwarding", "gcp_service_account_key_created", "github_branch_protection_disabled",
+                "identity_takeover_then_privilege_change", "cloud_credential_then_logging_disabled")
 
 
 @pytest.mark.parametrize("name", RAW_EVIDENCE)
