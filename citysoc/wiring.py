@@ -204,7 +204,8 @@ def pull_sources(settings: Settings, *, only: Sequence[str] = ()) -> list[PullSo
     with case_client(settings, role="service") as client:
         access = client.source_access()
     sources = [PullSource(id=entry["id"], tenant=entry["tenant_id"], name=entry["name"], kind=entry["kind"],
-                          parser=entry["parser"], settings=entry.get("pull") or {})
+                          parser=entry["parser"], settings=entry.get("pull") or {},
+                          cloud_accounts=tuple(entry.get("cloud_accounts") or ()))
                for entry in access if entry["kind"] in PULL_KINDS]
     if only:
         sources = [source for source in sources if source.name in only or str(source.id) in only]

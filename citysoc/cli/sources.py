@@ -72,7 +72,8 @@ def sources_add(
                         f"{source['parser']}: {', '.join(source['datasets'])}) added for {source['tenant_id']}")
     if source.get("token"):
         line_console.print(f"bearer token (shown once, store it now): [bold]{source['token']}[/bold]")
-    if source["parser"] == "aws.cloudtrail" and source["transports"] and not source["cloud_accounts"]:
+    if source["parser"] == "aws.cloudtrail" and (source["transports"] or source["kind"] in PULL_KINDS) \
+            and not source["cloud_accounts"]:
         line_console.print("note: no cloud account registered, so every CloudTrail record will be refused until "
                             "the city SOC adds the member's accounts")
     line_console.print(guide, markup=False)

@@ -51,6 +51,7 @@ class PullSource:
     kind: str
     parser: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    cloud_accounts: tuple[str, ...] = ()  # the accounts its CloudTrail records may name (as at the HTTP intake)
 
     @property
     def where(self) -> str:

@@ -32,6 +32,7 @@ from collectors.records import RawRecord
 
 _KEYS = ("fully_qualified_namespace", "eventhub_name", "consumer_group", "partition_id")
 MAX_BATCH = 300
+CONNECT_SECONDS = 15.0
 
 
 class FileCheckpointStore(CheckpointStore):
@@ -131,6 +132,12 @@ class EventHubPuller(Puller):
         handed: queue.Queue[tuple[Any, list[EventData], threading.Event]] = queue.Queue(maxsize=1)
         stopping = threading.Event()
         idle = float(self.source.setting("idle_seconds", 10))
+        errors: list[str] = []
+
+        def on_error(context: Any, error: Exception) -> None:
+            # the client retries by itself; a pull that received nothing says why instead of "caught up"
+            partition = f"partition {context.partition_id}: " if context is not None else ""
+            errors.append(f"{partition}{str(error).splitlines()[0]}")
 
         def on_batch(context: Any, events: list[EventData]) -> None:
             if not events or stopping.is_set():
@@ -141,15 +148,26 @@ class EventHubPuller(Puller):
                 pass
 
         receiver = threading.Thread(target=client.receive_batch, name=f"eventhub-{self.source.id}", kwargs={
-            "on_event_batch": on_batch, "max_batch_size": MAX_BATCH, "max_wait_time": idle,
+            "on_event_batch": on_batch, "on_error": on_error, "max_batch_size": MAX_BATCH, "max_wait_time": idle,
             "starting_position": "-1"}, daemon=True)
         receiver.start()
+        received = False
         try:
             while True:
-                try:
-                    context, events, done = handed.get(timeout=idle * 2)
-                except queue.Empty:
-                    return
+                quiet_since = time.monotonic()
+                while True:
+                    try:
+                        context, events, done = handed.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        if errors and not received:
+                            raise PullError(f"the event hub could not be read: {errors[0]}",
+                                            where=self.source.where) from None
+                        # caught up once no partition had an event for a while (the first wait also covers
+                        # connecting and claiming the partitions)
+                        if time.monotonic() - quiet_since > idle * 2 + (0 if received else CONNECT_SECONDS):
+                            return
+                received = True
                 records, dead = event_records(events, eventhub=eventhub, partition=context.partition_id,
                                               record=self.record)
 

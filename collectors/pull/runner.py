@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from citysoc.deadletter import DeadLetter, DeadLetterStore
-from collectors.intake import SpoolWriter
-from collectors.pull.base import PullError, PullSource, get_puller
+from collectors.intake import CLOUDTRAIL, SpoolWriter, cloudtrail_accounts
+from collectors.pull.base import PullBatch, PullError, PullSource, get_puller
 from collectors.pull.checkpoints import PullCheckpoints
 from collectors.records import RawRecord
 
@@ -75,6 +75,8 @@ class PullRunner:
         try:
             state = self.checkpoints.load(source)
             for batch in puller.batches(state):
+                if source.parser == CLOUDTRAIL:
+                    _refuse_foreign_accounts(batch, source)
                 for start in range(0, len(batch.records), APPEND_RECORDS):
                     self.spool.append(tenant=source.tenant, source=source.parser,
                                       records=batch.records[start:start + APPEND_RECORDS], source_id=source.id)
@@ -101,6 +103,21 @@ class PullRunner:
         while not stop.is_set():
             self.poll(stop)
             stop.wait(every)
+
+
+def _refuse_foreign_accounts(batch: PullBatch, source: PullSource) -> None:
+    """CloudTrail records naming an account not registered for the source become dead letters, as the HTTP
+    intake refuses them: a bucket holding another member's trail never files it under this tenant."""
+    kept: list[RawRecord] = []
+    registered = set(source.cloud_accounts)
+    for record in batch.records:
+        foreign = sorted(cloudtrail_accounts([record]) - registered)
+        if foreign:
+            batch.dead.append((record, f"the record names account {', '.join(foreign)}, not registered for the "
+                                       "source: the city SOC adds the member's accounts to it"))
+        else:
+            kept.append(record)
+    batch.records = kept
 
 
 def _dead(record: RawRecord, reason: str, source: PullSource) -> DeadLetter:

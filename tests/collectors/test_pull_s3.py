@@ -41,11 +41,11 @@ def client(moto: str, service: str) -> Any:
                         aws_access_key_id=ENV["AWS_KEY_ID"], aws_secret_access_key=ENV["AWS_SECRET"])
 
 
-def trail_object(prefix: str, count: int) -> bytes:
+def trail_object(prefix: str, count: int, account: str = ACCOUNT) -> bytes:
     records = [{"eventVersion": "1.08", "eventID": f"{prefix}-{n:04d}", "eventTime": "2026-12-01T10:00:00Z",
                 "eventName": "ConsoleLogin", "eventSource": "signin.amazonaws.com", "awsRegion": "eu-west-2",
-                "sourceIPAddress": "198.51.100.7", "recipientAccountId": ACCOUNT,
-                "userIdentity": {"type": "IAMUser", "userName": "alice", "accountId": ACCOUNT}}
+                "sourceIPAddress": "198.51.100.7", "recipientAccountId": account,
+                "userIdentity": {"type": "IAMUser", "userName": "alice", "accountId": account}}
                for n in range(count)]
     return gzip.compress(json.dumps({"Records": records}).encode())
 
@@ -86,7 +86,7 @@ def lake(tmp_path: Path) -> Iterator[Lake]:
 def s3_source(moto: str, **settings: Any) -> PullSource:
     return PullSource(id=11, tenant="council", name="trail", kind="aws-s3", parser="aws.cloudtrail", settings={
         "bucket": BUCKET, "region": "eu-west-2", "endpoint_url": moto, "access_key_id": "env:AWS_KEY_ID",
-        "secret_access_key": "env:AWS_SECRET", "prefix": "AWSLogs/", **settings})
+        "secret_access_key": "env:AWS_SECRET", "prefix": "AWSLogs/", **settings}, cloud_accounts=(ACCOUNT,))
 
 
 def test_listing_reads_each_partition_in_key_order_and_stores_each_event_once(
@@ -95,15 +95,19 @@ def test_listing_reads_each_partition_in_key_order_and_stores_each_event_once(
         for day in (1, 2):
             bucket.put_object(Bucket=BUCKET, Key=key(region, day, f"a{day}"), Body=trail_object(f"{region}-{day}", 30))
     bucket.put_object(Bucket=BUCKET, Key=key("eu-west-2", 2, "b-broken"), Body=b"\x1f\x8b\x08not really gzip")
+    # another account's trail in the member's bucket: never filed under this member
+    bucket.put_object(Bucket=BUCKET, Key=key("eu-west-2", 2, "c-foreign"), Body=trail_object("foreign", 2,
+                                                                                              "999999999999"))
     source = s3_source(moto)
     report = lake.runner(source).poll()
-    assert report.records == 120 and report.dead_lettered == 1 and not report.failed
+    assert report.records == 120 and report.dead_lettered == 3 and not report.failed
     state = json.loads((lake.checkpoint_dir / "source-11-aws-s3.json").read_text())["state"]
     assert sorted(state["partitions"]) == [f"AWSLogs/{ACCOUNT}/CloudTrail/eu-west-2/",
                                            f"AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/"]
-    letter = next(lake.dead.list(tenant="council"))
-    assert letter["origin"].startswith(f"s3://{BUCKET}/{key('eu-west-2', 2, 'b-broken')}")
-    assert "gzip" in letter["reason"]
+    letters = {letter["origin"]: letter["reason"] for letter in lake.dead.list(tenant="council")}
+    broken = next(origin for origin in letters if origin.startswith(f"s3://{BUCKET}/{key('eu-west-2', 2, 'b-broken')}"))
+    assert "gzip" in letters[broken]
+    assert sum("names account 999999999999, not registered" in reason for reason in letters.values()) == 2
     assert len(lake.drain()) == 120
     # nothing new: nothing read; an object delivered late with an earlier key is still found, once
     assert lake.runner(source).poll().records == 0
