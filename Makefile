@@ -78,8 +78,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers (the machine's two cores); a test file stays on one worker, so its module fixtures
+# (one application per backend, one fuzzed database) are made once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -12,6 +12,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+# Rich sizes its tables from COLUMNS when its console is made, which may be at import, before a test's
+# own environment: one wide terminal for every test process (pytest-xdist workers have no terminal).
+os.environ["COLUMNS"] = "250"
+
 import pytest
 from pyspark.sql import SparkSession
 
