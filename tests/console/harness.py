@@ -29,7 +29,7 @@ from case_api.settings import Settings
 from citysoc.deadletter import DeadLetterStore
 from citysoc.health import HealthStore
 from citysoc.store import ParquetEventStore
-from collectors.ingest import ingest_files
+from collectors.ingest import IngestReport, ingest_files
 from tests.case_api.conftest import Headers, SocApi, build_alert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +39,8 @@ BLOCKING_IMPACTS = frozenset({"serious", "critical"})
 WINDOW = (1366, 900)
 SESSION_COOKIE = "citysoc_console"
 
-TENANTS = {"northgate-hospital": "Northgate Hospital", "riverside-school": "Riverside School"}
+HOSPITAL, SCHOOL = "northgate-hospital", "riverside-school"
+TENANTS = {HOSPITAL: "Northgate Hospital", SCHOOL: "Riverside School"}
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ConsoleWorld:
     keys: dict[str, str] = field(default_factory=dict)
     cases: dict[str, dict[str, int]] = field(default_factory=dict)  # member -> case name -> case id
     sources: dict[str, int] = field(default_factory=dict)  # member -> its syslog source's id
+    sessions: dict[str, str] = field(default_factory=dict)  # user -> the console session cookie of a sign-in
 
     def headers(self, user: str) -> Headers:
         return {"Authorization": f"Bearer {self.keys[user]}"}
@@ -77,16 +79,21 @@ class ConsoleWorld:
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
-    def store_syslog(self, tenant: str, lines: list[str]) -> list[dict[str, Any]]:
-        """Syslog lines through the real ingest path into the lake the API reads evidence from; the events
-        stored from them (with their ids), oldest first."""
+    def ingest_syslog(self, tenant: str, lines: list[str]) -> IngestReport:
+        """Syslog lines through the real ingest path: events into the lake, unparsable lines into the
+        dead-letter store, both under the API's ``SOC_HOME``."""
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "auth.log"
             path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            store = ParquetEventStore(self.settings.events_dir)
-            ingest_files(tenant=tenant, source="syslog", paths=[path], store=store,
-                         dead_letters=DeadLetterStore(self.settings.deadletter_dir))
-        lake = store.arrow_dataset("system.auth", tenants=[tenant])
+            return ingest_files(tenant=tenant, source="syslog", paths=[path],
+                                store=ParquetEventStore(self.settings.events_dir),
+                                dead_letters=DeadLetterStore(self.settings.deadletter_dir))
+
+    def store_syslog(self, tenant: str, lines: list[str]) -> list[dict[str, Any]]:
+        """Syslog lines through the real ingest path into the lake the API reads evidence from; the events
+        stored from them (with their ids), oldest first."""
+        assert self.ingest_syslog(tenant, lines).stored == len(lines)
+        lake = ParquetEventStore(self.settings.events_dir).arrow_dataset("system.auth", tenants=[tenant])
         assert lake is not None, "the sshd lines were not stored as system.auth"
         rows = [row for row in lake.to_table().to_pylist() if row["event"]["original"] in set(lines)]
         assert len(rows) == len(lines), f"{len(lines)} lines, {len(rows)} events stored"
@@ -142,6 +149,8 @@ def live_case_api(home: Path) -> Iterator[ConsoleWorld]:
 
 #: The attacker's address that both members' campaign cases share.
 ATTACKER = "203.0.113.50"
+#: Lines the hospital's sender wrote that are no syslog: dead letters, shown on its sources pages as text.
+DEAD_LINES = ["<script>alert('dead letter')</script> not syslog", "<38>1 2024-13-45T99:99:99Z web sshd - - - bad time"]
 
 
 def seed_members(world: ConsoleWorld) -> None:
@@ -177,6 +186,7 @@ def seed_members(world: ConsoleWorld) -> None:
             health.record(source_id=world.sources[tenant], tenant=tenant, events=40 + minute, dead=minute % 3,
                           last_event_time=received, received=received, last_dead_origin="10.20.4.7",
                           last_dead_reason="unparsable syslog line: no PRI part" if minute % 3 else None)
+    assert world.ingest_syslog(HOSPITAL, DEAD_LINES).dead_lettered == len(DEAD_LINES)
     for name, alerts in batches.items():
         for tenant in TENANTS:
             cases = world.soc.ingest(*alerts(tenant))["cases"]
@@ -265,6 +275,19 @@ def sign_in(driver: Any, world: ConsoleWorld, user: str, next_path: str | None =
     )
     errors = driver.find_elements(By.ID, "login-error")
     assert not errors, f"{user} could not sign in: {errors[0].text}"
+    cookie = driver.get_cookie(SESSION_COOKIE)
+    assert cookie is not None and cookie["httpOnly"], cookie
+    world.sessions[user] = cookie["value"]
+
+
+def resume(driver: Any, world: ConsoleWorld, user: str) -> None:
+    """Signed in as ``user`` again with the session of an earlier sign-in (the form once per user and run)."""
+    if user not in world.sessions:
+        sign_in(driver, world, user)
+        return
+    driver.get(f"{world.url}/console/static/console.css")  # a cookie is set on the page's own site
+    driver.add_cookie({"name": SESSION_COOKIE, "value": world.sessions[user], "path": "/console", "httpOnly": True,
+                       "sameSite": "Lax"})
 
 
 def navigation_status(driver: Any) -> int:

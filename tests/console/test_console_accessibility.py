@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.console.conftest import Axe
-from tests.console.harness import ConsoleWorld, blocking, navigation_status, sign_in
+from tests.console.harness import ConsoleWorld, blocking, navigation_status, resume
 
 HOSPITAL = "northgate-hospital"
 
@@ -26,7 +26,7 @@ def test_page_has_no_serious_accessibility_violation(
     live_server: ConsoleWorld, browser: Any, axe: Axe, page: str, user: str | None, path: str
 ) -> None:
     if user is not None:
-        sign_in(browser, live_server, user)
+        resume(browser, live_server, user)
     browser.get(live_server.url + path.format(**live_server.cases[HOSPITAL], source=live_server.sources[HOSPITAL]))
     assert navigation_status(browser) == 200, f"{page}: {browser.current_url}"
     found = blocking(axe(browser))
