@@ -59,7 +59,8 @@ RAW_EVIDENCE = ("cloudtrail_logging_disabled", "console_login_without_mfa", "ssh
                 "iam_access_key_created", "cloudtrail_trail_stopped", "logging_disabled_after_new_access_key",
                 "entra_signin_failed", "entra_admin_role_or_mfa_change", "okta_admin_or_mfa_change",
                 "exchange_mailbox_forwarding", "gcp_service_account_key_created", "github_branch_protection_disabled",
-                "identity_takeover_then_privilege_change", "cloud_credential_then_logging_disabled")
+                "identity_takeover_then_privilege_change", "cloud_credential_then_logging_disabled",
+                "m365_audit_logging_disabled")
 
 
 @pytest.mark.parametrize("name", RAW_EVIDENCE)
