@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from citysoc.cli.render import recognised_by
 from citysoc.store import ParquetEventStore
 from tests.collectors.pull_servers import GitHubAuditLog, github_entry
 from tests.test_sources_cli import NG, soc
@@ -38,6 +39,7 @@ def test_a_github_source_is_added_then_pulled_into_the_lake_once(tmp_path: Path,
     listed = soc(home, "sources", "list", "--json")
     [entry] = [orjson.loads(line) for line in listed.stdout.splitlines()]
     assert entry["pull"]["token"] == "env:NORTHGATE_GH_TOKEN"
+    assert recognised_by(entry) == "pulled (soc pull) org northgate"  # the `soc sources list` column
 
     unset = soc(home, "pull", "--once")
     assert unset.returncode == 1 and "NORTHGATE_GH_TOKEN is not set" in unset.stderr

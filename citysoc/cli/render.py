@@ -89,6 +89,11 @@ def recognised_by(source: dict[str, Any]) -> str:
         parts.append(f"client cert {source['certificate_sha256'][:12]}…")
     if source.get("cloud_accounts"):
         parts.append("accounts " + ", ".join(source["cloud_accounts"]))
+    pull = source.get("pull") or {}
+    if pull:  # where it is pulled from: the first setting naming the provider's side (never a credential)
+        where = next((f"{key} {pull[key]}" for key in ("bucket", "eventhub", "subscription", "domain", "org",
+                                                        "enterprise", "tenant_id") if pull.get(key)), "")
+        parts.insert(0, f"pulled (soc pull) {where}".strip())
     text = "; ".join(part for part in parts if part)
     return text or ("files (soc ingest)" if not source.get("transports") else "-")
 

@@ -143,8 +143,10 @@ def onboarding(settings: Settings, source: dict[str, Any]) -> str:
     if pulled is not None:
         references = ", ".join(f"{name}={source['pull'][name]}" for name in pulled.secrets if name in source["pull"])
         return (f"what the member grants (least privilege): {pulled.grants}\n"
-                f"credentials are read by `soc pull` from {references or 'its default credentials'}: set them in "
-                f"its environment or files, never in the source. Pull now: soc pull --once --source {source['id']}")
+                f"credentials are read by `soc pull` from "
+                f"{references or 'the default credentials of the machine it runs on (AWS: its credential chain)'}: "
+                f"set them in its environment or files, never in the source. "
+                f"Pull now: soc pull --once --source {source['id']}")
     port = settings.collect_port(source["kind"])
     if port is None:
         return (f"feed it from files: soc ingest --tenant {source['tenant_id']} --source {source['parser']} PATH...")
