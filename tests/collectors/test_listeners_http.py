@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from citysoc.store import ParquetEventStore
+from collectors.drain import Drainer
 from collectors.listeners.config import Limits
 from tests.collectors.intake_helpers import (
     DEADLINE,
@@ -20,6 +22,7 @@ from tests.collectors.intake_helpers import (
     fill_until_full,
     running,
 )
+from tests.store.lake_helpers import stored_ids
 
 
 def trail(event_id: str, account: str = "111122223333") -> dict[str, object]:
@@ -156,3 +159,35 @@ def test_a_pubsub_push_carries_its_token_in_the_endpoint_url(intake: Running, ht
     assert answer.status_code == 200, answer.text
     [(tenant, source, record)] = intake.records("citysoc-push")
     assert (tenant, source) == ("harbour-school", "gcp.audit") and json.loads(record.payload) == push
+
+
+def test_okta_hook_deliveries_and_pubsub_pushes_are_stored_under_the_providers_ids(
+        intake: Running, http: httpx.Client, tmp_path: Path) -> None:
+    hook = {"eventType": "com.okta.event_hook", "eventTypeVersion": "1.0", "cloudEventsVersion": "0.1",
+            "eventId": "delivery-1", "eventTime": "2026-12-01T10:00:01.000Z", "data": {"events": [
+                {"uuid": f"hook-uuid-{n}", "published": "2026-12-01T10:00:00.000Z", "eventType": "user.session.start",
+                 "version": "0", "severity": "INFO", "displayMessage": "User login to Okta",
+                 "actor": {"id": "00u1", "type": "User", "alternateId": "alice@example.org"},
+                 "client": {"ipAddress": "198.51.100.7"}, "outcome": {"result": "FAILURE"}} for n in (1, 2)]}}
+    delivered = http.post("/v1/events", content=json.dumps(hook).encode(),
+                          headers={"Authorization": f"Bearer {SCHOOL_TOKEN}"}, params={"source": "okta.system"})
+    assert delivered.status_code == 200, delivered.text
+    entry = {"insertId": "push-insert-1", "logName": "projects/acme-prod/logs/cloudaudit.googleapis.com%2Factivity",
+             "timestamp": "2026-12-01T10:00:00.123456Z", "severity": "NOTICE",
+             "resource": {"type": "service_account", "labels": {"project_id": "acme-prod"}},
+             "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+                              "serviceName": "iam.googleapis.com",
+                              "methodName": "google.iam.admin.v1.CreateServiceAccountKey",
+                              "authenticationInfo": {"principalEmail": "bob@example.org"},
+                              "requestMetadata": {"callerIp": "203.0.113.9"}}}
+    push = {"message": {"data": base64.b64encode(json.dumps(entry).encode()).decode(), "messageId": "9",
+                        "publishTime": "2026-12-01T10:00:01Z"}, "subscription": "projects/acme-prod/subscriptions/soc"}
+    pushed = http.post("/v1/events", content=json.dumps(push).encode(),
+                       params={"token": SCHOOL_TOKEN, "source": "gcp.audit"})
+    assert pushed.status_code == 200, pushed.text
+    store = ParquetEventStore(tmp_path / "events")
+    Drainer(intake.spool, store, intake.dead_letters).run_once()
+    assert list(intake.dead_letters.list()) == []
+    assert store.stored(tenant="harbour-school", dataset="okta.system") == 2
+    assert store.stored(tenant="harbour-school", dataset="gcp.audit") == 1
+    assert sorted(stored_ids(store.events_dir)) == ["hook-uuid-1", "hook-uuid-2", "push-insert-1"]
