@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import structlog
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 from pyspark.sql import DataFrame, SparkSession
@@ -32,7 +33,7 @@ from citysoc.retention import DEFAULT_RETENTION, Retention
 from citysoc.schema import ARROW_SCHEMA, DATASETS
 from citysoc.store import es_layout, es_source
 from citysoc.store.base import Arrival, EventStore, WriteResult, register_store
-from citysoc.store.es_documents import bulk_outcome, event_document, hit_document
+from citysoc.store.es_documents import bulk_outcome, events_table, hit_document, table_documents
 from citysoc.store.es_source import SOURCE_NAME, ElasticsearchSource, time_range
 from citysoc.tenancy import validate_tenant_id
 
@@ -153,9 +154,15 @@ class ElasticsearchEventStore(EventStore):
     # --- writing ----------------------------------------------------------------------------------------
 
     def write(self, *, tenant: str, dataset: str, events: Iterable[Mapping[str, Any]]) -> WriteResult:
+        return self.write_table(tenant=tenant, dataset=dataset, table=events_table(events))
+
+    def write_table(self, *, tenant: str, dataset: str, table: pa.Table) -> WriteResult:
+        """The table's rows as documents (`table_documents`: column by column), in chunks of `CHUNK`."""
         validate_tenant_id(tenant)
         stream = es_layout.stream_name(dataset, tenant)
-        documents = [event_document(event, tenant=tenant, dataset=dataset) for event in events]
+        if not table.num_rows:
+            return WriteResult(stored=0, duplicates=0)
+        documents = table_documents(table, tenant=tenant, dataset=dataset)
         if not documents:
             return WriteResult(stored=0, duplicates=0)
         self._ensure_dataset(dataset)

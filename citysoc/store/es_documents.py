@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from citysoc.schema import JSON_FIELDS, to_row
+from citysoc.schema import ARROW_SCHEMA, JSON_FIELDS, to_row
 from citysoc.store import es_layout
 from citysoc.store.lookup import to_document
 
@@ -25,14 +26,55 @@ def event_document(event: Mapping[str, Any], *, tenant: str, dataset: str) -> di
     """The `_source` of one event: the schema's fields only (an unknown field raises, as for the lake), absent
     ones left out, times as ISO 8601; `organization.id` and `event.dataset` filled in where the event has none
     (where it was filed). Raises ValueError for an event without `event.id` or `@timestamp`."""
-    row = to_row(event)
-    if not isinstance(row["@timestamp"], datetime):
-        raise ValueError("every event needs an @timestamp (a timezone-aware datetime)")
-    if not row["event"]["id"]:
+    return table_documents(events_table([event]), tenant=tenant, dataset=dataset)[0]
+
+
+def events_table(events: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Events as an Arrow table of the event schema (`to_row`: an unknown field raises)."""
+    rows = [to_row(event) for event in events]
+    for row in rows:
+        if row["@timestamp"] is not None and not isinstance(row["@timestamp"], datetime):
+            raise ValueError("@timestamp must be a timezone-aware datetime")
+    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+
+
+def table_documents(table: pa.Table, *, tenant: str, dataset: str) -> list[dict[str, Any]]:
+    """The `_source` of every row of an Arrow table of events (`ARROW_SCHEMA`), as `event_document` makes it.
+
+    Column by column: only the fields some row of the table sets are visited for every row (a batch of one
+    source sets a dozen of the schema's ~180 leaves), and times are formatted by Arrow."""
+    table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+    flat = table
+    while any(pa.types.is_struct(item.type) for item in flat.schema):
+        flat = flat.flatten()
+    rows = table.num_rows
+    if flat.column("event.id").null_count:
         raise ValueError("every event needs an event.id")
-    row["organization"]["id"] = row["organization"]["id"] or tenant
-    row["event"]["dataset"] = row["event"]["dataset"] or dataset
-    return to_document(row)
+    if flat.column("@timestamp").null_count:
+        raise ValueError("every event needs an @timestamp (a timezone-aware datetime)")
+    columns: list[tuple[tuple[str, ...], list[Any]]] = []
+    for name, column in zip(flat.column_names, flat.columns, strict=True):
+        if column.null_count == rows:
+            continue
+        if pa.types.is_timestamp(column.type):  # UTC, microseconds: 2026-12-01T09:30:15.123456Z
+            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
+        path = (name,) if name == "@timestamp" else tuple(name.split("."))
+        columns.append((path, column.to_pylist()))
+    documents = []
+    for index in range(rows):
+        document: dict[str, Any] = {}
+        for path, values in columns:
+            value = values[index]
+            if value is None:
+                continue
+            node = document
+            for part in path[:-1]:
+                node = node.get(part) or node.setdefault(part, {})
+            node[path[-1]] = value
+        document.setdefault("organization", {}).setdefault("id", tenant)
+        document["event"].setdefault("dataset", dataset)
+        documents.append(document)
+    return documents
 
 
 Outcome = Literal["stored", "duplicate", "rejected", "unavailable"]
@@ -139,35 +181,55 @@ def _convert(value: Any, arrow_type: pa.DataType, name: str) -> Any:
     return value
 
 
-def _fill(fields: Iterable[pa.Field], flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for field in fields:
-        name = f"{prefix}{field.name}"
-        if pa.types.is_struct(field.type):
-            row[field.name] = _fill(field.type, flat, f"{name}.")
+def _leaves_of(fields: Iterable[pa.Field], prefix: str = "") -> Iterator[str]:
+    for item in fields:
+        name = f"{prefix}{item.name}"
+        if pa.types.is_struct(item.type):
+            yield from _leaves_of(item.type, f"{name}.")
         else:
-            row[field.name] = _convert(flat.get(name), field.type, name)
-    return row
-
-
-def hit_row(hit: Mapping[str, Any], schema: pa.Schema) -> dict[str, Any]:
-    """One search hit as a row of `schema` (the event schema, or the columns a reader kept), with `tenant` and
-    `dataset` (where the document was filed: `organization.id` / `event.dataset`, else its data stream)."""
-    source = hit.get("_source") or {}
-    flat = dict(leaves(source))
-    filed = es_layout.split_stream(str(hit.get("_index", ""))) or (None, None)
-    extra = {"dataset": _one(flat.get("event.dataset")) or filed[0],
-             "tenant": _one(flat.get("organization.id")) or filed[1]}
-    row = _fill([field for field in schema if field.name not in extra], flat, "")
-    for name in extra:
-        if name in schema.names:
-            row[name] = extra[name]
-    return {name: row[name] for name in schema.names}
+            yield name
 
 
 def hits_batch(hits: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
-    """A page of hits as one Arrow record batch of `schema` (what a Python data source yields to Spark)."""
-    return pa.RecordBatch.from_pylist([hit_row(hit, schema) for hit in hits], schema=schema)
+    """A page of hits as one Arrow record batch of `schema` (the event schema plus `tenant` and `dataset`, or
+    the columns a reader kept): what a Python data source yields to Spark. `tenant` and `dataset` are where
+    each document was filed: `organization.id` / `event.dataset`, else its data stream. Built column by column:
+    each hit costs the fields its `_source` has, not the schema's ~180."""
+    count = len(hits)
+    wanted = set(_leaves_of(schema))
+    present: dict[str, list[Any]] = {}
+    filed: dict[str, list[Any]] = {"tenant": [None] * count, "dataset": [None] * count}
+    for index, hit in enumerate(hits):
+        flat = dict(leaves(hit.get("_source") or {}))
+        for name, value in flat.items():
+            if name in wanted:
+                column = present.get(name)
+                if column is None:
+                    column = present[name] = [None] * count
+                column[index] = value
+        stream = es_layout.split_stream(str(hit.get("_index", ""))) or (None, None)
+        filed["dataset"][index] = _one(flat.get("event.dataset")) or stream[0]
+        filed["tenant"][index] = _one(flat.get("organization.id")) or stream[1]
+
+    def array(item: pa.Field, prefix: str) -> pa.Array:
+        name = f"{prefix}{item.name}"
+        if pa.types.is_struct(item.type):
+            children = [array(child, f"{name}.") for child in item.type]
+            return pa.StructArray.from_arrays(children, fields=list(item.type))
+        if not prefix and name in filed:
+            return pa.array(filed[name], item.type)
+        values = present.get(name)
+        if values is None:
+            return pa.nulls(count, item.type)
+        return pa.array([_convert(value, item.type, name) for value in values], item.type)
+
+    return pa.RecordBatch.from_arrays([array(item, "") for item in schema], schema=schema)
+
+
+def hit_row(hit: Mapping[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    """One search hit as a row of `schema` (see `hits_batch`)."""
+    row: dict[str, Any] = hits_batch([hit], schema).to_pylist()[0]
+    return row
 
 
 def hit_document(hit: Mapping[str, Any], schema: pa.Schema) -> dict[str, Any]:

@@ -4,7 +4,7 @@ these are our functions; what the cluster does with them is the contract suite's
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +15,15 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from citysoc.schema import ARROW_SCHEMA, to_row
 from citysoc.store.elastic import alert_document
-from citysoc.store.es_documents import bulk_outcome, event_document, hit_document, hit_row, hits_batch
+from citysoc.store.es_documents import (
+    bulk_outcome,
+    event_document,
+    events_table,
+    hit_document,
+    hit_row,
+    hits_batch,
+    table_documents,
+)
 from citysoc.store.es_source import ReadPlan, filter_clause, plan_from_options, source_fields, source_schema
 
 T0 = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
@@ -36,6 +44,20 @@ def test_event_document_is_the_ecs_source_with_where_it_was_filed() -> None:
         event_document(EVENT | {"surprise": 1}, tenant="council", dataset="system.auth")
     with pytest.raises(ValueError, match=r"event\.id"):
         event_document({"@timestamp": T0}, tenant="council", dataset="system.auth")
+
+
+def test_a_table_becomes_documents_column_by_column_as_one_event_would() -> None:
+    other = {"@timestamp": T0 + timedelta(seconds=1), "event": {"id": "e2", "dataset": "system.syslog"},
+             "host": {"name": "gw-1"}, "process": {"args": []}}
+    documents = table_documents(events_table([EVENT, other]), tenant="council", dataset="system.auth")
+    assert documents == [event_document(EVENT, tenant="council", dataset="system.auth"),
+                         event_document(other, tenant="council", dataset="system.auth")]
+    assert documents[1] == {"@timestamp": "2026-12-01T09:30:16.123456Z", "host": {"name": "gw-1"},
+                            "process": {"args": []}, "organization": {"id": "council"},
+                            "event": {"id": "e2", "dataset": "system.syslog"}}  # only what the row sets
+    assert "host" not in documents[0] and documents[0]["source"] == {"ip": "192.0.2.7", "port": 22}
+    with pytest.raises(ValueError, match="@timestamp"):
+        table_documents(events_table([{"event": {"id": "e3"}}]), tenant="council", dataset="system.auth")
 
 
 def bulk_item(status: int, error: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -71,6 +93,17 @@ def test_a_hit_of_our_own_document_reads_back_as_the_row_written() -> None:
     expected["organization"]["id"], expected["event"]["dataset"] = "north-gate", "system.auth"
     assert row == {**expected, "tenant": "north-gate", "dataset": "system.auth"}
     assert hit_document(hit(document), ARROW_SCHEMA) == document  # events_by_id gives what was stored
+
+
+def test_a_page_of_hits_with_different_fields_fills_each_column() -> None:
+    first = event_document(EVENT, tenant="council", dataset="system.auth")
+    second = {"@timestamp": "2026-12-01T10:00:00Z", "event": {"id": "e9"}, "host": {"name": "gw-1"}}
+    batch = hits_batch([hit(first), hit(second, index=".ds-logs-system.syslog-elm-2026.12.01-000001")], FULL)
+    rows = batch.to_pylist()
+    assert rows[0] == hit_row(hit(first), FULL) and rows[0]["host"]["name"] is None
+    assert rows[1]["host"]["name"] == "gw-1" and rows[1]["source"]["port"] is None
+    assert (rows[1]["tenant"], rows[1]["dataset"]) == ("elm", "system.syslog")
+    assert hits_batch([], FULL).num_rows == 0
 
 
 def test_hits_from_other_shippers_are_shaped_to_the_schema() -> None:
