@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from case_api.alerts.models import Alert, AlertIn
@@ -89,3 +90,18 @@ def list_alerts(
         query = query.where(Alert.case_id == case_id)
     query = query.order_by(Alert.timestamp.desc(), Alert.id).limit(limit).offset(offset)
     return list(session.scalars(query))
+
+
+def alert_volume(
+    *, session: Session, scope: Collection[str] | None, since: datetime, until: datetime, tenant_id: str | None = None,
+) -> list[tuple[str, str, int]]:
+    """Alerts received per dataset and UTC day in ``[since, until)``: ``(dataset, "YYYY-MM-DD", count)``, in the
+    caller's scope. The dataset is the alert's ``event.dataset`` (``unknown`` when the correlator gave none)."""
+    dataset = func.coalesce(Alert.document["event"]["dataset"].as_string(), "unknown")
+    if session.get_bind().dialect.name == "postgresql":
+        day = func.to_char(func.timezone("UTC", Alert.received_at), "YYYY-MM-DD")
+    else:
+        day = func.strftime("%Y-%m-%d", Alert.received_at)
+    query = scoped(select(dataset, day, func.count()), Alert.tenant_id, scope=scope, tenant_id=tenant_id)
+    query = query.where(Alert.received_at >= since, Alert.received_at < until).group_by(dataset, day)
+    return [(str(name), str(when), int(count)) for name, when, count in session.execute(query.order_by(dataset, day))]
