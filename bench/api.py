@@ -1,24 +1,29 @@
 """The case API under an analysts' load: queue reads, case reads and updates against a full PostgreSQL.
 
 `python -m bench.api [--cases 100000] [--alerts 1000000] [--tenants 50] [--clients 100] [--rate 500]
-[--duration 30] [--keep] [--reuse]`. Not a test: it prints figures.
+[--duration 30] [--workers N] [--generators 2] [--fresh] [--drop]`. Not a test: it prints figures.
 
-1. Creates the database `citysoc_bench` at 127.0.0.1:5432 (dropped first, and at the end unless `--keep`;
-   `--reuse` keeps a loaded one), migrates it, and bulk-loads the tenants' cases and alerts with COPY:
-   a third of the cases open (new, in progress, on hold), the rest resolved or closed, alerts spread
-   evenly over the cases, every level and a day of event time per tenant.
-2. Starts `soc api` (uvicorn, the real application) on that database in its own process.
-3. Starts the load generator in another process: `--clients` concurrent httpx clients (asyncio), each
-   an analyst sending one request every clients/rate seconds (together `--rate` requests per second),
-   for `--duration` seconds after a 5 s warm-up. Mix: 60 % queue reads (`GET /cases?open=true&limit=50`, seven in ten
-   as a city analyst, the rest as a member's responder over its own queue), 30 % case reads
+1. Uses the database `citysoc_bench` at 127.0.0.1:5432 when it holds that many cases, alerts and tenants
+   (left by an earlier run), else creates it (dropped first), migrates it, and bulk-loads the tenants'
+   cases and alerts with COPY: a third of the cases open (new, in progress, on hold), the rest resolved or
+   closed, alerts spread evenly over the cases, every level and a day of event time per tenant. `--fresh`
+   loads it again; `--drop` drops it at the end.
+2. Starts `soc api` (uvicorn, the real application, `--workers` processes: its default unless given) on
+   that database in its own process.
+3. Starts the load generator in `--generators` other processes sharing `--clients` concurrent aiohttp
+   clients (asyncio on uvloop; httpx's client took 2.5 ms of CPU per request here, aiohttp's 0.16), each
+   an analyst sending one request every clients/rate seconds (together `--rate` requests per second), for
+   `--duration` seconds after a 5 s warm-up. Mix: 60 % queue reads (`GET /cases?open=true&limit=50`,
+   seven in ten as a city analyst, the rest as a member's responder over its own queue), 30 % case reads
    (`GET /cases/{id}`), 10 % updates (`GET /cases/{id}` for the ETag, then `PATCH` with `If-Match`,
    assigning or unassigning). A client whose answer came late sends its next request at once but
    does not catch up in a burst, so a server slower than the offered rate shows as achieved
    throughput below it; latency is measured from sending to the whole answer read.
 
-Prints per kind: requests, throughput, p50, p99, errors (412s counted apart), and the target line:
-queue read p99 < 100 ms at >= 500 requests/s.
+Prints per kind: requests, throughput, p50, p99, errors (412s counted apart); the CPU seconds the server's
+processes, PostgreSQL's backends and the load generators each used per request (on a shared machine the
+generators' share is taken from the server: say it with the figures); and the target line: queue read
+p99 < 100 ms at >= 500 requests/s.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import asyncio
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +48,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import psycopg
@@ -49,6 +57,7 @@ from case_api.auth.models import ApiKeyIn, Role
 from case_api.auth.service import create_api_key
 from case_api.db import make_engine, make_session_factory, upgrade_database
 from case_api.tenants.models import Tenant
+from citysoc.apiworker import default_workers
 
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 DATABASE = "citysoc_bench"
@@ -76,6 +85,20 @@ def database_url() -> str:
 def database_exists() -> bool:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
         return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
+
+
+def loaded_shape(*, cases: int, alerts: int, tenants: int) -> bool:
+    """Whether `citysoc_bench` exists and holds exactly that many cases, alerts and tenants."""
+    if not database_exists():
+        return False
+    try:
+        with psycopg.connect(libpq_dsn()) as conn:
+            found = conn.execute(
+                "SELECT (SELECT count(*) FROM cases), (SELECT count(*) FROM alerts), (SELECT count(*) FROM tenants)"
+            ).fetchone()
+    except psycopg.Error:  # half-made: no tables yet
+        return False
+    return found == (cases, alerts, tenants)
 
 
 def drop_database() -> None:
@@ -182,15 +205,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def soc_api(url: str, home: Path) -> Iterator[str]:
-    """`soc api` on ``url`` in its own process; yields its base URL once it answers."""
+def soc_api(url: str, home: Path, workers: int | None = None) -> Iterator[tuple[str, int]]:
+    """`soc api` on ``url`` in its own process; yields its base URL and process id once it answers."""
     port = free_port()
     env = {**os.environ, "SOC_HOME": str(home), "SOC_DATABASE_URL": url}
     # Its log (an access line per request) goes to a file: a pipe nobody drains would stall the server.
     log_path = home / "soc-api.log"
     log = log_path.open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "citysoc.cli", "api", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "citysoc.cli", "api", "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -205,7 +230,7 @@ def soc_api(url: str, home: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise SystemExit("soc api did not answer within 60 s")
             time.sleep(0.2)
-        yield base
+        yield base, server.pid
     finally:
         server.terminate()
         try:
@@ -216,7 +241,80 @@ def soc_api(url: str, home: Path) -> Iterator[str]:
         log.close()
 
 
-# --- the load generator (its own process) ----------------------------------------------------------
+# --- CPU accounting -------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server's uvicorn workers)."""
+    tree = [pid]
+    for child in _children(pid):
+        tree += process_tree(child)
+    return tree
+
+
+def server_cpu(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
+class PostgresCpu:
+    """CPU seconds of the PostgreSQL backends serving `citysoc_bench` (server on this machine, Linux), sampled
+    every half second in a thread so that backends closed before the end (the pool's overflow) count too."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, float] = {}
+        self._start: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, admin: psycopg.Connection[Any]) -> None:
+        rows = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DATABASE,)).fetchall()
+        for (pid,) in rows:
+            self._seen[pid] = max(self._seen.get(pid, 0.0), _cpu_seconds(pid))
+
+    def _run(self) -> None:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+            self._sample(admin)
+            self._start = dict(self._seen)
+            while not self._stop.wait(0.5):
+                self._sample(admin)
+            self._sample(admin)
+
+    def __enter__(self) -> PostgresCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._seen.items())
+
+
+# --- the load generator (its own processes) --------------------------------------------------------
 
 
 @dataclass
@@ -225,9 +323,10 @@ class Samples:
     errors: dict[str, int] = field(default_factory=lambda: {QUEUE: 0, CASE: 0, UPDATE: 0})
     conflicts: int = 0
     first_error: str = ""
+    sent: int = 0  # every request, the warm-up's included (what the CPU figures are divided by)
 
 
-async def _client(number: int, http: httpx.AsyncClient, keys: dict[str, str], plan: dict[str, Any],
+async def _client(number: int, http: aiohttp.ClientSession, keys: dict[str, str], plan: dict[str, Any],
                   samples: Samples, start: float) -> None:
     """One analyst: a request every clients/rate seconds; one that falls behind sends at once, never a burst."""
     rng = random.Random(number)
@@ -242,9 +341,10 @@ async def _client(number: int, http: httpx.AsyncClient, keys: dict[str, str], pl
         sent = time.perf_counter()
         measured = sent >= start + WARM_UP
         kind = rng.choices((QUEUE, CASE, UPDATE), weights=(6, 3, 1))[0]
+        samples.sent += 1 + (kind == UPDATE)  # an update is a read and a PATCH
         try:
             ok, detail = await _request(kind, http, rng, plan, analyst, tenants, keys, samples, measured)
-        except httpx.TransportError as exc:  # a connection the server dropped or refused counts as an error
+        except (aiohttp.ClientError, TimeoutError) as exc:  # a dropped or refused connection is an error
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         if measured:
             samples.latencies[kind].append(time.perf_counter() - sent)
@@ -254,45 +354,95 @@ async def _client(number: int, http: httpx.AsyncClient, keys: dict[str, str], pl
         due = max(due + interval, time.perf_counter())
 
 
-async def _request(kind: str, http: httpx.AsyncClient, rng: random.Random, plan: dict[str, Any],
+async def _request(kind: str, http: aiohttp.ClientSession, rng: random.Random, plan: dict[str, Any],
                    analyst: dict[str, str], tenants: list[str], keys: dict[str, str], samples: Samples,
                    measured: bool) -> tuple[bool, str]:
     """One request of ``kind``: whether it succeeded, and what came back if not."""
     if kind == QUEUE:
         member = rng.random() >= 0.7
         headers = {"Authorization": f"Bearer {keys[rng.choice(tenants)]}"} if member else analyst
-        response = await http.get("/api/v1/cases", params={"open": "true", "limit": 50}, headers=headers)
+        async with http.get("/api/v1/cases", params={"open": "true", "limit": 50}, headers=headers) as response:
+            body = await response.read()
     elif kind == CASE:
-        response = await http.get(f"/api/v1/cases/{rng.randrange(1, plan['cases'] + 1)}", headers=analyst)
+        async with http.get(f"/api/v1/cases/{rng.randrange(1, plan['cases'] + 1)}", headers=analyst) as response:
+            body = await response.read()
     else:
         case_id = rng.randrange(1, plan["cases"] + 1)
-        read = await http.get(f"/api/v1/cases/{case_id}", headers=analyst,
-                              params={"alerts_limit": 1, "events_limit": 1})
-        if read.status_code != 200:
-            return False, f"{read.status_code} {read.text[:200]}"
-        assignee = None if read.json().get("assignee") else "bench-analyst"
-        response = await http.patch(f"/api/v1/cases/{case_id}", json={"assignee": assignee},
-                                    headers={**analyst, "If-Match": read.headers.get("ETag", "")})
-        if response.status_code == 412:
+        async with http.get(f"/api/v1/cases/{case_id}", headers=analyst,
+                            params={"alerts_limit": 1, "events_limit": 1}) as read:
+            body = await read.read()
+            if read.status != 200:
+                return False, f"{read.status} {body[:200]!r}"
+            etag = read.headers.get("ETag", "")
+        assignee = None if orjson.loads(body).get("assignee") else "bench-analyst"
+        async with http.patch(f"/api/v1/cases/{case_id}", data=orjson.dumps({"assignee": assignee}),
+                              headers={**analyst, "If-Match": etag, "Content-Type": "application/json"}) as response:
+            body = await response.read()
+        if response.status == 412:
             samples.conflicts += measured
             return True, ""
-    return response.status_code == 200, f"{response.status_code} {response.text[:200]}"
+    return response.status == 200, f"{response.status} {body[:200]!r}"
 
 
-async def _generate(base: str, keys: dict[str, str], plan: dict[str, Any]) -> Samples:
+async def _generate(base: str, keys: dict[str, str], plan: dict[str, Any], numbers: range,
+                    start: float) -> Samples:
     samples = Samples()
-    limits = httpx.Limits(max_connections=plan["clients"], max_keepalive_connections=plan["clients"])
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(_client(n, http, keys, plan, samples, start) for n in range(plan["clients"])))
+    connector = aiohttp.TCPConnector(limit=len(numbers))
+    async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        await asyncio.sleep(max(0.0, start - time.time()))
+        begin = time.perf_counter()
+        await asyncio.gather(*(_client(n, http, keys, plan, samples, begin) for n in numbers))
     return samples
 
 
-def load_generator(base: str, keys: dict[str, str], plan: dict[str, Any], results: Connection) -> None:
-    """Entry point of the load generator's process: sends its samples back through ``results``."""
-    samples = asyncio.run(_generate(base, keys, plan))
-    results.send_bytes(orjson.dumps(samples.__dict__))
+def load_generator(base: str, keys: dict[str, str], plan: dict[str, Any], numbers: range, start: float,
+                   results: Connection) -> None:
+    """Entry point of one load generator process (clients ``numbers``, all starting at wall time ``start``):
+    sends its samples and the CPU seconds it used back through ``results``."""
+    try:
+        import uvloop
+
+        samples = uvloop.run(_generate(base, keys, plan, numbers, start))
+    except ImportError:
+        samples = asyncio.run(_generate(base, keys, plan, numbers, start))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.send_bytes(orjson.dumps({**samples.__dict__, "cpu": usage.ru_utime + usage.ru_stime}))
     results.close()
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The generators' samples as one."""
+    merged: dict[str, Any] = {"latencies": {QUEUE: [], CASE: [], UPDATE: []}, "errors": {QUEUE: 0, CASE: 0, UPDATE: 0},
+                              "conflicts": 0, "first_error": "", "cpu": 0.0, "sent": 0}
+    for part in parts:
+        for kind in merged["latencies"]:
+            merged["latencies"][kind] += part["latencies"][kind]
+            merged["errors"][kind] += part["errors"][kind]
+        merged["conflicts"] += part["conflicts"]
+        merged["first_error"] = merged["first_error"] or part["first_error"]
+        merged["cpu"] += part["cpu"]
+        merged["sent"] += part["sent"]
+    return merged
+
+
+def run_load(base: str, keys: dict[str, str], plan: dict[str, Any], generators: int) -> dict[str, Any]:
+    """The clients split over ``generators`` processes, started together; their merged samples."""
+    spawn = multiprocessing.get_context("spawn")
+    start = time.time() + 2.0  # every process imported and connected before the first request
+    clients = plan["clients"]
+    processes, receivers = [], []
+    for index in range(generators):
+        numbers = range(index * clients // generators, (index + 1) * clients // generators)
+        receive, send = spawn.Pipe(duplex=False)
+        process = spawn.Process(target=load_generator, args=(base, keys, plan, numbers, start, send))
+        process.start()
+        send.close()
+        processes.append(process)
+        receivers.append(receive)
+    parts = [orjson.loads(receive.recv_bytes()) for receive in receivers]
+    for process in processes:
+        process.join()
+    return merge(parts)
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -303,7 +453,8 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def report(samples: dict[str, Any], duration: float, rate: float, clients: int) -> bool:
+def report(samples: dict[str, Any], duration: float, rate: float, clients: int,
+           cpu: dict[str, float] | None = None) -> bool:
     latencies: dict[str, list[float]] = samples["latencies"]
     total = sum(len(values) for values in latencies.values())
     print(f"offered {rate:.0f} requests/s from {clients} clients for {duration:.0f} s; achieved "
@@ -313,6 +464,12 @@ def report(samples: dict[str, Any], duration: float, rate: float, clients: int) 
         print(f"{kind:<12} {len(values):>9} {len(values) / duration:>7.0f} {percentile(values, 0.5) * 1e3:>8.1f} "
               f"{percentile(values, 0.99) * 1e3:>8.1f} {samples['errors'][kind]:>7}")
     print(f"updates refused with 412 (changed since read): {samples['conflicts']}")
+    if cpu:
+        # Over the whole run: every HTTP request sent, the warm-up's included (an update is two).
+        sent = max(1, samples["sent"])
+        print(f"CPU per HTTP request (ms, {sent:,} sent): "
+              + ", ".join(f"{name} {seconds / sent * 1e3:.2f}" for name, seconds in cpu.items())
+              + "; CPU seconds over the run: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items()))
     if samples["first_error"]:
         print(f"first error: {samples['first_error']}")
     queue_p99 = percentile(latencies[QUEUE], 0.99) * 1e3
@@ -331,13 +488,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rate", type=float, default=500, help="requests per second offered, all clients together")
     parser.add_argument("--duration", type=float, default=30, help="seconds measured, after a 5 s warm-up")
-    parser.add_argument("--keep", action="store_true", help=f"leave the database {DATABASE} in place")
-    parser.add_argument("--reuse", action="store_true", help=f"use {DATABASE} as loaded by an earlier --keep run")
+    parser.add_argument("--workers", type=int, default=None, help="soc api --workers (default: soc api's default)")
+    parser.add_argument("--generators", type=int, default=2, help="load generator processes sharing the clients")
+    parser.add_argument("--fresh", action="store_true", help=f"load {DATABASE} again even if it holds that shape")
+    parser.add_argument("--drop", action="store_true", help=f"drop {DATABASE} at the end")
     args = parser.parse_args(argv)
 
     url = database_url()
-    if args.reuse and database_exists():
-        print(f"reusing database {DATABASE}")
+    if not args.fresh and loaded_shape(cases=args.cases, alerts=args.alerts, tenants=args.tenants):
+        print(f"reusing database {DATABASE} ({args.cases:,} cases, {args.alerts:,} alerts, {args.tenants} tenants)")
+        upgrade_database(url)  # a schema newer than the load's
     else:
         begin = time.perf_counter()
         create_database(url, tenants=args.tenants)
@@ -348,19 +508,22 @@ def main(argv: list[str] | None = None) -> None:
     keys = issue_keys(url, tenants=args.tenants)
     plan = {"clients": args.clients, "rate": args.rate, "duration": args.duration, "cases": args.cases}
     try:
-        with tempfile.TemporaryDirectory(prefix="soc-bench-api-") as home, soc_api(url, Path(home)) as base:
-            spawn = multiprocessing.get_context("spawn")
-            receive, send = spawn.Pipe(duplex=False)
-            generator = spawn.Process(target=load_generator, args=(base, keys, plan, send))
-            generator.start()
-            send.close()
-            samples = orjson.loads(receive.recv_bytes())
-            generator.join()
-        report(samples, args.duration, args.rate, args.clients)
+        with tempfile.TemporaryDirectory(prefix="soc-bench-api-") as home, \
+                soc_api(url, Path(home), args.workers) as (base, pid):
+            servers = process_tree(pid)
+            before = server_cpu(servers)
+            with PostgresCpu() as postgres:
+                samples = run_load(base, keys, plan, max(1, min(args.generators, args.clients)))
+            cpu = {"server": server_cpu(servers) - before, "postgres": postgres.seconds,
+                   "load generators": samples["cpu"]}
+            workers = args.workers or default_workers(url)
+            print(f"soc api --workers {workers}{'' if args.workers else ' (its default here)'}; "
+                  f"{args.generators} load generator process(es)")
+        report(samples, args.duration, args.rate, args.clients, cpu)
         print(f"load average at the end (1, 5, 15 min): {' '.join(f'{v:.1f}' for v in os.getloadavg())}; "
               f"{os.cpu_count()} cores")
     finally:
-        if not args.keep:
+        if args.drop:
             drop_database()
 
 

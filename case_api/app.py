@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from case_api.alerts.views import router as alerts_router
 from case_api.audit.views import router as audit_router
-from case_api.auth.service import LastUseThrottle
+from case_api.auth.service import KeyCache, LastUseThrottle
 from case_api.auth.tokens import TokenVerifier
 from case_api.auth.views import router as keys_router
 from case_api.auth.views import users_router
@@ -29,11 +29,11 @@ from case_api.cases.views import router as cases_router
 from case_api.cases.work_views import router as case_work_router
 from case_api.console.views import HEADINGS, console_error, install_console, is_console
 from case_api.console.web import CONSOLE_PREFIX
-from case_api.db import make_engine, make_session_factory, upgrade_database
+from case_api.db import API_THREADS, make_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError, InvalidRequestError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
-from case_api.middleware import AccessLog, EdgeGuard
+from case_api.middleware import AccessLog, Admission, EdgeGuard
 from case_api.notifications.flows import drain_in_background, outbox_drainer, soc_contacts
 from case_api.notifications.views import router as notifications_router
 from case_api.settings import Settings
@@ -55,18 +55,19 @@ SWAGGER_ASSETS = Path(str(resources.files("fastapi_offline") / "static"))
 log = structlog.get_logger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     """Build the API on ``settings`` (default: from ``SOC_`` environment variables).
 
-    Migrates the database to the newest schema before returning, so the app is ready for
-    ``TestClient(app)`` in-process as well as for uvicorn. ``app.state.engine`` is the engine to
-    dispose when done.
+    Migrates the database to the newest schema before returning (unless ``migrate`` is false: a server
+    worker whose parent process migrated it), so the app is ready for ``TestClient(app)`` in-process as
+    well as for uvicorn. ``app.state.engine`` is the engine to dispose when done.
     """
     settings = settings or Settings()
     if not settings.database_url:
         settings.ensure_home()
     engine = make_engine(settings.effective_database_url)
-    upgrade_database(engine)
+    if migrate:
+        upgrade_database(engine)
 
     app = FastAPI(
         title="CitySOC case API",
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.last_use = LastUseThrottle()
+    app.state.key_cache = KeyCache()
     oidc = settings.oidc()
     app.state.token_verifier = TokenVerifier(oidc) if oidc is not None else None
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
@@ -114,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, console_prefix=CONSOLE_PREFIX,
                        max_body_bytes=settings.max_body_bytes)
+    # Inside the access log, so its duration includes the wait for admission.
+    app.add_middleware(Admission, limit=API_THREADS)
     # Outermost: it times and logs every answer, the guard's refusals included.
     app.add_middleware(AccessLog)
     return app

@@ -74,12 +74,16 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-#: Connections an engine may hold. The API runs its sync endpoints and dependencies in AnyIO's thread
-#: pool (40 threads), and a request holds its session's connection across several of those calls: with
-#: fewer connections than threads, threads that wait for a connection can hold every thread a request
-#: needs to finish and give its connection back, and everything stalls until the pool's 30 s timeout
-#: (SQLAlchemy's default 5 + 10 did, at 60 concurrent requests). Opened on demand, kept up to pool_size.
-POOL: dict[str, Any] = {"pool_size": 10, "max_overflow": 50}
+#: Requests an API process works on at once, and the worker threads it runs their sync endpoints and
+#: dependencies on (``middleware.Admission``; AnyIO's default is 40 threads): on a few cores more only queue
+#: on the GIL.
+API_THREADS = 16
+
+#: Connections an engine may hold: more than the requests admitted at once (each holds at most its session's
+#: connection) plus the outbox drainer's, so no request waits for one; opened on demand, 8 kept.
+#: `soc api --workers N` opens up to N times this many: they must fit PostgreSQL's max_connections (100 by
+#: default).
+POOL: dict[str, Any] = {"pool_size": 8, "max_overflow": API_THREADS + 4 - 8}
 
 
 def make_engine(url: str) -> Engine:

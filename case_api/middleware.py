@@ -6,11 +6,14 @@ Pure ASGI (not ``BaseHTTPMiddleware``), so a body is counted while it streams in
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
+import weakref
 from typing import Any
 
+import anyio.to_thread
 import orjson
 import structlog
 from starlette.exceptions import HTTPException
@@ -193,3 +196,36 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+class Admission:
+    """At most ``limit`` requests at once past this point; the others wait their turn on the event loop,
+    holding neither a worker thread nor a database connection.
+
+    A request holds its session's connection across several thread-pool calls (the principal, the
+    endpoint, the session's close) and holds no thread between them: with more requests in progress than
+    connections, threads waiting for a connection could hold every thread that the connection holders need
+    to finish, and everything stalled until the pool's timeout. With ``limit`` requests admitted, the
+    thread pool set to ``limit`` threads and the pool holding more connections than that
+    (``db.API_THREADS``, ``db.POOL``), no request waits for a connection.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:  # first request on this event loop (one per server process; tests run several)
+            limiter = anyio.to_thread.current_default_thread_limiter()
+            limiter.total_tokens = self.limit
+            gate = self._gates[loop] = asyncio.Semaphore(self.limit)
+        async with gate:
+            await self.app(scope, receive, send)

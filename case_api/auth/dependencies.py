@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from case_api.auth.models import Principal, Role
-from case_api.auth.service import LastUseThrottle, authenticate, tenant_scope
+from case_api.auth.service import KeyCache, LastUseThrottle, authenticate, tenant_scope
 from case_api.auth.tokens import TokenVerifier, looks_like_jwt
 from case_api.db import SessionDep
 from case_api.errors import AuthenticationError, PermissionDeniedError
@@ -52,9 +52,10 @@ def get_principal(
         principal: Principal | None = verifier.principal(session, secret)
     else:
         throttle: LastUseThrottle | None = getattr(request.app.state, "last_use", None)
+        cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
         principal = (
             None if len(secret) > MAX_SECRET_LENGTH
-            else authenticate(session=session, secret=secret, throttle=throttle)
+            else authenticate(session=session, secret=secret, throttle=throttle, cache=cache)
         )
     if principal is None:
         raise AuthenticationError("invalid or revoked API key")
@@ -66,18 +67,19 @@ def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_tenant_scope(principal: CurrentPrincipal) -> frozenset[str] | None:
+# The checks below only compute: ``async def`` runs them on the event loop instead of a worker thread each.
+async def get_tenant_scope(principal: CurrentPrincipal) -> frozenset[str] | None:
     return tenant_scope(principal)
 
 
 TenantScope = Annotated[frozenset[str] | None, Depends(get_tenant_scope)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """Dependency factory: the current principal, if its role is one of ``roles``."""
     allowed = frozenset(roles)
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise PermissionDeniedError(f"role {principal.role.value!r} may not do this; allowed roles: {names}")

@@ -9,6 +9,8 @@ import hashlib
 import secrets
 import threading
 import time
+import weakref
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -24,6 +26,8 @@ from case_api.tenants.service import require_tenants
 #: How finely a key's last use is recorded: at most one write per key per this interval, so a storm of
 #: requests on one key costs one UPDATE a minute, not one per request.
 LAST_USE_RESOLUTION = timedelta(minutes=1)
+#: How long a process trusts a key it verified without reading it again (see :class:`KeyCache`).
+KEY_CACHE_TTL = 5.0
 
 
 def hash_secret(secret: str) -> str:
@@ -120,6 +124,7 @@ def update_user(*, session: Session, user_id: str, patch: UserPatch, actor: str)
         record(session, actor=actor, action=action, target_type="user", target_id=user.id,
                tenant_id=user.tenant_id, detail=changes)
         session.commit()
+        forget_verified_keys()
     return user
 
 
@@ -185,6 +190,7 @@ def revoke_api_key(*, session: Session, key_id: int, actor: str) -> ApiKey:
         record(session, actor=actor, action="key.revoked", target_type="key", target_id=str(key.id),
                tenant_id=key.tenant_id, detail={"name": key.name, "user_id": key.user_id, "prefix": key.prefix})
         session.commit()
+        forget_verified_keys()
     return key
 
 
@@ -207,38 +213,116 @@ class LastUseThrottle:
             return True
 
 
-def authenticate(*, session: Session, secret: str, throttle: LastUseThrottle | None = None) -> Principal | None:
+@dataclass(frozen=True)
+class VerifiedKey:
+    principal: Principal
+    prefix: str
+    expires_at: datetime | None
+    verified: float  # time.monotonic() when read from the database
+
+
+#: Every KeyCache of this process, so a revocation or a user change made here empties them all at once.
+_KEY_CACHES: weakref.WeakSet[KeyCache] = weakref.WeakSet()
+#: Bumped by :func:`forget_verified_keys`: a verification that read the database before a change committed
+#: and finishes after it is not cached.
+_generation = 0
+
+
+class KeyCache:
+    """API keys this process verified in the last ``ttl`` seconds, by the key's hash.
+
+    A request whose key was verified recently skips the database read of key and user (one round trip
+    each request otherwise). What stays honoured: expiry (checked against the stored ``expires_at`` on every
+    hit), and revocations, user disabling and role changes made in this process, which empty every cache at
+    once (:func:`forget_verified_keys`). One made by another process (another `soc api` worker, a `soc keys`
+    command) is seen here within ``ttl`` seconds at most. Only the hash is kept, never the secret.
+    """
+
+    def __init__(self, ttl: float = KEY_CACHE_TTL, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._keys: dict[str, VerifiedKey] = {}
+        self._lock = threading.Lock()
+        _KEY_CACHES.add(self)
+
+    def get(self, key_hash: str) -> VerifiedKey | None:
+        found = self._keys.get(key_hash)
+        if found is None or time.monotonic() - found.verified >= self.ttl:
+            return None
+        return found
+
+    def put(self, key_hash: str, verified: VerifiedKey, generation: int) -> None:
+        with self._lock:
+            if generation != _generation:
+                return
+            if len(self._keys) >= self.size:
+                self._keys.clear()  # a flood of distinct valid keys: start over rather than grow
+            self._keys[key_hash] = verified
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+
+def forget_verified_keys() -> None:
+    """Empty every :class:`KeyCache` of this process (a key was revoked or a user changed; call after commit)."""
+    global _generation
+    _generation += 1
+    for cache in list(_KEY_CACHES):
+        cache.clear()
+
+
+def authenticate(*, session: Session, secret: str, throttle: LastUseThrottle | None = None,
+                 cache: KeyCache | None = None) -> Principal | None:
     """The principal of an active, unexpired key of an enabled user with this secret, or ``None``.
 
     Raises :class:`AuthenticationError` for an expired key or a disabled user (so the caller learns why).
     Records the key's last use at most once per :data:`LAST_USE_RESOLUTION` per key: across processes the
     UPDATE only writes when the stored time is older than that, and within one ``throttle`` skips the
-    statement altogether.
+    statement altogether. With a ``cache``, a key verified within its ttl is not read again (see
+    :class:`KeyCache` for what that leaves honoured).
     """
-    # Looking up by hash: the timing of the index lookup can leak the hash, never the secret.
-    row = session.execute(
-        select(ApiKey, User).join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.key_hash == hash_secret(secret), ApiKey.revoked_at.is_(None))
-    ).first()
-    if row is None:
-        return None
-    key, user = row
+    key_hash = hash_secret(secret)
     now = utcnow()
-    if key.expires_at is not None and key.expires_at <= now:
-        raise AuthenticationError(f"API key {key.prefix}... expired at {key.expires_at.isoformat()}: ask for a new one")
-    if user.disabled:
-        raise AuthenticationError(f"user {user.id!r} is disabled")
-    if (key.last_used_at is None or now - key.last_used_at >= LAST_USE_RESOLUTION) and (
-        throttle is None or throttle.due(key.id)
+    known = cache.get(key_hash) if cache is not None else None
+    if known is None:
+        generation = _generation
+        # Looking up by hash: the timing of the index lookup can leak the hash, never the secret.
+        row = session.execute(
+            select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        ).first()
+        if row is None:
+            return None
+        key, user = row
+        if user.disabled:
+            raise AuthenticationError(f"user {user.id!r} is disabled")
+        known = VerifiedKey(
+            principal=Principal(user_id=user.id, role=Role(user.role), tenant_id=user.tenant_id, key_id=key.id),
+            prefix=key.prefix, expires_at=key.expires_at, verified=time.monotonic(),
+        )
+        if cache is not None and (key.expires_at is None or key.expires_at > now):
+            cache.put(key_hash, known, generation)
+        last_used_at = key.last_used_at
+    else:
+        last_used_at = None  # not read: the UPDATE below checks the stored time itself
+    if known.expires_at is not None and known.expires_at <= now:
+        raise AuthenticationError(
+            f"API key {known.prefix}... expired at {known.expires_at.isoformat()}: ask for a new one"
+        )
+    key_id = known.principal.key_id
+    assert key_id is not None
+    if (last_used_at is None or now - last_used_at >= LAST_USE_RESOLUTION) and (
+        throttle is None or throttle.due(key_id)
     ):
         session.execute(
             update(ApiKey)
-            .where(ApiKey.id == key.id,
+            .where(ApiKey.id == key_id,
                    or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USE_RESOLUTION))
             .values(last_used_at=now)
         )
         session.commit()
-    return Principal(user_id=user.id, role=Role(user.role), tenant_id=user.tenant_id, key_id=key.id)
+    return known.principal
 
 
 def tenant_scope(principal: Principal) -> frozenset[str] | None:

@@ -42,8 +42,7 @@ from case_api.errors import (
 )
 from case_api.scope import scoped
 from case_api.sla.clocks import acknowledge, change_status
-from case_api.sla.service import refresh_case, with_clocks
-from case_api.tenants.service import criticality_of
+from case_api.sla.service import criticality_and_contracts, refresh_case, with_clocks
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
@@ -202,13 +201,13 @@ class QueueFilter:
 
 def case_outs(*, session: Session, cases: Sequence[Case]) -> list[CaseOut]:
     """Cases as the API shows them, with their priority from the tenant's asset criticality and their SLA clocks."""
-    criticality = criticality_of(session=session, tenant_ids={case.tenant_id for case in cases})
-    outs = [
-        CaseOut.model_validate(case).model_copy(update={
-            "priority": priority(Severity(case.severity), Severity(criticality.get(case.tenant_id, "medium")))
-        })
-        for case in cases
-    ]
+    criticality = criticality_and_contracts(session=session, tenant_ids={case.tenant_id for case in cases})
+    outs = []
+    for case in cases:
+        out = CaseOut.model_validate(case)
+        # Set in place rather than model_copy(update=...): a page of 50 cases paid for 100 copies.
+        out.priority = priority(Severity(case.severity), Severity(criticality.get(case.tenant_id, "medium")))
+        outs.append(out)
     return with_clocks(session=session, cases=cases, outs=outs)
 
 

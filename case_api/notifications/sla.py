@@ -6,13 +6,18 @@ and enqueues `case.sla_breached` for each such clock once (`service.notify_sla_b
 make a repeat a no-op, and clocks already announced are left out before that). A clock that an analyst stops
 after its due time but before a sweep saw it running (sweeps run every `SOC_NOTIFY_INTERVAL`) is shown as
 breached on the case and counted in the metrics, and not notified: it is being worked.
+
+Every `soc api` worker process runs a drainer, so on PostgreSQL a round's sweep first takes a transaction-level
+advisory lock without waiting (`pg_try_advisory_xact_lock`): one worker sweeps, the others skip that round
+rather than read the same cases again. Were two to sweep at once (SQLite has no such lock), the outbox's keys
+still keep one notification per clock and destination.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from case_api.cases.models import FINISHED_STATUSES, Case
@@ -29,10 +34,24 @@ CLOCK_COLUMNS = {
 }
 
 
+#: The advisory lock key of the SLA sweep (any constant the application uses for nothing else).
+SWEEP_LOCK = 0x5C_5A_0001
+
+
+def sweep_lock(session: Session) -> bool:
+    """Whether this transaction may sweep: on PostgreSQL, whether it took the sweep's advisory lock (held until
+    commit or rollback); elsewhere always."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK))))
+
+
 def sla_breach_sweep(soc: SocContacts) -> Sweep:
     """The sweep for the drainer (`OutboxDrainer(sweeps=[...])`)."""
 
     def sweep(session: Session, now: datetime) -> int:
+        if not sweep_lock(session):
+            return 0
         running_late = or_(*(and_(due < now, stop.is_(None)) for due, stop in CLOCK_COLUMNS.values()))
         query = select(Case).where(Case.status.not_in([s.value for s in FINISHED_STATUSES]),
                                    Case.sla_paused_since.is_(None), running_late)

@@ -45,6 +45,28 @@ def contracts_of(*, session: Session, tenant_ids: Iterable[str]) -> dict[str, tu
     return cache
 
 
+def criticality_and_contracts(*, session: Session, tenant_ids: Iterable[str]) -> dict[str, str]:
+    """Each tenant's asset criticality, its contract read into the session's cache on the way: what a page of
+    cases needs of its tenants, in one query (an outer join) rather than one per table."""
+    cache = _cache(session)
+    wanted = set(tenant_ids)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Tenant.id, Tenant.asset_criticality, TenantContract.contract)
+        .outerjoin(TenantContract, TenantContract.tenant_id == Tenant.id)
+        .where(Tenant.id.in_(wanted))
+    )
+    criticality: dict[str, str] = {}
+    for tenant_id, level, document in rows:
+        criticality[tenant_id] = level
+        if tenant_id not in cache:
+            cache[tenant_id] = (
+                (SlaContract.model_validate(document), False) if document is not None else (DEFAULT_CONTRACT, True)
+            )
+    return criticality
+
+
 def contract_of(*, session: Session, tenant_id: str) -> SlaContract:
     return contracts_of(session=session, tenant_ids=[tenant_id])[tenant_id][0]
 
@@ -61,14 +83,13 @@ def refresh_case(*, session: Session, case: Case) -> None:
 
 
 def with_clocks(*, session: Session, cases: Sequence[Case], outs: Sequence[CaseOut]) -> list[CaseOut]:
-    """``outs`` (the API's view of ``cases``) with each case's SLA clocks as of now."""
+    """``outs`` (the API's view of ``cases``, changed in place) with each case's SLA clocks as of now."""
     contracts = contracts_of(session=session, tenant_ids={case.tenant_id for case in cases})
     now = utcnow()
-    return [
-        out.model_copy(update={"sla": read_clocks(case, contracts[case.tenant_id][0], now=now,
-                                                  default=contracts[case.tenant_id][1])})
-        for case, out in zip(cases, outs, strict=True)
-    ]
+    for case, out in zip(cases, outs, strict=True):
+        contract, default = contracts[case.tenant_id]
+        out.sla = read_clocks(case, contract, now=now, default=default)
+    return list(outs)
 
 
 def get_contract(*, session: Session, tenant_id: str, scope: Collection[str] | None) -> ContractOut:

@@ -47,15 +47,6 @@ def update_tenant(*, session: Session, tenant_id: str, patch: TenantPatch, actor
     return tenant
 
 
-def criticality_of(*, session: Session, tenant_ids: Iterable[str]) -> dict[str, str]:
-    """Asset criticality by tenant id."""
-    wanted = set(tenant_ids)
-    if not wanted:
-        return {}
-    rows = session.execute(select(Tenant.id, Tenant.asset_criticality).where(Tenant.id.in_(wanted)))
-    return {tenant_id: criticality for tenant_id, criticality in rows}
-
-
 def list_tenants(*, session: Session, scope: Collection[str] | None) -> list[Tenant]:
     query = scoped(select(Tenant), Tenant.id, scope=scope).order_by(Tenant.id)
     return list(session.scalars(query))

@@ -1,0 +1,87 @@
+"""`soc api --workers N`: N server processes on one PostgreSQL database, each with its outbox drainer, and
+one SLA sweep per round between them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from case_api.db import make_session_factory
+from case_api.notifications.sla import sweep_lock
+from citysoc.apiworker import default_workers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and "spawn_main" in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+    return found
+
+
+def test_default_workers_one_per_core_on_postgresql_one_on_sqlite() -> None:
+    assert default_workers(None) == 1
+    assert default_workers("sqlite:////tmp/cases.db") == 1
+    assert default_workers("postgresql+psycopg://u@h/db") == max(1, os.cpu_count() or 1)
+
+
+def test_two_workers_serve_one_postgresql_database(db_url: str, clean_db: Engine, tmp_path: Path) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several workers are for PostgreSQL (SQLite's default is one)")
+    port = _free_port()
+    env = {**os.environ, "SOC_HOME": str(tmp_path), "SOC_DATABASE_URL": db_url, "SOC_NOTIFY_INTERVAL": "0.2"}
+    log = (tmp_path / "api.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "citysoc.cli", "api", "--port", str(port), "--workers", "2"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, (tmp_path / "api.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "soc api --workers 2 did not answer within 90 s"
+            time.sleep(0.2)
+        statuses = {httpx.get(f"http://127.0.0.1:{port}/api/v1/cases", timeout=30).status_code for _ in range(10)}
+        assert statuses == {401}  # answered by the application (no key), not refused by the socket
+        time.sleep(1)  # a few drain rounds in each worker
+        assert len(_children(server.pid)) == 2
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    assert "Traceback" not in (tmp_path / "api.log").read_text()
+
+
+def test_one_sla_sweep_at_a_time_on_postgresql(db_url: str, clean_db: Engine) -> None:
+    sessions = make_session_factory(clean_db)
+    with sessions() as first, sessions() as second:
+        assert sweep_lock(first)
+        # On PostgreSQL the second drainer skips the round; SQLite has no such lock (the outbox's keys dedupe).
+        assert sweep_lock(second) is (not db_url.startswith("postgresql"))
+        first.commit()  # the round is over: the lock goes with the transaction
+        assert sweep_lock(second)
+        second.rollback()
