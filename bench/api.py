@@ -33,6 +33,7 @@ import asyncio
 import multiprocessing
 import os
 import random
+import re
 import resource
 import socket
 import subprocess
@@ -274,6 +275,13 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _worker_count(pid: int) -> int:
+    """uvicorn's worker processes under ``pid`` (spawned), or 1: the server process itself serves."""
+    workers = [child for child in _children(pid)
+               if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text(errors="replace")]
+    return len(workers) or 1
+
+
 def server_cpu(pids: list[int]) -> float:
     return sum(_cpu_seconds(pid) for pid in pids)
 
@@ -324,6 +332,7 @@ class Samples:
     conflicts: int = 0
     first_error: str = ""
     sent: int = 0  # every request, the warm-up's included (what the CPU figures are divided by)
+    cpu: float = 0.0  # CPU seconds of this generator while it sent them
 
 
 async def _client(number: int, http: aiohttp.ClientSession, keys: dict[str, str], plan: dict[str, Any],
@@ -387,11 +396,15 @@ async def _request(kind: str, http: aiohttp.ClientSession, rng: random.Random, p
 async def _generate(base: str, keys: dict[str, str], plan: dict[str, Any], numbers: range,
                     start: float) -> Samples:
     samples = Samples()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    samples.cpu = -(usage.ru_utime + usage.ru_stime)  # the load's CPU only, not the process's imports
     connector = aiohttp.TCPConnector(limit=len(numbers))
     async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         await asyncio.sleep(max(0.0, start - time.time()))
         begin = time.perf_counter()
         await asyncio.gather(*(_client(n, http, keys, plan, samples, begin) for n in numbers))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    samples.cpu += usage.ru_utime + usage.ru_stime
     return samples
 
 
@@ -405,8 +418,7 @@ def load_generator(base: str, keys: dict[str, str], plan: dict[str, Any], number
         samples = uvloop.run(_generate(base, keys, plan, numbers, start))
     except ImportError:
         samples = asyncio.run(_generate(base, keys, plan, numbers, start))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.send_bytes(orjson.dumps({**samples.__dict__, "cpu": usage.ru_utime + usage.ru_stime}))
+    results.send_bytes(orjson.dumps(samples.__dict__))
     results.close()
 
 
@@ -443,6 +455,65 @@ def run_load(base: str, keys: dict[str, str], plan: dict[str, Any], generators: 
     for process in processes:
         process.join()
     return merge(parts)
+
+
+# --- the console's queue page ----------------------------------------------------------------------
+
+#: The console's open queue (case_api/console/queue_views.py), 50 cases a page.
+CONSOLE_QUEUE = "/console/queue"
+#: Its target: rendered within this much server time with 100,000 cases in PostgreSQL.
+CONSOLE_TARGET_MS = 300.0
+
+
+def _server_total_ms(header: str) -> float:
+    """The ``total`` duration of a ``Server-Timing`` header (milliseconds), NaN when absent."""
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        if name == "total":
+            for param in params.split(";"):
+                key, _, value = param.partition("=")
+                if key.strip() == "dur":
+                    return float(value)
+    return float("nan")
+
+
+def console_queue(base: str, secret: str, requests: int) -> dict[str, list[float]] | None:
+    """Sign in to the console with ``secret`` (its form, CSRF token and session cookie, as a browser does) and
+    read its queue page ``requests`` times, one at a time: the server time (``Server-Timing: total``) and the
+    time to the whole page, in seconds; ``None`` when this build serves no console."""
+    with httpx.Client(base_url=base, timeout=60) as http:
+        form = http.get("/console/login")
+        if form.status_code == 404:
+            return None
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        if form.status_code != 200 or token is None:
+            raise SystemExit(f"console sign-in form: {form.status_code} {form.text[:200]}")
+        signed = http.post("/console/login", data={"api_key": secret, "csrf_token": token.group(1),
+                                                   "next": CONSOLE_QUEUE})
+        if signed.status_code != 303:
+            raise SystemExit(f"console sign-in: {signed.status_code} {signed.text[:200]}")
+        times: dict[str, list[float]] = {"server": [], "page": []}
+        for _ in range(requests):
+            begin = time.perf_counter()
+            page = http.get(CONSOLE_QUEUE)
+            times["page"].append(time.perf_counter() - begin)
+            if page.status_code != 200:
+                raise SystemExit(f"console queue: {page.status_code} {page.text[:200]}")
+            times["server"].append(_server_total_ms(page.headers.get("server-timing", "")) / 1e3)
+    return times
+
+
+def report_console(times: dict[str, list[float]] | None, requests: int) -> None:
+    if times is None:
+        print("console queue page: not served by this build (no /console)")
+        return
+    server, page = times["server"], times["page"]
+    p99 = percentile(server, 0.99) * 1e3
+    print(f"console queue page ({CONSOLE_QUEUE} as the city analyst, {requests} requests one at a time after the "
+          f"load): server time p50 {percentile(server, 0.5) * 1e3:.1f} ms, p99 {p99:.1f} ms (Server-Timing total); "
+          f"whole page p50 {percentile(page, 0.5) * 1e3:.1f} ms, p99 {percentile(page, 0.99) * 1e3:.1f} ms")
+    print(f"target: console queue page within {CONSOLE_TARGET_MS:.0f} ms server time: "
+          f"{'MET' if p99 < CONSOLE_TARGET_MS else 'NOT MET'} (p99 {p99:.1f} ms)")
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -490,6 +561,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=30, help="seconds measured, after a 5 s warm-up")
     parser.add_argument("--workers", type=int, default=None, help="soc api --workers (default: soc api's default)")
     parser.add_argument("--generators", type=int, default=2, help="load generator processes sharing the clients")
+    parser.add_argument("--console-requests", type=int, default=100,
+                        help="reads of the console's queue page after the load (0: none)")
     parser.add_argument("--fresh", action="store_true", help=f"load {DATABASE} again even if it holds that shape")
     parser.add_argument("--drop", action="store_true", help=f"drop {DATABASE} at the end")
     args = parser.parse_args(argv)
@@ -516,10 +589,15 @@ def main(argv: list[str] | None = None) -> None:
                 samples = run_load(base, keys, plan, max(1, min(args.generators, args.clients)))
             cpu = {"server": server_cpu(servers) - before, "postgres": postgres.seconds,
                    "load generators": samples["cpu"]}
-            workers = args.workers or default_workers(url)
-            print(f"soc api --workers {workers}{'' if args.workers else ' (its default here)'}; "
-                  f"{args.generators} load generator process(es)")
+            print(f"soc api: {_worker_count(pid)} server process(es) answering "
+                  f"({'--workers ' + str(args.workers) if args.workers else 'its default: ' + str(default_workers(url))});"
+                  f" {args.generators} load generator process(es)")
+            console = None
+            if args.console_requests:
+                console = console_queue(base, keys["analyst"], args.console_requests)
         report(samples, args.duration, args.rate, args.clients, cpu)
+        if args.console_requests:
+            report_console(console, args.console_requests)
         print(f"load average at the end (1, 5, 15 min): {' '.join(f'{v:.1f}' for v in os.getloadavg())}; "
               f"{os.cpu_count()} cores")
     finally:
