@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from case_api.db import make_session_factory
 from case_api.notifications.sla import sweep_lock
 from citysoc.apiworker import default_workers
+from tests.case_api.conftest import _postgres_database
 
 
 def _free_port() -> int:
@@ -45,9 +47,15 @@ def test_default_workers_one_per_core_on_postgresql_one_on_sqlite() -> None:
     assert default_workers("postgresql+psycopg://u@h/db") == max(1, os.cpu_count() or 1)
 
 
-def test_two_workers_serve_one_postgresql_database(db_url: str, clean_db: Engine, tmp_path: Path) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("several workers are for PostgreSQL (SQLite's default is one)")
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own (several workers are for PostgreSQL; SQLite's default is one)."""
+    yield from _postgres_database()
+
+
+@pytest.mark.service
+def test_two_workers_serve_one_postgresql_database(postgres_url: str, tmp_path: Path) -> None:
+    db_url = postgres_url
     port = _free_port()
     env = {**os.environ, "SOC_HOME": str(tmp_path), "SOC_DATABASE_URL": db_url, "SOC_NOTIFY_INTERVAL": "0.2"}
     log = (tmp_path / "api.log").open("wb")
