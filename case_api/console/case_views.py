@@ -46,7 +46,7 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 @router.get("/cases/{case_id}", include_in_schema=False)
 def case_page(request: Request, case_id: IdPath, session: SessionDep, user: ConsoleUserDep,
               alerts_offset: Offset = 0, evidence_offset: Offset = 0, events_offset: Offset = 0) -> HTMLResponse:
-    timer = Timer()
+    timer = Timer(request)
     scope = scope_of(user)
     case = get_case(session=session, case_id=case_id, scope=scope)  # another member's case: 404, as in the API
     evidence, evidence_error = None, None

@@ -70,7 +70,7 @@ def _source_views(request: Request, sources: list[Source]) -> list[SourceView]:
 
 @router.get("/members/{tenant_id}", include_in_schema=False)
 def member_page(request: Request, tenant_id: TenantPath, session: SessionDep, user: ConsoleUserDep) -> HTMLResponse:
-    timer = Timer()
+    timer = Timer(request)
     scope = scope_of(user)
     member = _member(session, user, tenant_id)
     cases = list_cases(session=session, scope=scope, tenant_id=member.id, open_only=True, limit=CASES_SHOWN)
@@ -92,7 +92,7 @@ def member_page(request: Request, tenant_id: TenantPath, session: SessionDep, us
 
 @router.get("/sources", include_in_schema=False)
 def sources_page(request: Request, session: SessionDep, user: ConsoleUserDep) -> HTMLResponse:
-    timer = Timer()
+    timer = Timer(request)
     sources = _source_views(request, list_sources(session=session, scope=scope_of(user)))
     timer.lap("query")
     return render(request, "sources.html", {"user": user, "sources": sources}, timer=timer)
@@ -100,7 +100,7 @@ def sources_page(request: Request, session: SessionDep, user: ConsoleUserDep) ->
 
 @router.get("/sources/{source_id}", include_in_schema=False)
 def source_page(request: Request, source_id: IdPath, session: SessionDep, user: ConsoleUserDep) -> HTMLResponse:
-    timer = Timer()
+    timer = Timer(request)
     scope = scope_of(user)
     source = get_source(session=session, source_id=source_id, scope=scope)  # another member's: 404
     [view] = _source_views(request, [source])

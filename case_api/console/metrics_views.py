@@ -26,7 +26,7 @@ PERIODS = (7, 30, 90, 366)
 def metrics_page(request: Request, session: SessionDep, user: ConsoleUserDep,
                  tenant: Annotated[str | None, Query(max_length=63)] = None,
                  days: Annotated[int, Query(ge=1, le=366)] = 30) -> HTMLResponse:
-    timer = Timer()
+    timer = Timer(request)
     scope = scope_of(user)
     now = utcnow()
     since = now - timedelta(days=days)

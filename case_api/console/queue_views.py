@@ -101,7 +101,7 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 @router.get("/queue", include_in_schema=False)
 def queue_page(request: Request, session: SessionDep, user: ConsoleUserDep, tenant: Text = None, status: Text = None,
                severity: Text = None, assignee: Text = None, sla: Text = None, offset: Offset = 0) -> HTMLResponse:
-    timer = Timer()
+    timer = Timer(request)
     params = QueueParams.parse(tenant=tenant, status=status, severity=severity, assignee=assignee, sla=sla,
                                offset=offset)
     rows, more = queue_rows(session, user, params)
@@ -119,7 +119,7 @@ def queue_fragment(request: Request, session: SessionDep, user: ConsoleUserDep, 
                    status: Text = None, severity: Text = None, assignee: Text = None, sla: Text = None,
                    offset: Offset = 0) -> HTMLResponse:
     """The queue's rows alone (a ``<tbody>``), which the page fetches every few seconds to show new cases."""
-    timer = Timer()
+    timer = Timer(request)
     params = QueueParams.parse(tenant=tenant, status=status, severity=severity, assignee=assignee, sla=sla,
                                offset=offset)
     rows, more = queue_rows(session, user, params)
