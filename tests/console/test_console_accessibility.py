@@ -16,8 +16,15 @@ PAGES = [
     ("sign-in", None, "/console/login"),
     ("queue", "analyst", "/console/queue"),
     ("case", "analyst", "/console/cases/{campaign}"),
+    ("metrics", "analyst", "/console/metrics"),
+    ("sources", "analyst", "/console/sources"),
     ("member cases", HOSPITAL, "/console/queue"),
     ("member case", HOSPITAL, "/console/cases/{campaign}"),
+    ("member page", HOSPITAL, f"/console/members/{HOSPITAL}"),
+    ("member sources", HOSPITAL, "/console/sources"),
+    ("member source", HOSPITAL, "/console/sources/{source}"),
+    ("member SLA figures", HOSPITAL, "/console/metrics"),
+    ("onboarding", HOSPITAL, f"/console/members/{HOSPITAL}/onboarding"),
 ]
 
 

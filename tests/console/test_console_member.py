@@ -13,6 +13,7 @@ HOSPITAL, SCHOOL = "northgate-hospital", "riverside-school"
 
 def test_member_sees_own_cases_and_another_members_case_is_not_found(live_server: ConsoleWorld, browser: Any) -> None:
     sign_in(browser, live_server, HOSPITAL)
+    assert browser.current_url.endswith(f"/console/members/{HOSPITAL}")  # a member starts at their organisation
     browser.get(f"{live_server.url}/console/queue?status=all")
     assert HOSPITAL in browser.find_element(By.ID, "signed-in-as").text
     rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-case-id]")
