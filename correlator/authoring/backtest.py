@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from citysoc.store import EventStore
 from correlator.authoring.evidence import evidence_path
-from correlator.engine.correlation import correlation_bursts, correlation_input, correlation_windows
+from correlator.engine.correlation import correlation_bursts, correlation_input, correlation_windows, every_burst
 from correlator.engine.detection import detection_alert_rows, read_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
@@ -145,10 +145,8 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
         frame, rule, prefilter=_worth_prefiltering(rule, result.matches), moments=moments))
     for rule_id in bursts:
         result.alerts[rule_id], result.behind[rule_id], result.tenants[rule_id] = 0, 0, set()
-    if bursts:
-        every_burst = reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"), "_tenant", "_count")
-                                                     for rule_id, frame in bursts.items()])
-        for row in every_burst.collect():
+    if (burst_rows := every_burst(bursts, "_tenant", "_count")) is not None:
+        for row in burst_rows.collect():
             rule_id = row["_rule_id"]
             result.alerts[rule_id] += 1
             result.behind[rule_id] += row["_count"]

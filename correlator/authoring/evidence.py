@@ -20,7 +20,6 @@ from typing import Any
 import pyarrow as pa
 import yaml
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from citysoc.errors import CitySocError
 from citysoc.schema import ARROW_SCHEMA, FIELDS, JSON_FIELDS, flatten, nest, to_row
@@ -28,6 +27,7 @@ from correlator.engine.correlation import (
     correlation_bursts,
     correlation_input,
     correlation_windows,
+    every_burst,
     referenced_correlations,
 )
 from correlator.engine.events import prepare_events
@@ -382,10 +382,8 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
     # a few rows per case: the bucket pre-filter (which only drops matches no window can use) would cost
     # more shuffles than it saves; every correlation's bursts come back in one Spark job
     bursts = correlation_bursts(combined, every_correlation, windows=_unfiltered_windows)
-    if bursts:
-        every_burst = reduce(DataFrame.unionByName, [frame.select("_tenant", F.lit(rule_id).alias("_rule_id"))
-                                                     for rule_id, frame in bursts.items()])
-        for row in every_burst.collect():
+    if (burst_rows := every_burst(bursts, "_tenant")) is not None:
+        for row in burst_rows.collect():
             key = (row["_tenant"], row["_rule_id"])
             correlation_alerts[key] = correlation_alerts.get(key, 0) + 1
     outcomes = list(plan.not_run)

@@ -291,6 +291,15 @@ def correlation_bursts(inputs: Mapping[str, DataFrame | None], by_id: Mapping[st
     return bursts
 
 
+def every_burst(bursts: Mapping[str, DataFrame], *columns: str) -> DataFrame | None:
+    """`_rule_id` and `columns` of every correlation's bursts (rule id -> `correlation_windows` rows) as one
+    frame, so that one Spark job collects them all; None when there are none."""
+    if not bursts:
+        return None
+    return reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"), *columns)
+                                          for rule_id, frame in bursts.items()])
+
+
 def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataFrame:
     """For `gte`/`gt`, only the matches that can lie in a qualifying window; the rest skip the sort.
 

@@ -20,6 +20,7 @@ from correlator.engine.correlation import (
     _OPS,
     _matches_that_can_qualify,
     correlation_windows,
+    every_burst,
     hot_bucket_bound,
     hot_bucket_probe,
     hot_buckets,
@@ -224,3 +225,16 @@ def test_bucket_prefilter_keeps_every_match_a_qualifying_window_can_hold(spark: 
                                   "_tenant string, _event_id string, _ts_us long, _group_key string, _value string")
     kept = {row["_event_id"] for row in _matches_that_can_qualify(frame, rule.correlation).collect()}
     assert kept == {"e1", "e2", "e3", "e6", "e7", "e8"}
+
+
+def test_every_burst_unions_each_correlations_bursts_with_its_rule_id(spark: Any) -> None:
+    """What evidence and backtest count: every burst of every correlation, one frame, told apart by rule id."""
+    rows = _inputs(7)
+    rules = [_rule("event_count", "gte", 5), _rule("value_count", "gte", 3)]
+    bursts = {rule.id: correlation_windows(_frame(spark, rows), rule) for rule in rules}
+    found = every_burst(bursts, "_tenant", "_count")
+    assert found is not None and found.columns == ["_rule_id", "_tenant", "_count"]
+    expected = sorted((rule.id, tenant, count) for rule in rules
+                      for tenant, _, _, _, count, _ in reference(rows, rule))
+    assert expected and sorted((r["_rule_id"], r["_tenant"], r["_count"]) for r in found.collect()) == expected
+    assert every_burst({}, "_tenant") is None
