@@ -325,6 +325,14 @@ def tab_until(driver: Any, css: str, *, backwards: bool = False, limit: int = 80
             css,
         )
         if found[0]:
-            return driver.switch_to.active_element
+            element = driver.switch_to.active_element
+            ring = driver.execute_script(
+                "const s = getComputedStyle(arguments[0]); return [s.outlineStyle, s.outlineWidth, s.boxShadow];",
+                element,
+            )
+            # WCAG 2.4.7: a keyboard user sees where the focus is (axe-core does not check this).
+            visible = (ring[0] != "none" and ring[1] != "0px") or ring[2] != "none"
+            assert visible, f"{css} has no focus indicator: {ring}"
+            return element
         visited.append(found[1])
     raise AssertionError(f"{limit} presses of {'Shift+' if backwards else ''}Tab did not reach {css}: {visited}")

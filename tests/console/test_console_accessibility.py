@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 
 from tests.console.conftest import Axe
-from tests.console.harness import ConsoleWorld, blocking, navigation_status, resume
+from tests.console.harness import HOSPITAL, SCHOOL, ConsoleWorld, blocking, navigation_status, resume
 
-HOSPITAL = "northgate-hospital"
-
-# (page, who is signed in, path; "{work}"/"{campaign}" are the signed-in member's or the hospital's cases)
+# (page, who is signed in, path; "{work}"/"{campaign}"/"{source}" are the hospital's cases and source,
+# "{other}" the school's case, a 404 for the hospital)
 PAGES = [
     ("sign-in", None, "/console/login"),
     ("queue", "analyst", "/console/queue"),
@@ -25,6 +24,7 @@ PAGES = [
     ("member source", HOSPITAL, "/console/sources/{source}"),
     ("member SLA figures", HOSPITAL, "/console/metrics"),
     ("onboarding", HOSPITAL, f"/console/members/{HOSPITAL}/onboarding"),
+    ("not found", HOSPITAL, "/console/cases/{other}"),
 ]
 
 
@@ -34,7 +34,9 @@ def test_page_has_no_serious_accessibility_violation(
 ) -> None:
     if user is not None:
         resume(browser, live_server, user)
-    browser.get(live_server.url + path.format(**live_server.cases[HOSPITAL], source=live_server.sources[HOSPITAL]))
-    assert navigation_status(browser) == 200, f"{page}: {browser.current_url}"
+    names = {**live_server.cases[HOSPITAL], "source": live_server.sources[HOSPITAL],
+             "other": live_server.cases[SCHOOL]["work"]}
+    browser.get(live_server.url + path.format(**names))
+    assert navigation_status(browser) == (404 if page == "not found" else 200), f"{page}: {browser.current_url}"
     found = blocking(axe(browser))
     assert not found, f"{page} ({path}):\n" + "\n".join(found)
