@@ -180,13 +180,15 @@ def notify_new_cases(*, session: Session, cases: Iterable[Case], soc: SocContact
     return added
 
 
-def notify_sla_breach(*, session: Session, case: Case, clock: str, due_at: datetime, soc: SocContacts) -> int:
+def notify_sla_breach(*, session: Session, case: Case, clock: str, due_at: datetime, soc: SocContacts,
+                      to: Sequence[Destination] | None = None) -> int:
     """Enqueue `case.sla_breached` for one clock (`acknowledge`, `triage`, `resolve`) of a case that passed its
     due time; once per case, clock and destination, whatever the number of calls. Call it in the transaction
-    that records the breach."""
+    that records the breach. ``to``: the destinations when the caller has them (default: the case's tenant's
+    and the SOC's)."""
     data = {"case": case_summary(case), "clock": clock, "due_at": due_at.isoformat()}
     return enqueue(session=session, case=case, event=NotificationEvent.SLA_BREACHED, data=data, soc=soc,
-                   clock=clock)
+                   clock=clock, to=to)
 
 
 def list_notifications(*, session: Session, tenant_id: str | None, case_id: int | None, status: str | None,

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from case_api.cases.models import FINISHED_STATUSES, Case
 from case_api.notifications.delivery import Sweep
 from case_api.notifications.models import Notification, NotificationEvent
-from case_api.notifications.service import SocContacts, notify_sla_breach
+from case_api.notifications.service import Destination, SocContacts, destinations, notify_sla_breach
 from case_api.sla.models import Clock
 
 #: Each clock's stored due time and the time that stops it.
@@ -65,13 +65,22 @@ def sla_breach_sweep(soc: SocContacts) -> Sweep:
                 .where(Notification.case_id.in_([case.id for case in cases]),
                        Notification.event == NotificationEvent.SLA_BREACHED.value))
         }
+        # Each tenant's destinations once a round: a tenant with none (no contacts, no SOC contacts) has
+        # nothing to enqueue, and its late cases, never announced, would otherwise be looked up again
+        # case by case and clock by clock every round.
+        to: dict[str, list[Destination]] = {}
         added = 0
         for case in cases:
+            if case.tenant_id not in to:
+                to[case.tenant_id] = destinations(session=session, tenant_id=case.tenant_id, soc=soc)
+            if not to[case.tenant_id]:
+                continue
             for clock, (due_column, stop_column) in CLOCK_COLUMNS.items():
                 due: datetime | None = getattr(case, due_column.key)
                 running = getattr(case, stop_column.key) is None
                 if due is not None and due < now and running and (case.id, clock.value) not in announced:
-                    added += notify_sla_breach(session=session, case=case, clock=clock.value, due_at=due, soc=soc)
+                    added += notify_sla_breach(session=session, case=case, clock=clock.value, due_at=due, soc=soc,
+                                               to=to[case.tenant_id])
         return added
 
     return sweep

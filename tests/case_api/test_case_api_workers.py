@@ -1,5 +1,5 @@
 """`soc api --workers N`: N server processes on one PostgreSQL database, each with its outbox drainer, and
-one SLA sweep per round between them."""
+one SLA sweep per round between them, whose cost does not grow with late cases it has nowhere to announce."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from fastapi import FastAPI
+from sqlalchemy import Engine, event
 
 from case_api.db import make_session_factory
-from case_api.notifications.sla import sweep_lock
+from case_api.notifications.service import SocContacts
+from case_api.notifications.sla import sla_breach_sweep, sweep_lock
 from citysoc.apiworker import default_workers
-from tests.case_api.conftest import _postgres_database
+from tests.case_api.conftest import _postgres_database, build_alert
+
+if TYPE_CHECKING:
+    from tests.case_api.conftest import SocApi
 
 
 def _free_port() -> int:
@@ -93,3 +100,32 @@ def test_one_sla_sweep_at_a_time_on_postgresql(db_url: str, clean_db: Engine) ->
         first.commit()  # the round is over: the lock goes with the transaction
         assert sweep_lock(second)
         second.rollback()
+
+
+def _statements(engine: Engine) -> list[str]:
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    return seen
+
+
+@pytest.mark.parametrize("late_cases", [2, 6])
+def test_a_sweep_with_nowhere_to_send_costs_the_same_for_any_number_of_late_cases(
+    soc: SocApi, app: FastAPI, late_cases: int
+) -> None:
+    """Late cases of a member without contacts (and no SOC contacts) are never announced: each round must not
+    look up their destinations again case by case and clock by clock."""
+    soc.add_tenant("northgate-hospital")
+    for number in range(late_cases):
+        soc.ingest(build_alert("northgate-hospital", user=f"user{number}"))
+    sweep = sla_breach_sweep(SocContacts())
+    later = datetime.now(UTC) + timedelta(days=60)  # past every clock of the default contract
+    seen = _statements(app.state.engine)
+    with app.state.session_factory() as session:
+        assert sweep(session, later) == 0
+        session.commit()
+    # the late cases, what was announced, the member and its contacts (and the sweep lock on PostgreSQL)
+    assert len(seen) <= 5, seen
