@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from case_api.auth.models import ApiKey, Principal, Role, User
@@ -26,6 +26,8 @@ from case_api.errors import AuthenticationError
 
 #: Longest a session lasts from sign-in (a key that expires sooner ends it sooner).
 SESSION_LIFETIME = timedelta(hours=12)
+#: How long an ended session's row is kept (then the next sign-in deletes it).
+ENDED_KEPT = timedelta(days=1)
 #: Roles that have console pages: those that read cases.
 CONSOLE_ROLES = frozenset(CASE_READERS)
 
@@ -73,6 +75,8 @@ def start_session(*, session: Session, api_key: str, throttle: LastUseThrottle |
     expires = now + SESSION_LIFETIME
     if key.expires_at is not None:
         expires = min(expires, key.expires_at)
+    session.execute(delete(ConsoleSession).where(
+        or_(ConsoleSession.expires_at < now - ENDED_KEPT, ConsoleSession.revoked_at < now - ENDED_KEPT)))
     secret = secrets.token_urlsafe(32)
     session.add(ConsoleSession(id_sha256=_digest(secret), user_id=principal.user_id, key_id=principal.key_id,
                                csrf_token=secrets.token_urlsafe(32), created_at=now, expires_at=expires))
