@@ -350,6 +350,17 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
         session.flush()  # the versioned UPDATE: raises StaleDataError if the case changed since it was read
 
 
+def known_assignees(*, session: Session, tenant_ids: Collection[str] | None) -> list[str]:
+    """Ids of the enabled users who may be assigned cases: the city SOC roles and, for ``tenant_ids`` (``None``:
+    every member's), the members' responders."""
+    city = [role.value for role in CASE_WORKERS if not role.is_tenant_bound]
+    responders = User.role == Role.TENANT_RESPONDER.value
+    if tenant_ids is not None:
+        responders = responders & User.tenant_id.in_(sorted(tenant_ids))
+    query = select(User.id).where(User.disabled_at.is_(None), or_(User.role.in_(city), responders))
+    return list(session.scalars(query.order_by(User.id).limit(1000)))
+
+
 def require_known_assignee(*, session: Session, name: str, tenant_id: str) -> None:
     """An assignee is a known user who may work the case: an enabled user of a city SOC role, or a
     responder of the case's tenant."""

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import campaigns_by_case
 from case_api.cases.models import CaseOut, CaseStatus, Resolution, Severity
-from case_api.cases.service import QueueFilter, case_outs, list_cases
+from case_api.cases.service import QueueFilter, case_outs, known_assignees, list_cases
 from case_api.cases.work import bulk_change
 from case_api.cases.work_models import BulkAction, BulkIn
 from case_api.console.sessions import ConsoleUser, set_flash
@@ -106,8 +106,11 @@ def queue_page(request: Request, session: SessionDep, user: ConsoleUserDep, tena
                                offset=offset)
     rows, more = queue_rows(session, user, params)
     timer.lap("query")
-    tenants = list_tenants(session=session, scope=scope_of(user))
+    scope = scope_of(user)
+    tenants = list_tenants(session=session, scope=scope)
+    assignees = known_assignees(session=session, tenant_ids=scope) if user.may_work else []
     return render(request, "queue.html", {
+        "assignees": assignees,
         "user": user, "params": params, "rows": rows, "more": more, "tenants": tenants, "page": PAGE,
         "statuses": list(CaseStatus), "severities": list(Severity), "sla_states": QueueFilter.SLA_STATES,
         "resolutions": list(Resolution), "filter_query": params.query(),

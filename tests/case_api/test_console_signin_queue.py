@@ -206,6 +206,16 @@ def test_bulk_assign_close_and_merge_from_the_queue(world: World) -> None:
     assert "assigned" in events and "merged" in events
 
 
+def test_bulk_assign_offers_the_users_who_may_be_assigned(world: World) -> None:
+    choices = re.findall(r'<option value="([^"]+)"></option>',
+                         world.browser("ann").get("/console/queue").text.split('id="bulk-assignee-choices"')[1]
+                         .split("</datalist>")[0])
+    assert {"me", "ann", "lead", "hugh", "sam"} <= set(choices)
+    assert not {"vera", "rita"} & set(choices)  # a viewer and a rule author work no case
+    member = world.browser("hugh").get("/console/queue").text.split('id="bulk-assignee-choices"')[1]
+    assert "hugh" in member and '"sam"' not in member.split("</datalist>")[0]  # never another member's users
+
+
 def test_a_viewer_sees_the_queue_without_bulk_actions_and_cannot_post_them(world: World) -> None:
     browser = world.browser("vera")
     page = browser.get("/console/queue")
