@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import Select, WebDriverWait
-
-from tests.console.harness import ConsoleWorld, sign_in
+from tests.console.harness import By, ConsoleWorld, Select, WebDriverWait, ec, sign_in
 
 HOSPITAL = "northgate-hospital"
 

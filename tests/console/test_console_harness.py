@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
-
 from tests.console.conftest import Axe
-from tests.console.harness import ConsoleWorld, blocking
+from tests.console.harness import By, ConsoleWorld, WebDriverWait, blocking, ec
 
 
 def test_docs_page_renders_offline_in_chromium(live_server: ConsoleWorld, browser: Any) -> None:

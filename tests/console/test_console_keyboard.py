@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
-
-from tests.console.harness import ConsoleWorld, navigation_status, press, sign_in, tab_until
+from tests.console.harness import (
+    By,
+    ConsoleWorld,
+    Keys,
+    WebDriverWait,
+    ec,
+    navigation_status,
+    press,
+    sign_in,
+    tab_until,
+)
 
 SCHOOL = "riverside-school"
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-
-from tests.console.harness import ATTACKER, ConsoleWorld, navigation_status, sign_in
+from tests.console.harness import ATTACKER, By, ConsoleWorld, navigation_status, sign_in
 
 HOSPITAL, SCHOOL = "northgate-hospital", "riverside-school"
 

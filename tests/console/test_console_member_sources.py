@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-
-from tests.console.harness import DEAD_LINES, HOSPITAL, SCHOOL, ConsoleWorld, navigation_status, sign_in
+from tests.console.harness import DEAD_LINES, HOSPITAL, SCHOOL, By, ConsoleWorld, navigation_status, sign_in
 
 
 def test_member_source_page_shows_health_and_dead_letters(live_server: ConsoleWorld, browser: Any) -> None:

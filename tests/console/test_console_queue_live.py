@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
-
 from tests.case_api.conftest import build_alert
-from tests.console.harness import ConsoleWorld, sign_in
+from tests.console.harness import By, ConsoleWorld, WebDriverWait, sign_in
 
 SCHOOL = "riverside-school"
 
