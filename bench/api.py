@@ -589,8 +589,8 @@ def main(argv: list[str] | None = None) -> None:
                 samples = run_load(base, keys, plan, max(1, min(args.generators, args.clients)))
             cpu = {"server": server_cpu(servers) - before, "postgres": postgres.seconds,
                    "load generators": samples["cpu"]}
-            print(f"soc api: {_worker_count(pid)} server process(es) answering "
-                  f"({'--workers ' + str(args.workers) if args.workers else 'its default: ' + str(default_workers(url))});"
+            workers = f"--workers {args.workers}" if args.workers else f"its default: {default_workers(url)}"
+            print(f"soc api: {_worker_count(pid)} server process(es) answering ({workers});"
                   f" {args.generators} load generator process(es)")
             console = None
             if args.console_requests:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from citysoc.cli import app
 from citysoc.errors import CitySocError
 from citysoc.health import HealthStore
-from collectors.onboarding import PARTNER_CERT, PARTNER_KEY
+from citysoc.onboarding import PARTNER_CERT, PARTNER_KEY
 
 HOST = "intake.soc.example.org"
 NG, RS = "northgate-hospital", "riverside-school"

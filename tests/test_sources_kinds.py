@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import get_args
 
 from case_api.sources import kinds
+from citysoc.onboarding import instructions
 from citysoc.settings import Settings
 from collectors import attribution
 from collectors.base import get_parser, parser_names
-from collectors.onboarding import instructions
 
 
 def test_every_parser_the_collectors_register_is_known_with_its_datasets() -> None:

@@ -30,8 +30,8 @@ from case_api.sources.models import Source
 from case_api.sources.service import get_source, list_sources
 from case_api.tenants.models import Tenant
 from case_api.tenants.service import list_tenants
+from citysoc.onboarding import KINDS, OnboardingError, instructions
 from citysoc.settings import Settings as IntakeSettings
-from collectors.onboarding import KINDS, OnboardingError, instructions
 
 router = APIRouter()
 
@@ -126,7 +126,7 @@ def onboarding_page(request: Request, tenant_id: TenantPath, session: SessionDep
 
 def _setup(kind: str, tenant_id: str, parser: str | None, client_certificate: bool) -> dict[str, Any]:
     """What the partner configures, from the intake's settings (``SOC_COLLECT_*``), as ``soc sources add`` prints
-    it (``collectors.onboarding``); a file kind is fed with ``soc ingest``."""
+    it (``citysoc.onboarding``); a file kind is fed with ``soc ingest``."""
     intake = IntakeSettings()
     port = intake.collect_port(kind)
     if port is None:

@@ -13,13 +13,13 @@ import typer
 from case_api.sources.kinds import PULL_KINDS
 from citysoc.cli.common import JsonOpt, TenantOpt, line_console, load_settings, plain_console, print_json_lines
 from citysoc.cli.render import print_sources
+from citysoc.onboarding import instructions
 from citysoc.settings import Settings
 from citysoc.wiring import case_client
-from collectors.onboarding import instructions
 
 app = typer.Typer(help="Log sources each tenant has onboarded.", no_args_is_help=True)
 
-# Where the HTTP intake takes pushes. `collectors/onboarding.py` (the intake's own) replaces this module's
+# Where the HTTP intake takes pushes. `citysoc/onboarding.py` (the intake's own) replaces this module's
 # `instructions` at merge; until then this is the path the HTTP listener under way serves.
 HTTP_INTAKE_PATH = "/v1/events"
 _CA_PLACEHOLDER = "/etc/ssl/citysoc-ca.pem"

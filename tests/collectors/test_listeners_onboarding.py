@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from collectors.onboarding import KINDS, PARTNER_CERT, OnboardingError, instructions, partner_config
+from citysoc.onboarding import KINDS, PARTNER_CERT, OnboardingError, instructions, partner_config
 
 
 def test_tls_snippets_name_the_ca_the_peer_and_the_client_certificate() -> None:

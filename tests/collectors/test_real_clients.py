@@ -1,7 +1,7 @@
 """Real clients no one here wrote, against a running `soc collect`: logger, rsyslogd and curl.
 
 rsyslogd runs with its own configuration in a temporary folder: an `imfile` input the test writes to,
-forwarded by the rsyslog snippet `collectors.onboarding` gives partners (omfwd over TCP, omfwd over TLS
+forwarded by the rsyslog snippet `citysoc.onboarding` gives partners (omfwd over TCP, omfwd over TLS
 with gtls and a client certificate, omrelp plain and over TLS). Each test finds its events where they
 land (the spool, or the store once a drainer runs) under the tenant the sender's network or credential
 says, whatever the events themselves claim. Missing clients skip locally and fail under CI=true
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from citysoc.onboarding import partner_config
 from collectors.listeners.tls import ClientCertificate, issue_client_certificate
-from collectors.onboarding import partner_config
 from tests.collectors.intake_helpers import (
     DEADLINE,
     Collector,

@@ -17,7 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from collectors.errors import CollectorError
+from citysoc.errors import CitySocError
 
 KINDS = ("syslog-udp", "syslog-tcp", "syslog-tls", "syslog-relp", "http")
 PARTNER_CA = "/etc/citysoc/ca.pem"  # where the snippets expect the files on the partner's machine
@@ -29,7 +29,7 @@ _QUEUE = ('queue.type="LinkedList" queue.filename="{name}" queue.saveOnShutdown=
           'queue.maxDiskSpace="1g" action.resumeRetryCount="-1"')
 
 
-class OnboardingError(CollectorError):
+class OnboardingError(CitySocError):
     """A kind this intake has no listener for, or a TLS kind without the files it needs."""
 
 
