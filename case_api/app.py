@@ -27,6 +27,7 @@ from case_api.campaigns.rules import load_campaign_rules
 from case_api.campaigns.views import router as campaigns_router
 from case_api.cases.views import router as cases_router
 from case_api.cases.work_views import router as case_work_router
+from case_api.console.oidc import ConsoleOidc
 from case_api.console.views import HEADINGS, console_error, install_console, is_console
 from case_api.console.web import CONSOLE_PREFIX
 from case_api.db import API_THREADS, make_engine, make_session_factory, upgrade_database
@@ -84,6 +85,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.key_cache = KeyCache()
     oidc = settings.oidc()
     app.state.token_verifier = TokenVerifier(oidc) if oidc is not None else None
+    app.state.console_oidc = ConsoleOidc(
+        oidc, client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None,
+        provider_name=settings.oidc_provider_name, redirect_uri=settings.oidc_redirect_uri,
+    ) if oidc is not None and settings.oidc_client_id else None
     # The intake writes these under SOC_HOME; the API only reads them (see the README for production).
     app.state.health_store = HealthStore(settings.health_dir)
     app.state.dead_letters = DeadLetterStore(settings.deadletter_dir)

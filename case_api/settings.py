@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     oidc_tenant_claim: str = "citysoc_tenant"
     oidc_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     oidc_leeway: int = Field(default=30, ge=0, le=600)
+    #: Console sign-in with the same provider (``case_api/console/oidc.py``): on when the client id is set too.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    #: The button's "Sign in with ..." name.
+    oidc_provider_name: str = "single sign-on"
+    #: The console's callback as registered at the provider; default: derived from the request.
+    oidc_redirect_uri: str | None = None
 
     # Notifications (case_api/notifications): the SOC's own destinations, the SMTP relay, the outbox drainer.
     #: SOC addresses told of every member's new high/critical cases and SLA breaches (a JSON list).

@@ -114,7 +114,12 @@ class TokenVerifier:
         return claims
 
     def principal(self, session: Session, token: str) -> Principal:
-        claims = self.claims(token)
+        return self.principal_from_claims(session, self.claims(token))
+
+    def principal_from_claims(self, session: Session, claims: Mapping[str, Any], *, by: str = "bearer token"
+                              ) -> Principal:
+        """The user verified ``claims`` name, provisioned or updated as the provider says (``by`` goes into the
+        audit record): the API's bearer tokens and the console's ID tokens map the same way."""
         user_id = _claim(claims, self.config.user_claim)
         if not isinstance(user_id, str) or not re.match(USER_ID_PATTERN, user_id):
             raise AuthenticationError(f"bearer token: claim {self.config.user_claim!r} is not a valid user id")
@@ -130,7 +135,7 @@ class TokenVerifier:
                     "tenant"
                 )
             tenant_id = tenant
-        _sync_user(session, user_id=user_id, role=role, tenant_id=tenant_id, display_name=claims.get("name"))
+        _sync_user(session, user_id=user_id, role=role, tenant_id=tenant_id, display_name=claims.get("name"), by=by)
         return Principal(user_id=user_id, role=role, tenant_id=tenant_id, key_id=None)
 
 
@@ -153,7 +158,8 @@ def _role(value: Any, claim: str) -> Role:
     return known.pop()
 
 
-def _sync_user(session: Session, *, user_id: str, role: Role, tenant_id: str | None, display_name: Any) -> None:
+def _sync_user(session: Session, *, user_id: str, role: Role, tenant_id: str | None, display_name: Any,
+               by: str) -> None:
     """Provision the user on their first token; follow the provider's role and tenant after that."""
     user = session.get(User, user_id)
     if user is not None and user.disabled:
@@ -164,12 +170,12 @@ def _sync_user(session: Session, *, user_id: str, role: Role, tenant_id: str | N
         name = display_name if isinstance(display_name, str) and 0 < len(display_name) <= 200 else user_id
         session.add(User(id=user_id, display_name=name, role=role.value, tenant_id=tenant_id, created_at=utcnow()))
         record(session, actor=user_id, action="user.provisioned", target_type="user", target_id=user_id,
-               tenant_id=tenant_id, detail={"role": role.value, "tenant_id": tenant_id, "by": "bearer token"})
+               tenant_id=tenant_id, detail={"role": role.value, "tenant_id": tenant_id, "by": by})
     else:
         record(session, actor=user_id, action="user.changed", target_type="user", target_id=user_id,
                tenant_id=tenant_id, detail={"role": {"from": user.role, "to": role.value},
                                             "tenant_id": {"from": user.tenant_id, "to": tenant_id},
-                                            "by": "bearer token"})
+                                            "by": by})
         user.role, user.tenant_id = role.value, tenant_id
     try:
         session.commit()

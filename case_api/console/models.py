@@ -19,8 +19,8 @@ class ConsoleSession(Base):
 
     id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey(User.id), index=True)
-    #: The API key signed in with: revoking it (or its expiry) ends the session.
-    key_id: Mapped[int] = mapped_column(ForeignKey(ApiKey.id), index=True)
+    #: The API key signed in with: revoking it (or its expiry) ends the session. None: signed in with OIDC.
+    key_id: Mapped[int | None] = mapped_column(ForeignKey(ApiKey.id), index=True, nullable=True)
     #: Sent in every form and compared on every POST (synchronizer token, bound to this session).
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,4 +1,4 @@
-"""Console sign-in: a server-side session per browser, started with a user's API key.
+"""Console sign-in: a server-side session per browser, started with a user's API key or OpenID Connect.
 
 The cookie holds a random secret; the database keeps its SHA-256 only (as for API keys). Every request
 re-reads the session with its key and user, so signing out, revoking or expiring the key, disabling the
@@ -75,6 +75,20 @@ def start_session(*, session: Session, api_key: str, throttle: LastUseThrottle |
     expires = now + SESSION_LIFETIME
     if key.expires_at is not None:
         expires = min(expires, key.expires_at)
+    return _new_session(session, principal=principal, expires=expires, now=now)
+
+
+def start_oidc_session(*, session: Session, principal: Principal, now: datetime | None = None) -> str:
+    """Sign in the user an identity provider's ID token named (``console/oidc.py`` verified it and mapped it
+    as the API maps bearer tokens): the new session's cookie secret. The session has no key; disabling the
+    user or moving them to a role without console pages ends it as it ends a key's session."""
+    if principal.role not in CONSOLE_ROLES:
+        raise AuthenticationError(f"the role {principal.role.value!r} has no console pages: use the API or the CLI")
+    now = now or utcnow()
+    return _new_session(session, principal=principal, expires=now + SESSION_LIFETIME, now=now)
+
+
+def _new_session(session: Session, *, principal: Principal, expires: datetime, now: datetime) -> str:
     session.execute(delete(ConsoleSession).where(
         or_(ConsoleSession.expires_at < now - ENDED_KEPT, ConsoleSession.revoked_at < now - ENDED_KEPT)))
     secret = secrets.token_urlsafe(32)
@@ -95,7 +109,7 @@ def resume_session(*, session: Session, secret: str, now: datetime | None = None
     now = now or utcnow()
     row = session.execute(
         select(ConsoleSession, ApiKey, User)
-        .join(ApiKey, ApiKey.id == ConsoleSession.key_id)
+        .outerjoin(ApiKey, ApiKey.id == ConsoleSession.key_id)
         .join(User, User.id == ConsoleSession.user_id)
         .where(ConsoleSession.id_sha256 == _digest(secret), ConsoleSession.revoked_at.is_(None))
     ).first()
@@ -104,9 +118,11 @@ def resume_session(*, session: Session, secret: str, now: datetime | None = None
     console_session, key, user = row
     live = (
         console_session.expires_at > now
-        and key.revoked_at is None
-        and (key.expires_at is None or key.expires_at > now)
-        and key.user_id == user.id
+        and (console_session.key_id is None or (
+            key is not None
+            and key.revoked_at is None
+            and (key.expires_at is None or key.expires_at > now)
+            and key.user_id == user.id))
         and not user.disabled
         and user.role in {role.value for role in CONSOLE_ROLES}
     )
@@ -119,7 +135,8 @@ def resume_session(*, session: Session, secret: str, now: datetime | None = None
         console_session.flash = None
         session.commit()
     return ConsoleUser(
-        principal=Principal(user_id=user.id, role=Role(user.role), tenant_id=user.tenant_id, key_id=key.id),
+        principal=Principal(user_id=user.id, role=Role(user.role), tenant_id=user.tenant_id,
+                            key_id=key.id if key is not None else None),
         display_name=user.display_name,
         session_id=console_session.id_sha256,
         csrf_token=console_session.csrf_token,

@@ -36,7 +36,9 @@ def start_page(user: ConsoleUserDep) -> RedirectResponse:
 
 def _login_page(request: Request, *, next_path: str, error: str | None = None, status_code: int = 200) -> HTMLResponse:
     token = secrets.token_urlsafe(32)
-    response = render(request, "login.html", {"csrf_token": token, "next": next_path, "error": error, "user": None},
+    oidc = getattr(request.app.state, "console_oidc", None)
+    response = render(request, "login.html", {"csrf_token": token, "next": next_path, "error": error, "user": None,
+                                              "oidc_provider": oidc.provider_name if oidc is not None else None},
                       status_code=status_code)
     set_cookie(response, request, LOGIN_CSRF_COOKIE, token, max_age=3600)
     return response

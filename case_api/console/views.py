@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
-from case_api.console import case_views, member_views, metrics_views, queue_views, signin_views
+from case_api.console import case_views, member_views, metrics_views, oidc, queue_views, signin_views
 from case_api.console.web import CONSOLE_PREFIX, STATIC_DIR, SignInRequiredError, render, sign_in_redirect
 from case_api.errors import CaseApiError
 
@@ -17,7 +17,7 @@ HEADINGS = {403: "Not allowed", 404: "Not found", 409: "Conflict", 412: "Changed
 def install_console(app: FastAPI) -> None:
     """Mount the console on ``app``: its pages, its script and style sheet (served from the package)."""
     router = APIRouter(prefix=CONSOLE_PREFIX, include_in_schema=False)
-    for module in (signin_views, queue_views, case_views, metrics_views, member_views):
+    for module in (signin_views, oidc, queue_views, case_views, metrics_views, member_views):
         router.include_router(module.router)
     app.include_router(router)
     app.mount(f"{CONSOLE_PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
