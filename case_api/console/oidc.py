@@ -170,9 +170,11 @@ def oidc_callback(request: Request, session: SessionDep, code: str | None = None
         secret = start_oidc_session(session=session, principal=principal)
     except httpx.HTTPError as exc:
         return _refused(request, f"the identity provider's token endpoint is unreachable: {exc}", status_code=503)
+    except ValueError:
+        return _refused(request, "the identity provider's token endpoint answered with invalid JSON")
     except AuthenticationError as exc:
         return _refused(request, f"cannot sign in: {exc.message}")
-    response = RedirectResponse(flow["next"], status_code=303)
+    response = RedirectResponse(safe_next(flow["next"]), status_code=303)
     set_cookie(response, request, SESSION_COOKIE, secret, max_age=int(SESSION_LIFETIME.total_seconds()))
     response.delete_cookie(FLOW_COOKIE, path=CONSOLE_PREFIX)
     return response

@@ -229,3 +229,17 @@ def test_without_a_client_id_there_is_no_button_and_no_flow(tmp_path: Path, prov
             assert browser.get("/console/oidc/login").status_code == 404
     finally:
         app.state.engine.dispose()
+
+
+def test_a_code_the_token_endpoint_refuses_makes_no_session(app: FastAPI, idp: Provider) -> None:
+    with http_client(app) as browser:
+        start = browser.get("/console/oidc/login")
+        flow_cookie = browser.cookies["citysoc_console_oidc"]
+        callback = httpx.get(start.headers["location"], follow_redirects=False).headers["location"]
+        assert browser.get(callback).status_code == 303  # the code is used
+    before = _sessions(app)
+    with http_client(app) as replay:  # the same code again, even with the flow's cookie
+        replay.cookies.set("citysoc_console_oidc", flow_cookie, path="/console")
+        refused = replay.get(callback)
+        assert refused.status_code == 401 and "invalid_grant" in refused.text
+    assert _sessions(app) == before
