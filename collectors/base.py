@@ -22,16 +22,17 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from citysoc.deadletter import DeadLetter
 from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix
 from collectors.columns import TIMESTAMP, EventColumns, table_docs, valid_time
-from collectors.errors import UnknownParserError
+from collectors.errors import UnknownParserError, UnparsableRecordError
 from collectors.files import DEFAULT_LIMITS, ReadLimits, read_lines
 from collectors.records import ParsedBatch, RawRecord
-from collectors.redact import redact_text
+from collectors.redact import redact_record, redact_text
 
 FILE_BATCH = 20_000
 _PROBLEM = attrgetter("problem")
@@ -127,6 +128,17 @@ class LogParser(ABC):
         return DeadLetter(tenant=tenant, source=source, origin=record.origin, reason=reason, raw=text,
                           received=record.received.isoformat(),
                           raw_size=problem.size if problem else None, raw_sha256=problem.sha256 if problem else None)
+
+    def refuse_item(self, record: RawRecord, origin: str, reason: str, item: Any, *, tenant: str,
+                    source: str) -> DeadLetter:
+        """The dead letter for one JSON item of a record (one event of a file's array, say): the item as
+        redacted JSON, or the whole record's redacted text where the item cannot be written as JSON."""
+        try:
+            text = orjson.dumps(redact_record(item)).decode()
+        except (UnparsableRecordError, orjson.JSONEncodeError):
+            text = self.redact(record.payload.decode("utf-8", errors="replace"))
+        return replace(self.refuse(record, reason, tenant=tenant, source=source, raw=text), origin=origin,
+                       raw_size=None, raw_sha256=None)
 
     def records(self, path: Path) -> Iterator[RawRecord]:
         """The file's records in bounded memory (gzip transparent); lines, unless the parser reads otherwise."""

@@ -135,7 +135,7 @@ class CloudTrailParser(LogParser):
                     rows.append(record_values(item, raw=record.payload if len(parts) == 1 else None))
                     owners.append(index)
                 except UnparsableRecordError as exc:
-                    dead.append((index, self._letter(record, origin, exc.reason, item, tenant=tenant,
+                    dead.append((index, self.refuse_item(record, origin, exc.reason, item, tenant=tenant,
                                                      source=source)))
         columns = EventColumns(len(rows))
         for name, values in zip(COLUMNS, zip(*rows, strict=True) if rows else [()] * len(COLUMNS), strict=True):
@@ -144,15 +144,6 @@ class CloudTrailParser(LogParser):
             columns[name] = value
         return Normalised(columns, owners, sorted(dead, key=lambda pair: pair[0]))
 
-    def _letter(self, record: RawRecord, origin: str, reason: str, item: Any, *, tenant: str,
-                source: str) -> DeadLetter:
-        try:
-            text = orjson.dumps(redact_record(item)).decode()
-        except (UnparsableRecordError, orjson.JSONEncodeError):
-            text = self.redact(record.payload.decode("utf-8", errors="replace"))
-        letter = self.refuse(record, reason, tenant=tenant, source=source, raw=text)
-        return DeadLetter(tenant=letter.tenant, source=letter.source, origin=origin, reason=letter.reason,
-                          raw=letter.raw, received=letter.received)
 
 
 def read_maybe_gzip(path: Path) -> bytes:

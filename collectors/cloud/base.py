@@ -100,8 +100,8 @@ class CloudAuditParser(LogParser):
             try:
                 items = self.unwrap(document)
             except UnparsableRecordError as exc:
-                dead.append((index, self._letter(record, record.origin, exc.reason, document, tenant=tenant,
-                                                 source=source)))
+                dead.append((index, self.refuse_item(record, record.origin, exc.reason, document, tenant=tenant,
+                                                     source=source)))
                 continue
             if items is not None and not items:
                 dead.append((index, self.refuse(record, f"an envelope holding no records: expected {self.shape}",
@@ -113,7 +113,8 @@ class CloudAuditParser(LogParser):
                 try:
                     _, flat = self.native(item, raw=record.payload if items is None else None)
                 except UnparsableRecordError as exc:
-                    dead.append((index, self._letter(record, origin, exc.reason, item, tenant=tenant, source=source)))
+                    letter = self.refuse_item(record, origin, exc.reason, item, tenant=tenant, source=source)
+                    dead.append((index, letter))
                     continue
                 rows.append(flat)
                 owners.append(index)
@@ -121,18 +122,10 @@ class CloudAuditParser(LogParser):
         columns, kept, refused = columns_from_rows(rows)
         for row, reason in refused:
             index, origin, item = origins[row]
-            dead.append((index, self._letter(records[index], origin, reason, item, tenant=tenant, source=source)))
+            letter = self.refuse_item(records[index], origin, reason, item, tenant=tenant, source=source)
+            dead.append((index, letter))
         return Normalised(columns, [owners[row] for row in kept], sorted(dead, key=lambda pair: pair[0]))
 
-    def _letter(self, record: RawRecord, origin: str, reason: str, item: Any, *, tenant: str,
-                source: str) -> DeadLetter:
-        try:
-            text = orjson.dumps(redact_record(item)).decode()
-        except (UnparsableRecordError, orjson.JSONEncodeError):
-            text = self.redact(record.payload.decode("utf-8", errors="replace"))
-        letter = self.refuse(record, reason, tenant=tenant, source=source, raw=text)
-        return DeadLetter(tenant=letter.tenant, source=letter.source, origin=origin, reason=letter.reason,
-                          raw=letter.raw, received=letter.received)
 
 
 def native_event(parser: CloudAuditParser, record: Mapping[str, Any], *, tenant: str,
