@@ -145,7 +145,6 @@ class CloudTrailParser(LogParser):
         return Normalised(columns, owners, sorted(dead, key=lambda pair: pair[0]))
 
 
-
 def read_maybe_gzip(path: Path) -> bytes:
     """The file's bytes, decompressed when it starts with the gzip magic (tools and tests reading small files)."""
     with open_maybe_gzip(path) as handle:

@@ -127,7 +127,6 @@ class CloudAuditParser(LogParser):
         return Normalised(columns, [owners[row] for row in kept], sorted(dead, key=lambda pair: pair[0]))
 
 
-
 def native_event(parser: CloudAuditParser, record: Mapping[str, Any], *, tenant: str,
                  options: ParserOptions | None = None) -> dict[str, Any]:
     """One decoded native record -> nested ECS document (`organization.id` the tenant, `event.ingested` now);
