@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from case_api.bounds import IdPath
 from case_api.campaigns.service import campaigns_by_case
-from case_api.cases.service import case_outs, list_cases
+from case_api.cases.queue import queue_page
 from case_api.console.charts import BarChart, bar_chart
 from case_api.console.queue_views import QueueRow
 from case_api.console.sessions import ConsoleUser
@@ -73,9 +73,10 @@ def member_page(request: Request, tenant_id: TenantPath, session: SessionDep, us
     timer = Timer(request)
     scope = scope_of(user)
     member = _member(session, user, tenant_id)
-    cases = list_cases(session=session, scope=scope, tenant_id=member.id, open_only=True, limit=CASES_SHOWN)
-    campaigns = campaigns_by_case(session=session, case_ids={case.id for case in cases}, scope=scope)
-    rows = [QueueRow(case=out, campaigns=campaigns.get(out.id, [])) for out in case_outs(session=session, cases=cases)]
+    cases = queue_page(session=session, scope=scope, tenant_id=member.id, open_only=True, limit=CASES_SHOWN,
+                       clocks=False)
+    campaigns = campaigns_by_case(session=session, case_ids={case["id"] for case in cases}, scope=scope)
+    rows = [QueueRow(case=case, campaigns=campaigns.get(case["id"], [])) for case in cases]
     now = utcnow()
     metrics = case_metrics(session=session, scope=scope, since=now - SLA_PERIOD, until=now, now=now,
                            tenant_id=member.id)

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import campaigns_by_case
-from case_api.cases.models import CaseOut, CaseStatus, Resolution, Severity
-from case_api.cases.service import QueueFilter, case_outs, known_assignees, list_cases
+from case_api.cases.models import CaseStatus, Resolution, Severity
+from case_api.cases.queue import queue_page as read_queue
+from case_api.cases.service import QueueFilter, known_assignees
 from case_api.cases.work import bulk_change
 from case_api.cases.work_models import BulkAction, BulkIn
 from case_api.console.sessions import ConsoleUser, set_flash
@@ -69,7 +70,7 @@ class QueueParams:
 
 @dataclass(frozen=True)
 class QueueRow:
-    case: CaseOut
+    case: dict[str, Any]  # CaseOut's keys without the clocks (cases/queue.py)
     campaigns: list[CampaignView]
 
 
@@ -85,13 +86,13 @@ def queue_rows(session: Session, user: ConsoleUser, params: QueueParams) -> tupl
         now=utcnow(),
     )
     scope = scope_of(user)
-    cases = list_cases(session=session, scope=scope, tenant_id=params.tenant or None, status=status,
-                       open_only=params.status == "open", filters=filters, limit=PAGE + 1, offset=params.offset)
+    cases = read_queue(session=session, scope=scope, tenant_id=params.tenant or None, status=status,
+                       open_only=params.status == "open", filters=filters, limit=PAGE + 1, offset=params.offset,
+                       clocks=False)
     more = len(cases) > PAGE
     cases = cases[:PAGE]
-    campaigns = campaigns_by_case(session=session, case_ids={case.id for case in cases}, scope=scope)
-    outs = case_outs(session=session, cases=cases)
-    return [QueueRow(case=out, campaigns=campaigns.get(out.id, [])) for out in outs], more
+    campaigns = campaigns_by_case(session=session, case_ids={case["id"] for case in cases}, scope=scope)
+    return [QueueRow(case=case, campaigns=campaigns.get(case["id"], [])) for case in cases], more
 
 
 Text = Annotated[str | None, Query(max_length=200)]

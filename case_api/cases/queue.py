@@ -1,0 +1,101 @@
+"""The queue read as plain data: a page of cases as :class:`~case_api.cases.models.CaseOut` shows them, built
+from a column select and the stored SLA due times, without ORM objects or one Pydantic model per case.
+
+The queue is the API's most frequent read (``GET /cases``) and the console's landing page. A page gives the
+same JSON as ``CaseOut`` (same keys in the same order, same values): :func:`queue_json` is that body.
+
+An open case that is not awaiting the member has its three due times stored (``*_due_at``, kept current on
+every status, severity and contract change: case_api/sla/clocks.py), so its clocks are read off the row. A
+paused case (its due times move while it waits), a finished case (its stored due times follow the contract it
+closed under, the clocks the current one) and a case without stored due times get their clocks computed, as
+:func:`case_api.sla.clocks.read_clocks` does for one case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
+
+from case_api.cases.models import FINISHED_STATUSES, Case, CaseStatus, Severity, priority
+from case_api.cases.service import QueueFilter, queue_query
+from case_api.db import utcnow
+from case_api.sla.clocks import read_clocks
+from case_api.sla.models import Clock, SlaContract
+from case_api.sla.service import contracts_of, criticality_and_contracts
+
+#: ``CaseOut``'s stored fields, in its order (``sla``, ``priority`` and ``version`` follow them).
+_FIELDS = ("id", "tenant_id", "title", "status", "severity", "group_key", "alert_count", "first_seen", "last_seen",
+           "created_at", "updated_at", "assignee", "resolution", "merged_into_id", "techniques", "closed_at",
+           "acknowledged_at", "triaged_at", "resolved_at", "sla_due_at")
+#: Each clock: the column of its stop time and of its stored due time.
+_CLOCKS = ((Clock.ACKNOWLEDGE, "acknowledged_at", "acknowledge_due_at"), (Clock.TRIAGE, "triaged_at", "triage_due_at"),
+           (Clock.RESOLVE, "resolved_at", "resolve_due_at"))
+_EXTRA = ("version", "sla_paused_since", "sla_pauses", "acknowledge_due_at", "triage_due_at", "resolve_due_at")
+_COLUMNS = [getattr(Case, name) for name in (*_FIELDS, *_EXTRA)]
+_FINISHED = frozenset(s.value for s in FINISHED_STATUSES)
+
+
+def queue_page(
+    *,
+    session: Session,
+    scope: Collection[str] | None,
+    tenant_id: str | None = None,
+    status: CaseStatus | None = None,
+    open_only: bool = False,
+    filters: QueueFilter | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    now: datetime | None = None,
+    clocks: bool = True,
+) -> list[dict[str, Any]]:
+    """A page of the queue (the order and scope of :func:`~case_api.cases.service.list_cases`), each case a dict
+    with ``CaseOut``'s keys and values (datetimes and strings; the enums as their values), its clocks as of
+    ``now`` (default: the time of reading); ``clocks=False`` leaves them out (``sla`` none), for a page that
+    shows only the next due time."""
+    query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only, filters=filters)
+    rows = session.execute(query.with_only_columns(*_COLUMNS).limit(limit).offset(offset)).all()
+    if not rows:
+        return []
+    tenant_ids = {row.tenant_id for row in rows}
+    criticality = criticality_and_contracts(session=session, tenant_ids=tenant_ids)
+    contracts = contracts_of(session=session, tenant_ids=tenant_ids)  # read by the line above: no query
+    now = now or utcnow()
+    return [_case(row, contracts[row.tenant_id], criticality.get(row.tenant_id, "medium"), now if clocks else None)
+            for row in rows]
+
+
+def queue_json(cases: list[dict[str, Any]]) -> bytes:
+    """The page as ``list[CaseOut]`` serialises it (UTC datetimes with ``Z``, as Pydantic writes them)."""
+    return orjson.dumps(cases, option=orjson.OPT_UTC_Z)
+
+
+def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime | None) -> dict[str, Any]:
+    contract, default = found
+    out = {name: getattr(row, name) for name in _FIELDS}
+    severity = Severity(row.severity)
+    out["sla"] = None if now is None else _clocks(row, severity, contract, default, now)
+    out["priority"] = priority(severity, Severity(criticality))
+    out["version"] = row.version
+    return out
+
+
+def _clocks(row: Row[Any], severity: Severity, contract: SlaContract, default: bool, now: datetime) -> dict[str, Any]:
+    stored = (row.status not in _FINISHED and row.sla_paused_since is None
+              and None not in (row.acknowledge_due_at, row.triage_due_at, row.resolve_due_at))
+    if stored:
+        sla: dict[str, Any] = {"contract": "default" if default else "tenant",
+                               "calendar": contract.calendar.describe(), "paused": False}
+        for clock, stop_column, due_column in _CLOCKS:
+            stop: datetime | None = getattr(row, stop_column)
+            due: datetime = getattr(row, due_column)
+            sla[clock.value] = {"target_seconds": int(contract.target(severity, clock).total_seconds()),
+                                "due_at": due, "done_at": stop, "breached": (stop or now) > due}
+    else:
+        # The row carries every column the clocks read (its created_at, severity, stop times and pauses).
+        sla = read_clocks(cast(Case, row), contract, now=now, default=default).model_dump()
+    return sla

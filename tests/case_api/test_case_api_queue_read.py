@@ -1,0 +1,104 @@
+"""The queue read (``GET /cases``, cases/queue.py) gives exactly what ``list[CaseOut]`` serialises for the same
+cases at the same time: open, acknowledged, overdue, paused, resolved and closed cases, a member's own business-hours
+contract set after its cases opened, and cases without stored due times; in each caller's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from pydantic import TypeAdapter
+from sqlalchemy import update
+
+from case_api.auth.models import Role
+from case_api.cases.models import Case, CaseOut
+from case_api.cases.queue import queue_json, queue_page
+from case_api.cases.service import case_outs, list_cases
+from case_api.db import utcnow
+from case_api.sla.clocks import read_clocks
+from case_api.sla.service import contracts_of, refresh_case
+
+if TYPE_CHECKING:
+    from tests.case_api.conftest import SocApi
+
+MakeAlert = Callable[..., dict[str, Any]]
+NG = "northgate-hospital"
+RS = "riverside-school"
+BUSINESS = {"kind": "business_hours", "timezone": "Europe/London",
+            "hours": {day: "09:00-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}, "holidays": ["2026-12-25"]}
+_PAGE = TypeAdapter(list[CaseOut])
+
+
+def _patch(soc: SocApi, case_id: int, **body: Any) -> None:
+    response = soc.client.patch(f"/api/v1/cases/{case_id}", json=body, headers=soc.analyst)
+    assert response.status_code == 200, response.text
+
+
+def _expected(app: FastAPI, scope: Collection[str] | None, **query: Any) -> tuple[bytes, bytes]:
+    """The queue page as the models give it (one CaseOut per ORM case, clocks computed) and as queue_page does,
+    both as of the same moment."""
+    now = utcnow()
+    with app.state.session_factory() as session:
+        cases = list_cases(session=session, scope=scope, **query)
+        outs = case_outs(session=session, cases=cases)
+        contracts = contracts_of(session=session, tenant_ids={case.tenant_id for case in cases})
+        for case, out in zip(cases, outs, strict=True):
+            contract, default = contracts[case.tenant_id]
+            out.sla = read_clocks(case, contract, now=now, default=default)
+        models = _PAGE.dump_json(outs)
+    with app.state.session_factory() as session:
+        page = queue_json(queue_page(session=session, scope=scope, now=now, **query))
+    return models, page
+
+
+def test_queue_read_is_byte_for_byte_the_models_page(soc: SocApi, make_alert: MakeAlert, app: FastAPI) -> None:
+    soc.add_tenant(NG)
+    soc.add_tenant(RS)
+    soc.headers(Role.SOC_ANALYST, name="ana")
+    ids = []
+    for n, (tenant, level) in enumerate([(NG, "critical"), (NG, "high"), (NG, "medium"), (RS, "critical"),
+                                         (RS, "high"), (RS, "medium"), (NG, "critical"), (RS, "high")]):
+        ids += soc.ingest(make_alert(tenant, user=f"user{n}", level=level))["cases"]
+    assert len(ids) == 8
+    _patch(soc, ids[0], assignee="ana")  # acknowledged
+    _patch(soc, ids[1], status="in_progress")  # acknowledged and triaged
+    _patch(soc, ids[2], status="awaiting_member")  # paused
+    _patch(soc, ids[3], status="resolved", resolution="true_positive")
+    _patch(soc, ids[4], status="closed", resolution="benign")
+    _patch(soc, ids[5], status="awaiting_member")
+    _patch(soc, ids[5], status="in_progress")  # a closed pause
+    with app.state.session_factory() as session:  # opened 2 h ago: overdue clocks, breached
+        aged = session.get(Case, ids[6])
+        assert aged is not None
+        aged.created_at -= timedelta(hours=2)
+        refresh_case(session=session, case=aged)
+        session.execute(update(Case).where(Case.id == ids[7]).values(  # no stored due times
+            acknowledge_due_at=None, triage_due_at=None, resolve_due_at=None, sla_due_at=None))
+        session.commit()
+    # The member's own contract after its cases opened: open cases' due times follow it, closed ones' are computed.
+    response = soc.client.put(f"/api/v1/tenants/{RS}/contract", json={"calendar": BUSINESS,
+                              "targets": soc.client.get(f"/api/v1/tenants/{NG}/contract",
+                                                        headers=soc.admin).json()["contract"]["targets"]},
+                              headers=soc.admin)
+    assert response.status_code == 200, response.text
+
+    pages: list[tuple[Collection[str] | None, dict[str, Any]]] = [
+        (None, {}), (None, {"open_only": True}), ({NG}, {}), ({RS}, {"limit": 2, "offset": 1}), (set(), {}),
+        (None, {"tenant_id": RS})]
+    for scope, query in pages:
+        models, page = _expected(app, scope, **query)
+        assert page == models, (scope, query)
+    # Every state above is in the page compared.
+    every = _expected(app, None)[1]
+    assert every.count(b'"paused":true') == 1 and every.count(b'"breached":true') >= 1
+    assert b'"status":"closed"' in every and b'"calendar":"business hours (Europe/London)"' in every
+
+    # Over HTTP: the same cases in the same order, with a tenant's responder seeing only its own.
+    listed = soc.client.get("/api/v1/cases", headers=soc.analyst)
+    assert listed.status_code == 200 and listed.headers["content-type"] == "application/json"
+    assert [case["id"] for case in listed.json()] == [case.id for case in _PAGE.validate_json(every)]
+    responder = soc.headers(Role.TENANT_RESPONDER, tenant=RS)
+    own = soc.client.get("/api/v1/cases", headers=responder).json()
+    assert own and {case["tenant_id"] for case in own} == {RS}
