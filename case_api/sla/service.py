@@ -48,7 +48,6 @@ def contracts_of(*, session: Session, tenant_ids: Iterable[str]) -> dict[str, tu
 def criticality_and_contracts(*, session: Session, tenant_ids: Iterable[str]) -> dict[str, str]:
     """Each tenant's asset criticality, its contract read into the session's cache on the way: what a page of
     cases needs of its tenants, in one query (an outer join) rather than one per table."""
-    cache = _cache(session)
     wanted = set(tenant_ids)
     if not wanted:
         return {}
@@ -60,11 +59,19 @@ def criticality_and_contracts(*, session: Session, tenant_ids: Iterable[str]) ->
     criticality: dict[str, str] = {}
     for tenant_id, level, document in rows:
         criticality[tenant_id] = level
-        if tenant_id not in cache:
-            cache[tenant_id] = (
-                (SlaContract.model_validate(document), False) if document is not None else (DEFAULT_CONTRACT, True)
-            )
+        remember_contract(session=session, tenant_id=tenant_id, document=document)
     return criticality
+
+
+def remember_contract(*, session: Session, tenant_id: str, document: dict[str, Any] | None) -> tuple[SlaContract, bool]:
+    """The tenant's contract from its stored ``document`` (``None``: it has none, the default applies), kept in the
+    session's cache; what the cache holds already wins (it was read in this session)."""
+    cache = _cache(session)
+    found = cache.get(tenant_id)
+    if found is None:
+        found = (SlaContract.model_validate(document), False) if document is not None else (DEFAULT_CONTRACT, True)
+        cache[tenant_id] = found
+    return found
 
 
 def contract_of(*, session: Session, tenant_id: str) -> SlaContract:
