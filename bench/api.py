@@ -56,7 +56,10 @@ import psycopg
 
 from case_api.auth.models import ApiKeyIn, Role
 from case_api.auth.service import create_api_key
+from case_api.cases.models import Case
 from case_api.db import make_engine, make_session_factory, upgrade_database
+from case_api.sla.clocks import DUE_COLUMNS, due_times
+from case_api.sla.models import DEFAULT_CONTRACT
 from case_api.tenants.models import Tenant
 from citysoc.apiworker import default_workers
 
@@ -132,7 +135,8 @@ def load(*, cases: int, alerts: int, tenants: int, seed: int = 7) -> dict[str, f
         begin = time.perf_counter()
         with conn.cursor() as cursor, cursor.copy(
             "COPY cases (id, tenant_id, title, status, severity, group_key, alert_count, first_seen, last_seen,"
-            " created_at, updated_at, assignee, resolution, techniques, closed_at, version) FROM STDIN"
+            " created_at, updated_at, assignee, resolution, techniques, closed_at, version, acknowledged_at,"
+            f" triaged_at, resolved_at, {', '.join(DUE_COLUMNS)}) FROM STDIN"
         ) as copy:
             for number in range(cases):
                 case_id = number + 1
@@ -143,10 +147,17 @@ def load(*, cases: int, alerts: int, tenants: int, seed: int = 7) -> dict[str, f
                 else:
                     (status, resolution), closed = rng.choice(FINISHED), last + timedelta(hours=2)
                 alert_count = alerts // cases + (1 if number < alerts % cases else 0)
+                severity = rng.choice(LEVELS)
+                # The SLA clocks' stops and stored due times, as the API keeps them (default contract).
+                stops = {"acknowledged_at": None if status == "new" else first + timedelta(minutes=10),
+                         "triaged_at": None if status in ("new", "in_progress") else first + timedelta(minutes=30),
+                         "resolved_at": closed}
+                due = due_times(Case(severity=severity, created_at=first, sla_pauses=None, sla_paused_since=None,
+                                     **stops), DEFAULT_CONTRACT)
                 copy.write_row((
-                    case_id, case_tenants[number], f"Suspicious activity {case_id}", status, rng.choice(LEVELS),
+                    case_id, case_tenants[number], f"Suspicious activity {case_id}", status, severity,
                     f"user.name=user{case_id}", alert_count, first, last, first, last, None, resolution,
-                    '["T1110"]', closed, 1,
+                    '["T1110"]', closed, 1, *stops.values(), *(due[column] for column in DUE_COLUMNS),
                 ))
         conn.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), %s)", (cases,))
         conn.commit()
