@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ["COLUMNS"] = "250"
 
 import pytest
+import structlog
 from pyspark.sql import SparkSession
 
 from correlator.engine.session import build_session
@@ -37,6 +38,13 @@ def require(what: str, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required under CI=true: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Every test starts from structlog's defaults: an in-process `soc` command configures logging for the
+    whole process (level WARNING), which would otherwise hide info lines from a later test in the same worker."""
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
