@@ -6,7 +6,7 @@ one `CaseOut` per case and its clocks computed (the path the case detail takes).
 1. Creates the PostgreSQL database `citysoc_queue_read` at 127.0.0.1:5432 (dropped at the end) and fills it with
    `--cases` cases over `--tenants` members (a third open), each with the due times the default contract gives.
 2. Serves the case API in this process (ASGI, no socket) with one extra route, `/api/v1/model-cases`: the same
-   query, scope and answer built from `list_cases` + `case_outs` (asserted byte-equal to `GET /cases` but for the
+   query, scope and answer built from `queue_query` + `case_outs` (asserted byte-equal to `GET /cases` but for the
    clocks' breach flags as of the moment read).
 3. Reads the open queue (`?open=true&limit=50`, as a city analyst) `--reads` times by each route, alternating in
    blocks of 100; prints per read the wall time (p50, p99) and this process's CPU time, and the ratios.
@@ -34,7 +34,7 @@ from case_api.auth.models import ApiKeyIn, Role
 from case_api.auth.roles import CASE_READERS
 from case_api.auth.service import create_api_key
 from case_api.cases.models import Case, CaseOut
-from case_api.cases.service import case_outs, list_cases
+from case_api.cases.service import case_outs, queue_query
 from case_api.db import SessionDep
 from case_api.settings import Settings
 from case_api.sla.clocks import refresh_due_times
@@ -84,13 +84,13 @@ def fill(app: FastAPI, *, cases: int, tenants: int, seed: int = 7) -> None:
 
 
 def add_model_route(app: FastAPI) -> None:
-    """The queue built with one ORM object and one model per case (``list_cases`` + ``case_outs``)."""
+    """The queue built with one ORM object and one model per case (``queue_query`` + ``case_outs``)."""
 
     @app.get("/api/v1/model-cases", response_model=list[CaseOut], dependencies=[Depends(require_roles(*CASE_READERS))])
     def model_cases(session: SessionDep, scope: TenantScope,
                     open_only: Annotated[bool, Query(alias="open")] = False, limit: int = 100) -> list[CaseOut]:
-        return case_outs(session=session, cases=list_cases(session=session, scope=scope, open_only=open_only,
-                                                           limit=limit))
+        cases = session.scalars(queue_query(scope=scope, open_only=open_only).limit(limit))
+        return case_outs(session=session, cases=list(cases))
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -54,7 +54,7 @@ def queue_page(
     now: datetime | None = None,
     clocks: bool = True,
 ) -> list[dict[str, Any]]:
-    """A page of the queue (the order and scope of :func:`~case_api.cases.service.list_cases`), each case a dict
+    """A page of the queue (the order and scope of :func:`~case_api.cases.service.queue_query`), each case a dict
     with ``CaseOut``'s keys and values (datetimes and strings; the enums as their values), its clocks as of
     ``now`` (default: the time of reading); ``clocks=False`` leaves them out (``sla`` none), for a page that
     shows only the next due time."""

@@ -128,31 +128,15 @@ def add_alert_to_case(*, session: Session, case: Case, alert: Alert, actor: str)
     enrich_case(session=session, case=case, alert=alert)
 
 
-def list_cases(
-    *,
-    session: Session,
-    scope: Collection[str] | None,
-    tenant_id: str | None = None,
-    status: CaseStatus | None = None,
-    open_only: bool = False,
-    filters: QueueFilter | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[Case]:
-    """The case queue: the next SLA due time first, then most severe, then oldest activity.
-
-    Cases whose clocks are all stopped or paused (awaiting the member) have no due time and come after the others.
-    """
-    query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only, filters=filters)
-    return list(session.scalars(query.limit(limit).offset(offset)))
-
-
 def queue_query(
     *, scope: Collection[str] | None, tenant_id: str | None = None, status: CaseStatus | None = None,
     open_only: bool = False, filters: QueueFilter | None = None,
 ) -> Select[Case]:
-    """The queue's query; the open queue is read off its indexes (``ix_cases_open_queue*``), the filters
-    applied while walking it."""
+    """The case queue's query: the next SLA due time first, then most severe, then oldest activity.
+
+    Cases whose clocks are all stopped or paused (awaiting the member) have no due time and come after the others.
+    The open queue is read off its indexes (``ix_cases_open_queue*``), the filters applied while walking it.
+    """
     query = scoped(select(Case), Case.tenant_id, scope=scope, tenant_id=tenant_id)
     if status is not None:
         query = query.where(Case.status == status.value)

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from case_api.auth.models import Role
 from case_api.cases.models import Case, CaseOut
 from case_api.cases.queue import queue_json, queue_page
-from case_api.cases.service import case_outs, list_cases
+from case_api.cases.service import case_outs, queue_query
 from case_api.db import utcnow
 from case_api.sla.clocks import read_clocks
 from case_api.sla.service import contracts_of, refresh_case
@@ -36,12 +36,13 @@ def _patch(soc: SocApi, case_id: int, **body: Any) -> None:
     assert response.status_code == 200, response.text
 
 
-def _expected(app: FastAPI, scope: Collection[str] | None, **query: Any) -> tuple[bytes, bytes]:
-    """The queue page as the models give it (one CaseOut per ORM case, clocks computed) and as queue_page does,
-    both as of the same moment."""
+def _expected(app: FastAPI, scope: Collection[str] | None, *, limit: int = 100, offset: int = 0,
+              **query: Any) -> tuple[bytes, bytes]:
+    """The queue page as the models give it (the queue's query read as ORM cases, one CaseOut each, clocks computed)
+    and as queue_page does, both as of the same moment."""
     now = utcnow()
     with app.state.session_factory() as session:
-        cases = list_cases(session=session, scope=scope, **query)
+        cases = list(session.scalars(queue_query(scope=scope, **query).limit(limit).offset(offset)))
         outs = case_outs(session=session, cases=cases)
         contracts = contracts_of(session=session, tenant_ids={case.tenant_id for case in cases})
         for case, out in zip(cases, outs, strict=True):
@@ -49,7 +50,7 @@ def _expected(app: FastAPI, scope: Collection[str] | None, **query: Any) -> tupl
             out.sla = read_clocks(case, contract, now=now, default=default)
         models = _PAGE.dump_json(outs)
     with app.state.session_factory() as session:
-        page = queue_json(queue_page(session=session, scope=scope, now=now, **query))
+        page = queue_json(queue_page(session=session, scope=scope, limit=limit, offset=offset, now=now, **query))
     return models, page
 
 
