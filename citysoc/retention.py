@@ -10,32 +10,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from citysoc.schedule import format_duration, parse_duration
+from citysoc.durations import Duration
 
 #: The longest retention a contract may set (ten years: what public-sector record schedules ask at most).
 MAX_RETENTION = timedelta(days=3660)
 
 
-def _period(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        period = value
-    elif isinstance(value, str):
-        period = parse_duration(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        period = timedelta(days=value)
-    else:
-        raise ValueError("a retention period is text such as 7d or 400d, or a number of days")
-    if not timedelta(hours=1) <= period <= MAX_RETENTION:
-        raise ValueError(f"a retention period is at least 1h and at most {MAX_RETENTION.days} days")
-    return period
-
-
+#: A retention period: text such as `7d` or a number of days, from 1 hour to :data:`MAX_RETENTION`.
 Period = Annotated[
     timedelta,
-    BeforeValidator(_period),
-    PlainSerializer(format_duration, return_type=str),
+    Duration(number_unit=timedelta(days=1), at_least=timedelta(hours=1), at_most=MAX_RETENTION,
+             shape_error="a retention period is text such as 7d or 400d, or a number of days",
+             bounds_error=f"a retention period is at least 1h and at most {MAX_RETENTION.days} days"),
     Field(description="7d, 400d, 12h (or a number of days)"),
 ]
 

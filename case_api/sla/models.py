@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,8 +20,8 @@ from case_api.cases.models import Severity
 from case_api.db import Base, UTCDateTime, utcnow
 from case_api.sla.calendar import AlwaysOpen, BusinessHours, SlaCalendar, Weekday
 from case_api.tenants.models import Tenant
+from citysoc.durations import Duration
 from citysoc.retention import Retention
-from citysoc.schedule import format_duration, parse_duration
 
 #: The longest target a contract may set.
 MAX_TARGET = timedelta(days=365)
@@ -36,26 +36,12 @@ class Clock(enum.StrEnum):
     RESOLVE = "resolve"  # stops when the case is resolved or closed
 
 
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        duration = value
-    elif isinstance(value, bool):
-        raise ValueError("a duration is text such as 15m, 4h or 2d, or a number of seconds")
-    elif isinstance(value, int):
-        duration = timedelta(seconds=value)
-    elif isinstance(value, str):
-        duration = parse_duration(value)
-    else:
-        raise ValueError("a duration is text such as 15m, 4h or 2d, or a number of seconds")
-    if not timedelta(0) < duration <= MAX_TARGET:
-        raise ValueError(f"a target is more than 0 and at most {MAX_TARGET.days} days")
-    return duration
-
-
+#: An SLA target: text such as `4h` or a number of seconds, more than zero and at most :data:`MAX_TARGET`.
 Target = Annotated[
     timedelta,
-    BeforeValidator(_duration),
-    PlainSerializer(format_duration, return_type=str),
+    Duration(number_unit=timedelta(seconds=1), at_least=timedelta.resolution, at_most=MAX_TARGET,
+             shape_error="a duration is text such as 15m, 4h or 2d, or a number of seconds",
+             bounds_error=f"a target is more than 0 and at most {MAX_TARGET.days} days"),
     Field(description="Running time on the contract's calendar: 30s, 15m, 4h or 2d (or seconds)"),
 ]
 
