@@ -4,15 +4,22 @@ messages of a pull are acknowledged only once they are in the spool, so a crash 
 redeliver them after the ack deadline, and the store keeps each once (its `insertId`). A message without
 data is dead-lettered and acknowledged. Credential: a service account key file (`credentials_file=file:...`
 is its path, not its content) with `roles/pubsub.subscriber` on the subscription, or the machine's default
-credentials. `PUBSUB_EMULATOR_HOST` is honoured by the client.
+credentials. `PUBSUB_EMULATOR_HOST` in the puller's environment points the client at an emulator (an
+insecure channel, no credentials), as the client library itself does.
 
-No Pub/Sub emulator is available from the package registries here (it ships with the gcloud SDK only), so
-the tests drive the message handling with the client's own message types, and the push path through the
-HTTP intake; the pull's connection is not exercised.
+A batch handed to the runner but not acknowledged when the poll ends (the spool refused it, the poll was
+stopped) is nacked (`ModifyAckDeadline` 0), so Pub/Sub delivers it again at once instead of after the ack
+deadline; a crash leaves it to the deadline.
+
+No Pub/Sub emulator is available from the package registries here (it ships with the gcloud SDK only): the
+tests run the real client against a local gRPC server of the documented Subscriber methods
+(tests/collectors/pubsub_server.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -64,7 +71,17 @@ class PubSubPuller(Puller):
             if scheme != "file":
                 raise PullError("credentials_file is file:/path/to/key.json", where=self.source.where)
             credentials = service_account.Credentials.from_service_account_file(path)  # type: ignore[no-untyped-call]
-        subscriber = pubsub_v1.SubscriberClient(credentials=credentials)
+        environ = os.environ if self.environ is None else self.environ
+        emulator = environ.get("PUBSUB_EMULATOR_HOST")
+        if emulator:
+            import grpc
+            from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+            subscriber = pubsub_v1.SubscriberClient(
+                transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator)))
+        else:
+            subscriber = pubsub_v1.SubscriberClient(credentials=credentials)
+        unacknowledged: list[str] = []
         try:
             for _ in range(MAX_PULLS_PER_POLL):
                 try:
@@ -78,10 +95,30 @@ class PubSubPuller(Puller):
                     return
                 records, dead, ack_ids = message_records(response.received_messages, subscription=subscription,
                                                          record=self.record)
+                unacknowledged = ack_ids
 
                 def acknowledge(ack_ids: list[str] = ack_ids) -> None:
-                    subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+                    nonlocal unacknowledged
+                    try:
+                        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+                    except exceptions.GoogleAPICallError as error:
+                        raise PullError(f"Pub/Sub acknowledge failed (the messages come again after their ack "
+                                        f"deadline; the store keeps each once): {error}",
+                                        where=self.source.where) from None
+                    finally:
+                        unacknowledged = []
 
                 yield PullBatch(records, acknowledge=acknowledge, dead=dead)
         finally:
+            if unacknowledged:
+                _nack(subscriber, subscription, unacknowledged)
             subscriber.close()
+
+
+def _nack(subscriber: Any, subscription: str, ack_ids: list[str]) -> None:
+    """Hand messages back for delivery at once; best effort (the ack deadline brings them back anyway)."""
+    from google.api_core import exceptions
+
+    with contextlib.suppress(exceptions.GoogleAPICallError):
+        subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": ack_ids,
+                                                "ack_deadline_seconds": 0}, timeout=10)

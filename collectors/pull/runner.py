@@ -6,7 +6,7 @@ poll; it never stops the other sources."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -72,9 +72,10 @@ class PullRunner:
         report = report if report is not None else PullReport()
         puller = get_puller(source.kind)(source, environ=self.environ, sleep=self.sleep,
                                          state_dir=self.checkpoints.directory)
+        batches = None
         try:
-            state = self.checkpoints.load(source)
-            for batch in puller.batches(state):
+            batches = puller.batches(self.checkpoints.load(source))
+            for batch in batches:
                 if source.parser == CLOUDTRAIL:
                     _refuse_foreign_accounts(batch, source)
                 for start in range(0, len(batch.records), APPEND_RECORDS):
@@ -92,6 +93,8 @@ class PullRunner:
                 if stop is not None and stop.is_set():
                     break
         finally:
+            if isinstance(batches, Generator):  # its own clean-up (a nack of what was not stored) runs now
+                batches.close()
             puller.close()
         if report.records or report.dead_lettered:
             log.info("pulled", tenant=source.tenant, source=source.name, kind=source.kind, records=report.records,

@@ -1,7 +1,7 @@
-"""Event Hub and Pub/Sub pulls without their services (no registry here ships an Event Hubs server or the
-Pub/Sub emulator): the Event Hub checkpoint store driven by the SDK's own `PartitionContext` and received
-`EventData` (built from AMQP messages the way the SDK builds what it receives), and the Pub/Sub message
-handling with the client's own `ReceivedMessage` types. The connections themselves are not exercised."""
+"""Event Hub without its service (no registry here ships an Event Hubs server): the checkpoint store driven by
+the SDK's own `PartitionContext` and received `EventData` (built from AMQP messages the way the SDK builds what
+it receives); receiving is not exercised. The Pub/Sub message handling with the client's own
+`ReceivedMessage` types (the pull itself runs against a local server in test_pull_pubsub.py)."""
 
 from __future__ import annotations
 
