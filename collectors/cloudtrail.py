@@ -29,6 +29,7 @@ import orjson
 from citysoc.deadletter import DeadLetter
 from citysoc.schema import nest
 from collectors.base import LogParser, Normalised, ParserOptions, register_parser
+from collectors.cloud.base import compact_json, mapping
 from collectors.columns import EventColumns, in_time_range
 from collectors.errors import UnparsableRecordError
 from collectors.files import open_maybe_gzip
@@ -165,11 +166,6 @@ def split_records(data: bytes, name: str) -> Iterator[tuple[str, Any, str | None
             yield record.origin, text, f"line is not JSON: {exc}"
 
 
-def compact_json(value: Any) -> str:
-    """The compact, key-sorted JSON text Elastic's integration keeps for free-form objects."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
 def parse_event_time(value: Any) -> datetime:
     """`eventTime` as an aware UTC datetime (CloudTrail writes `2024-07-31T13:06:24Z`)."""
     if not isinstance(value, str):
@@ -224,11 +220,11 @@ def record_values(record: Any, *, raw: bytes | None) -> tuple[Any, ...]:
 
 def _values(record: dict[str, Any]) -> tuple[Any, ...]:
     get = record.get
-    identity = _mapping(get("userIdentity"))
-    session = _mapping(identity.get("sessionContext"))
-    issuer = _mapping(session.get("sessionIssuer"))
-    attributes = _mapping(session.get("attributes"))
-    tls = _mapping(get("tlsDetails"))
+    identity = mapping(get("userIdentity"))
+    session = mapping(identity.get("sessionContext"))
+    issuer = mapping(session.get("sessionIssuer"))
+    attributes = mapping(session.get("attributes"))
+    tls = mapping(get("tlsDetails"))
     error_code = get("errorCode")
     response = get("responseElements")
     failed_console_login = isinstance(response, dict) and response.get("ConsoleLogin") == "Failure"
@@ -258,7 +254,7 @@ def _values(record: dict[str, Any]) -> tuple[Any, ...]:
         related_users or None,
         *[_text(get(key)) for key in _TOP_LEVEL],
         *[_boolean(get(key)) for key in _BOOLEANS],
-        *[None if (value := get(key)) is None else compact_json(value) for key in _JSON_OBJECTS],
+        *[compact_json(get(key)) for key in _JSON_OBJECTS],
         *[_text(identity.get(key)) for key in _USER_IDENTITY],
         *[_text(issuer.get(key)) for key in _SESSION_ISSUER],
         _text(attributes.get("mfaAuthenticated")),
@@ -278,11 +274,9 @@ def _user_name(identity: Mapping[str, Any], issuer: Mapping[str, Any]) -> str | 
     return None
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _text(value: Any) -> str | None:
+    """A value as keyword text. Unlike ``collectors.cloud.base.text``, an empty string stays ``""`` and a number
+    is written as JSON writes it (``0.00005``, not Python's ``5e-05``), so stored CloudTrail fields keep their form."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -300,6 +294,8 @@ def _boolean(value: Any) -> bool | None:
 
 @lru_cache(maxsize=4096)
 def _is_ip(value: str) -> bool:
+    """Whether ``sourceIPAddress`` is exactly an IP address, kept as written: unlike
+    ``collectors.cloud.base.ip_or_none`` it takes no port, brackets or spaces and does not normalise the text."""
     try:
         ipaddress.ip_address(value)
     except ValueError:

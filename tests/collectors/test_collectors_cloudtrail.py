@@ -96,6 +96,25 @@ def test_assumed_role_user_name_comes_from_the_session_issuer(corpora: Path) -> 
     assert doc["aws"]["cloudtrail"]["user_identity"]["session_context"]["session_issuer"]["user_name"] == issuer
 
 
+def test_fields_keep_the_form_cloudtrail_wrote() -> None:
+    """CloudTrail's own text rules, where the cloud parsers' shared helpers differ: an empty string is kept, a
+    number is written as JSON writes it, and `source.ip` is only an address written exactly as one."""
+    base = {"eventTime": "2024-07-31T13:06:24Z", "eventID": "e1", "eventName": "GetObject"}
+
+    def cloudtrail(**fields: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = normalise({**base, **fields}, tenant="council", options=ParserOptions(now=NOW))
+        return doc
+
+    doc = cloudtrail(userAgent="", awsRegion=5e-05, requestParameters={"b": 1, "a": [1e-7, {"d": 2, "c": None}]})
+    assert doc["user_agent"]["original"] == ""
+    assert doc["cloud"]["region"] == "0.00005"
+    assert doc["aws"]["cloudtrail"]["request_parameters"] == '{"a":[1e-7,{"c":null,"d":2}],"b":1}'
+    assert cloudtrail(sourceIPAddress="2001:DB8::1")["source"]["ip"] == "2001:DB8::1"
+    for address in ("1.2.3.4:443", "[::1]:443", " 1.2.3.4", "AWS Internal"):
+        doc = cloudtrail(sourceIPAddress=address)
+        assert doc["source"]["address"] == address and "ip" not in doc["source"], address
+
+
 def _variants(tmp_path: Path, records: list[dict[str, Any]]) -> dict[str, Path]:
     records_object = orjson.dumps({"Records": records})
     array = orjson.dumps(records, option=orjson.OPT_INDENT_2)
