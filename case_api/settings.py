@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from case_api.auth.tokens import DEFAULT_ALGORITHMS, OidcConfig
 from case_api.bounds import MAX_BODY_BYTES
 from case_api.campaigns.rules import DEFAULT_CAMPAIGN_RULES
+from case_api.tenants.registered import EMBEDDED_DATABASE
 from citysoc.files import ensure_private_dir
 from citysoc.schedule import parse_duration
 
@@ -102,7 +103,7 @@ class Settings(BaseSettings):
         """The configured database URL, or the embedded SQLite file under ``home``."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.home / 'cases.db'}"
+        return f"sqlite:///{self.home / EMBEDDED_DATABASE}"
 
     @property
     def secrets_path(self) -> Path:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import StructType
+
+if TYPE_CHECKING:  # Spark is imported where a Spark schema is asked for: writers of the lake need none
+    from pyspark.sql.types import StructType
 
 # Dotted ECS name -> storage type. Order is the column order in the files.
 FIELDS: dict[str, str] = {
@@ -301,6 +302,9 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": DICT
 
 def spark_schema() -> StructType:
     """The same schema as a Spark StructType."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StructType
+
     schema = from_arrow_schema(ARROW_SCHEMA)
     assert isinstance(schema, StructType)
     return schema

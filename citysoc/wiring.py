@@ -10,41 +10,38 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from fastapi import FastAPI
-from pyspark.sql import SparkSession
 
-from case_api.app import create_app
-from case_api.bootstrap import ensure_bootstrap_keys
-from case_api.settings import Settings as CaseSettings
-from case_api.sources.kinds import PULL_KINDS
-from citysoc.caseclient import CaseClient
 from citysoc.deadletter import DeadLetterStore
-from citysoc.detection_service import AlertSink, DetectionReporter, DetectionService
 from citysoc.errors import ConfigurationError, UnknownTenantError
 from citysoc.health import HealthStore
 from citysoc.settings import Settings
-from citysoc.store import EventStore, ParquetEventStore
-from citysoc.store.elastic import ElasticsearchEventStore
+from citysoc.store.base import EventStore
 from citysoc.store.factory import open_event_store
-from collectors.attribution import SourceRegistry
-from collectors.attribution_api import health_recorder, registry_from
-from collectors.drain import Drainer
-from collectors.enrich import GeoEnricher
-from collectors.ingest import IngestReport, ingest_files
-from collectors.intake import Intake, ReloadingRegistry
-from collectors.listeners.config import ListenerPlan
-from collectors.listeners.service import IntakeService
-from collectors.listeners.tls import TlsFiles, default_server_names, ensure_tls_files
-from collectors.pull import PullCheckpoints, PullRunner, PullSource
-from collectors.raw import parse_raw
-from collectors.spool import Spool
-from correlator.authoring.evidence import RawParser
-from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
-from correlator.engine.session import build_session
-from correlator.model import CompiledRuleSet
+from citysoc.store.parquet import ParquetEventStore
+
+# Each command imports only what it uses: the case API, Spark, the correlator, Elasticsearch and the listeners
+# are imported where they are wired, so `soc ingest` does not pay for FastAPI or the rule compiler at start-up.
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from pyspark.sql import SparkSession
+
+    from citysoc.caseclient import CaseClient
+    from citysoc.detection_service import AlertSink, DetectionReporter, DetectionService
+    from citysoc.store.elastic import ElasticsearchEventStore
+    from collectors.attribution import SourceRegistry
+    from collectors.drain import Drainer
+    from collectors.enrich import GeoEnricher
+    from collectors.ingest import IngestReport
+    from collectors.listeners.config import ListenerPlan
+    from collectors.listeners.service import IntakeService
+    from collectors.listeners.tls import TlsFiles
+    from collectors.pull import PullRunner, PullSource
+    from collectors.spool import Spool
+    from correlator.authoring.evidence import RawParser
+    from correlator.model import CompiledRuleSet
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +55,7 @@ def event_store(settings: Settings) -> EventStore:
 
 def elasticsearch_store(settings: Settings) -> ElasticsearchEventStore | None:
     """The Elasticsearch store when it is the configured one (tenant roles, alerts stream), else None."""
+    from citysoc.store.elastic import ElasticsearchEventStore
     store = event_store(settings) if settings.event_store == "elasticsearch" else None
     return store if isinstance(store, ElasticsearchEventStore) else None
 
@@ -76,6 +74,9 @@ def health_store(settings: Settings) -> HealthStore:
 
 def embedded_case_app(settings: Settings) -> tuple[FastAPI, dict[str, str]]:
     """The case API application on the embedded database, and its bootstrap API keys by role."""
+    from case_api.app import create_app
+    from case_api.bootstrap import ensure_bootstrap_keys
+    from case_api.settings import Settings as CaseSettings
     settings.ensure_home()
     case_settings = CaseSettings(home=settings.home, database_url=settings.database_url)
     application = create_app(case_settings)
@@ -84,6 +85,8 @@ def embedded_case_app(settings: Settings) -> tuple[FastAPI, dict[str, str]]:
 
 def bootstrap_keys(settings: Settings) -> dict[str, str]:
     """The embedded case API's bootstrap API keys by role (made, with the database, on first use)."""
+    from case_api.bootstrap import ensure_bootstrap_keys
+    from case_api.settings import Settings as CaseSettings
     settings.ensure_home()
     return ensure_bootstrap_keys(CaseSettings(home=settings.home, database_url=settings.database_url))
 
@@ -95,6 +98,7 @@ def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
     `role` picks which bootstrap key the embedded default uses; against a remote API the key in
     SOC_API_KEY decides what is allowed.
     """
+    from citysoc.caseclient import CaseClient
     if settings.api_url:
         if not settings.api_key:
             raise ConfigurationError("SOC_API_URL is set but SOC_API_KEY is not: give the API key to use")
@@ -110,6 +114,10 @@ def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
 
 
 def require_tenant(settings: Settings, tenant: str) -> None:
+    """UnknownTenantError unless the case API knows `tenant` (the embedded database is asked directly first)."""
+    from case_api.tenants.registered import registered_in_embedded_database
+    if not settings.api_url and not settings.database_url and registered_in_embedded_database(settings.home, tenant):
+        return
     with case_client(settings, role="admin") as client:
         if tenant not in {known["id"] for known in client.list_tenants()}:
             raise UnknownTenantError(tenant)
@@ -117,6 +125,7 @@ def require_tenant(settings: Settings, tenant: str) -> None:
 
 def source_registry(settings: Settings) -> SourceRegistry:
     """The intake's registry of every source's senders, loaded now from the case API with the service key."""
+    from collectors.attribution_api import registry_from
     with case_client(settings, role="service") as client:
         return registry_from(client)
 
@@ -145,6 +154,7 @@ def alert_sink(settings: Settings) -> AlertSink:
 
 def geo_enricher(settings: Settings) -> GeoEnricher:
     """GeoIP enrichment from the database under $SOC_HOME/geoip (or SOC_GEOIP_DIR); a pass-through without one."""
+    from collectors.enrich import GeoEnricher
     return GeoEnricher.from_directory(settings.geoip_path)
 
 
@@ -154,6 +164,7 @@ def geo_enricher(settings: Settings) -> GeoEnricher:
 def ingest(settings: Settings, *, tenant: str, source: str, paths: Sequence[Path], year: int | None,
            on_progress: Callable[[int], None] | None = None) -> IngestReport:
     """Parse, normalise and store files for one registered tenant; bad records are dead-lettered."""
+    from collectors.ingest import ingest_files
     require_tenant(settings, tenant)
     return ingest_files(tenant=tenant, source=source, paths=list(paths), store=event_store(settings),
                         dead_letters=dead_letter_store(settings), year=year, on_progress=on_progress,
@@ -165,6 +176,7 @@ def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: S
                              enricher: GeoEnricher | None = None) -> tuple[ParquetEventStore, IngestReport]:
     """Parse `paths` with the real collector (and `enricher`, as ingest enriches) into a lake of their own under
     `folder` (never the user's)."""
+    from collectors.ingest import ingest_files
     store = ParquetEventStore(folder / "events")
     report = ingest_files(tenant=tenant, source=source, paths=list(paths), store=store,
                           dead_letters=DeadLetterStore(folder / "deadletter"), year=year, enricher=enricher)
@@ -175,6 +187,7 @@ def intake_tls(settings: Settings, *, certificate: Path | None, key: Path | None
                server_names: Sequence[str]) -> TlsFiles:
     """The operator's certificate and key, or the intake's own CA and server certificate under
     $SOC_HOME/tls (made on first use). Client certificates are accepted from the intake CA and `client_cas`."""
+    from collectors.listeners.tls import TlsFiles, default_server_names, ensure_tls_files
     if (certificate is None) != (key is None):
         raise ConfigurationError("give both --tls-cert and --tls-key, or neither (the intake then makes its own)")
     if certificate is not None and key is not None:
@@ -186,6 +199,11 @@ def intake_tls(settings: Settings, *, certificate: Path | None, key: Path | None
 def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | None,
                    reload_every: float) -> IntakeService:
     """Listeners, the spool under $SOC_HOME/spool, the drainer into the lake, and the reloading registry."""
+    from collectors.attribution_api import health_recorder
+    from collectors.drain import Drainer
+    from collectors.intake import Intake, ReloadingRegistry
+    from collectors.listeners.service import IntakeService
+    from collectors.spool import Spool
     settings.ensure_home()
     registry = ReloadingRegistry(lambda: source_registry(settings), every=reload_every)
     spool = Spool(settings.spool_dir)
@@ -201,6 +219,8 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
 
 def pull_sources(settings: Settings, *, only: Sequence[str] = ()) -> list[PullSource]:
     """The registered pulled sources (all, or those named or numbered in `only`), read now from the case API."""
+    from case_api.sources.kinds import PULL_KINDS
+    from collectors.pull import PullSource
     with case_client(settings, role="service") as client:
         access = client.source_access()
     sources = [PullSource(id=entry["id"], tenant=entry["tenant_id"], name=entry["name"], kind=entry["kind"],
@@ -222,6 +242,10 @@ class PullService:
 
 
 def pull_service(settings: Settings, *, only: Sequence[str] = ()) -> PullService:
+    from collectors.attribution_api import health_recorder
+    from collectors.drain import Drainer
+    from collectors.pull import PullCheckpoints, PullRunner
+    from collectors.spool import Spool
     settings.ensure_home()
     spool = Spool(settings.pull_dir / "spool")
     dead_letters = dead_letter_store(settings)
@@ -237,6 +261,7 @@ def pull_service(settings: Settings, *, only: Sequence[str] = ()) -> PullService
 
 def raw_parser(year: int | None) -> RawParser:
     """Evidence `raw:` records go through the collectors' real parsers."""
+    from collectors.raw import parse_raw
 
     def parse(source: str, raw: Any) -> tuple[str, Mapping[str, Any]]:
         return parse_raw(source, raw, tenant="evidence", year=year)
@@ -248,12 +273,14 @@ def raw_parser(year: int | None) -> RawParser:
 
 
 def spark_session(settings: Settings) -> SparkSession:
+    from correlator.engine.session import build_session
     return build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
                          driver_memory=settings.spark_driver_memory)
 
 
 def rule_folders(extra_rules: Sequence[Path], *, own_rules: bool) -> list[Path]:
     """The project's `detection_rules/` (unless `own_rules` is off) and `extra_rules`, each checked to exist."""
+    from correlator.compiler import DEFAULT_RULES_DIR
     folders = ([DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
     for folder in folders:
         if not folder.exists():
@@ -262,12 +289,14 @@ def rule_folders(extra_rules: Sequence[Path], *, own_rules: bool) -> list[Path]:
 
 
 def compile_rules(spark: SparkSession, folders: Sequence[Path]) -> CompiledRuleSet:
+    from correlator.compiler import RuleCompiler
     return RuleCompiler(spark=spark).compile(folders)
 
 
 def detection_service(settings: Settings, spark: SparkSession, rules: CompiledRuleSet, *,
                       reporter: DetectionReporter) -> DetectionService:
     """The service over the lake, storing alerts in the lake and delivering them to the case API."""
+    from citysoc.detection_service import DetectionService
     return DetectionService(spark, rules, store=event_store(settings), alerts_dir=settings.alerts_dir,
                             sink=alert_sink(settings), reporter=reporter,
                             checkpoint_file=settings.detect_checkpoint_file)

@@ -126,3 +126,33 @@ def test_tenants_add_with_elasticsearch_unconfigured_says_what_is_missing_and_ad
     assert "SOC_ES_URL" in result.stderr
     listed = soc(home, "tenants", "list", "--json")
     assert "elm-street-gp" not in listed.stdout  # the member is not half-added
+
+
+# What `soc ingest` must not import: the case API application, Spark, the correlator, Elasticsearch's client.
+_HEAVY = ("fastapi", "pyspark", "case_api.app", "correlator", "elasticsearch", "uvicorn")
+_RUN_AND_LIST_MODULES = """
+import sys
+from citysoc.cli.entry import main
+try:
+    main()
+except SystemExit as done:
+    code = done.code
+print(sorted({name.split(".")[0] if name.split(".")[0] != "case_api" else name for name in sys.modules}))
+sys.exit(code or 0)
+"""
+
+
+def test_ingest_imports_only_what_it_runs(home: Path, tmp_path: Path) -> None:
+    """`soc ingest` answers the tenant check from the embedded database and imports no other command's modules
+    (start-up was 3-4 CPU seconds when every command was imported)."""
+    assert soc(home, "tenants", "add", "elm-street-gp").returncode == 0
+    log = tmp_path / "auth.log"
+    log.write_text("Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186\n")
+    env = {**os.environ, "SOC_HOME": str(home), "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", _RUN_AND_LIST_MODULES, "ingest", "--tenant", "elm-street-gp",
+                             "--source", "syslog", "--year", "2024", str(log)],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "1 stored" in result.stdout
+    imported = result.stdout.strip().splitlines()[-1]
+    assert not [name for name in _HEAVY if f"'{name}'" in imported], imported

@@ -1,6 +1,11 @@
 """`soc`: the one entry point for everything a CitySOC user runs (`citysoc.cli:main`).
 
-- `app`: the Typer application assembling the command modules, and `main`;
+The CLI is the composition root: its command modules take settings and `citysoc.wiring` to build the
+event store, the Spark session and the case-API client, and hand them to the components, which never
+import each other.
+
+- `entry`: `main`, which imports only the command it runs, and the table of every command;
+  `app` here is the Typer application of all of them, built on first use;
 - `common`: settings, consoles, shared options, the JSON-lines printer, time and duration options;
 - `render`: Rich tables and summary lines; `flows`: work several commands show progress for;
 - one module per command group: `tenants`, `users`, `keys`, `audit`, `sources`, `ingest`, `detect`, `alerts`, `cases`,
@@ -8,6 +13,16 @@
   `citysoc.wiring`, never each other.
 """
 
-from citysoc.cli.app import app, main
+from typing import Any
+
+from citysoc.cli.entry import build_app, main
 
 __all__ = ["app", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, every command in one Typer application (tests and `soc --help` use it), built once on first use."""
+    if name == "app":
+        app = globals()["app"] = build_app()
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

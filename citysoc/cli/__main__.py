@@ -1,5 +1,5 @@
 """`python -m citysoc.cli`, the same as `soc`."""
 
-from citysoc.cli.app import main
+from citysoc.cli.entry import main
 
 main()

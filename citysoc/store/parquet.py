@@ -25,13 +25,12 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, spark_schema, to_row
 from citysoc.store import arrivals, claims, journal, lookup
@@ -41,6 +40,9 @@ from citysoc.store.compaction import plan_merges, write_merged
 from citysoc.store.durable import fsync_dir, fsync_file, make_dirs_durably
 from citysoc.store.journal import COMPACT_PREFIX, WRITE_PREFIX, FileSwap
 from citysoc.tenancy import validate_tenant_id
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 ROW_GROUP_ROWS = 64 * 1024  # Spark splits a file's work by row group
 PARTITIONS = ("dataset", "tenant", "day")  # the folders: events/dataset=<d>/tenant=<t>/day=<YYYY-MM-DD>
