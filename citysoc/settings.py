@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     collect_relp_port: int = 2514
     collect_http_port: int = 8514
     collect_ca_file: str | None = None
+    # Where the intake fetches Google's certificates to check Pub/Sub push ID tokens (a mirror, or a test's server).
+    google_id_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     # How often the intake merges the lake's small files while its spool is idle (seconds; 0 turns it off).
     compact_every_seconds: float = 300.0
     # The GeoIP database (`soc geoip update` installs it; ingest enriches source.ip from it). Unset: $SOC_HOME/geoip.

@@ -201,6 +201,7 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
     """Listeners, the spool under $SOC_HOME/spool, the drainer into the lake, and the reloading registry."""
     from collectors.attribution_api import health_recorder
     from collectors.drain import Drainer
+    from collectors.google_id import GoogleIdTokens
     from collectors.intake import Intake, ReloadingRegistry
     from collectors.listeners.service import IntakeService
     from collectors.spool import Spool
@@ -214,7 +215,8 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
                       on_stored=health_recorder(health_store(settings), registry.current),
                       compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
     intake = Intake(spool, registry.current, dead_letters=dead_letters)
-    return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry)
+    return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry,
+                         id_tokens=GoogleIdTokens(settings.google_id_certs_url))
 
 
 def pull_sources(settings: Settings, *, only: Sequence[str] = ()) -> list[PullSource]:

@@ -1,8 +1,10 @@
 """Which tenant and source a sender's records belong to: decided by credentials and networks, never by content.
 
 A member organisation's source is known by what it presents, in this order:
-1. a credential: the bearer token of an HTTP source, or the SHA-256 fingerprint of a TLS client
-   certificate issued to a syslog-tls or syslog-relp source;
+1. a credential: the bearer token of an HTTP source, the SHA-256 fingerprint of a TLS client
+   certificate issued to a syslog-tls or syslog-relp source, or the service account and audience of a
+   Google-signed ID token that an HTTP source's push settings name (a Pub/Sub push subscription with
+   authentication; the token is verified before it gets here, `collectors.google_id`);
 2. else the sender's address, inside a network configured for a source of that transport
    (`soc sources add --kind syslog-udp --network 192.0.2.0/24 ...`); the most specific network wins,
    and two tenants may not claim overlapping networks for one transport (`NetworkConflictError`).
@@ -36,10 +38,16 @@ class NetworkConflictError(CollectorError):
 
 @dataclass(frozen=True)
 class Credential:
-    """What a sender presented: an HTTP bearer token as sent, or a TLS client certificate's SHA-256 (hex)."""
+    """What a sender presented: an HTTP bearer token as sent, a TLS client certificate's SHA-256 (hex), or
+    the verified identity of a Google-signed push token (`push_credential`)."""
 
-    kind: Literal["token", "certificate"]
+    kind: Literal["token", "certificate", "google-push"]
     value: str
+
+
+def push_credential(service_account: str, audience: str) -> Credential:
+    """The credential of a verified Pub/Sub push ID token (its `email` and `aud`)."""
+    return Credential("google-push", f"{service_account}\n{audience}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class SourceAccess:
     networks: tuple[IPv4Network | IPv6Network, ...] = ()
     token_sha256: str | None = None  # hex digest of the bearer token; the token itself is never kept
     certificate_sha256: str | None = None  # hex fingerprint of the DER certificate, lower case
+    push_identity: tuple[str, str] | None = None  # (service account, audience) of Pub/Sub push ID tokens
 
 
 def token_digest(token: str) -> str:
@@ -113,6 +122,8 @@ class SourceRegistry:
         return best[1].source
 
     def _by_credential(self, credential: Credential, transport: Transport) -> SourceRef:
+        if credential.kind == "google-push":
+            return self._by_push_identity(credential, transport)
         for entry in self.access:
             expected = entry.token_sha256 if credential.kind == "token" else entry.certificate_sha256
             presented = token_digest(credential.value) if credential.kind == "token" else credential.value.lower()
@@ -122,6 +133,19 @@ class SourceRegistry:
                 return entry.source
         what = "token" if credential.kind == "token" else "client certificate"
         raise Refused(f"unknown {what}: no source of any member organisation was issued it")
+
+    def _by_push_identity(self, credential: Credential, transport: Transport) -> SourceRef:
+        service_account, _, audience = credential.value.partition("\n")
+        claimed = [entry for entry in self.access if entry.push_identity == (service_account, audience)
+                   and transport in entry.transports]
+        if len(claimed) == 1:
+            return claimed[0].source
+        if claimed:
+            raise Refused(f"{len(claimed)} sources name the push service account {service_account} with audience "
+                          f"{audience}: the city SOC keeps one")
+        raise Refused(f"no source of any member organisation takes pushes signed for {service_account} with "
+                      f"audience {audience}: the city SOC registers them on the member's http source "
+                      "(push_service_account, push_audience)")
 
     def check_accounts(self, source: SourceRef, accounts: Iterable[str]) -> None:
         """`Refused` when a record names a cloud account the source was not registered with."""

@@ -39,8 +39,11 @@ def source_access(entry: Mapping[str, Any]) -> SourceAccess:
                        kind=str(entry["kind"]), parser=str(entry["parser"]),
                        cloud_accounts=tuple(str(account) for account in entry.get("cloud_accounts") or ()))
     transports = frozenset(cast(Transport, t) for t in entry.get("transports") or () if t in _TRANSPORTS)
+    settings = entry.get("pull") or {}
+    account, audience = settings.get("push_service_account"), settings.get("push_audience")
     return SourceAccess(source, transports, networks(entry.get("networks") or ()),
-                        token_sha256=entry.get("token_sha256"), certificate_sha256=entry.get("certificate_sha256"))
+                        token_sha256=entry.get("token_sha256"), certificate_sha256=entry.get("certificate_sha256"),
+                        push_identity=(str(account), str(audience)) if account and audience else None)
 
 
 def health_recorder(health: HealthStore,

@@ -93,6 +93,10 @@ def check_conflicts(session: Session, source: Source) -> None:
         if other.certificate_sha256 and other.certificate_sha256 == source.certificate_sha256:
             raise ConflictError("that client certificate is already pinned to another source: issue each sender "
                                 "its own certificate")
+        identity = _push_identity(source)
+        if identity is not None and identity == _push_identity(other):
+            raise ConflictError(f"the push identity {identity[0]} with audience {identity[1]} is already "
+                                f"{other.tenant_id}/{other.name}'s: a push subscription feeds one source")
         if other.tenant_id == source.tenant_id:
             continue
         shared = sorted(set(source.cloud_accounts) & set(other.cloud_accounts))
@@ -111,3 +115,9 @@ def check_conflicts(session: Session, source: Source) -> None:
                         f"{network} overlaps {other_network}, claimed by {other.tenant_id}/{other.name} for "
                         f"{', '.join(sorted(transports))}: a sender must belong to one tenant; narrow the "
                         "network or recognise the sender by a certificate")
+
+
+def _push_identity(source: Source) -> tuple[str, str] | None:
+    settings = source.pull_settings if source.kind == "http" else {}
+    account, audience = settings.get("push_service_account"), settings.get("push_audience")
+    return (str(account), str(audience)) if account and audience else None

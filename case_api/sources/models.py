@@ -65,7 +65,8 @@ class Source(Base):
     token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     certificate_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     # A pulled source's settings (kinds.PULL_KINDS): where to pull from and references to its credentials
-    # (`env:NAME`, `file:/path`), never a secret. None for the other kinds.
+    # (`env:NAME`, `file:/path`), never a secret; an http source's Pub/Sub push identity (pull.PUSH_SETTINGS).
+    # None for the other kinds.
     pull: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     @property
@@ -118,7 +119,8 @@ class SourceIn(BoundedInput):
     pull: dict[PullSettingName, PullSettingValue] = Field(
         default_factory=dict, max_length=20,
         description="A pulled kind's settings (see the kind's list); credentials only as references, env:NAME or "
-                    "file:/path, never the secret itself")
+                    "file:/path, never the secret itself. An http source: its Pub/Sub push identity, "
+                    "push_service_account and push_audience")
 
 
 class SourcePatch(BoundedInput):

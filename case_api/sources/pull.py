@@ -16,6 +16,10 @@ from case_api.auth.models import Principal
 from case_api.errors import InvalidRequestError, PermissionDeniedError
 from case_api.sources.kinds import PULL_KINDS, SourceKind
 
+#: an http source's settings: the Pub/Sub push subscription's service account (the ID token's `email`) and
+#: audience (its `aud`; the push endpoint URL when the subscription sets none)
+PUSH_SETTINGS = ("push_service_account", "push_audience")
+
 
 def is_reference(value: str) -> bool:
     scheme, _, name = value.partition(":")
@@ -24,6 +28,8 @@ def is_reference(value: str) -> bool:
 
 def check_pull_settings(kind: SourceKind, settings: dict[str, Any], actor: Principal) -> dict[str, Any]:
     """The settings to keep for a source of `kind`; `InvalidRequestError` / `PermissionDeniedError` with advice."""
+    if kind.name == "http" and settings:
+        return _push_settings(settings, actor)
     if not kind.pulled:
         if settings:
             raise InvalidRequestError(f"a {kind.name} source is not pulled: it takes no pull settings")
@@ -54,6 +60,27 @@ def check_pull_settings(kind: SourceKind, settings: dict[str, Any], actor: Princ
             _check_url(name, value, https=name == "domain")
         kept[name] = value
     return kept
+
+
+def _push_settings(settings: dict[str, Any], actor: Principal) -> dict[str, Any]:
+    """An http source's push identity: the service account a Pub/Sub push subscription signs its ID tokens as
+    and the audience it signs for. Whoever holds it files pushes under the tenant, so, like networks, the city
+    SOC registers it."""
+    unknown = sorted(set(settings) - set(PUSH_SETTINGS))
+    if unknown:
+        raise InvalidRequestError(f"an http source takes no setting {', '.join(unknown)}; its settings are the "
+                                  f"Pub/Sub push identity: {', '.join(PUSH_SETTINGS)}")
+    if actor.role.is_tenant_bound:
+        raise PermissionDeniedError("a push identity files whatever it signs under the tenant: ask the city SOC to "
+                                    "add it to the source")
+    missing = [name for name in PUSH_SETTINGS if not isinstance(settings.get(name), str) or not settings[name]]
+    if missing:
+        raise InvalidRequestError(f"a push identity needs both {' and '.join(PUSH_SETTINGS)} (missing: "
+                                  f"{', '.join(missing)})")
+    if "@" not in settings["push_service_account"]:
+        raise InvalidRequestError("push_service_account is the service account's email, e.g. "
+                                  "citysoc-push@project.iam.gserviceaccount.com")
+    return {name: settings[name] for name in PUSH_SETTINGS}
 
 
 def _check_url(name: str, value: Any, *, https: bool) -> None:

@@ -50,7 +50,8 @@ def sources_add(
         "--dataset", "-d", help="Datasets it feeds (default: what its parser writes).")] = None,
     setting: Annotated[list[str] | None, typer.Option(
         "--setting", metavar="KEY=VALUE", help="A pulled kind's setting (repeatable), e.g. bucket=trail-logs, "
-        "token=env:OKTA_TOKEN. Credentials only as env:NAME or file:/path, never the secret.")] = None,
+        "token=env:OKTA_TOKEN. Credentials only as env:NAME or file:/path, never the secret. An http source "
+        "takes a Pub/Sub push identity: push_service_account=EMAIL, push_audience=AUDIENCE.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a log source; for a listener kind, issue its credential and print what the partner configures."""

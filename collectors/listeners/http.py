@@ -1,8 +1,11 @@
 """HTTP intake: `POST /v1/events`, an ASGI application (served by uvicorn beside the syslog listeners).
 
 The body is NDJSON (one record per line, kept byte for byte) or a JSON array (one record per element),
-optionally `Content-Encoding: gzip`; `Authorization: Bearer <token>` (or `?token=`, for a Pub/Sub push
-endpoint, which cannot set a header) names the source, and with it the tenant. `?source=NAME` (or the
+optionally `Content-Encoding: gzip`; `Authorization: Bearer <token>` names the source, and with it the
+tenant. A Pub/Sub push subscription with authentication sends a Google-signed ID token there instead: it is
+verified (`collectors.google_id`) and its service account and audience name the source. A push subscription
+without authentication cannot set a header: its endpoint URL carries the source's token as `?token=` (the
+shared verification token of Google's push samples). `?source=NAME` (or the
 `X-Soc-Source` header) names the parser when the token's source does not fix one. A GET with
 `X-Okta-Verification-Challenge` is Okta's event hook verification, answered with the challenge once the
 token is known. Answers, always JSON with a `detail` that says what to do:
@@ -10,10 +13,12 @@ token is known. Answers, always JSON with a `detail` that says what to do:
 - 200 `{"accepted": N, "request_id": ...}` only once the batch is durable in the spool;
 - 400 a body that is not NDJSON or a JSON array at all, a broken gzip, an unknown or wrong parser
   (a line that is not JSON inside NDJSON is accepted: its parser dead-letters it with the reason);
-- 401 no token or an unknown one; 403 a record naming a cloud account not registered for the source;
+- 401 no token or an unknown one, or a push ID token that fails a check; 403 a record naming a cloud
+  account not registered for the source;
 - 413 a body over the limit (checked while reading, and after decompression: a gzip bomb stops there),
   one record over the record limit, or more records than the per-request limit; 415 an encoding other than gzip;
-- 429 with `Retry-After` when the spool is full.
+- 429 with `Retry-After` when the spool is full; 503 with `Retry-After` when Google's certificates cannot be
+  fetched to check a push ID token.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collectors.attribution import Credential
+from collectors.attribution import Credential, push_credential
 from collectors.errors import CollectorError, UnknownParserError
+from collectors.google_id import CertificatesUnavailable, GoogleIdTokens, IdTokenRefused, looks_like_jwt
 from collectors.intake import ForeignContent, Intake, NotAttributed, ParserChoiceError, SpoolFullError
 from collectors.listeners.config import Limits
 from collectors.records import RawRecord
@@ -49,8 +55,11 @@ class TooLarge(CollectorError):
     """The body or one record is over its limit (413)."""
 
 
-def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette:
-    """The ASGI application of the HTTP intake."""
+def http_app(intake: Intake, *, executor: Executor, limits: Limits,
+             id_tokens: GoogleIdTokens | None = None) -> Starlette:
+    """The ASGI application of the HTTP intake; `id_tokens` checks Pub/Sub push ID tokens (default: against
+    Google's certificates)."""
+    id_tokens = id_tokens or GoogleIdTokens()
     # memory: at most this many bodies (each under the limit) are held at once, whatever the clients do
     bodies = asyncio.Semaphore(limits.http_concurrent_bodies)
 
@@ -63,6 +72,20 @@ def http_app(intake: Intake, *, executor: Executor, limits: Limits) -> Starlette
             return _answer(401, "send the source's token as 'Authorization: Bearer <token>'", request_id,
                            headers={"WWW-Authenticate": 'Bearer realm="citysoc"'})
         credential = Credential("token", token)
+        bearer = _bearer(request.headers.get("authorization", ""))
+        if bearer is not None and looks_like_jwt(bearer):  # a Pub/Sub push ID token: Google says who sent it
+            try:
+                identity = await asyncio.get_running_loop().run_in_executor(executor, id_tokens.identity, bearer)
+            except IdTokenRefused as refused:
+                intake.stats.add("http", "refused")
+                bound.warning("push ID token refused", reason=refused.reason)
+                return _answer(401, refused.reason, request_id, headers={"WWW-Authenticate": 'Bearer realm="citysoc"'})
+            except CertificatesUnavailable as error:
+                bound.warning("push ID token not checked", reason=error.reason)
+                return _answer(503, "the push's ID token cannot be checked now (Google's certificates are out of "
+                               "reach): delivered again later", request_id,
+                               headers={"Retry-After": str(limits.retry_after_seconds)})
+            credential = push_credential(identity.service_account, identity.audience)
         try:
             intake.resolve(peer=peer, transport="http", credential=credential)
         except NotAttributed as refused:

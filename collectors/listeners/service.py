@@ -23,6 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from collectors.errors import CollectorError
+from collectors.google_id import GoogleIdTokens
 from collectors.intake import Intake, RateLimitedLog, ReloadingRegistry
 from collectors.listeners.config import Limits, ListenAddress, ListenerKind, ListenerPlan
 from collectors.listeners.http import http_app
@@ -56,7 +57,7 @@ class IntakeService:
     def __init__(self, intake: Intake, plan: ListenerPlan, *, limits: Limits | None = None,
                  tls: TlsFiles | None = None, drainer: SpoolDrainer | None = None,
                  registry: ReloadingRegistry | None = None, warnings: RateLimitedLog | None = None,
-                 workers: int = 8, grace: float = 30.0) -> None:
+                 workers: int = 8, grace: float = 30.0, id_tokens: GoogleIdTokens | None = None) -> None:
         if plan.needs_tls() and tls is None:
             raise ListenerStartError("a TLS listener needs a server certificate and key")
         self.intake = intake
@@ -68,6 +69,7 @@ class IntakeService:
         self.warnings = warnings or RateLimitedLog()
         self.workers = workers
         self.grace = grace
+        self.id_tokens = id_tokens or GoogleIdTokens()  # one certificate cache for every HTTP listener
         self.bound: dict[ListenerKind, list[str]] = {}  # the addresses listened on, once `ready` is set
         self.ready = threading.Event()
         self._in_flight = asyncio.Semaphore(self.limits.batches_in_flight)  # shared by the stream listeners
@@ -131,7 +133,7 @@ class IntakeService:
             return StreamListener("relp" if kind.startswith("relp") else "syslog", address, intake=self.intake,
                                   executor=executor, limits=self.limits, warnings=self.warnings, ssl_context=context,
                                   in_flight=self._in_flight)
-        app = http_app(self.intake, executor=executor, limits=self.limits)
+        app = http_app(self.intake, executor=executor, limits=self.limits, id_tokens=self.id_tokens)
         return HttpListener(address, app, tls=self.tls if kind == "https" else None, grace=self.grace)
 
     def _background(self, stop: threading.Event) -> list[threading.Thread]:

@@ -247,3 +247,26 @@ def test_pulled_sources_keep_credential_references_and_only_the_city_registers_t
     assert s3["parser"] == "aws.cloudtrail" and s3["pull"]["bucket"] == "ng-trail"
     streamed = created(tenants, NG, "github-stream", kind="aws-s3", parser="github.audit", pull={"bucket": "ng-gh"})
     assert streamed["datasets"] == ["github.audit"]
+
+
+def test_an_http_sources_pubsub_push_identity_is_the_citys_to_register_and_names_one_source(tenants: SocApi) -> None:
+    from collectors.attribution_api import source_access
+
+    identity = {"push_service_account": "citysoc-push@ng-prod.iam.gserviceaccount.com",
+                "push_audience": "https://intake.citysoc.example/v1/events?source=gcp.audit"}
+    pushed = created(tenants, NG, "gcp push", kind="http", parser="gcp.audit", pull=identity)
+    assert pushed["pull"] == identity and pushed["token"]  # the endpoint URL's token stays for pushes without one
+    [entry] = [entry for entry in tenants.client.get("/api/v1/sources/access", headers=tenants.service).json()
+               if entry["id"] == pushed["id"]]
+    assert source_access(entry).push_identity == (identity["push_service_account"], identity["push_audience"])
+    again = post(tenants, RS, "gcp push", kind="http", parser="gcp.audit", pull=identity)
+    assert again.status_code == 409 and "already northgate-hospital/gcp push's" in again.json()["detail"]
+    responder = tenants.headers(Role.TENANT_RESPONDER, tenant=RS)
+    theirs = post(tenants, RS, "gcp push 2", headers=responder, kind="http", parser="gcp.audit",
+                  pull={**identity, "push_audience": "https://elsewhere.example/"})
+    assert theirs.status_code == 403 and "ask the city SOC" in theirs.json()["detail"]
+    half = post(tenants, RS, "gcp push 3", kind="http", parser="gcp.audit",
+                pull={"push_service_account": identity["push_service_account"]})
+    assert half.status_code == 422 and "needs both push_service_account and push_audience" in half.json()["detail"]
+    other = post(tenants, RS, "gcp push 4", kind="http", parser="gcp.audit", pull={"bucket": "x"})
+    assert other.status_code == 422 and "an http source takes no setting bucket" in other.json()["detail"]

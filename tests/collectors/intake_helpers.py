@@ -26,6 +26,7 @@ from citysoc.store import ParquetEventStore
 from citysoc.wiring import case_client
 from collectors.attribution import SourceAccess, SourceRef, SourceRegistry, networks, token_digest
 from collectors.drain import Drainer
+from collectors.google_id import GoogleIdTokens
 from collectors.intake import Intake, SpoolFullError
 from collectors.listeners.config import Limits, ListenAddress, ListenerPlan
 from collectors.listeners.service import IntakeService
@@ -215,8 +216,10 @@ class Running:
 
 @contextmanager
 def running(tmp_path: Path, *, limits: Limits | None = None, max_spool_bytes: int = 64 * 1024**2,
-            kinds: tuple[str, ...] = KINDS, gate: threading.Event | None = None) -> Iterator[Running]:
-    """The service with the sources above; with `gate`, each append waits for it (see `GatedSpool`)."""
+            kinds: tuple[str, ...] = KINDS, gate: threading.Event | None = None,
+            more_sources: tuple[SourceAccess, ...] = (), id_tokens: GoogleIdTokens | None = None) -> Iterator[Running]:
+    """The service with the sources above (and `more_sources`); with `gate`, each append waits for it (see
+    `GatedSpool`); `id_tokens` checks push ID tokens (by default against Google, unreachable here)."""
     tls_dir = tmp_path / "tls"
     tls = ensure_tls_files(tls_dir, server_names=["localhost", "127.0.0.1"])
     client = issue_client_certificate(tls_dir, common_name="harbour-school firewall")
@@ -225,12 +228,13 @@ def running(tmp_path: Path, *, limits: Limits | None = None, max_spool_bytes: in
         SourceAccess(SCHOOL_TLS, frozenset({"tls", "relp"}), certificate_sha256=client.fingerprint),
         SourceAccess(HOSPITAL, frozenset({"http"}), token_sha256=token_digest(HOSPITAL_TOKEN)),
         SourceAccess(SCHOOL_HTTP, frozenset({"http"}), token_sha256=token_digest(SCHOOL_TOKEN)),
+        *more_sources,
     ])
     spool = Spool(tmp_path / "spool", max_bytes=max_spool_bytes, segment_bytes=min(max_spool_bytes, 1024**2))
     dead_letters = DeadLetterStore(tmp_path / "deadletter")
     intake = Intake(GatedSpool(spool, gate) if gate else spool, lambda: registry, dead_letters=dead_letters)
     plan = ListenerPlan({kind: [ListenAddress("127.0.0.1", 0)] for kind in kinds})  # type: ignore[misc]
-    service = IntakeService(intake, plan, limits=limits, tls=tls, grace=DEADLINE)
+    service = IntakeService(intake, plan, limits=limits, tls=tls, grace=DEADLINE, id_tokens=id_tokens)
     with ServiceThread(service) as thread:
         yield Running(thread, spool, dead_letters, client, tls_dir)
 
