@@ -29,7 +29,7 @@ import orjson
 from citysoc.deadletter import DeadLetter
 from citysoc.schema import nest
 from collectors.base import LogParser, Normalised, ParserOptions, register_parser
-from collectors.cloud.base import compact_json, mapping
+from collectors.cloud.base import compact_json, mapping, related_users
 from collectors.columns import EventColumns, in_time_range
 from collectors.errors import UnparsableRecordError
 from collectors.files import open_maybe_gzip
@@ -232,7 +232,7 @@ def _values(record: dict[str, Any]) -> tuple[Any, ...]:
     address = get("sourceIPAddress")
     address = address if isinstance(address, str) and address else None
     ip = address if address is not None and _is_ip(address) else None
-    related_users = _unique([user, identity.get("userName"), issuer.get("userName")])
+    related = related_users(user, identity.get("userName"), issuer.get("userName"))
     return (
         parse_event_time(record["eventTime"]),
         record["eventID"],
@@ -251,7 +251,7 @@ def _values(record: dict[str, Any]) -> tuple[Any, ...]:
         address,
         ip,
         [ip] if ip else None,
-        related_users or None,
+        related,
         *[_text(get(key)) for key in _TOP_LEVEL],
         *[_boolean(get(key)) for key in _BOOLEANS],
         *[compact_json(get(key)) for key in _JSON_OBJECTS],
@@ -301,7 +301,3 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _unique(values: list[Any]) -> list[str]:
-    return list(dict.fromkeys(value for value in values if isinstance(value, str) and value))
