@@ -42,6 +42,7 @@ from collectors.errors import CollectorError, UnknownParserError
 from collectors.google_id import CertificatesUnavailable, GoogleIdTokens, IdTokenRefused, looks_like_jwt
 from collectors.intake import ForeignContent, Intake, NotAttributed, ParserChoiceError, SpoolFullError
 from collectors.listeners.config import Limits
+from collectors.listeners.hec import HecError, hec_routes
 from collectors.records import RawRecord
 
 log = structlog.get_logger("collectors.listeners.http")
@@ -163,7 +164,26 @@ def http_app(intake: Intake, *, executor: Executor, limits: Limits,
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[Route("/v1/events", events, methods=["POST"]),
+    async def hec_body(request: Request) -> bytes:
+        """A HEC request's body within the same limits as `/v1/events`, refusals in HEC's terms."""
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            raise HecError(415, 6, "Invalid data format", f"Content-Encoding {encoding!r} is not supported")
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > limits.http_max_body_bytes:
+            raise HecError(413, 6, "Invalid data format", f"the body of {declared} bytes is over the limit of "
+                           f"{limits.http_max_body_bytes}: send smaller batches")
+        async with bodies:
+            try:
+                return await _read_body(request.stream(), gzip=encoding != "identity",
+                                        limit=limits.http_max_body_bytes)
+            except TooLarge as error:
+                raise HecError(413, 6, "Invalid data format", f"{error}: send smaller batches") from None
+            except BadBody as error:
+                raise HecError(400, 6, "Invalid data format", str(error)) from None
+
+    return Starlette(routes=[*hec_routes(intake, executor=executor, limits=limits, read_body=hec_body),
+                             Route("/v1/events", events, methods=["POST"]),
                              Route("/v1/events", verify, methods=["GET"]),
                              Route("/v1/health", health, methods=["GET"])])
 
