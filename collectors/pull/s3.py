@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,7 +154,7 @@ class S3Puller(Puller):
                 self.s3.download_fileobj(self.bucket, key, handle)
             batch = PullBatch([])
             for record in parser.records(path):
-                record = replace(record, origin=origin + record.origin[len(str(path)):])
+                record = record._replace(origin=origin + record.origin[len(str(path)):])
                 if record.problem is not None:
                     batch.dead.append((record, record.problem.reason))
                 else:
