@@ -1,5 +1,6 @@
 """Azure logs (activity, Entra sign-in and audit, any diagnostic setting) from an Event Hub, with the official
-`azure-eventhub` consumer client and a checkpoint store of our own on local disk (`FileCheckpointStore`).
+`azure-eventhub` consumer client and a checkpoint store of our own: on local disk (`FileCheckpointStore`), or in
+a database shared by several pullers (`SOC_PULL_DATABASE_URL`: `collectors.pull.eventhub_db`).
 
 Each received event is one record (its body, usually the `{"records": [...]}` envelope Azure Monitor writes);
 a partition's batch is spooled, then `partition_context.update_checkpoint` records its last offset and sequence
@@ -16,6 +17,7 @@ the SDK's own `PartitionContext`, and the batch handling with the SDK's `EventDa
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -122,9 +124,16 @@ class EventHubPuller(Puller):
     def batches(self, checkpoint: Checkpoint | None) -> Iterator[PullBatch]:
         from azure.eventhub import EventHubConsumerClient
 
-        if self.state_dir is None:
+        database = (os.environ if self.environ is None else self.environ).get("SOC_PULL_DATABASE_URL")
+        store: CheckpointStore
+        if database:  # shared by several pullers, which balance the partitions between them
+            from collectors.pull.eventhub_db import DatabaseCheckpointStore
+
+            store = DatabaseCheckpointStore(database)
+        elif self.state_dir is None:
             raise PullError("an Event Hub pull needs a checkpoint directory", where=self.source.where)
-        store = FileCheckpointStore(self.state_dir / f"source-{self.source.id}-eventhub.json")
+        else:
+            store = FileCheckpointStore(self.state_dir / f"source-{self.source.id}-eventhub.json")
         eventhub = self.source.setting("eventhub")
         client = EventHubConsumerClient.from_connection_string(
             self.secret("connection_string"), consumer_group=self.source.setting("consumer_group"),
@@ -181,3 +190,6 @@ class EventHubPuller(Puller):
             stopping.set()
             client.close()
             receiver.join(timeout=30)
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
