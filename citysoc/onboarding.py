@@ -115,6 +115,31 @@ def instructions(kind: str, *, host: str, port: int, token: str | None, ca_file:
                           **files).text()
 
 
+def push_guidance(parser: str | None, *, host: str, port: int, token: str, https: bool,
+                  push_identity: tuple[str, str] | None = None) -> str | None:
+    """How a provider that pushes (rather than a script posting files) points at an http source of `parser`:
+    GitHub's audit log streaming to the intake's Splunk HEC routes, a Pub/Sub push subscription, an Okta event
+    hook. None for other parsers."""
+    base = f"{'https' if https else 'http'}://{host}:{port}"
+    if parser == "github.audit":
+        return ("# GitHub audit log streaming (enterprise settings > Audit log > Log streaming > Configure stream > "
+                f"Splunk)\nDomain: {host}   Port: {port}   Token: {token}\n"
+                "# the intake answers as Splunk's HTTP Event Collector at /services/collector; GitHub streams over "
+                "HTTPS only: keep SSL verification on, with a certificate GitHub trusts")
+    if parser == "gcp.audit":
+        if push_identity is not None:
+            return ("# Pub/Sub push subscription with authentication (the ID token names the source)\n"
+                    f"endpoint: {base}/v1/events?source=gcp.audit   service account: {push_identity[0]}   "
+                    f"audience: {push_identity[1]}")
+        return ("# Pub/Sub push subscription (a push cannot set a header: the endpoint URL carries the token; or ask "
+                "the city SOC to register the subscription's service account and audience, and push with "
+                f"authentication)\nendpoint: {base}/v1/events?source=gcp.audit&token={token}")
+    if parser == "okta.system":
+        return ("# Okta event hook (Workflow > Event Hooks): the verification GET is answered by the intake\n"
+                f"URL: {base}/v1/events?source=okta.system   header: Authorization   value: Bearer {token}")
+    return None
+
+
 def _syslog_ng(name: str, driver: str) -> str:
     slug = _slug(name)
     return (f"destination d_{slug} {{\n  {driver};\n}};\n"

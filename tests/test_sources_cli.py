@@ -179,3 +179,24 @@ def test_list_shows_each_sources_data_health(home: Path) -> None:
     removed = soc(home, "sources", "remove", str(source_id))
     assert removed.returncode == 0 and "removed" in removed.stdout
     assert soc(home, "sources", "list", "--json").stdout == ""
+
+
+def test_pushing_providers_are_told_where_to_point(home: Path) -> None:
+    """GitHub's Splunk stream, a Pub/Sub push subscription (with the push identity the city SOC registered) and
+    an Okta event hook each get their own lines beside the curl line."""
+    github = soc(home, "sources", "add", "--tenant", NG, "--kind", "http", "--parser", "github.audit", "--json",
+                 "github stream")
+    assert github.returncode == 0, github.stderr
+    [source] = [orjson.loads(line) for line in github.stdout.splitlines()]
+    assert f"Domain: {HOST}   Port: 8514   Token: {source['token']}" in source["instructions"]
+    assert "Splunk's HTTP Event Collector at /services/collector" in source["instructions"]
+    pushed = soc(home, "sources", "add", "--tenant", NG, "--kind", "http", "--parser", "gcp.audit",
+                 "--setting", "push_service_account=citysoc-push@ng-prod.iam.gserviceaccount.com",
+                 "--setting", f"push_audience=http://{HOST}:8514/v1/events?source=gcp.audit", "--json", "gcp push")
+    assert pushed.returncode == 0, pushed.stderr
+    [source] = [orjson.loads(line) for line in pushed.stdout.splitlines()]
+    assert ("service account: citysoc-push@ng-prod.iam.gserviceaccount.com   "
+            f"audience: http://{HOST}:8514/v1/events?source=gcp.audit") in source["instructions"]
+    okta = soc(home, "sources", "add", "--tenant", NG, "--kind", "http", "--parser", "okta.system", "--json", "okta")
+    [source] = [orjson.loads(line) for line in okta.stdout.splitlines()]
+    assert f"value: Bearer {source['token']}" in source["instructions"]

@@ -13,7 +13,7 @@ import typer
 from case_api.sources.kinds import PULL_KINDS
 from citysoc.cli.common import JsonOpt, TenantOpt, line_console, load_settings, plain_console, print_json_lines
 from citysoc.cli.render import print_sources
-from citysoc.onboarding import instructions
+from citysoc.onboarding import instructions, push_guidance
 from citysoc.settings import Settings
 from citysoc.wiring import case_client
 
@@ -151,5 +151,11 @@ def onboarding(settings: Settings, source: dict[str, Any]) -> str:
     port = settings.collect_port(source["kind"])
     if port is None:
         return (f"feed it from files: soc ingest --tenant {source['tenant_id']} --source {source['parser']} PATH...")
-    return instructions(source["kind"], host=settings.collect_host, port=port, token=source.get("token"),
-                        ca_file=settings.collect_ca_file, client_certificate=bool(source.get("certificate_sha256")))
+    guide = instructions(source["kind"], host=settings.collect_host, port=port, token=source.get("token"),
+                         ca_file=settings.collect_ca_file, client_certificate=bool(source.get("certificate_sha256")))
+    pull = source.get("pull") or {}
+    identity = (pull["push_service_account"], pull["push_audience"]) if pull.get("push_audience") else None
+    push = push_guidance(source.get("parser"), host=settings.collect_host, port=port,
+                         token=source.get("token") or "<TOKEN>", https=bool(settings.collect_ca_file),
+                         push_identity=identity) if source["kind"] == "http" else None
+    return f"{guide}\n{push}\n" if push else guide
