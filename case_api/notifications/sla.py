@@ -3,7 +3,10 @@
 A clock breaches when it is still running past its due time (`case_api.sla.clocks`), with no request to
 notice it. The sweep looks for open, unpaused cases with a running clock whose stored due time has passed
 and enqueues `case.sla_breached` for each such clock once (`service.notify_sla_breach`; the outbox's keys
-make a repeat a no-op, and clocks already announced are left out before that). A clock that an analyst stops
+make a repeat a no-op). The query itself leaves out what there is nothing to do for: clocks already announced
+(a notification of that case and clock exists) and, when the SOC has no contacts of its own, members without
+contacts. A desk with thousands of late cases, announced long ago or with nowhere to announce them, costs a
+round one query that returns nothing, not a read of every late case. A clock that an analyst stops
 after its due time but before a sweep saw it running (sweeps run every `SOC_NOTIFY_INTERVAL`) is shown as
 breached on the case and counted in the metrics, and not notified: it is being worked.
 
@@ -17,12 +20,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from case_api.cases.models import FINISHED_STATUSES, Case
 from case_api.notifications.delivery import Sweep
-from case_api.notifications.models import Notification, NotificationEvent
+from case_api.notifications.models import Notification, NotificationEvent, TenantContact
 from case_api.notifications.service import Destination, SocContacts, destinations, notify_sla_breach
 from case_api.sla.models import Clock
 
@@ -46,15 +49,27 @@ def sweep_lock(session: Session) -> bool:
     return bool(session.scalar(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK))))
 
 
+def _announced(clock: Clock) -> ColumnElement[bool]:
+    """Whether the case's ``clock`` was announced: an SLA notification with its key (``notify_sla_breach``'s
+    ``case.sla_breached:<case>:<clock>:<destination>``) exists."""
+    key = literal(f"{NotificationEvent.SLA_BREACHED.value}:") + cast(Case.id, String) + literal(f":{clock.value}:%")
+    return exists().where(Notification.case_id == Case.id,
+                          Notification.event == NotificationEvent.SLA_BREACHED.value,
+                          Notification.dedup_key.like(key))
+
+
 def sla_breach_sweep(soc: SocContacts) -> Sweep:
     """The sweep for the drainer (`OutboxDrainer(sweeps=[...])`)."""
 
     def sweep(session: Session, now: datetime) -> int:
         if not sweep_lock(session):
             return 0
-        running_late = or_(*(and_(due < now, stop.is_(None)) for due, stop in CLOCK_COLUMNS.values()))
+        late_unannounced = or_(*(and_(due < now, stop.is_(None), ~_announced(clock))
+                                 for clock, (due, stop) in CLOCK_COLUMNS.items()))
         query = select(Case).where(Case.status.not_in([s.value for s in FINISHED_STATUSES]),
-                                   Case.sla_paused_since.is_(None), running_late)
+                                   Case.sla_paused_since.is_(None), late_unannounced)
+        if not soc.emails and not soc.webhook_url:  # only members' own contacts to send to
+            query = query.where(Case.tenant_id.in_(select(TenantContact.tenant_id)))
         cases = list(session.scalars(query))
         if not cases:
             return 0

@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, event
 
+from case_api.cases.models import Case
 from case_api.db import make_session_factory
 from case_api.notifications.service import SocContacts
 from case_api.notifications.sla import sla_breach_sweep, sweep_lock
@@ -129,3 +130,31 @@ def test_a_sweep_with_nowhere_to_send_costs_the_same_for_any_number_of_late_case
         session.commit()
     # the late cases, what was announced, the member and its contacts (and the sweep lock on PostgreSQL)
     assert len(seen) <= 5, seen
+
+
+def test_a_sweep_reads_no_case_whose_late_clocks_were_announced(soc: SocApi, app: FastAPI) -> None:
+    """A round after the one that announced every late clock reads no case at all: the query leaves out what was
+    announced, so a desk's long-late cases do not cost every round a read of each."""
+    soc.add_tenant("northgate-hospital")
+    for number in range(3):
+        soc.ingest(build_alert("northgate-hospital", user=f"user{number}"))
+    sweep = sla_breach_sweep(SocContacts(emails=("soc@city.example",)))
+    later = datetime.now(UTC) + timedelta(days=60)  # past every clock of the default contract
+    loaded: list[int] = []
+
+    def on_load(case: Case, _context: Any) -> None:
+        loaded.append(case.id)
+
+    event.listen(Case, "load", on_load)
+    try:
+        with app.state.session_factory() as session:
+            assert sweep(session, later) == 9  # three clocks of three cases, to the SOC's address
+            session.commit()
+        assert len(set(loaded)) == 3
+        loaded.clear()
+        with app.state.session_factory() as session:
+            assert sweep(session, later + timedelta(hours=1)) == 0
+            session.commit()
+        assert loaded == []
+    finally:
+        event.remove(Case, "load", on_load)
