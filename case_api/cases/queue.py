@@ -39,6 +39,15 @@ _CLOCKS = ((Clock.ACKNOWLEDGE, "acknowledged_at", "acknowledge_due_at"), (Clock.
 _EXTRA = ("version", "sla_paused_since", "sla_pauses", "acknowledge_due_at", "triage_due_at", "resolve_due_at")
 _COLUMNS = [getattr(Case, name) for name in (*_FIELDS, *_EXTRA)]
 _FINISHED = frozenset(s.value for s in FINISHED_STATUSES)
+#: Positions in a page row (``_COLUMNS``, then the tenant's criticality and contract).
+_AT = {name: index for index, name in enumerate((*_FIELDS, *_EXTRA))}
+_STATUS, _SEVERITY, _VERSION, _PAUSED_SINCE = _AT["status"], _AT["severity"], _AT["version"], _AT["sla_paused_since"]
+_STORED_CLOCKS = tuple((clock.value, _AT[stop], _AT[due]) for clock, stop, due in _CLOCKS)
+#: A severity's priority by the tenant's asset criticality (``priority``), by the plain strings a row holds.
+_PRIORITY = {(str(level), str(criticality)): priority(level, criticality)
+             for level in Severity for criticality in Severity}
+#: What a page's clocks share per contract and severity: the SLA object's first keys, and each clock's target.
+_Shape = tuple[dict[str, Any], tuple[tuple[str, int, int, int], ...]]
 
 
 def queue_page(
@@ -65,8 +74,9 @@ def queue_page(
              .outerjoin(TenantContract, TenantContract.tenant_id == Case.tenant_id))
     rows = cast(Sequence[Row[Any]], session.execute(query.limit(limit).offset(offset)).all())
     at = (now or utcnow()) if clocks else None
+    shapes: dict[tuple[int, str], _Shape] = {}
     return [_case(row, remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract),
-                  row.asset_criticality or "medium", at) for row in rows]
+                  row.asset_criticality or "medium", at, shapes) for row in rows]
 
 
 def queue_json(cases: list[dict[str, Any]]) -> bytes:
@@ -74,28 +84,36 @@ def queue_json(cases: list[dict[str, Any]]) -> bytes:
     return orjson.dumps(cases, option=orjson.OPT_UTC_Z)
 
 
-def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime | None) -> dict[str, Any]:
-    contract, default = found
-    out = {name: getattr(row, name) for name in _FIELDS}
-    severity = Severity(row.severity)
-    out["sla"] = None if now is None else _clocks(row, severity, contract, default, now)
-    out["priority"] = priority(severity, Severity(criticality))
-    out["version"] = row.version
+def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime | None,
+          shapes: dict[tuple[int, str], _Shape]) -> dict[str, Any]:
+    out = dict(zip(_FIELDS, row, strict=False))  # the row's first columns are _FIELDS, in order
+    severity: str = row[_SEVERITY]
+    out["sla"] = None if now is None else _clocks(row, severity, found, now, shapes)
+    out["priority"] = _PRIORITY[severity, criticality]
+    out["version"] = row[_VERSION]
     return out
 
 
-def _clocks(row: Row[Any], severity: Severity, contract: SlaContract, default: bool, now: datetime) -> dict[str, Any]:
-    stored = (row.status not in _FINISHED and row.sla_paused_since is None
-              and None not in (row.acknowledge_due_at, row.triage_due_at, row.resolve_due_at))
-    if stored:
-        sla: dict[str, Any] = {"contract": "default" if default else "tenant",
-                               "calendar": contract.calendar.describe(), "paused": False}
-        for clock, stop_column, due_column in _CLOCKS:
-            stop: datetime | None = getattr(row, stop_column)
-            due: datetime = getattr(row, due_column)
-            sla[clock.value] = {"target_seconds": int(contract.target(severity, clock).total_seconds()),
-                                "due_at": due, "done_at": stop, "breached": (stop or now) > due}
-    else:
+def _clocks(row: Row[Any], severity: str, found: tuple[SlaContract, bool], now: datetime,
+            shapes: dict[tuple[int, str], _Shape]) -> dict[str, Any]:
+    contract, default = found
+    stored = (row[_STATUS] not in _FINISHED and row[_PAUSED_SINCE] is None
+              and all(row[due] is not None for _clock, _stop, due in _STORED_CLOCKS))
+    if not stored:
         # The row carries every column the clocks read (its created_at, severity, stop times and pauses).
-        sla = read_clocks(cast(Case, row), contract, now=now, default=default).model_dump()
+        return read_clocks(cast(Case, row), contract, now=now, default=default).model_dump()
+    shape = shapes.get((id(contract), severity))
+    if shape is None:
+        level = Severity(severity)
+        shape = shapes[id(contract), severity] = (
+            {"contract": "default" if default else "tenant", "calendar": contract.calendar.describe(), "paused": False},
+            tuple((clock, stop, due, int(contract.target(level, Clock(clock)).total_seconds()))
+                  for clock, stop, due in _STORED_CLOCKS),
+        )
+    head, each = shape
+    sla = dict(head)
+    for clock, stop_at, due_at, target in each:
+        stop: datetime | None = row[stop_at]
+        due: datetime = row[due_at]
+        sla[clock] = {"target_seconds": target, "due_at": due, "done_at": stop, "breached": (stop or now) > due}
     return sla
