@@ -5,11 +5,13 @@ The same models and migrations run on SQLite (embedded default) and PostgreSQL (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
@@ -173,11 +175,24 @@ def insert_for(session: Session) -> InsertFactory:
     raise NotImplementedError(f"case API supports SQLite and PostgreSQL, not {name}")
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: one session per request, from the app's session factory."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """FastAPI dependency: one session per request, from the app's session factory.
+
+    Made on the event loop (no I/O until its first statement, which runs on a worker thread with the endpoint),
+    and closed on a worker thread when it holds a transaction (closing rolls back: a round trip), shielded from
+    cancellation and outside the thread pool's limit, as FastAPI closes a sync dependency, so a request that
+    was cancelled still gives its connection back.
+    """
     factory: sessionmaker[Session] = request.app.state.session_factory
-    with factory() as session:
+    session = factory()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(session.close, limiter=anyio.CapacityLimiter(1))
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from case_api.auth.models import Principal, Role
-from case_api.auth.service import KeyCache, LastUseThrottle, authenticate, tenant_scope
+from case_api.auth.service import KeyCache, LastUseThrottle, authenticate, cached_principal, tenant_scope
 from case_api.auth.tokens import TokenVerifier, looks_like_jwt
 from case_api.db import SessionDep
 from case_api.errors import AuthenticationError, PermissionDeniedError
@@ -36,7 +37,7 @@ def _presented_secret(bearer: HTTPAuthorizationCredentials | None, x_api_key: st
     return None
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
@@ -49,14 +50,17 @@ def get_principal(
     if verifier is not None and bearer is not None and secret == bearer.credentials.strip() and looks_like_jwt(secret):
         if len(secret) > MAX_TOKEN_LENGTH:
             raise AuthenticationError(f"bearer token longer than {MAX_TOKEN_LENGTH} characters")
-        principal: Principal | None = verifier.principal(session, secret)
+        principal: Principal | None = await run_in_threadpool(verifier.principal, session, secret)
+    elif len(secret) > MAX_SECRET_LENGTH:
+        principal = None
     else:
         throttle: LastUseThrottle | None = getattr(request.app.state, "last_use", None)
         cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
-        principal = (
-            None if len(secret) > MAX_SECRET_LENGTH
-            else authenticate(session=session, secret=secret, throttle=throttle, cache=cache)
-        )
+        # A key verified moments ago is answered here on the event loop; the database only on a worker thread.
+        principal = cached_principal(secret=secret, cache=cache, throttle=throttle)
+        if principal is None:
+            principal = await run_in_threadpool(
+                lambda: authenticate(session=session, secret=secret, throttle=throttle, cache=cache))
     if principal is None:
         raise AuthenticationError("invalid or revoked API key")
     # For the access log, which runs outside the dependency's context (request.state lives in the scope).
