@@ -1,6 +1,6 @@
 """`soc sources add` for a pulled kind prints what the member grants and keeps only credential references;
-`soc pull --once` pulls it (here from a local server speaking GitHub's audit log API) into the lake, and a
-second run stores nothing new."""
+`soc pull --once` pulls it (from a local server speaking GitHub's audit log API, and from the local Pub/Sub
+Subscriber server through PUBSUB_EMULATOR_HOST) into the lake, and a second run stores nothing new."""
 
 from __future__ import annotations
 
@@ -60,3 +60,28 @@ def test_a_literal_secret_is_refused_and_not_repeated(tmp_path: Path) -> None:
                   "domain=https://northgate.okta.com", "--setting", "token=00aPASTEDSECRET")
     assert refused.returncode == 2 and "token is a credential" in refused.stderr
     assert "PASTEDSECRET" not in refused.stdout + refused.stderr
+
+
+def test_a_pubsub_source_is_pulled_through_the_emulator_host_into_the_lake_once(tmp_path: Path) -> None:
+    from tests.collectors.pubsub_server import PubSubServer
+    from tests.collectors.test_pull_pubsub import log_entry
+
+    subscription = "projects/northgate-prod/subscriptions/citysoc-audit"
+    server = PubSubServer(subscription).start()
+    try:
+        for number in range(5):
+            server.publish(log_entry(number))
+        home = tmp_path / "soc"
+        assert soc(home, "tenants", "add", NG).returncode == 0
+        added = soc(home, "sources", "add", "--tenant", NG, "--kind", "gcp-pubsub", "gcp-audit",
+                    "--setting", f"subscription={subscription}")
+        assert added.returncode == 0 and "roles/pubsub.subscriber" in added.stdout, added.stderr
+        pulled = soc(home, "pull", "--once", PUBSUB_EMULATOR_HOST=server.host)
+        assert pulled.returncode == 0 and "pulled 5 records" in pulled.stderr, pulled.stderr
+        assert server.outstanding() == []
+        store = ParquetEventStore(home / "lake" / "events")
+        assert store.stored(tenant=NG, dataset="gcp.audit") == 5
+        again = soc(home, "pull", "--once", PUBSUB_EMULATOR_HOST=server.host)
+        assert again.returncode == 0 and "pulled 0 records" in again.stderr
+    finally:
+        server.stop()
