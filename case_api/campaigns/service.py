@@ -210,10 +210,14 @@ def get_campaign(*, session: Session, campaign_id: int, scope: Collection[str] |
     return view
 
 
+#: The campaigns linking one case, built once (every case detail asks, and most cases have none).
+_CASE_CAMPAIGNS = (select(Campaign).where(Campaign.id.in_(
+    select(CampaignCase.campaign_id).where(CampaignCase.case_id == bindparam("case_id")))).order_by(Campaign.id))
+
+
 def case_campaigns(*, session: Session, case_id: int, scope: Collection[str] | None) -> list[CampaignView]:
     """The campaigns linking case ``case_id`` (which the caller may see), as :func:`disclose` lets it."""
-    ids = select(CampaignCase.campaign_id).where(CampaignCase.case_id == case_id)
-    campaigns = list(session.scalars(select(Campaign).where(Campaign.id.in_(ids)).order_by(Campaign.id)))
+    campaigns = list(session.scalars(_CASE_CAMPAIGNS, {"case_id": case_id}))
     views = (disclose(c, links, scope=scope) for c, links in _with_links(session, campaigns))
     return [view for view in views if view is not None]
 

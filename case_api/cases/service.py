@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -199,11 +199,25 @@ def case_out(*, session: Session, case: Case) -> CaseOut:
     return case_outs(session=session, cases=[case])[0]
 
 
+# The case detail's reads, built once: a statement made per request costs its construction and its cache key
+# (SQLAlchemy memoises the key on the statement object), more than the database takes to answer it.
+_CASE = select(Case).where(Case.id == bindparam("case_id"))
+_ALERT_PAGE = (select(Alert).where(Alert.case_id == bindparam("case_id"), Alert.tenant_id == bindparam("tenant_id"))
+               .order_by(Alert.timestamp, Alert.id).limit(bindparam("limit")).offset(bindparam("offset")))
+_EVENT_PAGE = (select(CaseEvent).where(CaseEvent.case_id == bindparam("case_id")).order_by(CaseEvent.id)
+               .limit(bindparam("limit")).offset(bindparam("offset")))
+
+
 def get_case(*, session: Session, case_id: int, scope: Collection[str] | None, for_update: bool = False) -> Case:
     """The case, if it exists in a tenant the caller may see.
 
     A case of another tenant is reported as not found, so its existence is not disclosed.
     """
+    if scope is None and not for_update:
+        found = session.scalars(_CASE, {"case_id": case_id}).first()
+        if found is None:
+            raise NotFoundError(f"case {case_id} not found")
+        return found
     query = scoped(select(Case).where(Case.id == case_id), Case.tenant_id, scope=scope)
     if for_update:
         query = query.with_for_update().execution_options(populate_existing=True)
@@ -215,20 +229,13 @@ def get_case(*, session: Session, case_id: int, scope: Collection[str] | None, f
 
 def case_alerts(*, session: Session, case: Case, limit: int = 100, offset: int = 0) -> list[Alert]:
     """A page of the case's alerts, oldest first (the case was found in the caller's scope)."""
-    query = (
-        select(Alert)
-        .where(Alert.case_id == case.id, Alert.tenant_id == case.tenant_id)
-        .order_by(Alert.timestamp, Alert.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(session.scalars(query))
+    return list(session.scalars(_ALERT_PAGE, {"case_id": case.id, "tenant_id": case.tenant_id, "limit": limit,
+                                              "offset": offset}))
 
 
 def case_events(*, session: Session, case: Case, limit: int = 100, offset: int = 0) -> list[CaseEvent]:
     """A page of the case's audit trail, oldest first."""
-    query = select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id).limit(limit).offset(offset)
-    return list(session.scalars(query))
+    return list(session.scalars(_EVENT_PAGE, {"case_id": case.id, "limit": limit, "offset": offset}))
 
 
 def check_transition(current: CaseStatus, target: CaseStatus) -> None:

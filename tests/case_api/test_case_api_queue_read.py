@@ -1,6 +1,7 @@
 """The queue read (``GET /cases``, cases/queue.py) gives exactly what ``list[CaseOut]`` serialises for the same
 cases at the same time: open, acknowledged, overdue, paused, resolved and closed cases, a member's own business-hours
-contract set after its cases opened, and cases without stored due times; in each caller's scope."""
+contract set after its cases opened, and cases without stored due times; in each caller's scope. The case
+detail, serialised by its endpoints, is what its response model gives."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from fastapi import FastAPI
 from pydantic import TypeAdapter
 from sqlalchemy import update
 
+from case_api.alerts.models import AlertOut
 from case_api.auth.models import Role
-from case_api.cases.models import Case, CaseOut
+from case_api.campaigns.service import case_campaigns
+from case_api.cases.models import Case, CaseEventOut, CaseOut
 from case_api.cases.queue import queue_json, queue_page
-from case_api.cases.service import case_outs, queue_query
+from case_api.cases.service import case_alerts, case_events, case_out, case_outs, get_case, queue_query
+from case_api.cases.views import CaseDetailOut
 from case_api.db import utcnow
 from case_api.sla.clocks import read_clocks
 from case_api.sla.service import contracts_of, refresh_case
@@ -103,3 +107,31 @@ def test_queue_read_is_byte_for_byte_the_models_page(soc: SocApi, make_alert: Ma
     responder = soc.headers(Role.TENANT_RESPONDER, tenant=RS)
     own = soc.client.get("/api/v1/cases", headers=responder).json()
     assert own and {case["tenant_id"] for case in own} == {RS}
+
+
+def test_case_detail_is_byte_for_byte_the_models_answer(soc: SocApi, make_alert: MakeAlert, app: FastAPI) -> None:
+    """``GET`` and ``PATCH /cases/{id}`` serialise their detail themselves: the same bytes as ``CaseDetailOut``
+    validated and dumped by alias (what FastAPI's response model gave), and the case's ETag."""
+    soc.add_tenant(NG)
+    soc.headers(Role.SOC_ANALYST, name="ana")
+    [case_id] = soc.ingest(make_alert(NG, user="pat", level="high"))["cases"]
+    soc.ingest(make_alert(NG, user="pat", level="critical"))
+    changed = soc.client.patch(f"/api/v1/cases/{case_id}", json={"assignee": "ana"}, headers=soc.analyst)
+    read = soc.client.get(f"/api/v1/cases/{case_id}", params={"alerts_limit": 1, "events_offset": 1},
+                          headers=soc.analyst)
+    for response, alerts, events in ((changed, (100, 0), (100, 0)), (read, (1, 0), (100, 1))):
+        assert response.status_code == 200, response.text
+        with app.state.session_factory() as session:
+            case = get_case(session=session, case_id=case_id, scope=None)
+            model = CaseDetailOut.model_validate({
+                **case_out(session=session, case=case).model_dump(),
+                "alerts": [AlertOut.model_validate(a) for a in case_alerts(session=session, case=case,
+                                                                            limit=alerts[0], offset=alerts[1])],
+                "events": [CaseEventOut.model_validate(e) for e in case_events(session=session, case=case,
+                                                                                limit=events[0], offset=events[1])],
+                "campaigns": case_campaigns(session=session, case_id=case_id, scope=None),
+            })
+        assert response.content == TypeAdapter(CaseDetailOut).dump_json(model, by_alias=True)
+        assert response.headers["etag"] == f'"{model.version}"' and response.headers["content-type"] == (
+            "application/json")
+    assert b'"@timestamp"' in read.content and len(read.json()["alerts"]) == 1
