@@ -257,11 +257,11 @@ def auth_fields(programs: pa.Array, messages: pa.Array) -> dict[str, pa.Array]:
 
 
 def _placement(length: int, positions: list[pa.Array]) -> pa.Array:
-    """For each row, where its value sits among the matched values in order (one past the end: none)."""
-    order = [sum(len(part) for part in positions)] * length
-    for at, row in enumerate(pa.concat_arrays(positions).to_pylist() if positions else []):
-        order[row] = at
-    return pa.array(order, pa.int64())
+    """For each row, where its value sits among the matched values in order (one past the end: none). A row is
+    matched by one rule at most, so the positions are distinct."""
+    matched = pa.concat_arrays(positions) if positions else pa.array([], pa.int64())
+    found = pc.index_in(pa.arange(0, length), value_set=matched)
+    return pc.fill_null(pc.cast(found, pa.int64()), len(matched))
 
 
 def _place(parts: list[pa.Array], placement: pa.Array, kind: pa.DataType) -> pa.Array:
