@@ -60,6 +60,7 @@ def get_cases(
     # The body is list[CaseOut] as serialised (cases/queue.py), built without a model per case: the hot read.
     cases = queue_page(session=session, scope=scope, tenant_id=tenant, status=status, open_only=open_only,
                        limit=limit, offset=offset)
+    session.close()  # on this thread: the request's session dependency then has no round trip left to make
     return Response(queue_json(cases), media_type="application/json")
 
 
@@ -159,7 +160,9 @@ def _detail_response(
     """The case detail serialised here, with its ETag: FastAPI would validate the model it was just built as
     once more, on one more worker thread, before serialising it the same way (by alias)."""
     body = _detail(session, case, scope, alerts=alerts, events=events).model_dump_json(by_alias=True)
-    return Response(body, media_type="application/json", headers={"ETag": etag(case)})
+    headers = {"ETag": etag(case)}
+    session.close()  # on this thread: the request's session dependency then has no round trip left to make
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _detail(
