@@ -1,6 +1,7 @@
 """`soc sources add` for a pulled kind prints what the member grants and keeps only credential references;
 `soc pull --once` pulls it (from a local server speaking GitHub's audit log API, and from the local Pub/Sub
-Subscriber server through PUBSUB_EMULATOR_HOST) into the lake, and a second run stores nothing new."""
+Subscriber server through PUBSUB_EMULATOR_HOST, and from the local AMQP server of tests/collectors/eventhub_server.py
+through an emulator connection string) into the lake, and a second run stores nothing new."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from citysoc.cli.render import recognised_by
 from citysoc.store import ParquetEventStore
 from tests.collectors.pull_servers import GitHubAuditLog, github_entry
+from tests.store.lake_helpers import stored_ids
 from tests.test_sources_cli import NG, soc
 
 T = int(datetime(2026, 12, 1, 9, 0, tzinfo=UTC).timestamp() * 1000)
@@ -83,5 +85,34 @@ def test_a_pubsub_source_is_pulled_through_the_emulator_host_into_the_lake_once(
         assert store.stored(tenant=NG, dataset="gcp.audit") == 5
         again = soc(home, "pull", "--once", PUBSUB_EMULATOR_HOST=server.host)
         assert again.returncode == 0 and "pulled 0 records" in again.stderr
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_an_eventhub_source_is_pulled_from_the_local_amqp_server_into_the_lake_once(tmp_path: Path) -> None:
+    from tests.collectors.eventhub_server import EventHubServer
+    from tests.collectors.test_pull_eventhub import HUB, body, signin_ids
+
+    server = EventHubServer(HUB, partitions=("0", "1"), consumer_groups=("$Default", "citysoc")).start()
+    try:
+        server.publish("0", body(1, 2))
+        server.publish("1", body(3))
+        home = tmp_path / "soc"
+        assert soc(home, "tenants", "add", NG).returncode == 0
+        added = soc(home, "sources", "add", "--tenant", NG, "--kind", "azure-eventhub", "entra-signins",
+                    "--parser", "azure.signinlogs", "--setting", "connection_string=env:NG_EVENTHUB",
+                    "--setting", f"eventhub={HUB}", "--setting", "consumer_group=citysoc",
+                    "--setting", "idle_seconds=1")
+        assert added.returncode == 0 and "Listen" in added.stdout, added.stderr
+        pulled = soc(home, "pull", "--once", NG_EVENTHUB=server.connection_string())
+        assert pulled.returncode == 0 and "pulled 2 records" in pulled.stderr, pulled.stderr
+        assert server.key not in pulled.stdout + pulled.stderr
+        store = ParquetEventStore(home / "lake" / "events")
+        assert store.stored(tenant=NG, dataset="azure.signinlogs") == 3
+        assert sorted(stored_ids(store.events_dir)) == signin_ids(1, 2, 3)
+        again = soc(home, "pull", "--once", NG_EVENTHUB=server.connection_string())
+        assert again.returncode == 0 and "pulled 0 records" in again.stderr
+        assert store.stored(tenant=NG, dataset="azure.signinlogs") == 3
     finally:
         server.stop()

@@ -10,8 +10,9 @@ an event for `idle_seconds`, then closes the client. Credential: a connection st
 policy with the Listen right only, on the event hub (or an Entra app with "Azure Event Hubs Data Receiver").
 
 No Event Hubs server is available from the package registries here (Microsoft's emulator is a container
-image), so the client's connection is not exercised by the tests: the checkpoint store is tested against
-the SDK's own `PartitionContext`, and the batch handling with the SDK's `EventData`.
+image): the tests run this puller's real client against a local AMQP 1.0 server of the documented service
+(`tests/collectors/eventhub_server.py`, on Qpid Proton) through an emulator connection string
+(`UseDevelopmentEmulator=true`: plain AMQP to the endpoint's host and port).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ CONNECT_SECONDS = 15.0
 
 class FileCheckpointStore(CheckpointStore):
     """Partition ownership and checkpoints in one JSON file, replaced atomically at every change. Ownership
-    follows the SDK's rule: a claim succeeds for a partition nobody owns, or with the etag last read."""
+    follows the SDK's rule: a claim succeeds for a partition nobody owns, or with the etag last read. Each claim
+    records the claiming process; one whose process has ended is listed as unowned (`_released_if_dead`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -68,7 +70,8 @@ class FileCheckpointStore(CheckpointStore):
                        **kwargs: Any) -> Iterable[dict[str, Any]]:
         prefix = self._prefix(fully_qualified_namespace, eventhub_name, consumer_group)
         with self._lock:
-            return [dict(value) for key, value in self._read()["ownership"].items() if key.startswith(prefix)]
+            return [_released_if_dead(dict(value)) for key, value in self._read()["ownership"].items()
+                    if key.startswith(prefix)]
 
     def claim_ownership(self, ownership_list: Iterable[dict[str, Any]], **kwargs: Any) -> Iterable[dict[str, Any]]:
         claimed = []
@@ -79,7 +82,7 @@ class FileCheckpointStore(CheckpointStore):
                 held = document["ownership"].get(key)
                 if held is not None and ownership.get("etag") != held.get("etag"):
                     continue  # someone else changed it since the claimant read it
-                entry = {**ownership, "etag": str(uuid.uuid4()), "last_modified_time": time.time()}
+                entry = {**ownership, "etag": str(uuid.uuid4()), "last_modified_time": time.time(), "pid": os.getpid()}
                 document["ownership"][key] = entry
                 claimed.append(dict(entry))
             self._write(document)
@@ -96,6 +99,21 @@ class FileCheckpointStore(CheckpointStore):
         prefix = self._prefix(fully_qualified_namespace, eventhub_name, consumer_group)
         with self._lock:
             return [dict(value) for key, value in self._read()["checkpoints"].items() if key.startswith(prefix)]
+
+
+def _released_if_dead(ownership: dict[str, Any]) -> dict[str, Any]:
+    """An ownership claimed by a process of this machine that no longer runs (a puller killed before it could
+    give its partitions up) as unowned: the SDK claims unowned partitions at once, where a live-looking claim
+    would keep a restarted puller off them until the claim expires (6 load-balancing intervals, 180 s)."""
+    pid = ownership.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and ownership.get("owner_id"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            ownership["owner_id"] = ""
+        except PermissionError:
+            pass  # a process of another user holds that pid: it runs
+    return ownership
 
 
 def event_records(events: Iterable[EventData], *, eventhub: str, partition: str,
