@@ -59,7 +59,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
+        zone = value.tzinfo
+        if zone is UTC:  # PostgreSQL's, in sessions set to UTC (make_engine)
+            return value
+        if zone is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
@@ -93,7 +96,13 @@ def make_engine(url: str) -> Engine:
     url = normalise_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True, **POOL)
+        # Sessions in UTC: psycopg then reads timestamptz values as UTC datetimes itself (with the server's zone,
+        # Etc/UTC here, every value was converted again in Python). No statement depends on the session's zone
+        # (the one that formats a day names UTC itself).
+        given = parsed.query.get("options") or ()
+        options = " ".join([*([given] if isinstance(given, str) else given), "-c TimeZone=UTC"])
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": options},
+                             **POOL)
 
     database = parsed.database
     # hide_parameters: an error message never carries the values of a statement (secrets, raw alerts).

@@ -43,6 +43,7 @@ _FINISHED = frozenset(s.value for s in FINISHED_STATUSES)
 _AT = {name: index for index, name in enumerate((*_FIELDS, *_EXTRA))}
 _STATUS, _SEVERITY, _VERSION, _PAUSED_SINCE = _AT["status"], _AT["severity"], _AT["version"], _AT["sla_paused_since"]
 _STORED_CLOCKS = tuple((clock.value, _AT[stop], _AT[due]) for clock, stop, due in _CLOCKS)
+_ACK_DUE, _TRIAGE_DUE, _RESOLVE_DUE = (_AT[due] for _clock, _stop, due in _CLOCKS)
 #: A severity's priority by the tenant's asset criticality (``priority``), by the plain strings a row holds.
 _PRIORITY = {(str(level), str(criticality)): priority(level, criticality)
              for level in Severity for criticality in Severity}
@@ -97,8 +98,8 @@ def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now:
 def _clocks(row: Row[Any], severity: str, found: tuple[SlaContract, bool], now: datetime,
             shapes: dict[tuple[int, str], _Shape]) -> dict[str, Any]:
     contract, default = found
-    stored = (row[_STATUS] not in _FINISHED and row[_PAUSED_SINCE] is None
-              and all(row[due] is not None for _clock, _stop, due in _STORED_CLOCKS))
+    stored = (row[_STATUS] not in _FINISHED and row[_PAUSED_SINCE] is None and row[_ACK_DUE] is not None
+              and row[_TRIAGE_DUE] is not None and row[_RESOLVE_DUE] is not None)
     if not stored:
         # The row carries every column the clocks read (its created_at, severity, stop times and pauses).
         return read_clocks(cast(Case, row), contract, now=now, default=default).model_dump()
