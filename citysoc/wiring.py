@@ -274,10 +274,12 @@ def raw_parser(year: int | None) -> RawParser:
 # Detection -----------------------------------------------------------------------------------------
 
 
-def spark_session(settings: Settings) -> SparkSession:
+def spark_session(settings: Settings, *, short_lived: bool = False) -> SparkSession:
+    """The Spark session the settings describe; `short_lived` for a command that ends within seconds
+    (`build_session`)."""
     from correlator.engine.session import build_session
     return build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
-                         driver_memory=settings.spark_driver_memory)
+                         driver_memory=settings.spark_driver_memory, short_lived=short_lived)
 
 
 def rule_folders(extra_rules: Sequence[Path], *, own_rules: bool) -> list[Path]:

@@ -61,7 +61,7 @@ def _attack(path: Path | None) -> AttackData:
 
 
 def _spark() -> SparkSession:
-    return spark_session(load_settings())
+    return spark_session(load_settings(), short_lived=True)  # every rules command ends within seconds
 
 
 # check -------------------------------------------------------------------------------------------

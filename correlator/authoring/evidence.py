@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from citysoc.errors import CitySocError
 from citysoc.schema import ARROW_SCHEMA, FIELDS, JSON_FIELDS, flatten, nest, to_row
@@ -33,7 +33,7 @@ from correlator.engine.correlation import (
 from correlator.engine.events import prepare_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
-from correlator.engine.session import engine_options
+from correlator.engine.session import engine_options, session_conf
 from correlator.errors import EvidenceError, RuleLocation
 from correlator.model import CompiledRule, CompiledRuleSet
 
@@ -304,10 +304,16 @@ def _plan(ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]],
     return plan
 
 
-def _events(spark: SparkSession, docs: Sequence[dict[str, Any]]) -> DataFrame:
-    """The evidence events of one dataset as the engine reads events: built in memory (no store), one
-    frame for every case, each row carrying its case's tenant in `organization.id`."""
-    table = pa.Table.from_pylist([to_row(doc) for doc in docs], schema=ARROW_SCHEMA)
+_GROUP = "_evidence_group"  # which dataset's rules an evidence row is meant for (the plan's key)
+
+
+def _events(spark: SparkSession, docs: Mapping[str, Sequence[dict[str, Any]]]) -> DataFrame:
+    """Every evidence event as the engine reads events: one frame built in memory from one Arrow table (no
+    store), each row carrying its case's tenant in `organization.id` and, in `_evidence_group`, the dataset
+    whose rules it is for."""
+    rows = [to_row(doc) for group in docs.values() for doc in group]
+    groups = [dataset for dataset, group in docs.items() for _ in group]
+    table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA).append_column(_GROUP, pa.array(groups, pa.string()))
     return prepare_events(spark.createDataFrame(table), columns=ARROW_SCHEMA.names)
 
 
@@ -315,27 +321,10 @@ def _events(spark: SparkSession, docs: Sequence[dict[str, Any]]) -> DataFrame:
 # the projection costs far more than evaluating it. Spark's interpreted evaluation runs the same plan and
 # the same expressions with the same semantics (Spark's own tests run both modes), about twice as fast here.
 # A few hundred rows fit one task: one shuffle partition instead of the session's, for every shuffle.
+# Adaptive execution re-plans after every shuffle and runs each shuffle stage as a Spark job of its own:
+# for a few rows that is most of the work, so the pass plans once and runs each action as one job.
 _INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-                "spark.sql.shuffle.partitions": "1"}
-
-
-@contextmanager
-def _interpreted(spark: SparkSession) -> Iterator[None]:
-    previous: dict[str, str | None] = {}
-    for key, value in _INTERPRETED.items():
-        try:
-            previous[key] = spark.conf.get(key, None)
-            spark.conf.set(key, value)
-        except Exception:  # a Spark without the setting: codegen it is
-            previous.pop(key, None)
-    try:
-        yield
-    finally:
-        for key, old in previous.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
+                "spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
 
 
 def _unfiltered_windows(rule: CompiledRule, frame: DataFrame, moments: bool) -> DataFrame:
@@ -349,7 +338,7 @@ def check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mapping
     A case whose events cannot be built (a raw line the collector refuses, a field not in the event
     schema) fails with that reason; raw events without a `raw_parser` are reported skipped.
     """
-    with _interpreted(spark):
+    with session_conf(spark, _INTERPRETED):
         return _check_evidence(spark, ruleset, cases, raw_parser=raw_parser)
 
 
@@ -364,21 +353,21 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
     wanted |= {chained for rule_id in list(wanted) if rule_id in every_correlation
                for chained in referenced_correlations(every_correlation[rule_id], every_correlation)}
     correlations = [r for r in ruleset.correlations() if r.id in wanted]
-    inputs: dict[str, list[Any]] = {}
-    for dataset in ruleset.datasets:
-        detections = ruleset.detections(dataset)
-        if dataset not in plan.docs or not detections:
-            continue
-        # materialised once, lineage cut: the correlations' plans start from these rows, not from the
-        # match plan with every rule's expression that Spark would otherwise analyse again for each
-        matches = match_rules(_events(spark, plan.docs[dataset]), plan_matching(detections, options))\
-            .localCheckpoint(eager=True)
-        for row in matches.groupBy("_tenant", "_rule_id").count().collect():
-            matched[(row["_tenant"], row["_rule_id"])] = row["count"]
-        for rule in correlations:
-            if dataset in rule.datasets:
-                inputs.setdefault(rule.id, []).append(correlation_input(matches, rule))
-    combined = {rule_id: reduce(DataFrame.unionByName, frames) for rule_id, frames in inputs.items()}
+    runnable = [dataset for dataset in ruleset.datasets if dataset in plan.docs and ruleset.detections(dataset)]
+    combined: dict[str, DataFrame] = {}
+    if runnable:
+        events = _events(spark, plan.docs)
+        parts = [match_rules(events.filter(F.col(_GROUP) == dataset).drop(_GROUP),
+                             plan_matching(ruleset.detections(dataset), options)) for dataset in runnable]
+        # every dataset's matches in one frame, materialised once (one Spark job), lineage cut: the
+        # correlations' plans start from these rows, not from the match plans with every rule's expression
+        # that Spark would otherwise analyse again for each
+        matches = reduce(DataFrame.unionByName, parts).localCheckpoint(eager=True)
+        for row in matches.select("_tenant", "_rule_id").collect():
+            key = (row["_tenant"], row["_rule_id"])
+            matched[key] = matched.get(key, 0) + 1
+        combined = {rule.id: correlation_input(matches, rule) for rule in correlations
+                    if set(rule.datasets).intersection(runnable)}
     # a few rows per case: the bucket pre-filter (which only drops matches no window can use) would cost
     # more shuffles than it saves; every correlation's bursts come back in one Spark job
     bursts = correlation_bursts(combined, every_correlation, windows=_unfiltered_windows)
