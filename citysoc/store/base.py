@@ -111,6 +111,12 @@ class EventStore(ABC):
         event finds nothing. What evidence (the case API's `/cases/{id}/evidence`) shows.
         """
 
+    def fields_without_values(self, frame: DataFrame, fields: Collection[str]) -> frozenset[str]:
+        """Those of `fields` (dotted leaf names of the event schema) that no event of `frame`, a frame `read`
+        returned, has a value for, as far as the store knows without reading the events: a reader may take
+        them as null instead of reading them. None by default (every field is read)."""
+        return frozenset()
+
     @property
     def columns(self) -> tuple[str, ...]:
         """The top-level columns of the frames `read` returns (known without asking Spark)."""

@@ -18,14 +18,17 @@ its files in the arrival log (`citysoc.store.arrivals`), which continuous detect
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 import threading
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,6 +53,26 @@ PARTITIONS = ("dataset", "tenant", "day")  # the folders: events/dataset=<d>/ten
 
 def partition_dir(events_dir: Path, *, dataset: str, tenant: str, day: str) -> Path:
     return events_dir / f"dataset={dataset}" / f"tenant={tenant}" / f"day={day}"
+
+
+@lru_cache(maxsize=65536)
+def _fields_with_values(path: str, size: int, modified_ns: int, fields: tuple[str, ...]) -> frozenset[str]:
+    """Those of `fields` that some row of the file holds, from its footer's statistics (a column without a
+    null count counts as holding values). `size` and `modified_ns` key the cache: a file is never
+    rewritten in place (writes and compaction give new files), but the test costs nothing."""
+    metadata = pq.read_metadata(path)
+    columns = {metadata.schema.column(index).path: index for index in range(metadata.num_columns)}
+    found: set[str] = set()
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for name in fields:
+            index = columns.get(name)
+            if name in found or index is None:  # a field the file predates reads as null
+                continue
+            stats = row_group.column(index).statistics
+            if stats is None or not stats.has_null_count or stats.null_count < row_group.num_rows:
+                found.add(name)
+    return frozenset(found)
 
 
 def day_range(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
@@ -346,6 +369,26 @@ class ParquetEventStore(EventStore):
         if not paths:
             return None
         return spark.read.schema(spark_schema()).option("basePath", str(self.events_dir)).parquet(*map(str, paths))
+
+    def fields_without_values(self, frame: DataFrame, fields: Collection[str]) -> frozenset[str]:
+        """From the footers of the very files Spark listed for `frame` (`inputFiles`), cached per file: the
+        detection job then reads none of the entity columns a dataset never fills (CloudTrail has no file
+        hashes, sshd no user agents). Unknown (nothing) when a file is gone or not local."""
+        wanted = tuple(sorted(fields))
+        empty = set(wanted)
+        for uri in frame.inputFiles():
+            parsed = urlparse(uri)
+            if parsed.scheme not in ("", "file"):
+                return frozenset()
+            path = unquote(parsed.path)
+            try:
+                status = os.stat(path)
+                empty -= _fields_with_values(path, status.st_size, status.st_mtime_ns, wanted)
+            except (OSError, pa.ArrowException):  # compacted away meanwhile: the scan will say so
+                return frozenset()
+            if not empty:
+                break
+        return frozenset(empty)
 
     def arrow_dataset(self, dataset: str, *, since: datetime | None = None, until: datetime | None = None,
                       tenants: Collection[str] | None = None) -> ds.Dataset | None:

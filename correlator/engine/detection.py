@@ -41,7 +41,7 @@ from correlator.engine.matching import match_rules
 from correlator.engine.options import EngineOptions
 from correlator.engine.plan import plan_matching
 from correlator.engine.session import engine_options
-from correlator.model import GROUPING_ENTITY_FIELDS, CompiledRule, CompiledRuleSet, UnsupportedRule
+from correlator.model import ENTITY_FIELDS, GROUPING_ENTITY_FIELDS, CompiledRule, CompiledRuleSet, UnsupportedRule
 
 log = structlog.get_logger(__name__)
 
@@ -60,13 +60,14 @@ class DetectionResult:
 def read_events(spark: SparkSession, store: EventStore, dataset: str, *, since: datetime | None = None,
                 until: datetime | None = None, tenants: Collection[str] | None = None,
                 deduplicate: bool = True, options: EngineOptions | None = None) -> DataFrame | None:
-    """One dataset of the store, prepared (`prepare_events`), in [since, until); None when empty."""
+    """One dataset of the store, prepared (`prepare_events`), in [since, until); None when empty. The entity
+    fields the store knows no event of the frame fills are not read (`EventStore.fields_without_values`)."""
     frame = store.read(spark, dataset, since=since, until=until, tenants=tenants)
     if frame is None:
         return None
     functions = (options or engine_options(spark)).jvm_functions
     return prepare_events(frame, since=since, until=until, deduplicate=deduplicate, columns=store.columns,
-                          functions=functions)
+                          functions=functions, absent=store.fields_without_values(frame, ENTITY_FIELDS))
 
 
 def _default_group_key() -> Column:

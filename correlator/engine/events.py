@@ -22,8 +22,11 @@ from correlator.model import ENTITY_FIELDS
 ENTITY_COLUMNS: dict[str, str] = {name: "_" + name.replace(".", "_") for name in ENTITY_FIELDS}
 
 
-def _entity_value(name: str) -> Column:
-    """An entity field as a string column (`source.as.number` is a long in the schema)."""
+def _entity_value(name: str, absent: Collection[str]) -> Column:
+    """An entity field as a string column (`source.as.number` is a long in the schema); null, unread, when
+    it is `absent`."""
+    if name in absent:
+        return F.lit(None).cast("string")
     return F.col(name) if FIELDS.get(name, "string") == "string" else F.col(name).cast("string")
 
 
@@ -53,7 +56,7 @@ def window_condition(spark: SparkSession, micros: Column, since: datetime | None
 
 def prepare_events(events: DataFrame, *, since: datetime | None = None, until: datetime | None = None,
                    deduplicate: bool = True, columns: Collection[str] | None = None,
-                   functions: bool = False) -> DataFrame:
+                   functions: bool = False, absent: Collection[str] = ()) -> DataFrame:
     """Add `_tenant`, `_event_id`, `_ts_us`, `_dataset` and the entity columns; keep [since, until).
 
     A store's `tenant` and `dataset` columns stand in where `organization.id` or `event.dataset` is
@@ -61,7 +64,8 @@ def prepare_events(events: DataFrame, *, since: datetime | None = None, until: d
     shuffles whole rows; detection passes False and de-duplicates the (few, narrow) matches instead.
     `columns`: the frame's top-level columns, when the caller knows them (`EventStore.columns`); else
     they are asked of the JVM (the whole nested schema, about 45 ms for ours). `functions`: test the
-    window with CitySOC's JVM functions (`window_condition`).
+    window with CitySOC's JVM functions (`window_condition`). `absent`: entity fields no event of the frame
+    has (`EventStore.fields_without_values`); their columns are null and the scan does not read them.
     """
     present = frozenset(events.columns if columns is None else columns)
     tenant = F.col("organization.id")
@@ -71,7 +75,7 @@ def prepare_events(events: DataFrame, *, since: datetime | None = None, until: d
     if "dataset" in present:
         dataset = F.coalesce(dataset, F.col("dataset").cast("string"))
     added = {"_tenant": tenant, "_event_id": F.col("event.id"), "_ts_us": F.unix_micros(F.col("`@timestamp`")),
-             "_dataset": dataset, **{column: _entity_value(name) for name, column in ENTITY_COLUMNS.items()}}
+             "_dataset": dataset, **{column: _entity_value(name, absent) for name, column in ENTITY_COLUMNS.items()}}
     condition = F.col("_tenant").isNotNull() & F.col("_event_id").isNotNull() & F.col("_ts_us").isNotNull()
     if since is not None or until is not None:
         condition = condition & window_condition(events.sparkSession, F.col("_ts_us"), since, until,

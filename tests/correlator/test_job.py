@@ -19,7 +19,7 @@ from correlator.engine.alerts import read_alerts
 from correlator.engine.detection import read_events, run_detection
 from correlator.engine.events import ENTITY_COLUMNS, window_condition
 from correlator.engine.session import engine_options
-from correlator.model import CompiledRuleSet
+from correlator.model import ENTITY_FIELDS, CompiledRuleSet
 from tests.correlator.builders import T0, cloudtrail, failures, lake, matched, ssh, write_lake
 
 pytestmark = pytest.mark.slow
@@ -115,6 +115,32 @@ def test_alerts_carry_indicator_entities_which_never_make_the_group_key(spark: A
         (["e-bare"], shared, "event.id=e-bare"),
     ]
     assert list(result.alerts[0]["entities"])[:3] == ["user.name", "source.ip", "cloud.account.id"]
+
+
+def test_entity_fields_no_file_of_the_read_fills_are_not_read(spark: Any, own_rules: CompiledRuleSet,
+                                                              tmp_path: Path) -> None:
+    """The lake's file footers say which entity fields no event of a read fills (those are not read); one
+    that a single file of the read fills still reaches the alerts and bursts of that file's events."""
+    plain = failures(5, ip="203.0.113.7", every=timedelta(seconds=10))
+    named = failures(5, ip="203.0.113.7", every=timedelta(seconds=10), start=T0 + timedelta(seconds=50), prefix="g")
+    for doc in named:
+        doc["source"] |= {"domain": "scanner.example.net"}
+    write_lake(tmp_path / "events", plain)
+    write_lake(tmp_path / "events", named)  # a second file in the same folder
+    store = lake(tmp_path)
+    frame = store.read(spark, "system.auth")
+    assert frame is not None and len(frame.inputFiles()) == 2
+    filled = {"user.name", "source.ip", "host.name", "source.domain"}
+    assert store.fields_without_values(frame, ENTITY_FIELDS) == set(ENTITY_FIELDS) - filled
+    events = read_events(spark, store, "system.auth", deduplicate=False)
+    assert events is not None
+    assert {row["_event_id"]: row["_source_domain"] for row in events.collect()} == {
+        **{doc["event"]["id"]: None for doc in plain}, **{doc["event"]["id"]: "scanner.example.net" for doc in named}}
+    result = run_detection(spark, store=store, alerts_dir=tmp_path / "alerts", rules=own_rules)
+    [burst] = [a for a in result.alerts if a["rule"]["id"] == BRUTE_FORCE]
+    assert burst["event"]["count"] == 10
+    assert burst["entities"] == {"user.name": ["root"], "source.ip": ["203.0.113.7"], "host.name": ["web01"],
+                                 "source.domain": ["scanner.example.net"]}
 
 
 def test_rerun_adds_no_alert_and_ids_are_deterministic(spark: Any, own_rules: CompiledRuleSet,
