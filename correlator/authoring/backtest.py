@@ -26,7 +26,7 @@ from correlator.engine.correlation import correlation_bursts, correlation_input,
 from correlator.engine.detection import detection_alert_rows, read_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
-from correlator.engine.session import engine_options
+from correlator.engine.session import INTERPRETED_EVALUATION, engine_options, session_conf
 from correlator.errors import BacktestError
 from correlator.model import CompiledRule, CompiledRuleSet
 
@@ -101,6 +101,19 @@ class BacktestResult:
         return broken
 
 
+# Up to this many events, a dataset's rules (and, up to it in all, the correlations) are evaluated by Spark's
+# interpreted expressions (`INTERPRETED_EVALUATION`): the demo lake's few thousand events per dataset against
+# every rule's expression cost more in generating and compiling Java than in evaluating. Above, code generation.
+INTERPRETED_MAX_EVENTS = 50_000
+# Adaptive execution runs each shuffle stage as a Spark job of its own and re-plans after it; a backtest's
+# aggregations are small (counts per rule), so it plans once.
+_BACKTEST_CONF = {"spark.sql.adaptive.enabled": "false"}
+
+
+def _evaluation(events: int) -> dict[str, str]:
+    return INTERPRETED_EVALUATION if events <= INTERPRETED_MAX_EVENTS else {}
+
+
 def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventStore, tenant: str | None = None,
                  since: datetime | None = None, until: datetime | None = None) -> BacktestResult:
     """Every rule of `ruleset` over the store's events in [since, until) (of `tenant` only, when given)."""
@@ -108,32 +121,46 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
     result = BacktestResult()
     correlation_inputs: dict[str, list[DataFrame]] = {}
     cached: list[DataFrame] = []
-    for dataset in ruleset.datasets:
-        detections = ruleset.detections(dataset)
-        events = read_events(spark, store, dataset, since=since, until=until,
-                             tenants=None if tenant is None else [tenant], options=options)
-        if events is None or not detections:
-            continue
-        if tenant is not None:  # rows whose own organization.id says otherwise
-            events = events.filter(F.col("_tenant") == F.lit(tenant))
-        events = events.persist()
-        cached.append(events)
-        result.events[dataset] = events.count()
-        matches = match_rules(events, plan_matching(detections, options)).persist()
-        cached.append(matches)
-        for row in matches.groupBy("_rule_id").count().collect():
-            result.matches[row["_rule_id"]] = result.matches.get(row["_rule_id"], 0) + row["count"]
-        alert_rows = detection_alert_rows(matches, detections)
-        for row in alert_rows.groupBy("_rule_id").agg(F.count("*").alias("n"),
-                                                      F.collect_set("_tenant").alias("t")).collect():
-            result.alerts[row["_rule_id"]] = result.alerts.get(row["_rule_id"], 0) + row["n"]
-            result.behind[row["_rule_id"]] = result.alerts[row["_rule_id"]]  # one event an alert
-            result.tenants.setdefault(row["_rule_id"], set()).update(row["t"])
-        for correlation in ruleset.correlations():
-            if dataset in correlation.datasets:
-                correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
+    with session_conf(spark, _BACKTEST_CONF):
+        for dataset in ruleset.datasets:
+            detections = ruleset.detections(dataset)
+            events = read_events(spark, store, dataset, since=since, until=until,
+                                 tenants=None if tenant is None else [tenant], options=options)
+            if events is None or not detections:
+                continue
+            if tenant is not None:  # rows whose own organization.id says otherwise
+                events = events.filter(F.col("_tenant") == F.lit(tenant))
+            events = events.persist()
+            cached.append(events)
+            result.events[dataset] = events.count()
+            with session_conf(spark, _evaluation(result.events[dataset])):
+                matches = match_rules(events, plan_matching(detections, options)).persist()
+                cached.append(matches)
+                _count_detections(result, matches, detections)
+            for correlation in ruleset.correlations():
+                if dataset in correlation.datasets:
+                    correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
+        combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
+        with session_conf(spark, _evaluation(sum(result.events.values()))):
+            _count_correlations(result, ruleset, combined)
+    for frame in cached:
+        frame.unpersist()
+    return result
+
+
+def _count_detections(result: BacktestResult, matches: DataFrame, detections: Sequence[CompiledRule]) -> None:
+    for row in matches.groupBy("_rule_id").count().collect():
+        result.matches[row["_rule_id"]] = result.matches.get(row["_rule_id"], 0) + row["count"]
+    alert_rows = detection_alert_rows(matches, detections)
+    for row in alert_rows.groupBy("_rule_id").agg(F.count("*").alias("n"),
+                                                  F.collect_set("_tenant").alias("t")).collect():
+        result.alerts[row["_rule_id"]] = result.alerts.get(row["_rule_id"], 0) + row["n"]
+        result.behind[row["_rule_id"]] = result.alerts[row["_rule_id"]]  # one event an alert
+        result.tenants.setdefault(row["_rule_id"], set()).update(row["t"])
+
+
+def _count_correlations(result: BacktestResult, ruleset: CompiledRuleSet, combined: Mapping[str, DataFrame]) -> None:
     by_id = {rule.id: rule for rule in ruleset.rules}
-    combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
     # one Spark job for every correlation's input count, one for every correlation's bursts
     if combined:
         counted = reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"))
@@ -154,9 +181,6 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
     for rule in ruleset.correlations():  # a chained correlation is fed by the alerts of those it refers to
         if rule.id not in combined and rule.correlation is not None:
             result.matches[rule.id] = sum(result.alerts.get(ref, 0) for ref in rule.correlation.rule_ids)
-    for frame in cached:
-        frame.unpersist()
-    return result
 
 
 # Below this many matches of its rules, a correlation windows them all: the bucket pre-filter (three

@@ -33,7 +33,7 @@ from correlator.engine.correlation import (
 from correlator.engine.events import prepare_events
 from correlator.engine.matching import match_rules
 from correlator.engine.plan import plan_matching
-from correlator.engine.session import engine_options, session_conf
+from correlator.engine.session import INTERPRETED_EVALUATION, engine_options, session_conf
 from correlator.errors import EvidenceError, RuleLocation
 from correlator.model import CompiledRule, CompiledRuleSet
 
@@ -323,8 +323,7 @@ def _events(spark: SparkSession, docs: Mapping[str, Sequence[dict[str, Any]]]) -
 # A few hundred rows fit one task: one shuffle partition instead of the session's, for every shuffle.
 # Adaptive execution re-plans after every shuffle and runs each shuffle stage as a Spark job of its own:
 # for a few rows that is most of the work, so the pass plans once and runs each action as one job.
-_INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-                "spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
+_INTERPRETED = {**INTERPRETED_EVALUATION, "spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"}
 
 
 def _unfiltered_windows(rule: CompiledRule, frame: DataFrame, moments: bool) -> DataFrame:

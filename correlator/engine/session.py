@@ -20,6 +20,10 @@ from correlator.engine.jvm import ensure_jar, functions_available
 from correlator.engine.options import EngineOptions
 
 MIN_JAVA = 17
+# Spark's interpreted expression evaluation (`session_conf`): the same plan and the same semantics as generated
+# code (Spark's own tests run both modes), cheaper for a few thousand rows against many rule expressions, where
+# generating and compiling Java costs more than evaluating.
+INTERPRETED_EVALUATION = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 
 
