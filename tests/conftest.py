@@ -31,10 +31,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "spark" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-    # files holding slow tests first (a stable sort: the order within each group stays): `make test` hands whole
-    # files to its two xdist workers in this order, so a long file started last no longer runs alone at the end
-    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def require(what: str, reason: str) -> None:
