@@ -19,7 +19,7 @@ from citysoc.caseclient import CaseClient
 from citysoc.health import HealthStore
 from citysoc.store import WriteResult
 from collectors.attribution import SourceAccess, SourceRef, SourceRegistry, Transport, networks
-from collectors.records import ParsedBatch
+from collectors.records import ParsedBatch, latest_received
 from collectors.spool import SpoolBatch
 
 log = structlog.get_logger(__name__)
@@ -76,7 +76,7 @@ def health_recorder(health: HealthStore,
                       dead=len(parsed.dead), last_event_time=newest_event_time(parsed.tables.values()),
                       last_dead_reason=last_dead.reason if last_dead else None,
                       last_dead_origin=last_dead.origin if last_dead else "",
-                      received=max((r.received for r in batch.records), default=None))
+                      received=latest_received(batch.records))
 
     return record
 

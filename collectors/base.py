@@ -28,10 +28,10 @@ import pyarrow.compute as pc
 
 from citysoc.deadletter import DeadLetter
 from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix
-from collectors.columns import TIMESTAMP, EventColumns, table_docs, valid_time
+from collectors.columns import EventColumns, table_docs, valid_time
 from collectors.errors import UnknownParserError, UnparsableRecordError
 from collectors.files import DEFAULT_LIMITS, ReadLimits, read_lines
-from collectors.records import ParsedBatch, RawRecord
+from collectors.records import ParsedBatch, RawRecord, RecordBlock, payload_column, received_column, single_received
 from collectors.redact import redact_record, redact_text
 
 FILE_BATCH = 20_000
@@ -184,15 +184,21 @@ class LogParser(ABC):
 
     def _parse(self, records: Sequence[RawRecord], *, tenant: str, source: str, occurrences: Occurrences | None,
                file: Path | None) -> _Parsed:
-        problems = list(map(_PROBLEM, records))
-        payloads = list(map(_PAYLOAD, records))
         dead: list[tuple[int, DeadLetter]] = []
         blank: list[int] = []
-        if problems.count(None) != len(problems):
-            dead = [(index, self.refuse(record, record.problem.reason, tenant=tenant, source=source))
-                    for index, record in enumerate(records) if record.problem is not None]
-        if not all(payloads) or any(map(bytes.isspace, payloads)):
-            blank = [index for index, payload in enumerate(payloads) if not payload or payload.isspace()]
+        if isinstance(records, RecordBlock):  # no read problems; blank payloads found in Arrow
+            payloads = records.payloads
+            empty = pc.or_(pc.equal(pc.binary_length(payloads), 0), pc.ascii_is_space(payloads.view(pa.string())))
+            if pc.any(empty).as_py():
+                blank = pc.indices_nonzero(empty).to_pylist()
+        else:
+            problems = list(map(_PROBLEM, records))
+            if problems.count(None) != len(problems):
+                dead = [(index, self.refuse(record, record.problem.reason, tenant=tenant, source=source))
+                        for index, record in enumerate(records) if record.problem is not None]
+            texts = list(map(_PAYLOAD, records))
+            if not all(texts) or any(map(bytes.isspace, texts)):
+                blank = [index for index, payload in enumerate(texts) if not payload or payload.isspace()]
         skipped = len(blank)
         if dead or blank:
             left_out = {index for index, _ in dead} | set(blank)
@@ -236,7 +242,7 @@ class LogParser(ABC):
         payload), the keys joined by Arrow for the whole batch."""
         content = pc.cast(columns["event.original"], pa.binary())
         if content.null_count:
-            content = pc.coalesce(content, pa.array([record.payload for record in records], pa.binary()))
+            content = pc.coalesce(content, payload_column(records))
         moments = pc.cast(pc.cast(pc.cast(columns["@timestamp"], pa.int64()), pa.string()), pa.binary())
         prefix = event_key_prefix(tenant, source).removesuffix(b"\x1f")  # the join puts the separator back
         keys = pc.binary_join_element_wise(prefix, moments, content, b"\x1f")
@@ -246,11 +252,8 @@ class LogParser(ABC):
                   occurrences: Occurrences, file: Path | None) -> None:
         """The fields every event gets the same way: tenant, arrival time, id, file path."""
         columns["organization.id"] = tenant
-        first = records[0].received if records else None
-        if all(record.received is first for record in records):
-            columns["event.ingested"] = first
-        else:
-            columns["event.ingested"] = pa.array([record.received for record in records], TIMESTAMP)
+        shared = single_received(records)
+        columns["event.ingested"] = shared if shared is not None or not records else received_column(records)
         if file is not None and self.line_records:
             columns["log.file.path"] = str(file)
         ids = columns.get("event.id")

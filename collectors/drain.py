@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import pyarrow as pa
 import structlog
@@ -31,7 +31,7 @@ from citysoc.store import EventStore, WriteResult
 from collectors.base import ParserOptions, get_parser
 from collectors.enrich import GeoEnricher
 from collectors.errors import UnknownParserError
-from collectors.records import ParsedBatch, RawRecord
+from collectors.records import ParsedBatch, RawRecord, RecordBlock
 from collectors.spool import Spool, SpoolBatch
 
 log = structlog.get_logger(__name__)
@@ -137,7 +137,7 @@ class Drainer:
 
     def _store_group(self, group: list[SpoolBatch]) -> tuple[SpoolBatch, ParsedBatch, WriteResult]:
         tenant, source = group[0].tenant, group[0].source
-        records = tuple(record for batch in group for record in batch.records)
+        records = _joined([batch.records for batch in group])
         parsed, source = self._parse(records, tenant=tenant, source=source)
         if parsed.dead:
             self.dead_letters.put(parsed.dead)  # ids are deterministic: a replay adds none twice
@@ -168,6 +168,13 @@ class Drainer:
             log.error("parser raised on a batch; parsing its records one by one", tenant=tenant, source=source,
                       error=repr(error))
         return _parse_one_by_one(parser, records, tenant=tenant, source=source), source
+
+
+def _joined(parts: list[Sequence[RawRecord]]) -> Sequence[RawRecord]:
+    """One sequence of the group's records: blocks stay columns (one concatenation), anything else a tuple."""
+    if all(isinstance(part, RecordBlock) for part in parts):
+        return parts[0] if len(parts) == 1 else RecordBlock.concat(cast(list[RecordBlock], parts))
+    return tuple(record for part in parts for record in part)
 
 
 def _parse_one_by_one(parser: RecordParser, records: Sequence[RawRecord], *, tenant: str,

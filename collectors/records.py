@@ -5,6 +5,11 @@ record (a syslog message without its transport framing, one JSON record, one aud
 from, and when it arrived. A parser turns a batch of them into Arrow tables of ECS events, one per
 dataset, and dead letters (`ParsedBatch`).
 
+The live path carries a `RecordBlock` instead: the same records as columns (the payloads one Arrow binary
+array, arrival time and origin per run of records), from a listener's read through the spool to the parser,
+without a Python object per record. It is a `Sequence[RawRecord]`, so code that indexes or iterates it
+still works (making `RawRecord`s); the hot paths ask it for columns (`payload_column`, `received_column`).
+
 A reader that cannot hand a record over whole (a line over the size limit, the cut-off end of a truncated
 gzip file, a file that is not JSON at all) still hands it over, with a `ReadProblem`: the parser then
 dead-letters it with that reason, so every problem reaches the dead-letter store through one path.
@@ -12,9 +17,13 @@ dead-letters it with that reason, so every problem reaches the dead-letter store
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import NamedTuple
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+from typing import NamedTuple, overload
 
 import pyarrow as pa
 
@@ -46,6 +55,129 @@ class RawRecord(NamedTuple):
     origin: str
     received: datetime
     problem: ReadProblem | None = None
+
+
+class RecordRun(NamedTuple):
+    """Consecutive records of a block that arrived together: the k-th (from 0) has the origin
+    `f"{origin_prefix}{first + k}"` (e.g. `tcp 192.0.2.7:51234 #` and its message number on the connection)."""
+
+    size: int
+    received: datetime
+    origin_prefix: str
+    first: int
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+class RecordBlock(Sequence[RawRecord]):
+    """Records as columns (see the module doc): `payloads` is a binary array, `runs` say when each stretch of
+    records arrived and where from. Immutable. Never carries a `ReadProblem` (a listener hands records it could
+    not take whole to the dead letters itself)."""
+
+    __slots__ = ("_ends", "payloads", "runs")
+
+    def __init__(self, payloads: pa.Array, runs: Sequence[RecordRun]) -> None:
+        if not pa.types.is_binary(payloads.type):
+            raise TypeError("a record block's payloads are an Arrow binary array")
+        self.payloads = payloads
+        self.runs = tuple(runs)
+        self._ends = list(accumulate(run.size for run in self.runs))
+        if (self._ends[-1] if self._ends else 0) != len(payloads):
+            raise ValueError("the runs of a record block must count its payloads")
+        if any(run.received.tzinfo is None for run in self.runs):
+            raise ValueError("received must be timezone-aware (UTC)")
+
+    @classmethod
+    def of(cls, payloads: Sequence[bytes], *, received: datetime, origin_prefix: str, first: int) -> RecordBlock:
+        """One run of records: `payloads` joined into one buffer (one copy)."""
+        offsets = array("i", accumulate(map(len, payloads), initial=0))
+        data = pa.py_buffer(b"".join(payloads))
+        column = pa.Array.from_buffers(pa.binary(), len(payloads), [None, pa.py_buffer(offsets), data])
+        return cls(column, [RecordRun(len(payloads), received, origin_prefix, first)] if payloads else [])
+
+    @classmethod
+    def concat(cls, blocks: Sequence[RecordBlock]) -> RecordBlock:
+        payloads = pa.concat_arrays([block.payloads for block in blocks]) if blocks else pa.array([], pa.binary())
+        return cls(payloads, [run for block in blocks for run in block.runs])
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    @overload
+    def __getitem__(self, index: int) -> RawRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RawRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> RawRecord | list[RawRecord]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("record block index out of range")
+        run_index = bisect_right(self._ends, index)
+        run = self.runs[run_index]
+        start = self._ends[run_index] - run.size
+        return RawRecord(self.payloads[index].as_py(), f"{run.origin_prefix}{run.first + index - start}", run.received)
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        start = 0
+        for run in self.runs:
+            payloads = self.payloads.slice(start, run.size).to_pylist()
+            for number, payload in enumerate(payloads, run.first):
+                yield RawRecord(payload, f"{run.origin_prefix}{number}", run.received)
+            start += run.size
+
+    def single_received(self) -> datetime | None:
+        """The arrival time every record shares, or None when they arrived at different times."""
+        first = self.runs[0].received if self.runs else None
+        return first if all(run.received == first for run in self.runs) else None
+
+    def received_column(self) -> pa.Array:
+        micros = array("q")
+        for run in self.runs:
+            micros.extend(array("q", [_micros(run.received)]) * run.size)
+        return pa.Array.from_buffers(pa.int64(), len(micros), [None, pa.py_buffer(micros)]).view(_TIMESTAMP)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def payload_column(records: Sequence[RawRecord]) -> pa.Array:
+    """The payloads as one Arrow binary array (a block's own; otherwise copied once)."""
+    if isinstance(records, RecordBlock):
+        return records.payloads
+    payloads = [record.payload for record in records]
+    offsets = array("i", accumulate(map(len, payloads), initial=0))
+    data = pa.py_buffer(b"".join(payloads))
+    return pa.Array.from_buffers(pa.binary(), len(payloads), [None, pa.py_buffer(offsets), data])
+
+
+def single_received(records: Sequence[RawRecord]) -> datetime | None:
+    """The arrival time every record shares (listeners stamp a read's records with one datetime), or None."""
+    if isinstance(records, RecordBlock):
+        return records.single_received()
+    first = records[0].received if records else None
+    return first if all(record.received is first for record in records) else None
+
+
+def received_column(records: Sequence[RawRecord]) -> pa.Array:
+    """Each record's arrival time, as a timestamp array."""
+    if isinstance(records, RecordBlock):
+        return records.received_column()
+    return pa.array([record.received for record in records], _TIMESTAMP)
+
+
+def latest_received(records: Sequence[RawRecord]) -> datetime | None:
+    if isinstance(records, RecordBlock):
+        return max((run.received for run in records.runs), default=None)
+    return max((record.received for record in records), default=None)
 
 
 @dataclass

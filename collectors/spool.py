@@ -73,7 +73,7 @@ class SpoolPosition:
 class SpoolBatch:
     tenant: str
     source: str  # the parser its records go to
-    records: tuple[RawRecord, ...]
+    records: Sequence[RawRecord]  # a RecordBlock for a block a listener appended, else a tuple
     position: SpoolPosition
     source_id: int | None = None  # the registered source the records came from, when the intake knew it
 

@@ -13,6 +13,17 @@ rather than a struct call per field:
     tenant (UTF-8) | source (UTF-8)
     payload lengths: n x u32 | origin lengths: n x u32 | received: n x i64 (microseconds since the Unix epoch, UTC)
     payloads, concatenated | origins (UTF-8), concatenated
+
+That is version 2, for a list of records (HTTP, RELP, pullers). A `RecordBlock` (syslog over TCP and TLS:
+one run of records per read) is written as version 3, its payloads as the Arrow offsets and data they already
+are, and arrival time and origin once per run rather than per record:
+
+    version 3: u8 | tenant length: u16 | source length: u16 | records n: u32 | source id: i64 | runs r: u32
+    tenant (UTF-8) | source (UTF-8)
+    r x (count: u32 | received: i64 | first number: u64 | origin prefix length: u16) | origin prefixes (UTF-8)
+    payload offsets: (n + 1) x i32, from 0 | payloads, concatenated
+
+Both are read; reading a version 3 batch makes no Python object per record (a `RecordBlock` again).
 """
 
 from __future__ import annotations
@@ -25,13 +36,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, pairwise
 
-from collectors.records import RawRecord
+import pyarrow as pa
+
+from collectors.records import RawRecord, RecordBlock, RecordRun
 
 MAGIC = b"CSP1"
 HEADER = struct.Struct("<4sII")
 _LENGTH = struct.Struct("<I")
 _BATCH_HEAD = struct.Struct("<BHHIq")
 _VERSION = 2
+_BLOCK_VERSION = 3
+_RUNS = struct.Struct("<I")
+_RUN = struct.Struct("<IqQH")
 _NO_SOURCE_ID = -1
 MAX_FRAME_BYTES = 2**32 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,6 +73,41 @@ def encode_frame(*, tenant: str, source: str, records: Sequence[RawRecord], sour
     tenant_bytes, source_bytes = tenant.encode(), source.encode()
     if len(tenant_bytes) > 0xFFFF or len(source_bytes) > 0xFFFF:
         raise ValueError("tenant and source names are limited to 65,535 bytes")
+    if isinstance(records, RecordBlock):
+        batch = _encode_block(tenant_bytes, source_bytes, records, source_id)
+    else:
+        batch = _encode_list(tenant_bytes, source_bytes, records, source_id)
+    if len(batch) > MAX_FRAME_BYTES:
+        raise ValueError(f"a batch of {len(batch)} bytes does not fit one spool frame (4 GiB): append smaller batches")
+    return HEADER.pack(MAGIC, len(batch), frame_checksum(len(batch), batch)) + batch
+
+
+def _encode_block(tenant: bytes, source: bytes, block: RecordBlock, source_id: int | None) -> bytes:
+    payloads = block.payloads
+    buffers = payloads.buffers()
+    offsets = array("i")
+    offsets.frombytes(buffers[1] if buffers[1] is not None else b"\0\0\0\0")
+    offsets = offsets[payloads.offset:payloads.offset + len(payloads) + 1] if len(payloads) else array("i", [0])
+    start, end = offsets[0], offsets[-1]
+    data = memoryview(buffers[2] if buffers[2] is not None else b"")[start:end]
+    if start:
+        offsets = array("i", (offset - start for offset in offsets))
+    prefixes = [run.origin_prefix.encode("utf-8", _TEXT_ERRORS) for run in block.runs]
+    runs = [_RUN.pack(run.size, (run.received - _EPOCH) // _MICROSECOND, run.first, len(prefix))
+            for run, prefix in zip(block.runs, prefixes, strict=True)]
+    if any(len(prefix) > 0xFFFF for prefix in prefixes):
+        raise ValueError("origin prefixes are limited to 65,535 bytes")
+    if _BIG_ENDIAN:
+        offsets.byteswap()
+    return b"".join((
+        _BATCH_HEAD.pack(_BLOCK_VERSION, len(tenant), len(source), len(block),
+                         _NO_SOURCE_ID if source_id is None else source_id),
+        _RUNS.pack(len(runs)), tenant, source, *runs, *prefixes, offsets.tobytes(), data,
+    ))
+
+
+def _encode_list(tenant_bytes: bytes, source_bytes: bytes, records: Sequence[RawRecord],
+                 source_id: int | None) -> bytes:
     payloads = [record.payload for record in records]
     origins = [record.origin.encode("utf-8", _TEXT_ERRORS) for record in records]
     payload_lengths = array("I", map(len, payloads))
@@ -65,16 +116,13 @@ def encode_frame(*, tenant: str, source: str, records: Sequence[RawRecord], sour
     if _BIG_ENDIAN:
         for column in (payload_lengths, origin_lengths, received):
             column.byteswap()
-    batch = b"".join((
+    return b"".join((
         _BATCH_HEAD.pack(_VERSION, len(tenant_bytes), len(source_bytes), len(records),
                          _NO_SOURCE_ID if source_id is None else source_id),
         tenant_bytes, source_bytes,
         payload_lengths.tobytes(), origin_lengths.tobytes(), received.tobytes(),
         *payloads, *origins,
     ))
-    if len(batch) > MAX_FRAME_BYTES:
-        raise ValueError(f"a batch of {len(batch)} bytes does not fit one spool frame (4 GiB): append smaller batches")
-    return HEADER.pack(MAGIC, len(batch), frame_checksum(len(batch), batch)) + batch
 
 
 def _micros(records: Sequence[RawRecord]) -> list[int]:
@@ -101,12 +149,15 @@ def check_header(header: bytes) -> int:
     return int(length)
 
 
-def decode_batch(batch: bytes) -> tuple[str, str, int | None, tuple[RawRecord, ...]]:
-    """Tenant, source, source id and records of a batch whose checksum was verified."""
+def decode_batch(batch: bytes) -> tuple[str, str, int | None, Sequence[RawRecord]]:
+    """Tenant, source, source id and records of a batch whose checksum was verified (a `RecordBlock` for a
+    version 3 batch, a tuple of `RawRecord`s for version 2)."""
     try:
         version, tenant_length, source_length, count, source_id = _BATCH_HEAD.unpack_from(batch, 0)
     except struct.error:
         raise FrameError("batch head cut short") from None
+    if version == _BLOCK_VERSION:
+        return _decode_block(batch, tenant_length, source_length, count, source_id)
     if version != _VERSION:
         raise FrameError(f"batch format version {version} is not known to this CitySOC")
     view = memoryview(batch)
@@ -137,3 +188,38 @@ def decode_batch(batch: bytes) -> tuple[str, str, int | None, tuple[RawRecord, .
     moments = {micros: _EPOCH + micros * _MICROSECOND for micros in set(received)}
     records = tuple(map(RawRecord, payloads, origins, map(moments.__getitem__, received)))
     return tenant, source, None if source_id == _NO_SOURCE_ID else int(source_id), records
+
+
+def _decode_block(batch: bytes, tenant_length: int, source_length: int, count: int,
+                  source_id: int) -> tuple[str, str, int | None, RecordBlock]:
+    try:
+        (run_count,) = _RUNS.unpack_from(batch, _BATCH_HEAD.size)
+        position = _BATCH_HEAD.size + _RUNS.size
+        tenant = batch[position:position + tenant_length].decode()
+        position += tenant_length
+        source = batch[position:position + source_length].decode()
+        position += source_length
+        heads = [_RUN.unpack_from(batch, position + index * _RUN.size) for index in range(run_count)]
+        position += run_count * _RUN.size
+        runs = []
+        for run_size, micros, first, prefix_length in heads:
+            prefix = batch[position:position + prefix_length].decode("utf-8", _TEXT_ERRORS)
+            position += prefix_length
+            runs.append(RecordRun(run_size, _EPOCH + micros * _MICROSECOND, prefix, first))
+    except (struct.error, UnicodeDecodeError, OverflowError):
+        raise FrameError("block head cut short or garbled") from None
+    offsets = array("i")
+    offsets.frombytes(batch[position:position + 4 * (count + 1)])
+    position += 4 * (count + 1)
+    if _BIG_ENDIAN:
+        offsets.byteswap()
+    if len(offsets) != count + 1 or offsets[0] != 0 or position + offsets[-1] != len(batch):
+        raise FrameError("batch lengths do not add up")
+    data = pa.py_buffer(batch)[position:]
+    payloads = pa.Array.from_buffers(pa.binary(), count, [None, pa.py_buffer(offsets), data])
+    try:
+        payloads.validate(full=True)
+        block = RecordBlock(payloads, runs)
+    except (pa.ArrowInvalid, ValueError):
+        raise FrameError("block offsets or runs do not add up") from None
+    return tenant, source, None if source_id == _NO_SOURCE_ID else int(source_id), block

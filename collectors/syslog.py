@@ -22,10 +22,8 @@ Event ids: `citysoc.ids.event_ids` over the tenant, the source, the resolved `@t
 from __future__ import annotations
 
 import re
-from array import array
 from collections.abc import Sequence
 from datetime import datetime
-from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -39,7 +37,7 @@ from collectors.base import LogParser, Normalised, register_parser
 from collectors.cef import CEF_DATASET, LEEF_DATASET, cef_fields, leef_fields
 from collectors.columns import TIMESTAMP, EventColumns, columns_from_rows, int64_from_text
 from collectors.errors import UnparsableRecordError
-from collectors.records import RawRecord
+from collectors.records import RawRecord, payload_column, received_column, single_received
 from collectors.redact import redact_text_column
 from collectors.syslog_header import FACILITY_NAMES, LEVEL_CODES, SEVERITY_NAMES, split_headers, spread
 from collectors.syslog_structured import structured_data
@@ -58,16 +56,14 @@ _SYSMON, _AUDIT, _CEF, _BARE = "sysmon", "audit", "cef", "bare"
 
 
 def decode(records: Sequence[RawRecord]) -> pa.Array:
-    """The payloads as one string array: copied once into Arrow and validated there; only a batch holding
-    invalid UTF-8 is decoded record by record (invalid bytes become U+FFFD)."""
-    payloads = [record.payload for record in records]
-    offsets = array("i", accumulate(map(len, payloads), initial=0))
-    data = pa.py_buffer(b"".join(payloads))
-    binary = pa.Array.from_buffers(pa.binary(), len(payloads), [None, pa.py_buffer(offsets), data])
+    """The payloads as one string array: validated in Arrow (a record block's payloads are used as they are,
+    others copied once); only a batch holding invalid UTF-8 is decoded record by record (invalid bytes
+    become U+FFFD)."""
+    binary = payload_column(records)
     try:
         texts = binary.cast(pa.string())
     except pa.ArrowInvalid:
-        texts = pa.array([payload.decode("utf-8", errors="replace") for payload in payloads], pa.string())
+        texts = pa.array([payload.decode("utf-8", errors="replace") for payload in binary.to_pylist()], pa.string())
     return pc.utf8_ltrim(pc.utf8_rtrim(texts, characters="\r\n\x00"), characters="\ufeff")
 
 
@@ -115,11 +111,8 @@ class SyslogParser(LogParser):
         if pc.any(classic).as_py():
             reference: Any = self.options.reference
             if reference is None:  # a live record: its own arrival time decides the year
-                first = records[0].received
-                if all(record.received is first for record in records):
-                    reference = first
-                else:
-                    reference = pa.array([record.received for record in records], TIMESTAMP).filter(classic)
+                shared = single_received(records)
+                reference = shared if shared is not None else received_column(records).filter(classic)
             found = resolve_yearless(headers["month"].filter(classic), headers["day"].filter(classic),
                                      headers["clock"].filter(classic), pc.fill_null(headers["fraction"], "").filter(
                                          classic), year=self.options.year, reference=reference, tz=self.options.tz)

@@ -64,6 +64,28 @@ class SyslogFramer:
             return self._feed_counted(data)
         return self._feed_lines(data)
 
+    def feed_payloads(self, data: bytes) -> list[bytes] | None:
+        """`feed`'s fast path for a newline-framed connection: the payloads of the messages `data` completes,
+        with no object per message; None, having consumed nothing, when `data` completes or starts a message
+        over the size limit, or the connection is octet-counted or new (then `feed(data)` gives them as `Message`s)."""
+        if self.framing != "non-transparent" or self._discarding:
+            return None  # (a connection's first read decides its framing in `feed`)
+        last = data.rfind(b"\n")
+        if last < 0:
+            if len(self._buffer) + len(data) > self.max_bytes:
+                return None
+            self._buffer += data
+            return []
+        lines = data[:last].split(b"\n")
+        if self._buffer:
+            lines[0] = bytes(self._buffer) + lines[0]
+        if max(map(len, lines)) > self.max_bytes or len(data) - last - 1 > self.max_bytes:
+            return None
+        self._buffer[:] = data[last + 1:]
+        if b"\r" in data or lines[0].endswith(b"\r"):  # CRLF senders: the CR belongs to the line end
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        return list(filter(None, lines))
+
     def finish(self) -> list[Message]:
         """At the end of the stream: a last line without its LF, or an octet-counted message cut short."""
         if self.framing == "non-transparent" and (self._buffer or self._discarding):

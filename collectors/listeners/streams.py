@@ -31,7 +31,7 @@ from collectors.listeners import relp
 from collectors.listeners.config import Limits, ListenAddress
 from collectors.listeners.framing import FramingError, Message, SyslogFramer
 from collectors.listeners.tls import peer_credential
-from collectors.records import RawRecord
+from collectors.records import RawRecord, RecordBlock
 
 _CUT = attrgetter("cut")  # Message.cut
 log = structlog.get_logger("collectors.listeners")
@@ -138,16 +138,35 @@ class _Connection:
         while True:
             data = await self.reader.read(self.limits.read_bytes)
             async with self.listener.in_flight:
-                try:
-                    messages = framer.feed(data) if data else framer.finish()
-                except FramingError as error:
-                    self.warnings.warning(f"framing {self.host}", "framing error; connection closed",
-                                          peer=self.host, transport=self.transport, error=str(error))
-                    return
-                if messages and not await self._deliver_syslog(messages):
-                    return
+                payloads = framer.feed_payloads(data) if data else None
+                if payloads:
+                    if not await self._deliver_block(payloads):
+                        return
+                elif payloads is None:
+                    try:
+                        messages = framer.feed(data) if data else framer.finish()
+                    except FramingError as error:
+                        self.warnings.warning(f"framing {self.host}", "framing error; connection closed",
+                                              peer=self.host, transport=self.transport, error=str(error))
+                        return
+                    if messages and not await self._deliver_syslog(messages):
+                        return
             if not data or self.stopping:
                 return
+
+    async def _deliver_block(self, payloads: list[bytes]) -> bool:
+        """Whole messages of one read, as one record block (no object per message); False as `_deliver_syslog`."""
+        block = RecordBlock.of(payloads, received=datetime.now(UTC), first=self.sequence + 1,
+                               origin_prefix=f"{self.transport} {self.host}:{self.port} #")
+        self.sequence += len(payloads)
+        try:
+            await self._append(block)
+        except NotAttributed as refused:
+            self._refused(refused, len(block))
+            return False
+        except ForeignContent as refused:
+            self._refused(refused, len(block))
+        return True
 
     async def _deliver_syslog(self, messages: Sequence[Message]) -> bool:
         """False when the sender is no longer attributed (the connection is then closed)."""
@@ -277,7 +296,7 @@ class _Connection:
             return False
         return True
 
-    async def _append(self, records: list[RawRecord]) -> None:
+    async def _append(self, records: Sequence[RawRecord]) -> None:
         """Accept `records`; while the spool is full, wait and try again (nothing more is read meanwhile)."""
         while True:
             try:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from collectors import ParserOptions, RawRecord, SyslogParser
+from collectors.records import RecordBlock
 from tests.collectors.test_collectors_fuzz import SYSLOG_SEEDS, mutated
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
@@ -115,3 +116,24 @@ def test_a_secret_starting_a_line_after_a_word_is_redacted_in_a_batch() -> None:
     kept = [letter.raw for letter in batch.dead]
     assert "hunter2" not in " ".join(stored + kept)
     assert "password=[REDACTED] sent by a broken client" in kept
+
+
+@pytest.mark.parametrize("options", [ParserOptions(year=2024, now=NOW), ParserOptions(now=NOW)],
+                         ids=["year given", "year from arrival"])
+def test_a_record_block_parses_as_its_records_do(options: ParserOptions) -> None:
+    # the live path hands the parser columns (a block of two reads that arrived at different times); the
+    # records it holds, as a list, must give the same events and dead letters, blank lines and bad UTF-8 included
+    lines = [line.encode() for line in OTHER_SHAPES] + [b"<13>Mar  1 09:00:07 web01 app: \xff\xfe bad", b"\t"]
+    later = NOW.replace(year=2027, month=1, day=15)
+    block = RecordBlock.concat([
+        RecordBlock.of(lines[:9], received=NOW, origin_prefix="tcp 192.0.2.7:514 #", first=1),
+        RecordBlock.of(lines[9:], received=later, origin_prefix="tcp 192.0.2.7:514 #", first=10)])
+    parser = SyslogParser(options)
+    as_block = parser.parse_records(block, tenant="council", source="syslog")
+    as_list = parser.parse_records(list(block), tenant="council", source="syslog")
+    assert as_block.dead == as_list.dead and as_block.skipped == as_list.skipped == 3
+    assert as_block.tables.keys() == as_list.tables.keys()
+    for dataset, table in as_block.tables.items():
+        assert table.equals(as_list.tables[dataset]), dataset
+    not_syslog = lines.index(b"password=hunter2 not syslog at all")
+    assert f"tcp 192.0.2.7:514 #{not_syslog + 1}" in {letter.origin for letter in as_block.dead}

@@ -207,3 +207,35 @@ def test_a_refused_sender_is_logged_once_a_minute_however_often_it_sends() -> No
     for sender in range(10):  # a flood of distinct senders does not grow the table past its bound
         warnings.warning(f"udp 198.51.100.{sender}", "sender refused")
     assert len(warnings._last) <= 3 + 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_payload_fast_path_frames_as_feed_does(seed: int) -> None:
+    # what the listener does: whole messages as bare payloads; a read completing or starting a cut message
+    # falls back to `feed`, and the two together give feed's messages whatever the read boundaries
+    rng = random.Random(seed)
+    pieces = [*LINES, b"", b"\r", b"x" * 50, b"y" * 51, b"<13>z\r", b"<13>a\rb"]
+    stream = b"\r\n" + b"".join(rng.choice(pieces) + rng.choice([b"\n", b"\r\n"]) for _ in range(200)) + b"tail"
+    reference = SyslogFramer(max_bytes=50)
+    expected = [(m.payload, m.cut) for m in reference.feed(stream) + reference.finish()]
+    fast = 0
+    for step in (1, 7, 97, 333, 4096, len(stream)):
+        framer, got = SyslogFramer(max_bytes=50), []
+        for start in range(0, len(stream), step):
+            chunk = stream[start:start + step]
+            payloads = framer.feed_payloads(chunk)
+            if payloads is None:
+                got += [(m.payload, m.cut) for m in framer.feed(chunk)]
+            else:
+                got += [(payload, False) for payload in payloads]
+                fast += len(payloads)
+        got += [(m.payload, m.cut) for m in framer.finish()]
+        assert got == expected, step
+    assert fast > 0
+
+
+def test_the_payload_fast_path_leaves_a_new_and_an_octet_counted_connection_to_feed() -> None:
+    framer = SyslogFramer(max_bytes=1024)
+    assert framer.feed_payloads(b"5 <13>a") is None and framer.framing is None
+    assert [m.payload for m in framer.feed(b"5 <13>a")] == [b"<13>a"]
+    assert framer.framing == "octet-counting" and framer.feed_payloads(b"5 <13>b") is None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from citysoc.errors import InvalidTenantIdError
-from collectors.records import RawRecord
+from collectors.records import RawRecord, RecordBlock
 from collectors.spool import (
     Spool,
     SpoolBatch,
@@ -216,3 +216,29 @@ def test_an_unreadable_checkpoint_is_reported_with_what_to_do(tmp_path: Path) ->
     (tmp_path / "checkpoint.json").unlink()
     with Spool(tmp_path) as spool:  # the failed open released the directory
         assert len(list(spool.pending())) == 3
+
+
+def test_a_record_block_comes_back_as_the_records_it_holds(tmp_path: Path) -> None:
+    # what a stream listener appends: one run of records per read, written and read back as columns
+    first = RecordBlock.of([b"<13>a", b"\xff\xfe not UTF-8 \x00", b"x" * 100_000],
+                           received=datetime(2026, 3, 2, 9, 0, 0, 7, tzinfo=UTC), origin_prefix="tcp 192.0.2.7:514 #",
+                           first=41)
+    second = RecordBlock.of([b"<13>b"], received=datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC),
+                            origin_prefix="tls 192.0.2.8:6514 \u00e9 #", first=1)
+    joined = RecordBlock.concat([first, second])
+    tail = RecordBlock(joined.payloads.slice(2), [joined.runs[0]._replace(size=1, first=43), joined.runs[1]])
+    listed = [raw(line(1, "a list between blocks"))]
+    with Spool(tmp_path) as spool:
+        spool.append(tenant="council", source="syslog", records=first, source_id=3)
+        spool.append(tenant="council", source="syslog", records=listed)
+        spool.append(tenant="council", source="syslog", records=tail)
+    with Spool(tmp_path) as spool:
+        batches = list(spool.pending())
+    assert [type(batch.records) for batch in batches] == [RecordBlock, tuple, RecordBlock]
+    assert list(batches[0].records) == [
+        RawRecord(b"<13>a", "tcp 192.0.2.7:514 #41", datetime(2026, 3, 2, 9, 0, 0, 7, tzinfo=UTC)),
+        RawRecord(b"\xff\xfe not UTF-8 \x00", "tcp 192.0.2.7:514 #42", datetime(2026, 3, 2, 9, 0, 0, 7, tzinfo=UTC)),
+        RawRecord(b"x" * 100_000, "tcp 192.0.2.7:514 #43", datetime(2026, 3, 2, 9, 0, 0, 7, tzinfo=UTC))]
+    assert batches[0].source_id == 3 and batches[1].records == tuple(listed)
+    assert list(batches[2].records) == [*list(first)[2:], *list(second)]
+    assert batches[2].records[-1].origin == "tls 192.0.2.8:6514 \u00e9 #1"
