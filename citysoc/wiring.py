@@ -2,15 +2,21 @@
 
 This is the composition root's wiring (the CLI is the rest of it): the one place besides `citysoc.cli`
 that imports several components, so the components never import each other. Nothing here prints.
+
+Components a command may not need (the case API and FastAPI, Spark and the rule compiler, Elasticsearch, the
+listeners) are imported on first use through `lazy`, the one table of them: importing them all costs about
+three CPU seconds, so `soc ingest` imports only what ingesting runs. It is citysoc's one exception to
+"imports at the top of the module" (see tests/test_imports.py); their types are imported for mypy only.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import structlog
 
@@ -22,14 +28,32 @@ from citysoc.store.base import EventStore
 from citysoc.store.factory import open_event_store
 from citysoc.store.parquet import ParquetEventStore
 
-# Each command imports only what it uses: the case API, Spark, the correlator, Elasticsearch and the listeners
-# are imported where they are wired, so `soc ingest` does not pay for FastAPI or the rule compiler at start-up.
 if TYPE_CHECKING:
+    import fastapi
+    import pyspark.sql
     from fastapi import FastAPI
     from pyspark.sql import SparkSession
 
+    import case_api.settings
+    import case_api.sources.kinds
+    import citysoc.caseclient
+    import citysoc.detection_service
+    import citysoc.store.elastic
+    import collectors.attribution
+    import collectors.drain
+    import collectors.enrich
+    import collectors.google_id
+    import collectors.ingest
+    import collectors.intake
+    import collectors.listeners.service
+    import collectors.listeners.tls
+    import collectors.pull
+    import collectors.records
+    import collectors.spool
+    import correlator.compiler
     from citysoc.caseclient import CaseClient
     from citysoc.detection_service import AlertSink, DetectionReporter, DetectionService
+    from citysoc.store.base import WriteResult
     from citysoc.store.elastic import ElasticsearchEventStore
     from collectors.attribution import SourceRegistry
     from collectors.drain import Drainer
@@ -45,6 +69,72 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
+
+class _Import(Generic[T]):
+    """An attribute of a module, imported when first read: `_Import("package.module")` names the attribute it is
+    assigned to, `_Import("package.module:name")` another one."""
+
+    def __init__(self, target: str) -> None:
+        self.module, _, self.attribute = target.partition(":")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = self.attribute or name
+
+    def __get__(self, instance: object, owner: type | None = None) -> T:
+        return cast(T, getattr(importlib.import_module(self.module), self.attribute))
+
+
+class _Components:
+    """The components the wiring imports on first use: `lazy.GeoEnricher` imports `collectors.enrich`
+    the first time it is read. Annotations name types by module path: in this class body an entry's own name
+    stands for the entry."""
+
+    # the case API
+    create_app: _Import[Callable[[case_api.settings.Settings], fastapi.FastAPI]] = _Import("case_api.app")
+    CaseSettings: _Import[type[case_api.settings.Settings]] = _Import("case_api.settings:Settings")
+    ensure_bootstrap_keys: _Import[Callable[[case_api.settings.Settings], dict[str, str]]] = \
+        _Import("case_api.bootstrap")
+    registered_in_embedded_database: _Import[Callable[[Path, str], bool]] = _Import("case_api.tenants.registered")
+    PULL_KINDS: _Import[dict[str, case_api.sources.kinds.PullKind]] = _Import("case_api.sources.kinds")
+    CaseClient: _Import[type[citysoc.caseclient.CaseClient]] = _Import("citysoc.caseclient")
+    # Elasticsearch
+    ElasticsearchEventStore: _Import[type[citysoc.store.elastic.ElasticsearchEventStore]] = \
+        _Import("citysoc.store.elastic")
+    # the collectors
+    ingest_files: _Import[Callable[..., collectors.ingest.IngestReport]] = _Import("collectors.ingest")
+    registry_from: _Import[Callable[[citysoc.caseclient.CaseClient], collectors.attribution.SourceRegistry]] = \
+        _Import("collectors.attribution_api")
+    health_recorder: _Import[Callable[
+        [HealthStore, Callable[[], collectors.attribution.SourceRegistry]],
+        Callable[[collectors.spool.SpoolBatch, collectors.records.ParsedBatch, WriteResult], None]]] = \
+        _Import("collectors.attribution_api")
+    GeoEnricher: _Import[type[collectors.enrich.GeoEnricher]] = _Import("collectors.enrich")
+    Drainer: _Import[type[collectors.drain.Drainer]] = _Import("collectors.drain")
+    Spool: _Import[type[collectors.spool.Spool]] = _Import("collectors.spool")
+    Intake: _Import[type[collectors.intake.Intake]] = _Import("collectors.intake")
+    ReloadingRegistry: _Import[type[collectors.intake.ReloadingRegistry]] = _Import("collectors.intake")
+    GoogleIdTokens: _Import[type[collectors.google_id.GoogleIdTokens]] = _Import("collectors.google_id")
+    IntakeService: _Import[type[collectors.listeners.service.IntakeService]] = _Import("collectors.listeners.service")
+    TlsFiles: _Import[type[collectors.listeners.tls.TlsFiles]] = _Import("collectors.listeners.tls")
+    default_server_names: _Import[Callable[[], list[str]]] = _Import("collectors.listeners.tls")
+    ensure_tls_files: _Import[Callable[..., collectors.listeners.tls.TlsFiles]] = _Import("collectors.listeners.tls")
+    PullSource: _Import[type[collectors.pull.PullSource]] = _Import("collectors.pull")
+    PullRunner: _Import[type[collectors.pull.PullRunner]] = _Import("collectors.pull")
+    PullCheckpoints: _Import[type[collectors.pull.PullCheckpoints]] = _Import("collectors.pull")
+    parse_raw: _Import[Callable[..., tuple[str, dict[str, Any]]]] = _Import("collectors.raw")
+    # detection: Spark and the correlator
+    build_session: _Import[Callable[..., pyspark.sql.SparkSession]] = _Import("correlator.engine.session")
+    DEFAULT_RULES_DIR: _Import[Path] = _Import("correlator.compiler")
+    RuleCompiler: _Import[type[correlator.compiler.RuleCompiler]] = _Import("correlator.compiler")
+    DetectionService: _Import[type[citysoc.detection_service.DetectionService]] = \
+        _Import("citysoc.detection_service")
+
+
+lazy = _Components()
+
+
 # Stores --------------------------------------------------------------------------------------------
 
 
@@ -55,9 +145,10 @@ def event_store(settings: Settings) -> EventStore:
 
 def elasticsearch_store(settings: Settings) -> ElasticsearchEventStore | None:
     """The Elasticsearch store when it is the configured one (tenant roles, alerts stream), else None."""
-    from citysoc.store.elastic import ElasticsearchEventStore
-    store = event_store(settings) if settings.event_store == "elasticsearch" else None
-    return store if isinstance(store, ElasticsearchEventStore) else None
+    if settings.event_store != "elasticsearch":
+        return None
+    store = event_store(settings)
+    return store if isinstance(store, lazy.ElasticsearchEventStore) else None
 
 
 def dead_letter_store(settings: Settings) -> DeadLetterStore:
@@ -74,21 +165,16 @@ def health_store(settings: Settings) -> HealthStore:
 
 def embedded_case_app(settings: Settings) -> tuple[FastAPI, dict[str, str]]:
     """The case API application on the embedded database, and its bootstrap API keys by role."""
-    from case_api.app import create_app
-    from case_api.bootstrap import ensure_bootstrap_keys
-    from case_api.settings import Settings as CaseSettings
     settings.ensure_home()
-    case_settings = CaseSettings(home=settings.home, database_url=settings.database_url)
-    application = create_app(case_settings)
-    return application, ensure_bootstrap_keys(case_settings)
+    case_settings = lazy.CaseSettings(home=settings.home, database_url=settings.database_url)
+    application = lazy.create_app(case_settings)
+    return application, lazy.ensure_bootstrap_keys(case_settings)
 
 
 def bootstrap_keys(settings: Settings) -> dict[str, str]:
     """The embedded case API's bootstrap API keys by role (made, with the database, on first use)."""
-    from case_api.bootstrap import ensure_bootstrap_keys
-    from case_api.settings import Settings as CaseSettings
     settings.ensure_home()
-    return ensure_bootstrap_keys(CaseSettings(home=settings.home, database_url=settings.database_url))
+    return lazy.ensure_bootstrap_keys(lazy.CaseSettings(home=settings.home, database_url=settings.database_url))
 
 
 @contextmanager
@@ -98,16 +184,15 @@ def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
     `role` picks which bootstrap key the embedded default uses; against a remote API the key in
     SOC_API_KEY decides what is allowed.
     """
-    from citysoc.caseclient import CaseClient
     if settings.api_url:
         if not settings.api_key:
             raise ConfigurationError("SOC_API_URL is set but SOC_API_KEY is not: give the API key to use")
-        with CaseClient.remote(settings.api_url, settings.api_key) as client:
+        with lazy.CaseClient.remote(settings.api_url, settings.api_key) as client:
             yield client
         return
     application, keys = embedded_case_app(settings)
     try:
-        with CaseClient.in_process(application, keys[role]) as client:
+        with lazy.CaseClient.in_process(application, keys[role]) as client:
             yield client
     finally:
         application.state.engine.dispose()
@@ -115,8 +200,8 @@ def case_client(settings: Settings, *, role: str) -> Iterator[CaseClient]:
 
 def require_tenant(settings: Settings, tenant: str) -> None:
     """UnknownTenantError unless the case API knows `tenant` (the embedded database is asked directly first)."""
-    from case_api.tenants.registered import registered_in_embedded_database
-    if not settings.api_url and not settings.database_url and registered_in_embedded_database(settings.home, tenant):
+    if (not settings.api_url and not settings.database_url
+            and lazy.registered_in_embedded_database(settings.home, tenant)):
         return
     with case_client(settings, role="admin") as client:
         if tenant not in {known["id"] for known in client.list_tenants()}:
@@ -125,9 +210,8 @@ def require_tenant(settings: Settings, tenant: str) -> None:
 
 def source_registry(settings: Settings) -> SourceRegistry:
     """The intake's registry of every source's senders, loaded now from the case API with the service key."""
-    from collectors.attribution_api import registry_from
     with case_client(settings, role="service") as client:
-        return registry_from(client)
+        return lazy.registry_from(client)
 
 
 def alert_sink(settings: Settings) -> AlertSink:
@@ -154,8 +238,7 @@ def alert_sink(settings: Settings) -> AlertSink:
 
 def geo_enricher(settings: Settings) -> GeoEnricher:
     """GeoIP enrichment from the database under $SOC_HOME/geoip (or SOC_GEOIP_DIR); a pass-through without one."""
-    from collectors.enrich import GeoEnricher
-    return GeoEnricher.from_directory(settings.geoip_path)
+    return lazy.GeoEnricher.from_directory(settings.geoip_path)
 
 
 # Intake --------------------------------------------------------------------------------------------
@@ -164,11 +247,10 @@ def geo_enricher(settings: Settings) -> GeoEnricher:
 def ingest(settings: Settings, *, tenant: str, source: str, paths: Sequence[Path], year: int | None,
            on_progress: Callable[[int], None] | None = None) -> IngestReport:
     """Parse, normalise and store files for one registered tenant; bad records are dead-lettered."""
-    from collectors.ingest import ingest_files
     require_tenant(settings, tenant)
-    return ingest_files(tenant=tenant, source=source, paths=list(paths), store=event_store(settings),
-                        dead_letters=dead_letter_store(settings), year=year, on_progress=on_progress,
-                        enricher=geo_enricher(settings))
+    return lazy.ingest_files(tenant=tenant, source=source, paths=list(paths), store=event_store(settings),
+                             dead_letters=dead_letter_store(settings), year=year, on_progress=on_progress,
+                             enricher=geo_enricher(settings))
 
 
 def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: Sequence[Path],
@@ -176,10 +258,9 @@ def ingest_into_scratch_lake(folder: Path, *, tenant: str, source: str, paths: S
                              enricher: GeoEnricher | None = None) -> tuple[ParquetEventStore, IngestReport]:
     """Parse `paths` with the real collector (and `enricher`, as ingest enriches) into a lake of their own under
     `folder` (never the user's)."""
-    from collectors.ingest import ingest_files
     store = ParquetEventStore(folder / "events")
-    report = ingest_files(tenant=tenant, source=source, paths=list(paths), store=store,
-                          dead_letters=DeadLetterStore(folder / "deadletter"), year=year, enricher=enricher)
+    report = lazy.ingest_files(tenant=tenant, source=source, paths=list(paths), store=store,
+                               dead_letters=DeadLetterStore(folder / "deadletter"), year=year, enricher=enricher)
     return store, report
 
 
@@ -187,48 +268,39 @@ def intake_tls(settings: Settings, *, certificate: Path | None, key: Path | None
                server_names: Sequence[str]) -> TlsFiles:
     """The operator's certificate and key, or the intake's own CA and server certificate under
     $SOC_HOME/tls (made on first use). Client certificates are accepted from the intake CA and `client_cas`."""
-    from collectors.listeners.tls import TlsFiles, default_server_names, ensure_tls_files
     if (certificate is None) != (key is None):
         raise ConfigurationError("give both --tls-cert and --tls-key, or neither (the intake then makes its own)")
     if certificate is not None and key is not None:
-        return TlsFiles(certificate, key, certificate, tuple(client_cas))
-    own = ensure_tls_files(settings.home / "tls", server_names=list(server_names) or default_server_names())
-    return TlsFiles(own.certificate, own.key, own.ca, (*own.client_cas, *client_cas))
+        return lazy.TlsFiles(certificate, key, certificate, tuple(client_cas))
+    own = lazy.ensure_tls_files(settings.home / "tls", server_names=list(server_names) or lazy.default_server_names())
+    return lazy.TlsFiles(own.certificate, own.key, own.ca, (*own.client_cas, *client_cas))
 
 
 def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | None,
                    reload_every: float) -> IntakeService:
     """Listeners, the spool under $SOC_HOME/spool, the drainer into the lake, and the reloading registry."""
-    from collectors.attribution_api import health_recorder
-    from collectors.drain import Drainer
-    from collectors.google_id import GoogleIdTokens
-    from collectors.intake import Intake, ReloadingRegistry
-    from collectors.listeners.service import IntakeService
-    from collectors.spool import Spool
     settings.ensure_home()
-    registry = ReloadingRegistry(lambda: source_registry(settings), every=reload_every)
-    spool = Spool(settings.spool_dir)
+    registry = lazy.ReloadingRegistry(lambda: source_registry(settings), every=reload_every)
+    spool = lazy.Spool(settings.spool_dir)
     dead_letters = dead_letter_store(settings)
     store = event_store(settings)
     store.recover()  # finish or discard what a crashed writer left
-    drainer = Drainer(spool, store, dead_letters,
-                      on_stored=health_recorder(health_store(settings), registry.current),
-                      compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
-    intake = Intake(spool, registry.current, dead_letters=dead_letters)
-    return IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry,
-                         id_tokens=GoogleIdTokens(settings.google_id_certs_url))
+    drainer = lazy.Drainer(spool, store, dead_letters,
+                           on_stored=lazy.health_recorder(health_store(settings), registry.current),
+                           compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
+    intake = lazy.Intake(spool, registry.current, dead_letters=dead_letters)
+    return lazy.IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry,
+                              id_tokens=lazy.GoogleIdTokens(settings.google_id_certs_url))
 
 
 def pull_sources(settings: Settings, *, only: Sequence[str] = ()) -> list[PullSource]:
     """The registered pulled sources (all, or those named or numbered in `only`), read now from the case API."""
-    from case_api.sources.kinds import PULL_KINDS
-    from collectors.pull import PullSource
     with case_client(settings, role="service") as client:
         access = client.source_access()
-    sources = [PullSource(id=entry["id"], tenant=entry["tenant_id"], name=entry["name"], kind=entry["kind"],
-                          parser=entry["parser"], settings=entry.get("pull") or {},
-                          cloud_accounts=tuple(entry.get("cloud_accounts") or ()))
-               for entry in access if entry["kind"] in PULL_KINDS]
+    sources = [lazy.PullSource(id=entry["id"], tenant=entry["tenant_id"], name=entry["name"], kind=entry["kind"],
+                               parser=entry["parser"], settings=entry.get("pull") or {},
+                               cloud_accounts=tuple(entry.get("cloud_accounts") or ()))
+               for entry in access if entry["kind"] in lazy.PULL_KINDS]
     if only:
         sources = [source for source in sources if source.name in only or str(source.id) in only]
     return sources
@@ -244,29 +316,25 @@ class PullService:
 
 
 def pull_service(settings: Settings, *, only: Sequence[str] = ()) -> PullService:
-    from collectors.attribution_api import health_recorder
-    from collectors.drain import Drainer
-    from collectors.pull import PullCheckpoints, PullRunner
-    from collectors.spool import Spool
     settings.ensure_home()
-    spool = Spool(settings.pull_dir / "spool")
+    spool = lazy.Spool(settings.pull_dir / "spool")
     dead_letters = dead_letter_store(settings)
     store = event_store(settings)
     store.recover()
     registry = source_registry(settings)
-    drainer = Drainer(spool, store, dead_letters, on_stored=health_recorder(health_store(settings), lambda: registry),
-                      compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
-    runner = PullRunner(spool, PullCheckpoints(settings.pull_dir / "checkpoints"), dead_letters,
-                        lambda: pull_sources(settings, only=only))
+    drainer = lazy.Drainer(spool, store, dead_letters,
+                           on_stored=lazy.health_recorder(health_store(settings), lambda: registry),
+                           compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
+    runner = lazy.PullRunner(spool, lazy.PullCheckpoints(settings.pull_dir / "checkpoints"), dead_letters,
+                             lambda: pull_sources(settings, only=only))
     return PullService(runner, drainer, spool)
 
 
 def raw_parser(year: int | None) -> RawParser:
     """Evidence `raw:` records go through the collectors' real parsers."""
-    from collectors.raw import parse_raw
 
     def parse(source: str, raw: Any) -> tuple[str, Mapping[str, Any]]:
-        return parse_raw(source, raw, tenant="evidence", year=year)
+        return lazy.parse_raw(source, raw, tenant="evidence", year=year)
 
     return parse
 
@@ -277,15 +345,13 @@ def raw_parser(year: int | None) -> RawParser:
 def spark_session(settings: Settings, *, short_lived: bool = False) -> SparkSession:
     """The Spark session the settings describe; `short_lived` for a command that ends within seconds
     (`build_session`)."""
-    from correlator.engine.session import build_session
-    return build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
-                         driver_memory=settings.spark_driver_memory, short_lived=short_lived)
+    return lazy.build_session(master=settings.spark_master, shuffle_partitions=settings.spark_shuffle_partitions,
+                              driver_memory=settings.spark_driver_memory, short_lived=short_lived)
 
 
 def rule_folders(extra_rules: Sequence[Path], *, own_rules: bool) -> list[Path]:
     """The project's `detection_rules/` (unless `own_rules` is off) and `extra_rules`, each checked to exist."""
-    from correlator.compiler import DEFAULT_RULES_DIR
-    folders = ([DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
+    folders = ([lazy.DEFAULT_RULES_DIR] if own_rules else []) + [Path(path) for path in extra_rules]
     for folder in folders:
         if not folder.exists():
             raise ConfigurationError(f"rule folder {folder} does not exist")
@@ -293,14 +359,12 @@ def rule_folders(extra_rules: Sequence[Path], *, own_rules: bool) -> list[Path]:
 
 
 def compile_rules(spark: SparkSession, folders: Sequence[Path]) -> CompiledRuleSet:
-    from correlator.compiler import RuleCompiler
-    return RuleCompiler(spark=spark).compile(folders)
+    return lazy.RuleCompiler(spark=spark).compile(folders)
 
 
 def detection_service(settings: Settings, spark: SparkSession, rules: CompiledRuleSet, *,
                       reporter: DetectionReporter) -> DetectionService:
     """The service over the lake, storing alerts in the lake and delivering them to the case API."""
-    from citysoc.detection_service import DetectionService
-    return DetectionService(spark, rules, store=event_store(settings), alerts_dir=settings.alerts_dir,
-                            sink=alert_sink(settings), reporter=reporter,
-                            checkpoint_file=settings.detect_checkpoint_file)
+    return lazy.DetectionService(spark, rules, store=event_store(settings), alerts_dir=settings.alerts_dir,
+                                 sink=alert_sink(settings), reporter=reporter,
+                                 checkpoint_file=settings.detect_checkpoint_file)

@@ -7,9 +7,10 @@ import each other.
 - `entry`: `main`, which imports only the command it runs, and the table of every command;
   `app` here is the Typer application of all of them, built on first use;
 - `common`: settings, consoles, shared options, the JSON-lines printer, time and duration options;
-- `render`: Rich tables and summary lines; `flows`: work several commands show progress for;
+- `render`: Rich tables and summary lines; `progress`: ingest with a progress bar; `flows`: detection started
+  with a spinner and its rule report;
 - one module per command group: `tenants`, `users`, `keys`, `audit`, `sources`, `ingest`, `detect`, `alerts`, `cases`,
-  `deadletter`, `rules`, `serve` (`soc api`), `demo`. They import `common`, `render`, `flows` and
+  `deadletter`, `rules`, `serve` (`soc api`), `demo`. They import `common`, `render`, `progress`, `flows` and
   `citysoc.wiring`, never each other.
 """
 

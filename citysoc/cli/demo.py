@@ -17,7 +17,8 @@ import typer
 
 from citysoc.caseclient import CaseClientError
 from citysoc.cli.common import console, load_settings
-from citysoc.cli.flows import detect_once, ingest_with_progress
+from citysoc.cli.flows import detect_once
+from citysoc.cli.progress import ingest_with_progress
 from citysoc.cli.render import print_campaigns, print_case_queue
 from citysoc.scenario import TENANTS, CityScenario
 from citysoc.settings import Settings

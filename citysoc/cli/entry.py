@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from citysoc.cli.common import err_console
 from citysoc.errors import CitySocError
 
 HELP = "CitySOC: log correlation for a city-wide, multi-tenant SOC."
@@ -73,7 +74,5 @@ def main() -> None:
     try:
         app()
     except CitySocError as error:
-        from citysoc.cli.common import err_console
-
         err_console.print(f"[red]error:[/red] {error}")
         raise SystemExit(2) from None

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from citysoc.cli.common import console, err_console, load_settings
-from citysoc.cli.flows import ingest_with_progress
+from citysoc.cli.progress import ingest_with_progress
 
 
 def ingest(

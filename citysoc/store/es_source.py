@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+from elasticsearch import Elasticsearch
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceReader,
@@ -165,10 +166,8 @@ def plan_from_options(options: Mapping[str, str], schema: StructType) -> ReadPla
                     keep_alive=options.get("keep_alive", DEFAULT_KEEP_ALIVE))
 
 
-def connect(options: Mapping[str, str]) -> Any:
-    """An `Elasticsearch` client from the connection options (imported here: executors build their own)."""
-    from elasticsearch import Elasticsearch
-
+def connect(options: Mapping[str, str]) -> Elasticsearch:
+    """An `Elasticsearch` client from the connection options (each executor builds its own)."""
     kwargs: dict[str, Any] = {}
     if options.get("secret_api_key"):
         kwargs["api_key"] = options["secret_api_key"]
