@@ -276,6 +276,16 @@ def intake_tls(settings: Settings, *, certificate: Path | None, key: Path | None
     return lazy.TlsFiles(own.certificate, own.key, own.ca, (*own.client_cas, *client_cas))
 
 
+def _drainer(settings: Settings, spool: Spool, dead_letters: DeadLetterStore,
+             registry: Callable[[], SourceRegistry]) -> Drainer:
+    """Moves `spool` into the event store (recovered first: what a crashed writer left is finished or
+    discarded), enriched, recording data health per source of `registry`."""
+    store = event_store(settings)
+    store.recover()
+    return lazy.Drainer(spool, store, dead_letters, on_stored=lazy.health_recorder(health_store(settings), registry),
+                        compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
+
+
 def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | None,
                    reload_every: float) -> IntakeService:
     """Listeners, the spool under $SOC_HOME/spool, the drainer into the lake, and the reloading registry."""
@@ -283,11 +293,7 @@ def intake_service(settings: Settings, plan: ListenerPlan, *, tls: TlsFiles | No
     registry = lazy.ReloadingRegistry(lambda: source_registry(settings), every=reload_every)
     spool = lazy.Spool(settings.spool_dir)
     dead_letters = dead_letter_store(settings)
-    store = event_store(settings)
-    store.recover()  # finish or discard what a crashed writer left
-    drainer = lazy.Drainer(spool, store, dead_letters,
-                           on_stored=lazy.health_recorder(health_store(settings), registry.current),
-                           compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
+    drainer = _drainer(settings, spool, dead_letters, registry.current)
     intake = lazy.Intake(spool, registry.current, dead_letters=dead_letters)
     return lazy.IntakeService(intake, plan, tls=tls, drainer=drainer, registry=registry,
                               id_tokens=lazy.GoogleIdTokens(settings.google_id_certs_url))
@@ -319,12 +325,8 @@ def pull_service(settings: Settings, *, only: Sequence[str] = ()) -> PullService
     settings.ensure_home()
     spool = lazy.Spool(settings.pull_dir / "spool")
     dead_letters = dead_letter_store(settings)
-    store = event_store(settings)
-    store.recover()
     registry = source_registry(settings)
-    drainer = lazy.Drainer(spool, store, dead_letters,
-                           on_stored=lazy.health_recorder(health_store(settings), lambda: registry),
-                           compact_every=settings.compact_every_seconds or None, enricher=geo_enricher(settings))
+    drainer = _drainer(settings, spool, dead_letters, lambda: registry)
     runner = lazy.PullRunner(spool, lazy.PullCheckpoints(settings.pull_dir / "checkpoints"), dead_letters,
                              lambda: pull_sources(settings, only=only))
     return PullService(runner, drainer, spool)
