@@ -39,6 +39,7 @@ from correlator.authoring.evidence import RawParser
 from correlator.authoring.ruletest import RuleTestReport, junit_xml, rule_of_change, run_rule_tests
 from correlator.authoring.sigmacli import install_attack_cache, write_validation_config
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
+from correlator.engine.session import SessionStart
 
 app = typer.Typer(help="Write, check and test Sigma rules (for CI: exit code 0 only when all holds).",
                   no_args_is_help=True)
@@ -62,6 +63,12 @@ def _attack(path: Path | None) -> AttackData:
 
 def _spark() -> SparkSession:
     return spark_session(load_settings(), short_lived=True)  # every rules command ends within seconds
+
+
+def _start_spark() -> SessionStart:
+    """`_spark()` started on a thread: the command parses and compiles its rules meanwhile."""
+    settings = load_settings()
+    return SessionStart(lambda: spark_session(settings, short_lived=True))
 
 
 # check -------------------------------------------------------------------------------------------
@@ -108,12 +115,13 @@ def test(
 ) -> None:
     """Run every rule's evidence through the compiled Spark engine; exit 0 only when every expectation holds."""
     rule_paths = _rule_paths(paths)
+    starting = _start_spark()
     parser = raw_parser(year)
     saved = _Saves(rule_paths) if watch else None  # watching from the start: a save during the first run counts
     try:
         with line_err_console.status("starting Spark, compiling rules, running evidence"):
-            spark = _spark()
-            report = run_rule_tests(spark, rule_paths, raw_parser=parser, require_evidence=require_evidence)
+            report = run_rule_tests(starting, rule_paths, raw_parser=parser, require_evidence=require_evidence)
+            spark = starting.get()
         _show_test_report(report, junit=junit, as_json=as_json)
         if saved is not None:
             report = _watch(spark, rule_paths, parser, report, saved, require_evidence=require_evidence,
@@ -213,6 +221,7 @@ def backtest(
     if events and not source:
         raise typer.BadParameter("--events needs --source (syslog or aws.cloudtrail)", param_hint="--source")
     settings = load_settings()
+    starting = _start_spark()  # the JVM starts while events are ingested and rules compiled
     with tempfile.TemporaryDirectory(prefix="citysoc-backtest-") as scratch:
         store: EventStore = event_store(settings)
         if events:
@@ -220,8 +229,9 @@ def backtest(
                                                      paths=events, year=year, enricher=geo_enricher(settings))
             line_err_console.print(f"events: {report.summary()}")
         with line_err_console.status("starting Spark and compiling rules"):
-            spark = _spark()
-            ruleset = RuleCompiler(spark).compile(_rule_paths(rules))
+            ruleset = RuleCompiler().compile(_rule_paths(rules))
+            spark = starting.get()
+            RuleCompiler(spark).verify(ruleset)
         expectations = expectations_from_evidence(ruleset) + expectations
         with line_err_console.status("running the rules over the events"):
             result = run_backtest(spark, ruleset, store=store, tenant=tenant,

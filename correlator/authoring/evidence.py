@@ -360,8 +360,9 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
                              plan_matching(ruleset.detections(dataset), options)) for dataset in runnable]
         # every dataset's matches in one frame, materialised once (one Spark job), lineage cut: the
         # correlations' plans start from these rows, not from the match plans with every rule's expression
-        # that Spark would otherwise analyse again for each
-        matches = reduce(DataFrame.unionByName, parts).localCheckpoint(eager=True)
+        # that Spark would otherwise analyse again for each. In one partition: Spark then knows every
+        # (tenant, group) is in one place, and the correlations' windows and aggregations need no shuffle.
+        matches = reduce(DataFrame.unionByName, parts).coalesce(1).localCheckpoint(eager=True)
         for row in matches.select("_tenant", "_rule_id").collect():
             key = (row["_tenant"], row["_rule_id"])
             matched[key] = matched.get(key, 0) + 1

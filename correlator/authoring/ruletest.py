@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from correlator.authoring.evidence import EvidenceCase, EvidenceOutcome, RawParser, check_evidence, evidence_for_rule
 from correlator.compiler import RuleCompiler
+from correlator.engine.session import SessionStart
 from correlator.errors import EvidenceError
 from correlator.model import CompiledRuleSet, UnsupportedRule
 
@@ -96,18 +97,24 @@ def rule_of_change(path: Path) -> Path:
     return path
 
 
-def run_rule_tests(spark: SparkSession, paths: Sequence[Path], *, raw_parser: RawParser | None,
+def run_rule_tests(spark: SparkSession | SessionStart, paths: Sequence[Path], *, raw_parser: RawParser | None,
                    require_evidence: bool = False, only: Collection[Path] | None = None) -> RuleTestReport:
     """Compile the rules under `paths` and run their evidence; with `only` (rule files), run and report just the
-    cases of those rules (the whole set is still compiled, so correlations resolve the rules they refer to)."""
+    cases of those rules (the whole set is still compiled, so correlations resolve the rules they refer to).
+    With a `SessionStart`, the rules are parsed, compiled and their evidence read while the session starts."""
     started = time.perf_counter()
-    ruleset = RuleCompiler(spark).compile(paths)
+    ruleset = RuleCompiler().compile(paths)  # Sigma to SQL needs no Spark; Spark's analysis follows
     cases, results = _gather(ruleset)
+    session = spark.get() if isinstance(spark, SessionStart) else spark
+    RuleCompiler(session).verify(ruleset)
+    analysed = {rule.id for rule in ruleset.rules}  # a rule Spark refused is reported as not runnable
+    results = {rid: result for rid, result in results.items() if rid in analysed}
+    cases = {rid: found for rid, found in cases.items() if rid in analysed}
     if only is not None:
         wanted = {path.resolve() for path in only}
         results = {rid: r for rid, r in results.items() if r.path and Path(r.path).resolve() in wanted}
         cases = {rid: found for rid, found in cases.items() if rid in results}
-    outcomes = check_evidence(spark, ruleset, cases, raw_parser=raw_parser) if cases else []
+    outcomes = check_evidence(session, ruleset, cases, raw_parser=raw_parser) if cases else []
     for outcome in outcomes:
         result = results[outcome.rule_id]
         result.outcomes.append(outcome)

@@ -201,7 +201,7 @@ class RuleCompiler:
         compiled_correlations = [replace(rule, generate=rule.id not in silenced) for rule in compiled_correlations]
         result.rules += compiled_correlations
         if self.spark is not None:
-            self._verify(result)
+            self.verify(result)
         log.debug("rules compiled", compiled=len(result.rules), unsupported=len(result.unsupported))
         return result
 
@@ -374,8 +374,10 @@ class RuleCompiler:
             incident_window_seconds=window,
         )
 
-    def _verify(self, ruleset: CompiledRuleSet) -> None:
-        """Let Spark analyse every expression against the event schema (no data is read)."""
+    def verify(self, ruleset: CompiledRuleSet) -> None:
+        """Let Spark analyse every expression against the event schema (no data is read); a rule Spark refuses
+        (and a correlation referencing it) moves to `ruleset.unsupported`. `compile` does it when the compiler
+        has a session; a caller that compiled without one (while its session starts) calls it after."""
         assert self.spark is not None
         empty = self.spark.createDataFrame([], spark_schema())
         if _analyses(empty, ruleset.rules):

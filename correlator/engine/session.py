@@ -3,20 +3,26 @@ options for a session."""
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pyspark
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from citysoc.errors import ConfigurationError
-from correlator.engine.jvm import ensure_jar, functions_available
+from correlator.engine.jvm import cache_dir, ensure_jar, functions_available, spark_jars_dir
 from correlator.engine.options import EngineOptions
 
 MIN_JAVA = 17
@@ -27,12 +33,22 @@ INTERPRETED_EVALUATION = {"spark.sql.codegen.wholeStage": "false", "spark.sql.co
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 
 
+def _java() -> str | None:
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    return java if java and os.path.exists(java) else None
+
+
+@cache
+def _java_version_text(java: str) -> str:
+    return subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+
+
 def java_major_version() -> int | None:
     """Major version of the `java` Spark would start, or None when there is none."""
-    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
-    if not java or not os.path.exists(java):
+    java = _java()
+    if java is None:
         return None
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    out = _java_version_text(java)
     for token in out.replace('"', " ").split():
         head = token.split(".")[0]
         if (head.isdigit() and "." in token) or token.isdigit():
@@ -56,6 +72,72 @@ def require_java() -> None:
 # compiler (C2) more CPU than its code wins back: the driver JVM stops at the first tier (C1). Measured on
 # `soc rules test` of the own rules, 2 cores: the JVM's CPU 58 -> 29 s, the same results.
 SHORT_LIVED_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+# The JVM's unified logging of class-data sharing: off, so that neither an archive that does not fit (another
+# JDK, changed jars: the JVM then loads classes as usual) nor writing one prints to the command's stdout.
+_QUIET_CDS = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
+def class_data_archive() -> Path | None:
+    """Where the class-data archive of Spark's driver for this JDK and these Spark jars lives (it may not exist
+    yet), or None without a `java`.
+
+    Class-data sharing (AppCDS, a dynamic archive: JDK 13+) maps the classes a previous run loaded, already
+    parsed and verified, instead of reading and verifying them from Spark's jars again: most of a short
+    command's JVM start. The archive belongs to one JDK build and one class path: its name is a digest of
+    `java -version`, the JDK's path, the pyspark version and the jars' names and sizes.
+    """
+    java = _java()
+    if java is None:
+        return None
+    digest = hashlib.sha256(f"{os.path.realpath(java)}\n{_java_version_text(java)}\n{pyspark.__version__}".encode())
+    jars = spark_jars_dir()
+    if jars.is_dir():
+        for jar in sorted(jars.iterdir()):
+            digest.update(f"{jar.name}:{jar.stat().st_size}\n".encode())
+    return cache_dir().parent / "cds" / f"spark-driver-{digest.hexdigest()[:16]}.jsa"
+
+
+def _class_data_options() -> tuple[str, tuple[Path, Path] | None]:
+    """(JVM options, (the file this JVM writes the archive to at its exit, the archive) or None when it reads
+    one): read the archive when there is one, else write it at the JVM's exit under a name of its own
+    (`_finish_archive` moves it in place, so a concurrent command never maps a half-written archive)."""
+    archive = class_data_archive()
+    if archive is None or os.environ.get("CITYSOC_CLASS_DATA_SHARING", "1") == "0":
+        return "", None
+    if archive.is_file():
+        return f"-XX:SharedArchiveFile={archive} {_QUIET_CDS}", None
+    try:
+        archive.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return "", None
+    partial = archive.with_suffix(f".{os.getpid()}.tmp")
+    return f"-XX:ArchiveClassesAtExit={partial} {_QUIET_CDS}", (partial, archive)
+
+
+def _finish_archive(session: SparkSession, partial: Path, archive: Path) -> None:
+    """At the command's exit: end the driver JVM (EOF on its stdin, as when Python exits), wait while it writes
+    the archive, then move the archive in place (atomic)."""
+    process = getattr(session.sparkContext._gateway, "proc", None)
+    try:
+        if process is not None:
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=120)
+        if partial.is_file() and partial.stat().st_size:
+            partial.replace(archive)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _warm_up(session: SparkSession) -> None:
+    """Work every first Spark job of a short command waits for, done on a thread of its own while the command
+    goes on: Spark's `lower()`/`upper()` (ICU case mappings) build a title-case table over all 1.1 million
+    code points when first called (about a second of CPU), once per JVM."""
+    jvm: Any = session.sparkContext._jvm
+    with suppress(Exception):  # another Spark version: nothing to warm
+        jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.util.CollationAwareUTF8String")
 
 
 def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_name: str = "citysoc",
@@ -77,8 +159,12 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
     jar = ensure_jar()  # CitySOC's JVM functions; None without a JDK: built-in expressions then
     if jar is not None:
         builder = builder.config("spark.jars", str(jar))
-    if short_lived:  # added to the driver's own options (`--driver-java-options`), not replacing them
-        builder = builder.config("spark.driver.defaultJavaOptions", SHORT_LIVED_JAVA_OPTIONS)
+    writing: tuple[Path, Path] | None = None
+    # this call starts the JVM (getOrCreate returns a running session as it is)
+    starts_jvm = short_lived and SparkContext._active_spark_context is None
+    if starts_jvm:  # added to the driver's own options (`--driver-java-options`), not replacing them
+        sharing, writing = _class_data_options()
+        builder = builder.config("spark.driver.defaultJavaOptions", f"{SHORT_LIVED_JAVA_OPTIONS} {sharing}".strip())
     session = (
         builder.master(master)
         .appName(app_name)
@@ -97,7 +183,36 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
+    if starts_jvm:
+        if writing is not None:
+            atexit.register(_finish_archive, session, *writing)
+        threading.Thread(target=_warm_up, args=(session,), name="spark-warm-up", daemon=True).start()
     return session
+
+
+class SessionStart:
+    """A Spark session started on a thread of its own, so that the command parses and compiles its rules while
+    the JVM starts; `get()` waits for it (and raises what starting it raised)."""
+
+    def __init__(self, build: Callable[[], SparkSession]) -> None:
+        self._build = build
+        self._session: SparkSession | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="spark-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._session = self._build()
+        except BaseException as exc:  # handed to the caller of get()
+            self._error = exc
+
+    def get(self) -> SparkSession:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._session is not None
+        return self._session
 
 
 def engine_options(spark: SparkSession, **changes: Any) -> EngineOptions:
