@@ -66,8 +66,10 @@ def test_the_ast_walk_finds_an_import_inside_a_nested_function() -> None:
 
 
 def test_only_the_listed_modules_import_by_name_at_run_time() -> None:
+    by_name = {"import_module", "__import__"}
     calling = {path for path, tree in _modules(PACKAGE) for node in ast.walk(tree)
-               if isinstance(node, ast.Attribute) and node.attr in {"import_module", "__import__"}}
+               if (isinstance(node, ast.Attribute) and node.attr in by_name)
+               or (isinstance(node, ast.Name) and node.id in by_name)}
     assert calling == set(IMPORTLIB_ALLOWED)
 
 

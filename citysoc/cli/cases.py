@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from citysoc.caseclient import CaseClient, CaseClientError
-from citysoc.cli.common import JsonOpt, TenantOpt, console, err_console, load_settings, print_json_lines
+from citysoc.caseclient import CaseClient
+from citysoc.cli.common import JsonOpt, TenantOpt, api_refusals, console, err_console, load_settings, print_json_lines
 from citysoc.cli.render import print_case_detail, print_case_queue, print_evidence
 from citysoc.wiring import case_client
 
@@ -24,12 +24,8 @@ RESOLUTION_HELP = f"With resolved/closed: {', '.join(RESOLUTIONS)}."
 @contextmanager
 def _client() -> Iterator[CaseClient]:
     """The analyst's client; a refusal of the API becomes a one-line error and exit code 1."""
-    try:
-        with case_client(load_settings(), role="soc_analyst") as client:
-            yield client
-    except CaseClientError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with api_refusals(), case_client(load_settings(), role="soc_analyst") as client:
+        yield client
 
 
 def _changed(case: dict[str, Any], as_json: bool, what: str) -> None:

@@ -6,8 +6,15 @@ from typing import Annotated
 
 import typer
 
-from citysoc.caseclient import CaseClientError
-from citysoc.cli.common import JsonOpt, TenantOpt, console, err_console, load_settings, parse_time, print_json_lines
+from citysoc.cli.common import (
+    JsonOpt,
+    TenantOpt,
+    api_refusals,
+    console,
+    load_settings,
+    parse_time,
+    print_json_lines,
+)
 from citysoc.cli.render import print_metrics
 from citysoc.wiring import case_client
 
@@ -21,13 +28,9 @@ def metrics(
     """MTTA, MTTT and MTTR with p50/p90/p95 and SLA breaches, per member and severity, over the cases opened in a
     period (the case API's /metrics: a member's key sees its own figures only)."""
     start, end = parse_time(since), parse_time(until)
-    try:
-        with case_client(load_settings(), role="soc_analyst") as client:
-            answer = client.metrics(tenant=tenant, since=start.isoformat() if start else None,
-                                    until=end.isoformat() if end else None)
-    except CaseClientError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with api_refusals(), case_client(load_settings(), role="soc_analyst") as client:
+        answer = client.metrics(tenant=tenant, since=start.isoformat() if start else None,
+                                until=end.isoformat() if end else None)
     if as_json:
         print_json_lines([*answer["rows"], *answer["overall"]])
         return

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from citysoc.caseclient import CaseClient, CaseClientError
-from citysoc.cli.common import JsonOpt, TenantOpt, console, err_console, load_settings, print_json_lines
+from citysoc.caseclient import CaseClient
+from citysoc.cli.common import JsonOpt, TenantOpt, api_refusals, console, err_console, load_settings, print_json_lines
 from citysoc.wiring import case_client, embedded_case_app
 
 contacts_app = typer.Typer(help="A member's notification contacts (email, signed webhooks).", no_args_is_help=True)
@@ -23,12 +23,8 @@ TenantArg = Annotated[str, typer.Argument(help="Member organisation (tenant id).
 @contextmanager
 def _client() -> Iterator[CaseClient]:
     """The admin's client; a refusal of the API becomes a one-line error and exit code 1."""
-    try:
-        with case_client(load_settings(), role="admin") as client:
-            yield client
-    except CaseClientError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with api_refusals(), case_client(load_settings(), role="admin") as client:
+        yield client
 
 
 @contacts_app.command("add")

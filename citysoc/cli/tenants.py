@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from citysoc.caseclient import CaseClientError
-from citysoc.cli.common import JsonOpt, console, err_console, load_settings, print_json_lines
+from citysoc.cli.common import JsonOpt, api_refusals, console, err_console, load_settings, print_json_lines
 from citysoc.cli.render import print_contract, print_tenants
 from citysoc.retention import retention_of
 from citysoc.settings import Settings
@@ -96,15 +96,11 @@ def tenants_contract(
         raise typer.BadParameter("give either --contract FILE or --default", param_hint="--default")
     document = read_contract(contract) if contract else None
     settings = load_settings()
-    try:
-        with case_client(settings, role="admin") as client:
-            if document is not None or default:
-                answer = client.set_contract(tenant_id, document)
-            else:
-                answer = client.get_contract(tenant_id)
-    except CaseClientError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with api_refusals(), case_client(settings, role="admin") as client:
+        if document is not None or default:
+            answer = client.set_contract(tenant_id, document)
+        else:
+            answer = client.get_contract(tenant_id)
     if document is not None or default:
         apply_to_event_store(settings, tenant_id, document)
     if as_json:
