@@ -103,7 +103,7 @@ def test_an_eventhub_source_is_pulled_from_the_local_amqp_server_into_the_lake_o
         added = soc(home, "sources", "add", "--tenant", NG, "--kind", "azure-eventhub", "entra-signins",
                     "--parser", "azure.signinlogs", "--setting", "connection_string=env:NG_EVENTHUB",
                     "--setting", f"eventhub={HUB}", "--setting", "consumer_group=citysoc",
-                    "--setting", "idle_seconds=1")
+                    "--setting", "idle_seconds=1", "--setting", "connect_seconds=6")
         assert added.returncode == 0 and "Listen" in added.stdout, added.stderr
         pulled = soc(home, "pull", "--once", NG_EVENTHUB=server.connection_string())
         assert pulled.returncode == 0 and "pulled 2 records" in pulled.stderr, pulled.stderr

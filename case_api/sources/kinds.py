@@ -118,7 +118,7 @@ PULL_KINDS: dict[str, PullKind] = {
                "it is encrypted with one, and, with SQS notifications (recommended: queue_url), "
                "sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on the queue only."),
     "azure-eventhub": PullKind(
-        required=("connection_string", "eventhub", "consumer_group"), optional=("idle_seconds",),
+        required=("connection_string", "eventhub", "consumer_group"), optional=("idle_seconds", "connect_seconds"),
         secrets=("connection_string",),
         grants="In Azure, route the diagnostic settings (Activity log; Entra ID SignInLogs and AuditLogs) to an "
                "event hub; create a consumer group for CitySOC and a shared access policy on that event hub with "

@@ -6,8 +6,10 @@ Each received event is one record (its body, usually the `{"records": [...]}` en
 a partition's batch is spooled, then `partition_context.update_checkpoint` records its last offset and sequence
 number in the store, durably. The SDK starts each partition after its checkpoint, so a crash before that
 write receives the batch again and the store keeps it once. A poll receives until no partition has had
-an event for `idle_seconds`, then closes the client. Credential: a connection string of a shared access
-policy with the Listen right only, on the event hub (or an Entra app with "Azure Event Hubs Data Receiver").
+an event for `idle_seconds` (default 10) twice over, then closes the client; before its first event it also
+allows `connect_seconds` (default 15) for connecting and claiming the partitions. Credential: a connection
+string of a shared access policy with the Listen right only, on the event hub (or an Entra app with "Azure Event
+Hubs Data Receiver").
 
 No Event Hubs server is available from the package registries here (Microsoft's emulator is a container
 image): the tests run this puller's real client against a local AMQP 1.0 server of the documented service
@@ -35,7 +37,7 @@ from collectors.records import RawRecord
 
 _KEYS = ("fully_qualified_namespace", "eventhub_name", "consumer_group", "partition_id")
 MAX_BATCH = 300
-CONNECT_SECONDS = 15.0
+CONNECT_SECONDS = 15.0  # default of the `connect_seconds` setting
 
 
 class FileCheckpointStore(CheckpointStore):
@@ -159,6 +161,7 @@ class EventHubPuller(Puller):
         handed: queue.Queue[tuple[Any, list[EventData], threading.Event]] = queue.Queue(maxsize=1)
         stopping = threading.Event()
         idle = float(self.source.setting("idle_seconds", 10))
+        connect = float(self.source.setting("connect_seconds", CONNECT_SECONDS))
         errors: list[str] = []
 
         def on_error(context: Any, error: Exception) -> None:
@@ -192,7 +195,7 @@ class EventHubPuller(Puller):
                                             where=self.source.where) from None
                         # caught up once no partition had an event for a while (the first wait also covers
                         # connecting and claiming the partitions)
-                        if time.monotonic() - quiet_since > idle * 2 + (0 if received else CONNECT_SECONDS):
+                        if time.monotonic() - quiet_since > idle * 2 + (0 if received else connect):
                             return
                 received = True
                 records, dead = event_records(events, eventhub=eventhub, partition=context.partition_id,

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +46,12 @@ class Harness:
                                timeout=120)
         self.spool = Spool(self.spool_dir)
         return child.returncode
+
+
+@dataclass(frozen=True)
+class UnreachableEventHub:
+    """An `azure-eventhub` source reading its connection string from `$HUB`, and that connection string: the
+    emulator form (plain AMQP) to a local port nothing listens on."""
+
+    source: PullSource
+    connection: str

@@ -19,7 +19,7 @@ from citysoc.store import ParquetEventStore
 from collectors.attribution import SourceAccess, SourceRef, token_digest
 from collectors.drain import Drainer
 from collectors.listeners.config import Limits
-from tests.collectors.intake_helpers import DEADLINE, HOSPITAL_TOKEN, SCHOOL_TOKEN, Running, fill_until_full, running
+from tests.collectors.intake_helpers import HOSPITAL_TOKEN, SCHOOL_TOKEN, Running, fill_until_full, running
 from tests.store.lake_helpers import stored_ids
 
 GITHUB_TOKEN = "9c2b1c9e-1f0e-4d6b-a7a5-3f0e8f3b7c11"  # HEC tokens are GUIDs; CitySOC's are any string
@@ -49,26 +49,19 @@ def intake(tmp_path: Path) -> Iterator[Running]:
         yield service
 
 
-@pytest.fixture
-def hec(intake: Running) -> Iterator[httpx.Client]:
-    host, port = intake.address("http")
-    with httpx.Client(base_url=f"http://{host}:{port}", timeout=DEADLINE) as client:
-        yield client
-
-
-def send(hec: httpx.Client, body: bytes, *, token: str | None = GITHUB_TOKEN, path: str = "/services/collector/event",
+def send(http: httpx.Client, body: bytes, *, token: str | None = GITHUB_TOKEN, path: str = "/services/collector/event",
          **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Splunk {token}"} if token else {}
     headers.update(kwargs.pop("headers", {}))
-    return hec.post(path, content=body, headers=headers, **kwargs)
+    return http.post(path, content=body, headers=headers, **kwargs)
 
 
 def test_github_audit_events_are_stored_under_the_tokens_tenant_once(
-        intake: Running, hec: httpx.Client, tmp_path: Path) -> None:
-    answer = send(hec, envelopes(*(audit_event(n) for n in range(3))))
+        intake: Running, http: httpx.Client, tmp_path: Path) -> None:
+    answer = send(http, envelopes(*(audit_event(n) for n in range(3))))
     assert (answer.status_code, answer.json()) == (200, {"text": "Success", "code": 0})
     # GitHub delivers at least once: the same events again, gzip, to the endpoint GitHub validates
-    again = send(hec, gzip.compress(envelopes(*(audit_event(n) for n in range(3)))), path="/services/collector",
+    again = send(http, gzip.compress(envelopes(*(audit_event(n) for n in range(3)))), path="/services/collector",
                  headers={"Content-Encoding": "gzip"})
     assert again.json() == {"text": "Success", "code": 0}
     [(tenant, source, record)] = intake.records("hec-doc-000")[:1]
@@ -86,17 +79,17 @@ def test_github_audit_events_are_stored_under_the_tokens_tenant_once(
     ({"Authorization": "Token abc"}, {}, 401, {"text": "Invalid authorization", "code": 3}),
     ({}, {"token": GITHUB_TOKEN}, 400, {"text": "Query string authorization is not enabled", "code": 16}),
 ])
-def test_authentication_answers_are_hecs(hec: httpx.Client, headers: dict[str, str], params: dict[str, str],
+def test_authentication_answers_are_hecs(http: httpx.Client, headers: dict[str, str], params: dict[str, str],
                                          status: int, answer: dict[str, Any]) -> None:
-    response = hec.post("/services/collector/event", content=envelopes(audit_event(1)), headers=headers,
+    response = http.post("/services/collector/event", content=envelopes(audit_event(1)), headers=headers,
                         params=params)
     assert response.status_code == status
     assert {key: response.json()[key] for key in ("text", "code")} == answer
 
 
-def test_basic_authentication_carries_the_token_as_its_password(intake: Running, hec: httpx.Client) -> None:
+def test_basic_authentication_carries_the_token_as_its_password(intake: Running, http: httpx.Client) -> None:
     basic = base64.b64encode(f"x:{GITHUB_TOKEN}".encode()).decode()
-    answer = send(hec, envelopes(audit_event(7)), token=None, path="/services/collector/event/1.0",
+    answer = send(http, envelopes(audit_event(7)), token=None, path="/services/collector/event/1.0",
                   headers={"Authorization": f"Basic {basic}"})
     assert answer.json() == {"text": "Success", "code": 0} and intake.records("hec-doc-007")
 
@@ -110,35 +103,35 @@ def test_basic_authentication_carries_the_token_as_its_password(intake: Running,
     (b'{"event": ""}', 400, {"text": "Event field cannot be blank", "code": 13}),
 ])
 def test_bodies_that_are_not_hec_events_get_hecs_answer_and_nothing_is_kept(
-        intake: Running, hec: httpx.Client, body: bytes, status: int, answer: dict[str, Any]) -> None:
-    response = send(hec, body)
+        intake: Running, http: httpx.Client, body: bytes, status: int, answer: dict[str, Any]) -> None:
+    response = send(http, body)
     assert response.status_code == status
     assert {key: response.json()[key] for key in ("text", "code")} == answer
     assert list(intake.spool.pending()) == []
 
 
-def test_a_source_without_a_parser_must_say_which(intake: Running, hec: httpx.Client) -> None:
-    refused = send(hec, envelopes(audit_event(3)), token=SCHOOL_TOKEN)  # the school's json push fixes no parser
+def test_a_source_without_a_parser_must_say_which(intake: Running, http: httpx.Client) -> None:
+    refused = send(http, envelopes(audit_event(3)), token=SCHOOL_TOKEN)  # the school's json push fixes no parser
     assert refused.status_code == 400 and refused.json()["code"] == 6 and "say which" in refused.json()["detail"]
-    taken = send(hec, envelopes(audit_event(3)), token=SCHOOL_TOKEN, params={"source": "github.audit"})
+    taken = send(http, envelopes(audit_event(3)), token=SCHOOL_TOKEN, params={"source": "github.audit"})
     assert taken.json() == {"text": "Success", "code": 0}
-    cloudtrail = send(hec, envelopes({"eventID": "x", "recipientAccountId": "999999999999"}), token=HOSPITAL_TOKEN)
+    cloudtrail = send(http, envelopes({"eventID": "x", "recipientAccountId": "999999999999"}), token=HOSPITAL_TOKEN)
     assert cloudtrail.status_code == 400 and "999999999999 is not registered" in cloudtrail.json()["detail"]
 
 
-def test_a_full_spool_is_server_is_busy_and_health_is_hecs(intake: Running, hec: httpx.Client) -> None:
+def test_a_full_spool_is_server_is_busy_and_health_is_hecs(intake: Running, http: httpx.Client) -> None:
     for path in ("/services/collector/health", "/services/collector/health/1.0"):
-        health = hec.get(path)
+        health = http.get(path)
         assert (health.status_code, health.json()) == (200, {"text": "HEC is healthy", "code": 17})
     fill_until_full(intake.spool)
-    busy = send(hec, envelopes(audit_event(9)))
+    busy = send(http, envelopes(audit_event(9)))
     assert busy.status_code == 503 and busy.json()["code"] == 9 and busy.json()["text"] == "Server is busy"
     assert busy.headers["Retry-After"]
 
 
-def test_bodies_over_the_limits_are_refused(hec: httpx.Client) -> None:
+def test_bodies_over_the_limits_are_refused(http: httpx.Client) -> None:
     big_event = {**audit_event(1), "padding": "x" * 20_000}
-    assert send(hec, envelopes(big_event)).status_code == 413
-    assert send(hec, envelopes(*(audit_event(n) for n in range(101)))).status_code == 413
+    assert send(http, envelopes(big_event)).status_code == 413
+    assert send(http, envelopes(*(audit_event(n) for n in range(101)))).status_code == 413
     bomb = gzip.compress(b" " * (2 * 1024 * 1024))
-    assert send(hec, bomb, headers={"Content-Encoding": "gzip"}).status_code == 413
+    assert send(http, bomb, headers={"Content-Encoding": "gzip"}).status_code == 413

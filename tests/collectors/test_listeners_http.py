@@ -15,7 +15,6 @@ from citysoc.store import ParquetEventStore
 from collectors.drain import Drainer
 from collectors.listeners.config import Limits
 from tests.collectors.intake_helpers import (
-    DEADLINE,
     HOSPITAL_TOKEN,
     SCHOOL_TOKEN,
     Running,
@@ -41,13 +40,6 @@ def intake(tmp_path: Path) -> Iterator[Running]:
     limits = Limits(http_max_body_bytes=1024 * 1024, http_max_record_bytes=64 * 1024, http_max_records=1000)
     with running(tmp_path, limits=limits, max_spool_bytes=8 * 1024 * 1024, kinds=("http",)) as service:
         yield service
-
-
-@pytest.fixture
-def http(intake: Running) -> Iterator[httpx.Client]:
-    host, port = intake.address("http")
-    with httpx.Client(base_url=f"http://{host}:{port}", timeout=DEADLINE) as client:
-        yield client
 
 
 def post(http: httpx.Client, body: bytes, *, token: str | None = HOSPITAL_TOKEN, **kwargs: object) -> httpx.Response:

@@ -5,7 +5,8 @@ server), drained into a real lake: both partitions read, events filed under the 
 checkpoint written only after the spool holds its batch, a restart starting after the checkpoint (the offset
 filter the client attaches with), and a SIGKILL between the spool append and the checkpoint received again and
 stored once (by the sign-in's `properties.id`). Each pull waits `idle_seconds` (1 s) twice to call itself caught
-up, so these tests take seconds."""
+up, and a pull that receives nothing `connect_seconds` (6 s, against 15 s by default) more, so these tests take
+seconds."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def lake(tmp_path: Path, hub: EventHubServer) -> Iterator[Lake]:
 def eventhub_source(group: str = "citysoc") -> PullSource:
     return PullSource(id=31, tenant="northgate", name="entra-signins", kind="azure-eventhub", parser="azure.signinlogs",
                       settings={"connection_string": "env:NORTHGATE_EVENTHUB", "eventhub": HUB,
-                                "consumer_group": group, "idle_seconds": "1"})
+                                "consumer_group": group, "idle_seconds": "1", "connect_seconds": "6"})
 
 
 def test_both_partitions_are_filed_under_the_tenant_and_checkpointed_after_the_spool(hub: EventHubServer,

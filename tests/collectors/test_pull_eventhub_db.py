@@ -21,8 +21,9 @@ from azure.eventhub._eventprocessor.ownership_manager import OwnershipManager
 from azure.eventhub._eventprocessor.partition_context import PartitionContext
 from azure.eventhub._pyamqp.message import Message
 
-from collectors.pull import PullError, PullSource, get_puller
+from collectors.pull import PullError, get_puller
 from collectors.pull.eventhub_db import DatabaseCheckpointStore
+from tests.collectors.pull_helpers import UnreachableEventHub
 
 NAMESPACE, HUB, GROUP = "member.servicebus.windows.net", "insights-logs", "citysoc"
 POSTGRES_ADMIN_DSN = os.environ.get("SOC_TEST_POSTGRES_DSN",
@@ -142,26 +143,18 @@ def test_the_sdks_load_balancer_shares_the_partitions_and_takes_over_released_on
         store.close()
 
 
-def test_the_puller_takes_the_database_store_from_its_environment(tmp_path: Path) -> None:
+def test_the_puller_takes_the_database_store_from_its_environment(tmp_path: Path,
+                                                                  unreachable_eventhub: UnreachableEventHub) -> None:
     """With SOC_PULL_DATABASE_URL the Event Hub puller runs the SDK's client on the shared store (here against a
     closed local port: the pull fails with the client's reason, and the store's tables exist). SQLite only: the
     wiring is the same for PostgreSQL, and the client's connection attempts take 12 s."""
-    import socket
-
     from sqlalchemy import create_engine, inspect
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    source = PullSource(3, "council", "hub", "azure-eventhub", "azure.signinlogs", {
-        "connection_string": "env:HUB", "eventhub": HUB, "consumer_group": "$Default", "idle_seconds": "1"})
-    connection = (f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=listen;SharedAccessKey=k;"
-                  "UseDevelopmentEmulator=true")
     database = f"sqlite:///{tmp_path / 'pull.db'}"
     state = tmp_path / "checkpoints"
     state.mkdir()
-    puller = get_puller("azure-eventhub")(source, environ={"HUB": connection, "SOC_PULL_DATABASE_URL": database},
-                                          state_dir=state)
+    puller = get_puller("azure-eventhub")(unreachable_eventhub.source, state_dir=state, environ={
+        "HUB": unreachable_eventhub.connection, "SOC_PULL_DATABASE_URL": database})
     with pytest.raises(PullError, match="the event hub could not be read"):
         list(puller.batches(None))
     engine = create_engine(database)

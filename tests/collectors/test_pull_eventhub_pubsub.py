@@ -19,6 +19,7 @@ from collectors.pull import PullError, PullSource, get_puller
 from collectors.pull.eventhub import FileCheckpointStore, event_records
 from collectors.pull.pubsub import message_records
 from collectors.records import RawRecord
+from tests.collectors.pull_helpers import UnreachableEventHub
 
 NAMESPACE, HUB, GROUP = "member.servicebus.windows.net", "insights-logs", "citysoc"
 
@@ -90,18 +91,11 @@ def test_pullers_refuse_missing_settings_and_literal_secrets() -> None:
         puller.secret("connection_string")
 
 
-def test_an_event_hub_that_cannot_be_reached_fails_the_pull_with_the_reason(tmp_path: Path) -> None:
+def test_an_event_hub_that_cannot_be_reached_fails_the_pull_with_the_reason(
+        tmp_path: Path, unreachable_eventhub: UnreachableEventHub) -> None:
     """The real consumer client, pointed at a closed local port (the emulator form of a connection string):
     the pull reports why it received nothing, rather than taking the silence for being caught up."""
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    source = PullSource(3, "council", "hub", "azure-eventhub", "azure.signinlogs", {
-        "connection_string": "env:HUB", "eventhub": HUB, "consumer_group": "$Default", "idle_seconds": "1"})
-    connection = (f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=listen;SharedAccessKey=k;"
-                  "UseDevelopmentEmulator=true")
-    puller = get_puller("azure-eventhub")(source, environ={"HUB": connection}, state_dir=tmp_path)
+    puller = get_puller("azure-eventhub")(unreachable_eventhub.source, environ={"HUB": unreachable_eventhub.connection},
+                                          state_dir=tmp_path)
     with pytest.raises(PullError, match=r"the event hub could not be read: .*refused"):
         list(puller.batches(None))

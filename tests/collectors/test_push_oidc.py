@@ -25,7 +25,7 @@ from citysoc.store import ParquetEventStore
 from collectors.attribution import SourceAccess, SourceRef
 from collectors.drain import Drainer
 from collectors.google_id import GoogleIdTokens
-from tests.collectors.intake_helpers import DEADLINE, SCHOOL_TOKEN, Running, running
+from tests.collectors.intake_helpers import SCHOOL_TOKEN, Running, running
 from tests.collectors.pull_servers import Answer, ReplayServer, Request
 
 PUSHER = "citysoc-push@council-prod.iam.gserviceaccount.com"
@@ -94,13 +94,6 @@ def intake(tmp_path: Path, certs: GoogleCerts) -> Iterator[Running]:
     council = SourceAccess(COUNCIL_PUSH, frozenset({"http"}), push_identity=(PUSHER, AUDIENCE))
     with running(tmp_path, kinds=("http",), more_sources=(council,), id_tokens=GoogleIdTokens(certs.url)) as service:
         yield service
-
-
-@pytest.fixture
-def http(intake: Running) -> Iterator[httpx.Client]:
-    host, port = intake.address("http")
-    with httpx.Client(base_url=f"http://{host}:{port}", timeout=DEADLINE) as client:
-        yield client
 
 
 def push_body(insert_id: str) -> bytes:
