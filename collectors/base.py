@@ -30,7 +30,7 @@ from citysoc.deadletter import DeadLetter
 from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix
 from collectors.columns import EventColumns, table_docs, valid_time
 from collectors.errors import UnknownParserError, UnparsableRecordError
-from collectors.files import DEFAULT_LIMITS, ReadLimits, read_lines
+from collectors.files import DEFAULT_LIMITS, ReadLimits, read_line_blocks, read_lines
 from collectors.records import ParsedBatch, RawRecord, RecordBlock, payload_column, received_column, single_received
 from collectors.redact import redact_record, redact_text
 
@@ -143,6 +143,15 @@ class LogParser(ABC):
     def records(self, path: Path) -> Iterator[RawRecord]:
         """The file's records in bounded memory (gzip transparent); lines, unless the parser reads otherwise."""
         return read_lines(path, received=self.options.ingested(), limits=self.limits)
+
+    def record_chunks(self, path: Path) -> Iterator[Sequence[RawRecord]]:
+        """`records(path)` a stretch at a time: for a file of lines, `RecordBlock`s (no object per line); a parser
+        that reads its records otherwise gets its own records, one a list (they can be large: the batching
+        counts their bytes one by one)."""
+        if type(self).records is not LogParser.records:
+            yield from ([record] for record in self.records(path))
+            return
+        yield from read_line_blocks(path, received=self.options.ingested(), limits=self.limits)
 
     def for_file(self, path: Path) -> LogParser:
         """This parser with the file's modification time as the reference for year-less times (unless given)."""

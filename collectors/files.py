@@ -15,13 +15,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from collectors.records import RawRecord, ReadProblem
+from collectors.records import RawRecord, ReadProblem, RecordBlock
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -133,6 +133,29 @@ def split_lines(chunks: Iterable[bytes], *, name: str, received: datetime,
     `origin` is `name:lineno`. A `ReadError` from the chunks becomes a last record carrying the problem and
     the incomplete line read before it.
     """
+    for piece in _line_pieces(chunks, name=name, received=received, limits=limits):
+        if isinstance(piece, RawRecord):
+            yield piece
+        else:
+            first, lines = piece
+            yield from (RawRecord(line, f"{name}:{number}", received) for number, line in enumerate(lines, first))
+
+
+def split_line_blocks(chunks: Iterable[bytes], *, name: str, received: datetime,
+                      limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[Sequence[RawRecord]]:
+    """`split_lines` a stretch at a time: the whole lines of a chunk as one `RecordBlock` (origins `name:`
+    and the line number, no object per line), a line with a `ReadProblem` as a list of its one record."""
+    for piece in _line_pieces(chunks, name=name, received=received, limits=limits):
+        if isinstance(piece, RawRecord):
+            yield [piece]
+        elif piece[1]:
+            yield RecordBlock.of(piece[1], received=received, origin_prefix=f"{name}:", first=piece[0])
+
+
+def _line_pieces(chunks: Iterable[bytes], *, name: str, received: datetime,
+                 limits: ReadLimits) -> Iterator[RawRecord | tuple[int, list[bytes]]]:
+    """The lines of the chunks: (first line number, lines) for a stretch of lines within the size limit, a
+    `RawRecord` for a line over it, the last line, and the read problem that ended the stream."""
     pending = b""
     long_line: _LongLine | None = None
     lineno = 0
@@ -167,7 +190,12 @@ def split_lines(chunks: Iterable[bytes], *, name: str, received: datetime,
             pending = data
         else:
             pending = data[cut + 1:]
-            for line in data[: cut + 1].splitlines():
+            lines = data[: cut + 1].splitlines()
+            if max(map(len, lines), default=0) <= limits.max_record_bytes:  # the usual chunk
+                yield lineno + 1, lines
+                lineno += len(lines)
+                lines = []
+            for line in lines:
                 lineno += 1
                 if len(line) > limits.max_record_bytes:
                     over = _LongLine(line, limits)
@@ -191,3 +219,9 @@ def _first_break(data: bytes) -> int:
 def read_lines(path: Path, *, received: datetime, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[RawRecord]:
     """The lines of a (possibly gzipped) text file as records, in bounded memory (see the module docstring)."""
     yield from split_lines(read_chunks(path, limits), name=str(path), received=received, limits=limits)
+
+
+def read_line_blocks(path: Path, *, received: datetime,
+                     limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[Sequence[RawRecord]]:
+    """`read_lines` a chunk at a time (`split_line_blocks`)."""
+    yield from split_line_blocks(read_chunks(path, limits), name=str(path), received=received, limits=limits)

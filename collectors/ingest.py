@@ -32,7 +32,7 @@ from collectors.base import LogParser, ParserOptions, get_parser
 from collectors.enrich import GeoEnricher
 from collectors.errors import InputPathError
 from collectors.files import DEFAULT_LIMITS, ReadLimits
-from collectors.records import RawRecord
+from collectors.records import RawRecord, RecordBlock
 
 log = structlog.get_logger(__name__)
 
@@ -97,19 +97,39 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def record_batches(records: Iterable[RawRecord], *, size: int,
-                   max_bytes: int = BATCH_BYTES) -> Iterator[list[RawRecord]]:
-    """Consecutive batches of at most `size` records and about `max_bytes` bytes of payload."""
-    batch: list[RawRecord] = []
-    held = 0
-    for record in records:
-        batch.append(record)
-        held += len(record.payload)
-        if len(batch) >= size or held >= max_bytes:
-            yield batch
-            batch, held = [], 0
-    if batch:
-        yield batch
+def record_batches(chunks: Iterable[Sequence[RawRecord]], *, size: int,
+                   max_bytes: int = BATCH_BYTES) -> Iterator[Sequence[RawRecord]]:
+    """Consecutive batches of at most `size` records and about `max_bytes` bytes of payload, from a reader's
+    chunks (`LogParser.record_chunks`): a batch of record blocks only is one `RecordBlock`, any other a list."""
+    parts: list[Sequence[RawRecord]] = []
+    count = held = 0
+    for chunk in chunks:
+        start = 0
+        while start < len(chunk):
+            stop = min(len(chunk), start + size - count)
+            part = chunk.cut(start, stop) if isinstance(chunk, RecordBlock) else chunk[start:stop]
+            parts.append(part)
+            count += len(part)
+            held += _payload_bytes(part)
+            start = stop
+            if count >= size or held >= max_bytes:
+                yield _joined(parts)
+                parts, count, held = [], 0, 0
+    if parts:
+        yield _joined(parts)
+
+
+def _payload_bytes(part: Sequence[RawRecord]) -> int:
+    if isinstance(part, RecordBlock):
+        return int(part.payloads.nbytes)
+    return sum(len(record.payload) for record in part)
+
+
+def _joined(parts: list[Sequence[RawRecord]]) -> Sequence[RawRecord]:
+    blocks = [part for part in parts if isinstance(part, RecordBlock)]
+    if len(blocks) == len(parts):
+        return blocks[0] if len(blocks) == 1 else RecordBlock.concat(blocks)
+    return [record for part in parts for record in part]
 
 
 class _Writer:
@@ -185,7 +205,7 @@ def _ingest_file(parser: LogParser, path: Path, *, tenant: str, source: str, sto
     events = letters = 0
     try:
         parser = parser.for_file(path)
-        for batch in record_batches(parser.records(path), size=batch_size):
+        for batch in record_batches(parser.record_chunks(path), size=batch_size):
             parsed = parser.parse_records(batch, tenant=tenant, source=source, occurrences=occurrences, file=path)
             for dataset, table in parsed.tables.items():
                 writer.add(dataset, table if enricher is None else enricher.enrich(table))

@@ -104,6 +104,19 @@ class RecordBlock(Sequence[RawRecord]):
     def __len__(self) -> int:
         return len(self.payloads)
 
+    def cut(self, start: int, stop: int) -> RecordBlock:
+        """The records from `start` to `stop` (0 <= start <= stop <= len) as a block over the same buffers."""
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError("record block cut out of range")
+        runs: list[RecordRun] = []
+        begin = 0
+        for run in self.runs:
+            low, high = max(start, begin), min(stop, begin + run.size)
+            if low < high:
+                runs.append(RecordRun(high - low, run.received, run.origin_prefix, run.first + low - begin))
+            begin += run.size
+        return RecordBlock(self.payloads.slice(start, stop - start), runs)
+
     @overload
     def __getitem__(self, index: int) -> RawRecord: ...
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
 import zlib
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from collectors.files import DEFAULT_LIMITS, ReadLimits, read_lines, split_lines
+from collectors.files import DEFAULT_LIMITS, ReadError, ReadLimits, read_lines, split_line_blocks, split_lines
+from collectors.ingest import record_batches
 from collectors.jsonfiles import NOT_JSON, read_json_records, split_json
-from collectors.records import RawRecord
+from collectors.records import RawRecord, ReadProblem, RecordBlock
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 SMALL = ReadLimits(max_record_bytes=64, kept_prefix_bytes=16, chunk_bytes=7)
@@ -179,3 +182,42 @@ def test_a_large_gzipped_ndjson_file_streams(tmp_path: Path) -> None:
         assert record.problem is None
         count += 1
     assert count == 200_000
+
+
+def _stream(chunks: list[bytes], fails: bool) -> Iterator[bytes]:
+    yield from chunks
+    if fails:
+        raise ReadError("gzip stream truncated")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_line_blocks_hold_the_records_split_lines_gives(seed: int) -> None:
+    # what soc ingest reads: a chunk's whole lines as one record block, an over-long line or the read problem as
+    # its one record; flattened, the same records (origins, payloads, problems) as line by line
+    rng = random.Random(seed)
+    data = b"".join(rng.choice([b"a", b"bb", b"", b"x" * 70, b"<13>Jan  1 00:00:00 h p: m"]) +
+                    rng.choice([b"\n", b"\r\n", b"\r"]) for _ in range(300)) + b"tail"
+    blocks = 0
+    for size in (5, 7, 64, 333, len(data)):
+        chunks = [data[i:i + size] for i in range(0, len(data), size)]
+
+        for fails in (False, True):
+            expected = list(split_lines(_stream(chunks, fails), name="f", received=NOW, limits=SMALL))
+            pieces = list(split_line_blocks(_stream(chunks, fails), name="f", received=NOW, limits=SMALL))
+            assert [record for piece in pieces for record in piece] == expected, size
+            assert all(isinstance(piece, RecordBlock) or len(piece) == 1 for piece in pieces)
+            blocks += sum(isinstance(piece, RecordBlock) for piece in pieces)
+    assert blocks
+
+
+def test_ingest_batches_cut_blocks_at_the_batch_size_and_keep_order() -> None:
+    block = RecordBlock.concat([
+        RecordBlock.of([b"a%d" % n for n in range(5)], received=NOW, origin_prefix="f:", first=1),
+        RecordBlock.of([b"b%d" % n for n in range(4)], received=NOW, origin_prefix="g:", first=10)])
+    problem = RawRecord(b"p", "f:99", NOW, ReadProblem("cut"))
+    chunks: list[Sequence[RawRecord]] = [block, [problem], block.cut(2, 6)]
+    batches = list(record_batches(chunks, size=4))
+    assert [len(batch) for batch in batches] == [4, 4, 4, 2]
+    assert [record for batch in batches for record in batch] == [*block, problem, *list(block)[2:6]]
+    assert isinstance(batches[0], RecordBlock) and isinstance(batches[2], list)
+    assert block.cut(3, 7).runs == (block.runs[0]._replace(size=2, first=4), block.runs[1]._replace(size=2))
