@@ -166,7 +166,7 @@ def bench_author_loop(options: argparse.Namespace) -> None:
     if options.skip_backtest:
         return
     home = OUT / "rules-home"
-    if not (home / "events").is_dir():
+    if not (home / "lake" / "events").is_dir():
         subprocess.run([str(SOC), "demo"], env={**os.environ, "SOC_HOME": str(home)}, check=True,
                        capture_output=True)
     done, seconds, cpu = run_measured([str(SOC), "rules", "backtest"], {**os.environ, "SOC_HOME": str(home)})

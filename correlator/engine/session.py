@@ -7,6 +7,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -198,6 +199,7 @@ class SessionStart:
         self._build = build
         self._session: SparkSession | None = None
         self._error: BaseException | None = None
+        self._interruptible = False
         self._thread = threading.Thread(target=self._run, name="spark-start", daemon=True)
         self._thread.start()
 
@@ -208,11 +210,22 @@ class SessionStart:
             self._error = exc
 
     def get(self) -> SparkSession:
+        """The session; on the main thread also Ctrl-C's handler that a session started there would have
+        installed (cancel the running Spark jobs, raise KeyboardInterrupt), whatever SIGINT's disposition was."""
         self._thread.join()
         if self._error is not None:
             raise self._error
-        assert self._session is not None
-        return self._session
+        session = self._session
+        assert session is not None
+        if threading.current_thread() is threading.main_thread() and not self._interruptible:
+            def interrupt(signum: int, frame: Any) -> None:
+                with suppress(Exception):
+                    session.sparkContext.cancelAllJobs()
+                raise KeyboardInterrupt
+
+            signal.signal(signal.SIGINT, interrupt)
+            self._interruptible = True
+        return session
 
 
 def engine_options(spark: SparkSession, **changes: Any) -> EngineOptions:
