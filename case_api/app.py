@@ -25,12 +25,14 @@ from case_api.auth.views import router as keys_router
 from case_api.auth.views import users_router
 from case_api.campaigns.rules import load_campaign_rules
 from case_api.campaigns.views import router as campaigns_router
+from case_api.cases.hot import HotReads
+from case_api.cases.queue import QueueCache
 from case_api.cases.views import router as cases_router
 from case_api.cases.work_views import router as case_work_router
 from case_api.console.oidc import ConsoleOidc
 from case_api.console.views import HEADINGS, console_error, install_console, is_console
 from case_api.console.web import CONSOLE_PREFIX
-from case_api.db import API_THREADS, make_engine, make_session_factory, upgrade_database
+from case_api.db import API_THREADS, make_engine, make_read_engine, make_session_factory, upgrade_database
 from case_api.errors import AuthenticationError, CaseApiError, InvalidRequestError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.read_session_factory = make_session_factory(make_read_engine(engine))
+    app.state.queue_cache = QueueCache()
     app.state.last_use = LastUseThrottle()
     app.state.key_cache = KeyCache()
     oidc = settings.oidc()
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_console(app)
     _install_docs(app)
     _install_error_handlers(app)
+    # Innermost: the queue and case reads it can answer skip FastAPI's routing and dependencies (cases/hot.py).
+    app.add_middleware(HotReads, prefix=API_PREFIX)
     app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, console_prefix=CONSOLE_PREFIX,
                        max_body_bytes=settings.max_body_bytes)
     # Inside the access log, so its duration includes the wait for admission.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -19,11 +19,14 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from citysoc.files import ensure_private_dir, ensure_private_file
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -85,9 +88,9 @@ def normalise_database_url(url: str) -> str:
 API_THREADS = 16
 
 #: Connections an engine may hold: more than the requests admitted at once (each holds at most its session's
-#: connection) plus the outbox drainer's, so no request waits for one; opened on demand, 8 kept.
-#: `soc api --workers N` opens up to N times this many: they must fit PostgreSQL's max_connections (100 by
-#: default).
+#: connection) plus the outbox drainer's, so no request waits for one; opened on demand, 8 kept. On PostgreSQL
+#: the hot reads have a pool of their own of up to API_THREADS (:func:`make_read_engine`): `soc api --workers N`
+#: opens up to N times 36 connections, which must fit PostgreSQL's max_connections (100 by default).
 POOL: dict[str, Any] = {"pool_size": 8, "max_overflow": API_THREADS + 4 - 8}
 
 
@@ -96,12 +99,7 @@ def make_engine(url: str) -> Engine:
     url = normalise_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        # Sessions in UTC: psycopg then reads timestamptz values as UTC datetimes itself (with the server's zone,
-        # Etc/UTC here, every value was converted again in Python). No statement depends on the session's zone
-        # (the one that formats a day names UTC itself).
-        given = parsed.query.get("options") or ()
-        options = " ".join([*([given] if isinstance(given, str) else given), "-c TimeZone=UTC"])
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args={"options": options},
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=_pg_connect_args(url),
                              **POOL)
 
     database = parsed.database
@@ -124,6 +122,44 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _enable_sqlite_foreign_keys)
     return engine
+
+
+def _pg_connect_args(url: str) -> dict[str, Any]:
+    # Sessions in UTC: psycopg then reads timestamptz values as UTC datetimes itself (with the server's zone,
+    # Etc/UTC here, every value was converted again in Python). No statement depends on the session's zone
+    # (the one that formats a day names UTC itself).
+    given = make_url(url).query.get("options") or ()
+    return {"options": " ".join([*([given] if isinstance(given, str) else given), "-c TimeZone=UTC"])}
+
+
+def make_read_engine(engine: Engine) -> Engine:
+    """The engine of the hot reads (the queue page, the case detail): on PostgreSQL a second pool of autocommit
+    connections without a ping on checkout, so a read of one statement is one round trip (with ``engine`` it is
+    four: the ping, BEGIN, the statement, ROLLBACK). Each statement sees its own snapshot, as under READ
+    COMMITTED within a transaction. A connection found dead is retried once by :func:`read_retrying`.
+    SQLite: ``engine`` itself (its reads take no round trip).
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    url = engine.url.render_as_string(hide_password=False)
+    reads = create_engine(url, isolation_level="AUTOCOMMIT", hide_parameters=True,
+                          connect_args=_pg_connect_args(url), pool_size=4, max_overflow=API_THREADS - 4)
+    # Disposed with the engine it reads beside (``app.state.engine.dispose()``).
+    event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
+    return reads
+
+
+def read_retrying(factory: Callable[[], Session], read: Callable[[Session], T]) -> T:
+    """``read`` on a session of ``factory`` (the read engine's), once more on a new connection if the first
+    one's connection was found dead (the server restarted, say): the pool has no ping to find it before."""
+    for attempt in range(2):
+        with factory() as session:
+            try:
+                return read(session)
+            except DBAPIError as error:
+                if attempt or not error.connection_invalidated:
+                    raise
+    raise AssertionError("unreachable")
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -13,12 +13,14 @@ closed under, the clocks the current one) and a case without stored due times ge
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Collection, Hashable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row
+from sqlalchemy import Row, Select
 from sqlalchemy.orm import Session
 
 from case_api.cases.models import FINISHED_STATUSES, Case, CaseStatus, Severity, priority
@@ -47,6 +49,7 @@ _ACK_DUE, _TRIAGE_DUE, _RESOLVE_DUE = (_AT[due] for _clock, _stop, due in _CLOCK
 #: A severity's priority by the tenant's asset criticality (``priority``), by the plain strings a row holds.
 _PRIORITY = {(str(level), str(criticality)): priority(level, criticality)
              for level in Severity for criticality in Severity}
+_CONTRACT_CHANGED = TenantContract.updated_at.label("contract_changed")
 #: What a page's clocks share per contract and severity: the SLA object's first keys, and each clock's target.
 _Shape = tuple[dict[str, Any], tuple[tuple[str, int, int, int], ...]]
 
@@ -69,15 +72,105 @@ def queue_page(
     ``now`` (default: the time of reading); ``clocks=False`` leaves them out (``sla`` none), for a page that
     shows only the next due time."""
     query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only, filters=filters)
+    return _page(session, query, limit, offset, (now or utcnow()) if clocks else None, [None])[1]
+
+
+def _page(session: Session, query: Select[Any], limit: int, offset: int, now: datetime | None,
+          horizon: list[datetime | None]) -> tuple[list[Row[Any]], list[dict[str, Any]]]:
+    """The page's rows and cases; ``horizon`` ends up holding the time until which the cases' clocks stay as
+    read (``None``: some clock was computed, see :class:`QueueCache`)."""
     # Each case's tenant's asset criticality and contract come with it: one round trip for the page.
-    query = (query.with_only_columns(*_COLUMNS, Tenant.asset_criticality, TenantContract.contract)
-             .outerjoin(Tenant, Tenant.id == Case.tenant_id)
-             .outerjoin(TenantContract, TenantContract.tenant_id == Case.tenant_id))
-    rows = cast(Sequence[Row[Any]], session.execute(query.limit(limit).offset(offset)).all())
-    at = (now or utcnow()) if clocks else None
+    query = _joined(query, *_COLUMNS, Tenant.asset_criticality, TenantContract.contract, _CONTRACT_CHANGED)
+    rows = list(session.execute(query.limit(limit).offset(offset)).all())
     shapes: dict[tuple[int, str], _Shape] = {}
-    return [_case(row, remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract),
-                  row.asset_criticality or "medium", at, shapes) for row in rows]
+    return rows, [
+        _case(row, remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract),
+              row.asset_criticality or "medium", now, shapes, horizon) for row in rows]
+
+
+def _joined(query: Select[Any], *columns: Any) -> Select[Any]:
+    return (query.with_only_columns(*columns)
+            .outerjoin(Tenant, Tenant.id == Case.tenant_id)
+            .outerjoin(TenantContract, TenantContract.tenant_id == Case.tenant_id))
+
+
+@dataclass(frozen=True)
+class _Cached:
+    check: Select[Any]  # the page's stamp query, built once per key
+    stamp: tuple[tuple[Any, ...], ...]
+    body: bytes
+    until: datetime  # the clocks' breach flags hold before this time
+
+
+class QueueCache:
+    """Queue pages as their JSON bytes, per process, by the caller's tenant scope and the page's parameters.
+
+    A cached page is served only after its stamp is read again and found equal: the page's case ids and
+    versions (every change to a case bumps its version, except the due times a contract change rewrites),
+    each case's tenant's asset criticality and the time its contract last changed, in one statement off the
+    same index as the page, in place of the page's 26 columns turned into dicts and JSON. What else the page
+    shows is the time of reading: a page is served until the first due time of a running, unbreached clock on
+    it, and a page with a clock computed at the time of reading (a paused case, a finished one, one without
+    stored due times) is not kept. The scope is part of the key and of the stamp's query, so a page is only
+    ever served to a caller whose own query selects the same cases.
+    """
+
+    def __init__(self, max_bytes: int = 32 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._pages: dict[Hashable, _Cached] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> _Cached | None:
+        return self._pages.get(key)
+
+    def put(self, key: Hashable, page: _Cached) -> None:
+        size = len(page.body)
+        if size > self.max_bytes // 16:
+            return
+        with self._lock:
+            old = self._pages.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.body)
+            if self._bytes + size > self.max_bytes:  # full: start over rather than track an order of use
+                self._pages.clear()
+                self._bytes = 0
+            self._pages[key] = page
+            self._bytes += size
+
+
+def queue_body(
+    *,
+    session: Session,
+    cache: QueueCache,
+    scope: Collection[str] | None,
+    tenant_id: str | None = None,
+    status: CaseStatus | None = None,
+    open_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    now: datetime | None = None,
+) -> bytes:
+    """:func:`queue_json` of :func:`queue_page` (clocks as of ``now``, default the time of reading), from
+    ``cache`` when its stamp still holds (:class:`QueueCache`)."""
+    at = now or utcnow()
+    key = (None if scope is None else frozenset(scope), tenant_id, status, open_only, limit, offset)
+    cached = cache.get(key)
+    if cached is not None and at < cached.until:
+        stamp = tuple(tuple(row) for row in session.execute(cached.check))
+        if stamp == cached.stamp:
+            return cached.body
+    query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only)
+    horizon: list[datetime | None] = [datetime.max.replace(tzinfo=at.tzinfo)]
+    rows, cases = _page(session, query, limit, offset, at, horizon)
+    body = queue_json(cases)
+    until = horizon[0]
+    if until is not None:
+        check = cached.check if cached is not None else _joined(
+            query, Case.id, Case.version, Tenant.asset_criticality, _CONTRACT_CHANGED).limit(limit).offset(offset)
+        stamp = tuple((row.id, row.version, row.asset_criticality, row.contract_changed) for row in rows)
+        cache.put(key, _Cached(check=check, stamp=stamp, body=body, until=until))
+    return body
 
 
 def queue_json(cases: list[dict[str, Any]]) -> bytes:
@@ -86,21 +179,22 @@ def queue_json(cases: list[dict[str, Any]]) -> bytes:
 
 
 def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime | None,
-          shapes: dict[tuple[int, str], _Shape]) -> dict[str, Any]:
+          shapes: dict[tuple[int, str], _Shape], horizon: list[datetime | None]) -> dict[str, Any]:
     out = dict(zip(_FIELDS, row, strict=False))  # the row's first columns are _FIELDS, in order
     severity: str = row[_SEVERITY]
-    out["sla"] = None if now is None else _clocks(row, severity, found, now, shapes)
+    out["sla"] = None if now is None else _clocks(row, severity, found, now, shapes, horizon)
     out["priority"] = _PRIORITY[severity, criticality]
     out["version"] = row[_VERSION]
     return out
 
 
 def _clocks(row: Row[Any], severity: str, found: tuple[SlaContract, bool], now: datetime,
-            shapes: dict[tuple[int, str], _Shape]) -> dict[str, Any]:
+            shapes: dict[tuple[int, str], _Shape], horizon: list[datetime | None]) -> dict[str, Any]:
     contract, default = found
     stored = (row[_STATUS] not in _FINISHED and row[_PAUSED_SINCE] is None and row[_ACK_DUE] is not None
               and row[_TRIAGE_DUE] is not None and row[_RESOLVE_DUE] is not None)
     if not stored:
+        horizon[0] = None
         # The row carries every column the clocks read (its created_at, severity, stop times and pauses).
         return read_clocks(cast(Case, row), contract, now=now, default=default).model_dump()
     shape = shapes.get((id(contract), severity))
@@ -116,5 +210,8 @@ def _clocks(row: Row[Any], severity: str, found: tuple[SlaContract, bool], now: 
     for clock, stop_at, due_at, target in each:
         stop: datetime | None = row[stop_at]
         due: datetime = row[due_at]
-        sla[clock] = {"target_seconds": target, "due_at": due, "done_at": stop, "breached": (stop or now) > due}
+        breached = (stop or now) > due
+        sla[clock] = {"target_seconds": target, "due_at": due, "done_at": stop, "breached": breached}
+        if stop is None and not breached and (until := horizon[0]) is not None and due < until:
+            horizon[0] = due
     return sla

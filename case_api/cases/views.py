@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
+from starlette.datastructures import State
 
 from case_api.alerts.models import AlertOut
 from case_api.auth.dependencies import TenantScope, require_roles
@@ -17,7 +18,7 @@ from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.evidence import EVIDENCE_PAGE, MAX_EVIDENCE_PAGE, EventStoreDep, EvidencePage, case_evidence
 from case_api.cases.models import Case, CaseEventOut, CaseOut, CasePatch, CaseStatus
-from case_api.cases.queue import queue_json, queue_page
+from case_api.cases.queue import queue_body
 from case_api.cases.service import (
     case_alerts,
     case_events,
@@ -26,7 +27,7 @@ from case_api.cases.service import (
     update_case,
 )
 from case_api.cases.versions import IfMatch, etag, parse_if_match
-from case_api.db import SessionDep
+from case_api.db import SessionDep, read_retrying
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -48,7 +49,7 @@ class CaseDetailOut(CaseOut):
 @router.get("", response_model=list[CaseOut],
             dependencies=[Depends(require_roles(*CASE_READERS))])
 def get_cases(
-    session: SessionDep,
+    request: Request,
     scope: TenantScope,
     tenant: str | None = None,
     status: CaseStatus | None = None,
@@ -57,11 +58,20 @@ def get_cases(
     offset: Offset = 0,
 ) -> Response:
     """The queue: the next SLA due time first, then most severe; cases with every clock stopped or paused last."""
-    # The body is list[CaseOut] as serialised (cases/queue.py), built without a model per case: the hot read.
-    cases = queue_page(session=session, scope=scope, tenant_id=tenant, status=status, open_only=open_only,
-                       limit=limit, offset=offset)
-    session.close()  # on this thread: the request's session dependency then has no round trip left to make
-    return Response(queue_json(cases), media_type="application/json")
+    body = read_queue(request.app.state, scope, tenant_id=tenant, status=status, open_only=open_only, limit=limit,
+                      offset=offset)
+    return Response(body, media_type="application/json")
+
+
+def read_queue(state: State, scope: frozenset[str] | None, *, tenant_id: str | None, status: CaseStatus | None,
+               open_only: bool, limit: int, offset: int) -> bytes:
+    """``GET /cases``'s body: list[CaseOut] as serialised (cases/queue.py), built without a model per case, or the
+    same bytes from the queue cache when the page's stamp holds; on the read engine. Also answered by
+    cases/hot.py."""
+    cache = state.queue_cache
+    return read_retrying(state.read_session_factory, lambda session: queue_body(
+        session=session, cache=cache, scope=scope, tenant_id=tenant_id, status=status, open_only=open_only,
+        limit=limit, offset=offset))
 
 
 @router.get(
@@ -70,8 +80,8 @@ def get_cases(
     dependencies=[Depends(require_roles(*CASE_READERS))],
 )
 def get_one_case(
+    request: Request,
     case_id: IdPath,
-    session: SessionDep,
     scope: TenantScope,
     alerts_limit: Limit = DETAIL_PAGE,
     alerts_offset: Offset = 0,
@@ -79,10 +89,20 @@ def get_one_case(
     events_offset: Offset = 0,
 ) -> Response:
     """The case with a page of its alerts and of its audit trail (``alert_count`` says how many alerts)."""
-    case = get_case(session=session, case_id=case_id, scope=scope)
-    return _detail_response(
-        session, case, scope, alerts=(alerts_limit, alerts_offset), events=(events_limit, events_offset)
-    )
+    body, tag = read_detail(request.app.state, case_id, scope, alerts=(alerts_limit, alerts_offset),
+                            events=(events_limit, events_offset))
+    return Response(body, media_type="application/json", headers={"ETag": tag})
+
+
+def read_detail(state: State, case_id: int, scope: frozenset[str] | None, *, alerts: tuple[int, int],
+                events: tuple[int, int]) -> tuple[bytes, str]:
+    """``GET /cases/{id}``'s body and ETag, on the read engine (also answered by cases/hot.py)."""
+
+    def read(session: Session) -> tuple[bytes, str]:
+        case = get_case(session=session, case_id=case_id, scope=scope)
+        return _detail_body(session, case, scope, alerts=alerts, events=events)
+
+    return read_retrying(state.read_session_factory, read)
 
 
 @router.get(
@@ -132,6 +152,7 @@ def get_case_evidence(
 
 @router.patch("/{case_id}", response_model=CaseDetailOut)
 def patch_case(
+    request: Request,
     case_id: IdPath,
     patch: CasePatch,
     session: SessionDep,
@@ -146,23 +167,24 @@ def patch_case(
     """
     case = update_case(session=session, case_id=case_id, scope=scope, patch=patch, actor=principal.actor,
                        if_match=parse_if_match(if_match))
-    return _detail_response(session, case, scope)
+    session.close()  # committed: the answer is read on the read engine
+    body, tag = read_retrying(request.app.state.read_session_factory,
+                              lambda reads: _detail_body(reads, reads.merge(case, load=False), scope))
+    return Response(body, media_type="application/json", headers={"ETag": tag})
 
 
-def _detail_response(
+def _detail_body(
     session: Session,
     case: Case,
     scope: frozenset[str] | None,
     *,
     alerts: tuple[int, int] = (DETAIL_PAGE, 0),
     events: tuple[int, int] = (DETAIL_PAGE, 0),
-) -> Response:
-    """The case detail serialised here, with its ETag: FastAPI would validate the model it was just built as
+) -> tuple[bytes, str]:
+    """The case detail serialised here, and its ETag: FastAPI would validate the model it was just built as
     once more, on one more worker thread, before serialising it the same way (by alias)."""
     body = _detail(session, case, scope, alerts=alerts, events=events).model_dump_json(by_alias=True)
-    headers = {"ETag": etag(case)}
-    session.close()  # on this thread: the request's session dependency then has no round trip left to make
-    return Response(body, media_type="application/json", headers=headers)
+    return body.encode(), etag(case)
 
 
 def _detail(

@@ -1,0 +1,168 @@
+"""The two hottest reads, ``GET /cases`` (the queue) and ``GET /cases/{id}``, answered before FastAPI's routing.
+
+FastAPI resolves a request's route and its dependency graph (session, two security schemes, principal, role,
+scope, every query parameter validated by Pydantic) in Python on every request: about as much CPU as a cached
+queue page costs to read. :class:`HotReads` answers these two reads itself when it can tell, without the
+database, everything FastAPI would decide, and otherwise leaves the request to the application untouched:
+
+- the key is an API key (``Authorization: Bearer`` or ``X-API-Key``, as ``auth.dependencies`` picks it) that
+  this process verified within its cache's ttl and whose last use it wrote within the minute
+  (``auth.service.cached_principal``); a bearer JWT, an unknown, expired or stale key goes to the application;
+- the role may read cases (``CASE_READERS``); the tenant scope is ``auth.service.tenant_scope``, the one place
+  that decides it;
+- each query parameter is one the endpoint declares, given once, in its plain form (digits within the
+  declared bounds, ``true``/``false``, a status's value, a tenant id's characters); anything else
+  (validation errors included) goes to the application, which answers it as before;
+- a case that is not found (or not in scope) goes to the application too, which answers the 404.
+
+The bodies and the ETag are made by the endpoints' own functions (``cases.views.read_queue``,
+``read_detail``) on a worker thread, so they are the same bytes. The principal is left in the request state
+for the access log, as the application's dependency leaves it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio.to_thread
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from case_api.auth.dependencies import MAX_SECRET_LENGTH
+from case_api.auth.models import Principal
+from case_api.auth.roles import CASE_READERS
+from case_api.auth.service import cached_principal, tenant_scope
+from case_api.auth.tokens import looks_like_jwt
+from case_api.bounds import MAX_ID, MAX_OFFSET
+from case_api.cases.models import CaseStatus
+from case_api.cases.views import DETAIL_PAGE, read_detail, read_queue
+from case_api.errors import CaseApiError
+
+_STATUSES = {status.value: status for status in CaseStatus}
+_DIGITS = re.compile(r"[1-9][0-9]{0,9}|0")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+_QUEUE_PARAMETERS = frozenset({"tenant", "status", "open", "limit", "offset"})
+_DETAIL_PARAMETERS = frozenset({"alerts_limit", "alerts_offset", "events_limit", "events_offset"})
+#: Query values Pydantic reads as booleans that are plainly so.
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _number(value: str | None, default: int, low: int, high: int) -> int | None:
+    if value is None:
+        return default
+    if not _DIGITS.fullmatch(value):
+        return None
+    number = int(value)
+    return number if low <= number <= high else None
+
+
+def _parameters(query_string: bytes, allowed: frozenset[str]) -> dict[str, str] | None:
+    """The query's parameters, or ``None`` when one is not ``allowed`` or given twice (left to the app)."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    found = dict(pairs)
+    if len(found) != len(pairs) or not found.keys() <= allowed:
+        return None
+    return found
+
+
+def _queue(query_string: bytes) -> dict[str, Any] | None:
+    given = _parameters(query_string, _QUEUE_PARAMETERS)
+    if given is None:
+        return None
+    tenant = given.get("tenant")
+    if tenant is not None and not _TENANT.fullmatch(tenant):
+        return None
+    status = given.get("status")
+    if status is not None and status not in _STATUSES:
+        return None
+    open_only = _BOOLEANS.get(given.get("open", "false"))
+    limit = _number(given.get("limit"), 100, 1, 1000)
+    offset = _number(given.get("offset"), 0, 0, MAX_OFFSET)
+    if open_only is None or limit is None or offset is None:
+        return None
+    return {"tenant_id": tenant, "status": _STATUSES[status] if status is not None else None,
+            "open_only": open_only, "limit": limit, "offset": offset}
+
+
+def _detail(query_string: bytes) -> dict[str, tuple[int, int]] | None:
+    given = _parameters(query_string, _DETAIL_PARAMETERS) if query_string else {}
+    if given is None:
+        return None
+    pages = [(_number(given.get(f"{kind}_limit"), DETAIL_PAGE, 1, 1000),
+              _number(given.get(f"{kind}_offset"), 0, 0, MAX_OFFSET)) for kind in ("alerts", "events")]
+    (alerts_limit, alerts_offset), (events_limit, events_offset) = pages
+    if alerts_limit is None or alerts_offset is None or events_limit is None or events_offset is None:
+        return None
+    return {"alerts": (alerts_limit, alerts_offset), "events": (events_limit, events_offset)}
+
+
+def _principal(scope: Scope, state: State) -> Principal | None:
+    """The caller, when the key cache answers for it as ``auth.dependencies.get_principal`` would."""
+    bearer = api_key = None
+    for name, value in scope["headers"]:
+        if name == b"authorization" and bearer is None:
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1").strip()
+    secret = bearer or api_key
+    if not secret or len(secret) > MAX_SECRET_LENGTH:
+        return None
+    if bearer and getattr(state, "token_verifier", None) is not None and looks_like_jwt(secret):
+        return None
+    try:
+        return cached_principal(secret=secret, cache=getattr(state, "key_cache", None),
+                                throttle=getattr(state, "last_use", None))
+    except CaseApiError:  # expired: the application says so
+        return None
+
+
+class HotReads:
+    """ASGI: answers the queue and case reads it can (see the module), passes everything else to ``app``."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.queue_path = f"{prefix}/cases"
+        self.case_prefix = f"{prefix}/cases/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and await self._answer(scope, send):
+            return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send) -> bool:
+        path: str = scope["path"]
+        query: bytes = scope.get("query_string", b"")
+        state: State = scope["app"].state
+        read: Callable[[frozenset[str] | None], tuple[bytes, str | None]]
+        if path == self.queue_path:
+            queue = _queue(query)
+            if queue is None:
+                return False
+            read = lambda tenants: (read_queue(state, tenants, **queue), None)  # noqa: E731
+        elif path.startswith(self.case_prefix):
+            case_id = _number(path[len(self.case_prefix):], 0, 1, MAX_ID)
+            pages = _detail(query)
+            if not case_id or pages is None:
+                return False
+            read = lambda tenants: read_detail(state, case_id, tenants, **pages)  # noqa: E731
+        else:
+            return False
+        principal = _principal(scope, state)
+        if principal is None or principal.role not in CASE_READERS:
+            return False
+        tenants = tenant_scope(principal)
+        try:
+            body, tag = await anyio.to_thread.run_sync(read, tenants)
+        except CaseApiError:  # not found: the application answers it
+            return False
+        scope.setdefault("state", {})["principal"] = principal  # for the access log
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("latin-1"))]
+        if tag is not None:
+            headers.append((b"etag", tag.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return True

@@ -1,0 +1,122 @@
+"""The hot reads (cases/hot.py): ``GET /cases`` and ``GET /cases/{id}`` answered before FastAPI's routing give the
+bytes, status and ETag the endpoints give, in the caller's scope; every request the middleware cannot decide
+as the application would (a key not verified by this process yet, a role that may not read cases, a parameter
+not in its plain form, a case not found) is passed on to the application."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
+
+from case_api.auth.models import Role
+from case_api.cases.hot import HotReads
+
+if TYPE_CHECKING:
+    from tests.case_api.conftest import SocApi
+
+MakeAlert = Callable[..., dict[str, Any]]
+NG = "northgate-hospital"
+RS = "riverside-school"
+
+
+class Recorder:
+    """The application behind the middleware under test: records what was passed on to it."""
+
+    def __init__(self) -> None:
+        self.passed: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.passed.append(f"{scope['path']}?{scope['query_string'].decode()}")
+        await send({"type": "http.response.start", "status": 599, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _hot(app: FastAPI, path: str, query: str, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+    """``path?query`` through HotReads alone: its status, body and headers (599 when it passed the request on)."""
+    recorder = Recorder()
+    middleware = HotReads(recorder, prefix="/api/v1")
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope: Scope = {"type": "http", "method": "GET", "path": path, "query_string": query.encode(), "app": app,
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()], "state": {}}
+    asyncio.run(middleware(scope, receive, send))
+    start, body = messages
+    return start["status"], body["body"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+
+def _world(soc: SocApi, make_alert: MakeAlert) -> list[int]:
+    soc.add_tenant(NG)
+    soc.add_tenant(RS)
+    ids: list[int] = []
+    for n, tenant in enumerate([NG, RS, NG]):
+        ids += soc.ingest(make_alert(tenant, user=f"user{n}", level="high"))["cases"]
+    return ids
+
+
+def test_hot_reads_answer_as_the_endpoints_do(soc: SocApi, make_alert: MakeAlert, app: FastAPI) -> None:
+    ids = _world(soc, make_alert)
+    member = soc.headers(Role.TENANT_VIEWER, tenant=NG)
+    reads = [("/api/v1/cases", "open=true&limit=50", soc.analyst), ("/api/v1/cases", "", member),
+             ("/api/v1/cases", f"tenant={RS}&status=new&offset=1&limit=1", soc.analyst),
+             ("/api/v1/cases", f"tenant={RS}", member),
+             (f"/api/v1/cases/{ids[0]}", "", member), (f"/api/v1/cases/{ids[1]}", "alerts_limit=1&events_offset=0",
+                                                       soc.analyst)]
+    for path, query, headers in reads:
+        answer = soc.client.get(f"{path}?{query}", headers=headers)  # verifies the key: this process caches it
+        assert answer.status_code == 200, answer.text
+        status, body, sent = _hot(app, path, query, headers)
+        assert status == 200, (path, query)
+        assert body == answer.content, (path, query)
+        assert sent.get("etag") == answer.headers.get("etag")
+        assert sent["content-type"] == answer.headers["content-type"]
+    # Scope: a member's page and case reads hold only its own tenant's cases.
+    status, body, _ = _hot(app, "/api/v1/cases", "", member)
+    assert status == 200 and RS.encode() not in body and NG.encode() in body
+
+
+@pytest.mark.parametrize(("path", "query"), [
+    ("/api/v1/cases", "open=1"), ("/api/v1/cases", "limit=0"), ("/api/v1/cases", "limit=1001"),
+    ("/api/v1/cases", "offset=10000001"), ("/api/v1/cases", "limit=050"), ("/api/v1/cases", "status=open"),
+    ("/api/v1/cases", "limit=5&limit=6"), ("/api/v1/cases", "sort=id"), ("/api/v1/cases", "tenant="),
+    ("/api/v1/cases/0", ""), ("/api/v1/cases/2147483648", ""), ("/api/v1/cases/01", ""),
+    ("/api/v1/cases/1/alerts", ""), ("/api/v1/cases/", ""), ("/api/v1/cases/1", "alerts_limit=-1"),
+    ("/api/v1/cases/1", "events_offset=x"), ("/api/v1/alerts", ""), ("/api/v1/cases/999999", ""),
+])
+def test_what_hot_reads_cannot_decide_goes_to_the_application(soc: SocApi, make_alert: MakeAlert, app: FastAPI,
+                                                               path: str, query: str) -> None:
+    _world(soc, make_alert)
+    assert soc.client.get("/api/v1/cases", headers=soc.analyst).status_code == 200  # the key is cached
+    assert _hot(app, path, query, soc.analyst)[0] == 599
+    # and the application answers it as it always did (never a server error)
+    assert soc.client.get(f"{path}?{query}", headers=soc.analyst).status_code < 500
+
+
+def test_keys_hot_reads_do_not_know_go_to_the_application(soc: SocApi, make_alert: MakeAlert,
+                                                           app: FastAPI) -> None:
+    ids = _world(soc, make_alert)
+    rs_viewer = soc.headers(Role.TENANT_VIEWER, tenant=RS)
+    assert _hot(app, "/api/v1/cases", "", rs_viewer)[0] == 599  # not verified by this process yet
+    service = soc.headers(Role.SERVICE)
+    assert soc.client.get("/api/v1/cases", headers=service).status_code == 403
+    assert _hot(app, "/api/v1/cases", "", service)[0] == 599  # may not read cases: the application refuses it
+    assert _hot(app, "/api/v1/cases", "", {"Authorization": "Bearer nonsense"})[0] == 599
+    assert _hot(app, "/api/v1/cases", "", {})[0] == 599
+    assert soc.client.get("/api/v1/cases", headers=rs_viewer).status_code == 200
+    assert _hot(app, "/api/v1/cases", "", rs_viewer)[0] == 200
+    # Another tenant's case is not found for the member: passed on, and the application answers 404.
+    assert _hot(app, f"/api/v1/cases/{ids[0]}", "", rs_viewer)[0] == 599
+    assert soc.client.get(f"/api/v1/cases/{ids[0]}", headers=rs_viewer).status_code == 404
+    # The same key as X-API-Key is the same caller.
+    secret = rs_viewer["Authorization"].removeprefix("Bearer ")
+    assert _hot(app, f"/api/v1/cases/{ids[1]}", "", {"X-API-Key": secret})[0] == 200
