@@ -1,7 +1,9 @@
 """The case API under an analysts' load: queue reads, case reads and updates against a full PostgreSQL.
 
 `python -m bench.api [--cases 100000] [--alerts 1000000] [--tenants 50] [--clients 100] [--rate 500]
-[--duration 30] [--workers N] [--generators 2] [--fresh] [--drop]`. Not a test: it prints figures.
+[--duration 30] [--workers N] [--generators 2] [--fresh] [--drop] [--per-kind N]`. Not a test: it prints
+figures. With `--per-kind N` it sends, instead of the load, N requests of each kind alone, 8 at once, and
+prints the server's CPU per request of each (its cost without an overloaded machine's contention).
 
 1. Uses the database `citysoc_bench` at 127.0.0.1:5432 when it holds that many cases, alerts and tenants
    (left by an earlier run), else creates it (dropped first), migrates it, and bulk-loads the tenants'
@@ -468,6 +470,39 @@ def run_load(base: str, keys: dict[str, str], plan: dict[str, Any], generators: 
     return merge(parts)
 
 
+async def _one_kind(base: str, keys: dict[str, str], plan: dict[str, Any], kind: str, requests: int,
+                    concurrency: int) -> None:
+    """``requests`` requests of ``kind`` (an update is two), ``concurrency`` at once, as the clients send them."""
+    tenants = [key for key in keys if key != "analyst"]
+    analyst = {"Authorization": f"Bearer {keys['analyst']}"}
+    samples = Samples()
+    async with aiohttp.ClientSession(base) as http:
+        async def sender(number: int) -> None:
+            rng = random.Random(number)
+            for _ in range(requests // concurrency):
+                ok, detail = await _request(kind, http, rng, plan, analyst, tenants, keys, samples, True)
+                if not ok:
+                    raise SystemExit(f"{kind}: {detail}")
+
+        await asyncio.gather(*(sender(n) for n in range(concurrency)))
+
+
+def per_kind(base: str, keys: dict[str, str], plan: dict[str, Any], servers: list[int], requests: int,
+             concurrency: int = 8) -> None:
+    """Server CPU per HTTP request of each kind alone, at a concurrency the server keeps up with (its cost
+    without the contention of an overloaded machine); after one round of queue reads to warm its caches."""
+    asyncio.run(_one_kind(base, keys, plan, QUEUE, requests, concurrency))
+    figures = []
+    for kind in (QUEUE, CASE, UPDATE):
+        before, started = server_cpu(servers), time.perf_counter()
+        asyncio.run(_one_kind(base, keys, plan, kind, requests, concurrency))
+        sent = requests // concurrency * concurrency * (2 if kind == UPDATE else 1)
+        figures.append(f"{kind} {(server_cpu(servers) - before) / sent * 1e3:.2f} ms "
+                       f"({sent / (time.perf_counter() - started):.0f} requests/s)")
+    print(f"server CPU per HTTP request, {requests} of each kind {concurrency} at once (an update is a read and a "
+          "PATCH): " + "; ".join(figures))
+
+
 # --- the console's queue page ----------------------------------------------------------------------
 
 #: The console's open queue (case_api/console/queue_views.py), 50 cases a page.
@@ -576,6 +611,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="reads of the console's queue page after the load (0: none)")
     parser.add_argument("--fresh", action="store_true", help=f"load {DATABASE} again even if it holds that shape")
     parser.add_argument("--drop", action="store_true", help=f"drop {DATABASE} at the end")
+    parser.add_argument("--per-kind", type=int, default=0, metavar="N",
+                        help="instead of the load: N requests of each kind, 8 at once, and the server CPU of each")
     args = parser.parse_args(argv)
 
     url = database_url()
@@ -595,6 +632,9 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="soc-bench-api-") as home, \
                 soc_api(url, Path(home), args.workers) as (base, pid):
             servers = process_tree(pid)
+            if args.per_kind:
+                per_kind(base, keys, plan, servers, args.per_kind)
+                return
             before = server_cpu(servers)
             with PostgresCpu() as postgres:
                 samples = run_load(base, keys, plan, max(1, min(args.generators, args.clients)))
