@@ -50,6 +50,7 @@ class CaseDetailOut(CaseOut):
             dependencies=[Depends(require_roles(*CASE_READERS))])
 def get_cases(
     request: Request,
+    session: SessionDep,
     scope: TenantScope,
     tenant: str | None = None,
     status: CaseStatus | None = None,
@@ -58,6 +59,7 @@ def get_cases(
     offset: Offset = 0,
 ) -> Response:
     """The queue: the next SLA due time first, then most severe; cases with every clock stopped or paused last."""
+    session.close()  # the key's, if it was read: closed on this thread, the page is read on the read engine
     body = read_queue(request.app.state, scope, tenant_id=tenant, status=status, open_only=open_only, limit=limit,
                       offset=offset)
     return Response(body, media_type="application/json")
@@ -82,6 +84,7 @@ def read_queue(state: State, scope: frozenset[str] | None, *, tenant_id: str | N
 def get_one_case(
     request: Request,
     case_id: IdPath,
+    session: SessionDep,
     scope: TenantScope,
     alerts_limit: Limit = DETAIL_PAGE,
     alerts_offset: Offset = 0,
@@ -89,6 +92,7 @@ def get_one_case(
     events_offset: Offset = 0,
 ) -> Response:
     """The case with a page of its alerts and of its audit trail (``alert_count`` says how many alerts)."""
+    session.close()  # the key's, if it was read: closed on this thread, the case is read on the read engine
     body, tag = read_detail(request.app.state, case_id, scope, alerts=(alerts_limit, alerts_offset),
                             events=(events_limit, events_offset))
     return Response(body, media_type="application/json", headers={"ETag": tag})
