@@ -159,13 +159,18 @@ class _Connection:
         block = RecordBlock.of(payloads, received=datetime.now(UTC), first=self.sequence + 1,
                                origin_prefix=f"{self.transport} {self.host}:{self.port} #")
         self.sequence += len(payloads)
+        return await self._accept_or_refuse(block, sent=len(block))
+
+    async def _accept_or_refuse(self, records: Sequence[RawRecord], *, sent: int) -> bool:
+        """Append `records`: a refusal is counted and logged; False when the sender is no longer attributed
+        (`sent`, the messages of the read, are then refused), a batch naming another tenant is dropped alone."""
         try:
-            await self._append(block)
+            await self._append(records)
         except NotAttributed as refused:
-            self._refused(refused, len(block))
+            self._refused(refused, sent)
             return False
         except ForeignContent as refused:
-            self._refused(refused, len(block))
+            self._refused(refused, len(records))
         return True
 
     async def _deliver_syslog(self, messages: Sequence[Message]) -> bool:
@@ -179,19 +184,15 @@ class _Connection:
         if any(map(_CUT, messages)):
             cut = [(record, message.size) for record, message in zip(records, messages, strict=True) if message.cut]
             records = [record for record, message in zip(records, messages, strict=True) if not message.cut]
-        try:
-            if cut:
+        if cut:
+            try:
                 await self._in_worker(lambda: self.intake.reject(
                     [record for record, _ in cut], reason=_cut_reason(cut[0][1], self.limits.max_message_bytes),
                     peer=self.host, transport=self.transport, credential=self.credential))
-            if records:
-                await self._append(records)
-        except NotAttributed as refused:
-            self._refused(refused, len(messages))
-            return False
-        except ForeignContent as refused:
-            self._refused(refused, len(records))
-        return True
+            except NotAttributed as refused:
+                self._refused(refused, len(messages))
+                return False
+        return not records or await self._accept_or_refuse(records, sent=len(messages))
 
     # --- RELP ----------------------------------------------------------------------------------------
 
