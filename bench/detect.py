@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     expressions = {} if args.skip_naive else naive_filters(rules, sigma_paths)
     by_id = {rule.id: rule for rule in detections}
     cached = {}
+    spark.sparkContext.setLogLevel("OFF")  # refused expressions would log pages of analysis errors
+    logging.getLogger("SQLQueryContextLogger").disabled = True  # ... on the JVM side and in PySpark
     for dataset in counts:
         frame = read_events(spark, store, dataset, deduplicate=False, options=options)
         assert frame is not None
@@ -353,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue  # refused by Spark's analysis: step 3 counts it as failed
         cached[dataset] = rule_columns(frame, scanned_leaves(queries)).persist()
         cached[dataset].count()
+    spark.sparkContext.setLogLevel("ERROR")
+    logging.getLogger("SQLQueryContextLogger").disabled = False
 
     def evaluate(rule_ids: set[str] | None, *, routing: bool) -> float:
         seconds = 0.0
