@@ -36,12 +36,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The longest files first (a stable sort: the order within a file stays). `make test` hands whole files to
     # its xdist workers in this order (--dist loadfile --no-loadscope-reorder), so the short files fill in at
     # the end instead of a long one running alone. A file's seconds come from tests/file_seconds.json
-    # (`python -m tests.file_seconds`); a file not in it counts 5 s per slow test.
+    # (`python -m tests.file_seconds`); a file not in it counts 10 s per slow test.
     known: dict[str, float] = json.loads(FILE_SECONDS.read_text()) if FILE_SECONDS.exists() else {}
     seconds: dict[Path, float] = {}
     for item in items:
         name = item.path.relative_to(REPO).as_posix() if item.path.is_relative_to(REPO) else str(item.path)
-        guess = seconds.get(item.path, 0.0) + (5.0 if item.get_closest_marker("slow") else 0.0)
+        guess = seconds.get(item.path, 0.0) + (10.0 if item.get_closest_marker("slow") else 0.0)
         seconds[item.path] = known.get(name, guess)
     items.sort(key=lambda item: -seconds[item.path])
 
