@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.console.harness import By, ConsoleWorld, Select, WebDriverWait, ec, sign_in
+from tests.console.harness import By, ConsoleWorld, Select, WebDriverException, WebDriverWait, ec, sign_in
 
 HOSPITAL = "northgate-hospital"
 
 
 def _submit(browser: Any, button_id: str) -> str:
-    """Press a form's button and wait for the page it leads to; that page's flash message."""
+    """Press a form's button and wait for the page it leads to; that page's flash message.
+
+    While the old document is torn down, Chromium may answer a call on its nodes with a plain
+    WebDriverException ("Node with given id does not belong to the document") rather than a stale
+    element reference, so the wait polls through it until the old page is gone and the new one has
+    its flash message.
+    """
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, button_id).click()
-    WebDriverWait(browser, 10).until(ec.staleness_of(old))
-    return str(browser.find_element(By.ID, "flash").text)
+    wait = WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,))
+    wait.until(ec.staleness_of(old))
+    flash = wait.until(ec.visibility_of_element_located((By.ID, "flash")))
+    return str(flash.text)
 
 
 def test_analyst_takes_a_case_from_new_to_resolved(live_server: ConsoleWorld, browser: Any) -> None:
