@@ -13,6 +13,7 @@ Credentials are never part of a source's settings: a setting names where the sec
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class Puller(ABC):
         self.state_dir = state_dir  # where a puller whose client keeps its own checkpoints puts them
         self.environ = environ
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.sleep = sleep or _sleep
+        self.sleep = sleep or time.sleep
         for key in self.required_settings:
             source.setting(key, required=True)
 
@@ -140,12 +141,6 @@ class Puller(ABC):
 
     def close(self) -> None:  # noqa: B027  (most pullers close their clients inside `batches`)
         """Release clients and connections."""
-
-
-def _sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)
 
 
 _PULLERS: dict[str, type[Puller]] = {}
