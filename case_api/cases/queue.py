@@ -72,13 +72,29 @@ def queue_page(
     ``now`` (default: the time of reading); ``clocks=False`` leaves them out (``sla`` none), for a page that
     shows only the next due time."""
     query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only, filters=filters)
-    return _page(session, query, limit, offset, (now or utcnow()) if clocks else None, [None])[1]
+    return _page(session, query, limit, offset, (now or utcnow()) if clocks else None, _Horizon(None))[1]
+
+
+@dataclass
+class _Horizon:
+    """The time until which a page's clocks stay as read (:class:`QueueCache`); ``None`` once a clock on the
+    page was computed at the time of reading, or when nobody asks (the page will not be cached)."""
+
+    until: datetime | None
+
+    def computed(self) -> None:
+        """A clock was computed as of the time of reading: the page holds for no time at all."""
+        self.until = None
+
+    def due(self, at: datetime) -> None:
+        """A running, unbreached clock falls due ``at``: the page holds until then at most."""
+        if self.until is not None and at < self.until:
+            self.until = at
 
 
 def _page(session: Session, query: Select[Any], limit: int, offset: int, now: datetime | None,
-          horizon: list[datetime | None]) -> tuple[list[Row[Any]], list[dict[str, Any]]]:
-    """The page's rows and cases; ``horizon`` ends up holding the time until which the cases' clocks stay as
-    read (``None``: some clock was computed, see :class:`QueueCache`)."""
+          horizon: _Horizon) -> tuple[list[Row[Any]], list[dict[str, Any]]]:
+    """The page's rows and cases; ``horizon`` is narrowed to the time until which their clocks stay as read."""
     # Each case's tenant's asset criticality and contract come with it: one round trip for the page.
     query = _joined(query, *_COLUMNS, Tenant.asset_criticality, TenantContract.contract, _CONTRACT_CHANGED)
     rows = list(session.execute(query.limit(limit).offset(offset)).all())
@@ -161,10 +177,10 @@ def queue_body(
         if stamp == cached.stamp:
             return cached.body
     query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only)
-    horizon: list[datetime | None] = [datetime.max.replace(tzinfo=at.tzinfo)]
+    horizon = _Horizon(datetime.max.replace(tzinfo=at.tzinfo))
     rows, cases = _page(session, query, limit, offset, at, horizon)
     body = queue_json(cases)
-    until = horizon[0]
+    until = horizon.until
     if until is not None:
         check = cached.check if cached is not None else _joined(
             query, Case.id, Case.version, Tenant.asset_criticality, _CONTRACT_CHANGED).limit(limit).offset(offset)
@@ -179,7 +195,7 @@ def queue_json(cases: list[dict[str, Any]]) -> bytes:
 
 
 def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime | None,
-          shapes: dict[tuple[int, str], _Shape], horizon: list[datetime | None]) -> dict[str, Any]:
+          shapes: dict[tuple[int, str], _Shape], horizon: _Horizon) -> dict[str, Any]:
     out = dict(zip(_FIELDS, row, strict=False))  # the row's first columns are _FIELDS, in order
     severity: str = row[_SEVERITY]
     out["sla"] = None if now is None else _clocks(row, severity, found, now, shapes, horizon)
@@ -189,12 +205,12 @@ def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now:
 
 
 def _clocks(row: Row[Any], severity: str, found: tuple[SlaContract, bool], now: datetime,
-            shapes: dict[tuple[int, str], _Shape], horizon: list[datetime | None]) -> dict[str, Any]:
+            shapes: dict[tuple[int, str], _Shape], horizon: _Horizon) -> dict[str, Any]:
     contract, default = found
     stored = (row[_STATUS] not in _FINISHED and row[_PAUSED_SINCE] is None and row[_ACK_DUE] is not None
               and row[_TRIAGE_DUE] is not None and row[_RESOLVE_DUE] is not None)
     if not stored:
-        horizon[0] = None
+        horizon.computed()
         # The row carries every column the clocks read (its created_at, severity, stop times and pauses).
         return read_clocks(cast(Case, row), contract, now=now, default=default).model_dump()
     shape = shapes.get((id(contract), severity))
@@ -212,6 +228,6 @@ def _clocks(row: Row[Any], severity: str, found: tuple[SlaContract, bool], now: 
         due: datetime = row[due_at]
         breached = (stop or now) > due
         sla[clock] = {"target_seconds": target, "due_at": due, "done_at": stop, "breached": breached}
-        if stop is None and not breached and (until := horizon[0]) is not None and due < until:
-            horizon[0] = due
+        if stop is None and not breached:
+            horizon.due(due)
     return sla
