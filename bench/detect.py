@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     # Runs 1-2 as a new process sees them (as `soc detect` run by hand or by cron); runs 3-5 as the
     # long-lived service (`soc detect --every`) sees them early on, while the JIT still compiles Spark's
     # planner and reader code (C2 compiler threads take seconds of CPU per run); runs 9-12 once it has
-    # settled. Each run prints the JVM's CPU seconds spent in its executor and JIT compiler threads.
+    # settled. Each run prints the JVM's CPU seconds spent in its executor and JIT compiler threads, and the
+    # driver's Python CPU seconds (this process: planning, Py4J, footers, alert documents).
     # Then --window-runs more, each over a window of its own, as the service moves its window every run
     # (each window holds every event of the lake: the same work, other bounds).
     runs: list[float] = []
@@ -289,10 +290,10 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(alerts_dir, ignore_errors=True)
         shift = timedelta(seconds=attempt - args.runs + 1) if attempt >= args.runs else None
         since, until = (None, None) if shift is None else (WIDE_SINCE + shift, WIDE_UNTIL + shift)
-        before = jvm_thread_cpu(spark)
+        before, python_before = jvm_thread_cpu(spark), time.process_time()
         seconds, result = timed(lambda d=alerts_dir, s=since, u=until: run_detection(
             spark, store=store, alerts_dir=d, rules=rules, since=s, until=u, options=options))
-        after = jvm_thread_cpu(spark)
+        python_cpu, after = time.process_time() - python_before, jvm_thread_cpu(spark)
         cpu = ", ".join(f"{group} {after[group] - before.get(group, 0.0):.1f}s" for group in ("tasks", "JIT")
                         if group in after)
         (runs if shift is None else moving).append(seconds)
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         window = "" if shift is None else f" over [{since:%Y-%m-%d %H:%M:%S}, {until:%Y-%m-%d %H:%M:%S})"
         print(f"engine end-to-end run {attempt + 1}{window}: {seconds:.2f}s, {sum(result.events.values()):,} events, "
               f"{len(result.alerts):,} alerts, {per_core(total, seconds, args.cores):,.0f} events/s per core "
-              f"(JVM CPU: {cpu or 'n/a'}; {steps})")
+              f"(JVM CPU: {cpu or 'n/a'}; driver Python CPU {python_cpu:.2f}s; {steps})")
         if sum(result.events.values()) != total:
             raise SystemExit(f"run {attempt + 1} evaluated {sum(result.events.values()):,} events, not {total:,}")
     end_to_end, warm = min(runs[:2]), sorted(runs[2:5])[1]

@@ -2,9 +2,11 @@
 
 Every write that stores events takes the next number of one counter (`arrival_seq`) in the transaction that
 claims its ids and journals its files (`citysoc.store.journal`), and records each of its files with that
-number, its tenant, dataset and event-time range (`lake_file`). The number is the write's place in arrival
-order: a reader that remembers the last number it handled asks for what came after it, whatever the events'
-own times. Because the number is taken inside the commit, a crash leaves a write with its number or neither.
+number, its tenant, dataset, event-time range and the fields some row of it holds (`lake_file`). The number
+is the write's place in arrival order: a reader that remembers the last number it handled asks for what came
+after it, whatever the events' own times. Because the number is taken inside the commit, a crash leaves a
+write with its number or neither. The filled fields spare readers the files' footers
+(`ParquetEventStore.fields_without_values`).
 
 Compaction keeps the log true: a merged file takes the newest number of its inputs, so no event ever moves
 to an older number than it arrived with (a reader may see it again, never miss it). Consumers register a
@@ -14,6 +16,7 @@ events look new.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,7 +36,8 @@ DDL = (
         dataset TEXT NOT NULL, tenant TEXT NOT NULL,
         first_us INTEGER NOT NULL,      -- event time range of its rows, microseconds since the epoch
         last_us INTEGER NOT NULL,
-        rows INTEGER NOT NULL)""",
+        rows INTEGER NOT NULL,
+        filled TEXT)                    -- JSON list of the leaf fields some row holds; NULL: not recorded""",
     "CREATE INDEX IF NOT EXISTS lake_file_seq ON lake_file (seq)",
     "CREATE TABLE IF NOT EXISTS consumer_cursor (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 )
@@ -49,15 +53,48 @@ class LakeFile:
     first_us: int
     last_us: int
     rows: int
+    filled: frozenset[str] | None = None  # leaf fields (dotted) some row holds; None: not known
 
 
 def create(conn: sqlite3.Connection, events_dir: Path) -> None:
-    """The tables; a lake written before the log existed has its files registered as one first arrival."""
+    """The tables; a lake written before the log existed has its files registered as one first arrival. A log
+    from before files' `filled` fields were recorded gains the column, NULL (unknown) for its files."""
     new = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'arrival_seq'").fetchone() is None
     for statement in DDL:
         conn.execute(statement)
+    if "filled" not in {row[1] for row in conn.execute("PRAGMA table_info(lake_file)")}:
+        conn.execute("ALTER TABLE lake_file ADD COLUMN filled TEXT")
     if new:
         _register_existing(conn, events_dir)
+
+
+def filled_fields(table: pa.Table) -> frozenset[str]:
+    """The leaf fields (dotted paths; a list is one leaf) that some row of `table` holds, a leaf under a null
+    struct being null: what the written file's footer statistics say (`null_count < rows`), known without
+    reading it back."""
+    filled: set[str] = set()
+    while table.num_columns:
+        nested = [name for name, kind in zip(table.column_names, table.schema.types, strict=True)
+                  if pa.types.is_struct(kind)]
+        filled.update(name for name, column in zip(table.column_names, table.columns, strict=True)
+                      if name not in nested and column.null_count < len(column))
+        table = table.select(nested).flatten()  # children keep their parent's nulls
+    return frozenset(filled)
+
+
+def filled_of(conn: sqlite3.Connection, paths: Sequence[str]) -> dict[str, frozenset[str]]:
+    """The recorded `filled` fields of those `paths` (relative) that have a record."""
+    found: dict[str, frozenset[str]] = {}
+    for start in range(0, len(paths), 500):
+        part = list(paths[start:start + 500])
+        found.update((path, frozenset(json.loads(filled))) for path, filled in conn.execute(
+            f"SELECT path, filled FROM lake_file WHERE filled IS NOT NULL AND path IN ({','.join('?' * len(part))})",
+            part))
+    return found
+
+
+def _filled_text(filled: Iterable[str] | None) -> str | None:
+    return None if filled is None else json.dumps(sorted(filled))
 
 
 def time_range(table: pa.Table) -> tuple[int, int]:
@@ -69,23 +106,27 @@ def time_range(table: pa.Table) -> tuple[int, int]:
 def record_write(conn: sqlite3.Connection, files: Sequence[LakeFile]) -> int:
     """Give a write its arrival number and record its files; call inside the transaction that commits them."""
     seq = _next(conn)
-    conn.executemany("INSERT OR REPLACE INTO lake_file (path, seq, dataset, tenant, first_us, last_us, rows) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     [(f.path, seq, f.dataset, f.tenant, f.first_us, f.last_us, f.rows) for f in files])
+    conn.executemany("INSERT OR REPLACE INTO lake_file (path, seq, dataset, tenant, first_us, last_us, rows, filled) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     [(f.path, seq, f.dataset, f.tenant, f.first_us, f.last_us, f.rows, _filled_text(f.filled))
+                      for f in files])
     return seq
 
 
 def record_merge(conn: sqlite3.Connection, merged: str, inputs: Sequence[str]) -> None:
-    """`merged` replaces `inputs`: it takes their newest arrival number and the union of their ranges. Call
-    inside the transaction that journals the swap."""
+    """`merged` replaces `inputs`: it takes their newest arrival number, the union of their ranges and of their
+    filled fields (unknown when one input's are). Call inside the transaction that journals the swap."""
     marks = ",".join("?" * len(inputs))
     seq, dataset, tenant, first, last, rows = conn.execute(
         f"SELECT max(seq), min(dataset), min(tenant), min(first_us), max(last_us), sum(rows) FROM lake_file "
         f"WHERE path IN ({marks})", list(inputs)).fetchone()
+    recorded = filled_of(conn, inputs)
+    filled = frozenset().union(*recorded.values()) if len(recorded) == len(set(inputs)) else None
     conn.execute(f"DELETE FROM lake_file WHERE path IN ({marks})", list(inputs))
     if seq is not None:
-        conn.execute("INSERT OR REPLACE INTO lake_file (path, seq, dataset, tenant, first_us, last_us, rows) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (merged, seq, dataset, tenant, first, last, rows))
+        conn.execute("INSERT OR REPLACE INTO lake_file (path, seq, dataset, tenant, first_us, last_us, rows, filled) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (merged, seq, dataset, tenant, first, last, rows, _filled_text(filled)))
 
 
 def watermark(conn: sqlite3.Connection) -> int:

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -224,7 +224,7 @@ class ParquetEventStore(EventStore):
                 fsync_file(staged)
                 first, last = arrivals.time_range(part)
                 files.append(LakeFile(swaps[-1].final, dataset=dataset, tenant=tenant, first_us=first, last_us=last,
-                                      rows=part.num_rows))
+                                      rows=part.num_rows, filled=arrivals.filled_fields(part)))
             fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
             for swap in swaps:
@@ -371,24 +371,52 @@ class ParquetEventStore(EventStore):
         return spark.read.schema(spark_schema()).option("basePath", str(self.events_dir)).parquet(*map(str, paths))
 
     def fields_without_values(self, frame: DataFrame, fields: Collection[str]) -> frozenset[str]:
-        """From the footers of the very files Spark listed for `frame` (`inputFiles`), cached per file: the
-        detection job then reads none of the entity columns a dataset never fills (CloudTrail has no file
-        hashes, sshd no user agents). Unknown (nothing) when a file is gone or not local."""
+        """For the very files Spark listed for `frame` (`inputFiles`): the detection job then reads none of the
+        entity columns a dataset never fills (CloudTrail has no file hashes, sshd no user agents). What each
+        file fills comes from the arrival log, recorded when the file was written (`arrivals.filled_fields`),
+        else from its footer (a file from before that record, or copied in by hand), cached per file. Unknown
+        (nothing) when a file is gone or not local."""
         wanted = tuple(sorted(fields))
         empty = set(wanted)
+        root = os.path.abspath(self.events_dir) + os.sep
+        paths: list[str] = []
         for uri in frame.inputFiles():
             parsed = urlparse(uri)
             if parsed.scheme not in ("", "file"):
                 return frozenset()
-            path = unquote(parsed.path)
-            try:
-                status = os.stat(path)
-                empty -= _fields_with_values(path, status.st_size, status.st_mtime_ns, wanted)
-            except (OSError, pa.ArrowException):  # compacted away meanwhile: the scan will say so
-                return frozenset()
+            paths.append(unquote(parsed.path))
+        recorded = self._recorded_filled([path.removeprefix(root) for path in paths if path.startswith(root)])
+        for path in paths:
+            filled = recorded.get(path.removeprefix(root)) if path.startswith(root) else None
+            if filled is None:
+                try:
+                    status = os.stat(path)
+                    filled = _fields_with_values(path, status.st_size, status.st_mtime_ns, wanted)
+                except (OSError, pa.ArrowException):  # compacted away meanwhile: the scan will say so
+                    return frozenset()
+            empty -= filled
             if not empty:
                 break
         return frozenset(empty)
+
+    def _recorded_filled(self, paths: Sequence[str]) -> dict[str, frozenset[str]]:
+        """The arrival log's `filled` fields of those `paths` (relative, posix) it records; read without the lake
+        lock (the index is in WAL mode: a reader never waits for a writer), by a connection of this thread that
+        never creates or migrates anything. Nothing when the index is missing or predates the record."""
+        index = self.events_dir / "_ids.sqlite"
+        if not paths:
+            return {}
+        try:
+            inode = index.stat().st_ino
+            conn: sqlite3.Connection | None = getattr(self._local, "reader", None)
+            if conn is None or inode != self._local.reader_inode:
+                if conn is not None:
+                    conn.close()  # the index was replaced under us
+                conn = sqlite3.connect(f"{index.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+                self._local.reader, self._local.reader_inode = conn, inode
+            return arrivals.filled_of(conn, [path.replace(os.sep, "/") for path in paths])
+        except (OSError, sqlite3.Error):
+            return {}
 
     def arrow_dataset(self, dataset: str, *, since: datetime | None = None, until: datetime | None = None,
                       tenants: Collection[str] | None = None) -> ds.Dataset | None:

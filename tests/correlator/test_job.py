@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from citysoc.ids import alert_id, window_alert_id
 from citysoc.schema import ARROW_SCHEMA
+from citysoc.store import ParquetEventStore
 from citysoc.store.parquet import day_range
 from correlator.compiler import DEFAULT_RULES_DIR, RuleCompiler
 from correlator.engine.alerts import read_alerts
@@ -141,6 +142,32 @@ def test_entity_fields_no_file_of_the_read_fills_are_not_read(spark: Any, own_ru
     assert burst["event"]["count"] == 10
     assert burst["entities"] == {"user.name": ["root"], "source.ip": ["203.0.113.7"], "host.name": ["web01"],
                                  "source.domain": ["scanner.example.net"]}
+
+
+def test_filled_fields_come_from_the_write_record_and_from_footers_only_for_files_without_one(
+        spark: Any, tmp_path: Path) -> None:
+    """The detector never opens a file the store wrote to learn what it fills (the write recorded it); a file
+    copied into the lake by hand is asked its footer."""
+    named = failures(3, ip="203.0.113.7", every=timedelta(seconds=10))
+    for doc in named:
+        doc["source"] |= {"domain": "scanner.example.net"}
+    write_lake(tmp_path / "events", named)
+    store = lake(tmp_path)
+    [written] = sorted(store.events_dir.rglob("part-*.parquet"))
+    written.write_bytes(b"not a parquet file")  # a footer read would fail: nothing would be known absent
+    frame = store.read(spark, "system.auth")
+    assert frame is not None
+    filled = {"user.name", "source.ip", "host.name", "source.domain"}
+    assert store.fields_without_values(frame, ENTITY_FIELDS) == set(ENTITY_FIELDS) - filled
+
+    by_hand = ParquetEventStore(tmp_path / "elsewhere")
+    by_hand.write(tenant="acme", dataset="system.auth", events=[
+        cloudtrail("h-1", "StopLogging") | {"user_agent": {"original": "evil-kit/2.1"}}])
+    shutil.copy(next((tmp_path / "elsewhere").rglob("part-*.parquet")), written.parent / "part-by-hand.parquet")
+    frame = store.read(spark, "system.auth")
+    assert frame is not None and len(frame.inputFiles()) == 2
+    assert store.fields_without_values(frame, ENTITY_FIELDS) == set(ENTITY_FIELDS) - filled - {
+        "user_agent.original", "cloud.account.id"}
 
 
 def test_rerun_adds_no_alert_and_ids_are_deterministic(spark: Any, own_rules: CompiledRuleSet,

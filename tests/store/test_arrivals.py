@@ -3,6 +3,7 @@ for what came after a mark; compaction neither hides unread events nor makes rea
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,8 @@ import pyarrow.parquet as pq
 
 from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import Arrival, ParquetEventStore
+from citysoc.store.compaction import _CURRENT_LEAVES
+from citysoc.store.parquet import _fields_with_values
 from tests.store.lake_helpers import DATASET, data_files, events, stored_ids
 
 US = 1_000_000
@@ -83,3 +86,65 @@ def test_compaction_keeps_unread_files_and_merges_read_ones_at_their_newest_numb
     assert [pq.read_metadata(path).num_rows for path in data_files(store.events_dir)] == [24]
     assert [a.events for a in store.arrivals(after=5, upto=6)] == [24]  # never moved to an older number
     assert store.arrival_watermark() == 6
+
+
+def with_values(table: pa.Table, rows: dict[int, dict[str, object]]) -> pa.Table:
+    """`table` with some rows' fields replaced (nested documents, as `to_row` takes them)."""
+    docs = table.to_pylist()
+    for row, fields in rows.items():
+        for name, value in fields.items():
+            docs[row][name] = value
+    return pa.Table.from_pylist(docs, schema=ARROW_SCHEMA)
+
+
+def recorded_filled(store: ParquetEventStore) -> dict[str, frozenset[str] | None]:
+    index = sqlite3.connect(store.events_dir / "_ids.sqlite")
+    try:
+        return {path: None if filled is None else frozenset(json.loads(filled))
+                for path, filled in index.execute("SELECT path, filled FROM lake_file")}
+    finally:
+        index.close()
+
+
+def test_a_write_records_the_fields_its_file_fills_as_the_footer_tells_them(tmp_path: Path) -> None:
+    """A leaf counts as filled when some row holds it; a leaf under a null struct is null, an empty string a value."""
+    store = ParquetEventStore(tmp_path / "events")
+    table = with_values(events(6), {
+        1: {"user": {"name": "root", "email": None}, "source": {"ip": "192.0.2.7", "as": {"number": 64500}}},
+        2: {"user_agent": {"original": ""}, "source": None},
+        3: {"destination": {"domain": None}},
+    })
+    store.write_table(tenant="council", dataset=DATASET, table=table)
+    [(path, filled)] = recorded_filled(store).items()
+    assert filled is not None
+    assert {"user.name", "source.ip", "source.as.number", "user_agent.original", "message"} <= filled
+    assert not filled & {"user.email", "destination.domain", "source.domain", "file.hash.sha256"}
+    file = store.events_dir / path
+    leaves = tuple(sorted(name for name, kind in _CURRENT_LEAVES.items() if not pa.types.is_list(kind)))
+    footer = _fields_with_values(str(file), file.stat().st_size, file.stat().st_mtime_ns, leaves)
+    assert filled & set(leaves) == footer
+
+
+def test_a_merge_records_the_union_and_a_log_before_the_record_gains_it_unknown(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    store.write_table(tenant="council", dataset=DATASET,
+                      table=with_values(events(3, prefix="a"), {0: {"user": {"name": "root"}}}))
+    store.write_table(tenant="council", dataset=DATASET,
+                      table=with_values(events(3, prefix="b"), {1: {"source": {"domain": "scanner.example.net"}}}))
+    firsts = list(recorded_filled(store).values())
+    store.set_consumer_cursor("detector", 2)
+    assert store.compact(min_files=2) == 2
+    [merged] = recorded_filled(store).values()
+    assert merged == frozenset().union(*(filled or () for filled in firsts))
+    assert {"user.name", "source.domain"} <= merged
+
+    index = sqlite3.connect(store.events_dir / "_ids.sqlite")  # the log as it was before the record
+    index.execute("ALTER TABLE lake_file DROP COLUMN filled")
+    index.commit()
+    index.close()
+    reopened = ParquetEventStore(store.events_dir)
+    reopened.write_table(tenant="council", dataset=DATASET, table=events(3, prefix="c"))
+    assert sorted(filled is None for filled in recorded_filled(reopened).values()) == [False, True]
+    reopened.set_consumer_cursor("detector", reopened.arrival_watermark())
+    assert reopened.compact(min_files=2) == 2
+    assert list(recorded_filled(reopened).values()) == [None]  # one input unknown: the merge's too
