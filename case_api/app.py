@@ -32,7 +32,14 @@ from case_api.cases.work_views import router as case_work_router
 from case_api.console.oidc import ConsoleOidc
 from case_api.console.views import HEADINGS, console_error, install_console, is_console
 from case_api.console.web import CONSOLE_PREFIX
-from case_api.db import API_THREADS, make_engine, make_read_engine, make_session_factory, upgrade_database
+from case_api.db import (
+    API_THREADS,
+    make_engine,
+    make_read_engine,
+    make_session_factory,
+    make_write_engine,
+    upgrade_database,
+)
 from case_api.errors import AuthenticationError, CaseApiError, InvalidRequestError
 from case_api.health.views import router as health_router
 from case_api.incidents.models import IncidentPolicy
@@ -83,7 +90,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.read_session_factory = make_session_factory(make_read_engine(engine))
+    read_engine = make_read_engine(engine)
+    app.state.read_session_factory = make_session_factory(read_engine)
+    app.state.write_session_factory = make_session_factory(make_write_engine(read_engine))
     app.state.queue_cache = QueueCache()
     app.state.last_use = LastUseThrottle()
     app.state.key_cache = KeyCache()

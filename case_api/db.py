@@ -149,6 +149,17 @@ def make_read_engine(engine: Engine) -> Engine:
     return reads
 
 
+def make_write_engine(read_engine: Engine) -> Engine:
+    """The engine of the hot write (a case's PATCH): on PostgreSQL the read engine's pool, its connections taken out
+    of autocommit (READ COMMITTED transactions, as the main engine's) while checked out. No ping on checkout: the
+    change's first statement, on a connection found dead, is tried again on a new one (``cases.service.update_case``).
+    SQLite: ``read_engine``, which is the main engine there.
+    """
+    if read_engine.dialect.name != "postgresql":
+        return read_engine
+    return read_engine.execution_options(isolation_level="READ COMMITTED")
+
+
 def read_retrying(factory: Callable[[], Session], read: Callable[[Session], T]) -> T:
     """``read`` on a session of ``factory`` (the read engine's), once more on a new connection if the first
     one's connection was found dead (the server restarted, say): the pool has no ping to find it before."""

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.util import identity_key
 
 from case_api.audit.models import GENESIS_HASH, AuditEntry, AuditHead, AuditVerification
 from case_api.db import insert_for, utcnow
@@ -85,18 +86,28 @@ def _write_pending(session: Session) -> None:
         return
     session.flush()  # the change itself first: its locks before the head's
     seq, prev_hash = _claim(session, len(pending))
+    rows = []
     for entry in pending:
         seq += 1
         digest = entry_hash(seq=seq, at=entry.at, actor=entry.actor, action=entry.action,
                             target_type=entry.target_type, target_id=entry.target_id, tenant_id=entry.tenant_id,
                             detail=entry.detail, prev_hash=prev_hash)
-        session.add(AuditEntry(seq=seq, at=entry.at, actor=entry.actor, action=entry.action,
-                               target_type=entry.target_type, target_id=entry.target_id, tenant_id=entry.tenant_id,
-                               detail=entry.detail, prev_hash=prev_hash, hash=digest))
+        rows.append({"seq": seq, "at": entry.at, "actor": entry.actor, "action": entry.action,
+                     "target_type": entry.target_type, "target_id": entry.target_id, "tenant_id": entry.tenant_id,
+                     "detail": entry.detail, "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
-    head = session.get_one(AuditHead, _HEAD_ID, populate_existing=True)
-    head.hash = prev_hash
-    session.flush()
+    # Plain statements, not ORM objects: the entries are never read back in the transaction. On PostgreSQL the
+    # entries and the head's new hash go in one statement (one round trip), a data-modifying WITH.
+    entries = insert(AuditEntry).values(rows)
+    head = update(AuditHead).where(AuditHead.id == _HEAD_ID).values(hash=prev_hash)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(head.add_cte(entries.cte("entries")))
+    else:
+        session.execute(entries)
+        session.execute(head)
+    stale = session.identity_map.get(identity_key(AuditHead, (_HEAD_ID,)))
+    if stale is not None:  # read earlier in the session: what it holds is no longer the head
+        session.expire(stale)
 
 
 def _claim(session: Session, count: int) -> tuple[int, str]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, bindparam, exists, literal, or_, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -42,7 +42,8 @@ from case_api.errors import (
 )
 from case_api.scope import scoped
 from case_api.sla.clocks import acknowledge, change_status
-from case_api.sla.service import criticality_and_contracts, refresh_case, with_clocks
+from case_api.sla.models import TenantContract
+from case_api.sla.service import criticality_and_contracts, refresh_case, remember_contract, with_clocks
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
@@ -267,15 +268,24 @@ def update_case(
     change that lost a race is re-read and checked again, so it applies to the newest state (or is
     refused by the workflow); the audit trail therefore replays to the stored status.
     """
-    for _attempt in range(CHANGE_ATTEMPTS):
-        case = get_case(session=session, case_id=case_id, scope=scope, for_update=True)
+    assignee = patch.assignee if "assignee" in patch.model_fields_set else None
+    for attempt in range(CHANGE_ATTEMPTS):
+        try:
+            case, assignee_known = _lock_case(session=session, case_id=case_id, scope=scope, assignee=assignee)
+        except DBAPIError as error:
+            # The first statement on a connection the pool hands out unpinged (the write engine's) found it dead,
+            # say the server restarted: nothing was written, so the change is tried once more on a new one.
+            session.rollback()
+            if attempt or not error.connection_invalidated:
+                raise
+            continue
         if if_match is not None and case.version != if_match:
             session.rollback()
             raise PreconditionFailedError(
                 f"case {case_id} is at version {case.version}, not {if_match}: read it again and redo the change"
             )
         try:
-            _apply_patch(session=session, case=case, patch=patch, actor=actor)
+            _apply_patch(session=session, case=case, patch=patch, actor=actor, assignee_known=assignee_known)
             session.commit()
             return case
         except StaleDataError:
@@ -293,7 +303,27 @@ def update_case(
     raise ConflictError(f"case {case_id} is changing too often to apply this change now: try again")
 
 
-def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) -> None:
+def _lock_case(*, session: Session, case_id: int, scope: Collection[str] | None,
+               assignee: str | None) -> tuple[Case, bool]:
+    """The case, locked for the change (PostgreSQL's row lock; SQLite's versioned UPDATE stands in), with its tenant's
+    contract remembered in the session for the due times, and whether ``assignee`` may be assigned it: one statement.
+
+    A case of another tenant is reported as not found, so its existence is not disclosed.
+    """
+    known = _ASSIGNABLE if assignee is not None else literal(False)
+    query = scoped(select(Case, TenantContract.contract, known).outerjoin(
+        TenantContract, TenantContract.tenant_id == Case.tenant_id).where(Case.id == case_id),
+        Case.tenant_id, scope=scope)
+    query = query.with_for_update(of=Case).execution_options(populate_existing=True)
+    row = session.execute(query, {"assignee": assignee} if assignee is not None else {}).first()
+    if row is None:
+        raise NotFoundError(f"case {case_id} not found")
+    case, contract, assignee_known = row
+    remember_contract(session=session, tenant_id=case.tenant_id, document=contract)
+    return case, bool(assignee_known)
+
+
+def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str, assignee_known: bool) -> None:
     changed = False
     now = utcnow()
     if patch.status is not None and patch.status.value != case.status:
@@ -313,8 +343,8 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str) 
         record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.STATUS_CHANGED, detail=detail)
         changed = True
     if "assignee" in patch.model_fields_set and patch.assignee != case.assignee:
-        if patch.assignee is not None:
-            require_known_assignee(session=session, name=patch.assignee, tenant_id=case.tenant_id)
+        if patch.assignee is not None and not assignee_known:
+            raise _unknown_assignee(patch.assignee)
         record_event(
             session=session,
             case_id=case.id,
@@ -352,21 +382,20 @@ def known_assignees(*, session: Session, tenant_ids: Collection[str] | None) -> 
     return list(session.scalars(query.order_by(User.id).limit(1000)))
 
 
-def require_known_assignee(*, session: Session, name: str, tenant_id: str) -> None:
-    """An assignee is a known user who may work the case: an enabled user of a city SOC role, or a
-    responder of the case's tenant."""
-    city = [role.value for role in CASE_WORKERS if not role.is_tenant_bound]
-    found = session.scalars(
-        select(User.id).where(
-            User.id == name,
-            User.disabled_at.is_(None),
-            or_(User.role.in_(city), (User.role == Role.TENANT_RESPONDER.value) & (User.tenant_id == tenant_id)),
-        )
-    ).first()
-    if found is None:
-        raise InvalidRequestError(
-            f"unknown assignee {name!r}: assign a user who may work this case (their user id, see GET /users)"
-        )
+#: Whether the user ``:assignee`` may be assigned the case beside it in the statement: an enabled user of a city SOC
+#: role, or a responder of the case's tenant.
+_ASSIGNABLE = exists().where(
+    User.id == bindparam("assignee"),
+    User.disabled_at.is_(None),
+    or_(User.role.in_([role.value for role in CASE_WORKERS if not role.is_tenant_bound]),
+        (User.role == Role.TENANT_RESPONDER.value) & (User.tenant_id == Case.tenant_id)),
+)
+
+
+def _unknown_assignee(name: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"unknown assignee {name!r}: assign a user who may work this case (their user id, see GET /users)"
+    )
 
 
 def _ensure_group_has_no_open_case(*, session: Session, case: Case) -> None:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
-from sqlalchemy.orm import Session
 from starlette.datastructures import State
 
 from case_api.alerts.models import AlertOut
@@ -15,18 +14,17 @@ from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS, CASE_WORKERS
 from case_api.bounds import IdPath, Offset
 from case_api.campaigns.models import CampaignView
-from case_api.campaigns.service import case_campaigns
+from case_api.cases.detail import detail_body
 from case_api.cases.evidence import EVIDENCE_PAGE, MAX_EVIDENCE_PAGE, EventStoreDep, EvidencePage, case_evidence
-from case_api.cases.models import Case, CaseEventOut, CaseOut, CasePatch, CaseStatus
+from case_api.cases.models import CaseEventOut, CaseOut, CasePatch, CaseStatus
 from case_api.cases.queue import queue_body
 from case_api.cases.service import (
     case_alerts,
     case_events,
-    case_out,
     get_case,
     update_case,
 )
-from case_api.cases.versions import IfMatch, etag, parse_if_match
+from case_api.cases.versions import IfMatch, parse_if_match
 from case_api.db import SessionDep, read_retrying
 
 router = APIRouter(prefix="/cases", tags=["cases"])
@@ -102,11 +100,8 @@ def read_detail(state: State, case_id: int, scope: frozenset[str] | None, *, ale
                 events: tuple[int, int]) -> tuple[bytes, str]:
     """``GET /cases/{id}``'s body and ETag, on the read engine (also answered by cases/hot.py)."""
 
-    def read(session: Session) -> tuple[bytes, str]:
-        case = get_case(session=session, case_id=case_id, scope=scope)
-        return _detail_body(session, case, scope, alerts=alerts, events=events)
-
-    return read_retrying(state.read_session_factory, read)
+    return read_retrying(state.read_session_factory, lambda session: detail_body(
+        session=session, case_id=case_id, scope=scope, alerts=alerts, events=events))
 
 
 @router.get(
@@ -169,42 +164,12 @@ def patch_case(
     Send the case's ETag in ``If-Match`` so a change made by someone else since you read the case is
     refused (412) instead of overwritten; without it the change applies to the newest state.
     """
-    case = update_case(session=session, case_id=case_id, scope=scope, patch=patch, actor=principal.actor,
-                       if_match=parse_if_match(if_match))
-    session.close()  # committed: the answer is read on the read engine
-    body, tag = read_retrying(request.app.state.read_session_factory,
-                              lambda reads: _detail_body(reads, reads.merge(case, load=False), scope))
+    session.close()  # the key's, if it was read: the change is made on the write engine
+    if_match_version = parse_if_match(if_match)
+    with request.app.state.write_session_factory() as writes:
+        case = update_case(session=writes, case_id=case_id, scope=scope, patch=patch, actor=principal.actor,
+                           if_match=if_match_version)
+    # committed: the answer is read on the read engine
+    body, tag = read_detail(request.app.state, case.id, scope, alerts=(DETAIL_PAGE, 0), events=(DETAIL_PAGE, 0))
     return Response(body, media_type="application/json", headers={"ETag": tag})
 
-
-def _detail_body(
-    session: Session,
-    case: Case,
-    scope: frozenset[str] | None,
-    *,
-    alerts: tuple[int, int] = (DETAIL_PAGE, 0),
-    events: tuple[int, int] = (DETAIL_PAGE, 0),
-) -> tuple[bytes, str]:
-    """The case detail serialised here, and its ETag: FastAPI would validate the model it was just built as
-    once more, on one more worker thread, before serialising it the same way (by alias)."""
-    body = _detail(session, case, scope, alerts=alerts, events=events).model_dump_json(by_alias=True)
-    return body.encode(), etag(case)
-
-
-def _detail(
-    session: Session,
-    case: Case,
-    scope: frozenset[str] | None,
-    *,
-    alerts: tuple[int, int] = (DETAIL_PAGE, 0),
-    events: tuple[int, int] = (DETAIL_PAGE, 0),
-) -> CaseDetailOut:
-    alert_page = case_alerts(session=session, case=case, limit=alerts[0], offset=alerts[1])
-    event_page = case_events(session=session, case=case, limit=events[0], offset=events[1])
-    # Its parts are validated models already: put together without validating them again.
-    return CaseDetailOut.model_construct(
-        **dict(case_out(session=session, case=case)),
-        alerts=[AlertOut.model_validate(a) for a in alert_page],
-        events=[CaseEventOut.model_validate(e) for e in event_page],
-        campaigns=case_campaigns(session=session, case_id=case.id, scope=scope),
-    )
