@@ -22,7 +22,7 @@ from case_api.alerts.models import Alert, AlertOut
 from case_api.campaigns.models import CampaignCase, CampaignView
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.models import Case, CaseEvent, CaseEventOut
-from case_api.cases.queue import _COLUMNS, _CONTRACT_CHANGED, _case, _joined, queue_json
+from case_api.cases.queue import _COLUMNS, _CONTRACT_CHANGED, _case, _Horizon, _joined, queue_json
 from case_api.db import utcnow
 from case_api.errors import NotFoundError
 from case_api.sla.models import TenantContract
@@ -62,7 +62,7 @@ def detail_body(*, session: Session, case_id: int, scope: Collection[str] | None
     if row is None:
         raise NotFoundError(f"case {case_id} not found")
     found = remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract)
-    case = _case(row, found, row.asset_criticality or "medium", now or utcnow(), {}, [None])
+    case = _case(row, found, row.asset_criticality or "medium", now or utcnow(), {}, _Horizon(None))
     alert_rows = connection.execute(_ALERTS, {"case_id": case_id, "tenant_id": row.tenant_id, "limit": alerts[0],
                                            "offset": alerts[1]})
     event_rows = connection.execute(_EVENTS, {"case_id": case_id, "limit": events[0], "offset": events[1]})
