@@ -96,7 +96,8 @@ def split_headers(lines: pa.Array) -> Headers:
     parts: dict[str, Any] = {name: pa.nulls(length, pa.string()) for name in names}
 
     rfc5424 = pc.fill_null(pc.match_substring_regex(lines, RFC5424_SHAPE), False)
-    if pc.any(rfc5424).as_py():
+    any_rfc5424 = pc.any(rfc5424).as_py()
+    if any_rfc5424:
         tokens = pc.split_pattern(lines.filter(rfc5424), " ", max_splits=6)
         start = _fields(pc.extract_regex(pc.list_element(tokens, 0), _RFC5424_START), ("pri", "version"))
         found = {**start, "iso": pc.list_element(tokens, 1), "host": pc.list_element(tokens, 2),
@@ -108,15 +109,17 @@ def split_headers(lines: pa.Array) -> Headers:
             parts[name] = overlay(parts[name], rfc5424, values)
 
     others = pc.invert(rfc5424)
-    rest = lines.filter(others)
+    rest = lines.filter(others) if any_rfc5424 else lines  # the usual batch holds no RFC 5424 line
     halves = pc.split_pattern(rest, ": ", max_splits=1)
     heads = pc.extract_regex(pc.list_element(halves, 0), BSD_HEAD)
     quick = heads.is_valid()
     quick_rows = within(others, quick)
     if pc.any(quick).as_py():
-        found = _fields(heads.filter(quick), BSD_FIELDS)
-        has_message = pc.equal(pc.list_value_length(halves.filter(quick)), 2)
-        messages = pc.list_flatten(pc.list_slice(halves.filter(quick), 1, 2))
+        every = heads.null_count == 0  # the usual batch: every line has the common shape, no copy of the rows
+        quick_halves = halves if every else halves.filter(quick)
+        found = _fields(heads if every else heads.filter(quick), BSD_FIELDS)
+        has_message = pc.equal(pc.list_value_length(quick_halves), 2)
+        messages = pc.list_flatten(pc.list_slice(quick_halves, 1, 2))
         found["message"] = pc.fill_null(spread(has_message, messages), "")
         for name, values in found.items():
             parts[name] = overlay(parts[name], quick_rows, values)

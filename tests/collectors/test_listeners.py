@@ -15,6 +15,7 @@ import pytest
 
 from collectors.listeners import relp
 from collectors.listeners.config import Limits
+from collectors.records import RecordBlock
 from tests.collectors.intake_helpers import (
     DEADLINE,
     OUTSIDE,
@@ -58,6 +59,20 @@ def test_tcp_senders_of_either_framing_land_under_their_sources_tenant(tmp_path:
     assert all(r.origin.startswith("tcp 127.0.0.1:") for _, _, r in records)
     origins = {r.payload: r.origin for _, _, r in records}  # each connection numbers its messages from 1 on
     assert [origins[line(m, n)].rsplit(" #", 1)[1] for m, n in sent] == ["1", "2", "1", "2", "3"]
+
+
+def test_a_newline_framed_connection_spools_every_read_as_a_record_block_its_first_included(tmp_path: Path) -> None:
+    with running(tmp_path) as intake:
+        with connect(intake.address("syslog-tcp")) as sender:
+            sender.sendall(line("block-probe", 1) + b"\n" + line("block-probe", 2) + b"\n")
+            wait_for(lambda: len(intake.records("block-probe")) == 2, what="the first read")
+            sender.sendall(line("block-probe", 3) + b"\n")
+            wait_for(lambda: len(intake.records("block-probe")) == 3, what="a later read")
+        batches = [batch for batch in intake.spool.pending() if any(b"block-probe" in r.payload for r in batch.records)]
+    # the drainer then parses a pass of them as one column, never record by record
+    assert [type(batch.records) for batch in batches] == [RecordBlock, RecordBlock]
+    assert [(r.payload, r.origin.rsplit(" #", 1)[1]) for batch in batches for r in batch.records] == [
+        (line("block-probe", n), str(n)) for n in (1, 2, 3)]
 
 
 def test_udp_datagrams_are_one_record_each(tmp_path: Path) -> None:
