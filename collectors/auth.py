@@ -209,7 +209,7 @@ def auth_fields(programs: pa.Array, messages: pa.Array) -> dict[str, pa.Array]:
     text = _clean(messages)
     family = pc.if_else(pc.fill_null(pc.starts_with(programs, "sshd"), False), "sshd", pc.fill_null(programs, ""))
     words = pc.list_element(pc.split_pattern(pc.utf8_ltrim_whitespace(text), " ", max_splits=1), 0)
-    first_word = pc.index_in(words, value_set=_FIRST_WORDS)
+    first_word = pc.fill_null(pc.index_in(words, value_set=_FIRST_WORDS), -1)  # -1: no rule's first word
     present = set(pc.unique(first_word).to_pylist())
     by_word: dict[int, pa.Array] = {}
     by_programs: dict[tuple[str, ...], pa.Array] = {}
@@ -224,7 +224,7 @@ def auth_fields(programs: pa.Array, messages: pa.Array) -> dict[str, pa.Array]:
             if code not in present:
                 continue
             if code not in by_word:
-                by_word[code] = pc.fill_null(pc.equal(first_word, code), False)
+                by_word[code] = pc.equal(first_word, code)
             candidates = pc.and_(remaining, by_word[code])
         else:
             candidates = remaining

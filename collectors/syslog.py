@@ -80,7 +80,9 @@ class SyslogParser(LogParser):
         columns = EventColumns(len(lines))
         reasons: list[str | None] = [None] * len(lines)
         header_rows = pc.or_(headers.rfc5424, headers.bsd)
-        bare = pc.and_(pc.invert(header_rows), pc.fill_null(pc.match_substring_regex(lines, _BARE_PAYLOAD), False))
+        bare = pc.invert(header_rows)  # only a line without a syslog header can be a bare CEF/LEEF payload
+        if pc.any(bare).as_py():
+            bare = pc.and_(bare, pc.fill_null(pc.match_substring_regex(lines, _BARE_PAYLOAD), False))
         for row in _positions(pc.invert(pc.or_(header_rows, bare))):
             reasons[row] = NOT_SYSLOG
         self._timestamps(columns, headers, records, reasons)
@@ -175,9 +177,13 @@ class SyslogParser(LogParser):
         text = pc.utf8_ltrim_whitespace(messages)
         sysmon = pc.fill_null(pc.and_(pc.equal(program, "sysmon"), pc.or_(
             pc.starts_with(text, "<Event"), pc.starts_with(text, "<?xml"))), False)
-        audit = pc.fill_null(pc.match_substring_regex(text, RECORD_SHAPE), False)
-        tagged = pc.and_(pc.is_in(headers["tag"], pa.array(["CEF", "LEEF"])),
-                         pc.match_substring_regex(messages, r"^[0-9.]+\|"))
+        # the regular expressions run only where a cheap test leaves a chance (the usual batch: nowhere)
+        audit = pc.fill_null(pc.or_(pc.starts_with(text, "type="), pc.starts_with(text, "node=")), False)
+        if pc.any(audit).as_py():
+            audit = pc.fill_null(pc.match_substring_regex(text, RECORD_SHAPE), False)
+        tagged = pc.is_in(headers["tag"], pa.array(["CEF", "LEEF"]))
+        if pc.any(tagged).as_py():
+            tagged = pc.and_(tagged, pc.match_substring_regex(messages, r"^[0-9.]+\|"))
         payload = pc.or_(pc.starts_with(text, "CEF:"), pc.starts_with(text, "LEEF:"))
         payload = pc.fill_null(pc.or_kleene(payload, tagged), False)
         own_format = pc.or_(pc.or_(sysmon, audit), payload)
@@ -291,7 +297,9 @@ def _header_fields(columns: EventColumns, headers: Any) -> None:
     for name in ("host.hostname", "host.name", "log.syslog.hostname"):
         columns[name] = host
     columns["log.syslog.appname"] = tag
-    module = pc.fill_null(pc.match_substring_regex(tag, r".\(.*\)$"), False)  # sshd(pam_unix) -> sshd
+    module = pc.fill_null(pc.ends_with(tag, ")"), False)  # sshd(pam_unix) -> sshd
+    if pc.any(module).as_py():
+        module = pc.fill_null(pc.match_substring_regex(tag, r".\(.*\)$"), False)
     if pc.any(module).as_py():
         tag = pc.replace_with_mask(tag, module, pc.replace_substring_regex(tag.filter(module), r"\(.*\)$", ""))
     columns["process.name"] = tag

@@ -30,7 +30,8 @@ _MICROSECONDS_PER_MINUTE = 60_000_000
 
 def _int(values: Any) -> Any:
     """Decimal digits -> int64, null for anything else (empty groups of a regex included)."""
-    return pc.cast(pc.if_else(pc.match_substring_regex(values, "^[0-9]{1,18}$"), values,
+    digits = pc.and_(pc.ascii_is_decimal(values), pc.less_equal(pc.utf8_length(values), 18))  # ^[0-9]{1,18}$
+    return pc.cast(pc.if_else(digits, values,
                               pa.scalar(None, pa.string())), pa.int64())
 
 

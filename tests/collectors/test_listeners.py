@@ -119,7 +119,8 @@ def test_an_over_long_message_is_dead_lettered_with_its_reason_and_the_next_one_
 
 
 def test_a_full_spool_pushes_back_on_tcp_and_loses_nothing(tmp_path: Path) -> None:
-    with running(tmp_path, max_spool_bytes=256 * 1024) as intake:
+    # one read is one batch, and a batch must fit in the spool: this small spool takes reads of a quarter of it
+    with running(tmp_path, max_spool_bytes=256 * 1024, limits=Limits(read_bytes=64 * 1024)) as intake:
         fill_until_full(intake.spool)
         lines = [line("flood-probe", n) + b" " + b"p" * 900 for n in range(2000)]  # 2 MB, 8x the spool
         sender = threading.Thread(target=send_all, args=(intake.address("syslog-tcp"), b"\n".join(lines) + b"\n"))
