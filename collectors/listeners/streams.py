@@ -175,7 +175,7 @@ class _Connection:
 
     async def _deliver_syslog(self, messages: Sequence[Message]) -> bool:
         """False when the sender is no longer attributed (the connection is then closed)."""
-        if not any(map(_CUT, messages)):  # a connection's first read, say: a block, as the reads after it
+        if not any(map(_CUT, messages)):  # a connection's first read or an octet-counted one: a block too
             return await self._deliver_block([message.payload for message in messages])
         received = datetime.now(UTC)
         prefix = f"{self.transport} {self.host}:{self.port} #"
