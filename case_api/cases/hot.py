@@ -7,7 +7,9 @@ database, everything FastAPI would decide, and otherwise leaves the request to t
 
 - the key is an API key (``Authorization: Bearer`` or ``X-API-Key``, as ``auth.dependencies`` picks it) that
   this process verified within its cache's ttl and whose last use it wrote within the minute
-  (``auth.service.cached_principal``); a bearer JWT, an unknown, expired or stale key goes to the application;
+  (``auth.service.cached_principal``), or else one read as ``get_principal`` reads it (``authenticate``, on the
+  worker thread of the read, on the read engine); a bearer JWT, an unknown, revoked or expired key or a disabled
+  user goes to the application, which reads it again and refuses it;
 - the role may read cases (``CASE_READERS``); the tenant scope is ``auth.service.tenant_scope``, the one place
   that decides it;
 - each query parameter is one the endpoint declares, given once, in its plain form (digits within the
@@ -34,11 +36,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from case_api.auth.dependencies import MAX_SECRET_LENGTH
 from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS
-from case_api.auth.service import cached_principal, tenant_scope
+from case_api.auth.service import authenticate, cached_principal, tenant_scope
 from case_api.auth.tokens import looks_like_jwt
 from case_api.bounds import MAX_ID, MAX_OFFSET
 from case_api.cases.models import CaseStatus
 from case_api.cases.views import DETAIL_PAGE, read_detail, read_queue
+from case_api.db import read_retrying
 from case_api.errors import CaseApiError
 
 _STATUSES = {status.value: status for status in CaseStatus}
@@ -99,8 +102,10 @@ def _detail(query_string: bytes) -> dict[str, tuple[int, int]] | None:
     return {"alerts": (alerts_limit, alerts_offset), "events": (events_limit, events_offset)}
 
 
-def _principal(scope: Scope, state: State) -> Principal | None:
-    """The caller, when the key cache answers for it as ``auth.dependencies.get_principal`` would."""
+def _principal(scope: Scope, state: State) -> Principal | str | None:
+    """The caller, when the key cache answers for it as ``auth.dependencies.get_principal`` would; else the API key
+    to read as it would (``authenticate``); ``None`` for what is left to the application (no key, a bearer JWT, an
+    over-long or expired key)."""
     bearer = api_key = None
     for name, value in scope["headers"]:
         if name == b"authorization" and bearer is None:
@@ -114,9 +119,22 @@ def _principal(scope: Scope, state: State) -> Principal | None:
     if bearer and getattr(state, "token_verifier", None) is not None and looks_like_jwt(secret):
         return None
     try:
-        return cached_principal(secret=secret, cache=getattr(state, "key_cache", None),
-                                throttle=getattr(state, "last_use", None))
+        principal = cached_principal(secret=secret, cache=getattr(state, "key_cache", None),
+                                     throttle=getattr(state, "last_use", None))
     except CaseApiError:  # expired: the application says so
+        return None
+    return secret if principal is None else principal
+
+
+def _authenticated(state: State, secret: str) -> Principal | None:
+    """The principal of API key ``secret`` read as ``get_principal`` reads it (``authenticate``: the key and its user,
+    the last use written at most once a minute, the key cache filled), on the read engine: ``None`` when the
+    application is to answer (an unknown, revoked or expired key, a disabled user)."""
+    try:
+        return read_retrying(state.read_session_factory, lambda session: authenticate(
+            session=session, secret=secret, throttle=getattr(state, "last_use", None),
+            cache=getattr(state, "key_cache", None)))
+    except CaseApiError:
         return None
 
 
@@ -151,14 +169,23 @@ class HotReads:
             read = lambda tenants: read_detail(state, case_id, tenants, **pages)  # noqa: E731
         else:
             return False
-        principal = _principal(scope, state)
-        if principal is None or principal.role not in CASE_READERS:
+        caller = _principal(scope, state)
+        if caller is None or (isinstance(caller, Principal) and caller.role not in CASE_READERS):
             return False
-        tenants = tenant_scope(principal)
-        try:
-            body, tag = await anyio.to_thread.run_sync(read, tenants)
-        except CaseApiError:  # not found: the application answers it
+
+        def answer() -> tuple[Principal, bytes, str | None] | None:
+            principal = _authenticated(state, caller) if isinstance(caller, str) else caller
+            if principal is None or principal.role not in CASE_READERS:
+                return None
+            try:
+                return principal, *read(tenant_scope(principal))
+            except CaseApiError:  # not found: the application answers it
+                return None
+
+        answered = await anyio.to_thread.run_sync(answer)
+        if answered is None:
             return False
+        principal, body, tag = answered
         scope.setdefault("state", {})["principal"] = principal  # for the access log
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("latin-1"))]
         if tag is not None:

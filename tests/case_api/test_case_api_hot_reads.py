@@ -1,7 +1,8 @@
 """The hot reads (cases/hot.py): ``GET /cases`` and ``GET /cases/{id}`` answered before FastAPI's routing give the
 bytes, status and ETag the endpoints give, in the caller's scope; every request the middleware cannot decide
-as the application would (a key not verified by this process yet, a role that may not read cases, a parameter
-not in its plain form, a case not found) is passed on to the application."""
+as the application would (an unknown, revoked or expired key, a disabled user, a role that may not read cases, a
+parameter not in its plain form, a case not found) is passed on to the application; a key this process has not
+verified yet is read as the application reads it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 from starlette.types import Message, Receive, Scope, Send
 
-from case_api.auth.models import Role
+from case_api.auth.models import Role, User
 from case_api.cases.hot import HotReads
+from case_api.db import utcnow
 
 if TYPE_CHECKING:
     from tests.case_api.conftest import SocApi
@@ -106,13 +110,22 @@ def test_keys_hot_reads_do_not_know_go_to_the_application(soc: SocApi, make_aler
                                                            app: FastAPI) -> None:
     ids = _world(soc, make_alert)
     rs_viewer = soc.headers(Role.TENANT_VIEWER, tenant=RS)
-    assert _hot(app, "/api/v1/cases", "", rs_viewer)[0] == 599  # not verified by this process yet
+    # Not verified by this process yet: read as the application reads it, and answered in the member's scope.
+    status, body, _ = _hot(app, "/api/v1/cases", "", rs_viewer)
+    assert status == 200 and body == soc.client.get("/api/v1/cases", headers=rs_viewer).content
+    assert {case["tenant_id"] for case in orjson.loads(body)} == {RS}
     service = soc.headers(Role.SERVICE)
-    assert soc.client.get("/api/v1/cases", headers=service).status_code == 403
     assert _hot(app, "/api/v1/cases", "", service)[0] == 599  # may not read cases: the application refuses it
+    assert soc.client.get("/api/v1/cases", headers=service).status_code == 403
+    assert _hot(app, "/api/v1/cases", "", service)[0] == 599  # and so once its key is cached
     assert _hot(app, "/api/v1/cases", "", {"Authorization": "Bearer nonsense"})[0] == 599
     assert _hot(app, "/api/v1/cases", "", {})[0] == 599
-    assert soc.client.get("/api/v1/cases", headers=rs_viewer).status_code == 200
+    ng_viewer = soc.headers(Role.TENANT_VIEWER, tenant=NG, name="ng-viewer")
+    with app.state.session_factory() as session:  # disabled, by another process: this one never saw the key
+        session.execute(update(User).where(User.id == "ng-viewer").values(disabled_at=utcnow()))
+        session.commit()
+    assert _hot(app, "/api/v1/cases", "", ng_viewer)[0] == 599
+    assert soc.client.get("/api/v1/cases", headers=ng_viewer).status_code == 401
     assert _hot(app, "/api/v1/cases", "", rs_viewer)[0] == 200
     # Another tenant's case is not found for the member: passed on, and the application answers 404.
     assert _hot(app, f"/api/v1/cases/{ids[0]}", "", rs_viewer)[0] == 599
