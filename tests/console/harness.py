@@ -82,13 +82,11 @@ class ConsoleWorld:
         self.keys[user] = header["Authorization"].removeprefix("Bearer ")
         return self.keys[user]
 
+
     def add_source(self, tenant: str, name: str, network: str) -> int:
         """A syslog-over-TCP source of the member, registered through the API; its id."""
-        response = self.api.post(
-            "/api/v1/sources",
-            headers=self.headers("admin"),
-            json={"tenant_id": tenant, "kind": "syslog-tcp", "name": name, "networks": [network]},
-        )
+        response = self.api.post("/api/v1/sources", headers=self.headers("admin"),
+                                 json={"tenant_id": tenant, "kind": "syslog-tcp", "name": name, "networks": [network]})
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
@@ -98,13 +96,9 @@ class ConsoleWorld:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "auth.log"
             path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            return ingest_files(
-                tenant=tenant,
-                source="syslog",
-                paths=[path],
-                store=ParquetEventStore(self.settings.events_dir),
-                dead_letters=DeadLetterStore(self.settings.deadletter_dir),
-            )
+            return ingest_files(tenant=tenant, source="syslog", paths=[path],
+                                store=ParquetEventStore(self.settings.events_dir),
+                                dead_letters=DeadLetterStore(self.settings.deadletter_dir))
 
     def store_syslog(self, tenant: str, lines: list[str]) -> list[dict[str, Any]]:
         """Syslog lines through the real ingest path into the lake the API reads evidence from; the events
@@ -117,22 +111,12 @@ class ConsoleWorld:
         return sorted(rows, key=lambda row: (row["@timestamp"], row["event"]["id"]))
 
 
-def evidence_alert(
-    tenant: str,
-    rows: list[dict[str, Any]],
-    *,
-    alert_id: str,
-    title: str,
-    level: str,
-    tags: list[str],
-    entities: dict[str, list[str]],
-) -> dict[str, Any]:
+def evidence_alert(tenant: str, rows: list[dict[str, Any]], *, alert_id: str, title: str, level: str,
+                   tags: list[str], entities: dict[str, list[str]]) -> dict[str, Any]:
     """An alert in the correlator's shape over stored events: from the first event's time to the last's."""
     times = sorted(row["@timestamp"] for row in rows)
     return {
-        "id": alert_id,
-        "@timestamp": times[0].isoformat(),
-        "organization": {"id": tenant},
+        "id": alert_id, "@timestamp": times[0].isoformat(), "organization": {"id": tenant},
         "rule": {"id": f"rule-{title.lower().replace(' ', '-')}"[:200], "title": title, "level": level, "tags": tags},
         "event": {"ids": [row["event"]["id"] for row in rows], "dataset": "system.auth", "end": times[-1].isoformat()},
         "entities": entities,
@@ -191,28 +175,17 @@ def seed_members(world: ConsoleWorld) -> None:
         world.add_user(f"responder-{tenant}", Role.TENANT_RESPONDER, tenant)
         world.keys[tenant] = world.keys[f"responder-{tenant}"]
     batches = {
-        "work": lambda t: [
-            build_alert(t, user="christophe", level="high", group_key=f"{t}-work", minutes=n) for n in (0, 2)
-        ],
+        "work": lambda t: [build_alert(t, user="christophe", level="high", group_key=f"{t}-work", minutes=n)
+                           for n in (0, 2)],
         "second": lambda t: [build_alert(t, user="mallory", level="medium", group_key=f"{t}-second", minutes=5)],
-        "campaign": lambda t: [
-            evidence_alert(
-                t,
-                world.store_syslog(
-                    t,
-                    [
-                        f"<38>1 2024-07-31T13:36:0{n}Z {t}-web sshd 4121 - - {outcome} password for root from {ATTACKER} "
-                        f"port 5012{n} ssh2"
-                        for n, outcome in enumerate(("Failed", "Failed", "Accepted"))
-                    ],
-                ),
-                alert_id=f"{t}-root-login",
-                title="SSH Login As Root Accepted",
-                level="high",
-                tags=["attack.t1078"],
-                entities={"source.ip": [ATTACKER], "user.name": ["root"], "host.name": [f"{t}-web"]},
-            )
-        ],
+        "campaign": lambda t: [evidence_alert(
+            t, world.store_syslog(t, [
+                f"<38>1 2024-07-31T13:36:0{n}Z {t}-web sshd 4121 - - {outcome} password for root from {ATTACKER} "
+                f"port 5012{n} ssh2" for n, outcome in enumerate(("Failed", "Failed", "Accepted"))
+            ]),
+            alert_id=f"{t}-root-login", title="SSH Login As Root Accepted", level="high", tags=["attack.t1078"],
+            entities={"source.ip": [ATTACKER], "user.name": ["root"], "host.name": [f"{t}-web"]},
+        )],
     }
     for n, tenant in enumerate(TENANTS):
         world.sources[tenant] = world.add_source(tenant, "bastion auth.log", f"10.{20 + n}.0.0/16")
@@ -221,16 +194,9 @@ def seed_members(world: ConsoleWorld) -> None:
         now = datetime.now(UTC)
         for minute in range(60, 0, -5):
             received = now - timedelta(minutes=minute)
-            health.record(
-                source_id=world.sources[tenant],
-                tenant=tenant,
-                events=40 + minute,
-                dead=minute % 3,
-                last_event_time=received,
-                received=received,
-                last_dead_origin="10.20.4.7",
-                last_dead_reason="unparsable syslog line: no PRI part" if minute % 3 else None,
-            )
+            health.record(source_id=world.sources[tenant], tenant=tenant, events=40 + minute, dead=minute % 3,
+                          last_event_time=received, received=received, last_dead_origin="10.20.4.7",
+                          last_dead_reason="unparsable syslog line: no PRI part" if minute % 3 else None)
     assert world.ingest_syslog(HOSPITAL, DEAD_LINES).dead_lettered == len(DEAD_LINES)
     for name, alerts in batches.items():
         for tenant in TENANTS:
@@ -260,16 +226,9 @@ def chromium() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(shutil.which("chromium"))
     for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
-        "--lang=en-GB",
-        "--force-prefers-reduced-motion",
+        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
+        "--disable-extensions", "--disable-background-networking", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "--lang=en-GB", "--force-prefers-reduced-motion",
     ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(shutil.which("chromedriver"))))
@@ -333,9 +292,8 @@ def resume(driver: Any, world: ConsoleWorld, user: str) -> None:
         sign_in(driver, world, user)
         return
     driver.get(f"{world.url}/console/static/console.css")  # a cookie is set on the page's own site
-    driver.add_cookie(
-        {"name": SESSION_COOKIE, "value": world.sessions[user], "path": "/console", "httpOnly": True, "sameSite": "Lax"}
-    )
+    driver.add_cookie({"name": SESSION_COOKIE, "value": world.sessions[user], "path": "/console", "httpOnly": True,
+                       "sameSite": "Lax"})
 
 
 def navigation_status(driver: Any) -> int:

@@ -31,9 +31,8 @@ ATTACKER = "198.51.100.23"
 _numbers = itertools.count(1)
 
 
-def _alert(
-    tenant: str, title: str, level: str, tags: list[str], dataset: str, entities: dict[str, list[str]], minutes_ago: int
-) -> dict[str, Any]:
+def _alert(tenant: str, title: str, level: str, tags: list[str], dataset: str, entities: dict[str, list[str]],
+           minutes_ago: int) -> dict[str, Any]:
     number = next(_numbers)
     at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     return {
@@ -61,80 +60,34 @@ def seed_city(world: ConsoleWorld) -> int:
             for k in range(6)
         ]
         alert = evidence_alert(
-            tenant,
-            world.store_syslog(tenant, lines),
-            alert_id=f"{tenant}-root-after-brute-force",
-            title="SSH Login As Root Accepted After Brute Force",
-            level="high",
+            tenant, world.store_syslog(tenant, lines), alert_id=f"{tenant}-root-after-brute-force",
+            title="SSH Login As Root Accepted After Brute Force", level="high",
             tags=["attack.t1110.001", "attack.t1078"],
             entities={"source.ip": [ATTACKER], "user.name": ["root"], "host.name": [f"{tenant}-bastion"]},
         )
         cases = world.soc.ingest(alert)["cases"]
         campaign_case = campaign_case or cases[0]
     singles = [
-        (
-            "city-council",
-            "AWS CloudTrail Logging Disabled",
-            "critical",
-            ["attack.t1562.008"],
-            "aws.cloudtrail",
-            {"cloud.account.id": ["143434273843"], "user.name": ["ci-deployer"]},
-            8,
-        ),
-        (
-            "elm-street-gp",
-            "Microsoft 365 Mailbox Forwarding Rule to External Domain",
-            "high",
-            ["attack.t1114.003"],
-            "o365.audit",
-            {"user.name": ["reception@elmstreetgp.example"]},
-            95,
-        ),
-        (
-            "harbour-charity",
-            "Entra ID Sign-in From Anonymising Proxy",
-            "medium",
-            ["attack.t1090.003"],
-            "azure.signinlogs",
-            {"user.name": ["volunteer.lead@harbour.example"], "source.ip": ["192.0.2.77"]},
-            150,
-        ),
-        (
-            "riverside-school",
-            "GCP Service Account Key Created",
-            "medium",
-            ["attack.t1098.001"],
-            "gcp.audit",
-            {"user.name": ["it-admin@riverside.example"], "cloud.account.id": ["riverside-prod"]},
-            210,
-        ),
-        (
-            "northgate-hospital",
-            "Sudo Privilege Escalation by Unexpected User",
-            "medium",
-            ["attack.t1548.003"],
-            "system.auth",
-            {"user.name": ["pacs-service"], "host.name": ["pacs-02"]},
-            330,
-        ),
-        (
-            "city-council",
-            "Okta MFA Factor Reset by Administrator",
-            "low",
-            ["attack.t1556.006"],
-            "okta.system",
-            {"user.name": ["helpdesk.admin"]},
-            480,
-        ),
+        ("city-council", "AWS CloudTrail Logging Disabled", "critical", ["attack.t1562.008"], "aws.cloudtrail",
+         {"cloud.account.id": ["143434273843"], "user.name": ["ci-deployer"]}, 8),
+        ("elm-street-gp", "Microsoft 365 Mailbox Forwarding Rule to External Domain", "high", ["attack.t1114.003"],
+         "o365.audit", {"user.name": ["reception@elmstreetgp.example"]}, 95),
+        ("harbour-charity", "Entra ID Sign-in From Anonymising Proxy", "medium", ["attack.t1090.003"],
+         "azure.signinlogs", {"user.name": ["volunteer.lead@harbour.example"], "source.ip": ["192.0.2.77"]}, 150),
+        ("riverside-school", "GCP Service Account Key Created", "medium", ["attack.t1098.001"], "gcp.audit",
+         {"user.name": ["it-admin@riverside.example"], "cloud.account.id": ["riverside-prod"]}, 210),
+        ("northgate-hospital", "Sudo Privilege Escalation by Unexpected User", "medium", ["attack.t1548.003"],
+         "system.auth", {"user.name": ["pacs-service"], "host.name": ["pacs-02"]}, 330),
+        ("city-council", "Okta MFA Factor Reset by Administrator", "low", ["attack.t1556.006"], "okta.system",
+         {"user.name": ["helpdesk.admin"]}, 480),
     ]
     for tenant, title, level, tags, dataset, entities, minutes_ago in singles:
         world.soc.ingest(_alert(tenant, title, level, tags, dataset, entities, minutes_ago))
     # One case already taken: assigned and in progress.
     analyst = world.headers("ana.analyst")
     taken = world.api.get("/api/v1/cases", params={"tenant": "elm-street-gp"}, headers=analyst).json()[0]["id"]
-    response = world.api.patch(
-        f"/api/v1/cases/{taken}", json={"assignee": "ana.analyst", "status": "in_progress"}, headers=analyst
-    )
+    response = world.api.patch(f"/api/v1/cases/{taken}", json={"assignee": "ana.analyst", "status": "in_progress"},
+                               headers=analyst)
     assert response.status_code == 200, response.text
     return int(campaign_case)
 
@@ -152,16 +105,12 @@ def take(out: Path) -> list[Path]:
         world.keys["analyst"] = world.keys["ana.analyst"]
         sign_in(driver, world, "analyst", next_path="/console/queue")
         written = []
-        for name, path in (
-            ("console-queue.png", "/console/queue"),
-            ("console-case.png", f"/console/cases/{campaign_case}"),
-        ):
+        for name, path in (("console-queue.png", "/console/queue"), ("console-case.png",
+                                                                      f"/console/cases/{campaign_case}")):
             driver.get(f"{world.url}{path}")
             # The case page: the last raw record (the accepted login) unfolded, as an analyst would look at it.
-            driver.execute_script(
-                "const d = document.querySelectorAll('#evidence details'); "
-                "if (d.length) { d[d.length - 1].open = true; }"
-            )
+            driver.execute_script("const d = document.querySelectorAll('#evidence details'); "
+                                  "if (d.length) { d[d.length - 1].open = true; }")
             target = out / name
             target.write_bytes(full_page_png(driver))
             written.append(target)

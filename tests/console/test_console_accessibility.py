@@ -34,11 +34,8 @@ def test_page_has_no_serious_accessibility_violation(
 ) -> None:
     if user is not None:
         resume(browser, live_server, user)
-    names = {
-        **live_server.cases[HOSPITAL],
-        "source": live_server.sources[HOSPITAL],
-        "other": live_server.cases[SCHOOL]["work"],
-    }
+    names = {**live_server.cases[HOSPITAL], "source": live_server.sources[HOSPITAL],
+             "other": live_server.cases[SCHOOL]["work"]}
     browser.get(live_server.url + path.format(**names))
     assert navigation_status(browser) == (404 if page == "not found" else 200), f"{page}: {browser.current_url}"
     found = blocking(axe(browser))

@@ -15,7 +15,9 @@ def test_docs_page_renders_offline_in_chromium(live_server: ConsoleWorld, browse
     )
     assert "CitySOC case API" in title.text
     # Every script and style sheet came from this origin (the page works without internet access).
-    sources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    sources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
     assert sources and all(source.startswith(live_server.url) for source in sources), sources
 
 
