@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
@@ -25,6 +26,7 @@ from correlator.authoring.evidence import evidence_path
 from correlator.engine.correlation import correlation_bursts, correlation_input, correlation_windows, every_burst
 from correlator.engine.detection import detection_alert_rows, read_events
 from correlator.engine.matching import match_rules
+from correlator.engine.options import EngineOptions
 from correlator.engine.plan import plan_matching
 from correlator.engine.session import INTERPRETED_EVALUATION, engine_options, session_conf
 from correlator.errors import BacktestError
@@ -114,38 +116,92 @@ def _evaluation(events: int) -> dict[str, str]:
     return INTERPRETED_EVALUATION if events <= INTERPRETED_MAX_EVENTS else {}
 
 
+@dataclass
+class _DatasetCounts:
+    """One dataset's part of a backtest, merged into the `BacktestResult` in dataset order."""
+
+    dataset: str
+    events: int
+    counts: BacktestResult
+    correlation_inputs: dict[str, DataFrame]
+    cached: list[DataFrame]
+
+
 def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventStore, tenant: str | None = None,
                  since: datetime | None = None, until: datetime | None = None) -> BacktestResult:
-    """Every rule of `ruleset` over the store's events in [since, until) (of `tenant` only, when given)."""
+    """Every rule of `ruleset` over the store's events in [since, until) (of `tenant` only, when given).
+
+    When the store holds at most `INTERPRETED_MAX_EVENTS` events of each dataset (`EventStore.count`, an upper
+    bound of what is read), every dataset is read, cached and matched interpreted, `parallel_datasets` at
+    once (one dataset's driver work overlaps another's scan); otherwise one after the other, each in the
+    evaluation its own event count calls for."""
     options = engine_options(spark)
     result = BacktestResult()
-    correlation_inputs: dict[str, list[DataFrame]] = {}
-    cached: list[DataFrame] = []
+    datasets = [dataset for dataset in ruleset.datasets if ruleset.detections(dataset)]
+    tenants = None if tenant is None else [tenant]
+
+    def counted(dataset: str) -> _DatasetCounts | None:
+        return _count_dataset(spark, ruleset, dataset, store=store, tenant=tenant, since=since, until=until,
+                              options=options)
+
     with session_conf(spark, _BACKTEST_CONF):
-        for dataset in ruleset.datasets:
-            detections = ruleset.detections(dataset)
-            events = read_events(spark, store, dataset, since=since, until=until,
-                                 tenants=None if tenant is None else [tenant], options=options)
-            if events is None or not detections:
+        small = all(store.count(dataset, since=since, until=until, tenants=tenants) <= INTERPRETED_MAX_EVENTS
+                    for dataset in datasets)
+        if small and options.parallel_datasets > 1 and len(datasets) > 1:
+            with session_conf(spark, INTERPRETED_EVALUATION), ThreadPoolExecutor(
+                    max_workers=options.parallel_datasets, thread_name_prefix="citysoc-backtest") as pool:
+                parts = list(pool.map(counted, datasets))
+        else:
+            parts = [counted(dataset) for dataset in datasets]
+        correlation_inputs: dict[str, list[DataFrame]] = {}
+        cached: list[DataFrame] = []
+        for part in parts:
+            if part is None:
                 continue
-            if tenant is not None:  # rows whose own organization.id says otherwise
-                events = events.filter(F.col("_tenant") == F.lit(tenant))
-            events = events.persist()
-            cached.append(events)
-            result.events[dataset] = events.count()
-            with session_conf(spark, _evaluation(result.events[dataset])):
-                matches = match_rules(events, plan_matching(detections, options)).persist()
-                cached.append(matches)
-                _count_detections(result, matches, detections)
-            for correlation in ruleset.correlations():
-                if dataset in correlation.datasets:
-                    correlation_inputs.setdefault(correlation.id, []).append(correlation_input(matches, correlation))
+            result.events[part.dataset] = part.events
+            _merge(result, part.counts)
+            for rule_id, frame in part.correlation_inputs.items():
+                correlation_inputs.setdefault(rule_id, []).append(frame)
+            cached += part.cached
         combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
         with session_conf(spark, _evaluation(sum(result.events.values()))):
             _count_correlations(result, ruleset, combined)
     for frame in cached:
         frame.unpersist()
     return result
+
+
+def _count_dataset(spark: SparkSession, ruleset: CompiledRuleSet, dataset: str, *, store: EventStore,
+                   tenant: str | None, since: datetime | None, until: datetime | None,
+                   options: EngineOptions) -> _DatasetCounts | None:
+    """One dataset's events read, cached and counted, its detections' matches and alerts counted, and the
+    inputs of the correlations it feeds; None when the store has none of its events."""
+    events = read_events(spark, store, dataset, since=since, until=until,
+                         tenants=None if tenant is None else [tenant], options=options)
+    if events is None:
+        return None
+    if tenant is not None:  # rows whose own organization.id says otherwise
+        events = events.filter(F.col("_tenant") == F.lit(tenant))
+    events = events.persist()
+    total = events.count()
+    counts = BacktestResult()
+    detections = ruleset.detections(dataset)
+    with session_conf(spark, _evaluation(total)):
+        matches = match_rules(events, plan_matching(detections, options)).persist()
+        _count_detections(counts, matches, detections)
+    inputs = {correlation.id: correlation_input(matches, correlation)
+              for correlation in ruleset.correlations() if dataset in correlation.datasets}
+    return _DatasetCounts(dataset, total, counts, inputs, [events, matches])
+
+
+def _merge(result: BacktestResult, counts: BacktestResult) -> None:
+    for rule_id, matched in counts.matches.items():
+        result.matches[rule_id] = result.matches.get(rule_id, 0) + matched
+    for rule_id, alerts in counts.alerts.items():
+        result.alerts[rule_id] = result.alerts.get(rule_id, 0) + alerts
+        result.behind[rule_id] = result.alerts[rule_id]  # one event an alert
+    for rule_id, tenants in counts.tenants.items():
+        result.tenants.setdefault(rule_id, set()).update(tenants)
 
 
 def _count_detections(result: BacktestResult, matches: DataFrame, detections: Sequence[CompiledRule]) -> None:

@@ -307,13 +307,32 @@ def _plan(ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]],
 _GROUP = "_evidence_group"  # which dataset's rules an evidence row is meant for (the plan's key)
 
 
-def _events(spark: SparkSession, docs: Mapping[str, Sequence[dict[str, Any]]]) -> DataFrame:
-    """Every evidence event as the engine reads events: one frame built in memory from one Arrow table (no
-    store), each row carrying its case's tenant in `organization.id` and, in `_evidence_group`, the dataset
-    whose rules it is for."""
-    rows = [to_row(doc) for group in docs.values() for doc in group]
-    groups = [dataset for dataset, group in docs.items() for _ in group]
+@dataclass(frozen=True)
+class PreparedEvidence:
+    """Every case's events as one Arrow table (`prepare_evidence`): what the Spark pass reads, built without Spark,
+    so that a command builds it while its session starts."""
+
+    cases: Mapping[str, Sequence[EvidenceCase]]  # what it was prepared from (rule id -> cases)
+    plan: _Plan
+    table: pa.Table | None  # None: no case has events to run
+
+
+def prepare_evidence(ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
+                     raw_parser: RawParser | None = None) -> PreparedEvidence:
+    """The events of every case (rule id -> cases), each row carrying its case's tenant in `organization.id`
+    and, in `_evidence_group`, the dataset whose rules it is for; no Spark needed."""
+    plan = _plan(ruleset, cases, raw_parser)
+    if not plan.docs:
+        return PreparedEvidence(cases, plan, None)
+    rows = [to_row(doc) for group in plan.docs.values() for doc in group]
+    groups = [dataset for dataset, group in plan.docs.items() for _ in group]
     table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA).append_column(_GROUP, pa.array(groups, pa.string()))
+    return PreparedEvidence(cases, plan, table)
+
+
+def _events(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """Every evidence event as the engine reads events: one frame built in memory from one Arrow table (no
+    store)."""
     return prepare_events(spark.createDataFrame(table), columns=ARROW_SCHEMA.names)
 
 
@@ -331,19 +350,22 @@ def _unfiltered_windows(rule: CompiledRule, frame: DataFrame, moments: bool) -> 
 
 
 def check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
-                   raw_parser: RawParser | None = None) -> list[EvidenceOutcome]:
+                   raw_parser: RawParser | None = None,
+                   prepared: PreparedEvidence | None = None) -> list[EvidenceOutcome]:
     """Run every case (rule id -> cases) through the real Spark evaluation; one outcome per case.
 
     A case whose events cannot be built (a raw line the collector refuses, a field not in the event
-    schema) fails with that reason; raw events without a `raw_parser` are reported skipped.
+    schema) fails with that reason; raw events without a `raw_parser` are reported skipped. `prepared`:
+    the cases' events built beforehand (`prepare_evidence` of the same `cases`), else built here.
     """
+    if prepared is None or prepared.cases is not cases:
+        prepared = prepare_evidence(ruleset, cases, raw_parser=raw_parser)
     with session_conf(spark, _INTERPRETED):
-        return _check_evidence(spark, ruleset, cases, raw_parser=raw_parser)
+        return _check_evidence(spark, ruleset, prepared)
 
 
-def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mapping[str, Sequence[EvidenceCase]], *,
-                    raw_parser: RawParser | None) -> list[EvidenceOutcome]:
-    plan = _plan(ruleset, cases, raw_parser)
+def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, prepared: PreparedEvidence) -> list[EvidenceOutcome]:
+    plan = prepared.plan
     options = engine_options(spark)
     matched: dict[tuple[str, str], int] = {}
     correlation_alerts: dict[tuple[str, str], int] = {}
@@ -354,8 +376,8 @@ def _check_evidence(spark: SparkSession, ruleset: CompiledRuleSet, cases: Mappin
     correlations = [r for r in ruleset.correlations() if r.id in wanted]
     runnable = [dataset for dataset in ruleset.datasets if dataset in plan.docs and ruleset.detections(dataset)]
     combined: dict[str, DataFrame] = {}
-    if runnable:
-        events = _events(spark, plan.docs)
+    if runnable and prepared.table is not None:
+        events = _events(spark, prepared.table)
         parts = [match_rules(events.filter(F.col(_GROUP) == dataset).drop(_GROUP),
                              plan_matching(ruleset.detections(dataset), options)) for dataset in runnable]
         # every dataset's matches in one frame, materialised once (one Spark job), lineage cut: the

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from correlator.authoring.evidence import EvidenceCase, EvidenceOutcome, RawParser, check_evidence, evidence_for_rule
+from correlator.authoring.evidence import (
+    EvidenceCase,
+    EvidenceOutcome,
+    RawParser,
+    check_evidence,
+    evidence_for_rule,
+    prepare_evidence,
+)
 from correlator.compiler import RuleCompiler
 from correlator.engine.session import SessionStart
 from correlator.errors import EvidenceError
@@ -105,16 +112,20 @@ def run_rule_tests(spark: SparkSession | SessionStart, paths: Sequence[Path], *,
     started = time.perf_counter()
     ruleset = RuleCompiler().compile(paths)  # Sigma to SQL needs no Spark; Spark's analysis follows
     cases, results = _gather(ruleset)
+    prepared = None
+    if isinstance(spark, SessionStart) and only is None and cases:  # the cases' events, while Spark starts
+        prepared = prepare_evidence(ruleset, cases, raw_parser=raw_parser)
     session = spark.get() if isinstance(spark, SessionStart) else spark
     RuleCompiler(session).verify(ruleset)
     analysed = {rule.id for rule in ruleset.rules}  # a rule Spark refused is reported as not runnable
     results = {rid: result for rid, result in results.items() if rid in analysed}
-    cases = {rid: found for rid, found in cases.items() if rid in analysed}
+    if not analysed.issuperset(cases):  # (then the events are prepared again, without its cases)
+        cases = {rid: found for rid, found in cases.items() if rid in analysed}
     if only is not None:
         wanted = {path.resolve() for path in only}
         results = {rid: r for rid, r in results.items() if r.path and Path(r.path).resolve() in wanted}
         cases = {rid: found for rid, found in cases.items() if rid in results}
-    outcomes = check_evidence(session, ruleset, cases, raw_parser=raw_parser) if cases else []
+    outcomes = check_evidence(session, ruleset, cases, raw_parser=raw_parser, prepared=prepared) if cases else []
     for outcome in outcomes:
         result = results[outcome.rule_id]
         result.outcomes.append(outcome)
