@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from citysoc.schema import ARROW_SCHEMA
@@ -145,7 +145,8 @@ def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule], corre
     return matches.select(*MATCH_COLUMNS, *(_pruned((name,), sub).alias(name) for name, sub in sorted(tree.items())))
 
 
-def _entities_of(row: Row, *, lists: bool) -> dict[str, list[str]]:
+def _entities_of(row: Mapping[str, Any], *, lists: bool) -> dict[str, list[str]]:
+    """The entity values of a collected row (`Row.asDict()`: a `Row` looks each name up in its field list)."""
     values: dict[str, list[str]] = {}
     for name, column in ENTITY_COLUMNS.items():
         value = row[column]
@@ -208,7 +209,8 @@ def _detect_dataset(spark: SparkSession, dataset: str, *, store: EventStore, rul
         run.events = counted.result()
         run.timings[f"{dataset} count"] = time.perf_counter() - started  # waited for, after the match
     started = time.perf_counter()
-    for row in detection_alert_rows(matches, detections).collect():
+    for collected in detection_alert_rows(matches, detections).collect():
+        row = collected.asDict()
         run.alerts.append(detection_alert(
             by_id[row["_rule_id"]], tenant=row["_tenant"], dataset=row["_dataset"], event_id=row["_event_id"],
             ts_us=row["_ts_us"], entities=_entities_of(row, lists=False), group_key=row["_group_key"]))
@@ -287,7 +289,8 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
         by_id[row["_rule_id"]], tenant=row["_tenant"], datasets=row["_datasets"], group_key=row["_group_key"],
         window_start_us=row["_burst_start"], window_end_us=row["_burst_end"], last_event_us=row["_last_us"],
         event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
-        entities=_entities_of(row, lists=True)) for row in reduce(DataFrame.unionByName, bursts).collect()]
+        entities=_entities_of(row, lists=True))
+        for row in (collected.asDict() for collected in reduce(DataFrame.unionByName, bursts).collect())]
 
 
 def _chains(rule: CompiledRule) -> bool:
