@@ -17,6 +17,9 @@ from pydantic import BaseModel, model_validator
 MAX_ID = 2**31 - 1
 #: Deepest a queue may be paged; past this, filter instead.
 MAX_OFFSET = 10_000_000
+#: Most rows one page of a list may ask for, and what a page holds unless asked otherwise.
+MAX_LIMIT = 1_000
+DEFAULT_LIMIT = 100
 #: Whole request bodies (the alert batches are the largest).
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: A string anywhere in a free-form JSON value (an alert's extra keys).
@@ -29,6 +32,7 @@ MAX_JSON_DEPTH = 16
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Object id (1 to 2^31-1)")]
 IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip (at most {MAX_OFFSET:,})")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Rows in the page (1 to {MAX_LIMIT:,})")]
 
 
 class JsonBoundsError(ValueError):

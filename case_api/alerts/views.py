@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from case_api.alerts.models import AlertBatchIn, AlertBatchOut, AlertOut
 from case_api.alerts.service import list_alerts
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal
 from case_api.auth.roles import ALERT_WRITERS, CASE_READERS
-from case_api.bounds import IdQuery, Offset
+from case_api.bounds import DEFAULT_LIMIT, IdQuery, Limit, Offset
 from case_api.campaigns.dependencies import CampaignRulesDep
 from case_api.cases.flows import ingest_alerts
 from case_api.db import SessionDep
@@ -64,7 +64,7 @@ def get_alerts(
     scope: TenantScope,
     tenant: str | None = None,
     case_id: IdQuery = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[AlertOut]:
     """Newest alerts first, from the tenants the caller may see."""

@@ -11,7 +11,7 @@ from case_api.audit.service import list_entries, verify_chain
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal
 from case_api.auth.roles import AUDIT_READERS, AUDIT_VERIFIERS
-from case_api.bounds import MAX_ID
+from case_api.bounds import DEFAULT_LIMIT, MAX_ID, Limit
 from case_api.db import SessionDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -30,7 +30,7 @@ def get_audit(
     target_type: Text = None,
     target_id: Text = None,
     before_seq: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Page back: entries before this seq")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> list[AuditEntryOut]:
     """Newest first."""
     entries = list_entries(session=session, scope=scope, tenant_id=tenant, actor=actor, action=action,

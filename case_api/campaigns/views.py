@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.roles import CASE_READERS
+from case_api.bounds import DEFAULT_LIMIT, Limit, Offset
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import get_campaign, list_campaigns
 from case_api.db import SessionDep
@@ -19,8 +18,8 @@ router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 def get_campaigns(
     session: SessionDep,
     scope: TenantScope,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> list[CampaignView]:
     """Most recently active first. City roles: indicator, tenants and cases of each campaign. A member's
     keys: only campaigns linking one of its cases, with its own cases and a count of the other members."""

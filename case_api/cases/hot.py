@@ -38,7 +38,7 @@ from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS
 from case_api.auth.service import authenticate, cached_principal, tenant_scope
 from case_api.auth.tokens import looks_like_jwt
-from case_api.bounds import MAX_ID, MAX_OFFSET
+from case_api.bounds import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, MAX_OFFSET
 from case_api.cases.models import CaseStatus
 from case_api.cases.views import DETAIL_PAGE, read_detail, read_queue
 from case_api.db import read_retrying
@@ -82,7 +82,7 @@ def _queue(query_string: bytes) -> dict[str, Any] | None:
     if status is not None and status not in _STATUSES:
         return None
     open_only = _BOOLEANS.get(given.get("open", "false"))
-    limit = _number(given.get("limit"), 100, 1, 1000)
+    limit = _number(given.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _number(given.get("offset"), 0, 0, MAX_OFFSET)
     if open_only is None or limit is None or offset is None:
         return None
@@ -94,7 +94,7 @@ def _detail(query_string: bytes) -> dict[str, tuple[int, int]] | None:
     given = _parameters(query_string, _DETAIL_PARAMETERS) if query_string else {}
     if given is None:
         return None
-    pages = [(_number(given.get(f"{kind}_limit"), DETAIL_PAGE, 1, 1000),
+    pages = [(_number(given.get(f"{kind}_limit"), DETAIL_PAGE, 1, MAX_LIMIT),
               _number(given.get(f"{kind}_offset"), 0, 0, MAX_OFFSET)) for kind in ("alerts", "events")]
     (alerts_limit, alerts_offset), (events_limit, events_offset) = pages
     if alerts_limit is None or alerts_offset is None or events_limit is None or events_offset is None:

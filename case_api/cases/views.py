@@ -12,7 +12,7 @@ from case_api.alerts.models import AlertOut
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS, CASE_WORKERS
-from case_api.bounds import IdPath, Offset
+from case_api.bounds import DEFAULT_LIMIT, IdPath, Limit, Offset
 from case_api.campaigns.models import CampaignView
 from case_api.cases.detail import detail_body
 from case_api.cases.evidence import EVIDENCE_PAGE, MAX_EVIDENCE_PAGE, EventStoreDep, EvidencePage, case_evidence
@@ -33,7 +33,6 @@ router = APIRouter(prefix="/cases", tags=["cases"])
 #: Alerts and audit lines a case detail carries unless asked for fewer; the rest is paged.
 DETAIL_PAGE = 100
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 class CaseDetailOut(CaseOut):
@@ -53,7 +52,7 @@ def get_cases(
     tenant: str | None = None,
     status: CaseStatus | None = None,
     open_only: Annotated[bool, Query(alias="open", description="Only cases not resolved or closed")] = False,
-    limit: Limit = 100,
+    limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Response:
     """The queue: the next SLA due time first, then most severe; cases with every clock stopped or paused last."""

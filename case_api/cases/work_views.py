@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS, CASE_WORKERS
-from case_api.bounds import IdPath, Offset
+from case_api.bounds import DEFAULT_LIMIT, IdPath, Limit, Offset
 from case_api.cases.models import CaseOut
 from case_api.cases.service import case_out
 from case_api.cases.versions import IfMatch, etag, parse_if_match
@@ -42,7 +42,6 @@ router = APIRouter(prefix="/cases", tags=["case work"])
 
 Reader = Depends(require_roles(*CASE_READERS))
 Worker = Annotated[Principal, Depends(require_roles(*CASE_WORKERS))]
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.post("/bulk", response_model=list[BulkResult])
@@ -52,7 +51,7 @@ def post_bulk(request: BulkIn, session: SessionDep, scope: TenantScope, worker: 
 
 
 @router.get("/{case_id}/comments", response_model=list[CommentOut], dependencies=[Reader])
-def get_comments(case_id: IdPath, session: SessionDep, scope: TenantScope, limit: Limit = 100,
+def get_comments(case_id: IdPath, session: SessionDep, scope: TenantScope, limit: Limit = DEFAULT_LIMIT,
                  offset: Offset = 0) -> list[CommentOut]:
     comments = list_comments(session=session, case_id=case_id, scope=scope, limit=limit, offset=offset)
     return [CommentOut.model_validate(c) for c in comments]

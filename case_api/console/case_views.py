@@ -5,14 +5,14 @@ from the page as ``If-Match``, so a change someone made since the page was read 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from case_api.bounds import IdPath
+from case_api.bounds import IdPath, Offset
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.evidence import EventStoreUnavailableError, case_evidence, get_event_store
 from case_api.cases.models import ALLOWED_TRANSITIONS, CasePatch, CaseStatus, Resolution
@@ -40,7 +40,6 @@ router = APIRouter()
 ALERTS_PAGE = 50
 EVIDENCE_PAGE = 20
 TIMELINE_PAGE = 200
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 @router.get("/cases/{case_id}", include_in_schema=False)

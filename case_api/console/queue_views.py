@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from case_api.bounds import MAX_OFFSET, Offset
 from case_api.campaigns.models import CampaignView
 from case_api.campaigns.service import campaigns_by_case
 from case_api.cases.models import CaseStatus, Resolution, Severity
@@ -60,7 +61,7 @@ class QueueParams:
             severity=severity if severity in {s.value for s in Severity} else "",
             assignee=(assignee or "").strip()[:200],
             sla=sla if sla in QueueFilter.SLA_STATES else "",
-            offset=max(0, min(offset, 10_000_000)),
+            offset=max(0, min(offset, MAX_OFFSET)),
         )
 
     def query(self) -> dict[str, Any]:
@@ -96,7 +97,6 @@ def queue_rows(session: Session, user: ConsoleUser, params: QueueParams) -> tupl
 
 
 Text = Annotated[str | None, Query(max_length=200)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 @router.get("/queue", include_in_schema=False)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from case_api.auth.dependencies import TenantScope, require_roles
 from case_api.auth.roles import DEAD_LETTER_READERS, SOURCE_READERS
-from case_api.bounds import IdPath
+from case_api.bounds import DEFAULT_LIMIT, IdPath, Limit
 from case_api.db import SessionDep
 from case_api.health.dependencies import DeadLetterStoreDep, HealthStoreDep
 from case_api.health.models import DeadLetterOut, SourceHealthOut
@@ -36,7 +36,7 @@ def get_dead_letters(
     tenant: Annotated[TenantId | None, Query(description="Only this tenant's")] = None,
     source: Annotated[str | None, Query(max_length=200, description="Only this collector source (its parser, "
                                                                     "e.g. syslog)")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> list[DeadLetterOut]:
     """Records the collectors could not parse, newest first, with the reason."""
     return list_dead_letters(store=store, scope=scope, tenant_id=tenant, source=source, limit=limit)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 
 from case_api.auth.dependencies import require_roles
 from case_api.auth.models import Principal, Role
-from case_api.bounds import IdPath, IdQuery, Offset
+from case_api.bounds import DEFAULT_LIMIT, IdPath, IdQuery, Limit, Offset
 from case_api.db import SessionDep
 from case_api.notifications.models import (
     AttemptOut,
@@ -66,7 +66,7 @@ def get_notifications(
     tenant: Annotated[str | None, Query(max_length=63)] = None,
     case_id: IdQuery = None,
     delivery: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[NotificationOut]:
     """The outbox, newest first: each notification's status, attempts and delivery log."""

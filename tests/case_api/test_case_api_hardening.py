@@ -39,6 +39,9 @@ RS = "riverside-school"
     "/api/v1/alerts?case_id=2147483648",
     "/api/v1/sources/audit?source_id=9223372036854775808",
     "/api/v1/cases/1?alerts_offset=9223372036854775808",
+    "/api/v1/campaigns?offset=9223372036854775808",
+    "/api/v1/campaigns?limit=1001",
+    "/api/v1/audit?limit=1001",
 ])
 def test_ids_and_offsets_past_their_bounds_are_422(soc: SocApi, path: str) -> None:
     response = soc.client.get(path, headers=soc.admin)
