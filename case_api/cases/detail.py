@@ -25,6 +25,7 @@ from case_api.cases.models import Case, CaseEvent, CaseEventOut
 from case_api.cases.queue import _COLUMNS, _CONTRACT_CHANGED, _case, _Horizon, _joined, queue_json
 from case_api.db import utcnow
 from case_api.errors import NotFoundError
+from case_api.scope import scoped
 from case_api.sla.models import TenantContract
 from case_api.sla.service import remember_contract
 from case_api.tenants.models import Tenant
@@ -33,7 +34,6 @@ from case_api.tenants.models import Tenant
 _LINKED = exists().where(CampaignCase.case_id == Case.id).label("linked")
 _ROW = (*_COLUMNS, Tenant.asset_criticality, TenantContract.contract, _CONTRACT_CHANGED, _LINKED)
 _CASE = _joined(select(Case).where(Case.id == bindparam("case_id")), *_ROW)
-_SCOPED_CASE = _CASE.where(Case.tenant_id.in_(bindparam("scope", expanding=True)))
 _ALERT_FIELDS = tuple(getattr(Alert, name) for name in AlertOut.model_fields)
 _ALERTS = (select(*_ALERT_FIELDS)
            .where(Alert.case_id == bindparam("case_id"), Alert.tenant_id == bindparam("tenant_id"))
@@ -55,10 +55,8 @@ def detail_body(*, session: Session, case_id: int, scope: Collection[str] | None
     """
     # Core statements on the session's connection: the ORM's handling of a statement costs as much as its rows.
     connection = session.connection()
-    if scope is None:
-        row = connection.execute(_CASE, {"case_id": case_id}).first()
-    else:
-        row = connection.execute(_SCOPED_CASE, {"case_id": case_id, "scope": sorted(scope)}).first() if scope else None
+    query = scoped(_CASE, Case.tenant_id, scope=None if scope is None else sorted(scope))
+    row = connection.execute(query, {"case_id": case_id}).first()
     if row is None:
         raise NotFoundError(f"case {case_id} not found")
     found = remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract)

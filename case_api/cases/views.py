@@ -34,7 +34,6 @@ router = APIRouter(prefix="/cases", tags=["cases"])
 DETAIL_PAGE = 100
 
 
-
 class CaseDetailOut(CaseOut):
     alerts: list[AlertOut] = Field(description="A page of the case's alerts, oldest first (see alerts_offset)")
     events: list[CaseEventOut] = Field(description="A page of the audit trail, oldest first (see events_offset)")
