@@ -22,7 +22,7 @@ from case_api.alerts.models import Alert, AlertOut
 from case_api.campaigns.models import CampaignCase, CampaignView
 from case_api.campaigns.service import case_campaigns
 from case_api.cases.models import Case, CaseEvent, CaseEventOut
-from case_api.cases.queue import _COLUMNS, _CONTRACT_CHANGED, _case, _Horizon, _joined, queue_json
+from case_api.cases.queue import CASE_COLUMNS, CONTRACT_CHANGED, case_dict, queue_json, with_tenant
 from case_api.db import utcnow
 from case_api.errors import NotFoundError
 from case_api.scope import scoped
@@ -32,8 +32,8 @@ from case_api.tenants.models import Tenant
 
 #: Whether a campaign links the case: most cases have none, and their detail skips the campaigns' statement.
 _LINKED = exists().where(CampaignCase.case_id == Case.id).label("linked")
-_ROW = (*_COLUMNS, Tenant.asset_criticality, TenantContract.contract, _CONTRACT_CHANGED, _LINKED)
-_CASE = _joined(select(Case).where(Case.id == bindparam("case_id")), *_ROW)
+_ROW = (*CASE_COLUMNS, Tenant.asset_criticality, TenantContract.contract, CONTRACT_CHANGED, _LINKED)
+_CASE = with_tenant(select(Case).where(Case.id == bindparam("case_id")), *_ROW)
 _ALERT_FIELDS = tuple(getattr(Alert, name) for name in AlertOut.model_fields)
 _ALERTS = (select(*_ALERT_FIELDS)
            .where(Alert.case_id == bindparam("case_id"), Alert.tenant_id == bindparam("tenant_id"))
@@ -60,7 +60,7 @@ def detail_body(*, session: Session, case_id: int, scope: Collection[str] | None
     if row is None:
         raise NotFoundError(f"case {case_id} not found")
     found = remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract)
-    case = _case(row, found, row.asset_criticality or "medium", now or utcnow(), {}, _Horizon(None))
+    case = case_dict(row, found, row.asset_criticality or "medium", now or utcnow())
     alert_rows = connection.execute(_ALERTS, {"case_id": case_id, "tenant_id": row.tenant_id, "limit": alerts[0],
                                            "offset": alerts[1]})
     event_rows = connection.execute(_EVENTS, {"case_id": case_id, "limit": events[0], "offset": events[1]})

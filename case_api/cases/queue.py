@@ -39,9 +39,10 @@ _FIELDS = ("id", "tenant_id", "title", "status", "severity", "group_key", "alert
 _CLOCKS = ((Clock.ACKNOWLEDGE, "acknowledged_at", "acknowledge_due_at"), (Clock.TRIAGE, "triaged_at", "triage_due_at"),
            (Clock.RESOLVE, "resolved_at", "resolve_due_at"))
 _EXTRA = ("version", "sla_paused_since", "sla_pauses", "acknowledge_due_at", "triage_due_at", "resolve_due_at")
-_COLUMNS = [getattr(Case, name) for name in (*_FIELDS, *_EXTRA)]
+#: The columns of a case row that :func:`case_dict` reads, in its order (the queue page's and the case detail's).
+CASE_COLUMNS = [getattr(Case, name) for name in (*_FIELDS, *_EXTRA)]
 _FINISHED = frozenset(s.value for s in FINISHED_STATUSES)
-#: Positions in a page row (``_COLUMNS``, then the tenant's criticality and contract).
+#: Positions in a page row (``CASE_COLUMNS``, then the tenant's criticality and contract).
 _AT = {name: index for index, name in enumerate((*_FIELDS, *_EXTRA))}
 _STATUS, _SEVERITY, _VERSION, _PAUSED_SINCE = _AT["status"], _AT["severity"], _AT["version"], _AT["sla_paused_since"]
 _STORED_CLOCKS = tuple((clock.value, _AT[stop], _AT[due]) for clock, stop, due in _CLOCKS)
@@ -49,7 +50,8 @@ _ACK_DUE, _TRIAGE_DUE, _RESOLVE_DUE = (_AT[due] for _clock, _stop, due in _CLOCK
 #: A severity's priority by the tenant's asset criticality (``priority``), by the plain strings a row holds.
 _PRIORITY = {(str(level), str(criticality)): priority(level, criticality)
              for level in Severity for criticality in Severity}
-_CONTRACT_CHANGED = TenantContract.updated_at.label("contract_changed")
+#: When the case's tenant's contract last changed (a column of the row :func:`with_tenant` joins).
+CONTRACT_CHANGED = TenantContract.updated_at.label("contract_changed")
 #: What a page's clocks share per contract and severity: the SLA object's first keys, and each clock's target.
 _Shape = tuple[dict[str, Any], tuple[tuple[str, int, int, int], ...]]
 
@@ -96,7 +98,7 @@ def _page(session: Session, query: Select[Any], limit: int, offset: int, now: da
           horizon: _Horizon) -> tuple[list[Row[Any]], list[dict[str, Any]]]:
     """The page's rows and cases; ``horizon`` is narrowed to the time until which their clocks stay as read."""
     # Each case's tenant's asset criticality and contract come with it: one round trip for the page.
-    query = _joined(query, *_COLUMNS, Tenant.asset_criticality, TenantContract.contract, _CONTRACT_CHANGED)
+    query = with_tenant(query, *CASE_COLUMNS, Tenant.asset_criticality, TenantContract.contract, CONTRACT_CHANGED)
     rows = list(session.execute(query.limit(limit).offset(offset)).all())
     shapes: dict[tuple[int, str], _Shape] = {}
     return rows, [
@@ -104,7 +106,8 @@ def _page(session: Session, query: Select[Any], limit: int, offset: int, now: da
               row.asset_criticality or "medium", now, shapes, horizon) for row in rows]
 
 
-def _joined(query: Select[Any], *columns: Any) -> Select[Any]:
+def with_tenant(query: Select[Any], *columns: Any) -> Select[Any]:
+    """``query`` (over cases) selecting ``columns``, joined with each case's tenant and the tenant's contract."""
     return (query.with_only_columns(*columns)
             .outerjoin(Tenant, Tenant.id == Case.tenant_id)
             .outerjoin(TenantContract, TenantContract.tenant_id == Case.tenant_id))
@@ -182,8 +185,8 @@ def queue_body(
     body = queue_json(cases)
     until = horizon.until
     if until is not None:
-        check = cached.check if cached is not None else _joined(
-            query, Case.id, Case.version, Tenant.asset_criticality, _CONTRACT_CHANGED).limit(limit).offset(offset)
+        check = cached.check if cached is not None else with_tenant(
+            query, Case.id, Case.version, Tenant.asset_criticality, CONTRACT_CHANGED).limit(limit).offset(offset)
         stamp = tuple((row.id, row.version, row.asset_criticality, row.contract_changed) for row in rows)
         cache.put(key, _Cached(check=check, stamp=stamp, body=body, until=until))
     return body
@@ -192,6 +195,12 @@ def queue_body(
 def queue_json(cases: list[dict[str, Any]]) -> bytes:
     """The page as ``list[CaseOut]`` serialises it (UTC datetimes with ``Z``, as Pydantic writes them)."""
     return orjson.dumps(cases, option=orjson.OPT_UTC_Z)
+
+
+def case_dict(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime) -> dict[str, Any]:
+    """One case row (:data:`CASE_COLUMNS` first) as ``CaseOut``'s dict, its clocks as of ``now``; ``found`` is its
+    tenant's contract and whether that is the default (:func:`~case_api.sla.service.remember_contract`)."""
+    return _case(row, found, criticality, now, {}, _Horizon(None))
 
 
 def _case(row: Row[Any], found: tuple[SlaContract, bool], criticality: str, now: datetime | None,
