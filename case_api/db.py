@@ -89,7 +89,7 @@ API_THREADS = 16
 
 #: Connections an engine may hold: more than the requests admitted at once (each holds at most its session's
 #: connection) plus the outbox drainer's, so no request waits for one; opened on demand, 8 kept. On PostgreSQL
-#: the hot reads have a pool of their own of up to API_THREADS (:func:`make_read_engine`): `soc api --workers N`
+#: the hot reads have a pool of their own of API_THREADS, all kept (:func:`make_read_engine`): `soc api --workers N`
 #: opens up to N times 36 connections, which must fit PostgreSQL's max_connections (100 by default).
 POOL: dict[str, Any] = {"pool_size": 8, "max_overflow": API_THREADS + 4 - 8}
 
@@ -136,14 +136,17 @@ def make_read_engine(engine: Engine) -> Engine:
     """The engine of the hot reads (the queue page, the case detail): on PostgreSQL a second pool of autocommit
     connections without a ping on checkout, so a read of one statement is one round trip (with ``engine`` it is
     four: the ping, BEGIN, the statement, ROLLBACK). Each statement sees its own snapshot, as under READ
-    COMMITTED within a transaction. A connection found dead is retried once by :func:`read_retrying`.
+    COMMITTED within a transaction. A connection found dead is retried once by :func:`read_retrying`. Every
+    connection it opens is kept (a request holds at most one): with 4 kept and the rest overflow, each rise in
+    the requests at once opened new connections and each fall closed them, about 40 a second under the bench's
+    load, each a PostgreSQL backend started and a connect on a worker thread.
     SQLite: ``engine`` itself (its reads take no round trip).
     """
     if engine.dialect.name != "postgresql":
         return engine
     url = engine.url.render_as_string(hide_password=False)
     reads = create_engine(url, isolation_level="AUTOCOMMIT", hide_parameters=True,
-                          connect_args=_pg_connect_args(url), pool_size=4, max_overflow=API_THREADS - 4)
+                          connect_args=_pg_connect_args(url), pool_size=API_THREADS, max_overflow=0)
     # Disposed with the engine it reads beside (``app.state.engine.dispose()``).
     event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
     return reads
