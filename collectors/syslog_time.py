@@ -101,7 +101,51 @@ def parse_iso(values: pa.Array, *, tz: tzinfo) -> pa.Array:
 def resolve_yearless(month_names: pa.Array, days: pa.Array, clocks: pa.Array, fractions: pa.Array, *,
                      year: int | None, reference: Any, tz: tzinfo) -> pa.Array:
     """`Dec` `10` `06:55:46` `.123` -> UTC timestamps by the missing-year rule; null where no candidate year
-    has that date. `reference` is one aware datetime or an array of UTC timestamps (one per row)."""
+    has that date. `reference` is one aware datetime or an array of UTC timestamps (one per row).
+
+    A batch's lines share few distinct times (a log writes many lines a second): when the references share
+    one year, each distinct time is resolved once and the result spread back to its rows."""
+    if len(days) >= _DISTINCT_AT_LEAST:
+        distinct = _distinct_times(month_names, days, clocks, fractions)
+        if distinct is not None:
+            parts, rows = distinct
+            if year is not None:
+                return _resolve_each(*parts, year=year, reference=None, tz=tz).take(rows)
+            if isinstance(reference, datetime):
+                return _resolve_each(*parts, year=None, reference=reference, tz=tz).take(rows)
+            years = pc.min_max(pc.year(reference))
+            if not reference.null_count and years["min"].as_py() == years["max"].as_py():
+                this_year = years["min"].as_py()  # the rule of `_resolve_each`, its candidates per distinct time
+                first = _resolve_each(*parts, year=this_year, reference=None, tz=tz).take(rows)
+                latest = pc.add(reference, pa.scalar(timedelta(days=1), pa.duration("us")))
+                usable = pc.fill_null(pc.less_equal(first, latest), False)
+                if pc.all(usable).as_py():
+                    return first
+                previous = _resolve_each(*parts, year=this_year - 1, reference=None, tz=tz).take(rows)
+                return pc.if_else(usable, first, previous)
+    return _resolve_each(month_names, days, clocks, fractions, year=year, reference=reference, tz=tz)
+
+
+_DISTINCT_AT_LEAST = 64  # rows below which resolving each row costs less than finding the distinct times
+
+
+def _distinct_times(month_names: pa.Array, days: pa.Array, clocks: pa.Array,
+                    fractions: pa.Array) -> tuple[tuple[pa.Array, pa.Array, pa.Array, pa.Array], pa.Array] | None:
+    """The distinct (month, day, clock, fraction) of the rows, as four arrays, and each row's index among them;
+    None when most rows differ (nothing to save). The parts hold no space (the header's groups)."""
+    joined = pc.binary_join_element_wise(month_names, days, clocks, fractions, " ")
+    if joined.null_count:
+        return None
+    encoded = pc.dictionary_encode(joined)
+    if len(encoded.dictionary) * 2 > len(joined):
+        return None
+    split = pc.split_pattern(encoded.dictionary, " ")
+    parts = tuple(pc.list_element(split, index) for index in range(4))
+    return (parts[0], parts[1], parts[2], parts[3]), encoded.indices
+
+
+def _resolve_each(month_names: pa.Array, days: pa.Array, clocks: pa.Array, fractions: pa.Array, *,
+                  year: int | None, reference: Any, tz: tzinfo) -> pa.Array:
     month = pc.add(pc.index_in(month_names, value_set=MONTHS), 1)
     day = _int(days)
     tail = pc.binary_join_element_wise(
