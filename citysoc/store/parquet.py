@@ -1,8 +1,10 @@
 """The embedded default: a Parquet lake partitioned by dataset, tenant and day.
 
 Layout: `<lake>/events/dataset=<dataset>/tenant=<tenant>/day=<YYYY-MM-DD>/part-<id>.parquet`, every
-file written with the one schema of `citysoc.schema`, so Spark reads any subset natively. Dataset comes
-first because the correlator makes one pass per log source.
+file in the one schema of `citysoc.schema` less the leaves none of its rows fills (`narrowed`: a dataset
+fills a few dozen of its 200), so read with that schema (Spark's `read`, `arrow_dataset`, `pq.read_table(...,
+schema=ARROW_SCHEMA)`) every file gives the table that was written. Dataset comes first because the
+correlator makes one pass per log source.
 
 Replays are no-ops: an id index (SQLite, `_ids.sqlite` next to the folders; `citysoc.store.claims`)
 records every stored `event.id` per tenant and dataset. A write is atomic and crash-safe: its files are
@@ -73,6 +75,45 @@ def _fields_with_values(path: str, size: int, modified_ns: int, fields: tuple[st
             if stats is None or not stats.has_null_count or stats.null_count < row_group.num_rows:
                 found.add(name)
     return frozenset(found)
+
+
+def narrowed(table: pa.Table, filled: Collection[str]) -> pa.Table:
+    """`table` (ARROW_SCHEMA) without the leaves no row fills (`filled`: dotted leaf paths, as
+    `arrivals.filled_fields` gives them), for writing: a file of one dataset then encodes the few dozen leaves
+    its parser fills, not the schema's 200. Every column and every struct stays (a struct keeps at least one
+    leaf), valid where it was, so a reader that reads with the event schema (Spark, `arrow_dataset`, compaction's
+    cast) gets back exactly `table`: the leaves left out read as null, as those of an older schema's files do."""
+    arrays: list[pa.ChunkedArray] = []
+    fields: list[pa.Field] = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_struct(field.type) and column.num_chunks:
+            chunks = [_narrowed_struct(chunk, field, filled, f"{field.name}.") for chunk in column.chunks]
+            field = chunks[0][1]
+            column = pa.chunked_array([chunk for chunk, _ in chunks], field.type)
+        arrays.append(column)
+        fields.append(field)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _narrowed_struct(array: pa.StructArray, field: pa.Field, filled: Collection[str],
+                     prefix: str) -> tuple[pa.StructArray, pa.Field]:
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    first_leaf: tuple[pa.Array, pa.Field] | None = None
+    for index, child in enumerate(field.type):
+        values = array.field(index)
+        name = f"{prefix}{child.name}"
+        if pa.types.is_struct(child.type):
+            values, child = _narrowed_struct(values, child, filled, f"{name}.")
+        elif name not in filled:
+            first_leaf = first_leaf or (values, child)
+            continue
+        arrays.append(values)
+        fields.append(child)
+    if not arrays and first_leaf is not None:  # a struct of null leaves keeps one, so it stays in the file
+        arrays, fields = [first_leaf[0]], [first_leaf[1]]
+    narrow = pa.StructArray.from_arrays(arrays, fields=fields, mask=array.is_null() if array.null_count else None)
+    return narrow, pa.field(field.name, narrow.type, field.nullable, field.metadata)
 
 
 def day_range(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
@@ -220,11 +261,12 @@ class ParquetEventStore(EventStore):
                     partition_dir(self.events_dir, dataset=dataset, tenant=tenant, day=day.as_py().isoformat())
                     / f"part-{uuid.uuid4().hex}.parquet")))
                 part = table if bounds["min"] == bounds["max"] else table.filter(pc.equal(days, day))
-                pq.write_table(part, staged, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+                filled = arrivals.filled_fields(part)
+                pq.write_table(narrowed(part, filled), staged, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
                 fsync_file(staged)
                 first, last = arrivals.time_range(part)
                 files.append(LakeFile(swaps[-1].final, dataset=dataset, tenant=tenant, first_us=first, last_us=last,
-                                      rows=part.num_rows, filled=arrivals.filled_fields(part)))
+                                      rows=part.num_rows, filled=filled))
             fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
             for swap in swaps:
@@ -425,8 +467,12 @@ class ParquetEventStore(EventStore):
                  for file in sorted(folder.glob("*.parquet"))]
         if not files:
             return None
-        return ds.dataset(files, format="parquet", partitioning=ds.partitioning(flavor="hive"),
-                          partition_base_dir=str(self.events_dir))
+        found = ds.dataset(files, format="parquet", partitioning=ds.partitioning(flavor="hive"),
+                           partition_base_dir=str(self.events_dir))
+        # every file read as the event schema: a file holds only the leaves some row of it fills (`narrowed`)
+        partitions = [field for field in found.schema if field.name not in ARROW_SCHEMA.names]
+        return ds.dataset(files, schema=pa.schema([*ARROW_SCHEMA, *partitions]), format="parquet",
+                          partitioning=ds.partitioning(flavor="hive"), partition_base_dir=str(self.events_dir))
 
     def events_by_id(self, *, tenant: str, ids: Collection[str],
                      windows: Collection[tuple[datetime, datetime]]) -> list[dict[str, Any]]:

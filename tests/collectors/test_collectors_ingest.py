@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from citysoc.deadletter import DeadLetterStore
+from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import ParquetEventStore
 from collectors import InputPathError, UnknownParserError, get_parser, parser_names
 from collectors.ingest import IngestReport, ingest_files
@@ -50,7 +51,7 @@ def test_identical_repeated_lines_are_both_stored(tmp_path: Path) -> None:
                           year=2024)
     assert report.stored == 2
     (part,) = store.events_dir.rglob("*.parquet")
-    table = pq.read_table(part)
+    table = pq.read_table(part, schema=ARROW_SCHEMA)
     assert [event["original"] for event in table.column("event").to_pylist()] == [line, line]
     # free text and unique ids are stored plain, keywords with a dictionary (citysoc.schema.PLAIN_ENCODED)
     metadata = pq.read_metadata(part)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from citysoc.deadletter import MAX_RAW_CHARS, DeadLetter, DeadLetterStore
+from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import ParquetEventStore
 from collectors.auditd import parse_pairs
 from collectors.ingest import IngestReport, ingest_files
@@ -74,7 +75,7 @@ def test_bad_records_are_dead_lettered_alone_and_later_files_still_ingest(tmp_pa
         ("a.log:25", "audit time 99999999999999999999.1 is out of range (years 1 to 9999)"),
         ("a.log:26", "not a syslog line (RFC 5424, RFC 3164 or 'Mmm dd hh:mm:ss host prog: msg')"),
     ]
-    table = pq.read_table(next(store.events_dir.rglob("*.parquet")))
+    table = pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA)
     processes = {event["original"][22:60]: process for event, process in
                  zip(table.column("event").to_pylist(), table.column("process").to_pylist(), strict=True)}
     assert all(process["pid"] is None for original, process in processes.items() if "sshd[²]" in original
@@ -135,7 +136,7 @@ def test_cloudtrail_scalars_given_as_objects_or_lists_are_json_text_and_bad_requ
         ("odd.json:record[3]", "eventTime is not a string but dict"),
         ("odd.json:record[4]", "eventTime '0001-01-01T00:00:00+01:00' is out of range (years 1 to 9999 in UTC)"),
     ]
-    table = pq.read_table(next(store.events_dir.rglob("*.parquet")))
+    table = pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA)
     rows = {row["event"]["id"]: row for row in table.to_pylist()}
     odd_row = rows["a"]
     assert odd_row["event"]["provider"] == '{"nested":1}'
@@ -190,7 +191,7 @@ def test_huge_argc_ends(tmp_path: Path) -> None:
     started = time.process_time()
     report, store, _ = ingest(tmp_path, "auditd", ("audit.log", line.encode()))
     assert time.process_time() - started < 5
-    row = pq.read_table(next(store.events_dir.rglob("*.parquet"))).to_pylist()[0]
+    row = pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA).to_pylist()[0]
     assert report.stored == 1 and row["process"]["args"] == ["id", "-u"]
 
 
@@ -316,7 +317,7 @@ def test_odd_digits_and_huge_integers_leave_the_number_empty_and_the_event_store
         tmp_path: Path, source: str, line: str, numbers: list[str]) -> None:
     report, store, _ = ingest(tmp_path, source, ("input.log", (line + "\n").encode()))
     assert (report.stored, report.dead_lettered) == (1, 0)
-    (row,) = pq.read_table(next(store.events_dir.rglob("*.parquet"))).to_pylist()
+    (row,) = pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA).to_pylist()
     for name in numbers:
         value: Any = row
         for part in name.split("."):

@@ -134,7 +134,7 @@ def test_file_ingest_stores_the_geo_fields(tmp_path: Path) -> None:
     report = ingest_files(tenant="council", source="syslog", paths=[log], store=store,
                           dead_letters=DeadLetterStore(tmp_path / "dl"), year=2026, enricher=enricher)
     assert report.stored == 2
-    rows = sorted(geo_rows(pq.read_table(next(store.events_dir.rglob("*.parquet")))))
+    rows = sorted(geo_rows(pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA)))
     assert rows == [("10.1.2.3", None, None, None), ("81.2.69.142", "GB", 20712, "Andrews & Arnold Ltd")]
 
 
@@ -146,7 +146,7 @@ def test_the_drainer_enriches_what_the_intake_spooled(tmp_path: Path) -> None:
     enricher = GeoEnricher.from_directory(install_test_database(tmp_path / "geoip"))
     Drainer(spool, store, DeadLetterStore(tmp_path / "dl"), enricher=enricher).run_once()
     spool.close()
-    (row,) = geo_rows(pq.read_table(next(store.events_dir.rglob("*.parquet"))))
+    (row,) = geo_rows(pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA))
     assert row == ("200.160.2.3", "BR", 22548, "Núcleo de Inf. e Coord. do Ponto BR")
 
 
@@ -163,7 +163,7 @@ def test_without_a_database_ingest_works_and_says_so_once(tmp_path: Path) -> Non
     warnings = [entry for entry in logged if entry["log_level"] == "warning"]
     assert len(warnings) == 1 and "no GeoIP database installed" in warnings[0]["event"]
     assert warnings[0]["fix"].startswith("run `soc geoip update`")
-    assert geo_rows(pq.read_table(next(store.events_dir.rglob("*.parquet")))) == [
+    assert geo_rows(pq.read_table(next(store.events_dir.rglob("*.parquet")), schema=ARROW_SCHEMA)) == [
         ("81.2.69.142", None, None, None)]
 
 

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
@@ -78,3 +79,44 @@ def test_compaction_merges_old_files_with_new_ones(tmp_path: Path) -> None:
         [f"old{n}-{i}" for n in range(3) for i in range(2)] + ["new0", "new1"])
     countries = [(row["geo"] or {}).get("country_iso_code") for row in table.column("source").to_pylist()]
     assert sorted(countries, key=str) == ["BR", "BR", *[None] * 6]
+
+
+def _leaf_count(schema: pa.Schema) -> int:
+    return len(pa.Table.from_pylist([], schema=schema).flatten().flatten().flatten().flatten().schema)
+
+
+def _by_id(table: pa.Table) -> pa.Table:
+    table = table.select(ARROW_SCHEMA.names)
+    return table.take(pc.sort_indices(pa.table({"id": pc.struct_field(table.column("event"), "id")}),
+                                      [("id", "ascending")]))
+
+
+def test_the_store_writes_only_filled_leaves_and_every_reader_gets_the_table_back(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    plain, located = events(3, prefix="plain"), with_country(events(2, prefix="geo"), "GB")
+    store.write_table(tenant="council", dataset=DATASET, table=plain)
+    store.write_table(tenant="council", dataset=DATASET, table=located)
+    written = pa.concat_tables([plain, located])
+    for path in data_files(store.events_dir):
+        schema = pq.read_schema(path)
+        assert schema.names == ARROW_SCHEMA.names  # every column, every struct (with one leaf at least)
+        assert readable_as_current(schema) and _leaf_count(schema) < _leaf_count(ARROW_SCHEMA) // 3
+    lake = store.arrow_dataset(DATASET)
+    assert lake is not None and _by_id(lake.to_table()).equals(_by_id(written))
+    assert store.compact(min_files=2) == 2
+    (merged,) = data_files(store.events_dir)
+    assert _by_id(pq.read_table(merged)).equals(_by_id(written))
+
+
+def test_spark_reads_files_of_different_leaves_as_written(spark: SparkSession, tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    store.write_table(tenant="council", dataset=DATASET, table=events(3, prefix="plain"))
+    store.write_table(tenant="council", dataset=DATASET, table=with_country(events(2, prefix="geo"), "GB"))
+    frame = store.read(spark, DATASET)
+    assert frame is not None
+    rows = {row["id"]: (row["ip"], row["country"], row["source_null"], row["geo_null"], row["user"])
+            for row in frame.selectExpr("event.id AS id", "source.ip AS ip", "source.geo.country_iso_code AS country",
+                                        "source IS NULL AS source_null", "source.geo IS NULL AS geo_null",
+                                        "user.name AS user").collect()}
+    assert rows == {**{f"plain{n}": (None, None, False, False, None) for n in range(3)},
+                    **{f"geo{n}": ("81.2.69.142", "GB", False, False, None) for n in range(2)}}
