@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, select, update
 
 from case_api.audit.models import AuditEntry, AuditHead
-from case_api.audit.service import entry_hash
+from case_api.audit.service import entry_hash, record, verify_chain
 from case_api.auth.models import Role
+from case_api.db import make_session_factory
 from tests.case_api.conftest import http_client
 
 if TYPE_CHECKING:
@@ -163,6 +164,48 @@ def test_concurrent_changes_chain_without_a_fork(soc: SocApi, app: FastAPI, make
     entries = _log(soc)
     assert len(entries) == before + 30
     assert _verify(soc)["ok"] is True
+
+
+def test_entries_committed_together_carry_the_hashes_the_verifier_computes(clean_db: Engine) -> None:
+    """On PostgreSQL the server hashes the entries from the canonical JSON made in Python (audit.service): each
+    stored hash must be entry_hash's, with non-ASCII text, escapes, a nested key named like the chained fields,
+    a tenant and none, several entries in one commit and the chain's first entry."""
+    details: list[dict[str, Any]] = [
+        {"name": "Zürich — 東京 ☃", "prev_hash": "x", "seq": 9},
+        {"nested": {"b": [1, 2.5, None, True], "a": "quote \" back \\ tab \t \x01"}},
+        {},
+    ]
+    factory = make_session_factory(clean_db)
+    for batch in range(3):
+        with factory() as session:
+            for n, detail in enumerate(details[: batch + 1]):
+                record(session, actor="user-1", action="test.appended", target_type="thing", target_id=f"{batch}-{n}",
+                       tenant_id=NG if n % 2 else None, detail=detail)
+            session.commit()
+    with factory() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+        assert [entry.seq for entry in entries] == [1, 2, 3, 4, 5, 6]
+        assert [entry.detail for entry in entries] == [details[0], *details[:2], *details]
+        for entry in entries:
+            assert entry.hash == entry_hash(seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action,
+                                            target_type=entry.target_type, target_id=entry.target_id,
+                                            tenant_id=entry.tenant_id, detail=entry.detail, prev_hash=entry.prev_hash)
+        head = session.get(AuditHead, 1)
+        assert head is not None and (head.seq, head.hash) == (6, entries[-1].hash)
+        assert verify_chain(session=session).ok is True
+
+
+def test_a_change_rolled_back_leaves_no_entry_behind(clean_db: Engine) -> None:
+    factory = make_session_factory(clean_db)
+    with factory() as session:
+        session.execute(select(AuditHead))  # the transaction the entry belongs to
+        record(session, actor="user-1", action="test.dropped", target_type="thing", target_id="1")
+        session.rollback()
+        record(session, actor="user-1", action="test.kept", target_type="thing", target_id="2")
+        session.commit()
+    with factory() as session:
+        assert [entry.action for entry in session.scalars(select(AuditEntry))] == ["test.kept"]
+        assert verify_chain(session=session).ok is True
 
 
 def test_member_contacts_added_and_removed_are_logged_without_the_webhook_secret(soc: SocApi) -> None:
