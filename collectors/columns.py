@@ -35,6 +35,22 @@ def _leaf_types(fields: Iterable[pa.Field], prefix: str = "") -> Iterator[tuple[
 FIELD_TYPES: dict[str, pa.DataType] = dict(_leaf_types(ARROW_SCHEMA))
 
 
+_NULL_COLUMNS: dict[tuple[int, pa.DataType], pa.Array] = {}
+
+
+def null_column(length: int, kind: pa.DataType) -> pa.Array:
+    """An all-null array, shared (arrays are immutable): a table holds some 170 unfilled leaves of a few types,
+    and allocating and zeroing each anew costs more than the few that are filled. Bounded: a few lengths and
+    types are kept."""
+    key = (length, kind)
+    found = _NULL_COLUMNS.get(key)
+    if found is None:
+        if len(_NULL_COLUMNS) >= 24:
+            _NULL_COLUMNS.clear()
+        found = _NULL_COLUMNS[key] = pa.nulls(length, kind)
+    return found
+
+
 class EventColumns:
     """Flat ECS name -> Arrow array, every array `length` long; absent names are all null."""
 
@@ -54,7 +70,7 @@ class EventColumns:
 
     def __getitem__(self, name: str) -> pa.Array:
         column = self._columns.get(name)
-        return column if column is not None else pa.nulls(self.length, FIELD_TYPES[name])
+        return column if column is not None else null_column(self.length, FIELD_TYPES[name])
 
     def __setitem__(self, name: str, values: Any) -> None:
         """Set a field from an Arrow array, a Python sequence, or one value for every row (None clears it)."""
