@@ -117,6 +117,7 @@ def with_tenant(query: Select[Any], *columns: Any) -> Select[Any]:
 class _Cached:
     check: Select[Any]  # the page's stamp query, built once per key
     stamp: tuple[tuple[Any, ...], ...]
+    driver_check: tuple[str, dict[str, Any]] | None  # on PostgreSQL, ``check`` compiled once (:func:`_driver_sql`)
     body: bytes
     until: datetime  # the clocks' breach flags hold before this time
 
@@ -176,7 +177,10 @@ def queue_body(
     key = (None if scope is None else frozenset(scope), tenant_id, status, open_only, limit, offset)
     cached = cache.get(key)
     if cached is not None and at < cached.until:
-        stamp = tuple(tuple(row) for row in session.execute(cached.check))
+        if cached.driver_check is not None:
+            stamp = tuple(tuple(row) for row in session.connection().exec_driver_sql(*cached.driver_check))
+        else:
+            stamp = tuple(tuple(row) for row in session.execute(cached.check))
         if stamp == cached.stamp:
             return cached.body
     query = queue_query(scope=scope, tenant_id=tenant_id, status=status, open_only=open_only)
@@ -188,8 +192,25 @@ def queue_body(
         check = cached.check if cached is not None else with_tenant(
             query, Case.id, Case.version, Tenant.asset_criticality, CONTRACT_CHANGED).limit(limit).offset(offset)
         stamp = tuple((row.id, row.version, row.asset_criticality, row.contract_changed) for row in rows)
-        cache.put(key, _Cached(check=check, stamp=stamp, body=body, until=until))
+        driver_check = cached.driver_check if cached is not None else _driver_sql(session, check)
+        cache.put(key, _Cached(check=check, stamp=stamp, driver_check=driver_check, body=body, until=until))
     return body
+
+
+def _driver_sql(session: Session, check: Select[Any]) -> tuple[str, dict[str, Any]] | None:
+    """On PostgreSQL, the stamp query as the driver's SQL and parameters, compiled once: read again for every
+    cached page served, it skips SQLAlchemy's statement caching and ORM execution (about half its CPU). Its
+    values are the stamp's as read through the ORM (ids, versions, strings and timestamps with a time zone,
+    compared as instants). ``None`` elsewhere (SQLite gives timestamps as strings) or when a parameter would
+    need a type's conversion."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        return None
+    compiled = check.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    params = dict(compiled.params)
+    if not all(type(value) in (int, str) for value in params.values()):
+        return None
+    return str(compiled), params
 
 
 def queue_json(cases: list[dict[str, Any]]) -> bytes:
