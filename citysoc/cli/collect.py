@@ -11,6 +11,7 @@ import typer
 from citysoc.cli.common import load_settings, parse_duration_option
 from citysoc.logging import configure_logging
 from citysoc.wiring import intake_service, intake_tls
+from collectors.allocator import use_system_allocator
 from collectors.listeners.config import DEFAULT_LISTENERS, ListenAddressError, ListenerKind, ListenerPlan
 
 _ADDR = "HOST:PORT"
@@ -46,6 +47,7 @@ def collect(
     from what it sends; senders no source claims are refused and logged.
     """
     settings = load_settings()
+    use_system_allocator()
     if "log_level" not in settings.model_fields_set:  # a foreground service says where it listens
         configure_logging(fmt=settings.log_format, level="INFO")
     # libraries log through the standard library (the case API's migrations at each registry load, httpx,

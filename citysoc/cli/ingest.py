@@ -9,6 +9,7 @@ import typer
 
 from citysoc.cli.common import console, err_console, load_settings
 from citysoc.cli.progress import ingest_with_progress
+from collectors.allocator import use_system_allocator
 
 
 def ingest(
@@ -21,6 +22,7 @@ def ingest(
 
     Exits with 1 when every record of some file was dead-lettered (a file of another kind, usually)."""
     settings = load_settings()
+    use_system_allocator()
     report = ingest_with_progress(settings, tenant=tenant, source=source, paths=paths, year=year,
                                   console=err_console)
     console.print(report.summary())
