@@ -166,6 +166,12 @@ def build_session(*, master: str = "local[2]", shuffle_partitions: int = 2, app_
     if starts_jvm:  # added to the driver's own options (`--driver-java-options`), not replacing them
         sharing, writing = _class_data_options()
         builder = builder.config("spark.driver.defaultJavaOptions", f"{SHORT_LIVED_JAVA_OPTIONS} {sharing}".strip())
+    if short_lived:
+        # PySpark's DataFrame debugging records the Python call site of every `functions` call in the JVM: a
+        # stack capture and four Py4J round trips per call (about 10,000 for the own rules' evidence pass);
+        # analysis errors then lack their "== DataFrame ==" call-site section (the commands report the error's
+        # condition or first line)
+        builder = builder.config("spark.python.sql.dataFrameDebugging.enabled", "false")
     session = (
         builder.master(master)
         .appName(app_name)
