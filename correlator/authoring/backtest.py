@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import reduce
 from pathlib import Path
 
 import yaml
@@ -29,6 +28,7 @@ from correlator.engine.matching import match_rules
 from correlator.engine.options import EngineOptions
 from correlator.engine.plan import plan_matching
 from correlator.engine.session import INTERPRETED_EVALUATION, engine_options, session_conf
+from correlator.engine.unions import union_all
 from correlator.errors import BacktestError
 from correlator.model import CompiledRule, CompiledRuleSet
 
@@ -163,7 +163,7 @@ def run_backtest(spark: SparkSession, ruleset: CompiledRuleSet, *, store: EventS
             for rule_id, frame in part.correlation_inputs.items():
                 correlation_inputs.setdefault(rule_id, []).append(frame)
             cached += part.cached
-        combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in correlation_inputs.items()}
+        combined = {rule_id: union_all(inputs) for rule_id, inputs in correlation_inputs.items()}
         with session_conf(spark, _evaluation(sum(result.events.values()))):
             _count_correlations(result, ruleset, combined)
     for frame in cached:
@@ -219,8 +219,8 @@ def _count_correlations(result: BacktestResult, ruleset: CompiledRuleSet, combin
     by_id = {rule.id: rule for rule in ruleset.rules}
     # one Spark job for every correlation's input count, one for every correlation's bursts
     if combined:
-        counted = reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"))
-                                                 for rule_id, frame in combined.items()])
+        counted = union_all([frame.select(F.lit(rule_id).alias("_rule_id"))
+                             for rule_id, frame in combined.items()])
         result.matches.update({rule_id: 0 for rule_id in combined})
         for row in counted.groupBy("_rule_id").count().collect():
             result.matches[row["_rule_id"]] = row["count"]

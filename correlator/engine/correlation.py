@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from correlator.engine.events import ENTITY_COLUMNS
+from correlator.engine.unions import union_all
 from correlator.model import CompiledRule, CorrelationSpec
 
 MAX_EVENT_IDS = 100
@@ -134,12 +134,14 @@ def _keyed(rows: DataFrame, spec: CorrelationSpec) -> DataFrame:
     """`rows` with `_group_key`, `_slot` (and only the matches the correlation can measure)."""
     names = spec.group_by
     key = _key_of(names, [F.element_at("_group_values", index + 1) for index in range(len(names))])
-    keyed = rows.withColumns({"_group_key": key, "_slot": _slot(spec)}).filter(F.col("_group_key").isNotNull())
+    columns = {"_group_key": key, "_slot": _slot(spec)}
+    measurable = F.col("_group_key").isNotNull()
     if spec.type in NUMERIC_TYPES:
-        return keyed.withColumn("_value", _numeric(F.col("_value"))).filter(F.col("_value").isNotNull())
-    if spec.value_field:
-        return keyed.filter(F.col("_value").isNotNull())
-    return keyed
+        columns["_value"] = _numeric(F.col("_value"))
+    if spec.type in NUMERIC_TYPES or spec.value_field:
+        measurable = measurable & F.col("_value").isNotNull()
+    # one projection and one filter: each DataFrame call is a Py4J round trip and an analysis of the plan
+    return rows.withColumns(columns).filter(measurable)
 
 
 def chained_input(bursts: DataFrame, child: CompiledRule, parent: CompiledRule) -> DataFrame:
@@ -223,16 +225,18 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
     qualifying_start = F.when(F.col("_qualifies"), F.col("_ts_us"))
     previous_start = F.last(qualifying_start, ignorenulls=True).over(ordered.rowsBetween(Window.unboundedPreceding, -1))
     new_burst = F.col("_qualifies") & (previous_start.isNull() | ((F.col("_ts_us") - previous_start) > span))
-    if moments:
-        met = _OPS[spec.op](_measure(spec, ordered.rangeBetween(-span, 0)), F.lit(spec.count))
-        inputs = inputs.withColumn("_met", F.coalesce(met, F.lit(False)))
+    scored = {"_qualifies": F.coalesce(qualifies, F.lit(False))}
     moment = F.max("_ts_us")
     if moments:
+        met = _OPS[spec.op](_measure(spec, ordered.rangeBetween(-span, 0)), F.lit(spec.count))
+        scored["_met"] = F.coalesce(met, F.lit(False))
         moment = F.coalesce(F.min(F.when(F.col("_met"), F.col("_ts_us"))), moment)
+    # the columns of each window level in one projection (each DataFrame call is a Py4J round trip and an
+    # analysis of the growing plan): the scores, then what reads them, then the burst starts
     members = (
-        inputs.withColumn("_qualifies", F.coalesce(qualifies, F.lit(False)))
-        .withColumn("_covering_start", F.max(qualifying_start).over(ordered.rangeBetween(-span, 0)))
-        .withColumn("_new_burst", new_burst)
+        inputs.withColumns(scored)
+        .withColumns({"_covering_start": F.max(qualifying_start).over(ordered.rangeBetween(-span, 0)),
+                      "_new_burst": new_burst})
         .withColumn("_burst_start", F.last(F.when(F.col("_new_burst"), F.col("_ts_us")), ignorenulls=True)
                     .over(ordered.rowsBetween(Window.unboundedPreceding, 0)))
         .filter(F.col("_covering_start").isNotNull())
@@ -250,8 +254,8 @@ def correlation_windows(inputs: DataFrame, rule: CompiledRule, *, max_event_ids:
             F.array_sort(F.array_distinct(F.flatten(F.transform(F.collect_set("_dataset"),
                                                                 lambda d: F.split(d, ","))))).alias("_datasets"),
             *_entity_unions(),
+            F.lit(rule.id).alias("_rule_id"),
         )
-        .withColumn("_rule_id", F.lit(rule.id))
     )
 
 
@@ -270,14 +274,16 @@ Windowing = Callable[[CompiledRule, DataFrame, bool], "DataFrame | None"]
 
 
 def correlation_bursts(inputs: Mapping[str, DataFrame | None], by_id: Mapping[str, CompiledRule], *,
-                       windows: Windowing | None = None) -> dict[str, DataFrame]:
+                       windows: Windowing | None = None, one_partition: bool = False) -> dict[str, DataFrame]:
     """The bursts (`correlation_windows` rows) of every correlation in `inputs` (rule id -> its detection
     rules' matches, `correlation_input`; None when none), children before the rules that chain them.
 
-    A child referenced by another rule is materialised once (`localCheckpoint`) and read by both.
-    `windows(rule, frame, moments)` windows one rule's inputs (None: it cannot raise anything; `moments`:
-    the rule is chained, `correlation_windows(moments=True)`); default `correlation_windows`. A chained
-    rule missing from `inputs` had no matches.
+    A child referenced by another rule is materialised once (`localCheckpoint`) and read by both; the
+    children of one depth (rules that chain none, then rules that chain only those, ...) together, in one
+    Spark job. `windows(rule, frame, moments)` windows one rule's inputs (None: it cannot raise anything;
+    `moments`: the rule is chained, `correlation_windows(moments=True)`); default `correlation_windows`. A
+    chained rule missing from `inputs` had no matches. `one_partition`: the children of one depth are
+    checkpointed in one partition (a pass of a few rows in one partition, whose windows then need no shuffle).
     """
     window = windows or (lambda rule, frame, moments: correlation_windows(frame, rule, moments=moments))
     order: list[str] = []
@@ -286,19 +292,33 @@ def correlation_bursts(inputs: Mapping[str, DataFrame | None], by_id: Mapping[st
             if candidate not in order:
                 order.append(candidate)
     referenced = {reference.rule_id for rule_id in order for reference in _spec(by_id[rule_id]).chained}
+    depth: dict[str, int] = {}
+    for rule_id in order:  # children come first in `order`
+        depth[rule_id] = 1 + max((depth[reference.rule_id] for reference in _spec(by_id[rule_id]).chained), default=-1)
     bursts: dict[str, DataFrame] = {}
-    for rule_id in order:
-        rule = by_id[rule_id]
-        frames = [frame for frame in [inputs.get(rule_id)] if frame is not None]
-        frames += [chained_input(bursts[reference.rule_id], by_id[reference.rule_id], rule)
-                   for reference in _spec(rule).chained if reference.rule_id in bursts]
-        if not frames:
-            continue
-        found = window(rule, reduce(DataFrame.unionByName, frames), rule_id in referenced)
-        if found is None:
-            continue
-        bursts[rule_id] = found.localCheckpoint(eager=True) if rule_id in referenced else found
-    return bursts
+    for level in sorted(set(depth.values())):
+        children: dict[str, DataFrame] = {}
+        for rule_id in (rule_id for rule_id in order if depth[rule_id] == level):
+            rule = by_id[rule_id]
+            frames = [frame for frame in [inputs.get(rule_id)] if frame is not None]
+            frames += [chained_input(bursts[reference.rule_id], by_id[reference.rule_id], rule)
+                       for reference in _spec(rule).chained if reference.rule_id in bursts]
+            if not frames:
+                continue
+            found = window(rule, union_all(frames), rule_id in referenced)
+            if found is None:
+                continue
+            if rule_id in referenced:
+                children[rule_id] = found
+            else:
+                bursts[rule_id] = found
+        if len(children) == 1:
+            bursts.update({rule_id: found.localCheckpoint(eager=True) for rule_id, found in children.items()})
+        elif children:  # one job for the children of this depth, each read back by its rule id
+            together = union_all(children.values())
+            together = (together.coalesce(1) if one_partition else together).localCheckpoint(eager=True)
+            bursts.update({rule_id: together.filter(F.col("_rule_id") == rule_id) for rule_id in children})
+    return {rule_id: bursts[rule_id] for rule_id in order if rule_id in bursts}
 
 
 def every_burst(bursts: Mapping[str, DataFrame], *columns: str) -> DataFrame | None:
@@ -306,8 +326,8 @@ def every_burst(bursts: Mapping[str, DataFrame], *columns: str) -> DataFrame | N
     frame, so that one Spark job collects them all; None when there are none."""
     if not bursts:
         return None
-    return reduce(DataFrame.unionByName, [frame.select(F.lit(rule_id).alias("_rule_id"), *columns)
-                                          for rule_id, frame in bursts.items()])
+    return union_all([frame.select(F.lit(rule_id).alias("_rule_id"), *columns)
+                      for rule_id, frame in bursts.items()])
 
 
 def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataFrame:
@@ -386,8 +406,8 @@ def hot_buckets(probes: Mapping[str, DataFrame]) -> DataFrame:
     if not probes:
         raise ValueError("hot_buckets needs at least one probe")
     ids = list(probes)
-    probed = reduce(DataFrame.unionByName, [probe.select(F.lit(position).alias("_probe"), "_half", "_key", "_bucket")
-                                            for position, probe in enumerate(probes.values())])
+    probed = union_all([probe.select(F.lit(position).alias("_probe"), "_half", "_key", "_bucket")
+                        for position, probe in enumerate(probes.values())])
     return (probed.groupBy("_probe", "_half", "_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
             .filter(F.col("_matches") >= F.col("_half"))
             .select(F.element_at(F.array(*map(F.lit, ids)), F.col("_probe") + 1).alias("_rule_id"), "_key", "_bucket"))

@@ -14,7 +14,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from correlator.engine.matching import match_rules
 from correlator.engine.options import EngineOptions
 from correlator.engine.plan import plan_matching
 from correlator.engine.session import engine_options
+from correlator.engine.unions import union_all
 from correlator.model import ENTITY_FIELDS, GROUPING_ENTITY_FIELDS, CompiledRule, CompiledRuleSet, UnsupportedRule
 
 log = structlog.get_logger(__name__)
@@ -249,7 +249,7 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
     inputs' datasets) bounds the hot buckets: when they must all fit, they are collected at once;
     otherwise they are materialised and counted per rule first.
     """
-    combined = {rule_id: reduce(DataFrame.unionByName, inputs) for rule_id, inputs in inputs_by_rule.items()}
+    combined = {rule_id: union_all(inputs) for rule_id, inputs in inputs_by_rule.items()}
     # rules chaining others window their inputs as they come (their matches exist only once the
     # children's are known); the others are probed together first
     probes = {rule_id: probe for rule_id, frame in combined.items()
@@ -290,7 +290,7 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
         window_start_us=row["_burst_start"], window_end_us=row["_burst_end"], last_event_us=row["_last_us"],
         event_ids=[event["_event_id"] for event in row["_events"]], count=row["_count"],
         entities=_entities_of(row, lists=True))
-        for row in (collected.asDict() for collected in reduce(DataFrame.unionByName, bursts).collect())]
+        for row in (collected.asDict() for collected in union_all(bursts).collect())]
 
 
 def _chains(rule: CompiledRule) -> bool:

@@ -7,7 +7,6 @@ would cost a Py4J round trip per node (thousands per run).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -15,6 +14,7 @@ from pyspark.sql import functions as F
 from correlator.engine.jvm import register_functions
 from correlator.engine.options import EngineOptions
 from correlator.engine.plan import MatchPlan, plan_matching
+from correlator.engine.unions import union_all
 from correlator.model import CompiledRule
 
 
@@ -30,7 +30,7 @@ def match_rules(events: DataFrame, plan: MatchPlan) -> DataFrame:
     for chunk in plan.chunks:
         candidates = events if chunk.prefilter is None else events.filter(F.expr(chunk.prefilter))
         parts.append(candidates.select("*", F.explode(F.array_compact(F.expr(chunk.hits))).alias("_rule_id")))
-    return reduce(DataFrame.unionByName, parts).drop(*plan.added_columns)
+    return union_all(parts).drop(*plan.added_columns)
 
 
 def match(events: DataFrame, rules: Sequence[CompiledRule], options: EngineOptions) -> DataFrame:
