@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from correlator.engine.events import ENTITY_COLUMNS
 from correlator.engine.unions import union_all
 from correlator.model import CompiledRule, CorrelationSpec
+from correlator.sql import in_list_sql, sql_string
 
 MAX_EVENT_IDS = 100
 _OPS = {
@@ -47,8 +48,8 @@ _ALERT_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"  # `alerts.iso_from_micros` 
 
 # The entity columns of correlation inputs (arrays of the match's values) and of bursts (their sorted union),
 # each as SQL text: one Py4J call a column instead of one per function (a correlation plan has 13 of each).
-def _entity_arrays() -> list[Column]:
-    return [F.expr(f"array_compact(array(`{column}`)) AS `{column}`") for column in ENTITY_COLUMNS.values()]
+def _entity_arrays() -> list[str]:
+    return [f"array_compact(array(`{column}`)) AS `{column}`" for column in ENTITY_COLUMNS.values()]
 
 
 def _entity_unions() -> list[Column]:
@@ -56,28 +57,27 @@ def _entity_unions() -> list[Column]:
             for column in ENTITY_COLUMNS.values()]
 
 
-def group_key_column(names: tuple[str, ...], exprs: tuple[str, ...]) -> Column:
-    """`source.ip=10.0.0.1` (several fields joined by `,`); null when a group-by value is missing."""
-    return _key_of(names, [F.expr(expr).cast("string") for expr in exprs])
+def group_key_sql(group_by: Sequence[tuple[str, str]]) -> str:
+    """SQL of `source.ip=10.0.0.1` (several fields joined by `,`) for (name, SQL) pairs; null when a group-by
+    value is missing."""
+    return _key_sql([name for name, _ in group_by], [f"CAST({expr} AS STRING)" for _, expr in group_by])
 
 
-def _key_of(names: Sequence[str], values: Sequence[Column]) -> Column:
+def _key_sql(names: Sequence[str], values: Sequence[str]) -> str:
     if not names:
-        return F.lit("*")
-    parts: list[Column] = []
+        return "'*'"
+    parts: list[str] = []
     for index, (name, value) in enumerate(zip(names, values, strict=True)):
-        parts += [F.lit(("," if index else "") + f"{name}="), value]
-    return F.concat(*parts)  # null as soon as one value is
+        parts += [sql_string(("," if index else "") + f"{name}="), value]
+    return f"concat({', '.join(parts)})"  # null as soon as one value is
 
 
-def _by_rule(rule_ids: Sequence[str], column: Callable[[str], Column]) -> Column:
-    """`column(rule id)` for the referenced rule a match row belongs to."""
+def _by_rule(rule_ids: Sequence[str], sql: Callable[[str], str]) -> str:
+    """SQL of `sql(rule id)` for the referenced rule a match row belongs to."""
     if len(rule_ids) == 1:
-        return column(rule_ids[0])
-    case = F.when(F.col("_rule_id") == rule_ids[0], column(rule_ids[0]))
-    for rule_id in rule_ids[1:]:
-        case = case.when(F.col("_rule_id") == rule_id, column(rule_id))
-    return case
+        return sql(rule_ids[0])
+    return "CASE " + " ".join(f"WHEN `_rule_id` = {sql_string(rule_id)} THEN {sql(rule_id)}"
+                              for rule_id in rule_ids) + " END"
 
 
 def _numeric(value: Column) -> Column:
@@ -86,9 +86,9 @@ def _numeric(value: Column) -> Column:
     return F.when(~F.isnan(number) & (F.abs(number) < F.lit(float("inf"))), number)
 
 
-def _slot(spec: CorrelationSpec) -> Column:
-    """Position of the match's referenced rule in the rule's list (temporal types)."""
-    return (F.array_position(F.array(*map(F.lit, spec.rule_ids)), F.col("_rule_id")) - 1).cast("int")
+def _slot(spec: CorrelationSpec) -> str:
+    """SQL of the position of the match's referenced rule in the rule's list (temporal types)."""
+    return f"CAST(array_position(array({', '.join(map(sql_string, spec.rule_ids))}), `_rule_id`) - 1 AS INT)"
 
 
 def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches: bool = False) -> DataFrame:
@@ -96,32 +96,28 @@ def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches:
     dataset, group key and values, value, referenced rule and its position, entities (as arrays).
 
     `unique_matches`: the caller's matches hold each (tenant, event, rule) once, so a correlation with
-    one base rule needs no de-duplication (no shuffle).
+    one base rule needs no de-duplication (no shuffle). Spelt as SQL text (a Py4J round trip a column).
     """
     spec = _spec(rule)
     base = list(spec.base_rule_ids)
-    selected = matches.filter(F.col("_rule_id").isin(base)) if base else matches.limit(0)
-    references = base or [""]
+    selected = matches.filter(in_list_sql("`_rule_id`", base)) if base else matches.limit(0)
 
-    def group_values(rule_id: str) -> Column:
-        return F.array(*(F.expr(expr).cast("string") for expr in spec.fields_for(rule_id)[0]))
+    def group_values(rule_id: str) -> str:
+        return "array(" + ", ".join(f"CAST({expr} AS STRING)" for expr in spec.fields_for(rule_id)[0]) + ")"
 
-    def value(rule_id: str) -> Column:
+    def value(rule_id: str) -> str:
         expr = spec.fields_for(rule_id)[1]
-        return F.expr(expr).cast("string") if expr else F.lit(None).cast("string")
+        return f"CAST({expr} AS STRING)" if expr else "CAST(NULL AS STRING)"
 
     if base:
-        values = _by_rule(references, group_values)
-        measured = _by_rule(references, value)
+        values = _by_rule(base, group_values)
+        measured = _by_rule(base, value)
     else:  # only chained references: no rows, same columns
-        values = F.array_repeat(F.lit(None).cast("string"), len(spec.group_by))
-        measured = F.lit(None).cast("string")
-    columns = [
-        F.col("_tenant"), F.col("_event_id"), F.col("_ts_us"), F.col("_dataset"),
-        values.alias("_group_values"), measured.alias("_value"), F.col("_rule_id"),
-        *_entity_arrays(),
-    ]
-    narrowed = _keyed(selected.select(*columns), spec)
+        values = f"array_repeat(CAST(NULL AS STRING), {len(spec.group_by)})"
+        measured = "CAST(NULL AS STRING)"
+    narrowed = _keyed(selected.selectExpr("`_tenant`", "`_event_id`", "`_ts_us`", "`_dataset`",
+                                          f"{values} AS `_group_values`", f"{measured} AS `_value`", "`_rule_id`",
+                                          *_entity_arrays()), spec)
     if unique_matches and len(base) <= 1:
         return narrowed
     # An event matched by two referenced rules (or delivered twice) counts once; per rule for the
@@ -133,13 +129,13 @@ def correlation_input(matches: DataFrame, rule: CompiledRule, *, unique_matches:
 def _keyed(rows: DataFrame, spec: CorrelationSpec) -> DataFrame:
     """`rows` with `_group_key`, `_slot` (and only the matches the correlation can measure)."""
     names = spec.group_by
-    key = _key_of(names, [F.element_at("_group_values", index + 1) for index in range(len(names))])
-    columns = {"_group_key": key, "_slot": _slot(spec)}
-    measurable = F.col("_group_key").isNotNull()
+    key = _key_sql(names, [f"element_at(`_group_values`, {index + 1})" for index in range(len(names))])
+    columns = {"_group_key": F.expr(key), "_slot": F.expr(_slot(spec))}
+    measurable = "`_group_key` IS NOT NULL"
     if spec.type in NUMERIC_TYPES:
         columns["_value"] = _numeric(F.col("_value"))
     if spec.type in NUMERIC_TYPES or spec.value_field:
-        measurable = measurable & F.col("_value").isNotNull()
+        measurable += " AND `_value` IS NOT NULL"
     # one projection and one filter: each DataFrame call is a Py4J round trip and an analysis of the plan
     return rows.withColumns(columns).filter(measurable)
 
@@ -346,7 +342,7 @@ def _matches_that_can_qualify(inputs: DataFrame, spec: CorrelationSpec) -> DataF
     needed = _needed(spec)
     span = spec.timespan_seconds * 1_000_000
     keys = ["_tenant", "_group_key"]
-    bucketed = inputs.withColumn("_bucket", _bucket_column(span))
+    bucketed = inputs.withColumn("_bucket", F.expr(_bucket_sql(span)))
     # pair p holds buckets p and p + 1: a match of bucket b counts in the pairs p = b and p = b - 1;
     # the matches of a pair bound its distinct values too (value_count), with one aggregation less
     pairs = (bucketed.select(*keys, F.explode(F.array("_bucket", F.col("_bucket") - 1)).alias("_pair"))
@@ -365,8 +361,8 @@ def _needed(spec: CorrelationSpec) -> int:
     return max(0, math.ceil(spec.count) if spec.op == "gte" else math.floor(spec.count) + 1)
 
 
-def _bucket_column(span_us: int) -> Column:
-    return F.expr(f"(_ts_us - pmod(_ts_us, {span_us})) div {span_us}")  # floor division, also before 1970
+def _bucket_sql(span_us: int) -> str:
+    return f"(`_ts_us` - pmod(`_ts_us`, {span_us})) div {span_us}"  # floor division, also before 1970
 
 
 def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
@@ -383,9 +379,8 @@ def hot_bucket_probe(inputs: DataFrame, rule: CompiledRule) -> DataFrame | None:
     spec = _spec(rule)
     if not _bucketable(spec):
         return None
-    return inputs.select(F.lit((_needed(spec) + 1) // 2).alias("_half"),
-                         F.xxhash64("_tenant", "_group_key").alias("_key"),
-                         _bucket_column(spec.timespan_seconds * 1_000_000).alias("_bucket"))
+    return inputs.selectExpr(f"{(_needed(spec) + 1) // 2} AS `_half`", "xxhash64(`_tenant`, `_group_key`) AS `_key`",
+                             f"{_bucket_sql(spec.timespan_seconds * 1_000_000)} AS `_bucket`")
 
 
 def hot_bucket_bound(rule: CompiledRule, matches: Mapping[str, int]) -> int:
@@ -406,11 +401,12 @@ def hot_buckets(probes: Mapping[str, DataFrame]) -> DataFrame:
     if not probes:
         raise ValueError("hot_buckets needs at least one probe")
     ids = list(probes)
-    probed = union_all([probe.select(F.lit(position).alias("_probe"), "_half", "_key", "_bucket")
+    probed = union_all([probe.selectExpr(f"{position} AS `_probe`", "`_half`", "`_key`", "`_bucket`")
                         for position, probe in enumerate(probes.values())])
-    return (probed.groupBy("_probe", "_half", "_key", "_bucket").agg(F.count(F.lit(1)).alias("_matches"))
-            .filter(F.col("_matches") >= F.col("_half"))
-            .select(F.element_at(F.array(*map(F.lit, ids)), F.col("_probe") + 1).alias("_rule_id"), "_key", "_bucket"))
+    return (probed.groupBy("_probe", "_half", "_key", "_bucket").agg(F.expr("count(1) AS `_matches`"))
+            .filter("`_matches` >= `_half`")
+            .selectExpr(f"element_at(array({', '.join(map(sql_string, ids))}), `_probe` + 1) AS `_rule_id`", "`_key`",
+                        "`_bucket`"))
 
 
 def near_hot_buckets(inputs: DataFrame, rule: CompiledRule, hot: Sequence[tuple[int, int]]) -> DataFrame:
@@ -420,10 +416,13 @@ def near_hot_buckets(inputs: DataFrame, rule: CompiledRule, hot: Sequence[tuple[
     others it keeps change nothing: such a match lies in no qualifying window, and a window starting
     at it spans two buckets that are not hot, so it cannot qualify. Two `IN` sets of longs, no join.
     """
+    if not hot:
+        return inputs.filter("FALSE")
     keys = sorted({key for key, _ in hot})
     buckets = sorted({bucket + step for _, bucket in hot for step in (-1, 0, 1)})
-    bucket = _bucket_column(_spec(rule).timespan_seconds * 1_000_000)
-    return inputs.filter(F.xxhash64("_tenant", "_group_key").isin(keys) & bucket.isin(buckets))
+    bucket = _bucket_sql(_spec(rule).timespan_seconds * 1_000_000)
+    return inputs.filter(f"xxhash64(`_tenant`, `_group_key`) IN ({', '.join(f'{key}L' for key in keys)}) "
+                         f"AND ({bucket}) IN ({', '.join(f'{value}L' for value in buckets)})")
 
 
 def _spec(rule: CompiledRule) -> CorrelationSpec:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from citysoc.schema import ARROW_SCHEMA
@@ -28,7 +28,7 @@ from correlator.engine.correlation import (
     correlation_bursts,
     correlation_input,
     correlation_windows,
-    group_key_column,
+    group_key_sql,
     hot_bucket_bound,
     hot_bucket_probe,
     hot_buckets,
@@ -42,6 +42,7 @@ from correlator.engine.plan import plan_matching
 from correlator.engine.session import engine_options
 from correlator.engine.unions import union_all
 from correlator.model import ENTITY_FIELDS, GROUPING_ENTITY_FIELDS, CompiledRule, CompiledRuleSet, UnsupportedRule
+from correlator.sql import in_list_sql, sql_string
 
 log = structlog.get_logger(__name__)
 
@@ -70,30 +71,29 @@ def read_events(spark: SparkSession, store: EventStore, dataset: str, *, since: 
                           functions=functions, absent=store.fields_without_values(frame, ENTITY_FIELDS))
 
 
-def _default_group_key() -> Column:
-    """The first grouping entity an event has (`user.name=alice`), else its event id; never an indicator-only
-    entity (`GROUPING_ENTITY_FIELDS`)."""
-    present = [F.concat(F.lit(f"{name}="), F.col(ENTITY_COLUMNS[name])) for name in GROUPING_ENTITY_FIELDS]
-    return F.coalesce(*present, F.concat(F.lit("event.id="), F.col("_event_id")))
+def _default_group_key() -> str:
+    """SQL of the first grouping entity an event has (`user.name=alice`), else its event id; never an
+    indicator-only entity (`GROUPING_ENTITY_FIELDS`)."""
+    present = [f"concat({sql_string(name + '=')}, `{ENTITY_COLUMNS[name]}`)" for name in GROUPING_ENTITY_FIELDS]
+    return f"coalesce({', '.join(present)}, concat('event.id=', `_event_id`))"
 
 
 def detection_alert_rows(matches: DataFrame, rules: Sequence[CompiledRule]) -> DataFrame:
-    """Narrow rows for the alerting detection rules: tenant, rule, event, time, entities, group key."""
+    """Narrow rows for the alerting detection rules: tenant, rule, event, time, entities, group key.
+
+    Spelt as SQL text: a column name or function in a `select` costs Py4J round trips of its own, a
+    list element one more (the rule ids alone were about 500 a run)."""
     alerting = [rule for rule in rules if rule.generate]
     group_key = _default_group_key()
     custom = [rule for rule in alerting if rule.group_by]
     if custom:
-        case = F.when(F.lit(False), F.lit(None))
-        for rule in custom:
-            names = tuple(name for name, _ in rule.group_by)
-            exprs = tuple(expr for _, expr in rule.group_by)
-            case = case.when(F.col("_rule_id") == rule.id, group_key_column(names, exprs))
-        group_key = F.coalesce(case.otherwise(F.lit(None)), group_key)
-    return (
-        matches.filter(F.col("_rule_id").isin([rule.id for rule in alerting]))
-        .select("_tenant", "_rule_id", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values(),
-                group_key.alias("_group_key"))
-    )
+        cases = " ".join(f"WHEN `_rule_id` = {sql_string(rule.id)} THEN {group_key_sql(rule.group_by)}"
+                         for rule in custom)
+        group_key = f"coalesce(CASE {cases} END, {group_key})"
+    alerting_ids = in_list_sql("`_rule_id`", [rule.id for rule in alerting]) if alerting else "FALSE"
+    return matches.filter(alerting_ids).selectExpr(
+        *(f"`{name}`" for name in ("_tenant", "_rule_id", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values())),
+        f"{group_key} AS `_group_key`")
 
 
 MATCH_COLUMNS: tuple[str, ...] = ("_tenant", "_event_id", "_ts_us", "_dataset", *ENTITY_COLUMNS.values(), "_rule_id")
@@ -117,12 +117,14 @@ def _leaves(paths: Iterable[tuple[str, ...]]) -> dict[str, Any]:
     return tree
 
 
-def _pruned(prefix: tuple[str, ...], tree: dict[str, Any] | bool) -> Column:
-    column = F.col(".".join(f"`{part}`" for part in prefix))
+def _pruned(prefix: tuple[str, ...], tree: dict[str, Any] | bool) -> str:
+    """SQL of the column at `prefix`, cut to the leaves of `tree` (`_leaves`)."""
+    column = ".".join(f"`{part}`" for part in prefix)
     if tree is True:
         return column
     assert isinstance(tree, dict)
-    return F.struct(*(_pruned((*prefix, name), sub).alias(name) for name, sub in sorted(tree.items())))
+    return "named_struct(" + ", ".join(f"{sql_string(name)}, {_pruned((*prefix, name), sub)}"
+                                       for name, sub in sorted(tree.items())) + ")"
 
 
 def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule], correlations: Sequence[CompiledRule],
@@ -142,7 +144,8 @@ def narrow_matches(matches: DataFrame, detections: Sequence[CompiledRule], corre
         columns = matches.columns if paths else ()
     present = frozenset(columns)
     tree = _leaves(path for path in paths if path[0] in present and path[0] not in MATCH_COLUMNS)
-    return matches.select(*MATCH_COLUMNS, *(_pruned((name,), sub).alias(name) for name, sub in sorted(tree.items())))
+    return matches.selectExpr(*(f"`{name}`" for name in MATCH_COLUMNS),
+                              *(f"{_pruned((name,), sub)} AS `{name}`" for name, sub in sorted(tree.items())))
 
 
 def _entities_of(row: Mapping[str, Any], *, lists: bool) -> dict[str, list[str]]:
@@ -163,8 +166,9 @@ def unique_matches(matches: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     rule, the keys are distinct and the sums are the counts; only when one does (a duplicate, or a
     collision) are the rows de-duplicated by their key and counted again.
     """
-    per_rule = (matches.groupBy("_rule_id", F.xxhash64("_tenant", "_event_id").alias("_key")).count()
-                .groupBy("_rule_id").agg(F.sum("count").alias("count"), F.max("count").alias("_most")).collect())
+    per_rule = (matches.groupBy("_rule_id", F.expr("xxhash64(`_tenant`, `_event_id`) AS `_key`")).count()
+                .groupBy("_rule_id").agg(F.expr("sum(`count`) AS `count`"), F.expr("max(`count`) AS `_most`"))
+                .collect())
     if all(row["_most"] == 1 for row in per_rule):
         return matches, {row["_rule_id"]: row["count"] for row in per_rule}
     unique = matches.dropDuplicates(["_tenant", "_event_id", "_rule_id"]).localCheckpoint(eager=True)
@@ -264,7 +268,7 @@ def correlation_alerts(inputs_by_rule: dict[str, list[DataFrame]], by_id: dict[s
             found = found.localCheckpoint(eager=True)
             counts = {row["_rule_id"]: row["count"] for row in found.groupBy("_rule_id").count().collect()}
             fitting = [rule_id for rule_id in probes if counts.get(rule_id, 0) <= hot_buckets_max]
-            rows = found.filter(F.col("_rule_id").isin(fitting)).collect() if fitting else []
+            rows = found.filter(in_list_sql("`_rule_id`", fitting)).collect() if fitting else []
             hot = {rule_id: [] for rule_id in fitting}
         for row in rows:
             hot[row["_rule_id"]].append((row["_key"], row["_bucket"]))

@@ -9,25 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 
 from citysoc.schema import FIELDS
 from correlator.engine.jvm import register_functions
 from correlator.model import ENTITY_FIELDS
+from correlator.sql import quote_path
 
 # The entity fields as top-level columns (alerts and correlations read them from narrow rows).
 ENTITY_COLUMNS: dict[str, str] = {name: "_" + name.replace(".", "_") for name in ENTITY_FIELDS}
 
 
-def _entity_value(name: str, absent: Collection[str]) -> Column:
-    """An entity field as a string column (`source.as.number` is a long in the schema); null, unread, when
-    it is `absent`."""
+def _entity_value(name: str, absent: Collection[str]) -> str:
+    """SQL of an entity field as a string (`source.as.number` is a long in the schema); null, unread, when it
+    is `absent`."""
     if name in absent:
-        return F.lit(None).cast("string")
-    return F.col(name) if FIELDS.get(name, "string") == "string" else F.col(name).cast("string")
+        return "CAST(NULL AS STRING)"
+    return quote_path(name) if FIELDS.get(name, "string") == "string" else f"CAST({quote_path(name)} AS STRING)"
 
 
 def epoch_micros(moment: datetime) -> int:
@@ -36,9 +35,10 @@ def epoch_micros(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def window_condition(spark: SparkSession, micros: Column, since: datetime | None, until: datetime | None, *,
-                     functions: bool) -> Column:
-    """`since <= micros < until` (either bound may be None: open) for a column of epoch microseconds.
+def window_condition(spark: SparkSession, micros: str, since: datetime | None, until: datetime | None, *,
+                     functions: bool) -> str:
+    """SQL of `since <= micros < until` (either bound may be None: open) for the SQL `micros` of a column of
+    epoch microseconds.
 
     With CitySOC's JVM `functions` the bounds travel in an object that generated code holds by reference
     (`citysoc_in_window`), not as Java literals: a query over the next window is the same code, so a
@@ -49,9 +49,10 @@ def window_condition(spark: SparkSession, micros: Column, since: datetime | None
     high = None if until is None else epoch_micros(until)
     if functions:
         register_functions(spark)
-        return F.call_function("citysoc_in_window", micros, *(F.lit(bound).cast("bigint") for bound in (low, high)))
-    tests = ([] if low is None else [micros >= F.lit(low)]) + ([] if high is None else [micros < F.lit(high)])
-    return reduce(Column.__and__, tests, F.lit(True))
+        bounds = ", ".join(f"CAST({'NULL' if bound is None else bound} AS BIGINT)" for bound in (low, high))
+        return f"citysoc_in_window({micros}, {bounds})"
+    tests = ([] if low is None else [f"{micros} >= {low}L"]) + ([] if high is None else [f"{micros} < {high}L"])
+    return " AND ".join(tests) or "TRUE"
 
 
 def prepare_events(events: DataFrame, *, since: datetime | None = None, until: datetime | None = None,
@@ -68,19 +69,21 @@ def prepare_events(events: DataFrame, *, since: datetime | None = None, until: d
     has (`EventStore.fields_without_values`); their columns are null and the scan does not read them.
     """
     present = frozenset(events.columns if columns is None else columns)
-    tenant = F.col("organization.id")
+    tenant = "`organization`.`id`"
     if "tenant" in present:
-        tenant = F.coalesce(tenant, F.col("tenant").cast("string"))
-    dataset = F.col("event.dataset")
+        tenant = f"coalesce({tenant}, CAST(`tenant` AS STRING))"
+    dataset = "`event`.`dataset`"
     if "dataset" in present:
-        dataset = F.coalesce(dataset, F.col("dataset").cast("string"))
-    added = {"_tenant": tenant, "_event_id": F.col("event.id"), "_ts_us": F.unix_micros(F.col("`@timestamp`")),
+        dataset = f"coalesce({dataset}, CAST(`dataset` AS STRING))"
+    added = {"_tenant": tenant, "_event_id": "`event`.`id`", "_ts_us": "unix_micros(`@timestamp`)",
              "_dataset": dataset, **{column: _entity_value(name, absent) for name, column in ENTITY_COLUMNS.items()}}
-    condition = F.col("_tenant").isNotNull() & F.col("_event_id").isNotNull() & F.col("_ts_us").isNotNull()
+    condition = "_tenant IS NOT NULL AND _event_id IS NOT NULL AND _ts_us IS NOT NULL"
     if since is not None or until is not None:
-        condition = condition & window_condition(events.sparkSession, F.col("_ts_us"), since, until,
-                                                 functions=functions)
-    prepared = events.withColumns(added).filter(condition)  # one projection, one filter: few plan analyses
+        condition += " AND " + window_condition(events.sparkSession, "_ts_us", since, until, functions=functions)
+    if present & added.keys():
+        events = events.drop(*(present & added.keys()))
+    # SQL text, one projection and one filter: a Py4J round trip per column, not several per function and name
+    prepared = events.selectExpr("*", *(f"{sql} AS `{name}`" for name, sql in added.items())).filter(condition)
     if deduplicate:
         prepared = prepared.dropDuplicates(["_tenant", "_event_id"])
     return prepared

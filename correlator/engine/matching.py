@@ -1,7 +1,7 @@
 """Apply a `MatchPlan` (`correlator.engine.plan`) to a DataFrame of events: one row per (event, matching rule).
 
-Rule conditions reach Spark as SQL text, parsed once per chunk: building them from `Column` objects
-would cost a Py4J round trip per node (thousands per run).
+Rule conditions reach Spark as SQL text (`selectExpr`, `filter` of a string), parsed once per chunk: building
+them from `Column` objects would cost a Py4J round trip per node (thousands per run).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from correlator.engine.jvm import register_functions
 from correlator.engine.options import EngineOptions
@@ -23,13 +22,13 @@ def match_rules(events: DataFrame, plan: MatchPlan) -> DataFrame:
     if plan.functions:
         register_functions(events.sparkSession)
     if plan.lowered_columns:
-        events = events.withColumns({name: F.expr(sql) for name, sql in plan.lowered_sql.items()})
+        events = events.selectExpr("*", *(f"{sql} AS `{name}`" for name, sql in plan.lowered_sql.items()))
     if plan.index.literals:
-        events = events.withColumns({name: F.expr(sql) for name, sql in plan.bitmap_sql.items()})
+        events = events.selectExpr("*", *(f"{sql} AS `{name}`" for name, sql in plan.bitmap_sql.items()))
     parts = []
     for chunk in plan.chunks:
-        candidates = events if chunk.prefilter is None else events.filter(F.expr(chunk.prefilter))
-        parts.append(candidates.select("*", F.explode(F.array_compact(F.expr(chunk.hits))).alias("_rule_id")))
+        candidates = events if chunk.prefilter is None else events.filter(chunk.prefilter)
+        parts.append(candidates.selectExpr("*", f"explode(array_compact({chunk.hits})) AS `_rule_id`"))
     return union_all(parts).drop(*plan.added_columns)
 
 

@@ -326,10 +326,10 @@ def test_window_condition_keeps_since_and_drops_until_both_ways(spark: Any) -> N
                (T0 - 3 * us, T0 + 3 * us): [-3, 0], (None, None): list(range(-12, 13, 3)), (T0, T0): []}
     for (since, until), expected in windows.items():
         for jvm in (True, False):
-            rows = frame.filter(window_condition(spark, F.col("t"), since, until, functions=jvm)).collect()
+            rows = frame.filter(window_condition(spark, "t", since, until, functions=jvm)).collect()
             assert sorted(row["t"] - T0_MICROS for row in rows) == expected, (since, until, jvm)
     with pytest.raises(ValueError, match="timezone-aware"):
-        window_condition(spark, F.col("t"), datetime(2026, 1, 1), None, functions=False)
+        window_condition(spark, "t", datetime(2026, 1, 1), None, functions=False)
 
 
 def test_a_moving_window_runs_the_same_generated_code(spark: Any) -> None:
@@ -339,7 +339,7 @@ def test_a_moving_window_runs_the_same_generated_code(spark: Any) -> None:
 
     def compilations(start: datetime, *, jvm: bool) -> tuple[int, int]:
         before = compiled.getCount()
-        kept = frame.filter(window_condition(spark, F.col("t"), start, start + timedelta(milliseconds=1),
+        kept = frame.filter(window_condition(spark, "t", start, start + timedelta(milliseconds=1),
                                              functions=jvm)).count()
         return kept, compiled.getCount() - before
 
