@@ -67,7 +67,7 @@ check-java:
 	if [ -z "$$v" ]; then echo "error: Java was not found. CitySOC's detection runs on Apache Spark, which needs Java 17 or newer (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)." >&2; exit 1; fi; \
 	if [ "$$v" -lt 17 ]; then echo "error: Java $$v found; Spark needs Java 17 or newer (set JAVA_HOME or install openjdk-17)." >&2; exit 1; fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard collectors/native/*.c collectors/native/*.h)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is needed")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true

@@ -1,0 +1,16 @@
+"""The intake's compiled parts (C, built by `pip install -e .` in `make setup`).
+
+Each extension is optional: without a C compiler or the Python headers the build goes on without it, and the
+intake takes the pure path that `collectors.native.load` falls back to. Sources live in `collectors/native/`.
+"""
+
+from setuptools import Extension, setup
+
+
+def native(name: str, *sources: str) -> Extension:
+    return Extension(f"collectors._{name}", sources=[f"collectors/native/{source}" for source in sources],
+                     optional=True, extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"])
+
+
+setup(ext_modules=[
+])
