@@ -19,7 +19,9 @@ line is a distinct event (a real stream does not repeat a line word for word).
 `soc ingest` of the file is counted whole (a process started for the file), and also past its start-up
 (interpreter, imports, store opened: an ingest of an empty file), which is what `soc collect`'s figure
 counts.
-rsyslog (`rsyslogd -n` with `imtcp` and `omfile`) is the practical ceiling for receiving the same bytes.
+rsyslog (`rsyslogd -n` with `imtcp` and `omfile`) is the practical ceiling for receiving the same bytes. Its
+CPU for a million lines is about a second, and it varied twofold between quiet runs, so it runs `--rsyslog-runs`
+times (3) and the run of median CPU is the ceiling; the ratio printed is per CPU-second, the issue's measure.
 """
 
 from __future__ import annotations
@@ -241,6 +243,15 @@ def bench_rsyslog(lines: Path, count: int) -> dict[str, Any]:
             "per_cpu_s": count / cpu if cpu else float("inf"), "peak_mb": peak}
 
 
+def bench_rsyslog_median(lines: Path, count: int, runs: int) -> dict[str, Any]:
+    """`bench_rsyslog` `runs` times: the run of median CPU, with every run's CPU seconds beside it."""
+    results = [bench_rsyslog(lines, count) for _ in range(max(1, runs))]
+    if any("skipped" in result for result in results):
+        return results[0]
+    ordered = sorted(results, key=lambda result: result["cpu_s"])
+    return {**ordered[len(ordered) // 2], "cpu_s_runs": [result["cpu_s"] for result in results]}
+
+
 def _count_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
@@ -288,7 +299,7 @@ def rows(results: dict[str, Any]) -> Iterator[str]:
         lag = ""
         if "receipt_to_stored_p99_s" in figure:
             lag = f"  {figure['receipt_to_stored_p50_s']:.2f} / {figure['receipt_to_stored_p99_s']:.2f} s"
-        yield (f"{label:<44}{figure['per_s']:>10,.0f}{figure['per_cpu_s']:>12,.0f}{figure['cpu_s']:>8.1f}"
+        yield (f"{label:<44}{figure['per_s']:>10,.0f}{figure['per_cpu_s']:>12,.0f}{figure['cpu_s']:>8.2f}"
                f"{figure['peak_mb']:>9.0f}{lag}")
         if "startup_cpu_s" in figure:
             yield (f"{'  past its start-up (' + format(figure['startup_cpu_s'], '.1f') + ' CPU s)':<54}"
@@ -299,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--skip-rsyslog", action="store_true")
+    parser.add_argument("--rsyslog-runs", type=int, default=3)
     parser.add_argument("--skip-file", action="store_true")
     parser.add_argument("--corpora", type=Path, default=CORPORA)
     args = parser.parse_args(argv)
@@ -308,18 +320,22 @@ def main(argv: list[str] | None = None) -> int:
                                            "date": time.strftime("%Y-%m-%d")}, "lines": args.lines}
     results["collect"] = bench_collect(lines, args.lines)
     if not args.skip_rsyslog:
-        results["rsyslog"] = bench_rsyslog(lines, args.lines)
+        results["rsyslog"] = bench_rsyslog_median(lines, args.lines, args.rsyslog_runs)
     if not args.skip_file:
         results["file_ingest"] = bench_file_ingest(lines, args.lines)
     ceiling = results.get("rsyslog", {}).get("per_s")
     if ceiling:
         results["collect"]["rsyslog_ratio"] = ceiling / results["collect"]["per_s"]
+        results["collect"]["rsyslog_cpu_ratio"] = results["rsyslog"]["per_cpu_s"] / results["collect"]["per_cpu_s"]
     print(f"{args.lines:,} syslog lines, {results['machine']['cpu']}, {results['machine']['cores']} cores, "
           f"{results['machine']['date']}")
     for line in rows(results):
         print(line)
     if ceiling:
-        print(f"rsyslog / soc collect (wall throughput): {results['collect']['rsyslog_ratio']:.1f}x")
+        runs = ", ".join(f"{cpu:.2f}" for cpu in results["rsyslog"]["cpu_s_runs"])
+        print(f"rsyslog CPU s per run: {runs} (the median's run is the ceiling)")
+        print(f"rsyslog / soc collect per CPU-second: {results['collect']['rsyslog_cpu_ratio']:.1f}x "
+              f"(target: within 3x); wall throughput: {results['collect']['rsyslog_ratio']:.1f}x")
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     return 0
 
