@@ -13,4 +13,5 @@ def native(name: str, *sources: str) -> Extension:
 
 
 setup(ext_modules=[
+    native("ids", "ids.c"),  # event ids: BLAKE2b-128 hex of a batch of keys (citysoc.ids)
 ])

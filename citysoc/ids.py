@@ -7,6 +7,9 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from operator import methodcaller
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 _SEPARATOR = "\x1f"  # ASCII unit separator: cannot appear in the parts we hash by accident of joining
 _HASH = partial(hashlib.blake2b, digest_size=16)
 _HEXDIGEST = methodcaller("hexdigest")
@@ -25,14 +28,20 @@ class Occurrences:
     and forgets the rest (`next_batch`). Identical records share their timestamp, so in a log they sit
     close together; two copies more than a whole batch apart would be counted as first occurrences again
     (and the second taken for a replay of the first).
+
+    A batch whose ids all occur for the first time (the usual one) is kept as its Arrow arrays
+    (`first_occurrences`); the counts are built as Python objects only when some record repeats.
     """
 
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
         self._previous: dict[str, int] = {}
+        self._current_once: list[tuple[pa.Array, pa.Array]] = []  # (ids, fingerprints) each seen once
+        self._previous_once: list[tuple[pa.Array, pa.Array]] = []
 
     def count(self, key: str) -> int:
         """1 the first time `key` is seen, 2 the second, ..."""
+        self._materialise()
         seen = self._current.get(key)
         if seen is None:
             seen = self._previous.get(key, 0)
@@ -41,6 +50,52 @@ class Occurrences:
 
     def next_batch(self) -> None:
         self._previous, self._current = self._current, {}
+        self._previous_once, self._current_once = self._current_once, []
+
+    def first_occurrences(self, ids: pa.Array, fingerprints: pa.Array) -> bool:
+        """Counts `ids` (hex digests, with `fingerprints`: their first eight bytes as int64) once each and
+        returns True when none repeats within them or with an id counted before; else counts nothing and
+        returns False (the caller numbers them one by one). Equal ids have equal fingerprints, so distinct
+        fingerprints prove distinct ids; a fingerprint collision only sends the batch the slow way."""
+        if pc.count_distinct(fingerprints).as_py() != len(fingerprints):
+            return False
+        known = [prints for _, prints in (*self._current_once, *self._previous_once)]
+        counted = self._current.keys() | self._previous.keys()
+        if counted:  # after a batch with repeats: its ids as Python objects
+            known.append(pa.array([_fingerprint(key) for key in counted], pa.int64()))
+        if known and pc.any(pc.is_in(fingerprints, value_set=pa.concat_arrays(known))).as_py():
+            return False
+        self._current_once.append((ids, fingerprints))
+        return True
+
+    def number(self, ids: list[str]) -> list[str]:
+        """First-occurrence ids -> event ids: a repeated one becomes the digest of `<first id><US><occurrence
+        number>` (`event_ids`). Changes `ids` in place."""
+        self._materialise()
+        current, previous = self._current, self._previous
+        distinct = dict.fromkeys(ids, 1)
+        if len(distinct) == len(ids) and not (distinct.keys() & current.keys()) and not (
+                distinct.keys() & previous.keys()):
+            current.update(distinct)  # the usual batch: every record is a first occurrence
+            return ids
+        for position, first in enumerate(ids):
+            seen = current.get(first)
+            if seen is None:
+                seen = previous.get(first, 0)
+            current[first] = seen + 1
+            if seen:
+                ids[position] = _HASH(b"%b\x1f%d" % (first.encode(), seen + 1)).hexdigest()
+        return ids
+
+    def _materialise(self) -> None:
+        for batches, counts in ((self._current_once, self._current), (self._previous_once, self._previous)):
+            for ids, _ in batches:
+                counts.update(dict.fromkeys(ids.to_pylist(), 1))  # disjoint from the counted ids
+            batches.clear()
+
+
+def _fingerprint(hex_id: str) -> int:
+    return int.from_bytes(bytes.fromhex(hex_id[:16]), "little", signed=True)
 
 
 def event_ids(*, tenant: str, source: str, timestamps_us: Sequence[int | None], contents: Sequence[bytes],
@@ -66,22 +121,17 @@ def event_key_prefix(tenant: str, source: str) -> bytes:
 
 def event_ids_of_keys(keys: Sequence[bytes], occurrences: Occurrences) -> list[str]:
     """`event_ids` for keys already joined as `event_key_prefix` + `time<US>content` (a parser that builds
-    them in bulk calls this directly). Hashing runs in C over the whole batch; only repeated records take
-    a per-record step."""
-    ids: list[str] = list(map(_HEXDIGEST, map(_HASH, keys)))
-    current, previous = occurrences._current, occurrences._previous
-    distinct = dict.fromkeys(ids, 1)
-    if len(distinct) == len(ids) and not (distinct.keys() & current.keys()) and not (distinct.keys() & previous.keys()):
-        current.update(distinct)  # the usual batch: every record is a first occurrence
+    them in bulk calls this directly, or `number_occurrences` with digests hashed in bulk). Hashing runs in C
+    over the whole batch; only repeated records take a per-record step."""
+    return occurrences.number(list(map(_HEXDIGEST, map(_HASH, keys))))
+
+
+def number_occurrences(ids: pa.Array, fingerprints: pa.Array, occurrences: Occurrences) -> pa.Array:
+    """`event_ids_of_keys` for keys already hashed: `ids` the keys' hex digests (an Arrow string array),
+    `fingerprints` their first eight bytes as int64. The usual batch, without repeats, stays in Arrow."""
+    if occurrences.first_occurrences(ids, fingerprints):
         return ids
-    for position, first in enumerate(ids):
-        seen = current.get(first)
-        if seen is None:
-            seen = previous.get(first, 0)
-        current[first] = seen + 1
-        if seen:
-            ids[position] = _HASH(b"%b\x1f%d" % (first.encode(), seen + 1)).hexdigest()
-    return ids
+    return pa.array(occurrences.number(ids.to_pylist()), pa.string())
 
 
 def alert_id(*, tenant: str, rule_id: str, event_ids: Iterable[str]) -> str:

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from citysoc.deadletter import DeadLetter
-from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix
+from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix, number_occurrences
+from collectors import native
 from collectors.columns import EventColumns, table_docs, valid_time
 from collectors.errors import UnknownParserError, UnparsableRecordError
 from collectors.files import DEFAULT_LIMITS, ReadLimits, read_line_blocks, read_lines
@@ -246,16 +247,20 @@ class LogParser(ABC):
 
     @staticmethod
     def _event_ids(columns: EventColumns, records: Sequence[RawRecord], *, tenant: str, source: str,
-                   occurrences: Occurrences) -> list[str]:
+                   occurrences: Occurrences) -> pa.Array:
         """`citysoc.ids.event_ids` over the resolved time and the stored content (`event.original`, else the
-        payload), the keys joined by Arrow for the whole batch."""
+        payload), the keys joined by Arrow for the whole batch and hashed in C (`collectors/native/ids.c`)
+        when it was built."""
         content = pc.cast(columns["event.original"], pa.binary())
         if content.null_count:
             content = pc.coalesce(content, payload_column(records))
         moments = pc.cast(pc.cast(pc.cast(columns["@timestamp"], pa.int64()), pa.string()), pa.binary())
         prefix = event_key_prefix(tenant, source).removesuffix(b"\x1f")  # the join puts the separator back
         keys = pc.binary_join_element_wise(prefix, moments, content, b"\x1f")
-        return event_ids_of_keys(keys.to_pylist(), occurrences)
+        digests = hex_digests(keys)
+        if digests is None:
+            return pa.array(event_ids_of_keys(keys.to_pylist(), occurrences), pa.string())
+        return number_occurrences(*digests, occurrences)
 
     def _complete(self, columns: EventColumns, records: Sequence[RawRecord], *, tenant: str, source: str,
                   occurrences: Occurrences, file: Path | None) -> None:
@@ -267,10 +272,27 @@ class LogParser(ABC):
             columns["log.file.path"] = str(file)
         ids = columns.get("event.id")
         if (ids is None or ids.null_count > 0) and columns.length:
-            made = pa.array(self._event_ids(columns, records, tenant=tenant, source=source,
-                                            occurrences=occurrences), pa.string())
+            made = self._event_ids(columns, records, tenant=tenant, source=source, occurrences=occurrences)
             columns["event.id"] = made if ids is None else pc.coalesce(ids, made)
         occurrences.next_batch()
+
+
+def hex_digests(keys: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array] | None:
+    """`hashlib.blake2b(key, digest_size=16).hexdigest()` of every key of a binary or large_binary array, as
+    an Arrow string array, with each digest's first eight bytes as int64 (`citysoc.ids.number_occurrences`),
+    computed by the compiled `collectors._ids`; None when it is not built or disabled, or a key is null."""
+    compiled = native.load("ids")
+    if compiled is None or keys.null_count:
+        return None
+    if not len(keys):
+        return pa.array([], pa.string()), pa.array([], pa.int64())
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    _, offsets, data = keys.buffers()
+    positions, hexes, prints = compiled.blake2b128_hex(offsets, data or b"", keys.offset, len(keys),
+                                                      pa.types.is_large_binary(keys.type))
+    ids = pa.Array.from_buffers(pa.string(), len(keys), [None, pa.py_buffer(positions), pa.py_buffer(hexes)])
+    return ids, pa.Array.from_buffers(pa.int64(), len(keys), [None, pa.py_buffer(prints)])
 
 
 def batched(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
