@@ -1,106 +1,213 @@
-"""The lake's id index: which event ids each tenant and dataset holds, so that a replay stores nothing twice.
+"""The lake's id index: which events each tenant, dataset and day holds, so that a replay stores nothing twice.
 
-Keyed by (scope, second, id): the scope is a small number for a (tenant, dataset), the second is the event's
-`@timestamp` in whole seconds since the epoch (truncated). An event id covers the event's time, so the second
-is a function of the id and the key names an event as well as the id does; what it buys is locality. Ids
-are hashes, so keyed by id alone every insert of a batch lands on a different page of a tree that outgrows
-any cache (measured: 125k ids/s with 2M ids stored, 39k/s with 10M, falling on). Keyed by time first, a
-batch of live events lands on the few pages of its last seconds, and the rate stays flat as the index grows.
+The index lives beside the data, as sorted runs of fixed-width keys per partition:
+`<lake>/_claims/dataset=<d>/tenant=<t>/day=<YYYY-MM-DD>/run-<id>.keys` (Spark and the store's readers skip
+names starting with `_`). A write checks its keys against the runs of each day it touches (a binary search
+per key and run, in numpy), writes the new keys as one more run, and commits that run with its Parquet files
+through the same journal (`citysoc.store.journal`): both are staged, journalled in one SQLite transaction and
+then renamed into place, so a crash leaves a write's files and its claims together or neither.
 
-Claims are made inside the caller's transaction: they count only once it commits (with the files they
-cover, `citysoc.store.journal`).
+A key is 16 bytes: `primary` = the event's second of its UTC day (17 bits) then the top 47 bits of the id's
+128-bit value, `secondary` = the next 64 bits. An id of 32 lower-case hex digits (every id the collectors
+make) is its own value; any other id string is hashed to 128 bits (BLAKE2b). An event id covers the event's
+time, so (day, second, 111 bits of the id) names an event as well as the id does; two different ids share a
+key only if they share those 111 bits within the same second of the same partition (odds of 2^-111 per pair).
+The same id given again with another `@timestamp` second would be another event, as it always was here.
+
+Runs are sorted by `primary`: a batch's keys, sorted the same way, are looked up with `searchsorted`, and
+only within each run's own key range, so a live batch (its last seconds) touches the ends of the runs only.
+A new run is merged with the runs of its partition no more than twice its size (a run never grows past
+`MAX_RUN_KEYS`): a partition keeps O(log n) runs and each key is rewritten O(log n) times. Memory: the batch's
+keys, the runs being merged (at most `MAX_RUN_KEYS` keys, 64 MiB) and the pages of the runs searched, which
+are memory-mapped (the kernel's page cache, not the process's heap); nothing is cached between writes.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-DDL = (
-    """CREATE TABLE IF NOT EXISTS claim_scope (
-        scope INTEGER PRIMARY KEY, tenant TEXT NOT NULL, dataset TEXT NOT NULL, UNIQUE (tenant, dataset))""",
-    """CREATE TABLE IF NOT EXISTS event_claim (
-        scope INTEGER NOT NULL, second INTEGER NOT NULL, id TEXT NOT NULL,
-        PRIMARY KEY (scope, second, id)) WITHOUT ROWID""",
-)
-_LEGACY = "stored_event"  # the index keyed by (tenant, dataset, id), replaced by event_claim
+CLAIMS = "_claims"  # under the lake, beside the dataset folders: hidden from Spark's listing
+RUN_SUFFIX = ".keys"
+MAGIC = b"SOCKEYS1"  # then the number of keys (little-endian uint64), the primaries, the secondaries
+HEADER = len(MAGIC) + 8
+MAX_RUN_KEYS = 4 * 1024 * 1024  # 64 MiB: runs stop merging at this size
+DAY_SECONDS = 86_400
+# the index as SQLite tables, before runs: keyed by (scope, second, id), and before that by (tenant, dataset, id)
+LEGACY_TABLES = ("event_claim", "claim_scope", "stored_event")
+_PRIMARY_ID_BITS = 47  # the primary: 17 bits of second of the day, then 47 bits of the id
 
-
-def create(conn: sqlite3.Connection, events_dir: Path) -> None:
-    for statement in DDL:
-        conn.execute(statement)
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LEGACY,)).fetchone():
-        _migrate(conn, events_dir)
+_HEX = np.full(256, 255, np.uint8)  # ASCII -> nibble; 255 for anything but 0-9 a-f
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
 
 
-def seconds(timestamps: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
-    """The key's second of each `@timestamp` (microseconds, truncated to whole seconds)."""
-    return pc.divide(timestamps.cast(pa.int64()), 1_000_000)
+@dataclass(frozen=True)
+class Keys:
+    """Claim keys of rows, in row order: the partition day (days since the epoch) and the two key words."""
+
+    day: np.ndarray  # int64
+    primary: np.ndarray  # uint64
+    secondary: np.ndarray  # uint64
 
 
-def _scope(conn: sqlite3.Connection, tenant: str, dataset: str) -> int:
-    conn.execute("INSERT OR IGNORE INTO claim_scope (tenant, dataset) VALUES (?, ?)", (tenant, dataset))
-    row = conn.execute("SELECT scope FROM claim_scope WHERE tenant = ? AND dataset = ?", (tenant, dataset)).fetchone()
-    return int(row[0])
+@dataclass(frozen=True)
+class Run:
+    """One run file of a partition, sorted by `primary`."""
+
+    path: Path
+    primary: np.ndarray
+    secondary: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.primary)
 
 
-def claim(conn: sqlite3.Connection, *, tenant: str, dataset: str, keys: Sequence[tuple[int, str]],
-          ordered: bool = False) -> list[int]:
-    """Claim the (second, id) keys, which are distinct; the positions in `keys` of those not claimed before, in
-    order. `ordered`: the keys are sorted already. Call inside a transaction."""
-    scope = _scope(conn, tenant, dataset)
-    if not ordered:
-        keys = sorted(keys)  # neighbouring keys fill the same pages
-    conn.execute("SAVEPOINT claim")
-    before = conn.total_changes
-    # the scope is a number this module made: a literal spares binding it on every row
-    conn.executemany(f"INSERT OR IGNORE INTO event_claim (scope, second, id) VALUES ({scope:d}, ?, ?)", keys)
-    if conn.total_changes - before == len(keys):  # all new: the common case costs one insert per id
-        conn.execute("RELEASE claim")
-        return list(range(len(keys)))
-    conn.execute("ROLLBACK TO claim")  # some were known: find out which, in one pass
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch_key (second INTEGER, id TEXT, PRIMARY KEY (second, id))")
-    conn.execute("DELETE FROM temp.batch_key")
-    conn.executemany("INSERT INTO temp.batch_key (second, id) VALUES (?, ?)", keys)
-    new = set(conn.execute("INSERT OR IGNORE INTO event_claim (scope, second, id) SELECT ?, second, id "
-                           "FROM temp.batch_key ORDER BY second, id RETURNING second, id", (scope,)).fetchall())
-    conn.execute("RELEASE claim")
-    return [position for position, key in enumerate(keys) if key in new]
+def id_values(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit value of each id as (high, low) uint64 words: hex ids decoded in one vectorised pass, any
+    other id hashed."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
+    count = len(ids)
+    digits = np.full((count, 32), 255, np.uint8)
+    lengths = pc.binary_length(ids).to_numpy(zero_copy_only=False)
+    fixed = lengths == 32
+    if fixed.any():
+        hex_ids = ids if fixed.all() else ids.filter(pa.array(fixed))
+        data = hex_ids.buffers()[2]
+        offsets = np.frombuffer(hex_ids.buffers()[1], np.int32, len(hex_ids) + 1, hex_ids.offset * 4)
+        raw = np.frombuffer(data, np.uint8, offsets[-1] - offsets[0], offsets[0]).reshape(-1, 32)
+        digits[fixed] = _HEX[raw]
+    bad = (digits > 15).any(axis=1)
+    value = (digits[:, 0::2] << 4) | digits[:, 1::2]  # (count, 16) bytes
+    if bad.any():
+        for row in np.flatnonzero(bad).tolist():
+            text = ids[row].as_py()
+            value[row] = np.frombuffer(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), np.uint8)
+    words = np.ascontiguousarray(value).view(">u8")
+    return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
 
 
-def count(conn: sqlite3.Connection, *, tenant: str | None, dataset: str | None) -> int:
-    query = "SELECT count(*) FROM event_claim JOIN claim_scope USING (scope) WHERE 1 = 1"
-    params: list[str] = []
-    if tenant:
-        query, params = query + " AND tenant = ?", [*params, tenant]
-    if dataset:
-        query, params = query + " AND dataset = ?", [*params, dataset]
-    return int(conn.execute(query, params).fetchone()[0])
+def keys_of(ids: pa.Array | pa.ChunkedArray, timestamps: pa.Array | pa.ChunkedArray) -> Keys:
+    """The claim keys of events given their `event.id` and `@timestamp` (microseconds; neither null)."""
+    high, low = id_values(ids)
+    micros = timestamps.cast(pa.int64())
+    if isinstance(micros, pa.ChunkedArray):
+        micros = micros.combine_chunks()
+    seconds = micros.to_numpy() // 1_000_000  # floor: a time before 1970 belongs to the day before
+    day = seconds // DAY_SECONDS
+    second_of_day = (seconds - day * DAY_SECONDS).astype(np.uint64)
+    primary = (second_of_day << np.uint64(_PRIMARY_ID_BITS)) | (high >> np.uint64(64 - _PRIMARY_ID_BITS))
+    return Keys(day, primary, (high << np.uint64(_PRIMARY_ID_BITS)) | (low >> np.uint64(64 - _PRIMARY_ID_BITS)))
 
 
-def _migrate(conn: sqlite3.Connection, events_dir: Path) -> None:
-    """Rebuild the claims of a lake indexed by (tenant, dataset, id) from its files, which are the truth: an id
-    claimed whose file a crash lost is no longer claimed, so writing its batch again restores it."""
-    conn.execute("BEGIN IMMEDIATE")
-    for path in sorted(events_dir.glob("dataset=*/tenant=*/day=*/*.parquet")):
-        if path.name.startswith((".", "_")):
+def day_name(day: int) -> str:
+    return str(np.datetime64(day, "D"))
+
+
+def partition(events_dir: Path, *, dataset: str, tenant: str, day: int) -> Path:
+    return events_dir / CLAIMS / f"dataset={dataset}" / f"tenant={tenant}" / f"day={day_name(day)}"
+
+
+def runs(folder: Path) -> list[Run]:
+    """The runs of a partition folder, memory-mapped (none when it does not exist)."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(RUN_SUFFIX))
+    except FileNotFoundError:
+        return []
+    return [read_run(folder / name) for name in names]
+
+
+def read_run(path: Path) -> Run:
+    with open(path, "rb") as handle:
+        header = handle.read(HEADER)
+    count = int.from_bytes(header[len(MAGIC):], "little") if header[:len(MAGIC)] == MAGIC else -1
+    if count < 0 or path.stat().st_size != HEADER + 16 * count:
+        raise ValueError(f"{path}: not a claim run of this store (bad header or size)")
+    if not count:
+        empty = np.empty(0, np.uint64)
+        return Run(path, empty, empty)
+    words = np.memmap(path, np.uint64, "r", HEADER, (2 * count,))
+    return Run(path, words[:count], words[count:])
+
+
+def write_run(path: Path, primary: np.ndarray, secondary: np.ndarray) -> None:
+    """Write and fsync a run (keys sorted by primary)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for part in (MAGIC + len(primary).to_bytes(8, "little"), primary.astype("<u8", copy=False).data,
+                     secondary.astype("<u8", copy=False).data):
+            view = memoryview(part).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unclaimed(primary: np.ndarray, secondary: np.ndarray, found: list[Run]) -> np.ndarray:
+    """A mask of the keys (sorted by primary, distinct) that no run holds."""
+    new = np.ones(len(primary), bool)
+    for run in found:
+        if not len(run):
             continue
-        dataset = path.parent.parent.parent.name.removeprefix("dataset=")
-        tenant = path.parent.parent.name.removeprefix("tenant=")
-        try:
-            table = pq.read_table(path, columns=["@timestamp", "event"])
-        except (OSError, pa.ArrowException):
-            continue  # not a file of ours: it held no claims either
-        ids = pc.struct_field(table.column("event"), "id").to_pylist()
-        stamps = seconds(table.column("@timestamp")).to_pylist()
-        scope = _scope(conn, tenant, dataset)
-        conn.executemany("INSERT OR IGNORE INTO event_claim (scope, second, id) VALUES (?, ?, ?)",
-                         ((scope, second, event_id) for second, event_id in zip(stamps, ids, strict=True)
-                          if second is not None and event_id is not None))
-    conn.execute(f"DROP TABLE {_LEGACY}")
-    conn.execute("COMMIT")
+        low = int(np.searchsorted(primary, run.primary[0], side="left"))
+        high = int(np.searchsorted(primary, run.primary[-1], side="right"))
+        if low >= high:
+            continue  # no key of the batch falls in this run's range
+        wanted = primary[low:high]
+        at = np.minimum(np.searchsorted(run.primary, wanted, side="left"), len(run) - 1)
+        hit = run.primary[at] == wanted
+        same = hit & (run.secondary[at] == secondary[low:high])
+        new[low:high] &= ~same
+        for offset in np.flatnonzero(hit & ~same).tolist():  # a primary shared with another key: look further
+            start = int(at[offset])
+            stop = int(np.searchsorted(run.primary, wanted[offset], side="right"))
+            if (run.secondary[start:stop] == secondary[low + offset]).any():
+                new[low + offset] = False
+    return new
+
+
+def to_merge(found: list[Run], size: int) -> list[Run]:
+    """The runs a new run of `size` keys absorbs: the smallest first, each while it is no more than twice what
+    is gathered so far, up to `MAX_RUN_KEYS` in all."""
+    chosen: list[Run] = []
+    for run in sorted(found, key=len):
+        if len(run) > 2 * size or size + len(run) > MAX_RUN_KEYS:
+            break
+        chosen.append(run)
+        size += len(run)
+    return chosen
+
+
+def merged(primary: np.ndarray, secondary: np.ndarray, others: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """The keys with those of `others`, sorted by primary (each input is sorted: a stable sort merges runs)."""
+    if not others:
+        return primary, secondary
+    all_primary = np.concatenate([primary, *(run.primary for run in others)])
+    all_secondary = np.concatenate([secondary, *(run.secondary for run in others)])
+    order = np.argsort(all_primary, kind="stable")
+    return all_primary[order], all_secondary[order]
+
+
+def run_name() -> str:
+    return f"run-{uuid.uuid4().hex}{RUN_SUFFIX}"
+
+
+def all_runs(events_dir: Path, *, tenant: str | None = None, dataset: str | None = None) -> Iterator[Path]:
+    root = events_dir / CLAIMS
+    pattern = f"dataset={dataset or '*'}/tenant={tenant or '*'}/day=*/*{RUN_SUFFIX}"
+    return root.glob(pattern) if root.is_dir() else iter(())
+
+
+def count(events_dir: Path, *, tenant: str | None, dataset: str | None) -> int:
+    """Keys held (each event once: a partition's runs never share a key once pending swaps are complete)."""
+    return sum((path.stat().st_size - HEADER) // 16 for path in all_runs(events_dir, tenant=tenant, dataset=dataset))

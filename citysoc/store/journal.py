@@ -1,8 +1,9 @@
 """How a Parquet file enters the lake so that a crash at any instant leaves it wholly in or wholly out.
 
 A new file is written and fsync'ed under `<lake>/_staging/` (a folder Spark's listing skips, like every name
-starting with `_` or `.`), then one SQLite transaction in the id index both claims the file's event ids and
-records a journal row `staged -> final (replacing ...)`. That commit is the instant the file is stored:
+starting with `_` or `.`), then one SQLite transaction in the index journals it, `staged -> final (replacing
+...)`, with the run of event-id claims staged beside it (`citysoc.store.claims`). That commit is the instant
+the file is stored:
 - before it, nothing is claimed and the staged file is an orphan that `remove_orphans` deletes, so a replay
   writes the events again, once;
 - after it, `complete` renames the staged file to its final name and removes the files it replaces
@@ -44,12 +45,12 @@ class FileSwap:
     replaces: tuple[str, ...] = ()
 
 
-def staged_path(root: Path, prefix: str) -> Path:
+def staged_path(root: Path, prefix: str, *, suffix: str = ".parquet") -> Path:
     """A fresh name for a file being written; the staging folder exists (durably) when this returns."""
     staging = root / STAGING
     if not staging.is_dir():
         make_dirs_durably(staging)
-    return staging / f"{prefix}{uuid.uuid4().hex}.parquet.tmp"
+    return staging / f"{prefix}{uuid.uuid4().hex}{suffix}.tmp"
 
 
 def record(conn: sqlite3.Connection, swaps: Iterable[FileSwap]) -> None:

@@ -6,11 +6,11 @@ fills a few dozen of its 200), so read with that schema (Spark's `read`, `arrow_
 schema=ARROW_SCHEMA)`) every file gives the table that was written. Dataset comes first because the
 correlator makes one pass per log source.
 
-Replays are no-ops: an id index (SQLite, `_ids.sqlite` next to the folders; `citysoc.store.claims`)
-records every stored `event.id` per tenant and dataset. A write is atomic and crash-safe: its files are
-staged under `_staging/`, and its ids claimed in the same index transaction that journals the files, which
-then take their final names (`citysoc.store.journal`). A kill -9 at any instant leaves each write wholly
-stored or not at all: no duplicate, no lost event once `write_table` returned, and no file a reader trips
+Replays are no-ops: an id index (sorted runs of keys per partition under `_claims/`; `citysoc.store.claims`)
+records every stored `event.id` per tenant, dataset and day. A write is atomic and crash-safe: its files and
+its run of new claims are staged under `_staging/`, journalled in one transaction of the SQLite index
+(`_ids.sqlite`), then take their final names (`citysoc.store.journal`). A kill -9 at any instant leaves each
+write wholly stored or not at all: no duplicate, no lost event once `write_table` returned, and no file a reader trips
 on (staged files are hidden, and the next writer finishes or discards them). `compact` merges a
 partition's small files the same way. The same transaction gives each write its arrival number and records
 its files in the arrival log (`citysoc.store.arrivals`), which continuous detection reads. Lock order:
@@ -26,12 +26,14 @@ import threading
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -51,6 +53,45 @@ if TYPE_CHECKING:
 
 ROW_GROUP_ROWS = 64 * 1024  # Spark splits a file's work by row group
 PARTITIONS = ("dataset", "tenant", "day")  # the folders: events/dataset=<d>/tenant=<t>/day=<YYYY-MM-DD>
+
+
+@dataclass(frozen=True)
+class _NewClaims:
+    """The keys a write claims in one partition day (sorted by primary), and the runs already there."""
+
+    folder: Path
+    primary: np.ndarray
+    secondary: np.ndarray
+    found: list[claims.Run]
+
+
+def _first_of_each(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray | None:
+    """Of keys sorted by primary (repeats in row order), a mask of each key's first place; None when every key
+    is distinct (the usual case: one vectorised comparison)."""
+    repeats = np.flatnonzero(primary[1:] == primary[:-1]) + 1
+    if not len(repeats):
+        return None
+    first = np.ones(len(primary), bool)
+    for index in repeats.tolist():  # a shared primary: rare (a repeated event, or 47 equal bits of two ids)
+        start = index
+        while start and primary[start - 1] == primary[index]:
+            start -= 1
+        if (secondary[start:index][first[start:index]] == secondary[index]).any():
+            first[index] = False
+    return first
+
+
+def _sorted_distinct(keys: claims.Keys, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of `rows` (every row when None): each distinct key's first row, sorted by primary, with its key words."""
+    primary = keys.primary if rows is None else keys.primary[rows]
+    order = np.argsort(primary, kind="stable")  # a repeated key's first row first
+    if rows is not None:
+        order = rows[order]
+    primary, secondary = keys.primary[order], keys.secondary[order]
+    first = _first_of_each(primary, secondary)
+    if first is not None:
+        order, primary, secondary = order[first], primary[first], secondary[first]
+    return order, primary, secondary
 
 
 def partition_dir(events_dir: Path, *, dataset: str, tenant: str, day: str) -> Path:
@@ -179,11 +220,63 @@ class ParquetEventStore(EventStore):
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")  # a COMMIT is on disk when it returns
-        claims.create(conn, self.events_dir)
         conn.execute(journal.JOURNAL_DDL)
         arrivals.create(conn, self.events_dir)
+        self._migrate_claims(conn)
         self._local.conn, self._local.inode = conn, path.stat().st_ino
         return conn
+
+    def _migrate_claims(self, conn: sqlite3.Connection) -> None:
+        """Rebuild the claims of a lake indexed in SQLite (`claims.LEGACY_TABLES`) as runs, from its files, which
+        are the truth (an id claimed whose file a crash lost is then free to be written again): one run per file
+        and day, committed with the legacy tables' removal, so a crash leaves the old index or the new one.
+        Memory: one file's keys at a time."""
+        legacy = [name for name in claims.LEGACY_TABLES if conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()]
+        if not legacy:
+            return
+        journal.recover(conn, self.events_dir)  # a committed write's files in place before they are read
+        stale = [self._relative(path) for path in claims.all_runs(self.events_dir)]
+        swaps: list[FileSwap] = []
+        try:
+            for path in sorted(self.events_dir.glob("dataset=*/tenant=*/day=*/*.parquet")):
+                if path.name.startswith((".", "_")):
+                    continue
+                try:
+                    table = pq.read_table(path, columns=["@timestamp", "event.id"])  # the leaf alone
+                    ids, moments = table.column("id"), table.column("@timestamp")
+                except (OSError, KeyError, pa.ArrowException):
+                    continue  # not a file of ours: it held no claims either
+                valid = pc.and_(pc.is_valid(ids), pc.is_valid(moments))
+                if not pc.all(valid).as_py():
+                    ids, moments = ids.filter(valid), moments.filter(valid)
+                if not len(ids):
+                    continue
+                keys = claims.keys_of(ids, moments)
+                tenant = path.parent.parent.name.removeprefix("tenant=")
+                dataset = path.parent.parent.parent.name.removeprefix("dataset=")
+                days = np.unique(keys.day)
+                for day in days.tolist():
+                    _, primary, secondary = _sorted_distinct(keys, np.flatnonzero(keys.day == day))
+                    folder = claims.partition(self.events_dir, dataset=dataset, tenant=tenant, day=day)
+                    staged = journal.staged_path(self.events_dir, WRITE_PREFIX, suffix=claims.RUN_SUFFIX)
+                    swaps.append(FileSwap(self._relative(staged), self._relative(folder / claims.run_name()),
+                                          tuple(stale) if not swaps else ()))
+                    claims.write_run(staged, primary, secondary)
+            conn.execute("BEGIN IMMEDIATE")
+            journal.record(conn, swaps)
+            for name in legacy:
+                conn.execute(f"DROP TABLE {name}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(Exception):
+                journal.settle(conn, self.events_dir, swaps)
+            raise
+        journal.complete(self.events_dir, swaps)
+        journal.forget(conn, swaps)
+        if not swaps:
+            for stray in stale:  # runs without a file in the lake: nothing of theirs is stored
+                (self.events_dir / stray).unlink(missing_ok=True)
 
     def _remove_orphans(self, conn: sqlite3.Connection) -> None:
         prefixes: tuple[str, ...] = (WRITE_PREFIX,)  # writers stage only while holding the index lock, which we hold
@@ -222,29 +315,16 @@ class ParquetEventStore(EventStore):
             raise ValueError("every event needs an event.id")
         if table.column("@timestamp").null_count:
             raise ValueError("every event needs an @timestamp")
-        key_table = pa.table({"second": claims.seconds(table.column("@timestamp")), "id": ids})
-        candidates = None  # every row, the usual case: no id repeats within the table
-        if pc.count_distinct(ids).as_py() != len(ids):  # each id's first row only
-            id_list = ids.to_pylist()
-            first = dict(zip(reversed(id_list), range(len(id_list) - 1, -1, -1), strict=True))
-            candidates = pa.array(sorted(first.values()), pa.int64())
-            key_table = key_table.take(candidates)
-        # the keys in index order, sorted by Arrow (neighbouring keys fill the same pages of the index)
-        order = pc.sort_indices(key_table, sort_keys=[("second", "ascending"), ("id", "ascending")])
-        key_table = key_table.take(order)
-        keys = list(zip(key_table.column("second").to_pylist(), key_table.column("id").to_pylist(), strict=True))
-        rows: list[int] = (order if candidates is None else candidates.take(order)).to_pylist()  # each key's row
+        keys = claims.keys_of(ids, table.column("@timestamp"))
         with self._locked_index() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            claimed = claims.claim(conn, tenant=tenant, dataset=dataset, keys=keys, ordered=True)
-            # the rows to store, in table order
-            keep = list(range(table.num_rows)) if len(claimed) == table.num_rows else sorted(
-                rows[index] for index in claimed)
-            if keep:
+            keep, claimed = self._unclaimed(tenant=tenant, dataset=dataset, keys=keys)
+            if len(keep):
                 unchanged = len(keep) == table.num_rows  # every row new: no copy
                 swaps, files = self._stage(tenant=tenant, dataset=dataset,
-                                           table=table if unchanged else table.take(pa.array(keep, pa.int64())))
+                                           table=table if unchanged else table.take(pa.array(keep)))
                 try:
+                    swaps += self._stage_claims(claimed)  # after the data files: those are renamed first
+                    conn.execute("BEGIN IMMEDIATE")
                     journal.record(conn, swaps)
                     arrivals.record_write(conn, files)
                     conn.execute("COMMIT")  # the instant the events are stored: claims and files together
@@ -255,6 +335,42 @@ class ParquetEventStore(EventStore):
                 journal.complete(self.events_dir, swaps)
                 journal.forget(conn, swaps)
         return WriteResult(stored=len(keep), duplicates=table.num_rows - len(keep))
+
+    def _unclaimed(self, *, tenant: str, dataset: str, keys: claims.Keys) -> tuple[np.ndarray, list[_NewClaims]]:
+        """The rows to store (in table order: each key's first row, of keys no run of its partition holds), and
+        per partition day the new keys with the runs found there."""
+        days = np.unique(keys.day)
+        keep: list[np.ndarray] = []
+        claimed: list[_NewClaims] = []
+        for day in days.tolist():
+            rows = np.flatnonzero(keys.day == day) if len(days) > 1 else None
+            order, primary, secondary = _sorted_distinct(keys, rows)
+            folder = claims.partition(self.events_dir, dataset=dataset, tenant=tenant, day=day)
+            found = claims.runs(folder)
+            new = claims.unclaimed(primary, secondary, found)
+            if new.any():
+                keep.append(order[new])
+                claimed.append(_NewClaims(folder, primary[new], secondary[new], found))
+        rows_kept = np.sort(np.concatenate(keep)) if keep else np.empty(0, np.int64)
+        return rows_kept, claimed
+
+    def _stage_claims(self, claimed: list[_NewClaims]) -> list[FileSwap]:
+        """One staged, fsync'ed run per partition day with its new keys, merged with the partition's runs up to
+        twice its size (`claims.to_merge`), which it replaces."""
+        swaps: list[FileSwap] = []
+        try:
+            for new in claimed:
+                absorbed = claims.to_merge(new.found, len(new.primary))
+                primary, secondary = claims.merged(new.primary, new.secondary, absorbed)
+                staged = journal.staged_path(self.events_dir, WRITE_PREFIX, suffix=claims.RUN_SUFFIX)
+                swaps.append(FileSwap(self._relative(staged), self._relative(new.folder / claims.run_name()),
+                                      tuple(self._relative(run.path) for run in absorbed)))
+                claims.write_run(staged, primary, secondary)
+        except BaseException:
+            for swap in swaps:
+                (self.events_dir / swap.staged).unlink(missing_ok=True)
+            raise
+        return swaps
 
     def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> tuple[list[FileSwap], list[LakeFile]]:
         """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names, and
@@ -382,8 +498,8 @@ class ParquetEventStore(EventStore):
         """Stored events, optionally for one tenant and/or dataset (from the id index)."""
         if not (self.events_dir / "_ids.sqlite").exists():
             return 0
-        with self._locked_index() as conn:
-            return claims.count(conn, tenant=tenant, dataset=dataset)
+        with self._locked_index():  # interrupted swaps finished: each run file counted once
+            return claims.count(self.events_dir, tenant=tenant, dataset=dataset)
 
     # --- reading --------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ is ever listed, and compaction merges small files without losing or repeating an
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from citysoc.schema import ARROW_SCHEMA
-from citysoc.store import ParquetEventStore, WriteResult
+from citysoc.store import ParquetEventStore, WriteResult, claims
 from citysoc.store.journal import STAGING
 from citysoc.store.parquet import ROW_GROUP_ROWS
 from tests.store.lake_helpers import DATASET, data_files, events, stored_ids
@@ -138,21 +139,41 @@ def test_compaction_beside_a_writer_loses_and_repeats_nothing(tmp_path: Path) ->
     assert pc.all(pc.is_in(pa.array(ids), pa.array([f"e{n}" for n in range(3000)]))).as_py()
 
 
-def test_an_index_of_the_previous_layout_is_rebuilt_from_the_files(tmp_path: Path) -> None:
+LEGACY_INDEXES = {  # the index as the store kept it before, in SQLite: one row per claimed id
+    "by second": ("CREATE TABLE claim_scope (scope INTEGER PRIMARY KEY, tenant TEXT NOT NULL, dataset TEXT NOT NULL, "
+                  "UNIQUE (tenant, dataset))",
+                  "CREATE TABLE event_claim (scope INTEGER NOT NULL, second INTEGER NOT NULL, id TEXT NOT NULL, "
+                  "PRIMARY KEY (scope, second, id)) WITHOUT ROWID",
+                  "INSERT INTO claim_scope VALUES (1, 'council', ?)",
+                  "INSERT INTO event_claim VALUES (1, 0, ?)"),
+    "by id": ("CREATE TABLE stored_event (tenant TEXT NOT NULL, dataset TEXT NOT NULL, id TEXT NOT NULL, "
+              "PRIMARY KEY (tenant, dataset, id)) WITHOUT ROWID",
+              "INSERT INTO stored_event VALUES ('council', ?, ?)"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LEGACY_INDEXES))
+def test_an_index_of_a_previous_layout_is_rebuilt_from_the_files(tmp_path: Path, layout: str) -> None:
     store = lake(tmp_path)
     store.write_table(tenant="council", dataset=DATASET, table=events(40))
-    index = store.events_dir / "_ids.sqlite"
-    conn = sqlite3.connect(index)
-    with conn:  # the index as the store kept it before: ids per (tenant, dataset), one of them without a file
-        conn.execute("DROP TABLE event_claim")
-        conn.execute("DROP TABLE claim_scope")
-        conn.execute("CREATE TABLE stored_event (tenant TEXT NOT NULL, dataset TEXT NOT NULL, id TEXT NOT NULL, "
-                     "PRIMARY KEY (tenant, dataset, id)) WITHOUT ROWID")
-        conn.executemany("INSERT INTO stored_event VALUES ('council', ?, ?)",
-                         [(DATASET, f"e{number}") for number in range(41)])
+    shutil.rmtree(store.events_dir / claims.CLAIMS)
+    conn = sqlite3.connect(store.events_dir / "_ids.sqlite")
+    with conn:  # the old index claims e0-e40, and e40 has no file
+        statements = LEGACY_INDEXES[layout]
+        if layout == "by id":
+            conn.execute(statements[0])
+            conn.executemany(statements[1], [(DATASET, f"e{number}") for number in range(41)])
+        else:
+            conn.execute(statements[0])
+            conn.execute(statements[1])
+            conn.execute(statements[2], (DATASET,))
+            conn.executemany(statements[3], [(f"e{number}",) for number in range(41)])
     conn.close()
     reopened = ParquetEventStore(store.events_dir)
     assert reopened.stored() == 40  # e40 was claimed, but its file is not in the lake
+    conn = sqlite3.connect(store.events_dir / "_ids.sqlite")
+    assert not {name for name, in conn.execute("SELECT name FROM sqlite_master")} & set(claims.LEGACY_TABLES)
+    conn.close()
     result = reopened.write_table(tenant="council", dataset=DATASET,
                                   table=pa.concat_tables([events(40), events(1, start=40)]))
     assert (result.stored, result.duplicates) == (1, 40)

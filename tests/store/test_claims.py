@@ -1,0 +1,94 @@
+"""The lake's id index as runs of sorted keys: ids of any form claimed once, keys that share their first word
+told apart, and a partition's runs kept few and bounded however many writes it takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from citysoc.store import ParquetEventStore, claims
+from tests.store.lake_helpers import DATASET, events, stored_ids
+
+
+def with_ids(table: pa.Table, ids: list[str]) -> pa.Table:
+    event = table.column("event").combine_chunks()
+    children = [pa.array(ids, pa.string()) if field.name == "id" else event.field(field.name) for field in event.type]
+    event = pa.StructArray.from_arrays(children, fields=list(event.type))
+    return table.set_column(table.schema.get_field_index("event"), "event", event)
+
+
+def same_second(table: pa.Table) -> pa.Table:
+    stamps = pa.array([table.column("@timestamp")[0].as_py()] * table.num_rows, table.schema.field("@timestamp").type)
+    return table.set_column(0, "@timestamp", stamps)
+
+
+def partition_runs(store: ParquetEventStore) -> list[claims.Run]:
+    return [claims.read_run(path) for path in claims.all_runs(store.events_dir)]
+
+
+def test_hex_ids_and_other_ids_are_claimed_once_each(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    hex_id = "0123456789abcdef0123456789abcdef"
+    ids = [hex_id, hex_id.upper(), "e1", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "ü" * 32, hex_id[:31] + "g"]
+    table = same_second(with_ids(events(len(ids)), ids))
+    assert store.write_table(tenant="council", dataset=DATASET, table=table).stored == len(ids)
+    result = store.write_table(tenant="council", dataset=DATASET, table=pa.concat_tables([table, table]))
+    assert (result.stored, result.duplicates) == (0, 2 * len(ids))
+    assert sorted(stored_ids(store.events_dir)) == sorted(ids)
+    assert store.stored() == store.stored(tenant="council", dataset=DATASET) == len(ids)
+    assert store.stored(tenant="other") == 0
+
+
+def test_keys_that_share_their_primary_word_are_told_apart_by_the_secondary(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    # the same second and the same first 47 bits of the id (the primary), different rest
+    ids = [f"0000000000000000{digit}000000000000000" for digit in "123"]
+    table = same_second(with_ids(events(3), ids))
+    keys = claims.keys_of(table.column("event").combine_chunks().field("id"), table.column("@timestamp"))
+    assert len(set(keys.primary.tolist())) == 1 and len(set(keys.secondary.tolist())) == 3
+    first = store.write_table(tenant="council", dataset=DATASET, table=pa.concat_tables([table.slice(0, 2),
+                                                                                         table.slice(0, 1)]))
+    assert (first.stored, first.duplicates) == (2, 1)  # a repeat within the table is found among equal primaries
+    second = store.write_table(tenant="council", dataset=DATASET, table=table.take([2, 1, 0, 2]))
+    assert (second.stored, second.duplicates) == (1, 3)  # each found in the run holding equal primaries
+    assert sorted(stored_ids(store.events_dir)) == sorted(ids)
+
+
+def test_a_partition_keeps_few_runs_of_bounded_size_over_many_writes(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(claims, "MAX_RUN_KEYS", 1000)
+    store = ParquetEventStore(tmp_path / "events")
+    for number in range(60):
+        store.write_table(tenant="council", dataset=DATASET, table=events(50, start=number * 50))
+    runs = partition_runs(store)
+    assert sum(len(run) for run in runs) == store.stored() == 3000
+    assert max(len(run) for run in runs) <= 1000
+    assert len(runs) <= 3 + 2 * 6  # full runs, plus about two per doubling below the bound
+    for run in runs:
+        assert pc.all(pc.less_equal(pa.array(run.primary[:-1]), pa.array(run.primary[1:]))).as_py()
+    replay = store.write_table(tenant="council", dataset=DATASET,
+                               table=pa.concat_tables([events(50, start=number * 50) for number in range(60)]))
+    assert (replay.stored, replay.duplicates) == (0, 3000)
+    assert len(stored_ids(store.events_dir)) == 3000
+
+
+def test_each_day_of_a_write_has_its_own_runs(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    store.write_table(tenant="council", dataset=DATASET, table=events(300, days=3))
+    days = sorted(path.parent.name for path in claims.all_runs(store.events_dir))
+    assert days == ["day=2026-03-02", "day=2026-03-03", "day=2026-03-04"]
+    result = store.write_table(tenant="council", dataset=DATASET, table=events(400, days=4))
+    assert result.stored + result.duplicates == 400
+    assert len(stored_ids(store.events_dir)) == store.stored() == 300 + result.stored
+
+
+def test_a_file_that_is_not_a_run_is_refused_with_its_path(tmp_path: Path) -> None:
+    store = ParquetEventStore(tmp_path / "events")
+    store.write_table(tenant="council", dataset=DATASET, table=events(10))
+    [run] = list(claims.all_runs(store.events_dir))
+    run.write_bytes(run.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="not a claim run"):
+        store.write_table(tenant="council", dataset=DATASET, table=events(10))
