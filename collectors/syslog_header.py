@@ -9,8 +9,11 @@ Forms (one message per record):
   (`<13>Feb  5 17:32:18 10.0.0.99 Use the BFG!`) takes its first word as the tag, as rsyslog does.
 
 Two passes give the same fields: the common shape (`... host tag[pid]: msg`) is split at the first `": "`
-and only its short head goes through a regular expression; the other lines go through one general
-expression that also captures the message.
+and only its short head goes through a regular expression (`BSD_HEAD`); the other lines go through one
+general expression that also captures the message (`BSD_LINE`). When `collectors._syslog_header` is built
+(`collectors/native/syslog_header.c`), the RFC 5424 shape test and the first pass are one C pass a line,
+matching byte for byte what the expressions match (`tests/collectors/test_native.py` compares both on the
+same input); the expressions stay the definition, the pure path (`SOC_NATIVE=0`) and the second pass.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from collectors import native
 
 MONTH = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 FACILITY_NAMES = (
@@ -91,6 +96,62 @@ def _fields(struct: pa.StructArray, names: tuple[str, ...]) -> dict[str, pa.Arra
 
 
 def split_headers(lines: pa.Array) -> Headers:
+    """The header parts of every line: by the compiled `collectors._syslog_header` when it is built (one pass
+    a line for the RFC 5424 shape test and the common BSD shape), else by Arrow's regular expressions; the
+    lines of neither shape go through `BSD_LINE` either way, and both ways give the same `Headers`."""
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    compiled = native.load("syslog_header")
+    if compiled is None or lines.type != pa.string() or lines.null_count or not len(lines):
+        return split_headers_with_regexes(lines)
+    _, offsets, data = lines.buffers()
+    status, fields = compiled.split_bsd(offsets, data or b"", lines.offset, len(lines))
+    length = len(lines)
+    kinds = pa.Array.from_buffers(pa.uint8(), length, [None, pa.py_buffer(status)])
+    parts: dict[str, Any] = {
+        name: pa.Array.from_buffers(pa.string(), length, [
+            pa.py_buffer(validity) if nulls else None, pa.py_buffer(positions), pa.py_buffer(text)], null_count=nulls)
+        for name, (validity, positions, text, nulls) in zip((*BSD_FIELDS, "message"), fields, strict=True)}
+    for name in ("version", "msgid", "rest"):
+        parts[name] = pa.nulls(length, pa.string())
+    rfc5424 = pc.equal(kinds, 2)
+    if pc.any(rfc5424).as_py():
+        _rfc5424_parts(lines, rfc5424, parts)
+    matched_rows = pc.equal(kinds, 1)
+    slow_rows = pc.equal(kinds, 0)
+    if pc.any(slow_rows).as_py():
+        matched_rows = pc.or_(matched_rows, _general_parts(lines, slow_rows, parts))
+    return Headers(parts, rfc5424, matched_rows)
+
+
+def _rfc5424_parts(lines: pa.Array, rfc5424: pa.Array, parts: dict[str, Any]) -> None:
+    tokens = pc.split_pattern(lines.filter(rfc5424), " ", max_splits=6)
+    start = _fields(pc.extract_regex(pc.list_element(tokens, 0), _RFC5424_START), ("pri", "version"))
+    found = {**start, "iso": pc.list_element(tokens, 1), "host": pc.list_element(tokens, 2),
+             "tag": pc.list_element(tokens, 3), "pid": pc.list_element(tokens, 4),
+             "msgid": pc.list_element(tokens, 5), "rest": pc.list_element(tokens, 6)}
+    for name in ("host", "tag", "pid", "msgid"):  # "-" is RFC 5424's NILVALUE
+        found[name] = pc.if_else(pc.equal(found[name], "-"), pa.scalar(None, pa.string()), found[name])
+    for name, values in found.items():
+        parts[name] = overlay(parts[name], rfc5424, values)
+
+
+def _general_parts(lines: pa.Array, slow_rows: pa.Array, parts: dict[str, Any]) -> pa.Array:
+    """`BSD_LINE` on the rows of `slow_rows`; returns the full-length mask of those it matched."""
+    general = pc.extract_regex(lines.filter(slow_rows), BSD_LINE)
+    matched = general.is_valid()
+    if not pc.any(matched).as_py():
+        return pc.fill_null(pa.nulls(len(lines), pa.bool_()), False)
+    found = _fields(general.filter(matched), BSD_FIELDS)
+    found["message"] = general.filter(matched).field("msg")
+    general_rows = within(slow_rows, matched)
+    for name, values in found.items():
+        parts[name] = overlay(parts[name], general_rows, values)
+    return general_rows
+
+
+def split_headers_with_regexes(lines: pa.Array) -> Headers:
+    """`split_headers` with Arrow compute functions only (the pure path)."""
     length = len(lines)
     names = (*BSD_FIELDS, "version", "msgid", "rest", "message")
     parts: dict[str, Any] = {name: pa.nulls(length, pa.string()) for name in names}
@@ -98,15 +159,7 @@ def split_headers(lines: pa.Array) -> Headers:
     rfc5424 = pc.fill_null(pc.match_substring_regex(lines, RFC5424_SHAPE), False)
     any_rfc5424 = pc.any(rfc5424).as_py()
     if any_rfc5424:
-        tokens = pc.split_pattern(lines.filter(rfc5424), " ", max_splits=6)
-        start = _fields(pc.extract_regex(pc.list_element(tokens, 0), _RFC5424_START), ("pri", "version"))
-        found = {**start, "iso": pc.list_element(tokens, 1), "host": pc.list_element(tokens, 2),
-                 "tag": pc.list_element(tokens, 3), "pid": pc.list_element(tokens, 4),
-                 "msgid": pc.list_element(tokens, 5), "rest": pc.list_element(tokens, 6)}
-        for name in ("host", "tag", "pid", "msgid"):  # "-" is RFC 5424's NILVALUE
-            found[name] = pc.if_else(pc.equal(found[name], "-"), pa.scalar(None, pa.string()), found[name])
-        for name, values in found.items():
-            parts[name] = overlay(parts[name], rfc5424, values)
+        _rfc5424_parts(lines, rfc5424, parts)
 
     others = pc.invert(rfc5424)
     rest = lines.filter(others) if any_rfc5424 else lines  # the usual batch holds no RFC 5424 line
@@ -128,13 +181,5 @@ def split_headers(lines: pa.Array) -> Headers:
     slow_rows = within(others, slow)
     matched_rows = quick_rows
     if pc.any(slow).as_py():
-        general = pc.extract_regex(rest.filter(slow), BSD_LINE)
-        matched = general.is_valid()
-        if pc.any(matched).as_py():
-            found = _fields(general.filter(matched), BSD_FIELDS)
-            found["message"] = general.filter(matched).field("msg")
-            general_rows = within(slow_rows, matched)
-            for name, values in found.items():
-                parts[name] = overlay(parts[name], general_rows, values)
-            matched_rows = pc.or_(matched_rows, general_rows)
+        matched_rows = pc.or_(matched_rows, _general_parts(lines, slow_rows, parts))
     return Headers(parts, rfc5424, matched_rows)

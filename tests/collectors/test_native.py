@@ -1,15 +1,21 @@
 """The compiled fast paths (`collectors/native/`) against their pure twins on the same input.
 
 Each compiled module must give exactly what the pure path gives: the event ids equal `hashlib`'s BLAKE2b
-digests (random keys, an empty batch, sliced and large_binary arrays), and a whole ingest run stores the
-same tables and dead letters with `SOC_NATIVE=0` as with the compiled path. Under `CI=true` a module that
+digests (random keys, an empty batch, sliced and large_binary arrays); the syslog header parser gives the
+same `Headers` (every part, nulls included, and the same rows of each form) as the regular expressions on
+every string literal of the collector tests, loghub's samples, bench.ingest's stream, arbitrary text and
+header-like lines from Hypothesis; a whole parse and a whole ingest run store the same tables and dead
+letters with `SOC_NATIVE=0` as with the compiled path. Under `CI=true` a module that
 was not built fails the run (CI proves the compiled path); elsewhere its tests skip with the reason.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,12 +30,18 @@ from citysoc.deadletter import DeadLetterStore
 from citysoc.ids import Occurrences, event_ids_of_keys, number_occurrences
 from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import ParquetEventStore
-from collectors import native
+from collectors import ParserOptions, RawRecord, SyslogParser, native
 from collectors.base import hex_digests
 from collectors.ingest import ingest_files
+from collectors.redact import redact_text_column
+from collectors.syslog import decode
+from collectors.syslog_header import FACILITY_NAMES, LEVEL_CODES, Headers, split_headers, split_headers_with_regexes
+from tests.collectors.test_collectors_fuzz import SYSLOG_SEEDS, mutated
 from tests.conftest import require
 
-MODULES = ("ids",)
+MODULES = ("ids", "syslog_header")
+TESTS = Path(__file__).resolve().parent
+NOW = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def compiled(name: str) -> ModuleType:
@@ -151,3 +163,146 @@ def test_ingest_stores_the_same_with_and_without_the_compiled_path(corpora: Path
     assert compiled_stored == pure_stored
     assert compiled_dead == pure_dead
     assert sum(map(len, compiled_stored.values())) == 2000 + 1200 and len(compiled_dead) == 2000 + 400
+
+
+def _lines(payloads: list[bytes]) -> pa.Array:
+    """What the syslog parser hands `split_headers`: decoded (U+FFFD for invalid UTF-8), trimmed, redacted."""
+    return redact_text_column(decode([RawRecord(payload, "test", NOW) for payload in payloads]))
+
+
+def _same_headers(lines: pa.Array) -> None:
+    found = split_headers(lines)
+    expected = split_headers_with_regexes(lines)
+    assert isinstance(found, Headers)
+    assert found.rfc5424.to_pylist() == expected.rfc5424.to_pylist()
+    assert found.bsd.to_pylist() == expected.bsd.to_pylist()
+    assert found.parts.keys() == expected.parts.keys()
+    for name, values in expected.parts.items():
+        if found[name].to_pylist() != values.to_pylist():
+            row = next(row for row, (a, b) in enumerate(zip(found[name].to_pylist(), values.to_pylist(),
+                                                                strict=True)) if a != b)
+            pytest.fail(f"{name} of {lines[row].as_py()!r}: compiled {found[name][row].as_py()!r}, "
+                        f"regex {values[row].as_py()!r}")
+        found[name].validate(full=True)
+
+
+def _test_strings() -> list[str]:
+    """Every string literal of the collector tests, and each of its lines."""
+    strings: set[str] = set()
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+                text = node.value if isinstance(node.value, str) else node.value.decode("utf-8", "replace")
+                strings.add(text)
+                strings.update(re.split(r"\r\n|\r|\n", text))
+    return sorted(strings)
+
+
+def test_headers_of_every_string_in_the_collector_tests() -> None:
+    compiled("syslog_header")
+    strings = _test_strings()
+    assert len(strings) > 1000
+    lines = _lines([text.encode("utf-8", "surrogatepass") for text in strings])
+    _same_headers(lines)
+    _same_headers(lines.slice(7, 500))
+
+
+def _stream(corpora: Path) -> list[bytes]:
+    """bench.ingest's stream (`bench.ingest.build_lines`): loghub's OpenSSH lines with PRI 38, a pid each."""
+    template = (corpora / "loghub" / "OpenSSH_2k.log").read_bytes().splitlines()
+    return [b"<38>" + re.sub(rb"sshd\[\d+\]", b"sshd[%d]" % (100000 + index), line, count=1)
+            for index, line in enumerate(template) if line]
+
+
+def test_headers_of_loghub_and_the_bench_stream(corpora: Path) -> None:
+    compiled("syslog_header")
+    for name in ("OpenSSH_2k.log", "Apache_2k.log"):
+        _same_headers(_lines((corpora / "loghub" / name).read_bytes().splitlines()))
+    _same_headers(_lines(_stream(corpora)))
+
+
+MONTHS = ("Jan", "Feb", "Dec", "jan", "Ja")
+HEADER_PIECES = st.one_of(
+    st.sampled_from(["<", ">", "<13>", "<1>", "<999>", "<1000>", "<13> ", "<86>1 ", " ", "  ", ":", ": ", "[", "]",
+                     "[]", "[1]", "[a b]", ".", "T", "Z", "+", "-", "+01:00", "-0530", "+01:0", "\t", "\n", "\x00",
+                     "é", "\ufeff", "²", "-", "1", "12", "123", "2024-03-01T09:00:00", "2024-03-01T09:00:00.123",
+                     ".1234567890", ".123456789", "09:00:00", "9:00:00", "09:00", "host", "web01", "sshd", "su",
+                     "sshd(pam_unix)", "syslogd 1.4.1", "CEF:0|a|b", "pam_unix(sshd:auth):"]),
+    st.sampled_from(MONTHS), st.sampled_from((*FACILITY_NAMES, "authpri", "local8", "auth.")),
+    st.sampled_from((*tuple(LEVEL_CODES), "errors", "inf")),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=4))
+
+
+# (valid, invalid) choices for each part of a BSD header, in order
+_PARTS: list[tuple[list[str], list[str]]] = [
+    (["", "<38>", "<38> ", "<1>", "<191>"], ["<1234>", "<>", "<86>1 ", "<38>  ", "<3a>", "<"]),
+    (["Dec", "Feb", "Mar"], ["dec", "De", "Decx", "2024-03-01T"]),
+    ([" ", "  "], ["", "\t"]),
+    (["10", "1", "05"], ["100", "", "x"]),
+    ([" "], ["  ", ""]),
+    (["06:55:46"], ["6:55:46", "06:55:4", "06:55", "06-55-46"]),
+    (["", ".1", ".123456789"], [".1234567890", ".", ".x"]),
+    ([" host ", "  LabSZ  ", " 10.0.0.1 ", " h:st "], [" ", " host", ""]),
+    (["", "auth.info ", "authpriv.warn  ", "local7.err ", "kern.error "],
+     ["authpri.info ", "auth.inf ", "auth.info", "auth.errors ", "x.info ", "auth..info ", "ftpx.info ",
+      "local8.err ", "uucp.warnx "]),
+    (["sshd", "su", "sshd(pam_unix)", "CRON", "auth.info", "é"], ["", "a:b", "a]b", "syslogd 1.4.1", "a[b"]),
+    (["", "[1]", "[]", "[a: b]", "[[1]"], ["[1", "[1]x", "[1]]", "]"]),
+    ([": ", ": Failed password for root", ":: x"], ["", ":", " : ", ":x"]),
+]
+_ISO_TIMES = ["2024-03-01T09:00:00", "2024-03-01T09:00:00.5Z", "2024-03-01T09:00:00.123456789+01:00",
+              "2024-03-01T09:00:00-0530", "2024-03-01T09:00:00+01:0", "2024-3-01T09:00:00", "2024-03-01T09:00:00z",
+              "2024-03-01T09:00:00.1234567890", "2024-03-01 09:00:00"]
+
+
+@st.composite
+def _header_like(draw: st.DrawFn) -> str:
+    """A BSD header line, valid part by part but for at most two parts replaced by near-misses; its time
+    sometimes ISO 8601 (valid or not); and some text after it."""
+    broken = draw(st.sets(st.integers(0, len(_PARTS) - 1), max_size=2))
+    parts = [draw(st.sampled_from(invalid if index in broken else valid))
+             for index, (valid, invalid) in enumerate(_PARTS)]
+    if draw(st.booleans()):
+        parts[1:7] = [draw(st.sampled_from(_ISO_TIMES))]
+    return "".join(parts) + draw(st.text(max_size=20))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(
+    st.binary(max_size=200), st.text(max_size=120).map(str.encode), mutated(SYSLOG_SEEDS),
+    _header_like().map(str.encode), st.lists(HEADER_PIECES, max_size=14).map(lambda parts: "".join(parts).encode()),
+    st.sampled_from(SYSLOG_SEEDS).map(str.encode)), min_size=1, max_size=30))
+def test_headers_of_arbitrary_and_header_like_lines(payloads: list[bytes]) -> None:
+    compiled("syslog_header")
+    _same_headers(_lines(payloads))
+
+
+def _parsed(payloads: list[bytes]) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    parser = SyslogParser(ParserOptions(year=2024))
+    batch = parser.parse_records([RawRecord(payload, f"test #{number}", NOW) for number, payload in
+                                  enumerate(payloads)], tenant="council", source="syslog")
+    events = [{"dataset": dataset, **row} for dataset, table in batch.tables.items() for row in table.to_pylist()]
+    return events, [(letter.origin, letter.reason, letter.raw) for letter in batch.dead]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=200), mutated(SYSLOG_SEEDS), _header_like().map(str.encode),
+                          st.sampled_from(SYSLOG_SEEDS).map(str.encode)), min_size=1, max_size=20))
+def test_parse_gives_the_same_events_and_dead_letters_without_the_compiled_path(payloads: list[bytes]) -> None:
+    compiled("syslog_header")
+    found = _parsed(payloads)
+    os.environ["SOC_NATIVE"] = "0"
+    try:
+        expected = _parsed(payloads)
+    finally:
+        del os.environ["SOC_NATIVE"]
+    assert found == expected
+
+
+def test_header_parser_refuses_offsets_outside_the_data() -> None:
+    module = compiled("syslog_header")
+    offsets = pa.array([0, 4, 99], pa.int32()).buffers()[1]
+    with pytest.raises(ValueError, match="outside the data buffer"):
+        module.split_bsd(offsets, b"abcd", 0, 2)
+    with pytest.raises(ValueError, match="offsets buffer is shorter"):
+        module.split_bsd(offsets, b"abcd", 1, 2)
