@@ -16,10 +16,13 @@ The same id given again with another `@timestamp` second would be another event,
 
 Runs are sorted by `primary`: a batch's keys, sorted the same way, are looked up with `searchsorted`, and
 only within each run's own key range, so a live batch (its last seconds) touches the ends of the runs only.
-A new run is merged with the runs of its partition no more than twice its size (a run never grows past
-`MAX_RUN_KEYS`): a partition keeps O(log n) runs and each key is rewritten O(log n) times. Memory: the batch's
-keys, the runs being merged (at most `MAX_RUN_KEYS` keys, 64 MiB) and the pages of the runs searched, which
-are memory-mapped (the kernel's page cache, not the process's heap); nothing is cached between writes.
+A new run absorbs the partition's runs no more than twice what it has gathered, smallest first, up to
+`MAX_RUN_KEYS` (1,048,576 keys, 16 MiB): a partition of n keys keeps n / 2^20 full runs and O(log n) smaller
+ones, and each key is rewritten O(log n) times. A batch spread over a whole day that is already full (every run
+overlapping it: a day-long file re-read out of order) searches every run, about 0.06 µs a key per run.
+Memory: the batch's keys, the runs being merged (at most 16 MiB of keys, about 80 MiB while merging) and the
+pages of the runs searched, which are memory-mapped (the kernel's page cache, not the process's heap);
+nothing is cached between writes.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ CLAIMS = "_claims"  # under the lake, beside the dataset folders: hidden from Sp
 RUN_SUFFIX = ".keys"
 MAGIC = b"SOCKEYS1"  # then the number of keys (little-endian uint64), the primaries, the secondaries
 HEADER = len(MAGIC) + 8
-MAX_RUN_KEYS = 4 * 1024 * 1024  # 64 MiB: runs stop merging at this size
+MAX_RUN_KEYS = 1024 * 1024  # 16 MiB: runs stop merging at this size
 DAY_SECONDS = 86_400
 # the index as SQLite tables, before runs: keyed by (scope, second, id), and before that by (tenant, dataset, id)
 LEGACY_TABLES = ("event_claim", "claim_scope", "stored_event")
@@ -77,6 +80,9 @@ def id_values(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
     count = len(ids)
+    decoded = _hex_ids(ids)
+    if decoded is not None:
+        return decoded
     digits = np.full((count, 32), 255, np.uint8)
     lengths = pc.binary_length(ids).to_numpy(zero_copy_only=False)
     fixed = lengths == 32
@@ -93,6 +99,26 @@ def id_values(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
             text = ids[row].as_py()
             value[row] = np.frombuffer(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(), np.uint8)
     words = np.ascontiguousarray(value).view(">u8")
+    return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
+
+
+def _hex_ids(ids: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of ids that are all 32 lower-case hex digits (every id the collectors make), decoded by
+    `bytes.fromhex` over the whole buffer; None when some id is not."""
+    offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
+    if not len(ids) or ids.null_count or offsets[-1] - offsets[0] != 32 * len(ids) or (
+            np.diff(offsets) != 32).any():
+        return None
+    raw = np.frombuffer(ids.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0])
+    if ((raw - np.uint8(ord("A"))) < 6).any():  # upper-case hex is another id than its lower-case form
+        return None
+    try:
+        value = bytes.fromhex(raw.tobytes().decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if len(value) != 16 * len(ids):  # fromhex skips whitespace between digit pairs
+        return None
+    words = np.frombuffer(value, ">u8").reshape(-1, 2)
     return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
 
 

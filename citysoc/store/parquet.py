@@ -263,6 +263,8 @@ class ParquetEventStore(EventStore):
                     swaps.append(FileSwap(self._relative(staged), self._relative(folder / claims.run_name()),
                                           tuple(stale) if not swaps else ()))
                     claims.write_run(staged, primary, secondary)
+            if swaps:
+                fsync_dir(self.events_dir / journal.STAGING)
             conn.execute("BEGIN IMMEDIATE")
             journal.record(conn, swaps)
             for name in legacy:
@@ -366,6 +368,8 @@ class ParquetEventStore(EventStore):
                 swaps.append(FileSwap(self._relative(staged), self._relative(new.folder / claims.run_name()),
                                       tuple(self._relative(run.path) for run in absorbed)))
                 claims.write_run(staged, primary, secondary)
+            if swaps:
+                fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
             for swap in swaps:
                 (self.events_dir / swap.staged).unlink(missing_ok=True)

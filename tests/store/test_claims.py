@@ -92,3 +92,16 @@ def test_a_file_that_is_not_a_run_is_refused_with_its_path(tmp_path: Path) -> No
     run.write_bytes(run.read_bytes()[:-8])
     with pytest.raises(ValueError, match="not a claim run"):
         store.write_table(tenant="council", dataset=DATASET, table=events(10))
+
+
+def test_hex_ids_have_the_same_value_whether_decoded_in_bulk_or_one_by_one() -> None:
+    hex_ids = [f"{number:032x}" for number in (1, 2**64 + 5, 2**127 + 3)]
+    in_bulk = claims.id_values(pa.array(hex_ids))  # all hex: one decode of the whole buffer
+    one_by_one = claims.id_values(pa.array([*hex_ids, "e1"]))  # one other id: each row on its own
+    assert in_bulk[0].tolist() == one_by_one[0][:3].tolist() == [0, 1, 2**63]
+    assert in_bulk[1].tolist() == one_by_one[1][:3].tolist() == [1, 5, 3]
+    spaced = "0a" + " " * 2 + "0b" * 14  # 32 characters that fromhex would read as 15 bytes
+    for other in (spaced, hex_ids[0].upper().replace("0", "A")):
+        values = claims.id_values(pa.array([hex_ids[0], other]))
+        assert (values[0][0], values[1][0]) == (0, 1)
+        assert (values[0][1], values[1][1]) != (0, 1)
