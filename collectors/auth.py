@@ -26,12 +26,14 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.columns import int64_from_text
+from collectors.native import load
 from collectors.syslog_header import spread, within
 
 # Programs whose lines belong to `system.auth` (what Debian/RHEL route to auth.log / secure).
@@ -202,6 +204,45 @@ def auth_fields(programs: pa.Array, messages: pa.Array) -> dict[str, pa.Array]:
     """Flat ECS columns read from auth messages (lower-case program names, messages), null where nothing is
     recognised; the event is stored either way.
 
+    The rules are matched by the compiled `collectors._auth` when it is built (one pass over the batch, the
+    rows it hands back matched here), else by `_match` with Arrow kernels: the columns are the same.
+    """
+    native = load("auth")
+    if native is not None and len(messages) and programs.type == pa.string() and messages.type == pa.string():
+        captured, matched_rule = _native_match(native, programs, messages)
+    else:
+        captured, matched_rule = _match(programs, messages)
+    return _ecs(captured, matched_rule)
+
+
+def _native_match(native: ModuleType, programs: pa.Array, messages: pa.Array) -> tuple[dict[str, pa.Array],
+                                                                                      pa.Array]:
+    """`_match` by `collectors._auth` over the columns' Arrow buffers; its results wrap new bytes objects without
+    a copy. Rows it cannot decide (non-ASCII text, for one) come back in a mask and are matched by `_match`."""
+    length = len(messages)
+    p_validity, p_offsets, p_data = programs.buffers()
+    m_validity, m_offsets, m_data = messages.buffers()
+    if p_offsets is None:  # all null
+        p_validity, p_offsets = pa.py_buffer(bytes((length + 7) // 8)), pa.py_buffer(bytes(4 * (length + 1)))
+    rule_validity, rule_values, rule_nulls, fallback, handed_back, groups = native.match(
+        p_validity, p_offsets, p_data or b"", programs.offset, m_validity, m_offsets, m_data or b"",
+        messages.offset, length)
+    matched_rule = pa.Array.from_buffers(pa.int64(), length, [pa.py_buffer(rule_validity), pa.py_buffer(rule_values)],
+                                         null_count=rule_nulls)
+    captured = {name: pa.Array.from_buffers(pa.string(), length, [pa.py_buffer(validity), pa.py_buffer(offsets),
+                                                                  pa.py_buffer(data)], null_count=nulls)
+                for name, (validity, offsets, data, nulls) in zip(_GROUPS, groups, strict=True)}
+    if handed_back:
+        mask = pa.Array.from_buffers(pa.bool_(), length, [None, pa.py_buffer(fallback)])
+        rest, rest_rule = _match(programs.filter(mask), messages.filter(mask))
+        captured = {name: pc.replace_with_mask(values, mask, rest[name]) for name, values in captured.items()}
+        matched_rule = pc.replace_with_mask(matched_rule, mask, rest_rule)
+    return captured, matched_rule
+
+
+def _match(programs: pa.Array, messages: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
+    """The six capture groups of each row's first matching rule, and the rule's number (null: none).
+
     A rule with a first word only looks at the lines starting with that word, one that must contain a literal
     only at the lines no rule has taken yet; string work is done once per batch, not once per rule.
     """
@@ -253,7 +294,7 @@ def auth_fields(programs: pa.Array, messages: pa.Array) -> dict[str, pa.Array]:
         remaining = pc.and_(remaining, pc.invert(rows))
     placement = _placement(length, positions)
     captured = {group: _place(parts, placement, pa.string()) for group, parts in values.items()}
-    return _ecs(captured, _place(rule_numbers, placement, pa.int64()))
+    return captured, _place(rule_numbers, placement, pa.int64())
 
 
 def _placement(length: int, positions: list[pa.Array]) -> pa.Array:
