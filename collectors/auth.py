@@ -241,7 +241,8 @@ def _native_match(native: ModuleType, programs: pa.Array, messages: pa.Array) ->
 
 
 def _match(programs: pa.Array, messages: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
-    """The six capture groups of each row's first matching rule, and the rule's number (null: none).
+    """The six capture groups of each row's first matching rule (null: absent or empty), and the rule's number
+    (null: none).
 
     A rule with a first word only looks at the lines starting with that word, one that must contain a literal
     only at the lines no rule has taken yet; string work is done once per batch, not once per rule.
@@ -294,6 +295,9 @@ def _match(programs: pa.Array, messages: pa.Array) -> tuple[dict[str, pa.Array],
         remaining = pc.and_(remaining, pc.invert(rows))
     placement = _placement(length, positions)
     captured = {group: _place(parts, placement, pa.string()) for group, parts in values.items()}
+    empty = pa.scalar(None, pa.string())
+    for group in ("user", "other", "method", "signature"):  # an empty capture is no value
+        captured[group] = pc.if_else(pc.equal(captured[group], ""), empty, captured[group])
     return captured, _place(rule_numbers, placement, pa.int64())
 
 
@@ -316,9 +320,6 @@ def _ecs(captured: dict[str, pa.Array], matched_rule: pa.Array) -> dict[str, pa.
         values = [rule.fields.get(name) for rule in RULES] + [None]
         kind = pa.list_(pa.string()) if isinstance(next(v for v in values if v is not None), list) else pa.string()
         fields[name] = pa.array(values, kind).take(which)
-    empty = pa.scalar(None, pa.string())
-    for group in ("user", "other", "method", "signature"):
-        captured[group] = pc.if_else(pc.equal(captured[group], ""), empty, captured[group])
     fields["user.name"] = captured["user"]
     fields["system.auth.ssh.method"] = pc.coalesce(captured["method"], fields.get("system.auth.ssh.method",
                                                                                    captured["method"]))

@@ -39,16 +39,11 @@ static int at(const Text *x, size_t p, const char *lit, size_t len) {
 /* Advance the local `p` past the literal, or fail the rule. */
 #define LIT(s) do { if (!AT(p, s)) return 0; p += sizeof(s) - 1; } while (0)
 
+/* memmem: glibc (Python.h defines _GNU_SOURCE), musl, the BSDs and macOS declare it in string.h */
 static size_t find(const Text *x, size_t from, const char *lit, size_t len) {
-    if (len == 0) return from <= x->n ? from : NPOS;
-    while (from <= x->n && x->n - from >= len) {
-        const char *hit = memchr(x->t + from, lit[0], x->n - from - len + 1);
-        if (hit == NULL) return NPOS;
-        size_t p = (size_t)(hit - x->t);
-        if (memcmp(hit, lit, len) == 0) return p;
-        from = p + 1;
-    }
-    return NPOS;
+    if (from > x->n) return NPOS;
+    const char *hit = memmem(x->t + from, x->n - from, lit, len);
+    return hit == NULL ? NPOS : (size_t)(hit - x->t);
 }
 
 #define FIND(from, s) find(x, (from), (s), sizeof(s) - 1)
@@ -828,63 +823,75 @@ static int r_chkpwd(Text *x) {
     return 1;
 }
 
+/* The literals a rule without a first word needs in the message (looked for once a row) */
+enum { L_NONE, L_AUTH_FAILURE, L_PAM_AUTHENTICATE, L_SESSION_OPENED, L_SESSION_CLOSED, L_INCORRECT, L_REQUIRED, L_NOT,
+       L_COMMAND, L_LOGIN_FAILURE, LITERAL_COUNT };
+static const char *const LITERALS[LITERAL_COUNT] = {
+    "", "authentication failure", "pam_authenticate:", "session opened", "session closed",
+    "incorrect password attempt", "a password is required", " NOT ", "COMMAND=", "LOGIN FAILURE",
+};
+
 typedef struct {
     int programs;
     const char *first;    /* the message's first word, or NULL */
-    const char *contains; /* else a literal it must hold ("" for none) */
+    size_t first_length;
+    int literal;          /* else a literal it must hold (L_NONE: none) */
     int (*match)(Text *);
 } Rule;
 
+#define FIRST(s) s, sizeof(s) - 1, L_NONE
+#define HOLDS(literal) NULL, 0, literal
+
 /* collectors.auth.RULES, in order (the test suite compares the two lists) */
 static const Rule RULES[] = {
-    {P_SSHD, "Failed", NULL, r_failed},
-    {P_SSHD, "Accepted", NULL, r_accepted},
-    {P_SSHD, "Invalid", NULL, r_invalid},
-    {P_SSHD, "Illegal", NULL, r_illegal},
-    {P_SSHD, "Received", NULL, r_received},
-    {P_SSHD, "Disconnected", NULL, r_disconnected_user},
-    {P_SSHD, "Connection", NULL, r_closed_user},
-    {P_SSHD, "Connection", NULL, r_reset_user},
-    {P_SSHD, "Disconnected", NULL, r_disconnected},
-    {P_SSHD, "Connection", NULL, r_closed},
-    {P_SSHD, "Connection", NULL, r_reset},
-    {P_SSHD, "Disconnecting", NULL, r_disconnecting_user},
-    {P_SSHD, "Disconnecting:", NULL, r_too_many},
-    {P_SSHD, "Disconnecting", NULL, r_disconnecting},
-    {P_SSHD, "Did", NULL, r_did_not_receive},
-    {P_SSHD, "error:", NULL, r_max_attempts},
-    {P_SSHD, "error:", NULL, r_pam_error},
-    {P_SSHD, "User", NULL, r_not_allowed},
-    {P_SSHD, "input_userauth_request:", NULL, r_userauth_request},
-    {P_SSHD, "Unable", NULL, r_unable},
-    {P_SSHD, "reverse", NULL, r_reverse},
-    {P_DROPBEAR, "Bad", NULL, r_dropbear_bad},
-    {P_DROPBEAR, "Login", NULL, r_dropbear_nonexistent},
-    {P_DROPBEAR, NULL, "", r_dropbear_succeeded},
-    {P_ANY, NULL, "authentication failure", r_pam_strict},
-    {P_ANY, NULL, "authentication failure", r_pam_loose},
-    {P_ANY, NULL, "pam_authenticate:", r_pam_authenticate},
-    {P_ANY, NULL, "session opened", r_session_opened},
-    {P_ANY, NULL, "session closed", r_session_closed},
-    {P_SU, "FAILED", NULL, r_su_failed},
-    {P_SU, "FAILED", NULL, r_su_failed_for},
-    {P_SU, "BAD", NULL, r_su_bad},
-    {P_SU, "-", NULL, r_su_busybox_failed},
-    {P_SU, "+", NULL, r_su_busybox_success},
-    {P_SU, "(to", NULL, r_su_to},
-    {P_SU, "Successful", NULL, r_su_successful},
-    {P_SUDO, NULL, "incorrect password attempt", r_sudo_incorrect},
-    {P_SUDO, NULL, "a password is required", r_sudo_required},
-    {P_SUDO, NULL, " NOT ", r_sudo_denied},
-    {P_SUDO, NULL, "COMMAND=", r_sudo_command},
-    {P_LOGIN, "FAILED", NULL, r_login_failed_from},
-    {P_LOGIN, "FAILED", NULL, r_login_failed_on},
-    {P_LOGIN, "TOO", NULL, r_login_too_many},
-    {P_LOGIN, NULL, "LOGIN FAILURE", r_login_failures},
-    {P_LOGIN, "invalid", NULL, r_login_invalid_password},
-    {P_LOGIN, "LOGIN", NULL, r_login_on_by},
-    {P_LOGIN, "login", NULL, r_login_on_as},
-    {P_CHKPWD, "password", NULL, r_chkpwd},
+    {P_SSHD, FIRST("Failed"), r_failed},
+    {P_SSHD, FIRST("Accepted"), r_accepted},
+    {P_SSHD, FIRST("Invalid"), r_invalid},
+    {P_SSHD, FIRST("Illegal"), r_illegal},
+    {P_SSHD, FIRST("Received"), r_received},
+    {P_SSHD, FIRST("Disconnected"), r_disconnected_user},
+    {P_SSHD, FIRST("Connection"), r_closed_user},
+    {P_SSHD, FIRST("Connection"), r_reset_user},
+    {P_SSHD, FIRST("Disconnected"), r_disconnected},
+    {P_SSHD, FIRST("Connection"), r_closed},
+    {P_SSHD, FIRST("Connection"), r_reset},
+    {P_SSHD, FIRST("Disconnecting"), r_disconnecting_user},
+    {P_SSHD, FIRST("Disconnecting:"), r_too_many},
+    {P_SSHD, FIRST("Disconnecting"), r_disconnecting},
+    {P_SSHD, FIRST("Did"), r_did_not_receive},
+    {P_SSHD, FIRST("error:"), r_max_attempts},
+    {P_SSHD, FIRST("error:"), r_pam_error},
+    {P_SSHD, FIRST("User"), r_not_allowed},
+    {P_SSHD, FIRST("input_userauth_request:"), r_userauth_request},
+    {P_SSHD, FIRST("Unable"), r_unable},
+    {P_SSHD, FIRST("reverse"), r_reverse},
+    {P_DROPBEAR, FIRST("Bad"), r_dropbear_bad},
+    {P_DROPBEAR, FIRST("Login"), r_dropbear_nonexistent},
+    {P_DROPBEAR, HOLDS(L_NONE), r_dropbear_succeeded},
+    {P_ANY, HOLDS(L_AUTH_FAILURE), r_pam_strict},
+    {P_ANY, HOLDS(L_AUTH_FAILURE), r_pam_loose},
+    {P_ANY, HOLDS(L_PAM_AUTHENTICATE), r_pam_authenticate},
+    {P_ANY, HOLDS(L_SESSION_OPENED), r_session_opened},
+    {P_ANY, HOLDS(L_SESSION_CLOSED), r_session_closed},
+    {P_SU, FIRST("FAILED"), r_su_failed},
+    {P_SU, FIRST("FAILED"), r_su_failed_for},
+    {P_SU, FIRST("BAD"), r_su_bad},
+    {P_SU, FIRST("-"), r_su_busybox_failed},
+    {P_SU, FIRST("+"), r_su_busybox_success},
+    {P_SU, FIRST("(to"), r_su_to},
+    {P_SU, FIRST("Successful"), r_su_successful},
+    {P_SUDO, HOLDS(L_INCORRECT), r_sudo_incorrect},
+    {P_SUDO, HOLDS(L_REQUIRED), r_sudo_required},
+    {P_SUDO, HOLDS(L_NOT), r_sudo_denied},
+    {P_SUDO, HOLDS(L_COMMAND), r_sudo_command},
+    {P_LOGIN, FIRST("FAILED"), r_login_failed_from},
+    {P_LOGIN, FIRST("FAILED"), r_login_failed_on},
+    {P_LOGIN, FIRST("TOO"), r_login_too_many},
+    {P_LOGIN, HOLDS(L_LOGIN_FAILURE), r_login_failures},
+    {P_LOGIN, FIRST("invalid"), r_login_invalid_password},
+    {P_LOGIN, FIRST("LOGIN"), r_login_on_by},
+    {P_LOGIN, FIRST("login"), r_login_on_as},
+    {P_CHKPWD, FIRST("password"), r_chkpwd},
 };
 #define RULE_COUNT ((int)(sizeof(RULES) / sizeof(RULES[0])))
 
@@ -922,7 +929,15 @@ static void clean(Text *x) {
 }
 
 static int printable_ascii(const char *t, size_t n) {
-    for (size_t i = 0; i < n; i++) {
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {  /* eight bytes at a time: none >= 0x80, < 0x20 or 0x7f */
+        uint64_t v;
+        memcpy(&v, t + i, 8);
+        uint64_t below = (v - ones * 0x20) & ~v, del = v ^ (ones * 0x7f);
+        if ((v | below | ((del - ones) & ~del)) & highs) return 0;
+    }
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)t[i];
         if (c < 0x20 || c > 0x7e) return 0;
     }
@@ -933,22 +948,17 @@ static int printable_ascii(const char *t, size_t n) {
 static int match_row(Text *x, int family) {
     size_t w = run_char(x, 0, ' ');
     size_t we = run_nosp(x, w);
-    int contains_found[RULE_COUNT];
+    signed char holds[LITERAL_COUNT];
+    memset(holds, -1, sizeof holds);
     for (int r = 0; r < RULE_COUNT; r++) {
         const Rule *rule = &RULES[r];
         if (rule->programs != P_ANY && rule->programs != family) continue;
         if (rule->first != NULL) {
-            size_t len = strlen(rule->first);
-            if (we - w != len || memcmp(x->t + w, rule->first, len) != 0) continue;
+            if (we - w != rule->first_length || memcmp(x->t + w, rule->first, rule->first_length) != 0) continue;
         } else {
-            int found = -1;
-            for (int earlier = 0; earlier < r; earlier++) {  /* the same literal looked for once a row */
-                if (RULES[earlier].contains != NULL && contains_found[earlier] >= 0 &&
-                    strcmp(RULES[earlier].contains, rule->contains) == 0) { found = contains_found[earlier]; break; }
-            }
-            if (found < 0) found = find(x, 0, rule->contains, strlen(rule->contains)) != NPOS;
-            contains_found[r] = found;
-            if (!found) continue;
+            if (holds[rule->literal] < 0)
+                holds[rule->literal] = find(x, 0, LITERALS[rule->literal], strlen(LITERALS[rule->literal])) != NPOS;
+            if (!holds[rule->literal]) continue;
         }
         clear(x);
         int result = rule->match(x);
@@ -1005,10 +1015,10 @@ static PyObject *new_zeroed_bytes(Py_ssize_t size) {
 }
 
 /* One output string column from the captured spans (absolute positions into the message data). */
-static PyObject *group_column(const int64_t *spans, int group, Py_ssize_t length, const char *data) {
+static PyObject *group_column(const int32_t *spans, int group, Py_ssize_t length, const char *data) {
     Py_ssize_t total = 0, nulls = 0;
     for (Py_ssize_t row = 0; row < length; row++) {
-        const int64_t *span = spans + (row * G_COUNT + group) * 2;
+        const int32_t *span = spans + (row * G_COUNT + group) * 2;
         if (span[1] > span[0]) total += (Py_ssize_t)(span[1] - span[0]);
     }
     PyObject *validity = new_zeroed_bytes((length + 7) / 8);
@@ -1025,7 +1035,7 @@ static PyObject *group_column(const int64_t *spans, int group, Py_ssize_t length
     int32_t position = 0;
     offset[0] = 0;
     for (Py_ssize_t row = 0; row < length; row++) {
-        const int64_t *span = spans + (row * G_COUNT + group) * 2;
+        const int32_t *span = spans + (row * G_COUNT + group) * 2;
         if (span[1] > span[0]) {
             size_t size = (size_t)(span[1] - span[0]);
             memcpy(out + position, data + span[0], size);
@@ -1046,12 +1056,12 @@ static PyObject *auth_match(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "z*y*y*nz*y*y*nn", &pv, &po, &pd, &p_offset, &mv, &mo, &md, &m_offset, &length))
         return NULL;
     PyObject *result = NULL, *rule_validity = NULL, *rule_values = NULL, *fallback = NULL, *groups = NULL;
-    int64_t *spans = NULL;
+    int32_t *spans = NULL;
     StringColumn programs, messages;
     if (string_column(&pv, &po, &pd, p_offset, length, "programs", &programs) < 0 ||
         string_column(&mv, &mo, &md, m_offset, length, "messages", &messages) < 0)
         goto done;
-    spans = PyMem_Malloc(sizeof(int64_t) * 2 * G_COUNT * (size_t)(length ? length : 1));
+    spans = PyMem_Malloc(sizeof(int32_t) * 2 * G_COUNT * (size_t)(length ? length : 1));
     rule_validity = new_zeroed_bytes((length + 7) / 8);
     rule_values = new_zeroed_bytes(length * 8);
     fallback = new_zeroed_bytes((length + 7) / 8);
@@ -1062,7 +1072,7 @@ static PyObject *auth_match(PyObject *self, PyObject *args) {
     Py_ssize_t rule_nulls = 0, handed_back = 0;
     int64_t *rules = (int64_t *)PyBytes_AS_STRING(rule_values);
     for (Py_ssize_t row = 0; row < length; row++) {
-        int64_t *span = spans + row * G_COUNT * 2;
+        int32_t *span = spans + row * G_COUNT * 2;
         for (int g = 0; g < 2 * G_COUNT; g++) span[g] = 0;
         int found = -1;
         if (valid(&messages, row)) {
@@ -1084,8 +1094,8 @@ static PyObject *auth_match(PyObject *self, PyObject *args) {
                 if (found >= 0) {
                     for (int g = 0; g < G_COUNT; g++) {
                         if (x.s[g] == NPOS) continue;
-                        span[2 * g] = (int64_t)(x.t - messages.data) + (int64_t)x.s[g];
-                        span[2 * g + 1] = (int64_t)(x.t - messages.data) + (int64_t)x.e[g];
+                        span[2 * g] = (int32_t)((x.t - messages.data) + (Py_ssize_t)x.s[g]);
+                        span[2 * g + 1] = (int32_t)((x.t - messages.data) + (Py_ssize_t)x.e[g]);
                     }
                 }
             }
@@ -1131,7 +1141,8 @@ static PyObject *auth_rules(PyObject *self, PyObject *unused) {
     if (list == NULL) return NULL;
     for (int r = 0; r < RULE_COUNT; r++) {
         const Rule *rule = &RULES[r];
-        PyObject *item = Py_BuildValue("(szz)", PROGRAM_NAMES[rule->programs], rule->first, rule->contains);
+        PyObject *item = Py_BuildValue("(szz)", PROGRAM_NAMES[rule->programs], rule->first,
+                                       rule->first == NULL ? LITERALS[rule->literal] : NULL);
         if (item == NULL) { Py_DECREF(list); return NULL; }
         PyList_SET_ITEM(list, r, item);
     }
