@@ -60,10 +60,10 @@ class Occurrences:
         if pc.count_distinct(fingerprints).as_py() != len(fingerprints):
             return False
         known = [prints for _, prints in (*self._current_once, *self._previous_once)]
-        counted = self._current.keys() | self._previous.keys()
-        if counted:  # after a batch with repeats: its ids as Python objects
-            known.append(pa.array([_fingerprint(key) for key in counted], pa.int64()))
         if known and pc.any(pc.is_in(fingerprints, value_set=pa.concat_arrays(known))).as_py():
+            return False
+        counted = self._current.keys() | self._previous.keys()  # after a batch with repeats: Python objects
+        if counted and not counted.isdisjoint(ids.to_pylist()):
             return False
         self._current_once.append((ids, fingerprints))
         return True
@@ -92,10 +92,6 @@ class Occurrences:
             for ids, _ in batches:
                 counts.update(dict.fromkeys(ids.to_pylist(), 1))  # disjoint from the counted ids
             batches.clear()
-
-
-def _fingerprint(hex_id: str) -> int:
-    return int.from_bytes(bytes.fromhex(hex_id[:16]), "little", signed=True)
 
 
 def event_ids(*, tenant: str, source: str, timestamps_us: Sequence[int | None], contents: Sequence[bytes],
