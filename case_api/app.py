@@ -25,7 +25,7 @@ from case_api.auth.views import router as keys_router
 from case_api.auth.views import users_router
 from case_api.campaigns.rules import load_campaign_rules
 from case_api.campaigns.views import router as campaigns_router
-from case_api.cases.hot import HotReads
+from case_api.cases.hot import HotCases
 from case_api.cases.queue import QueueCache
 from case_api.cases.views import router as cases_router
 from case_api.cases.work_views import router as case_work_router
@@ -92,7 +92,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.session_factory = make_session_factory(engine)
     read_engine = make_read_engine(engine)
     app.state.read_session_factory = make_session_factory(read_engine)
-    app.state.write_session_factory = make_session_factory(make_write_engine(read_engine))
+    app.state.write_engine = make_write_engine(read_engine)
+    app.state.write_session_factory = make_session_factory(app.state.write_engine)
     app.state.queue_cache = QueueCache()
     app.state.last_use = LastUseThrottle()
     app.state.key_cache = KeyCache()
@@ -133,8 +134,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     install_console(app)
     _install_docs(app)
     _install_error_handlers(app)
-    # Innermost: the queue and case reads it can answer skip FastAPI's routing and dependencies (cases/hot.py).
-    app.add_middleware(HotReads, prefix=API_PREFIX)
+    # Innermost: the queue and case reads and the case changes it can answer skip FastAPI's routing and dependencies
+    # (cases/hot.py).
+    app.add_middleware(HotCases, prefix=API_PREFIX)
     app.add_middleware(EdgeGuard, docs_prefix=DOCS_URL, console_prefix=CONSOLE_PREFIX,
                        max_body_bytes=settings.max_body_bytes)
     # Inside the access log, so its duration includes the wait for admission.

@@ -63,7 +63,9 @@ def entry_hash(*, seq: int, at: datetime, actor: str, action: str, target_type: 
 
 
 @dataclass(frozen=True)
-class _Pending:
+class PendingEntry:
+    """An entry not yet chained: its ``seq``, ``prev_hash`` and ``hash`` are given when it is appended."""
+
     at: datetime
     actor: str
     action: str
@@ -80,17 +82,23 @@ def record(session: Session, *, actor: str, action: str, target_type: str, targe
     ``detail`` must be JSON; it is stored as its canonical JSON reads back, so the hash recomputes
     exactly. Never put a secret in it.
     """
-    normalised = json.loads(canonical_json(detail or {}))
-    entry = _Pending(at=utcnow(), actor=actor, action=action, target_type=target_type, target_id=str(target_id),
-                     tenant_id=tenant_id, detail=normalised)
-    session.info.setdefault(_PENDING, []).append(entry)
+    session.info.setdefault(_PENDING, []).append(pending_entry(
+        actor=actor, action=action, target_type=target_type, target_id=target_id, tenant_id=tenant_id, detail=detail))
+
+
+def pending_entry(*, actor: str, action: str, target_type: str, target_id: str | int, tenant_id: str | None,
+                  detail: dict[str, Any] | None, at: datetime | None = None) -> PendingEntry:
+    """An entry to append (:func:`record` queues one on a session; :func:`send_appends` sends them in a pipeline),
+    its ``detail`` normalised to what its canonical JSON reads back as."""
+    return PendingEntry(at=at or utcnow(), actor=actor, action=action, target_type=target_type,
+                        target_id=str(target_id), tenant_id=tenant_id, detail=json.loads(canonical_json(detail or {})))
 
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     if session.in_nested_transaction():
         return
-    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    pending: list[PendingEntry] = session.info.pop(_PENDING, [])
     if not pending:
         return
     session.flush()  # the change itself first: its locks before the head's
@@ -124,7 +132,7 @@ def _expire_head(session: Session) -> None:
 
 
 #: PostgreSQL: the entries a connection's transaction appends when it commits.
-_appends: weakref.WeakKeyDictionary[Connection, list[_Pending]] = weakref.WeakKeyDictionary()
+_appends: weakref.WeakKeyDictionary[Connection, list[PendingEntry]] = weakref.WeakKeyDictionary()
 
 #: The head claimed for ``n`` entries (the row made on the first append), locked until COMMIT.
 _CLAIM_SQL = (
@@ -156,7 +164,7 @@ UPDATE audit_head SET hash = (SELECT hash FROM entries ORDER BY seq DESC LIMIT 1
 """
 
 
-def _hash_parts(entry: _Pending) -> tuple[str, str]:
+def _hash_parts(entry: PendingEntry) -> tuple[str, str]:
     """The entry's canonical JSON (as :func:`entry_hash` makes it) before its ``prev_hash`` value and after its
     ``seq``: the two are adjacent in key order, so the JSON is ``before + prev_hash + '","seq":' + seq + after``."""
     text = canonical_json({
@@ -179,6 +187,16 @@ def _append_with_commit(connection: Connection) -> None:
     pending = _appends.pop(connection, None)
     if not pending:
         return
+    driver: Any = connection.connection.driver_connection
+    with driver.pipeline():
+        send_appends(driver, pending)
+        driver.commit()
+
+
+def send_appends(driver: Any, pending: list[PendingEntry]) -> None:
+    """PostgreSQL: send the head's claim and ``pending`` chained after it on ``driver`` (a psycopg connection in a
+    transaction, in pipeline mode), last before the transaction's COMMIT: the head's lock is taken there and held
+    until the COMMIT that the caller sends in the same pipeline."""
     parts = [_hash_parts(entry) for entry in pending]
     params: dict[str, Any] = {
         "head": _HEAD_ID, "n": len(pending), "genesis": GENESIS_HASH,
@@ -188,11 +206,8 @@ def _append_with_commit(connection: Connection) -> None:
         "detail": [canonical_json(entry.detail) for entry in pending],
         "before": [before for before, _ in parts], "after": [after for _, after in parts],
     }
-    driver: Any = connection.connection.driver_connection
-    with driver.pipeline():
-        driver.execute(_CLAIM_SQL, params)
-        driver.execute(_APPEND_SQL, params)
-        driver.commit()
+    driver.execute(_CLAIM_SQL, params)
+    driver.execute(_APPEND_SQL, params)
 
 
 @event.listens_for(Engine, "rollback")

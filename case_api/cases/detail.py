@@ -11,8 +11,9 @@ joined in ``CaseDetailOut``'s field order.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, exists, select
@@ -32,13 +33,14 @@ from case_api.tenants.models import Tenant
 
 #: Whether a campaign links the case: most cases have none, and their detail skips the campaigns' statement.
 _LINKED = exists().where(CampaignCase.case_id == Case.id).label("linked")
-_ROW = (*CASE_COLUMNS, Tenant.asset_criticality, TenantContract.contract, CONTRACT_CHANGED, _LINKED)
-_CASE = with_tenant(select(Case).where(Case.id == bindparam("case_id")), *_ROW)
+#: The detail's case row: the queue page's columns, the tenant's criticality and contract, whether a campaign links it.
+DETAIL_ROW = (*CASE_COLUMNS, Tenant.asset_criticality, TenantContract.contract, CONTRACT_CHANGED, _LINKED)
+_CASE = with_tenant(select(Case).where(Case.id == bindparam("case_id")), *DETAIL_ROW)
 _ALERT_FIELDS = tuple(getattr(Alert, name) for name in AlertOut.model_fields)
-_ALERTS = (select(*_ALERT_FIELDS)
+ALERT_PAGE = (select(*_ALERT_FIELDS)
            .where(Alert.case_id == bindparam("case_id"), Alert.tenant_id == bindparam("tenant_id"))
            .order_by(Alert.timestamp, Alert.id).limit(bindparam("limit")).offset(bindparam("offset")))
-_EVENTS = (select(*(getattr(CaseEvent, name) for name in CaseEventOut.model_fields))
+EVENT_PAGE = (select(*(getattr(CaseEvent, name) for name in CaseEventOut.model_fields))
            .where(CaseEvent.case_id == bindparam("case_id")).order_by(CaseEvent.id)
            .limit(bindparam("limit")).offset(bindparam("offset")))
 _ALERT_LIST = TypeAdapter(list[AlertOut])
@@ -61,17 +63,24 @@ def detail_body(*, session: Session, case_id: int, scope: Collection[str] | None
         raise NotFoundError(f"case {case_id} not found")
     found = remember_contract(session=session, tenant_id=row.tenant_id, document=row.contract)
     case = case_dict(row, found, row.asset_criticality or "medium", now or utcnow())
-    alert_rows = connection.execute(_ALERTS, {"case_id": case_id, "tenant_id": row.tenant_id, "limit": alerts[0],
-                                           "offset": alerts[1]})
-    event_rows = connection.execute(_EVENTS, {"case_id": case_id, "limit": events[0], "offset": events[1]})
+    alert_rows = connection.execute(ALERT_PAGE, {"case_id": case_id, "tenant_id": row.tenant_id,
+                                                 "limit": alerts[0], "offset": alerts[1]})
+    event_rows = connection.execute(EVENT_PAGE, {"case_id": case_id, "limit": events[0], "offset": events[1]})
+    campaigns = case_campaigns(session=session, case_id=case_id, scope=scope) if row.linked else []
+    return detail_json(case, alert_rows, event_rows, campaigns), f'"{case["version"]}"'
+
+
+def detail_json(case: dict[str, Any], alert_rows: Iterable[Any], event_rows: Iterable[Any],
+                campaigns: list[CampaignView]) -> bytes:
+    """``CaseDetailOut`` serialised by alias: ``case`` (``case_dict``'s), its alerts' and audit lines' rows (columns
+    as attributes: :data:`ALERT_PAGE`'s and :data:`EVENT_PAGE`'s) and the campaigns linking it."""
     parts = (
         queue_json([case])[1:-2],  # the case's object without its closing brace
         b',"alerts":', _ALERT_LIST.dump_json([AlertOut.model_validate(a, from_attributes=True) for a in alert_rows],
                                              by_alias=True),
         b',"events":', _EVENT_LIST.dump_json([CaseEventOut.model_validate(e, from_attributes=True) for e in event_rows],
                                              by_alias=True),
-        b',"campaigns":', _CAMPAIGN_LIST.dump_json(
-            case_campaigns(session=session, case_id=case_id, scope=scope) if row.linked else [], by_alias=True),
+        b',"campaigns":', _CAMPAIGN_LIST.dump_json(campaigns, by_alias=True),
         b"}",
     )
-    return b"".join(parts), f'"{case["version"]}"'
+    return b"".join(parts)

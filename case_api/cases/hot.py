@@ -1,46 +1,56 @@
-"""The two hottest reads, ``GET /cases`` (the queue) and ``GET /cases/{id}``, answered before FastAPI's routing.
+"""The hottest requests, ``GET /cases`` (the queue), ``GET /cases/{id}`` and ``PATCH /cases/{id}``, answered before
+FastAPI's routing.
 
 FastAPI resolves a request's route and its dependency graph (session, two security schemes, principal, role,
-scope, every query parameter validated by Pydantic) in Python on every request: about as much CPU as a cached
-queue page costs to read. :class:`HotReads` answers these two reads itself when it can tell, without the
+scope, every query parameter and the body validated by Pydantic) in Python on every request: about as much CPU as
+a cached queue page costs to read. :class:`HotCases` answers these requests itself when it can tell, without the
 database, everything FastAPI would decide, and otherwise leaves the request to the application untouched:
 
 - the key is an API key (``Authorization: Bearer`` or ``X-API-Key``, as ``auth.dependencies`` picks it) that
   this process verified within its cache's ttl and whose last use it wrote within the minute
   (``auth.service.cached_principal``), or else one read as ``get_principal`` reads it (``authenticate``, on the
-  worker thread of the read, on the read engine); a bearer JWT, an unknown, revoked or expired key or a disabled
+  worker thread of the request, on the read engine); a bearer JWT, an unknown, revoked or expired key or a disabled
   user goes to the application, which reads it again and refuses it;
-- the role may read cases (``CASE_READERS``); the tenant scope is ``auth.service.tenant_scope``, the one place
-  that decides it;
+- the role may read cases (``CASE_READERS``) or, for a change, work them (``CASE_WORKERS``); the tenant scope is
+  ``auth.service.tenant_scope``, the one place that decides it;
 - each query parameter is one the endpoint declares, given once, in its plain form (digits within the
   declared bounds, ``true``/``false``, a status's value, a tenant id's characters); anything else
   (validation errors included) goes to the application, which answers it as before;
-- a case that is not found (or not in scope) goes to the application too, which answers the 404.
+- a change has no query string, one ``If-Match`` at most (an ETag as ``versions.parse_if_match`` reads it) and a
+  JSON body (``Content-Type: application/json``, its ``Content-Length`` given and at most
+  :data:`MAX_CHANGE_BODY` bytes) that ``CasePatch`` accepts as FastAPI would give it (``json.loads``, then the
+  model); the body read for it is passed on with the request otherwise;
+- a case that is not found (or not in scope) for a read goes to the application too, which answers the 404; a
+  change's refusals (404, 409, 412, 422) are answered here as the application's handler answers them
+  (``{"detail": message}``).
 
-The bodies and the ETag are made by the endpoints' own functions (``cases.views.read_queue``,
-``read_detail``) on a worker thread, so they are the same bytes. The principal is left in the request state
-for the access log, as the application's dependency leaves it.
+The bodies and the ETag are made by the endpoints' own functions (``cases.views.read_queue``, ``read_detail``,
+``write_patch``) on a worker thread, so they are the same bytes. The principal is left in the request state for
+the access log, as the application's dependency leaves it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
+from pydantic import ValidationError
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from case_api.auth.dependencies import MAX_SECRET_LENGTH
 from case_api.auth.models import Principal
-from case_api.auth.roles import CASE_READERS
+from case_api.auth.roles import CASE_READERS, CASE_WORKERS
 from case_api.auth.service import authenticate, cached_principal, tenant_scope
 from case_api.auth.tokens import looks_like_jwt
 from case_api.bounds import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, MAX_OFFSET
-from case_api.cases.models import CaseStatus
-from case_api.cases.views import DETAIL_PAGE, read_detail, read_queue
+from case_api.cases.models import CasePatch, CaseStatus
+from case_api.cases.versions import parse_if_match
+from case_api.cases.views import DETAIL_PAGE, read_detail, read_queue, write_patch
 from case_api.db import read_retrying
 from case_api.errors import CaseApiError
 
@@ -51,6 +61,10 @@ _QUEUE_PARAMETERS = frozenset({"tenant", "status", "open", "limit", "offset"})
 _DETAIL_PARAMETERS = frozenset({"alerts_limit", "alerts_offset", "events_limit", "events_offset"})
 #: Query values Pydantic reads as booleans that are plainly so.
 _BOOLEANS = {"true": True, "false": False}
+#: The largest change body answered here (a ``CasePatch`` is a few dozen bytes); a larger one goes to the application.
+MAX_CHANGE_BODY = 4096
+#: ``IfMatch``'s ``max_length``.
+_MAX_IF_MATCH = 200
 
 
 def _number(value: str | None, default: int, low: int, high: int) -> int | None:
@@ -138,8 +152,9 @@ def _authenticated(state: State, secret: str) -> Principal | None:
         return None
 
 
-class HotReads:
-    """ASGI: answers the queue and case reads it can (see the module), passes everything else to ``app``."""
+class HotCases:
+    """ASGI: answers the queue and case reads and the case changes it can (see the module), passes everything else to
+    ``app``."""
 
     def __init__(self, app: ASGIApp, *, prefix: str) -> None:
         self.app = app
@@ -147,8 +162,14 @@ class HotReads:
         self.case_prefix = f"{prefix}/cases/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and await self._answer(scope, send):
-            return
+        if scope["type"] == "http":
+            if scope["method"] == "GET" and await self._answer(scope, send):
+                return
+            if scope["method"] == "PATCH":
+                passed_on = await self._change(scope, receive, send)
+                if passed_on is None:
+                    return
+                receive = passed_on
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, send: Send) -> bool:
@@ -186,10 +207,106 @@ class HotReads:
         if answered is None:
             return False
         principal, body, tag = answered
-        scope.setdefault("state", {})["principal"] = principal  # for the access log
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("latin-1"))]
-        if tag is not None:
-            headers.append((b"etag", tag.encode("latin-1")))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _send_answer(scope, send, principal, 200, body, tag)
         return True
+
+    async def _change(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Answers a case change it can decide and returns ``None``; else the ``receive`` to pass the request on
+        with (the body it read, then the rest)."""
+        path: str = scope["path"]
+        state: State = scope["app"].state
+        if not path.startswith(self.case_prefix) or scope.get("query_string"):
+            return receive
+        case_id = _number(path[len(self.case_prefix):], 0, 1, MAX_ID)
+        headers = _change_headers(scope)
+        if not case_id or headers is None:
+            return receive
+        caller = _principal(scope, state)
+        if caller is None or (isinstance(caller, Principal) and caller.role not in CASE_WORKERS):
+            return receive
+        messages, body = await _read_body(receive)
+        passed_on = _replaying(messages, receive)
+        try:
+            patch = CasePatch.model_validate(json.loads(body))
+            if_match = parse_if_match(headers.get(b"if-match"))
+        except (ValueError, ValidationError, CaseApiError):  # FastAPI's 422 (ValueError: not JSON)
+            return passed_on
+
+        def change() -> tuple[Principal, int, bytes, str | None] | None:
+            principal = _authenticated(state, caller) if isinstance(caller, str) else caller
+            if principal is None or principal.role not in CASE_WORKERS:
+                return None
+            try:
+                return principal, 200, *write_patch(state, case_id, tenant_scope(principal), patch,
+                                                    actor=principal.actor, if_match=if_match)
+            except CaseApiError as error:  # as the application's handler answers it (app.py)
+                return principal, error.status_code, _error_body(error.message), None
+
+        answered = await anyio.to_thread.run_sync(change)
+        if answered is None:
+            return passed_on
+        await _send_answer(scope, send, *answered)
+        return None
+
+
+def _change_headers(scope: Scope) -> dict[bytes, str] | None:
+    """A change's ``If-Match`` (when given once) as ``{b"if-match": value}``; ``None`` for a request left to the
+    application (another content type, no or a large ``Content-Length``, a repeated or over-long ``If-Match``)."""
+    found: dict[bytes, str] = {}
+    length = content_type = None
+    for name, value in scope["headers"]:
+        if name == b"if-match":
+            if b"if-match" in found or len(value) > _MAX_IF_MATCH:
+                return None
+            found[b"if-match"] = value.decode("latin-1")
+        elif name == b"content-length":
+            length = value
+        elif name == b"content-type":
+            content_type = value
+    if content_type is None or content_type.lower() != b"application/json":
+        return None
+    if length is None or not _DIGITS.fullmatch(length.decode("latin-1")) or int(length) > MAX_CHANGE_BODY:
+        return None
+    return found
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes]:
+    """The request's messages up to its whole body (or a disconnect), and the body."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, b""
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return messages, b"".join(chunks)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives ``messages`` again, then what ``receive`` gives."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _error_body(message: str) -> bytes:
+    # JSONResponse's rendering of {"detail": message}
+    return json.dumps({"detail": message}, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+
+
+async def _send_answer(scope: Scope, send: Send, principal: Principal, status: int, body: bytes,
+                       tag: str | None) -> None:
+    scope.setdefault("state", {})["principal"] = principal  # for the access log
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("latin-1"))]
+    if tag is not None:
+        headers.append((b"etag", tag.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

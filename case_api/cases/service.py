@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,9 +41,15 @@ from case_api.errors import (
     PreconditionFailedError,
 )
 from case_api.scope import scoped
-from case_api.sla.clocks import acknowledge, change_status
-from case_api.sla.models import TenantContract
-from case_api.sla.service import criticality_and_contracts, refresh_case, remember_contract, with_clocks
+from case_api.sla.clocks import acknowledge, change_status, refresh_due_times
+from case_api.sla.models import SlaContract, TenantContract
+from case_api.sla.service import (
+    contract_of,
+    criticality_and_contracts,
+    refresh_case,
+    remember_contract,
+    with_clocks,
+)
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
 
@@ -310,7 +316,7 @@ def _lock_case(*, session: Session, case_id: int, scope: Collection[str] | None,
 
     A case of another tenant is reported as not found, so its existence is not disclosed.
     """
-    known = _ASSIGNABLE if assignee is not None else literal(False)
+    known = ASSIGNABLE if assignee is not None else literal(False)
     query = scoped(select(Case, TenantContract.contract, known).outerjoin(
         TenantContract, TenantContract.tenant_id == Case.tenant_id).where(Case.id == case_id),
         Case.tenant_id, scope=scope)
@@ -324,13 +330,28 @@ def _lock_case(*, session: Session, case_id: int, scope: Collection[str] | None,
 
 
 def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str, assignee_known: bool) -> None:
-    changed = False
-    now = utcnow()
+    with session.no_autoflush:  # remembered by _lock_case: no statement
+        contract = contract_of(session=session, tenant_id=case.tenant_id)
+    changes = apply_patch(case, patch, now=utcnow(), assignee_known=assignee_known, contract=contract,
+                          ensure_reopenable=lambda: _ensure_group_has_no_open_case(session=session, case=case))
+    for action, detail in changes:
+        record_event(session=session, case_id=case.id, actor=actor, action=action, detail=detail)
+    if changes:
+        session.flush()  # the versioned UPDATE: raises StaleDataError if the case changed since it was read
+
+
+def apply_patch(case: Case, patch: CasePatch, *, now: datetime, assignee_known: bool, contract: SlaContract,
+                ensure_reopenable: Callable[[], None]) -> list[tuple[CaseAction, dict[str, Any]]]:
+    """Change ``case``'s attributes as ``patch`` asks (the workflow checked, the SLA clocks stopped, paused or resumed
+    and the due times recomputed under ``contract``, ``updated_at`` set): the audit lines the change makes, in order
+    (none when nothing changes). ``case`` is a case or any object with its columns as attributes (the PostgreSQL path
+    changes a row's copy: cases/patch.py); ``ensure_reopenable`` raises when the case may not be reopened."""
+    changes: list[tuple[CaseAction, dict[str, Any]]] = []
     if patch.status is not None and patch.status.value != case.status:
         current = CaseStatus(case.status)
         check_transition(current, patch.status)
         if not current.is_open and patch.status.is_open:
-            _ensure_group_has_no_open_case(session=session, case=case)
+            ensure_reopenable()
         case.status = patch.status.value
         detail: dict[str, Any] = {"from": current.value, "to": patch.status.value}
         if patch.resolution is not None:
@@ -340,35 +361,20 @@ def _apply_patch(*, session: Session, case: Case, patch: CasePatch, actor: str, 
             case.resolution = None
         case.closed_at = now if patch.status is CaseStatus.CLOSED else None
         change_status(case, current, patch.status, now)
-        record_event(session=session, case_id=case.id, actor=actor, action=CaseAction.STATUS_CHANGED, detail=detail)
-        changed = True
+        changes.append((CaseAction.STATUS_CHANGED, detail))
     if "assignee" in patch.model_fields_set and patch.assignee != case.assignee:
         if patch.assignee is not None and not assignee_known:
             raise _unknown_assignee(patch.assignee)
-        record_event(
-            session=session,
-            case_id=case.id,
-            actor=actor,
-            action=CaseAction.ASSIGNED,
-            detail={"from": case.assignee, "to": patch.assignee},
-        )
+        changes.append((CaseAction.ASSIGNED, {"from": case.assignee, "to": patch.assignee}))
         case.assignee = patch.assignee
-        changed = True
     if patch.severity is not None and patch.severity.value != case.severity:
-        record_event(
-            session=session,
-            case_id=case.id,
-            actor=actor,
-            action=CaseAction.SEVERITY_CHANGED,
-            detail={"from": case.severity, "to": patch.severity.value},
-        )
+        changes.append((CaseAction.SEVERITY_CHANGED, {"from": case.severity, "to": patch.severity.value}))
         case.severity = patch.severity.value
-        changed = True
-    if changed:
+    if changes:
         acknowledge(case, now)
-        refresh_case(session=session, case=case)
+        refresh_due_times(case, contract)
         case.updated_at = now
-        session.flush()  # the versioned UPDATE: raises StaleDataError if the case changed since it was read
+    return changes
 
 
 def known_assignees(*, session: Session, tenant_ids: Collection[str] | None) -> list[str]:
@@ -384,7 +390,7 @@ def known_assignees(*, session: Session, tenant_ids: Collection[str] | None) -> 
 
 #: Whether the user ``:assignee`` may be assigned the case beside it in the statement: an enabled user of a city SOC
 #: role, or a responder of the case's tenant.
-_ASSIGNABLE = exists().where(
+ASSIGNABLE = exists().where(
     User.id == bindparam("assignee"),
     User.disabled_at.is_(None),
     or_(User.role.in_([role.value for role in CASE_WORKERS if not role.is_tenant_bound]),
@@ -398,17 +404,21 @@ def _unknown_assignee(name: str) -> InvalidRequestError:
     )
 
 
+#: Another open case of the case's group (``:tenant_id``, ``:group_key``, other than ``:case_id``), if there is one.
+OPEN_SIBLING = select(Case.id).where(
+    Case.tenant_id == bindparam("tenant_id"), Case.group_key == bindparam("group_key"), Case.status.not_in(_FINISHED),
+    Case.id != bindparam("case_id"),
+).limit(1)
+
+
 def _ensure_group_has_no_open_case(*, session: Session, case: Case) -> None:
-    other = session.scalars(
-        select(Case.id).where(
-            Case.tenant_id == case.tenant_id,
-            Case.group_key == case.group_key,
-            Case.status.not_in(_FINISHED),
-            Case.id != case.id,
-        )
-    ).first()
+    other = session.scalars(OPEN_SIBLING, {"tenant_id": case.tenant_id, "group_key": case.group_key,
+                                           "case_id": case.id}).first()
     if other is not None:
-        raise ConflictError(
-            f"case {case.id} cannot be reopened: case {other} is already open for "
-            f"{case.group_key!r}; work that case instead"
-        )
+        raise reopen_conflict(case.id, other, case.group_key)
+
+
+def reopen_conflict(case_id: int, other: int, group_key: str) -> ConflictError:
+    return ConflictError(
+        f"case {case_id} cannot be reopened: case {other} is already open for {group_key!r}; work that case instead"
+    )

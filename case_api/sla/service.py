@@ -73,9 +73,13 @@ def remember_contract(*, session: Session, tenant_id: str, document: dict[str, A
     cache = _cache(session)
     found = cache.get(tenant_id)
     if found is None:
-        found = (SlaContract.model_validate(document), False) if document is not None else (DEFAULT_CONTRACT, True)
-        cache[tenant_id] = found
+        found = cache[tenant_id] = parse_contract(document)
     return found
+
+
+def parse_contract(document: dict[str, Any] | None) -> tuple[SlaContract, bool]:
+    """The contract a tenant's stored ``document`` gives (``None``: the default) and whether it is the default."""
+    return (SlaContract.model_validate(document), False) if document is not None else (DEFAULT_CONTRACT, True)
 
 
 def contract_of(*, session: Session, tenant_id: str) -> SlaContract:

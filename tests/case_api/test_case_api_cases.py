@@ -102,6 +102,15 @@ def test_new_alert_for_a_finished_case_opens_a_new_case(soc: SocApi, make_alert:
     assert soc.case(old)["alert_count"] == 1
     assert soc.case(new)["alert_count"] == 1
     assert soc.case(new)["status"] == "new"
+    if finished == "resolved":  # it may be reopened only while no other case of its group is open
+        refused = _patch(soc, old, soc.analyst, status="in_progress")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == (f"case {old} cannot be reopened: case {new} is already open for "
+                                            f"{soc.case(old)['group_key']!r}; work that case instead")
+        assert soc.case(old)["status"] == "resolved"
+        assert _patch(soc, new, soc.analyst, status="resolved").status_code == 200
+        reopened = _patch(soc, old, soc.analyst, status="in_progress")
+        assert reopened.status_code == 200 and reopened.json()["status"] == "in_progress", reopened.text
 
 
 def test_queue_on_the_default_contract_is_most_severe_then_oldest(soc: SocApi, make_alert: MakeAlert) -> None:
