@@ -374,6 +374,8 @@ def spread_fields(mask: pa.Array, fields: dict[str, pa.Array]) -> dict[str, pa.A
 
 
 def _spread_list(mask: pa.Array, values: pa.Array) -> pa.Array:
+    if len(values) == len(mask):  # every row chosen (a stream of auth lines): nothing to move
+        return values
     order = pc.fill_null(pc.subtract(pc.cumulative_sum(pc.cast(mask, pa.int64())), 1), 0)
     taken = values.take(order) if len(values) else pa.nulls(len(mask), values.type)
     return pc.if_else(mask, taken, pa.scalar(None, values.type)) if len(values) else taken
