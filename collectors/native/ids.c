@@ -82,9 +82,17 @@ static void compress(uint64_t h[8], const uint8_t block[BLOCK], uint64_t counter
     for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
 }
 
+static void write_hex(const uint64_t h[2], char out[2 * DIGEST]) {
+    static const char HEX[] = "0123456789abcdef";
+    for (int i = 0; i < DIGEST; i++) {
+        uint8_t byte = (uint8_t)(h[i / 8] >> (8 * (i % 8)));
+        out[2 * i] = HEX[byte >> 4];
+        out[2 * i + 1] = HEX[byte & 15];
+    }
+}
+
 /* Writes the hex digest to `out` and returns its first eight bytes read as a little-endian integer. */
 static uint64_t blake2b128_hex(const uint8_t *key, size_t length, char out[2 * DIGEST]) {
-    static const char HEX[] = "0123456789abcdef";
     uint64_t h[8];
     memcpy(h, IV, sizeof h);
     h[0] ^= 0x01010000ULL ^ DIGEST; /* parameter block: digest length 16, key length 0, fanout 1, depth 1 */
@@ -96,13 +104,121 @@ static uint64_t blake2b128_hex(const uint8_t *key, size_t length, char out[2 * D
     uint8_t last[BLOCK] = {0};
     if (length > done) memcpy(last, key + done, length - done);
     compress(h, last, length, 1);
-    for (int i = 0; i < DIGEST; i++) {
-        uint8_t byte = (uint8_t)(h[i / 8] >> (8 * (i % 8)));
-        out[2 * i] = HEX[byte >> 4];
-        out[2 * i + 1] = HEX[byte & 15];
-    }
+    write_hex(h, out);
     return h[0];
 }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define FOUR_LANES 1
+
+/* Four keys at once, one in each 64-bit lane of AVX2 registers: the same compression as `compress`, each
+ * lane with its own byte counter and last-block flag; a lane whose key has fewer blocks keeps its state
+ * once its last block is done. */
+#define ROTR32(x) _mm256_shuffle_epi32((x), _MM_SHUFFLE(2, 3, 0, 1))
+#define ROTR24(x) _mm256_shuffle_epi8((x), rotate24)
+#define ROTR16(x) _mm256_shuffle_epi8((x), rotate16)
+#define ROTR63(x) _mm256_or_si256(_mm256_srli_epi64((x), 63), _mm256_add_epi64((x), (x)))
+#define G4(a, b, c, d, x, y)                                               \
+    do {                                                                   \
+        v[a] = _mm256_add_epi64(_mm256_add_epi64(v[a], v[b]), (x));        \
+        v[d] = ROTR32(_mm256_xor_si256(v[d], v[a]));                       \
+        v[c] = _mm256_add_epi64(v[c], v[d]);                               \
+        v[b] = ROTR24(_mm256_xor_si256(v[b], v[c]));                       \
+        v[a] = _mm256_add_epi64(_mm256_add_epi64(v[a], v[b]), (y));        \
+        v[d] = ROTR16(_mm256_xor_si256(v[d], v[a]));                       \
+        v[c] = _mm256_add_epi64(v[c], v[d]);                               \
+        v[b] = ROTR63(_mm256_xor_si256(v[b], v[c]));                       \
+    } while (0)
+
+static size_t blocks_of(size_t length) { return length == 0 ? 1 : (length + BLOCK - 1) / BLOCK; }
+
+__attribute__((target("avx2"))) static void blake2b128_hex_x4(const uint8_t *const keys[4],
+                                                              const size_t lengths[4], char *const outs[4],
+                                                              uint64_t fingerprints[4]) {
+    const __m256i rotate24 = _mm256_setr_epi8(3, 4, 5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10, 3, 4, 5, 6, 7,
+                                              0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10);
+    const __m256i rotate16 = _mm256_setr_epi8(2, 3, 4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9, 2, 3, 4, 5, 6, 7,
+                                              0, 1, 10, 11, 12, 13, 14, 15, 8, 9);
+    __m256i h[8];
+    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi64x((long long)IV[i]);
+    h[0] = _mm256_xor_si256(h[0], _mm256_set1_epi64x((long long)(0x01010000ULL ^ DIGEST)));
+    size_t blocks[4], most = 0;
+    for (int lane = 0; lane < 4; lane++) {
+        blocks[lane] = blocks_of(lengths[lane]);
+        if (blocks[lane] > most) most = blocks[lane];
+    }
+    for (size_t block = 0; block < most; block++) {
+        static const uint8_t NOTHING[BLOCK] = {0};
+        uint8_t last[4][BLOCK];
+        const uint8_t *source[4];
+        uint64_t counter[4], flag[4], active[4];
+        for (int lane = 0; lane < 4; lane++) {
+            counter[lane] = flag[lane] = active[lane] = 0;
+            source[lane] = NOTHING;
+            if (block + 1 < blocks[lane]) {
+                source[lane] = keys[lane] + block * BLOCK;
+                counter[lane] = (block + 1) * BLOCK;
+                active[lane] = ~0ULL;
+            } else if (block + 1 == blocks[lane]) {
+                size_t rest = lengths[lane] - block * BLOCK;
+                memset(last[lane], 0, BLOCK);
+                if (rest) memcpy(last[lane], keys[lane] + block * BLOCK, rest);
+                source[lane] = last[lane];
+                counter[lane] = lengths[lane];
+                flag[lane] = active[lane] = ~0ULL;
+            }
+        }
+        __m256i m[16], v[16];
+        for (int group = 0; group < 4; group++) { /* four words of each lane, transposed into four registers */
+            __m256i r0 = _mm256_loadu_si256((const __m256i *)(source[0] + 32 * group));
+            __m256i r1 = _mm256_loadu_si256((const __m256i *)(source[1] + 32 * group));
+            __m256i r2 = _mm256_loadu_si256((const __m256i *)(source[2] + 32 * group));
+            __m256i r3 = _mm256_loadu_si256((const __m256i *)(source[3] + 32 * group));
+            __m256i t0 = _mm256_unpacklo_epi64(r0, r1), t1 = _mm256_unpackhi_epi64(r0, r1);
+            __m256i t2 = _mm256_unpacklo_epi64(r2, r3), t3 = _mm256_unpackhi_epi64(r2, r3);
+            m[4 * group] = _mm256_permute2x128_si256(t0, t2, 0x20);
+            m[4 * group + 1] = _mm256_permute2x128_si256(t1, t3, 0x20);
+            m[4 * group + 2] = _mm256_permute2x128_si256(t0, t2, 0x31);
+            m[4 * group + 3] = _mm256_permute2x128_si256(t1, t3, 0x31);
+        }
+        for (int i = 0; i < 8; i++) {
+            v[i] = h[i];
+            v[i + 8] = _mm256_set1_epi64x((long long)IV[i]);
+        }
+        v[12] = _mm256_xor_si256(v[12], _mm256_setr_epi64x((long long)counter[0], (long long)counter[1],
+                                                           (long long)counter[2], (long long)counter[3]));
+        v[14] = _mm256_xor_si256(v[14], _mm256_setr_epi64x((long long)flag[0], (long long)flag[1],
+                                                           (long long)flag[2], (long long)flag[3]));
+#pragma GCC unroll 12
+        for (int round = 0; round < 12; round++) {
+            const uint8_t *s = SIGMA[round];
+            G4(0, 4, 8, 12, m[s[0]], m[s[1]]);
+            G4(1, 5, 9, 13, m[s[2]], m[s[3]]);
+            G4(2, 6, 10, 14, m[s[4]], m[s[5]]);
+            G4(3, 7, 11, 15, m[s[6]], m[s[7]]);
+            G4(0, 5, 10, 15, m[s[8]], m[s[9]]);
+            G4(1, 6, 11, 12, m[s[10]], m[s[11]]);
+            G4(2, 7, 8, 13, m[s[12]], m[s[13]]);
+            G4(3, 4, 9, 14, m[s[14]], m[s[15]]);
+        }
+        __m256i keep = _mm256_setr_epi64x((long long)active[0], (long long)active[1], (long long)active[2],
+                                          (long long)active[3]);
+        for (int i = 0; i < 8; i++) {
+            __m256i next = _mm256_xor_si256(h[i], _mm256_xor_si256(v[i], v[i + 8]));
+            h[i] = _mm256_blendv_epi8(h[i], next, keep);
+        }
+    }
+    uint64_t lanes[2][4];
+    _mm256_storeu_si256((__m256i *)lanes[0], h[0]);
+    _mm256_storeu_si256((__m256i *)lanes[1], h[1]);
+    for (int lane = 0; lane < 4; lane++) {
+        uint64_t state[2] = {lanes[0][lane], lanes[1][lane]};
+        write_hex(state, outs[lane]);
+        fingerprints[lane] = state[0];
+    }
+}
+#endif
 
 static int64_t offset_at(const Py_buffer *offsets, Py_ssize_t index, int wide) {
     if (wide) {
@@ -149,7 +265,26 @@ static PyObject *py_blake2b128_hex(PyObject *module, PyObject *args) {
     const uint8_t *bytes = data.buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i <= length; i++) positions[i] = (int32_t)(i * 2 * DIGEST);
-    for (Py_ssize_t i = 0; i < length; i++) {
+    Py_ssize_t i = 0;
+#ifdef FOUR_LANES
+    if (__builtin_cpu_supports("avx2")) {
+        for (; i + 4 <= length; i += 4) {
+            const uint8_t *keys[4];
+            size_t lengths[4];
+            char *outs[4];
+            uint64_t prints[4];
+            for (int lane = 0; lane < 4; lane++) {
+                int64_t start = offset_at(&offsets, offset + i + lane, wide);
+                keys[lane] = bytes + start;
+                lengths[lane] = (size_t)(offset_at(&offsets, offset + i + lane + 1, wide) - start);
+                outs[lane] = text + (i + lane) * 2 * DIGEST;
+            }
+            blake2b128_hex_x4(keys, lengths, outs, prints);
+            memcpy(fingerprints + i * 8, prints, sizeof prints);
+        }
+    }
+#endif
+    for (; i < length; i++) {
         int64_t start = offset_at(&offsets, offset + i, wide), end = offset_at(&offsets, offset + i + 1, wide);
         uint64_t fingerprint = blake2b128_hex(bytes + start, (size_t)(end - start), text + i * 2 * DIGEST);
         memcpy(fingerprints + i * 8, &fingerprint, 8);
