@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    read_engine = make_read_engine(engine)
+    app.state.read_engine = read_engine = make_read_engine(engine)
     app.state.read_session_factory = make_session_factory(read_engine)
     app.state.write_engine = make_write_engine(read_engine)
     app.state.write_session_factory = make_session_factory(app.state.write_engine)

@@ -5,7 +5,7 @@ The same models and migrations run on SQLite (embedded default) and PostgreSQL (
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,7 +15,7 @@ import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Select, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -174,6 +174,29 @@ def read_retrying(factory: Callable[[], Session], read: Callable[[Session], T]) 
                 if attempt or not error.connection_invalidated:
                     raise
     raise AssertionError("unreachable")
+
+
+class DriverStatements:
+    """Statements as the driver's SQL and fixed parameters (a scope's tenants, literals), compiled once per key: a
+    statement sent by psycopg itself skips SQLAlchemy's per-execution work (its cache key, the result's
+    processing), which on the hottest requests cost as much as the database's answer (cases/patch.py,
+    cases/detail.py). For statements whose parameters and columns need no type's conversion on PostgreSQL (its
+    sessions are in UTC: timestamps read as the models' UTC datetimes; JSON read by psycopg as ``json.loads``
+    reads it)."""
+
+    def __init__(self) -> None:
+        self._sql: dict[Hashable, tuple[str, dict[str, Any]]] = {}
+
+    def get(self, dialect: Dialect, key: Hashable, build: Callable[[], Select[Any]],
+            given: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """The statement ``build`` makes as SQL and its fixed parameters; those named ``given`` are passed at each
+        execution."""
+        found = self._sql.get(key)
+        if found is None:
+            expanded = build().compile(dialect=dialect).construct_expanded_state(dict.fromkeys(given))
+            found = self._sql[key] = (expanded.statement,
+                                      {k: v for k, v in expanded.parameters.items() if k not in given})
+        return found
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

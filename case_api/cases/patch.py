@@ -22,13 +22,13 @@ lines for a change that was not made.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Hashable
+from collections.abc import Collection
 from types import SimpleNamespace
 from typing import Any, cast
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection, Engine, Select, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.engine import Dialect
 
 from case_api.audit.service import pending_entry, send_appends
@@ -42,7 +42,7 @@ from case_api.cases.service import (
     apply_patch,
     reopen_conflict,
 )
-from case_api.db import utcnow
+from case_api.db import DriverStatements, utcnow
 from case_api.errors import CaseApiError, ConflictError, InvalidRequestError, NotFoundError, PreconditionFailedError
 from case_api.scope import scoped
 from case_api.sla.service import parse_contract
@@ -71,37 +71,19 @@ ORDER BY line.position
 _UNSTORABLE = "a value in the request cannot be stored (out of range, too long or a NUL character)"
 
 
-class _Compiled:
-    """Statements as psycopg's SQL and fixed parameters, compiled once per statement and scope (a scope's tenants
-    are written into the statement by :func:`~case_api.scope.scoped`)."""
-
-    def __init__(self) -> None:
-        self._sql: dict[Hashable, tuple[str, dict[str, Any]]] = {}
-
-    def get(self, dialect: Dialect, key: Hashable, build: Select[Any],
-            given: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-        """``build`` as SQL and its fixed parameters; the parameters named ``given`` are passed at each execution."""
-        found = self._sql.get(key)
-        if found is None:
-            expanded = build.compile(dialect=dialect).construct_expanded_state(dict.fromkeys(given))
-            found = self._sql[key] = (expanded.statement,
-                                      {k: v for k, v in expanded.parameters.items() if k not in given})
-        return found
-
-
-_COMPILED = _Compiled()
+_COMPILED = DriverStatements()
 
 
 def _statement(dialect: Dialect, name: str, scope: frozenset[str] | None = None) -> tuple[str, dict[str, Any]]:
     if name == "lock":
         tenants = None if scope is None else sorted(scope)
-        return _COMPILED.get(dialect, (name, scope), scoped(_LOCK, Case.tenant_id, scope=tenants),
+        return _COMPILED.get(dialect, (name, scope), lambda: scoped(_LOCK, Case.tenant_id, scope=tenants),
                              ("case_id", "assignee"))
     if name == "alerts":
-        return _COMPILED.get(dialect, name, ALERT_PAGE, ("case_id", "tenant_id", "limit", "offset"))
+        return _COMPILED.get(dialect, name, lambda: ALERT_PAGE, ("case_id", "tenant_id", "limit", "offset"))
     if name == "events":
-        return _COMPILED.get(dialect, name, EVENT_PAGE, ("case_id", "limit", "offset"))
-    return _COMPILED.get(dialect, name, OPEN_SIBLING, ("tenant_id", "group_key", "case_id"))
+        return _COMPILED.get(dialect, name, lambda: EVENT_PAGE, ("case_id", "limit", "offset"))
+    return _COMPILED.get(dialect, name, lambda: OPEN_SIBLING, ("tenant_id", "group_key", "case_id"))
 
 
 def change_case(*, engine: Engine, case_id: int, scope: Collection[str] | None, patch: CasePatch, actor: str,

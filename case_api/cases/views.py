@@ -14,7 +14,7 @@ from case_api.auth.models import Principal
 from case_api.auth.roles import CASE_READERS, CASE_WORKERS
 from case_api.bounds import DEFAULT_LIMIT, IdPath, Limit, Offset
 from case_api.campaigns.models import CampaignView
-from case_api.cases.detail import detail_body
+from case_api.cases.detail import detail_body, detail_pipelined
 from case_api.cases.evidence import EVIDENCE_PAGE, MAX_EVIDENCE_PAGE, EventStoreDep, EvidencePage, case_evidence
 from case_api.cases.models import CaseEventOut, CaseOut, CasePatch, CaseStatus
 from case_api.cases.patch import change_case
@@ -97,8 +97,13 @@ def get_one_case(
 
 def read_detail(state: State, case_id: int, scope: frozenset[str] | None, *, alerts: tuple[int, int],
                 events: tuple[int, int]) -> tuple[bytes, str]:
-    """``GET /cases/{id}``'s body and ETag, on the read engine (also answered by cases/hot.py)."""
-
+    """``GET /cases/{id}``'s body and ETag, on the read engine (also answered by cases/hot.py): on PostgreSQL in one
+    round trip (``detail_pipelined``)."""
+    engine = state.read_engine
+    if engine.dialect.name == "postgresql":
+        found = detail_pipelined(engine=engine, case_id=case_id, scope=scope, alerts=alerts, events=events)
+        if found is not None:
+            return found
     return read_retrying(state.read_session_factory, lambda session: detail_body(
         session=session, case_id=case_id, scope=scope, alerts=alerts, events=events))
 

@@ -43,8 +43,9 @@ def test_the_pool_holds_more_connections_than_the_api_has_threads() -> None:
 
 
 def test_a_change_on_a_connection_the_server_closed_is_made_on_a_new_one(soc: SocApi, app: FastAPI) -> None:
-    """The write engine hands out its connections without a ping (db.make_write_engine): a PATCH whose first
-    statement finds its connection dead (the server restarted) is made once more on a new connection, and once."""
+    """The read and write engines hand out their connections without a ping (db.make_write_engine): a detail read
+    or a PATCH whose first statement finds its connection dead (the server restarted) is made once more on a new
+    connection, and once."""
     if app.state.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no server to close a connection")
     soc.add_tenant("northgate-hospital")
@@ -56,6 +57,8 @@ def test_a_change_on_a_connection_the_server_closed_is_made_on_a_new_one(soc: So
         closed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
                                (app.state.engine.url.database,)).fetchone()
     assert closed is not None and closed[0] >= 1
+    read = soc.client.get(f"/api/v1/cases/{case_id}", headers=soc.analyst)  # the pipelined detail read
+    assert read.status_code == 200 and read.content == first.content, read.text
     second = soc.client.patch(f"/api/v1/cases/{case_id}", json={"assignee": None},
                               headers={**soc.analyst, "If-Match": first.headers["etag"]})
     assert second.status_code == 200, second.text
