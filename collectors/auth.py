@@ -17,7 +17,9 @@ requesting one goes to `related.user`) and `source.ip`, or `source.domain` when 
 `source.address` keeps the host as written; a terminal (`tty1`, `/dev/pts/0`) is no network source.
 
 Rules are RE2 expressions (linear time) tried in order, first match wins; each is only run on the lines of
-its programs whose first word (or a literal they must contain) can match.
+its programs whose first word (or a literal they must contain) can match. `collectors/native/auth.c` spells the
+same rules out in C (used when built, `SOC_NATIVE=0` turns it off); a change to `RULES` is a change to both, and
+`tests/collectors/test_collectors_auth_native.py` fails until they agree.
 """
 
 from __future__ import annotations
@@ -222,6 +224,8 @@ def _native_match(native: ModuleType, programs: pa.Array, messages: pa.Array) ->
     length = len(messages)
     p_validity, p_offsets, p_data = programs.buffers()
     m_validity, m_offsets, m_data = messages.buffers()
+    if m_offsets is None:
+        return _match(programs, messages)
     if p_offsets is None:  # all null
         p_validity, p_offsets = pa.py_buffer(bytes((length + 7) // 8)), pa.py_buffer(bytes(4 * (length + 1)))
     rule_validity, rule_values, rule_nulls, fallback, handed_back, groups = native.match(

@@ -99,6 +99,8 @@ def test_string_columns_through_the_buffers_are_read_as_they_are(native: ModuleT
     messages = pa.array(["Failed password for root from 192.0.2.1 port 22 ssh2", None, "Invalid user bob from h"])
     programs = pa.array([None, "sshd", "sshd"], pa.string())
     assert_same_fields(programs.to_pylist(), messages.to_pylist())
+    assert_same_fields([None, None], [None, None])
+    assert_same_fields(["sshd", None], ["", ""])
     fields = auth_fields(programs, messages)  # a null program is no sshd: the first line matches no rule
     assert fields["user.name"].to_pylist() == [None, None, "bob"]
     with pytest.raises(ValueError, match="offsets"):
