@@ -79,6 +79,8 @@ def id_values(ids: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     other id hashed."""
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
+    if ids.type != pa.string():  # the buffers are read as 32-bit offsets (a file may hold large strings)
+        ids = ids.cast(pa.string())
     count = len(ids)
     decoded = _hex_ids(ids)
     if decoded is not None:

@@ -326,6 +326,7 @@ class ParquetEventStore(EventStore):
                                            table=table if unchanged else table.take(pa.array(keep)))
                 try:
                     swaps += self._stage_claims(claimed)  # after the data files: those are renamed first
+                    fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
                     conn.execute("BEGIN IMMEDIATE")
                     journal.record(conn, swaps)
                     arrivals.record_write(conn, files)
@@ -358,7 +359,7 @@ class ParquetEventStore(EventStore):
 
     def _stage_claims(self, claimed: list[_NewClaims]) -> list[FileSwap]:
         """One staged, fsync'ed run per partition day with its new keys, merged with the partition's runs up to
-        twice its size (`claims.to_merge`), which it replaces."""
+        twice its size (`claims.to_merge`), which it replaces (the caller fsyncs the staging folder)."""
         swaps: list[FileSwap] = []
         try:
             for new in claimed:
@@ -368,8 +369,6 @@ class ParquetEventStore(EventStore):
                 swaps.append(FileSwap(self._relative(staged), self._relative(new.folder / claims.run_name()),
                                       tuple(self._relative(run.path) for run in absorbed)))
                 claims.write_run(staged, primary, secondary)
-            if swaps:
-                fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
             for swap in swaps:
                 (self.events_dir / swap.staged).unlink(missing_ok=True)
@@ -377,8 +376,8 @@ class ParquetEventStore(EventStore):
         return swaps
 
     def _stage(self, *, tenant: str, dataset: str, table: pa.Table) -> tuple[list[FileSwap], list[LakeFile]]:
-        """Write one hidden, fsync'ed file per day of the table; the swaps that will give them their names, and
-        the files as the arrival log records them."""
+        """Write one hidden, fsync'ed file per day of the table (the caller fsyncs the staging folder); the swaps
+        that will give them their names, and the files as the arrival log records them."""
         days = table.column("@timestamp").cast(pa.date32())  # UTC days: the type's zone is UTC
         bounds = pc.min_max(days)
         swaps: list[FileSwap] = []
@@ -396,7 +395,6 @@ class ParquetEventStore(EventStore):
                 first, last = arrivals.time_range(part)
                 files.append(LakeFile(swaps[-1].final, dataset=dataset, tenant=tenant, first_us=first, last_us=last,
                                       rows=part.num_rows, filled=filled))
-            fsync_dir(self.events_dir / journal.STAGING)  # the names the journal will point at are durable
         except BaseException:
             for swap in swaps:
                 (self.events_dir / swap.staged).unlink(missing_ok=True)

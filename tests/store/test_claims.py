@@ -100,6 +100,8 @@ def test_hex_ids_have_the_same_value_whether_decoded_in_bulk_or_one_by_one() -> 
     one_by_one = claims.id_values(pa.array([*hex_ids, "e1"]))  # one other id: each row on its own
     assert in_bulk[0].tolist() == one_by_one[0][:3].tolist() == [0, 1, 2**63]
     assert in_bulk[1].tolist() == one_by_one[1][:3].tolist() == [1, 5, 3]
+    large = claims.id_values(pa.array([*hex_ids, "e1"], pa.large_string()))  # as a file may hold them
+    assert large[0].tolist() == one_by_one[0].tolist() and large[1].tolist() == one_by_one[1].tolist()
     spaced = "0a" + " " * 2 + "0b" * 14  # 32 characters that fromhex would read as 15 bytes
     for other in (spaced, hex_ids[0].upper().replace("0", "A")):
         values = claims.id_values(pa.array([hex_ids[0], other]))
