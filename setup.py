@@ -16,4 +16,5 @@ setup(ext_modules=[
     native("ids", "ids.c"),  # event ids: BLAKE2b-128 hex of a batch of keys (citysoc.ids)
     native("syslog_header", "syslog_header.c"),  # syslog headers in one pass a line (collectors.syslog_header)
     native("auth", "auth.c"),  # the authentication rules of collectors.auth, one pass over a batch
+    native("redact", "redact.c"),  # the lines a free-text secret could be on (collectors.redact)
 ])

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collectors import native
 from collectors.errors import UnparsableRecordError
 
 REDACTED = "[REDACTED]"
@@ -97,6 +98,7 @@ _TEXT_SECRET_RE2 = (r"(?i)\b((?:password|passwd|pass|secret|token|api[_-]?key|ac
 
 # What every secret `_TEXT_SECRET_RE2` finds contains, without its word boundary: a batch's values lie end to end
 # in one buffer, where a value ending in a letter would hide the boundary before a secret starting the next one.
+# Searched as UTF-8 text, so that RE2 folds case as on the lines themselves (`paſsword=`, `toKen=`).
 _TEXT_SECRET_ANYWHERE_RE2 = (r"(?i)(?:password|passwd|pass|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key)"
                              r"\s*[=:]")
 
@@ -104,15 +106,33 @@ _TEXT_SECRET_ANYWHERE_RE2 = (r"(?i)(?:password|passwd|pass|secret|token|api[_-]?
 def redact_text_column(texts: pa.Array) -> pa.Array:
     """`redact_text` for a column of free text, touching only the rows that hold something to redact.
 
-    The whole batch is searched once first, as one string: most batches hold no secret at all.
+    With `collectors._redact` (`collectors/native/redact.c`), the expression runs only on the lines its pre-test
+    reports, a proven superset of the lines it matches (see the C source); otherwise the whole batch is searched
+    once first, as one string: most batches hold no secret at all.
     """
-    data = texts.buffers()[2] if texts.offset == 0 and pa.types.is_string(texts.type) else None
-    if data is not None and data.size < 2**31:  # bytes outside the values could only add a false alarm
-        whole = pa.Array.from_buffers(pa.binary(), 1, [None, pa.array([0, data.size], pa.int32()).buffers()[1], data])
-        if not pc.any(pc.match_substring_regex(whole, _TEXT_SECRET_ANYWHERE_RE2)).as_py():
-            return texts
-    hits = pc.fill_null(pc.match_substring_regex(texts, _TEXT_SECRET_RE2), False)
-    if not pc.any(hits).as_py():
+    if not len(texts):
         return texts
+    plain = texts.offset == 0 and pa.types.is_string(texts.type)
+    compiled = native.load("redact") if pa.types.is_string(texts.type) else None
+    _, offsets, data = texts.buffers()[:3] if compiled is not None else (None, None, None)
+    if compiled is not None and offsets is not None:
+        count, bitmap = compiled.candidates(offsets, data or b"", texts.offset, len(texts))
+        if not count:
+            return texts
+        candidates = pa.Array.from_buffers(pa.bool_(), len(texts), [None, pa.py_buffer(bitmap)])
+        found = pc.fill_null(pc.match_substring_regex(texts.filter(candidates), _TEXT_SECRET_RE2), False)
+        if not pc.any(found).as_py():
+            return texts
+        hits = pc.replace_with_mask(candidates, candidates, found)
+    else:
+        data = texts.buffers()[2] if plain else None
+        if data is not None and data.size < 2**31:  # bytes outside the values could only add a false alarm
+            offsets = pa.array([0, data.size], pa.int32()).buffers()[1]
+            whole = pa.Array.from_buffers(pa.string(), 1, [None, offsets, data])  # valid UTF-8: the lines are
+            if not pc.any(pc.match_substring_regex(whole, _TEXT_SECRET_ANYWHERE_RE2)).as_py():
+                return texts
+        hits = pc.fill_null(pc.match_substring_regex(texts, _TEXT_SECRET_RE2), False)
+        if not pc.any(hits).as_py():
+            return texts
     redacted = pc.replace_substring_regex(texts.filter(hits), _TEXT_SECRET_RE2, rf"\1{REDACTED}")
     return pc.replace_with_mask(texts, hits, redacted)

@@ -39,7 +39,7 @@ from collectors.syslog_header import FACILITY_NAMES, LEVEL_CODES, Headers, split
 from tests.collectors.test_collectors_fuzz import SYSLOG_SEEDS, mutated
 from tests.conftest import require
 
-MODULES = ("ids", "syslog_header", "auth")
+MODULES = ("ids", "syslog_header", "auth", "redact")
 TESTS = Path(__file__).resolve().parent
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 
