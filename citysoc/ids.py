@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from operator import methodcaller
 
@@ -13,6 +13,8 @@ import pyarrow.compute as pc
 _SEPARATOR = "\x1f"  # ASCII unit separator: cannot appear in the parts we hash by accident of joining
 _HASH = partial(hashlib.blake2b, digest_size=16)
 _HEXDIGEST = methodcaller("hexdigest")
+# Whether an int64 fingerprint of the first array repeats within it or occurs in one of the others.
+RepeatTest = Callable[[pa.Array, list[pa.Array]], bool]
 
 
 def stable_id(*parts: str) -> str:
@@ -52,15 +54,20 @@ class Occurrences:
         self._previous, self._current = self._current, {}
         self._previous_once, self._current_once = self._current_once, []
 
-    def first_occurrences(self, ids: pa.Array, fingerprints: pa.Array) -> bool:
+    def first_occurrences(self, ids: pa.Array, fingerprints: pa.Array, *,
+                          any_repeat: RepeatTest | None = None) -> bool:
         """Counts `ids` (hex digests, with `fingerprints`: their first eight bytes as int64) once each and
         returns True when none repeats within them or with an id counted before; else counts nothing and
         returns False (the caller numbers them one by one). Equal ids have equal fingerprints, so distinct
-        fingerprints prove distinct ids; a fingerprint collision only sends the batch the slow way."""
-        if pc.count_distinct(fingerprints).as_py() != len(fingerprints):
-            return False
+        fingerprints prove distinct ids; a fingerprint collision only sends the batch the slow way.
+        `any_repeat` tests the fingerprints against themselves and the known ones in one pass (compiled:
+        `collectors/native/ids.c`); without it, Arrow's `count_distinct` and `is_in` do."""
         known = [prints for _, prints in (*self._current_once, *self._previous_once)]
-        if known and pc.any(pc.is_in(fingerprints, value_set=pa.concat_arrays(known))).as_py():
+        if any_repeat is not None:
+            if any_repeat(fingerprints, known):
+                return False
+        elif pc.count_distinct(fingerprints).as_py() != len(fingerprints) or (
+                known and pc.any(pc.is_in(fingerprints, value_set=pa.concat_arrays(known))).as_py()):
             return False
         counted = self._current.keys() | self._previous.keys()  # after a batch with repeats: Python objects
         if counted and not counted.isdisjoint(ids.to_pylist()):
@@ -122,10 +129,11 @@ def event_ids_of_keys(keys: Sequence[bytes], occurrences: Occurrences) -> list[s
     return occurrences.number(list(map(_HEXDIGEST, map(_HASH, keys))))
 
 
-def number_occurrences(ids: pa.Array, fingerprints: pa.Array, occurrences: Occurrences) -> pa.Array:
+def number_occurrences(ids: pa.Array, fingerprints: pa.Array, occurrences: Occurrences, *,
+                       any_repeat: RepeatTest | None = None) -> pa.Array:
     """`event_ids_of_keys` for keys already hashed: `ids` the keys' hex digests (an Arrow string array),
     `fingerprints` their first eight bytes as int64. The usual batch, without repeats, stays in Arrow."""
-    if occurrences.first_occurrences(ids, fingerprints):
+    if occurrences.first_occurrences(ids, fingerprints, any_repeat=any_repeat):
         return ids
     return pa.array(occurrences.number(ids.to_pylist()), pa.string())
 

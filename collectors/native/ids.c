@@ -11,6 +11,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCK 128
@@ -300,7 +301,77 @@ done:
     return result;
 }
 
+/* Reads `length` int64 values from `offset` of an Arrow int64 buffer (a tuple item: (buffer, offset, length)). */
+static int int64_run(PyObject *item, Py_buffer *view, Py_ssize_t *offset, Py_ssize_t *length) {
+    if (!PyArg_ParseTuple(item, "y*nn", view, offset, length)) return -1;
+    if (*offset < 0 || *length < 0 || *offset > PY_SSIZE_T_MAX / 8 - *length || (*offset + *length) * 8 > view->len) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "an int64 buffer is shorter than offset + length values");
+        return -1;
+    }
+    return 0;
+}
+
+/* Open addressing over the values themselves (digest bytes: uniform), 0 kept apart as the empty slot. */
+static int seen_before(int64_t *slots, uint64_t mask, int *zero_seen, int64_t value, int insert) {
+    if (value == 0) {
+        int seen = *zero_seen;
+        if (insert) *zero_seen = 1;
+        return seen;
+    }
+    uint64_t at = ((uint64_t)value ^ ((uint64_t)value >> 29)) & mask;
+    while (slots[at] != 0) {
+        if (slots[at] == value) return 1;
+        at = (at + 1) & mask;
+    }
+    if (insert) slots[at] = value;
+    return 0;
+}
+
+static PyObject *py_any_repeat(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *current, *known;
+    if (!PyArg_ParseTuple(args, "OO!", &current, &PyTuple_Type, &known)) return NULL;
+    Py_buffer view;
+    Py_ssize_t offset, length;
+    if (int64_run(current, &view, &offset, &length) < 0) return NULL;
+    uint64_t size = 16;
+    while (size < (uint64_t)length * 2) size <<= 1;
+    int64_t *slots = calloc(size, sizeof(int64_t));
+    if (slots == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    int zero_seen = 0, repeat = 0;
+    const char *values = (const char *)view.buf + offset * 8;
+    for (Py_ssize_t i = 0; i < length && !repeat; i++) {
+        int64_t value;
+        memcpy(&value, values + i * 8, 8);
+        repeat = seen_before(slots, size - 1, &zero_seen, value, 1);
+    }
+    PyBuffer_Release(&view);
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(known) && !repeat; k++) {
+        Py_ssize_t known_offset, known_length;
+        if (int64_run(PyTuple_GET_ITEM(known, k), &view, &known_offset, &known_length) < 0) {
+            free(slots);
+            return NULL;
+        }
+        values = (const char *)view.buf + known_offset * 8;
+        for (Py_ssize_t i = 0; i < known_length && !repeat; i++) {
+            int64_t value;
+            memcpy(&value, values + i * 8, 8);
+            repeat = seen_before(slots, size - 1, &zero_seen, value, 0);
+        }
+        PyBuffer_Release(&view);
+    }
+    free(slots);
+    return PyBool_FromLong(repeat);
+}
+
 static PyMethodDef METHODS[] = {
+    {"any_repeat", py_any_repeat, METH_VARARGS,
+     "any_repeat((buffer, offset, length), ((buffer, offset, length), ...)) -> bool: whether an int64 value of the "
+     "first run occurs twice in it or occurs in one of the others (pc.count_distinct and pc.is_in in one pass)."},
     {"blake2b128_hex", py_blake2b128_hex, METH_VARARGS,
      "blake2b128_hex(offsets, data, offset, length, wide) -> (offsets, data, fingerprints): an Arrow string "
      "array of hashlib.blake2b(key, digest_size=16).hexdigest() of every key, and each digest's first 8 bytes "

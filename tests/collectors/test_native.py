@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -31,7 +32,7 @@ from citysoc.ids import Occurrences, event_ids_of_keys, number_occurrences
 from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import ParquetEventStore
 from collectors import ParserOptions, RawRecord, SyslogParser, native
-from collectors.base import hex_digests
+from collectors.base import _any_repeat, hex_digests
 from collectors.ingest import ingest_files
 from collectors.redact import redact_text_column
 from collectors.syslog import decode
@@ -122,16 +123,34 @@ def test_occurrence_numbers_equal_the_pure_path_across_batches() -> None:
     compiled("ids")
     batches = [[b"a", b"b", b"c"], [b"d", b"a", b"e"], [b"f", b"g"], [b"h", b"h", b"a", b"h"], [b"i"], [b"a", b"j"],
                [b"k", b"k"], [b"k", b"l"], [b"m"], [b"l"]]
-    pure, arrow = Occurrences(), Occurrences()
+    pure, arrow, compiled_test = Occurrences(), Occurrences(), Occurrences()
     for keys in batches:
         expected = event_ids_of_keys(keys, pure)
         found = hex_digests(pa.array(keys))
         assert found is not None
         assert number_occurrences(*found, arrow).to_pylist() == expected
-        pure.next_batch()
-        arrow.next_batch()
+        assert number_occurrences(*found, compiled_test, any_repeat=_any_repeat).to_pylist() == expected
+        for counter in (pure, arrow, compiled_test):
+            counter.next_batch()
     last = hashlib.blake2b(b"l", digest_size=16).hexdigest()  # in the batch before: counted a second time
-    assert arrow.count(last) == pure.count(last) == 2
+    assert arrow.count(last) == pure.count(last) == compiled_test.count(last) == 2
+
+
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_INT64, st.sampled_from([0, 1, -1, 2**40])), max_size=60),
+       st.lists(st.lists(st.one_of(_INT64, st.sampled_from([0, 1, -1, 2**40])), max_size=30), max_size=3),
+       st.integers(0, 3))
+def test_the_compiled_repeat_test_equals_arrows(current: list[int], known: list[list[int]], cut: int) -> None:
+    """`count_distinct` and `is_in` against `collectors._ids.any_repeat`, sliced arrays included."""
+    compiled("ids")
+    prints = pa.array([0] * cut + current, pa.int64()).slice(cut)
+    others = [pa.array(values, pa.int64()) for values in known]
+    expected = pc.count_distinct(prints).as_py() != len(prints) or bool(
+        others and pc.any(pc.is_in(prints, value_set=pa.concat_arrays(others))).as_py())
+    assert _any_repeat(prints, others) is expected
 
 
 def _ingested(root: Path, paths: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[Any, Any]]]:
