@@ -91,10 +91,12 @@ class RecordBlock(Sequence[RawRecord]):
     @classmethod
     def of(cls, payloads: Sequence[bytes], *, received: datetime, origin_prefix: str, first: int) -> RecordBlock:
         """One run of records: `payloads` joined into one buffer (one copy)."""
-        offsets = array("i", accumulate(map(len, payloads), initial=0))
-        data = pa.py_buffer(b"".join(payloads))
-        column = pa.Array.from_buffers(pa.binary(), len(payloads), [None, pa.py_buffer(offsets), data])
-        return cls(column, [RecordRun(len(payloads), received, origin_prefix, first)] if payloads else [])
+        return cls.run(binary_column(payloads), received=received, origin_prefix=origin_prefix, first=first)
+
+    @classmethod
+    def run(cls, payloads: pa.Array, *, received: datetime, origin_prefix: str, first: int) -> RecordBlock:
+        """One run of records whose payloads are already a binary array."""
+        return cls(payloads, [RecordRun(len(payloads), received, origin_prefix, first)] if len(payloads) else [])
 
     @classmethod
     def concat(cls, blocks: Sequence[RecordBlock]) -> RecordBlock:
@@ -166,7 +168,11 @@ def payload_column(records: Sequence[RawRecord]) -> pa.Array:
     """The payloads as one Arrow binary array (a block's own; otherwise copied once)."""
     if isinstance(records, RecordBlock):
         return records.payloads
-    payloads = [record.payload for record in records]
+    return binary_column([record.payload for record in records])
+
+
+def binary_column(payloads: Sequence[bytes | bytearray]) -> pa.Array:
+    """`payloads` as one Arrow binary array (joined into one buffer: one copy)."""
     offsets = array("i", accumulate(map(len, payloads), initial=0))
     data = pa.py_buffer(b"".join(payloads))
     return pa.Array.from_buffers(pa.binary(), len(payloads), [None, pa.py_buffer(offsets), data])

@@ -16,12 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import pyarrow as pa
+
 from collectors.errors import CollectorError
+from collectors.records import binary_column
 
 Framing = Literal["octet-counting", "non-transparent"]
 
 # MSG-LEN of a frame within any sane limit has far fewer digits; more is garbage, not a long message.
 _MAX_LENGTH_DIGITS = 10
+_LF = 10
+_EMPTY = pa.array([], pa.binary())
 
 
 class FramingError(CollectorError):
@@ -64,10 +70,12 @@ class SyslogFramer:
             return self._feed_counted(data)
         return self._feed_lines(data)
 
-    def feed_payloads(self, data: bytes) -> list[bytes] | None:
-        """`feed`'s fast path for a newline-framed connection: the payloads of the messages `data` completes,
-        with no object per message; None, having consumed nothing, when `data` completes or starts a message
-        over the size limit, or the connection is octet-counted or new (then `feed(data)` gives them as `Message`s)."""
+    def feed_column(self, data: bytes) -> pa.Array | None:
+        """`feed`'s fast path for a newline-framed connection: the payloads of the messages `data` completes as
+        one Arrow binary array, with no object per message (numpy finds the line ends, one `bytes.replace`
+        drops them: the array's data is the read without its LFs); None, having consumed nothing, when `data`
+        completes or starts a message over the size limit, or the connection is octet-counted or new (then
+        `feed(data)` gives them as `Message`s)."""
         if self.framing != "non-transparent" or self._discarding:
             return None  # (a connection's first read decides its framing in `feed`)
         last = data.rfind(b"\n")
@@ -75,16 +83,32 @@ class SyslogFramer:
             if len(self._buffer) + len(data) > self.max_bytes:
                 return None
             self._buffer += data
-            return []
-        lines = data[:last].split(b"\n")
-        if self._buffer:
-            lines[0] = bytes(self._buffer) + lines[0]
-        if max(map(len, lines)) > self.max_bytes or len(data) - last - 1 > self.max_bytes:
+            return _EMPTY
+        if len(data) - last - 1 > self.max_bytes:
             return None
-        self._buffer[:] = data[last + 1:]
-        if b"\r" in data or lines[0].endswith(b"\r"):  # CRLF senders: the CR belongs to the line end
-            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-        return list(filter(None, lines))
+        text: bytes | bytearray = data
+        if self._buffer:
+            last += len(self._buffer)
+            text = self._buffer + data
+        if b"\r" in text:  # CRLF senders (the CR belongs to the line end) and stray CRs: line by line
+            lines = text[:last].split(b"\n")
+            if max(map(len, lines)) > self.max_bytes:
+                return None
+            self._buffer[:] = text[last + 1:]
+            return binary_column([payload for line in lines if (payload := line[:-1] if line.endswith(b"\r")
+                                                                 else line)])
+        ends = np.flatnonzero(np.frombuffer(text, np.uint8, last + 1) == _LF)
+        ends -= np.arange(len(ends))  # each line's end in the text without its LFs
+        lengths = np.diff(ends, prepend=0)
+        if int(lengths.max()) > self.max_bytes:
+            return None
+        self._buffer[:] = text[last + 1:]
+        if not lengths.all():
+            ends = ends[lengths > 0]  # blank lines are no messages: their ends repeat the previous one
+        offsets = np.zeros(len(ends) + 1, np.int32)
+        offsets[1:] = ends
+        payloads = pa.py_buffer(text.replace(b"\n", b""))[:int(offsets[-1])]  # (past it: the next message's start)
+        return pa.Array.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(offsets), payloads])
 
     def finish(self) -> list[Message]:
         """At the end of the stream: a last line without its LF, or an octet-counted message cut short."""

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
+import pyarrow as pa
 import structlog
 
 from collectors.attribution import Credential, Transport
@@ -31,7 +32,7 @@ from collectors.listeners import relp
 from collectors.listeners.config import Limits, ListenAddress
 from collectors.listeners.framing import FramingError, Message, SyslogFramer
 from collectors.listeners.tls import peer_credential
-from collectors.records import RawRecord, RecordBlock
+from collectors.records import RawRecord, RecordBlock, binary_column
 
 _CUT = attrgetter("cut")  # Message.cut
 log = structlog.get_logger("collectors.listeners")
@@ -138,11 +139,11 @@ class _Connection:
         while True:
             data = await self.reader.read(self.limits.read_bytes)
             async with self.listener.in_flight:
-                payloads = framer.feed_payloads(data) if data else None
-                if payloads:
-                    if not await self._deliver_block(payloads):
+                payloads = framer.feed_column(data) if data else None
+                if payloads is not None:
+                    if len(payloads) and not await self._deliver_block(payloads):
                         return
-                elif payloads is None:
+                else:
                     try:
                         messages = framer.feed(data) if data else framer.finish()
                     except FramingError as error:
@@ -154,10 +155,10 @@ class _Connection:
             if not data or self.stopping:
                 return
 
-    async def _deliver_block(self, payloads: list[bytes]) -> bool:
+    async def _deliver_block(self, payloads: pa.Array) -> bool:
         """Whole messages of one read, as one record block (no object per message); False as `_deliver_syslog`."""
-        block = RecordBlock.of(payloads, received=datetime.now(UTC), first=self.sequence + 1,
-                               origin_prefix=f"{self.transport} {self.host}:{self.port} #")
+        block = RecordBlock.run(payloads, received=datetime.now(UTC), first=self.sequence + 1,
+                                origin_prefix=f"{self.transport} {self.host}:{self.port} #")
         self.sequence += len(payloads)
         return await self._accept_or_refuse(block, sent=len(block))
 
@@ -176,7 +177,7 @@ class _Connection:
     async def _deliver_syslog(self, messages: Sequence[Message]) -> bool:
         """False when the sender is no longer attributed (the connection is then closed)."""
         if not any(map(_CUT, messages)):  # a connection's first read or an octet-counted one: a block too
-            return await self._deliver_block([message.payload for message in messages])
+            return await self._deliver_block(binary_column([message.payload for message in messages]))
         received = datetime.now(UTC)
         prefix = f"{self.transport} {self.host}:{self.port} #"
         records = [RawRecord(message.payload, f"{prefix}{number}", received)

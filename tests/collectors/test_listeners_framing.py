@@ -209,13 +209,19 @@ def test_a_refused_sender_is_logged_once_a_minute_however_often_it_sends() -> No
     assert len(warnings._last) <= 3 + 1
 
 
+@pytest.mark.parametrize("crs", [True, False])
 @pytest.mark.parametrize("seed", range(20))
-def test_the_payload_fast_path_frames_as_feed_does(seed: int) -> None:
-    # what the listener does: whole messages as bare payloads; a read completing or starting a cut message
-    # falls back to `feed`, and the two together give feed's messages whatever the read boundaries
+def test_the_payload_fast_path_frames_as_feed_does(seed: int, crs: bool) -> None:
+    # what the listener does: whole messages as one binary column; a read completing or starting a cut message
+    # falls back to `feed`, and the two together give feed's messages whatever the read boundaries; a stream
+    # without CRs takes the column path's vectorised framing, one with them its line-by-line one
     rng = random.Random(seed)
-    pieces = [*LINES, b"", b"\r", b"x" * 50, b"y" * 51, b"<13>z\r", b"<13>a\rb"]
-    stream = b"\r\n" + b"".join(rng.choice(pieces) + rng.choice([b"\n", b"\r\n"]) for _ in range(200)) + b"tail"
+    pieces = [*LINES, b"", b"x" * 50, b"y" * 51, b"<13>\x00\xff", b"\n"]
+    ends = [b"\n"]
+    if crs:
+        pieces += [b"\r", b"<13>z\r", b"<13>a\rb"]
+        ends += [b"\r\n"]
+    stream = b"\r\n" + b"".join(rng.choice(pieces) + rng.choice(ends) for _ in range(200)) + b"tail"
     reference = SyslogFramer(max_bytes=50)
     expected = [(m.payload, m.cut) for m in reference.feed(stream) + reference.finish()]
     fast = 0
@@ -223,12 +229,13 @@ def test_the_payload_fast_path_frames_as_feed_does(seed: int) -> None:
         framer, got = SyslogFramer(max_bytes=50), []
         for start in range(0, len(stream), step):
             chunk = stream[start:start + step]
-            payloads = framer.feed_payloads(chunk)
-            if payloads is None:
+            column = framer.feed_column(chunk)
+            if column is None:
                 got += [(m.payload, m.cut) for m in framer.feed(chunk)]
             else:
-                got += [(payload, False) for payload in payloads]
-                fast += len(payloads)
+                column.validate(full=True)
+                got += [(payload, False) for payload in column.to_pylist()]
+                fast += len(column)
         got += [(m.payload, m.cut) for m in framer.finish()]
         assert got == expected, step
     assert fast > 0
@@ -236,6 +243,6 @@ def test_the_payload_fast_path_frames_as_feed_does(seed: int) -> None:
 
 def test_the_payload_fast_path_leaves_a_new_and_an_octet_counted_connection_to_feed() -> None:
     framer = SyslogFramer(max_bytes=1024)
-    assert framer.feed_payloads(b"5 <13>a") is None and framer.framing is None
+    assert framer.feed_column(b"5 <13>a") is None and framer.framing is None
     assert [m.payload for m in framer.feed(b"5 <13>a")] == [b"<13>a"]
-    assert framer.framing == "octet-counting" and framer.feed_payloads(b"5 <13>b") is None
+    assert framer.framing == "octet-counting" and framer.feed_column(b"5 <13>b") is None
