@@ -368,6 +368,86 @@ static PyObject *py_any_repeat(PyObject *module, PyObject *args) {
     return PyBool_FromLong(repeat);
 }
 
+/* Decimal text of `value` (as Arrow's cast of int64 to string writes it) at `out`; returns its length. */
+static size_t write_decimal(int64_t value, char *out) {
+    char digits[20];
+    size_t count = 0, size = 0;
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0) out[size++] = '-';
+    while (count) out[size++] = digits[--count];
+    return size;
+}
+
+static PyObject *py_event_keys(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer prefix, times, offsets, data;
+    Py_ssize_t times_offset, offset, length;
+    if (!PyArg_ParseTuple(args, "y*y*ny*y*nn", &prefix, &times, &times_offset, &offsets, &data, &offset, &length))
+        return NULL;
+    PyObject *result = NULL, *out_offsets = NULL, *out_data = NULL;
+    if (times_offset < 0 || length < 0 || times_offset > PY_SSIZE_T_MAX / 8 - length ||
+        (times_offset + length) * 8 > times.len) {
+        PyErr_SetString(PyExc_ValueError, "the times buffer is shorter than offset + length values");
+        goto done;
+    }
+    if (offset < 0 || offset > PY_SSIZE_T_MAX / 4 - length - 1 || (offset + length + 1) * 4 > offsets.len) {
+        PyErr_SetString(PyExc_ValueError, "the offsets buffer is shorter than offset + length + 1 entries");
+        goto done;
+    }
+    const char *positions = offsets.buf;
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < length; i++) { /* checked whole, and the keys' size summed, before any copy */
+        int32_t start, end;
+        memcpy(&start, positions + (offset + i) * 4, 4);
+        memcpy(&end, positions + (offset + i + 1) * 4, 4);
+        if (start < 0 || end < start || end > data.len) {
+            PyErr_Format(PyExc_ValueError, "content %zd lies outside the data buffer", i);
+            goto done;
+        }
+        total += (int64_t)prefix.len + 20 + 1 + (end - start);
+        if (total > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "the keys do not fit one binary array (2 GiB)");
+            goto done;
+        }
+    }
+    out_offsets = PyBytes_FromStringAndSize(NULL, (length + 1) * 4);
+    out_data = PyBytes_FromStringAndSize(NULL, total);
+    if (out_offsets == NULL || out_data == NULL) goto done;
+    int32_t *keys = (int32_t *)PyBytes_AS_STRING(out_offsets);
+    char *text = PyBytes_AS_STRING(out_data);
+    const char *moments = (const char *)times.buf + times_offset * 8;
+    int32_t size = 0;
+    keys[0] = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        int32_t start, end;
+        int64_t moment;
+        memcpy(&start, positions + (offset + i) * 4, 4);
+        memcpy(&end, positions + (offset + i + 1) * 4, 4);
+        memcpy(&moment, moments + i * 8, 8);
+        memcpy(text + size, prefix.buf, (size_t)prefix.len);
+        size += (int32_t)prefix.len;
+        size += (int32_t)write_decimal(moment, text + size);
+        text[size++] = 0x1f;
+        memcpy(text + size, (const char *)data.buf + start, (size_t)(end - start));
+        size += end - start;
+        keys[i + 1] = size;
+    }
+    if (_PyBytes_Resize(&out_data, size) < 0) goto done;
+    result = PyTuple_Pack(2, out_offsets, out_data);
+done:
+    Py_XDECREF(out_offsets);
+    Py_XDECREF(out_data);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&times);
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"any_repeat", py_any_repeat, METH_VARARGS,
      "any_repeat((buffer, offset, length), ((buffer, offset, length), ...)) -> bool: whether an int64 value of the "
@@ -376,6 +456,9 @@ static PyMethodDef METHODS[] = {
      "blake2b128_hex(offsets, data, offset, length, wide) -> (offsets, data, fingerprints): an Arrow string "
      "array of hashlib.blake2b(key, digest_size=16).hexdigest() of every key, and each digest's first 8 bytes "
      "as int64."},
+    {"event_keys", py_event_keys, METH_VARARGS,
+     "event_keys(prefix, times, times_offset, offsets, data, offset, length) -> (offsets, data): the Arrow binary "
+     "array of prefix + decimal(time) + 0x1f + content for every int64 time and binary content (citysoc.ids)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,11 +28,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citysoc.deadletter import DeadLetterStore
-from citysoc.ids import Occurrences, event_ids_of_keys, number_occurrences
+from citysoc.ids import Occurrences, event_ids_of_keys, event_key_prefix, number_occurrences
 from citysoc.schema import ARROW_SCHEMA
 from citysoc.store import ParquetEventStore
 from collectors import ParserOptions, RawRecord, SyslogParser, native
-from collectors.base import _any_repeat, hex_digests
+from collectors.base import _any_repeat, _compiled_keys, hex_digests
+from collectors.columns import TIMESTAMP
 from collectors.ingest import ingest_files
 from collectors.redact import redact_text_column
 from collectors.syslog import decode
@@ -326,3 +327,20 @@ def test_header_parser_refuses_offsets_outside_the_data() -> None:
         module.split_bsd(offsets, b"abcd", 0, 2)
     with pytest.raises(ValueError, match="offsets buffer is shorter"):
         module.split_bsd(offsets, b"abcd", 1, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_INT64, st.binary(max_size=300)), max_size=40), st.integers(0, 3), st.text(max_size=8))
+def test_the_compiled_keys_equal_arrows_join(rows: list[tuple[int, bytes]], cut: int, tenant: str) -> None:
+    """`collectors._ids.event_keys` against the casts and `binary_join_element_wise` it replaces."""
+    compiled("ids")
+    prefix = event_key_prefix(tenant, "syslog")
+    moments = pa.array([0] * cut + [moment for moment, _ in rows], pa.int64()).view(TIMESTAMP).slice(cut)
+    content = pa.array([b"?"] * cut + [text for _, text in rows], pa.binary()).slice(cut)
+    joined = pc.binary_join_element_wise(prefix.removesuffix(b"\x1f"), pc.cast(pc.cast(pc.cast(
+        moments, pa.int64()), pa.string()), pa.binary()), content, b"\x1f")
+    keys = _compiled_keys(prefix, moments, content)
+    assert keys is not None
+    keys.validate(full=True)
+    assert keys.to_pylist() == joined.to_pylist()
+    assert _compiled_keys(prefix, pa.array([None], TIMESTAMP), pa.array([b"x"])) is None
