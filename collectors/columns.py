@@ -172,8 +172,13 @@ def columns_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[EventColumns, 
 def int64_from_text(values: pa.Array) -> pa.Array:
     """ASCII decimal digits as int64; anything else (other scripts' digits such as `²`, signs, more than fits
     in int64) is null, so a record's odd number never stops its batch."""
-    digits = pc.and_(pc.ascii_is_decimal(values), pc.less_equal(pc.utf8_length(values), 19))  # ^[0-9]{1,19}$
-    fits = pc.or_(pc.less(pc.utf8_length(values), 19), pc.less_equal(values, pa.scalar(INT64_MAX)))
+    if values.null_count == len(values):
+        return null_column(len(values), pa.int64())
+    decimal, lengths = pc.ascii_is_decimal(values), pc.utf8_length(values)
+    if pc.all(decimal).as_py() and pc.max(lengths).as_py() < 19:  # the usual column: every value fits as it is
+        return pc.cast(values, pa.int64())
+    digits = pc.and_(decimal, pc.less_equal(lengths, 19))  # ^[0-9]{1,19}$
+    fits = pc.or_(pc.less(lengths, 19), pc.less_equal(values, pa.scalar(INT64_MAX)))
     usable = pc.and_(digits, fits)
     return pc.cast(pc.if_else(usable, values, pa.scalar(None, pa.string())), pa.int64())
 
