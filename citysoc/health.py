@@ -12,6 +12,7 @@ tenant is never shown for a source, whatever happens to source ids.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class HealthStore:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "health.sqlite"
+        self._writers = threading.local()  # one open connection per recording thread (the drainer's)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -119,6 +121,19 @@ class HealthStore:
             yield conn
         finally:
             conn.close()
+
+    def _writer(self) -> sqlite3.Connection:
+        """This thread's connection for `record`, opened (and the schema made) once: opening one per drained batch
+        cost more CPU than the batch's line (and closing the last connection checkpoints the WAL every time)."""
+        conn: sqlite3.Connection | None = getattr(self._writers, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            for statement in _DDL:
+                conn.execute(statement)
+            self._writers.conn = conn
+        return conn
 
     def record(self, *, source_id: int, tenant: str, events: int, dead: int,
                last_event_time: datetime | None = None, last_dead_reason: str | None = None,
@@ -134,7 +149,7 @@ class HealthStore:
         received = received or datetime.now(UTC)
         minute = _minute(received)
         dead_at = _text(received) if dead and last_dead_reason is not None else None
-        with self._connect() as conn, conn:
+        with self._writer() as conn:
             conn.execute(_UPSERT_MINUTE, (source_id, tenant, minute, events, dead))
             conn.execute(_UPSERT_LATEST, {
                 "source_id": source_id, "tenant": tenant,
