@@ -22,6 +22,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -198,9 +199,11 @@ class LogParser(ABC):
         blank: list[int] = []
         if isinstance(records, RecordBlock):  # no read problems; blank payloads found in Arrow
             payloads = records.payloads
-            empty = pc.or_(pc.equal(pc.binary_length(payloads), 0), pc.ascii_is_space(payloads.view(pa.string())))
-            if pc.any(empty).as_py():
-                blank = pc.indices_nonzero(empty).to_pylist()
+            if may_be_blank(payloads):  # the usual block: no empty payload, none starting with a space
+                empty = pc.or_(pc.equal(pc.binary_length(payloads), 0),
+                               pc.ascii_is_space(payloads.view(pa.string())))
+                if pc.any(empty).as_py():
+                    blank = pc.indices_nonzero(empty).to_pylist()
         else:
             problems = list(map(_PROBLEM, records))
             if problems.count(None) != len(problems):
@@ -277,6 +280,23 @@ class LogParser(ABC):
             made = self._event_ids(columns, records, tenant=tenant, source=source, occurrences=occurrences)
             columns["event.id"] = made if ids is None else pc.coalesce(ids, made)
         occurrences.next_batch()
+
+
+_ASCII_SPACE = np.zeros(256, np.bool_)  # by byte value
+_ASCII_SPACE[list(b" \t\n\v\f\r")] = True
+
+
+def may_be_blank(payloads: pa.Array) -> bool:
+    """False when no payload of a binary array is empty or starts with an ASCII space (a blank one, all spaces,
+    does): read with numpy from the offsets and each payload's first byte, no kernel over the bytes."""
+    _, offsets, data = payloads.buffers()[:3]
+    if offsets is None or data is None or not pa.types.is_binary(payloads.type):
+        return True
+    ends = np.frombuffer(offsets, np.int32, len(payloads) + 1, payloads.offset * 4)
+    starts, stops = ends[:-1], ends[1:]
+    if (stops <= starts).any():
+        return True
+    return bool(_ASCII_SPACE[np.frombuffer(data, np.uint8)[starts]].any())
 
 
 def hex_digests(keys: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array] | None:

@@ -70,7 +70,8 @@ def decode(records: Sequence[RawRecord]) -> pa.Array:
     return pc.utf8_ltrim(pc.utf8_rtrim(texts, characters="\r\n\x00"), characters="\ufeff")
 
 
-_TRAILING = np.array([ord("\r"), ord("\n"), 0], np.uint8)
+_TRAILING = np.zeros(256, np.bool_)  # by byte value: CR, LF, NUL
+_TRAILING[list(b"\r\n\x00")] = True
 _BOM = np.frombuffer("\ufeff".encode(), np.uint8)
 
 
@@ -84,7 +85,7 @@ def _may_need_trimming(texts: pa.Array) -> bool:
     starts, stops = ends[:-1], ends[1:]
     text = np.frombuffer(data, np.uint8)
     filled = stops > starts
-    if np.isin(text[stops[filled] - 1], _TRAILING).any():
+    if _TRAILING[text[stops[filled] - 1]].any():
         return True
     long_enough = stops - starts >= len(_BOM)
     heads = starts[long_enough]

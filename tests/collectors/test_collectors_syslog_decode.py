@@ -1,7 +1,8 @@
 """`collectors.syslog.decode`: the payloads as text, CR, LF and NUL cut from the end and U+FEFF from the start.
 
-The trims run only when a line's last byte or first three bytes call for them: the shortcut must never skip a
-line the trims would change (Hypothesis lines of those characters and others, sliced arrays, nulls).
+The trims run only when a line's last byte or first three bytes call for them, and a record block is searched for
+blank payloads only when one is empty or starts with a space: neither shortcut may skip a line its kernels would
+change or leave out (Hypothesis lines of those characters and others, sliced arrays, nulls).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collectors import ParserOptions, SyslogParser
+from collectors.base import may_be_blank
 from collectors.records import RawRecord, RecordBlock
 from collectors.syslog import _may_need_trimming, decode
 
@@ -39,3 +42,13 @@ def test_decode_trims_line_ends_and_a_byte_order_mark_and_keeps_the_rest() -> No
     block = RecordBlock.of([b"<13>x", b"<13>y"], received=NOW, origin_prefix="t:", first=0)
     assert decode(block).to_pylist() == ["<13>x", "<13>y"]
     assert decode(block.cut(1, 2)).to_pylist() == ["<13>y"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=6).map(lambda text: text.replace(b"x", b" ")), max_size=12), st.integers(0, 3))
+def test_a_block_is_searched_for_blank_payloads_whenever_it_holds_one(payloads: list[bytes], cut: int) -> None:
+    column = pa.array([b""] * cut + payloads, pa.binary()).slice(cut)
+    blank = [not payload or payload.isspace() for payload in payloads]
+    assert may_be_blank(column) or not any(blank)
+    block = RecordBlock.of([b"<13>a", *payloads], received=NOW, origin_prefix="t:", first=0).cut(1, len(payloads) + 1)
+    assert SyslogParser(ParserOptions()).parse_records(block, tenant="t", source="s").skipped == sum(blank)
