@@ -199,18 +199,22 @@ class SyslogParser(LogParser):
                   bare: pa.Array) -> dict[int, str]:
         """event.dataset and the auth fields for the batch; returns the rows mapped record by record."""
         program = pc.utf8_lower(columns["process.name"])
-        text = pc.utf8_ltrim_whitespace(messages)
-        sysmon = pc.fill_null(pc.and_(pc.equal(program, "sysmon"), pc.or_(
-            pc.starts_with(text, "<Event"), pc.starts_with(text, "<?xml"))), False)
-        # the regular expressions run only where a cheap test leaves a chance (the usual batch: nowhere)
-        audit = pc.fill_null(pc.or_(pc.starts_with(text, "type="), pc.starts_with(text, "node=")), False)
-        if pc.any(audit).as_py():
-            audit = pc.fill_null(pc.match_substring_regex(text, RECORD_SHAPE), False)
         tagged = pc.is_in(headers["tag"], pa.array(["CEF", "LEEF"]))
         if pc.any(tagged).as_py():
             tagged = pc.and_(tagged, pc.match_substring_regex(messages, r"^[0-9.]+\|"))
-        payload = pc.or_(pc.starts_with(text, "CEF:"), pc.starts_with(text, "LEEF:"))
-        payload = pc.fill_null(pc.or_kleene(payload, tagged), False)
+        if _may_open_own_format(messages):
+            text = pc.utf8_ltrim_whitespace(messages)
+            sysmon = pc.fill_null(pc.and_(pc.equal(program, "sysmon"), pc.or_(
+                pc.starts_with(text, "<Event"), pc.starts_with(text, "<?xml"))), False)
+            # the regular expressions run only where a cheap test leaves a chance (the usual batch: nowhere)
+            audit = pc.fill_null(pc.or_(pc.starts_with(text, "type="), pc.starts_with(text, "node=")), False)
+            if pc.any(audit).as_py():
+                audit = pc.fill_null(pc.match_substring_regex(text, RECORD_SHAPE), False)
+            payload = pc.or_(pc.starts_with(text, "CEF:"), pc.starts_with(text, "LEEF:"))
+            payload = pc.fill_null(pc.or_kleene(payload, tagged), False)
+        else:  # no message opens a record of its own format: the seven kernels above would all say False
+            sysmon = audit = pa.array(np.zeros(len(messages), np.bool_))
+            payload = pc.fill_null(tagged, False)
         own_format = pc.or_(pc.or_(sysmon, audit), payload)
         auth = pc.and_(is_auth(program, messages, columns["log.syslog.facility.code"]), pc.invert(own_format))
         columns["event.dataset"] = pc.if_else(auth, AUTH_DATASET, SYSLOG_DATASET)
@@ -278,6 +282,38 @@ class SyslogParser(LogParser):
             raise UnparsableRecordError("a bare CEF/LEEF payload needs a device time (rt, devTime) or a syslog header")
         fields.update(mapped)
         return fields
+
+
+# The first four bytes of each start `_classify` tests for (`<Event`, `<?xml`, `type=`, `node=`, `CEF:`, `LEEF:`).
+_OWN_FORMAT_HEADS = np.frombuffer(b"<Eve<?xmtypenodeCEF:LEEF", "<u4").astype(np.uint32)  # little-endian words
+# A first byte utf8_ltrim_whitespace might cut, with room to spare: a control, space, DEL, or outside ASCII.
+_MAYBE_SPACE = np.zeros(256, np.bool_)
+_MAYBE_SPACE[[*range(0x21), *range(0x7F, 0x100)]] = True
+_OPENS = np.zeros(256, np.bool_)  # the first bytes of those starts
+_OPENS[list(b"<tnCL")] = True
+
+
+def _may_open_own_format(messages: pa.Array) -> bool:
+    """False when no message, as it stands, begins with one of the starts `_classify` tests for and none begins
+    with a byte `utf8_ltrim_whitespace` might cut (`_MAYBE_SPACE`): read with numpy from the offsets and each
+    message's first byte, and the first four of the few that begin like one of the starts (0.017 µs a line
+    against 0.053 for the seven kernels)."""
+    _, offsets, data = messages.buffers()[:3]
+    if offsets is None or not pa.types.is_string(messages.type):
+        return True
+    ends = np.frombuffer(offsets, np.int32, len(messages) + 1, messages.offset * 4)
+    starts, sizes = ends[:-1], np.diff(ends)
+    if data is None or not (sizes > 0).any():
+        return False  # every message empty: none starts with anything
+    text = np.frombuffer(data, np.uint8)
+    filled = sizes > 0
+    heads, first = starts[filled], text[starts[filled]]
+    if _MAYBE_SPACE[first].any():
+        return True
+    heads = heads[_OPENS[first] & (sizes[filled] >= 4)]  # the few that begin like one of the starts
+    words = (text[heads].astype(np.uint32) | text[heads + 1].astype(np.uint32) << 8
+             | text[heads + 2].astype(np.uint32) << 16 | text[heads + 3].astype(np.uint32) << 24)
+    return bool(np.isin(words, _OWN_FORMAT_HEADS).any())
 
 
 def _positions(mask: pa.Array) -> list[int]:

@@ -15,9 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors import ParserOptions, SyslogParser
+from collectors.auditd import DATASET as AUDITD_DATASET
 from collectors.base import may_be_blank
+from collectors.cef import CEF_DATASET
 from collectors.records import RawRecord, RecordBlock
-from collectors.syslog import _may_need_trimming, decode
+from collectors.syslog import SYSLOG_DATASET, _may_need_trimming, _may_open_own_format, decode
+from collectors.sysmon_linux import DATASET as SYSMON_DATASET
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 _PIECES = st.one_of(st.sampled_from(["\r", "\n", "\x00", "\ufeff", "\ufef0", "é", "a", " ", "\r\n"]),
@@ -52,3 +55,30 @@ def test_a_block_is_searched_for_blank_payloads_whenever_it_holds_one(payloads: 
     assert may_be_blank(column) or not any(blank)
     block = RecordBlock.of([b"<13>a", *payloads], received=NOW, origin_prefix="t:", first=0).cut(1, len(payloads) + 1)
     assert SyslogParser(ParserOptions()).parse_records(block, tenant="t", source="s").skipped == sum(blank)
+
+
+_STARTS = st.sampled_from(["<Event", "<?xml", "type=", "node=", "CEF:", "LEEF:", "<Ev", "CE", "typ", " ", "\u00a0",
+                           "\u3000", "\t", "\x1c", "a", "Connection", "LEEF", "nod"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(st.one_of(_STARTS, st.text(max_size=3)), max_size=4).map("".join), max_size=10),
+       st.integers(0, 3))
+def test_the_own_format_tests_are_skipped_only_where_they_would_all_say_false(messages: list[str], cut: int) -> None:
+    column = pa.array(["CEF:"] * cut + messages, pa.string()).slice(cut)
+    text = pc.utf8_ltrim_whitespace(column)
+    starts = [pc.starts_with(text, start) for start in ("<Event", "<?xml", "type=", "node=", "CEF:", "LEEF:")]
+    assert _may_open_own_format(column) or not any(pc.any(found).as_py() for found in starts)
+
+
+def test_own_format_lines_are_still_recognised_beside_plain_ones() -> None:
+    lines = [b"<13>Mar  1 10:00:00 h cron[1]: Connection closed by 192.0.2.7",
+             b"<13>Mar  1 10:00:00 h sysmon: <Event><System><EventID>1</EventID></System></Event>",
+             b"<13>Mar  1 10:00:00 h audisp: type=USER_LOGIN msg=audit(1.0:2): pid=1 uid=0",
+             b"<13>Mar  1 10:00:00 h x: CEF:0|V|P|1|100|name|5|src=192.0.2.7"]
+    plain = SyslogParser(ParserOptions(year=2026)).parse_records(
+        [RawRecord(lines[0], "t", NOW)], tenant="t", source="s")
+    assert list(plain.tables) == ["system.syslog"]
+    mixed = SyslogParser(ParserOptions(year=2026)).parse_records(
+        [RawRecord(line, "t", NOW) for line in lines], tenant="t", source="s")
+    assert {SYSLOG_DATASET, SYSMON_DATASET, AUDITD_DATASET, CEF_DATASET} <= set(mixed.tables), mixed.dead
