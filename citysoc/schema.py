@@ -277,26 +277,31 @@ EVENT_TREE: dict[str, Any] = _tree()
 ARROW_SCHEMA: pa.Schema = pa.schema(_arrow_fields(EVENT_TREE))
 
 
-# Parquet encoding: free text and ids that (almost) never repeat are stored plain. A dictionary of such
-# values only costs the writer its attempt (pyarrow gives up at 1 MB a column chunk) and the reader a
-# copy of every value it touches (Spark's reader decodes dictionary strings per access): the system.auth
-# rules of `bench/detect` run about 5% faster on a lake without them. Every other column keeps the
-# dictionary (keywords such as event.action, process.name, user.name).
-PLAIN_ENCODED: frozenset[str] = frozenset({"message", "event.id"})
+# Parquet encoding: free text, ids, process ids and event times, which (almost) never repeat, are stored
+# plain. A dictionary of such values only costs the writer its attempt (pyarrow hashes every value and gives
+# up at 1 MB a column chunk: on sshd lines the pids' and `log.syslog.procid`'s attempts cost more than their
+# plain encoding) and the reader a copy of every value it touches (Spark's reader decodes dictionary strings
+# per access): the system.auth rules of `bench/detect` run about 5% faster on a lake without them. Every
+# other column keeps the dictionary (keywords such as event.action, process.name, user.name).
+PLAIN_ENCODED: frozenset[str] = frozenset({
+    "message", "event.id", "event.original", "@timestamp", "event.created", "process.pid", "process.parent.pid",
+    "log.syslog.procid"})
 
 
-def _column_paths(fields: Any, prefix: str = "") -> Iterator[str]:
+def column_paths(fields: Any, prefix: str = "") -> Iterator[str]:
+    """The Parquet column paths of a schema's (or struct type's) leaves, as the writer's per-column options name
+    them (a list's values are `<path>.list.element`)."""
     for item in fields:
         path = f"{prefix}{item.name}"
         if pa.types.is_struct(item.type):
-            yield from _column_paths(item.type, path + ".")
+            yield from column_paths(item.type, path + ".")
         elif pa.types.is_list(item.type):
             yield f"{path}.list.element"
         else:
             yield path
 
 
-DICTIONARY_COLUMNS: list[str] = [path for path in _column_paths(ARROW_SCHEMA) if path not in PLAIN_ENCODED]
+DICTIONARY_COLUMNS: list[str] = [path for path in column_paths(ARROW_SCHEMA) if path not in PLAIN_ENCODED]
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": DICTIONARY_COLUMNS}
 
 

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, event_time, spark_schema, to_row
+from citysoc.schema import ARROW_SCHEMA, PARQUET_OPTIONS, column_paths, event_time, spark_schema, to_row
 from citysoc.store import arrivals, claims, journal, lookup
 from citysoc.store.arrivals import LakeFile
 from citysoc.store.base import Arrival, EventStore, WriteResult, register_store
@@ -155,6 +155,14 @@ def _narrowed_struct(array: pa.StructArray, field: pa.Field, filled: Collection[
         arrays, fields = [first_leaf[0]], [first_leaf[1]]
     narrow = pa.StructArray.from_arrays(arrays, fields=fields, mask=array.is_null() if array.null_count else None)
     return narrow, pa.field(field.name, narrow.type, field.nullable, field.metadata)
+
+
+@lru_cache(maxsize=256)  # a source's passes give the same few narrowed schemas
+def _compression(schema: pa.Schema, filled: frozenset[str]) -> dict[str, str]:
+    """Per column of a narrowed file: zstd for the leaves its rows fill, none for the null leaves kept to hold a
+    struct (their pages are a few bytes of levels, and each zstd call costs about 45 µs of CPU whatever its size:
+    38 of a sshd file's 68 leaves, 1.7 ms a write)."""
+    return {path: "zstd" if path.removesuffix(".list.element") in filled else "none" for path in column_paths(schema)}
 
 
 def day_range(since: datetime | None, until: datetime | None) -> tuple[str | None, str | None]:
@@ -390,7 +398,9 @@ class ParquetEventStore(EventStore):
                     / f"part-{uuid.uuid4().hex}.parquet")))
                 part = table if bounds["min"] == bounds["max"] else table.filter(pc.equal(days, day))
                 filled = arrivals.filled_fields(part)
-                pq.write_table(narrowed(part, filled), staged, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+                written = narrowed(part, filled)
+                pq.write_table(written, staged, row_group_size=ROW_GROUP_ROWS,
+                               **{**PARQUET_OPTIONS, "compression": _compression(written.schema, filled)})
                 fsync_file(staged)
                 first, last = arrivals.time_range(part)
                 files.append(LakeFile(swaps[-1].final, dataset=dataset, tenant=tenant, first_us=first, last_us=last,

@@ -178,3 +178,22 @@ def test_an_index_of_a_previous_layout_is_rebuilt_from_the_files(tmp_path: Path,
                                   table=pa.concat_tables([events(40), events(1, start=40)]))
     assert (result.stored, result.duplicates) == (1, 40)
     assert sorted(stored_ids(store.events_dir)) == sorted(f"e{number}" for number in range(41))
+
+
+def test_files_encode_unique_values_plain_and_compress_only_filled_leaves(tmp_path: Path) -> None:
+    store = lake(tmp_path)
+    table = events(300).to_pylist()
+    for number, row in enumerate(table):
+        row["event"]["original"] = f"line {number}"
+        row["process"] = {"pid": 1000 + number, "name": "sshd", "hash": {"md5": None}}
+    written = pa.Table.from_pylist(table, schema=ARROW_SCHEMA)
+    store.write_table(tenant="council", dataset=DATASET, table=written)
+    (path,) = data_files(store.events_dir)
+    metadata = pq.read_metadata(path)
+    chunks = {metadata.schema.column(i).path: metadata.row_group(0).column(i) for i in range(metadata.num_columns)}
+    for plain in ("event.original", "process.pid", "@timestamp", "event.id"):
+        assert not any("DICTIONARY" in encoding for encoding in chunks[plain].encodings), plain
+    assert any("DICTIONARY" in encoding for encoding in chunks["process.name"].encodings)
+    assert chunks["process.pid"].compression == chunks["event.original"].compression == "ZSTD"
+    assert chunks["process.hash.md5"].compression == "UNCOMPRESSED"  # a null leaf kept to hold its struct
+    assert pq.read_table(path, schema=ARROW_SCHEMA).equals(written)
