@@ -172,7 +172,7 @@ class LogParser(ABC):
         parsed = self._parse(records, tenant=tenant, source=source, occurrences=occurrences, file=file)
         tables: dict[str, pa.Table] = {}
         if parsed.table.num_rows:
-            datasets = pc.struct_field(parsed.table.column("event").combine_chunks(), "dataset")
+            datasets = pc.struct_field(parsed.table.column("event"), "dataset")
             names = pc.unique(datasets).to_pylist()
             for dataset in names:
                 tables[dataset] = parsed.table if len(names) == 1 else parsed.table.filter(pc.equal(datasets, dataset))
@@ -186,7 +186,7 @@ class LogParser(ABC):
         for chunk in batched(parser.records(path), FILE_BATCH):
             parsed = parser._parse(chunk, tenant=tenant, source=source, occurrences=occurrences, file=path)
             self.skipped += parsed.skipped
-            datasets = pc.struct_field(parsed.table.column("event").combine_chunks(), "dataset").to_pylist()
+            datasets = pc.struct_field(parsed.table.column("event"), "dataset").to_pylist()
             events = iter(zip(parsed.rows, datasets, table_docs(parsed.table), strict=True))
             letters = iter(sorted(parsed.dead, key=lambda pair: pair[0]))
             yield from _merge_in_order(events, letters)
@@ -217,11 +217,13 @@ class LogParser(ABC):
             left_out = {index for index, _ in dead} | set(blank)
             positions = [index for index in range(len(records)) if index not in left_out]
             usable: Sequence[RawRecord] = [records[index] for index in positions]
-        else:  # the usual batch: nothing to leave out
-            positions, usable = list(range(len(records))), records
+        else:  # the usual batch: nothing to leave out (positions are the rows themselves)
+            positions, usable = [], records
         normalised = self._guarded(usable, tenant=tenant, source=source)
-        dead.extend((positions[index], letter) for index, letter in normalised.dead)
-        columns, rows = normalised.columns, [positions[index] for index in normalised.rows]
+        dead.extend(normalised.dead if usable is records else
+                    [(positions[index], letter) for index, letter in normalised.dead])
+        columns = normalised.columns
+        rows = normalised.rows if usable is records else [positions[index] for index in normalised.rows]
         self._complete(columns, records if len(rows) == len(records) else [records[row] for row in rows],
                        tenant=tenant, source=source,
                        occurrences=occurrences or Occurrences(), file=file)

@@ -84,12 +84,12 @@ def _may_need_trimming(texts: pa.Array) -> bool:
     ends = np.frombuffer(offsets, np.int32, len(texts) + 1, texts.offset * 4)
     starts, stops = ends[:-1], ends[1:]
     text = np.frombuffer(data, np.uint8)
-    filled = stops > starts
-    if _TRAILING[text[stops[filled] - 1]].any():
+    lengths = stops - starts
+    if _TRAILING[text[(stops if lengths.all() else stops[lengths > 0]) - 1]].any():
         return True
-    long_enough = stops - starts >= len(_BOM)
-    heads = starts[long_enough]
-    return bool(((text[heads] == _BOM[0]) & (text[heads + 1] == _BOM[1]) & (text[heads + 2] == _BOM[2])).any())
+    heads = starts if (lengths >= len(_BOM)).all() else starts[lengths >= len(_BOM)]
+    heads = heads[text[heads] == _BOM[0]]  # usually none: the other two bytes are read for these only
+    return bool(((text[heads + 1] == _BOM[1]) & (text[heads + 2] == _BOM[2])).any())
 
 
 @register_parser
