@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 def native(name: str, *sources: str) -> Extension:
     return Extension(f"collectors._{name}", sources=[f"collectors/native/{source}" for source in sources],
-                     optional=True, extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"])
+                     optional=True, extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra"])
 
 
 setup(ext_modules=[
