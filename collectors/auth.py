@@ -28,6 +28,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -320,10 +321,8 @@ def _place(parts: list[pa.Array], placement: pa.Array, kind: pa.DataType) -> pa.
 def _ecs(captured: dict[str, pa.Array], matched_rule: pa.Array) -> dict[str, pa.Array]:
     fields: dict[str, pa.Array] = {}
     which = pc.fill_null(matched_rule, len(RULES))
-    for name in _FIXED:
-        values = [rule.fields.get(name) for rule in RULES] + [None]
-        kind = pa.list_(pa.string()) if isinstance(next(v for v in values if v is not None), list) else pa.string()
-        fields[name] = pa.array(values, kind).take(which)
+    for name, values in _fixed_values().items():
+        fields[name] = values.take(which)
     fields["user.name"] = captured["user"]
     fields["system.auth.ssh.method"] = pc.coalesce(captured["method"], fields.get("system.auth.ssh.method",
                                                                                    captured["method"]))
@@ -335,15 +334,26 @@ def _ecs(captured: dict[str, pa.Array], matched_rule: pa.Array) -> dict[str, pa.
     return fields
 
 
+@cache
+def _fixed_values() -> dict[str, pa.Array]:
+    """Per fixed field, its value for each rule and a last null (no rule): the arrays `_ecs` takes from."""
+    arrays = {}
+    for name in _FIXED:
+        values = [rule.fields.get(name) for rule in RULES] + [None]
+        kind = pa.list_(pa.string()) if isinstance(next(v for v in values if v is not None), list) else pa.string()
+        arrays[name] = pa.array(values, kind)
+    return arrays
+
+
 def _source(addresses: pa.Array) -> dict[str, pa.Array]:
-    """source.address / source.ip / source.domain from hosts as written; classified once per distinct value."""
-    distinct = pc.unique(addresses.drop_null())
-    kinds = [_classify(value) for value in distinct.to_pylist()]
-    positions = pc.index_in(addresses, value_set=distinct)
+    """source.address / source.ip / source.domain from hosts as written; classified once per distinct value
+    (one hash pass: the dictionary encoding gives the distinct values and each row's index among them)."""
+    encoded = pc.dictionary_encode(addresses)
+    kinds = [_classify(value) for value in encoded.dictionary.to_pylist()]
+    positions = pc.fill_null(encoded.indices, len(kinds))
 
     def pick(slot: int) -> pa.Array:
-        return pa.array([kind[slot] for kind in kinds] + [None], pa.string()).take(
-            pc.fill_null(positions, len(kinds)))
+        return pa.array([kind[slot] for kind in kinds] + [None], pa.string()).take(positions)
 
     return {"source.address": pick(0), "source.ip": pick(1), "source.domain": pick(2)}
 
