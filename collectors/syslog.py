@@ -323,11 +323,26 @@ def _positions(mask: pa.Array) -> list[int]:
 def _priority(columns: EventColumns, headers: Any, reasons: list[str | None]) -> None:
     """PRI -> priority, facility and severity (codes and names); busybox's `facility.level` when no PRI."""
     priority = int64_from_text(headers["pri"])
-    for row in _positions(pc.greater(priority, 191)):
-        reasons[row] = reasons[row] or f"syslog priority {priority[row].as_py()} is out of range (0-191)"
-    priority = pc.if_else(pc.fill_null(pc.greater(priority, 191), False), pa.scalar(None, pa.int64()), priority)
+    out_of_range = pc.greater(priority, 191)
+    if pc.any(out_of_range).as_py():
+        for row in _positions(out_of_range):
+            reasons[row] = reasons[row] or f"syslog priority {priority[row].as_py()} is out of range (0-191)"
+        priority = pc.if_else(pc.fill_null(out_of_range, False), pa.scalar(None, pa.int64()), priority)
     facility = pc.divide(priority, 8)
     severity = pc.subtract(priority, pc.multiply(facility, 8))
+    length = len(reasons)
+    if headers["facility"].null_count < length or headers["level"].null_count < length:  # busybox's names
+        facility, severity, priority = _named_priority(headers, facility, severity, priority)
+    columns["log.syslog.priority"] = priority
+    columns["log.syslog.facility.code"] = facility
+    columns["log.syslog.severity.code"] = severity
+    columns["log.syslog.facility.name"] = pa.array(FACILITY_NAMES, pa.string()).take(facility)
+    columns["log.syslog.severity.name"] = pa.array(SEVERITY_NAMES, pa.string()).take(severity)
+
+
+def _named_priority(headers: Any, facility: pa.Array, severity: pa.Array,
+                    priority: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Facility, severity and priority where the line names them (`facility.level`) instead of a PRI."""
     named_facility = pc.index_in(headers["facility"], value_set=pa.array(FACILITY_NAMES))
     named_level = pa.array(list(LEVEL_CODES.values()), pa.int64()).take(
         pc.index_in(headers["level"], value_set=pa.array(list(LEVEL_CODES))))
@@ -336,11 +351,7 @@ def _priority(columns: EventColumns, headers: Any, reasons: list[str | None]) ->
     both = pc.and_(facility.is_valid(), severity.is_valid())
     priority = pc.coalesce(priority, pc.if_else(both, pc.add(pc.multiply(facility, 8), severity),
                                                 pa.scalar(None, pa.int64())))
-    columns["log.syslog.priority"] = priority
-    columns["log.syslog.facility.code"] = facility
-    columns["log.syslog.severity.code"] = severity
-    columns["log.syslog.facility.name"] = pa.array(FACILITY_NAMES, pa.string()).take(facility)
-    columns["log.syslog.severity.name"] = pa.array(SEVERITY_NAMES, pa.string()).take(severity)
+    return facility, severity, priority
 
 
 def priority_fields(value: int) -> dict[str, Any]:
