@@ -140,9 +140,14 @@ class SyslogParser(LogParser):
             if reference is None:  # a live record: its own arrival time decides the year
                 shared = single_received(records)
                 reference = shared if shared is not None else received_column(records).filter(classic)
-            found = resolve_yearless(headers["month"].filter(classic), headers["day"].filter(classic),
-                                     headers["clock"].filter(classic), pc.fill_null(headers["fraction"], "").filter(
-                                         classic), year=self.options.year, reference=reference, tz=self.options.tz)
+            every = pc.all(classic).as_py()  # the usual batch of BSD lines: no filter copies the columns
+
+            def chosen(values: pa.Array) -> pa.Array:
+                return values if every else values.filter(classic)
+
+            found = resolve_yearless(chosen(headers["month"]), chosen(headers["day"]), chosen(headers["clock"]),
+                                     chosen(pc.fill_null(headers["fraction"], "")), year=self.options.year,
+                                     reference=reference, tz=self.options.tz)
             moments = pc.coalesce(moments, spread(classic, found))
         columns["@timestamp"] = moments
         missing = pc.and_(pc.or_(headers.rfc5424, headers.bsd), moments.is_null())
@@ -220,7 +225,9 @@ class SyslogParser(LogParser):
         columns["event.dataset"] = pc.if_else(auth, AUTH_DATASET, SYSLOG_DATASET)
         columns["event.module"] = "system"
         if pc.any(auth).as_py():
-            for name, values in spread_fields(auth, auth_fields(program.filter(auth), messages.filter(auth))).items():
+            every = pc.all(auth).as_py()  # a stream of auth lines: no filter copies the columns
+            chosen = (program, messages) if every else (program.filter(auth), messages.filter(auth))
+            for name, values in spread_fields(auth, auth_fields(*chosen)).items():
                 columns[name] = values
         slow: dict[int, str] = {}
         for kind, mask in ((_BARE, bare), (_SYSMON, sysmon), (_AUDIT, audit), (_CEF, payload)):
