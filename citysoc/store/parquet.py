@@ -350,10 +350,13 @@ class ParquetEventStore(EventStore):
     def _unclaimed(self, *, tenant: str, dataset: str, keys: claims.Keys) -> tuple[np.ndarray, list[_NewClaims]]:
         """The rows to store (in table order: each key's first row, of keys no run of its partition holds), and
         per partition day the new keys with the runs found there."""
-        days = np.unique(keys.day)
+        if not len(keys.day):
+            return np.empty(0, np.int64), []
+        first_day, last_day = int(keys.day.min()), int(keys.day.max())  # one day, usually: no sort (np.unique)
+        days = [first_day] if first_day == last_day else np.unique(keys.day).tolist()
         keep: list[np.ndarray] = []
         claimed: list[_NewClaims] = []
-        for day in days.tolist():
+        for day in days:
             rows = np.flatnonzero(keys.day == day) if len(days) > 1 else None
             order, primary, secondary = _sorted_distinct(keys, rows)
             folder = claims.partition(self.events_dir, dataset=dataset, tenant=tenant, day=day)
