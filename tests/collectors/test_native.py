@@ -320,13 +320,14 @@ def test_parse_gives_the_same_events_and_dead_letters_without_the_compiled_path(
     assert found == expected
 
 
-def test_header_parser_refuses_offsets_outside_the_data() -> None:
-    module = compiled("syslog_header")
+@pytest.mark.parametrize(("name", "function"), [("syslog_header", "split_bsd"), ("redact", "candidates")])
+def test_line_passes_refuse_offsets_outside_the_data(name: str, function: str) -> None:
+    scan = getattr(compiled(name), function)
     offsets = pa.array([0, 4, 99], pa.int32()).buffers()[1]
     with pytest.raises(ValueError, match="outside the data buffer"):
-        module.split_bsd(offsets, b"abcd", 0, 2)
+        scan(offsets, b"abcd", 0, 2)
     with pytest.raises(ValueError, match="offsets buffer is shorter"):
-        module.split_bsd(offsets, b"abcd", 1, 2)
+        scan(offsets, b"abcd", 1, 2)
 
 
 @settings(max_examples=300, deadline=None)
