@@ -65,33 +65,23 @@ class _NewClaims:
     found: list[claims.Run]
 
 
-def _first_of_each(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray | None:
-    """Of keys sorted by primary (repeats in row order), a mask of each key's first place; None when every key
-    is distinct (the usual case: one vectorised comparison)."""
-    repeats = np.flatnonzero(primary[1:] == primary[:-1]) + 1
-    if not len(repeats):
-        return None
-    first = np.ones(len(primary), bool)
-    for index in repeats.tolist():  # a shared primary: rare (a repeated event, or 47 equal bits of two ids)
-        start = index
-        while start and primary[start - 1] == primary[index]:
-            start -= 1
-        if (secondary[start:index][first[start:index]] == secondary[index]).any():
-            first[index] = False
-    return first
-
-
 def _sorted_distinct(keys: claims.Keys, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of `rows` (every row when None): each distinct key's first row, sorted by primary, with its key words."""
+    """Of `rows` (every row when None): each distinct key's first row, sorted by primary, with its key words.
+    The usual table has no shared primary and takes one sort; one that has (a repeated event, or 47 equal bits
+    of two ids) is sorted by both words, stably, so each key's first row comes first: O(n log n) either way."""
     primary = keys.primary if rows is None else keys.primary[rows]
-    order = np.argsort(primary, kind="stable")  # a repeated key's first row first
+    order = np.argsort(primary, kind="stable")
+    ordered = primary[order]
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        secondary = keys.secondary if rows is None else keys.secondary[rows]
+        order = np.lexsort((secondary, primary))  # stable: equal keys stay in row order
+        ordered, following = primary[order], secondary[order]
+        first = np.ones(len(order), bool)
+        first[1:] = (ordered[1:] != ordered[:-1]) | (following[1:] != following[:-1])
+        order = order[first]
     if rows is not None:
         order = rows[order]
-    primary, secondary = keys.primary[order], keys.secondary[order]
-    first = _first_of_each(primary, secondary)
-    if first is not None:
-        order, primary, secondary = order[first], primary[first], secondary[first]
-    return order, primary, secondary
+    return order, keys.primary[order], keys.secondary[order]
 
 
 def partition_dir(events_dir: Path, *, dataset: str, tenant: str, day: str) -> Path:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from citysoc.store import ParquetEventStore, claims
+from citysoc.store.parquet import _sorted_distinct
 from tests.store.lake_helpers import DATASET, events, stored_ids
 
 
@@ -107,3 +109,27 @@ def test_hex_ids_have_the_same_value_whether_decoded_in_bulk_or_one_by_one() -> 
         values = claims.id_values(pa.array([hex_ids[0], other]))
         assert (values[0][0], values[1][0]) == (0, 1)
         assert (values[0][1], values[1][1]) != (0, 1)
+
+
+def test_a_table_of_many_repeats_keeps_each_keys_first_row() -> None:
+    """Rows whose keys repeat (the same id, or ids sharing the primary word) in any order: each distinct key's
+    first row, in key order, as a reference that walks the rows finds them."""
+    rng = np.random.default_rng(7)
+    # 40 ids sharing the primary word (they differ in the secondary's top bits), 40 that differ in the primary
+    distinct = [f"{0:016x}{index:04x}{0:012x}" for index in range(40)]
+    distinct += [f"{index + 1:08x}{0:024x}" for index in range(40)]
+    ids = [distinct[index] for index in rng.integers(0, len(distinct), 30_000).tolist()]
+    table = same_second(with_ids(events(len(ids)), ids))
+    keys = claims.keys_of(table.column("event").combine_chunks().field("id"), table.column("@timestamp"))
+    order, primary, secondary = _sorted_distinct(keys, None)
+    expected: dict[tuple[int, int], int] = {}
+    for row, key in enumerate(zip(keys.primary.tolist(), keys.secondary.tolist(), strict=True)):
+        expected.setdefault(key, row)
+    assert sorted(order.tolist()) == sorted(expected.values())
+    assert [expected[key] for key in zip(primary.tolist(), secondary.tolist(), strict=True)] == order.tolist()
+    assert (np.diff(primary.astype(np.float64)) >= 0).all() and len(order) == len(distinct)
+    rows = np.arange(0, len(ids), 3)
+    order, _, _ = _sorted_distinct(keys, rows)
+    assert sorted(order.tolist()) == sorted({key: row for row, key in reversed(list(zip(
+        rows.tolist(), zip(keys.primary[rows].tolist(), keys.secondary[rows].tolist(), strict=True), strict=True)))}
+        .values())
